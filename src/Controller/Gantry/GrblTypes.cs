@@ -1,0 +1,69 @@
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Gantry;
+
+/// <summary>grbl real-time command bytes: they bypass the receive buffer and act at once.</summary>
+public enum GrblRealtime : byte
+{
+    StatusQuery = (byte)'?',
+    FeedHold = (byte)'!',
+    CycleStart = (byte)'~',
+    SoftReset = 0x18,
+    SafetyDoor = 0x84,
+    JogCancel = 0x85,
+}
+
+/// <summary>One parsed status report <c>&lt;State|MPos:x,y,z|Bf:blocks,bytes|FS:feed,speed&gt;</c>.</summary>
+/// <param name="State">Idle, Run, Hold:0, Hold:1, Jog, Alarm, Door:0..3, Check, Home, Sleep.</param>
+/// <param name="MachinePosition">MPos, mm.</param>
+/// <param name="PlannerBlocksFree">Bf first field; -1 when absent.</param>
+/// <param name="RxBytesFree">Bf second field; -1 when absent.</param>
+/// <param name="FeedMmPerMin">FS first field (or F); 0 when absent.</param>
+/// <param name="SpindleSpeed">FS second field; 0 when absent.</param>
+/// <param name="ReceivedTimestamp">TimeProvider timestamp at which the report was read.</param>
+public sealed record GrblStatus(string State, Vec3 MachinePosition, int PlannerBlocksFree, int RxBytesFree, double FeedMmPerMin, double SpindleSpeed, long ReceivedTimestamp)
+{
+    public bool IsIdle => State == "Idle";
+    public bool IsAlarm => State == "Alarm";
+    public bool IsHold => State.StartsWith("Hold", StringComparison.Ordinal) || State.StartsWith("Door", StringComparison.Ordinal);
+}
+
+/// <summary>The firmware's answer to one line: <c>ok</c> or <c>error:N</c>.</summary>
+public sealed record LineAck(string Line, bool Ok, int ErrorCode, string ErrorText);
+
+/// <summary>A line that has been written; <see cref="Ack"/> completes with its ok/error or faults with <see cref="GantryFaultException"/>.</summary>
+public sealed record SentLine(string Line, Task<LineAck> Ack);
+
+/// <summary>Why the link to the firmware can no longer be trusted.</summary>
+public enum GantryFaultKind
+{
+    /// <summary>ALARM:N from the firmware.</summary>
+    Alarm,
+    /// <summary>The firmware restarted (a welcome banner mid-stream) or we soft-reset it: queued lines are gone.</summary>
+    Reset,
+    /// <summary>The transport closed, failed, or went silent past the status timeout.</summary>
+    LinkLost,
+    /// <summary>A line the client does not understand, or an ok with nothing in flight.</summary>
+    Protocol,
+    /// <summary>The client was disposed.</summary>
+    Closed,
+}
+
+/// <summary>A gantry fault: pending acks fault with this and GrblClient.Faulted is raised.</summary>
+public sealed class GantryFaultException(GantryFaultKind kind, int code, string message) : Exception(message)
+{
+    public GantryFaultKind Kind { get; } = kind;
+    /// <summary>Alarm number for <see cref="GantryFaultKind.Alarm"/>, else 0.</summary>
+    public int Code { get; } = code;
+}
+
+/// <summary>Options of GrblClient.</summary>
+public sealed record GrblClientOptions
+{
+    /// <summary>Receive buffer size of the firmware (grbl: 128); the client keeps in flight at most this minus one.</summary>
+    public int RxBufferBytes { get; init; } = 128;
+    /// <summary>How long to wait for the welcome banner after open (and after a soft reset).</summary>
+    public TimeSpan BannerTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A status query that gets no report within this is a link fault.</summary>
+    public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(1);
+}

@@ -1,0 +1,140 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Motion;
+
+/// <summary>Per-axis values (X, Y, Z).</summary>
+public sealed record AxisValues(double X, double Y, double Z)
+{
+    /// <summary>Value for axis index 0..2.</summary>
+    public double this[int axis] => axis switch { 0 => X, 1 => Y, 2 => Z, _ => throw new ArgumentOutOfRangeException(nameof(axis)) };
+}
+
+/// <summary>Needle limits: depth below the skin surface and dwell at depth.</summary>
+public sealed record NeedleLimits(double MinDepthMm, double MaxDepthMm, double MinDwellMs, double MaxDwellMs, double SpindleSpeed);
+
+/// <summary>
+/// Pose of the head frame H in gantry frame G for a still head (a practice pad or a fixed head rest):
+/// p_G = R_z(yawDeg) · p_H + origin. Replaced by live tracking in a later issue.
+/// </summary>
+public sealed record FixedHeadPose(double OriginXMm, double OriginYMm, double OriginZMm, double YawDeg)
+{
+    /// <summary>T_GH as a rigid transform.</summary>
+    public RigidTransform ToTransform() => RigidTransform.FromYawDegrees(YawDeg, new Vec3(OriginXMm, OriginYMm, OriginZMm));
+}
+
+/// <summary>
+/// A machine profile (hardware/profiles/*.json): kinematic limits of the gantry, its envelope,
+/// needle limits, plan limits and safety timings. Machine frame G: X/Y horizontal, Z up, the
+/// envelope is [0, maxTravel] on each axis after homing (homing ends at X=0, Y=0, Z=max).
+/// </summary>
+public sealed record MachineProfile
+{
+    public required string Name { get; init; }
+    public string Description { get; init; } = "";
+    /// <summary>Firmware $100-$102.</summary>
+    public required AxisValues StepsPerMm { get; init; }
+    /// <summary>Firmware $110-$112, mm/min.</summary>
+    public required AxisValues MaxRateMmPerMin { get; init; }
+    /// <summary>Firmware $120-$122, mm/s².</summary>
+    public required AxisValues AccelerationMmPerS2 { get; init; }
+    /// <summary>Firmware $130-$132, mm.</summary>
+    public required AxisValues MaxTravelMm { get; init; }
+    /// <summary>Firmware $20.</summary>
+    public bool SoftLimits { get; init; } = true;
+    /// <summary>Firmware $22.</summary>
+    public bool HomingEnabled { get; init; } = true;
+    /// <summary>Needle tip height above the skin surface while travelling between dots, mm.</summary>
+    public double HoverHeightMm { get; init; } = 2.0;
+    /// <summary>Feed for travel at hover height, mm/min (capped by the axis limits).</summary>
+    public double TravelFeedMmPerMin { get; init; } = 3000;
+    /// <summary>Feed for plunge and retract, mm/min (capped by the axis limits).</summary>
+    public double PlungeFeedMmPerMin { get; init; } = 600;
+    public required NeedleLimits Needle { get; init; }
+    /// <summary>Minimum distance between any two dots of a plan, mm (XY in head frame).</summary>
+    public double MinDotSpacingMm { get; init; } = 0.5;
+    /// <summary>Largest plan accepted, dots.</summary>
+    public int MaxDots { get; init; } = 30000;
+    /// <summary>Largest plan file accepted, bytes.</summary>
+    public long MaxPlanBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Pigment ids the machine is loaded with.</summary>
+    public required IReadOnlyList<string> Pigments { get; init; }
+    /// <summary>A running session holds when the operator heartbeat is older than this, ms.</summary>
+    public double DeadManTimeoutMs { get; init; } = 1000;
+    /// <summary>Verify-before-plunge tolerance between the commanded and the re-aimed target, mm.</summary>
+    public double VerifyToleranceMm { get; init; } = 0.02;
+    /// <summary>Status poll rate while running, Hz (grbl: ≤ 10).</summary>
+    public double StatusPollHz { get; init; } = 10;
+    /// <summary>Firmware receive buffer size, bytes (grbl: 128).</summary>
+    public int RxBufferBytes { get; init; } = 128;
+    /// <summary>Firmware planner size, blocks (grbl: 15 usable).</summary>
+    public int PlannerBlocks { get; init; } = 15;
+    /// <summary>Head pose for still-head sessions.</summary>
+    public required FixedHeadPose FixedHead { get; init; }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
+
+    /// <summary>Loads and checks a profile file; throws <see cref="InvalidDataException"/> with a clear message.</summary>
+    public static MachineProfile Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new InvalidDataException($"machine profile '{path}' does not exist");
+        }
+        try
+        {
+            var profile = JsonSerializer.Deserialize<MachineProfile>(File.ReadAllText(path), JsonOptions)
+                ?? throw new InvalidDataException($"machine profile '{path}' is empty");
+            profile.Check();
+            return profile;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"machine profile '{path}' is not valid: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Throws <see cref="InvalidDataException"/> when a value is out of its physical range.</summary>
+    public void Check()
+    {
+        var errors = new List<string>();
+        for (var a = 0; a < 3; a++)
+        {
+            var axis = "XYZ"[a];
+            if (!(StepsPerMm[a] > 0)) errors.Add($"stepsPerMm.{axis} must be > 0");
+            if (!(MaxRateMmPerMin[a] > 0)) errors.Add($"maxRateMmPerMin.{axis} must be > 0");
+            if (!(AccelerationMmPerS2[a] > 0)) errors.Add($"accelerationMmPerS2.{axis} must be > 0");
+            if (!(MaxTravelMm[a] > 0)) errors.Add($"maxTravelMm.{axis} must be > 0");
+        }
+        if (!(Needle.MinDepthMm > 0 && Needle.MaxDepthMm >= Needle.MinDepthMm)) errors.Add("needle depth limits must satisfy 0 < min <= max");
+        if (!(Needle.MinDwellMs >= 0 && Needle.MaxDwellMs >= Needle.MinDwellMs)) errors.Add("needle dwell limits must satisfy 0 <= min <= max");
+        if (!(HoverHeightMm > 0)) errors.Add("hoverHeightMm must be > 0");
+        if (!(TravelFeedMmPerMin > 0) || !(PlungeFeedMmPerMin > 0)) errors.Add("feeds must be > 0");
+        if (!(MinDotSpacingMm > 0)) errors.Add("minDotSpacingMm must be > 0");
+        if (MaxDots <= 0 || MaxPlanBytes <= 0) errors.Add("maxDots and maxPlanBytes must be > 0");
+        if (!(DeadManTimeoutMs > 0)) errors.Add("deadManTimeoutMs must be > 0");
+        if (!(VerifyToleranceMm > 0)) errors.Add("verifyToleranceMm must be > 0");
+        if (!(StatusPollHz > 0 && StatusPollHz <= 50)) errors.Add("statusPollHz must be in (0, 50]");
+        if (RxBufferBytes < 32 || PlannerBlocks < 2) errors.Add("rxBufferBytes must be >= 32 and plannerBlocks >= 2");
+        if (Pigments.Count == 0) errors.Add("pigments must name at least one pigment");
+        if (errors.Count > 0)
+        {
+            throw new InvalidDataException($"machine profile '{Name}' is not valid: {string.Join("; ", errors)}");
+        }
+    }
+
+    /// <summary>True when <paramref name="p"/> lies inside the envelope [0, maxTravel].</summary>
+    public bool InEnvelope(Vec3 p) =>
+        p.IsFinite && p.X >= 0 && p.X <= MaxTravelMm.X && p.Y >= 0 && p.Y <= MaxTravelMm.Y && p.Z >= 0 && p.Z <= MaxTravelMm.Z;
+
+    /// <summary>The position homing ends at.</summary>
+    public Vec3 HomePosition => new(0, 0, MaxTravelMm.Z);
+}

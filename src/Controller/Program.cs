@@ -1,0 +1,6 @@
+namespace SmpRobot.Controller;
+
+internal static class Program
+{
+    private static int Main() => 0;
+}

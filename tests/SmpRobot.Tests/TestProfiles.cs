@@ -1,0 +1,22 @@
+using SmpRobot.Controller.Motion;
+
+namespace SmpRobot.Tests;
+
+/// <summary>Profiles for tests: the bundled hardware/ files, so tests exercise what ships.</summary>
+internal static class TestProfiles
+{
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    public static MachineProfile Desk() => MachineProfile.Load(Path.Combine(RepoRoot, "hardware", "profiles", "desk-200.json"));
+
+    public static MachineProfile Sim() => MachineProfile.Load(Path.Combine(RepoRoot, "hardware", "profiles", "sim.json"));
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "SmpRobot.sln"))) return dir.FullName;
+        }
+        throw new InvalidOperationException("cannot find the repository root (SmpRobot.sln) above " + AppContext.BaseDirectory);
+    }
+}
