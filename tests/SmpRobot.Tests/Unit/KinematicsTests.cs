@@ -37,7 +37,7 @@ public class KinematicsTests
     public void Step_grid_quantises_to_whole_steps()
     {
         var grid = new StepGrid(new AxisValues(80, 80, 400));
-        var q = grid.Quantise(new Vec3(10.0061, 0.0, 3.00124));
+        var q = grid.Quantise(new Vec3(10.0061, 0.0, 3.00126));
         Assert.Equal(10.0, q.X, 12);
         Assert.Equal(3.0025, q.Z, 12);
         Assert.Equal((800L, 0L, 1201L), grid.ToSteps(q));
