@@ -34,14 +34,12 @@ internal static class DemoCommand
             noUi,
             plan,
         };
-        command.Validators.Add(result =>
-        {
-            var scale = result.GetValue(timeScale);
-            if (!double.IsFinite(scale) || scale <= 0) result.AddError("--time-scale must be a positive number");
-            if (result.GetValue(dots) is < 1) result.AddError("--dots must be at least 1");
-        });
+        // Validated in the action: option defaults are not applied yet when command validators run.
         app.Bind(command, async (ctx, parse, ct) =>
         {
+            var scale = parse.GetValue(timeScale);
+            if (!double.IsFinite(scale) || scale <= 0) throw new CliException(ExitCodes.Usage, "--time-scale must be a positive number");
+            if (parse.GetValue(dots) is < 1) throw new CliException(ExitCodes.Usage, "--dots must be at least 1");
             var planPath = parse.GetValue(plan) ?? FindDefaultPlan(ctx.Host);
             var planJson = LoadPlan(planPath, parse.GetValue(dots));
             var exe = ControllerProcess.FindExecutable(ctx.Host) ?? throw new CliException(ExitCodes.Failure,
@@ -54,7 +52,7 @@ internal static class DemoCommand
             string[] args =
             [
                 "--gantry", "sim",
-                "--time-scale", parse.GetValue(timeScale).ToString(CultureInfo.InvariantCulture),
+                "--time-scale", scale.ToString(CultureInfo.InvariantCulture),
                 "--data", dataDir,
                 "--urls", url,
             ];

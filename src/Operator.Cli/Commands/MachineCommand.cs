@@ -33,6 +33,8 @@ internal static class MachineCommand
         var jog = new Command("jog", "Relative jog at a hover-safe feed. Refused while a session runs or the e-stop is latched.") { dx, dy, dz, feed };
         jog.Validators.Add(result =>
         {
+            // An unparsable number is already a parse error of its option.
+            if (new[] { dx, dy, dz, feed }.Any(o => result.GetResult(o)?.Errors.Any() == true || result.GetResult(o)?.Tokens.Any(t => !double.TryParse(t.Value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _)) == true)) return;
             double x = result.GetValue(dx), y = result.GetValue(dy), z = result.GetValue(dz), f = result.GetValue(feed);
             if (!double.IsFinite(x) || !double.IsFinite(y) || !double.IsFinite(z) || !double.IsFinite(f)) result.AddError("jog values must be finite numbers");
             else if (x == 0 && y == 0 && z == 0) result.AddError("give at least one of --dx, --dy, --dz (non-zero)");

@@ -90,6 +90,7 @@ internal static class SessionCommands
         };
         command.Validators.Add(result =>
         {
+            if (result.GetResult(dots)?.Errors.Any() == true) return;
             var hasDots = (result.GetValue(dots)?.Length ?? 0) > 0;
             var hasAll = result.GetValue(all);
             if (hasDots == hasAll) result.AddError("give either --dot ID (one or more) or --all-in-doubt");
