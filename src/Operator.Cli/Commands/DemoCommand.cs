@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Globalization;
+
+namespace SmpRobot.Operator.Cli.Commands;
+
+/// <summary>
+/// <c>smp demo</c>: starts a controller process on the simulated gantry, runs a plan exactly as <c>smp run</c>,
+/// then stops the controller.
+/// </summary>
+internal static class DemoCommand
+{
+    /// <summary>The bundled demo plan, relative to the hardware folder.</summary>
+    public const string DefaultPlan = "plans/demo-crown.json";
+
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
+
+    public static Command Build(CliCommands app)
+    {
+        var dots = new Option<int?>("--dots") { Description = "Keep only the first N dots of the plan", HelpName = "N" };
+        var timeScale = new Option<double>("--time-scale")
+        {
+            Description = "Simulation speed-up of the simulated gantry",
+            HelpName = "X",
+            DefaultValueFactory = _ => 20,
+        };
+        var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
+        var plan = new Option<string?>("--plan") { Description = "Plan file (default: hardware/" + DefaultPlan + ")", HelpName = "FILE" };
+        var command = new Command("demo", "Start a controller on the simulated gantry, run a plan as 'smp run' does "
+            + "(e / Esc / Ctrl+C = EMERGENCY STOP, space = pause/resume), then stop the controller. The controller is "
+            + "$SMP_CONTROLLER_EXE or smp-controller next to smp; its log goes to a new temporary folder.")
+        {
+            dots,
+            timeScale,
+            noUi,
+            plan,
+        };
+        // Validated in the action: option defaults are not applied yet when command validators run.
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            var scale = parse.GetValue(timeScale);
+            if (!double.IsFinite(scale) || scale <= 0) throw new CliException(ExitCodes.Usage, "--time-scale must be a positive number");
+            if (parse.GetValue(dots) is < 1) throw new CliException(ExitCodes.Usage, "--dots must be at least 1");
+            var planPath = parse.GetValue(plan) ?? FindDefaultPlan(ctx.Host);
+            var planJson = LoadPlan(planPath, parse.GetValue(dots));
+            var exe = ControllerProcess.FindExecutable(ctx.Host) ?? throw new CliException(ExitCodes.Failure,
+                $"cannot find smp-controller: set SMP_CONTROLLER_EXE or install it next to smp ({ctx.Host.BaseDirectory})");
+            ControllerProcess.EnsurePortFree(ctx.Controller);
+
+            var dataDir = Directory.CreateTempSubdirectory("smp-demo-").FullName;
+            var logPath = Path.Combine(dataDir, "controller.log");
+            var url = ctx.Controller.ToString().TrimEnd('/');
+            string[] args =
+            [
+                "--gantry", "sim",
+                "--time-scale", scale.ToString(CultureInfo.InvariantCulture),
+                "--data", dataDir,
+                "--urls", url,
+            ];
+            ctx.Info($"starting {exe} on the simulated gantry at {url} (log: {logPath})");
+            await using var controller = ControllerProcess.Start(exe, args, logPath);
+            try
+            {
+                using (var probe = ctx.Connect())
+                {
+                    await controller.WaitUntilReadyAsync(probe, ctx.Host.Time, ReadyTimeout, ct);
+                }
+                return await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct);
+            }
+            catch (CliException e) when (e.ExitCode == ExitCodes.Failure && !e.Message.Contains(logPath, StringComparison.Ordinal))
+            {
+                throw new CliException(e.ExitCode, e.Message + $" (controller log: {logPath})", e.Details, e) { AlreadyReported = e.AlreadyReported };
+            }
+            finally
+            {
+                var code = await controller.StopAsync();
+                ctx.Info($"controller stopped (exit code {code?.ToString(CultureInfo.InvariantCulture) ?? "?"}); log: {logPath}");
+            }
+        });
+        return command;
+    }
+
+    /// <summary>Reads the plan (size-checked) and keeps its first <paramref name="dots"/> dots when given.</summary>
+    public static string LoadPlan(string path, int? dots)
+    {
+        var text = PlanFile.ReadChecked(path);
+        return dots is { } n ? PlanFile.KeepFirstDots(text, n, path) : text;
+    }
+
+    /// <summary>
+    /// hardware/plans/demo-crown.json under $SMP_HARDWARE_DIR, else in the first folder above the smp executable
+    /// that contains hardware/plans. Not found → exit 2.
+    /// </summary>
+    public static string FindDefaultPlan(CliHost host)
+    {
+        var hardware = host.GetEnvironmentVariable("SMP_HARDWARE_DIR");
+        if (!string.IsNullOrWhiteSpace(hardware)) return Path.Combine(hardware, DefaultPlan);
+        for (var dir = new DirectoryInfo(host.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (Directory.Exists(Path.Combine(dir.FullName, "hardware", "plans"))) return Path.Combine(dir.FullName, "hardware", DefaultPlan);
+        }
+        throw new CliException(ExitCodes.Usage, $"cannot find hardware/{DefaultPlan} above {host.BaseDirectory}: set SMP_HARDWARE_DIR or pass --plan FILE");
+    }
+}

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+
+namespace SmpRobot.Operator.Cli.Commands;
+
+/// <summary><c>smp run FILE [--no-ui]</c>: home if needed, create, start and supervise a session to its end.</summary>
+internal static class RunCommand
+{
+    private static readonly TimeSpan FirstBeatTimeout = TimeSpan.FromSeconds(2);
+
+    public static Command Build(CliCommands app)
+    {
+        var file = new Argument<string>("FILE") { Description = "Plan file (proto3 JSON of smprobot.v1.Plan, at most 8 MiB)" };
+        var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
+        var command = new Command("run", "Run a plan as a new session and supervise it to its end. Homes the machine first "
+            + "if needed. While it runs, this console sends the operator heartbeat; e / Esc / Ctrl+C = EMERGENCY STOP, "
+            + "space = pause/resume. Exit 0 COMPLETED, 3 EMERGENCY_STOPPED/ABORTED, 1 FAULTED or error, 2 bad plan.")
+        {
+            file,
+            noUi,
+        };
+        app.Bind(command, (ctx, parse, ct) =>
+        {
+            var path = parse.GetValue(file)!;
+            var planJson = PlanFile.ReadChecked(path);
+            return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct);
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// The session flow shared by <c>run</c> and <c>demo</c>: safety check, home if needed, create, heartbeat, start,
+    /// follow to the end, summary (text or JSON). Returns the exit code.
+    /// </summary>
+    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct)
+    {
+        using var conn = ctx.Connect();
+
+        // First call on the safety channel: proves the controller answers and warms the e-stop connection.
+        var safety = await conn.Safety.GetSafetyStatusAsync(new GetSafetyStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct);
+        if (safety.EstopLatched)
+        {
+            throw new CliException(ExitCodes.Failure, $"the emergency stop is latched (by {Or(safety.EstopSource)}: {Or(safety.EstopReason)}); "
+                + "make the machine safe, then run 'smp estop --reset'");
+        }
+
+        var machine = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct);
+        if (!machine.Homed)
+        {
+            ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
+            machine = await conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct);
+            ctx.Info($"homed: {machine.State} at x {Formatting.Mm(machine.Position?.XMm ?? 0)} y {Formatting.Mm(machine.Position?.YMm ?? 0)} z {Formatting.Mm(machine.Position?.ZMm ?? 0)} mm");
+        }
+
+        Session session;
+        try
+        {
+            session = await conn.Sessions.CreateSessionAsync(new CreateSessionRequest { PlanJson = planJson }, deadline: conn.Deadline(), cancellationToken: ct);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+        {
+            throw PlanViolationReport.Report(ctx, e, source);
+        }
+        ctx.Info($"session {session.Id} created: plan {session.PlanName}, {session.Dots?.Total ?? 0} dots, profile {session.ProfileName}");
+
+        await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
+        if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))
+        {
+            ctx.Info("warning: the controller has not acknowledged the operator heartbeat yet");
+        }
+
+        session = await conn.Sessions.StartAsync(new SessionRef { SessionId = session.Id }, deadline: conn.Deadline(), cancellationToken: ct);
+        ctx.Info($"session {session.Id} started: {Formatting.StateName(session.State)}");
+
+        var live = ctx.CanUseLiveView(noUi);
+        var follower = new SessionFollower(ctx, conn, new FollowOptions(live, InterruptAlwaysStops: true, () => heartbeat.Latest));
+        var result = await follower.FollowAsync(session.Id, ct);
+        if (heartbeat.Failure is { } failure) ctx.Info("note: the operator heartbeat failed during the session: " + failure.Message);
+        return WriteSummary(ctx, result);
+    }
+
+    /// <summary>Prints the end summary (stdout; stderr with --json) and, with --json, the session object.</summary>
+    public static int WriteSummary(CommandContext ctx, FollowResult result)
+    {
+        var exitCode = result.ExitCode;
+        var text = SessionView.Summary(result.Session, CliCommands.ControllerArg(ctx));
+        if (result.Detached) text = "stopped watching before the session ended\n" + text;
+        if (ctx.Json)
+        {
+            ctx.Stderr.WriteLine(text);
+            var json = JsonOutput.Session(result.Session, exitCode);
+            json["detached"] = result.Detached;
+            ctx.WriteJson(json);
+        }
+        else
+        {
+            ctx.Stdout.WriteLine(text);
+        }
+        return exitCode;
+    }
+
+    private static string Or(string value) => string.IsNullOrEmpty(value) ? "?" : value;
+}

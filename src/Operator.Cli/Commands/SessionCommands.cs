@@ -1,0 +1,124 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using SmpRobot.Contracts.V1;
+using Spectre.Console;
+
+namespace SmpRobot.Operator.Cli.Commands;
+
+/// <summary><c>smp sessions</c> and <c>smp session show|pause|resume|abort|resolve</c>.</summary>
+internal static class SessionCommands
+{
+    public static Command BuildList(CliCommands app)
+    {
+        var command = new Command("sessions", "List sessions");
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            var reply = await conn.Sessions.ListAsync(new ListSessionsRequest(), deadline: conn.Deadline(), cancellationToken: ct);
+            if (ctx.Json)
+            {
+                var list = new JsonArray();
+                foreach (var s in reply.Sessions) list.Add(JsonOutput.Session(s, ExitCodes.Success));
+                ctx.WriteJson(new JsonObject { ["sessions"] = list, ["exitCode"] = ExitCodes.Success });
+                return ExitCodes.Success;
+            }
+            if (reply.Sessions.Count == 0)
+            {
+                ctx.Stdout.WriteLine("no sessions");
+                return ExitCodes.Success;
+            }
+            var table = new Table().AddColumns("ID", "Plan", "State", "Placed", "In doubt", "Created (UTC)");
+            foreach (var s in reply.Sessions)
+            {
+                var dots = s.Dots ?? new DotCounts();
+                table.AddRow(
+                    Markup.Escape(s.Id),
+                    Markup.Escape(s.PlanName),
+                    Formatting.StateName(s.State),
+                    string.Format(CultureInfo.InvariantCulture, "{0}/{1}", dots.Placed, dots.Total),
+                    dots.InDoubt.ToString(CultureInfo.InvariantCulture),
+                    s.CreatedAt is null ? "-" : s.CreatedAt.ToDateTimeOffset().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture));
+            }
+            ctx.OutConsole().Write(table);
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    public static Command Build(CliCommands app)
+    {
+        var session = new Command("session", "One session: show, pause, resume, abort, resolve dots in doubt");
+        session.Subcommands.Add(Simple(app, "show", "Show a session's summary", (c, r, ct) => c.Sessions.GetAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
+        session.Subcommands.Add(Simple(app, "pause", "Pause: the current dot is finished safely, then the needle holds at hover", (c, r, ct) => c.Sessions.PauseAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
+        session.Subcommands.Add(Simple(app, "resume", "Resume a paused (or reset) session; refused while dots are in doubt", (c, r, ct) => c.Sessions.ResumeAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
+        session.Subcommands.Add(Simple(app, "abort", "End the session for good (ABORTED); pending dots stay pending", (c, r, ct) => c.Sessions.AbortAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
+        session.Subcommands.Add(BuildResolve(app));
+        return session;
+    }
+
+    private static Command Simple(CliCommands app, string name, string description, Func<ControllerConnection, SessionRef, CancellationToken, Task<Session>> call)
+    {
+        var id = new Argument<string>("SESSION") { Description = "Session id" };
+        var command = new Command(name, description) { id };
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            var s = await call(conn, new SessionRef { SessionId = parse.GetValue(id)! }, ct);
+            ctx.Result(SessionView.Summary(s, CliCommands.ControllerArg(ctx)), JsonOutput.Session(s, ExitCodes.Success));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static Command BuildResolve(CliCommands app)
+    {
+        var id = new Argument<string>("SESSION") { Description = "Session id" };
+        var dots = new Option<string[]>("--dot") { Description = "A dot in doubt (repeat for several)", HelpName = "ID", Arity = ArgumentArity.OneOrMore };
+        var all = new Option<bool>("--all-in-doubt") { Description = "Every dot in doubt" };
+        var resolution = new Option<string>("--as") { Description = "placed (pigment seen), redo (place again), skip (leave out)", Required = true };
+        resolution.AcceptOnlyFromAmong("placed", "redo", "skip");
+        var operatorName = new Option<string?>("--operator") { Description = "Who decided (default: the current user)", HelpName = "NAME" };
+        var command = new Command("resolve", "Decide what happens to dots left IN DOUBT after a fault. Inspect the skin first: "
+            + "a dot must never be placed twice.")
+        {
+            id,
+            dots,
+            all,
+            resolution,
+            operatorName,
+        };
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(dots)?.Errors.Any() == true) return;
+            var hasDots = (result.GetValue(dots)?.Length ?? 0) > 0;
+            var hasAll = result.GetValue(all);
+            if (hasDots == hasAll) result.AddError("give either --dot ID (one or more) or --all-in-doubt");
+        });
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            var request = new ResolveDotsRequest
+            {
+                SessionId = parse.GetValue(id)!,
+                AllInDoubt = parse.GetValue(all),
+                Resolution = ParseResolution(parse.GetValue(resolution)!),
+                Operator = parse.GetValue(operatorName) is { Length: > 0 } name ? name : ctx.Host.OperatorName,
+            };
+            request.DotIds.AddRange(parse.GetValue(dots) ?? []);
+            using var conn = ctx.Connect();
+            var s = await conn.Sessions.ResolveDotsAsync(request, deadline: conn.Deadline(), cancellationToken: ct);
+            ctx.Result(SessionView.Summary(s, CliCommands.ControllerArg(ctx)), JsonOutput.Session(s, ExitCodes.Success));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>"placed" / "redo" / "skip" → the proto resolution.</summary>
+    public static DotResolution ParseResolution(string text) => text switch
+    {
+        "placed" => DotResolution.Placed,
+        "redo" => DotResolution.Redo,
+        "skip" => DotResolution.Skip,
+        _ => throw new CliException(ExitCodes.Usage, $"--as must be placed, redo or skip (got '{text}')"),
+    };
+}

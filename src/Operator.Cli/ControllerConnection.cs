@@ -1,0 +1,85 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using SmpRobot.Contracts.V1;
+
+namespace SmpRobot.Operator.Cli;
+
+/// <summary>
+/// The CLI's gRPC connections to one controller. Safety calls (e-stop, reset, status, operator heartbeat)
+/// go over their own channel with its own HTTP/2 connection, created at start-up, so a busy watch stream
+/// or a saturated connection can never delay an emergency stop.
+/// </summary>
+internal sealed class ControllerConnection : IDisposable
+{
+    /// <summary>Default deadline of unary calls.</summary>
+    public static readonly TimeSpan UnaryTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Homing moves the whole gantry; it may take minutes on a real machine.</summary>
+    public static readonly TimeSpan HomeTimeout = TimeSpan.FromMinutes(3);
+
+    /// <summary>An e-stop either lands fast or the operator must use the hard-wired button.</summary>
+    public static readonly TimeSpan EmergencyStopTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly IDisposable[] owned;
+
+    public ControllerConnection(Uri address, CallInvoker main, CallInvoker safety, TimeProvider time, params IDisposable[] owned)
+    {
+        Address = address;
+        Time = time;
+        this.owned = owned;
+        Sessions = new SessionService.SessionServiceClient(main);
+        Machine = new MachineService.MachineServiceClient(main);
+        Safety = new SafetyService.SafetyServiceClient(safety);
+    }
+
+    public Uri Address { get; }
+
+    public TimeProvider Time { get; }
+
+    public SessionService.SessionServiceClient Sessions { get; }
+
+    public MachineService.MachineServiceClient Machine { get; }
+
+    /// <summary>On the dedicated safety channel.</summary>
+    public SafetyService.SafetyServiceClient Safety { get; }
+
+    /// <summary>Opens a connection with a plain (h2c for http://) main channel and a separate safety channel.</summary>
+    public static ControllerConnection Create(Uri address)
+    {
+        var main = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+                EnableMultipleHttp2Connections = true,
+                KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+                KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            },
+            DisposeHttpClient = true,
+        });
+        var safety = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                ConnectTimeout = TimeSpan.FromSeconds(3),
+                // Keep the safety connection warm and notice a dead peer quickly.
+                PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                KeepAlivePingDelay = TimeSpan.FromSeconds(5),
+                KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            },
+            DisposeHttpClient = true,
+        });
+        return new ControllerConnection(address, main.CreateCallInvoker(), safety.CreateCallInvoker(), TimeProvider.System, main, safety);
+    }
+
+    /// <summary>Absolute deadline <paramref name="timeout"/> from now, as gRPC wants it.</summary>
+    public DateTime Deadline(TimeSpan timeout) => Time.GetUtcNow().UtcDateTime + timeout;
+
+    public DateTime Deadline() => Deadline(UnaryTimeout);
+
+    public void Dispose()
+    {
+        foreach (var d in owned) d.Dispose();
+    }
+}

@@ -1,0 +1,167 @@
+using System.Globalization;
+using System.Text;
+using SmpRobot.Contracts.V1;
+using Spectre.Console;
+using Spectre.Console.Rendering;
+
+namespace SmpRobot.Operator.Cli;
+
+/// <summary>What the live view shows at one moment: the latest session, machine and safety status.</summary>
+/// <param name="Session">Latest session snapshot.</param>
+/// <param name="Machine">Latest machine status; null until the controller sent one.</param>
+/// <param name="Safety">Latest safety status (from the heartbeat stream); null when unknown.</param>
+/// <param name="LastEvent">Latest event message, e.g. "held: operator heartbeat lost".</param>
+/// <param name="Notice">The console's own notice, e.g. the result of an e-stop request.</param>
+/// <param name="KeysEnabled">Whether the key legend applies (keys are read).</param>
+internal sealed record SessionSnapshot(
+    Session Session,
+    MachineStatus? Machine = null,
+    SafetyStatus? Safety = null,
+    string? LastEvent = null,
+    string? Notice = null,
+    bool KeysEnabled = true);
+
+/// <summary>
+/// Pure rendering of sessions for the operator: the live view, the plain progress line and the end summary.
+/// No I/O here, so every text is unit-testable.
+/// </summary>
+internal static class SessionView
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    /// <summary>The live view: progress bar, rate, ETA, states, position, needle, latch, reasons and the key legend.</summary>
+    public static IRenderable Render(SessionSnapshot snapshot)
+    {
+        var grid = new Grid().AddColumn(new GridColumn().NoWrap()).AddColumn();
+        foreach (var (label, value, style) in Lines(snapshot))
+        {
+            grid.AddRow(new Markup("[grey]" + Markup.Escape(label) + "[/]"), new Markup(style is null
+                ? Markup.Escape(value)
+                : "[" + style + "]" + Markup.Escape(value) + "[/]"));
+        }
+        var s = snapshot.Session;
+        return new Panel(grid)
+        {
+            Header = new PanelHeader(Markup.Escape($" smp session {s.Id} · {s.PlanName} ")),
+            Border = BoxBorder.Rounded,
+            Expand = false,
+        };
+    }
+
+    /// <summary>The live view's rows as (label, value, markup style or null), in display order.</summary>
+    public static IReadOnlyList<(string Label, string Value, string? Style)> Lines(SessionSnapshot snapshot)
+    {
+        var s = snapshot.Session;
+        var dots = s.Dots ?? new DotCounts();
+        var rows = new List<(string, string, string?)>
+        {
+            ("Dots", string.Format(Inv, "{0} {1}/{2} placed ({3:0.0}%)", Bar(dots.Placed, dots.Total, 30), dots.Placed, dots.Total, Percent(dots.Placed, dots.Total)), null),
+            ("", string.Format(Inv, "{0} skipped · {1} pending · {2} in doubt", dots.Skipped, dots.Pending, dots.InDoubt), dots.InDoubt > 0 ? "yellow" : null),
+            ("Rate", string.Format(Inv, "{0:0.00} dots/s · ETA {1}", s.DotsPerSecond, s.EtaSeconds > 0 ? Formatting.Duration(s.EtaSeconds) : "-"), null),
+            ("Session", Formatting.StateName(s.State), StateStyle(s.State)),
+        };
+        var m = snapshot.Machine;
+        if (m is null)
+        {
+            rows.Add(("Gantry", "no status yet", "grey"));
+        }
+        else
+        {
+            var p = m.Position ?? new Position();
+            rows.Add(("Gantry", string.Format(Inv, "{0} · x {1} y {2} z {3} mm{4}",
+                string.IsNullOrEmpty(m.State) ? "?" : m.State, Formatting.Mm(p.XMm), Formatting.Mm(p.YMm), Formatting.Mm(p.ZMm),
+                m.Connected ? "" : " · DISCONNECTED"), m.Connected ? null : "red"));
+            rows.Add(("Needle", m.NeedleOn ? "ON" : "off", m.NeedleOn ? "bold yellow" : null));
+        }
+        var latched = snapshot.Safety?.EstopLatched ?? m?.EstopLatched ?? false;
+        rows.Add(("E-stop", latched ? "LATCHED" + Suffix(snapshot.Safety?.EstopReason) : "clear", latched ? "bold red" : "green"));
+        if (!string.IsNullOrEmpty(snapshot.Safety?.StopError))
+        {
+            rows.Add(("STOP ERROR", snapshot.Safety!.StopError + " · USE THE HARD-WIRED E-STOP", "bold red"));
+        }
+        if (!string.IsNullOrEmpty(s.Reason)) rows.Add(("Reason", s.Reason, "yellow"));
+        if (!string.IsNullOrEmpty(m?.LastAlarm)) rows.Add(("Alarm", m!.LastAlarm, "red"));
+        if (!string.IsNullOrEmpty(snapshot.LastEvent)) rows.Add(("Event", snapshot.LastEvent, null));
+        if (!string.IsNullOrEmpty(snapshot.Notice)) rows.Add(("Console", snapshot.Notice, "bold"));
+        rows.Add(("Keys", snapshot.KeysEnabled
+            ? "e / Esc / Ctrl+C = EMERGENCY STOP · space = pause/resume"
+            : "Ctrl+C = EMERGENCY STOP", "bold"));
+        return rows;
+    }
+
+    /// <summary>One line for logs and non-terminal output: state, dots, rate, ETA, gantry, needle, reason.</summary>
+    public static string ProgressLine(SessionSnapshot snapshot)
+    {
+        var s = snapshot.Session;
+        var dots = s.Dots ?? new DotCounts();
+        var sb = new StringBuilder();
+        sb.Append(Inv, $"{Formatting.StateName(s.State)} {dots.Placed}/{dots.Total} dots ({Percent(dots.Placed, dots.Total):0.0}%)");
+        sb.Append(Inv, $" {s.DotsPerSecond:0.00} dots/s");
+        if (s.EtaSeconds > 0) sb.Append(" ETA ").Append(Formatting.Duration(s.EtaSeconds));
+        if (dots.InDoubt > 0) sb.Append(Inv, $" {dots.InDoubt} in doubt");
+        if (snapshot.Machine is { } m)
+        {
+            var p = m.Position ?? new Position();
+            sb.Append(Inv, $" | gantry {m.State} x={Formatting.Mm(p.XMm)} y={Formatting.Mm(p.YMm)} z={Formatting.Mm(p.ZMm)} needle {(m.NeedleOn ? "ON" : "off")}");
+            if (m.EstopLatched) sb.Append(" E-STOP LATCHED");
+        }
+        if (!string.IsNullOrEmpty(s.Reason)) sb.Append(" | ").Append(s.Reason);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The end summary: id, plan, state, reason, dot counts, machine and kinematic time with their ratio, rate,
+    /// and for dots in doubt the exact <c>smp session resolve</c> commands. <paramref name="controllerArg"/> is
+    /// appended to those commands (e.g. "--controller http://host:50051"), or null.
+    /// </summary>
+    public static string Summary(Session s, string? controllerArg = null)
+    {
+        var dots = s.Dots ?? new DotCounts();
+        var sb = new StringBuilder();
+        sb.AppendLine(Inv, $"Session   {s.Id}  (plan {Or(s.PlanName)}, profile {Or(s.ProfileName)})");
+        sb.AppendLine(Inv, $"State     {Formatting.StateName(s.State)}");
+        sb.AppendLine(Inv, $"Reason    {Or(s.Reason)}");
+        sb.AppendLine(Inv, $"Dots      {dots.Placed} placed, {dots.Skipped} skipped, {dots.Pending} pending, {dots.InDoubt} in doubt of {dots.Total}");
+        var ratio = s.KinematicSeconds > 0 ? (s.ElapsedSeconds / s.KinematicSeconds).ToString("0.00", Inv) + "x the kinematic bound" : "ratio unknown";
+        sb.AppendLine(Inv, $"Time      machine {Formatting.Duration(s.ElapsedSeconds)}, kinematic {Formatting.Duration(s.KinematicSeconds)} ({ratio})");
+        sb.Append(Inv, $"Rate      {s.DotsPerSecond:0.00} dots/s");
+        if (dots.InDoubt > 0)
+        {
+            sb.AppendLine();
+            var ids = s.InDoubt.Select(d => d.DotId).ToList();
+            var listed = ids.Count == dots.InDoubt && ids.Count <= 5;
+            sb.AppendLine(Inv, $"{dots.InDoubt} dot(s) IN DOUBT{(ids.Count > 0 ? ": " + string.Join(", ", ids.Take(10)) + (ids.Count > 10 ? ", ..." : "") : "")}");
+            sb.Append("Inspect the skin, then run ONE of:");
+            var target = listed ? string.Concat(ids.Select(id => " --dot " + id)) : " --all-in-doubt";
+            var extra = string.IsNullOrEmpty(controllerArg) ? "" : " " + controllerArg;
+            foreach (var resolution in new[] { "placed", "redo", "skip" })
+            {
+                sb.AppendLine();
+                sb.Append(Inv, $"  smp session resolve {s.Id}{target} --as {resolution}{extra}");
+            }
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A text progress bar of <paramref name="width"/> cells.</summary>
+    public static string Bar(int done, int total, int width)
+    {
+        var filled = total <= 0 ? 0 : (int)Math.Clamp(Math.Round((double)done / total * width), 0, width);
+        return new string('█', filled) + new string('░', width - filled);
+    }
+
+    private static double Percent(int done, int total) => total <= 0 ? 0 : 100.0 * done / total;
+
+    private static string Or(string? value) => string.IsNullOrEmpty(value) ? "-" : value;
+
+    private static string Suffix(string? reason) => string.IsNullOrEmpty(reason) ? "" : " (" + reason + ")";
+
+    private static string? StateStyle(SessionState state) => state switch
+    {
+        SessionState.Running => "green",
+        SessionState.Completed => "bold green",
+        SessionState.Pausing or SessionState.Paused => "yellow",
+        SessionState.EmergencyStopped or SessionState.Faulted or SessionState.Aborted => "bold red",
+        _ => null,
+    };
+}

@@ -1,0 +1,84 @@
+using SmpRobot.Operator.Cli;
+
+namespace SmpRobot.Tests.Cli;
+
+public sealed class LiveViewTests : IDisposable
+{
+    private readonly DirectoryInfo dir = Directory.CreateTempSubdirectory("smp-cli-live-");
+
+    public void Dispose() => dir.Delete(recursive: true);
+
+    private sealed class ScriptedKeys : IKeyInput
+    {
+        public int RawModeEntered;
+
+        public IDisposable EnterRawMode()
+        {
+            Interlocked.Increment(ref RawModeEntered);
+            return new NoOp();
+        }
+
+        public bool TryReadKey(out ConsoleKeyInfo key)
+        {
+            key = default;
+            return false;
+        }
+
+        private sealed class NoOp : IDisposable
+        {
+            public void Dispose() { }
+        }
+    }
+
+    [Fact]
+    public async Task Run_on_a_terminal_uses_the_live_view_with_keys_and_ends_with_the_summary()
+    {
+        await using var fake = await FakeController.StartAsync();
+        var plan = Path.Combine(dir.FullName, "plan.json");
+        File.WriteAllText(plan, PlanFileTests.PlanJson(6));
+        var keys = new ScriptedKeys();
+        var host = new CliHost
+        {
+            GetEnvironmentVariable = _ => null,
+            StdoutIsTerminal = true,
+            Keys = keys,
+            OperatorName = "tester",
+        };
+        var (code, stdout, stderr) = await CliRunner.RunAsync(host, fake.Args("run", plan));
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("EMERGENCY STOP", stdout, StringComparison.Ordinal); // key legend in the live view
+        Assert.Contains("6 placed, 0 skipped, 0 pending, 0 in doubt of 6", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("dots/s ETA", stderr, StringComparison.Ordinal); // no plain progress lines with the live view
+        Assert.Equal(1, keys.RawModeEntered);
+    }
+
+    [Fact]
+    public async Task The_estop_key_path_goes_to_the_safety_service_with_the_console_as_source()
+    {
+        await using var fake = await FakeController.StartAsync();
+        using var stderr = new StringWriter();
+        var ctx = new CommandContext(TextWriter.Null, stderr, fake.Host(), json: false, fake.Address);
+        using var conn = ctx.Connect();
+        var follower = new SessionFollower(ctx, conn, new FollowOptions(LiveView: false, InterruptAlwaysStops: true));
+
+        await follower.EmergencyStopAsync("e key").WaitAsync(TimeSpan.FromSeconds(10));
+
+        var request = Assert.Single(fake.State.EmergencyStops);
+        Assert.Equal("smp console (e key)", request.Source);
+        Assert.Contains("EMERGENCY STOP latched (feed-hold, needle-off, queue-flushed, retracted)", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_failed_estop_tells_the_operator_to_use_the_hard_wired_button()
+    {
+        using var stderr = new StringWriter();
+        var ctx = new CommandContext(TextWriter.Null, stderr, CliRunner.IsolatedHost(), json: false, new Uri("http://127.0.0.1:9"));
+        using var conn = ctx.Connect();
+        var follower = new SessionFollower(ctx, conn, new FollowOptions(LiveView: false, InterruptAlwaysStops: true));
+
+        await follower.EmergencyStopAsync("Esc key").WaitAsync(TimeSpan.FromSeconds(15));
+
+        Assert.Contains("E-STOP REQUEST FAILED", stderr.ToString(), StringComparison.Ordinal);
+        Assert.Contains("USE THE HARD-WIRED E-STOP", stderr.ToString(), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,95 @@
+using SmpRobot.Contracts.V1;
+using SmpRobot.Operator.Cli;
+using Spectre.Console;
+
+namespace SmpRobot.Tests.Cli;
+
+public class SessionViewTests
+{
+    internal static Session Sample(SessionState state, params string[] inDoubt)
+    {
+        var s = new Session
+        {
+            Id = "s-42",
+            PlanName = "crown",
+            ProfileName = "sim",
+            State = state,
+            Reason = state == SessionState.Faulted ? "link lost" : "",
+            Dots = new DotCounts { Total = 500, Placed = 480, Skipped = 5, Pending = 15 - inDoubt.Length, InDoubt = inDoubt.Length },
+            ElapsedSeconds = 250,
+            KinematicSeconds = 200,
+            DotsPerSecond = 1.92,
+            EtaSeconds = 8,
+        };
+        s.InDoubt.AddRange(inDoubt.Select(id => new DotStatus { DotId = id, State = DotState.InDoubt }));
+        return s;
+    }
+
+    [Fact]
+    public void Summary_states_counts_times_ratio_and_rate()
+    {
+        var text = SessionView.Summary(Sample(SessionState.Completed));
+        Assert.Contains("s-42", text, StringComparison.Ordinal);
+        Assert.Contains("COMPLETED", text, StringComparison.Ordinal);
+        Assert.Contains("480 placed, 5 skipped, 15 pending, 0 in doubt of 500", text, StringComparison.Ordinal);
+        Assert.Contains("machine 4 min 10 s", text, StringComparison.Ordinal);
+        Assert.Contains("kinematic 3 min 20 s", text, StringComparison.Ordinal);
+        Assert.Contains("1.25x the kinematic bound", text, StringComparison.Ordinal);
+        Assert.Contains("1.92 dots/s", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("resolve", text, StringComparison.Ordinal);
+        Assert.True(text.Split('\n').Length <= 20, "one screen");
+    }
+
+    [Fact]
+    public void Summary_with_dots_in_doubt_gives_the_exact_resolve_commands()
+    {
+        var text = SessionView.Summary(Sample(SessionState.Faulted, "d7", "d8"), "--controller http://h:1");
+        Assert.Contains("FAULTED", text, StringComparison.Ordinal);
+        Assert.Contains("link lost", text, StringComparison.Ordinal);
+        Assert.Contains("2 dot(s) IN DOUBT: d7, d8", text, StringComparison.Ordinal);
+        foreach (var r in new[] { "placed", "redo", "skip" })
+        {
+            Assert.Contains($"smp session resolve s-42 --dot d7 --dot d8 --as {r} --controller http://h:1", text, StringComparison.Ordinal);
+        }
+
+        var many = Sample(SessionState.Faulted, "a", "b", "c", "d", "e", "f");
+        Assert.Contains("smp session resolve s-42 --all-in-doubt --as redo", SessionView.Summary(many), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Progress_line_has_state_counts_rate_eta_and_gantry()
+    {
+        var machine = new MachineStatus { State = "Run", NeedleOn = true, Position = new Position { XMm = 1.5, YMm = -2, ZMm = 3.25 } };
+        var line = SessionView.ProgressLine(new SessionSnapshot(Sample(SessionState.Running), machine));
+        Assert.Equal("RUNNING 480/500 dots (96.0%) 1.92 dots/s ETA 8.0 s | gantry Run x=1.500 y=-2.000 z=3.250 needle ON", line);
+    }
+
+    [Fact]
+    public void Live_view_shows_everything_the_operator_needs()
+    {
+        var machine = new MachineStatus { State = "Hold:0", Connected = true, NeedleOn = false, LastAlarm = "ALARM:2 soft limit", Position = new Position { XMm = 10, YMm = 20, ZMm = 5 } };
+        var safety = new SafetyStatus { EstopLatched = true, EstopReason = "operator" };
+        var snapshot = new SessionSnapshot(Sample(SessionState.Paused), machine, safety, "held: pose stale", "pausing…");
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
+        console.Profile.Width = 160;
+        console.Write(SessionView.Render(snapshot));
+        var text = writer.ToString();
+        foreach (var expected in new[]
+        {
+            "480/500 placed (96.0%)", "1.92 dots/s", "ETA 8.0 s", "PAUSED", "Hold:0", "x 10.000 y 20.000 z 5.000 mm",
+            "Needle", "LATCHED (operator)", "ALARM:2 soft limit", "held: pose stale", "pausing…", "e / Esc / Ctrl+C = EMERGENCY STOP", "space = pause/resume",
+        })
+        {
+            Assert.Contains(expected, text, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData(0, 10, "░░░░░░░░░░")]
+    [InlineData(5, 10, "█████░░░░░")]
+    [InlineData(10, 10, "██████████")]
+    [InlineData(3, 0, "░░░░░░░░░░")]
+    public void Progress_bar_fills_proportionally(int done, int total, string expected) =>
+        Assert.Equal(expected, SessionView.Bar(done, total, 10));
+}
