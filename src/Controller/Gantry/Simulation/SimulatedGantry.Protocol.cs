@@ -9,7 +9,7 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 // makes "ok" mean "parsed and queued".
 public sealed partial class SimulatedGantry
 {
-    private sealed record PendingLine(string Compact, string Raw, bool Overflow);
+    private sealed record PendingLine(string Compact, string Raw, bool Overflow, double ArrivalSim);
 
     private async Task ProtocolLoopAsync()
     {
@@ -27,6 +27,7 @@ public sealed partial class SimulatedGantry
             }
             if (line is null)
             {
+                lock (_gate) MarkProtocolBlocked(changed);
                 await changed.WaitAsync(token).ConfigureAwait(false);
                 continue;
             }
@@ -42,7 +43,8 @@ public sealed partial class SimulatedGantry
             var c = (char)_rx.Dequeue();
             if (c == '\n')
             {
-                var line = new PendingLine(_lineCompact.ToString(), _lineRaw.ToString().Trim(), _lineOverflow);
+                var arrival = _newlineArrivals.Count > 0 ? _newlineArrivals.Dequeue() : NowSim();
+                var line = new PendingLine(_lineCompact.ToString(), _lineRaw.ToString().Trim(), _lineOverflow, arrival);
                 ClearLineBuffer();
                 return line;
             }
@@ -85,6 +87,10 @@ public sealed partial class SimulatedGantry
 
     private async Task ExecuteLineAsync(PendingLine line, long epoch)
     {
+        // The moment an infinitely fast firmware would take this line: when it arrived, but not
+        // before the previous line was done. Keeps timing exact when the clock jumps (FakeTimeProvider).
+        double lineTime;
+        lock (_gate) lineTime = Math.Max(line.ArrivalSim, _loopTimeSim);
         if (line.Overflow)
         {
             Respond(epoch, GrblError.Overflow);
@@ -98,7 +104,7 @@ public sealed partial class SimulatedGantry
         }
         if (text[0] == '$')
         {
-            await ExecuteSystemCommandAsync(text, line.Raw, epoch).ConfigureAwait(false);
+            await ExecuteSystemCommandAsync(text, line.Raw, lineTime, epoch).ConfigureAwait(false);
             return;
         }
         lock (_gate)
@@ -110,12 +116,12 @@ public sealed partial class SimulatedGantry
                 return;
             }
         }
-        await ExecuteGcodeAsync(text, line.Raw, epoch).ConfigureAwait(false);
+        await ExecuteGcodeAsync(text, line.Raw, lineTime, epoch).ConfigureAwait(false);
     }
 
     // ---------------------------------------------------------------- G-code
 
-    private async Task ExecuteGcodeAsync(string text, string raw, long epoch)
+    private async Task ExecuteGcodeAsync(string text, string raw, double lineTime, long epoch)
     {
         var error = GcodeBlock.Parse(text, jog: false, out var block);
         if (error != 0)
@@ -159,7 +165,11 @@ public sealed partial class SimulatedGantry
             {
                 if (_epoch != epoch) return;
                 _spindleMode = spindleMode;
-                if (!_checkMode) SetSpindle(spindleMode != 5, NowSim());
+                if (!_checkMode)
+                {
+                    _loopTimeSim = lineTime = SyncedAt(lineTime);
+                    SetSpindle(spindleMode != 5, lineTime);
+                }
             }
         }
 
@@ -173,10 +183,11 @@ public sealed partial class SimulatedGantry
                 Advance(now);
                 var dwell = new Block(SimMotionKind.Dwell, _position, null, raw) { DwellSeconds = block.P!.Value };
                 _planner.AddLast(dwell);
-                StartNext(now);
+                StartNext(SyncedAt(lineTime));
                 Advance(now);
             }
             if (!await WaitUntilAsync(epoch, IsSynchronised).ConfigureAwait(false)) return;
+            lock (_gate) _loopTimeSim = lineTime = Math.Max(lineTime, _syncedAtSim); // the dwell's end
         }
 
         lock (_gate)
@@ -200,7 +211,7 @@ public sealed partial class SimulatedGantry
             {
                 if (_epoch != epoch) return;
                 var kind = _motionMode == 0 ? SimMotionKind.Rapid : SimMotionKind.Feed;
-                if (!_checkMode) Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw));
+                if (!_checkMode) Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw), lineTime);
                 _parserPosition = goal;
             }
         }
@@ -222,17 +233,24 @@ public sealed partial class SimulatedGantry
     }
 
     /// <summary>Queues a motion block (zero-length blocks are dropped, as grbl's planner does) and starts it if the machine is free.</summary>
-    private void Enqueue(Block block)
+    private void Enqueue(Block block, double lineTime)
     {
         var now = NowSim();
         Advance(now);
         if (_grid.ToSteps(block.Target) == _grid.ToSteps(_plannerPosition)) return;
         _planner.AddLast(block);
         _plannerPosition = block.Target;
-        StartNext(now);
+        // On an empty planner the block starts when the firmware would have queued it; behind others it chains.
+        StartNext(SyncedAt(lineTime));
         Advance(now);
         Pulse();
     }
+
+    /// <summary>
+    /// When a sync point that started waiting at <paramref name="waitFrom"/> was reached: the moment the
+    /// machine became synchronised, not when this loop noticed (a fake clock may jump past it).
+    /// </summary>
+    private double SyncedAt(double waitFrom) => Math.Min(NowSim(), Math.Max(waitFrom, _syncedAtSim));
 
     /// <summary>grbl's protocol_buffer_synchronize: nothing queued or running, and not held.</summary>
     private bool IsSynchronised() => _planner.Count == 0 && _active is null && _hold == HoldKind.None;
@@ -287,9 +305,36 @@ public sealed partial class SimulatedGantry
                 Advance(NowSim());
                 if (condition()) return true;
                 changed = _changed.Task;
+                MarkProtocolBlocked(changed);
             }
             await changed.WaitAsync(_stop.Token).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Test hook: completes once the protocol loop has nothing it can do until something changes
+    /// (it waits for input, planner space, a sync point or a reset). With a frozen FakeTimeProvider
+    /// this is a quiescent point: every answer due so far has been written.
+    /// </summary>
+    internal Task WhenProtocolBlockedAsync()
+    {
+        lock (_gate)
+        {
+            Advance(NowSim());
+            if (_protocolBlocked) return Task.CompletedTask;
+            var waiter = NewSignal();
+            _blockedWaiters.Add(waiter);
+            return waiter.Task;
+        }
+    }
+
+    private void MarkProtocolBlocked(Task changed)
+    {
+        // Only when no pulse has happened since the loop last looked: otherwise it is about to run again.
+        if (changed != _changed.Task) return;
+        _protocolBlocked = true;
+        foreach (var waiter in _blockedWaiters) waiter.TrySetResult();
+        _blockedWaiters.Clear();
     }
 
     private void Respond(long epoch, int error)
@@ -303,16 +348,16 @@ public sealed partial class SimulatedGantry
 
     // ---------------------------------------------------------------- $ commands
 
-    private async Task ExecuteSystemCommandAsync(string text, string raw, long epoch)
+    private async Task ExecuteSystemCommandAsync(string text, string raw, double lineTime, long epoch)
     {
         if (text.StartsWith("$J=", StringComparison.Ordinal))
         {
-            await JogAsync(text[3..], raw, epoch).ConfigureAwait(false);
+            await JogAsync(text[3..], raw, lineTime, epoch).ConfigureAwait(false);
             return;
         }
         if (text == "$H")
         {
-            await HomeAsync(raw, epoch).ConfigureAwait(false);
+            await HomeAsync(raw, lineTime, epoch).ConfigureAwait(false);
             return;
         }
         lock (_gate)
@@ -414,7 +459,7 @@ public sealed partial class SimulatedGantry
         return sb.ToString();
     }
 
-    private async Task JogAsync(string words, string raw, long epoch)
+    private async Task JogAsync(string words, string raw, double lineTime, long epoch)
     {
         Vec3 target;
         double feed;
@@ -448,13 +493,13 @@ public sealed partial class SimulatedGantry
         {
             if (_epoch != epoch) return;
             // A jog cancelled while this line waited must not be revived from a stale start point.
-            Enqueue(new Block(SimMotionKind.Jog, _grid.Quantise(target), feed, raw));
+            Enqueue(new Block(SimMotionKind.Jog, _grid.Quantise(target), feed, raw), lineTime);
             _parserPosition = target;
         }
         Respond(epoch, 0);
     }
 
-    private async Task HomeAsync(string raw, long epoch)
+    private async Task HomeAsync(string raw, double lineTime, long epoch)
     {
         lock (_gate)
         {
@@ -483,12 +528,12 @@ public sealed partial class SimulatedGantry
             var zOff = new Vec3(start.X, start.Y, Math.Max(0, home.Z - pullOff));
             var xyOff = new Vec3(Math.Min(Profile.MaxTravelMm.X, home.X + pullOff), Math.Min(Profile.MaxTravelMm.Y, home.Y + pullOff), home.Z);
             _plannerPosition = start;
-            Enqueue(new Block(SimMotionKind.Homing, zTop, seek, raw));
-            Enqueue(new Block(SimMotionKind.Homing, zOff, seek, raw));
-            Enqueue(new Block(SimMotionKind.Homing, zTop, locate, raw));
-            Enqueue(new Block(SimMotionKind.Homing, home, seek, raw));
-            Enqueue(new Block(SimMotionKind.Homing, xyOff, seek, raw));
-            Enqueue(new Block(SimMotionKind.Homing, home, locate, raw));
+            Enqueue(new Block(SimMotionKind.Homing, zTop, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zOff, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zTop, locate, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, xyOff, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, home, locate, raw), lineTime);
             Pulse();
         }
         if (!await WaitUntilAsync(epoch, () => _planner.Count == 0 && _active is null).ConfigureAwait(false)) return;
@@ -498,6 +543,7 @@ public sealed partial class SimulatedGantry
             _homing = false;
             _alarm = false;
             _homed = true;
+            _loopTimeSim = Math.Max(lineTime, _syncedAtSim);
             _position = _parserPosition = _plannerPosition = Profile.HomePosition;
             Respond(epoch, 0);
             Pulse();

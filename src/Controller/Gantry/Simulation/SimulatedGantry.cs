@@ -61,6 +61,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private bool _homed;
     private TaskCompletionSource _changed = NewSignal(); // pulsed on every state change (protocol loop waits)
     private TaskCompletionSource _wake = NewSignal();    // pulsed when the executor's next event changed
+    private bool _protocolBlocked;
+    private readonly List<TaskCompletionSource> _blockedWaiters = [];
 
     // G-code parser modal state (gc_state in grbl).
     private int _motionMode;
@@ -86,6 +88,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private double _holdV0;
     private double _holdS0;
     private double _restoreEndSim;
+    private double _syncedAtSim; // last time a segment ended or a hold was released
+    private double _loopTimeSim; // when the protocol loop finished its last line (see ExecuteLineAsync)
+    private readonly Queue<double> _newlineArrivals = new(); // arrival time of each '\n' in the receive buffer
 
     // Records.
     private readonly List<SimMotion> _motions = [];
@@ -231,6 +236,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                     if (_rx.Count < Profile.RxBufferBytes)
                     {
                         _rx.Enqueue(b);
+                        if (b == (byte)'\n') _newlineArrivals.Enqueue(NowSim());
                         added = true;
                     }
                     else
@@ -362,6 +368,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         if (_hold == HoldKind.Feed)
         {
             EndHold();
+            _syncedAtSim = now;
             StartNext(now);
         }
         else if (_hold == HoldKind.Door)
@@ -378,6 +385,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             else
             {
                 EndHold();
+                _syncedAtSim = now;
                 StartNext(now);
             }
         }
@@ -478,7 +486,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         _spindleSpeed = 0;
         _parserPosition = _plannerPosition = _position;
         _rx.Clear();
+        _newlineArrivals.Clear();
         ClearLineBuffer();
+        _syncedAtSim = _loopTimeSim = now;
         _epoch++;
         if (alarmCode != 0) Emit(string.Create(CultureInfo.InvariantCulture, $"ALARM:{alarmCode}\r\n"));
         Emit($"\r\nGrbl {_options.Version} ['$' for help]\r\n");
@@ -597,6 +607,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 _position = target;
                 _active = null;
                 _planner.RemoveFirst();
+                _syncedAtSim = end;
                 if (_holdPhase == HoldPhase.Decelerating)
                 {
                     HoldStopped();
@@ -610,6 +621,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             {
                 if (now + TimeEpsilon < _restoreEndSim) return;
                 EndHold();
+                _syncedAtSim = _restoreEndSim;
                 Pulse();
                 StartNext(_restoreEndSim);
                 continue;
@@ -718,6 +730,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     private void Pulse()
     {
+        _protocolBlocked = false;
         _changed.TrySetResult();
         _changed = NewSignal();
     }
