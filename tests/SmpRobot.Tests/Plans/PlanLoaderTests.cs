@@ -130,6 +130,39 @@ public sealed class PlanLoaderTests : IDisposable
         AssertOneViolation(result, "json", "not valid plan JSON");
     }
 
+    [Theory]
+    [InlineData("null")]
+    [InlineData("123")]
+    [InlineData("\"plan\"")]
+    [InlineData("{\"dots\":[{\"xMm\":1e400}]}")]
+    [InlineData("{\"dots\":[{\"xMm\":\"1e400\"}]}")]
+    [InlineData("{\"name\":\"\\uD800\"}")]
+    [InlineData("{\"name\":\"a\",\"name\":\"b\"}")]
+    [InlineData("{\"dots\":[{\"dwellMs\":-}]}")]
+    [InlineData("{\"dots\":[{\"id\":\"a\"}]} trailing")]
+    [InlineData("\u0000")]
+    public void Odd_inputs_never_throw(string json)
+    {
+        var result = PlanLoader.Parse(json, MaxBytes);
+        if (result.Plan is null)
+        {
+            AssertOneViolation(result, "json", "not valid plan JSON");
+        }
+        else
+        {
+            Assert.Equal(0, result.TotalViolations);
+        }
+    }
+
+    [Fact]
+    public void Numbers_as_strings_and_proto_field_names_are_accepted_as_proto3_json_allows()
+    {
+        var result = PlanLoader.Parse("{\"units\":\"mm\",\"dots\":[{\"id\":\"a\",\"x_mm\":1.5,\"yMm\":\"2.5\"}]}", MaxBytes);
+        Assert.NotNull(result.Plan);
+        Assert.Equal(1.5, result.Plan.Dots[0].XMm);
+        Assert.Equal(2.5, result.Plan.Dots[0].YMm);
+    }
+
     [Fact]
     public void Non_finite_strings_parse_so_that_the_validator_can_name_them()
     {
