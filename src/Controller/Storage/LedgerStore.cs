@@ -1,0 +1,616 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Data.Sqlite;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Storage;
+
+/// <summary>
+/// The durable dot ledger: sessions, the state of every dot, and an audit log, in one SQLite file.
+/// WAL journal with <c>synchronous=FULL</c>, so every commit is fsync'd before the call returns; foreign
+/// keys on; a schema version table. Thread-safe: one connection, every call under one lock, and every
+/// mutating call is a single transaction that is durable when it returns. Times are stored and
+/// returned in UTC. Unknown sessions or dots throw <see cref="KeyNotFoundException"/>.
+/// </summary>
+public sealed class LedgerStore : IDisposable
+{
+    /// <summary>Schema version this code writes and reads.</summary>
+    public const int SchemaVersion = 1;
+
+    private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
+    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at";
+
+    private readonly Lock _gate = new();
+    private readonly TimeProvider _time;
+    private readonly SqliteConnection _connection;
+    private bool _disposed;
+
+    /// <summary>Opens (creating the directory, file and schema when needed) the ledger at <paramref name="databasePath"/>.</summary>
+    /// <exception cref="InvalidDataException">The file holds a newer schema, or WAL cannot be enabled.</exception>
+    public LedgerStore(string databasePath, TimeProvider timeProvider)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(databasePath);
+        _time = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
+        var fullPath = Path.GetFullPath(databasePath);
+        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
+        // No pooling: Dispose must really close the file (tests reopen and delete it; a restart must
+        // not find a half-open handle).
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        {
+            DataSource = fullPath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = false,
+        }.ToString());
+        try
+        {
+            _connection.Open();
+            var journal = Scalar<string>(null, "PRAGMA journal_mode=WAL;");
+            if (!string.Equals(journal, "wal", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new InvalidDataException($"ledger '{fullPath}': cannot enable the WAL journal (got '{journal}')");
+            }
+            Execute(null, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
+            CreateOrCheckSchema(fullPath);
+        }
+        catch
+        {
+            _connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates a session in phase Created with all its dots Pending, in one transaction. The id looks like
+    /// "s-20261123-210512-3f9a" (UTC time from the TimeProvider and a random suffix) and is unique.
+    /// <paramref name="dots"/> must carry Seq 0..n-1 (each once) and distinct dot ids.
+    /// </summary>
+    public SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots)
+    {
+        ArgumentNullException.ThrowIfNull(planName);
+        ArgumentNullException.ThrowIfNull(planJson);
+        ArgumentNullException.ThrowIfNull(profileName);
+        ArgumentNullException.ThrowIfNull(dots);
+        var ordered = CheckDots(dots);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var now = _time.GetUtcNow();
+            using var tx = _connection.BeginTransaction();
+            string id;
+            do
+            {
+                id = "s-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
+            }
+            while (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $id", ("$id", id)) > 0);
+
+            Execute(tx,
+                "INSERT INTO sessions (id, plan_name, plan_json, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, dot_count) " +
+                "VALUES ($id, $name, $json, $profile, $phase, '', 0, 0, $now, $count)",
+                ("$id", id), ("$name", planName), ("$json", planJson), ("$profile", profileName),
+                ("$phase", (int)SessionPhase.Created), ("$now", now.UtcTicks), ("$count", ordered.Count));
+
+            // One prepared command reused for every dot: 30,000 dots insert in a fraction of a second.
+            using var insert = _connection.CreateCommand();
+            insert.Transaction = tx;
+            insert.CommandText =
+                "INSERT INTO dots (session_id, seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, note, updated_at) " +
+                "VALUES ($s, $seq, $id, $x, $y, $z, $depth, $dwell, $pigment, $state, '', $now)";
+            var pSeq = insert.Parameters.Add("$seq", SqliteType.Integer);
+            var pId = insert.Parameters.Add("$id", SqliteType.Text);
+            var pX = insert.Parameters.Add("$x", SqliteType.Real);
+            var pY = insert.Parameters.Add("$y", SqliteType.Real);
+            var pZ = insert.Parameters.Add("$z", SqliteType.Real);
+            var pDepth = insert.Parameters.Add("$depth", SqliteType.Real);
+            var pDwell = insert.Parameters.Add("$dwell", SqliteType.Real);
+            var pPigment = insert.Parameters.Add("$pigment", SqliteType.Text);
+            insert.Parameters.AddWithValue("$s", id);
+            insert.Parameters.AddWithValue("$state", (int)DotLedgerState.Pending);
+            insert.Parameters.AddWithValue("$now", now.UtcTicks);
+            insert.Prepare();
+            foreach (var dot in ordered)
+            {
+                pSeq.Value = dot.Seq;
+                pId.Value = dot.DotId;
+                pX.Value = dot.XMm;
+                pY.Value = dot.YMm;
+                pZ.Value = dot.ZMm;
+                pDepth.Value = dot.DepthMm;
+                pDwell.Value = dot.DwellMs;
+                pPigment.Value = dot.PigmentId;
+                insert.ExecuteNonQuery();
+            }
+            InsertAudit(tx, id, "session-created", Inv($"session created from plan \"{planName}\" on profile {profileName} with {ordered.Count} dots"), now);
+            tx.Commit();
+            return new SessionRecord(id, planName, profileName, SessionPhase.Created, "", 0, 0, FromTicks(now.UtcTicks), null, null);
+        }
+    }
+
+    /// <summary>The session with this id, or null.</summary>
+    public SessionRecord? FindSession(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions WHERE id = $id", ("$id", id));
+            using var reader = cmd.ExecuteReader();
+            return reader.Read() ? ReadSession(reader) : null;
+        }
+    }
+
+    /// <summary>The newest <paramref name="limit"/> sessions, newest first.</summary>
+    public IReadOnlyList<SessionRecord> ListSessions(int limit = 100)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions ORDER BY created_at DESC, rowid DESC LIMIT $limit", ("$limit", limit));
+            using var reader = cmd.ExecuteReader();
+            var list = new List<SessionRecord>();
+            while (reader.Read())
+            {
+                list.Add(ReadSession(reader));
+            }
+            return list;
+        }
+    }
+
+    /// <summary>Stores the session's phase, reason, timers and start/end times (durable on return).</summary>
+    public void UpdateSession(string id, SessionPhase phase, string reason, double elapsedSeconds, double kinematicSeconds, DateTimeOffset? startedAt, DateTimeOffset? endedAt)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(reason);
+        if (!Enum.IsDefined(phase))
+        {
+            throw new ArgumentOutOfRangeException(nameof(phase), phase, "unknown session phase");
+        }
+        if (!(double.IsFinite(elapsedSeconds) && elapsedSeconds >= 0 && double.IsFinite(kinematicSeconds) && kinematicSeconds >= 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(elapsedSeconds), "elapsed and kinematic seconds must be finite and >= 0");
+        }
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var tx = _connection.BeginTransaction();
+            var changed = Execute(tx,
+                "UPDATE sessions SET phase = $phase, reason = $reason, elapsed_s = $elapsed, kinematic_s = $kinematic, started_at = $started, ended_at = $ended WHERE id = $id",
+                ("$phase", (int)phase), ("$reason", reason), ("$elapsed", elapsedSeconds), ("$kinematic", kinematicSeconds),
+                ("$started", startedAt?.UtcTicks), ("$ended", endedAt?.UtcTicks), ("$id", id));
+            if (changed == 0)
+            {
+                throw UnknownSession(id);
+            }
+            tx.Commit();
+        }
+    }
+
+    /// <summary>All dots of a session in execution order (by Seq); empty for an unknown session.</summary>
+    public IReadOnlyList<LedgerDot> LoadDots(string sessionId)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = $s ORDER BY seq", ("$s", sessionId));
+            using var reader = cmd.ExecuteReader();
+            var list = new List<LedgerDot>();
+            while (reader.Read())
+            {
+                var dot = new PlannedDot(reader.GetInt32(0), reader.GetString(1), reader.GetDouble(2), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5), reader.GetDouble(6), reader.GetString(7));
+                Vec3? target = reader.IsDBNull(9) ? null : new Vec3(reader.GetDouble(9), reader.GetDouble(10), reader.GetDouble(11));
+                list.Add(new LedgerDot(dot, (DotLedgerState)reader.GetInt32(8), target, reader.GetString(12)));
+            }
+            return list;
+        }
+    }
+
+    /// <summary>
+    /// Records the intent to plunge: Pending → Commanded with the gantry target. The commit is fsync'd
+    /// before this returns, because the needle goes into the skin right after.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The dot is not Pending (names the dot and its state).</exception>
+    public void MarkCommanded(string sessionId, int seq, Vec3 targetMm)
+    {
+        if (!targetMm.IsFinite)
+        {
+            throw new ArgumentException($"target {targetMm} must be finite", nameof(targetMm));
+        }
+        Transition(sessionId, seq, DotLedgerState.Pending, DotLedgerState.Commanded, targetMm, null);
+    }
+
+    /// <summary>Commanded → Placed, once the firmware proved the motion finished.</summary>
+    public void MarkPlaced(string sessionId, int seq) =>
+        Transition(sessionId, seq, DotLedgerState.Commanded, DotLedgerState.Placed, null, null);
+
+    /// <summary>Commanded → InDoubt with a note saying why (a fault between plunge and confirmation).</summary>
+    public void MarkInDoubt(string sessionId, int seq, string note)
+    {
+        ArgumentNullException.ThrowIfNull(note);
+        Transition(sessionId, seq, DotLedgerState.Commanded, DotLedgerState.InDoubt, null, note);
+    }
+
+    /// <summary>
+    /// Run once at controller start, before any session runs. Every session in Running or Pausing becomes
+    /// Faulted with <paramref name="reason"/>; every Commanded dot (of any session: after a restart nobody
+    /// knows whether its plunge happened) becomes InDoubt with note = reason. Placed, Pending, Skipped and
+    /// InDoubt dots and other phases are left alone. Returns the ids of the sessions touched (oldest
+    /// first) and writes one audit row per session. One transaction.
+    /// </summary>
+    public IReadOnlyList<string> RecoverAfterRestart(string reason)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var now = _time.GetUtcNow();
+            using var tx = _connection.BeginTransaction();
+            var affected = new List<(string Id, SessionPhase Phase, long InFlight)>();
+            using (var cmd = Command(tx,
+                "SELECT s.id, s.phase, (SELECT COUNT(*) FROM dots d WHERE d.session_id = s.id AND d.state = $commanded) AS in_flight " +
+                "FROM sessions s " +
+                "WHERE s.phase IN ($running, $pausing) OR EXISTS (SELECT 1 FROM dots d WHERE d.session_id = s.id AND d.state = $commanded) " +
+                "ORDER BY s.created_at, s.rowid",
+                ("$commanded", (int)DotLedgerState.Commanded), ("$running", (int)SessionPhase.Running), ("$pausing", (int)SessionPhase.Pausing)))
+            using (var reader = cmd.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    affected.Add((reader.GetString(0), (SessionPhase)reader.GetInt32(1), reader.GetInt64(2)));
+                }
+            }
+            foreach (var (id, phase, inFlight) in affected)
+            {
+                Execute(tx, "UPDATE dots SET state = $doubt, note = $reason, updated_at = $now WHERE session_id = $s AND state = $commanded",
+                    ("$doubt", (int)DotLedgerState.InDoubt), ("$reason", reason), ("$now", now.UtcTicks), ("$s", id), ("$commanded", (int)DotLedgerState.Commanded));
+                var faulted = phase is SessionPhase.Running or SessionPhase.Pausing;
+                if (faulted)
+                {
+                    Execute(tx, "UPDATE sessions SET phase = $faulted, reason = $reason WHERE id = $s",
+                        ("$faulted", (int)SessionPhase.Faulted), ("$reason", reason), ("$s", id));
+                }
+                var phaseText = faulted ? $"phase {phase} -> {SessionPhase.Faulted}" : $"phase {phase} kept";
+                InsertAudit(tx, id, "recovered", Inv($"recovered after restart: {phaseText}; {inFlight} commanded dot(s) now in doubt; reason: {reason}"), now);
+            }
+            tx.Commit();
+            return affected.Select(a => a.Id).ToList();
+        }
+    }
+
+    /// <summary>
+    /// An operator's decision on dots in doubt: each becomes <paramref name="to"/> (Placed, Pending to redo,
+    /// or Skipped). All or nothing, in one transaction with one audit row. Returns how many dots changed.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="to"/> is not Placed/Pending/Skipped, the operator
+    /// name is blank, or a dot id is not in the session (names the dot).</exception>
+    /// <exception cref="InvalidOperationException">A dot is not InDoubt (names the dot and its state).</exception>
+    public int Resolve(string sessionId, IReadOnlyCollection<string> dotIds, DotLedgerState to, string operatorName)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        ArgumentNullException.ThrowIfNull(dotIds);
+        ArgumentException.ThrowIfNullOrWhiteSpace(operatorName);
+        if (to is not (DotLedgerState.Placed or DotLedgerState.Pending or DotLedgerState.Skipped))
+        {
+            throw new ArgumentException($"a dot in doubt can only be resolved as Placed, Pending (redo) or Skipped, not {to}", nameof(to));
+        }
+        var ids = dotIds.Distinct(StringComparer.Ordinal).ToList();
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var now = _time.GetUtcNow();
+            using var tx = _connection.BeginTransaction();
+            if (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $s", ("$s", sessionId)) == 0)
+            {
+                throw UnknownSession(sessionId);
+            }
+            if (ids.Count == 0)
+            {
+                return 0;
+            }
+            using var find = Command(tx, "SELECT seq, state, note FROM dots WHERE session_id = $s AND dot_id = $id", ("$s", sessionId), ("$id", ""));
+            var found = new List<(int Seq, string Note)>(ids.Count);
+            foreach (var dotId in ids)
+            {
+                find.Parameters["$id"].Value = dotId;
+                using var reader = find.ExecuteReader();
+                if (!reader.Read())
+                {
+                    throw new ArgumentException($"dot {dotId} is not in session {sessionId}", nameof(dotIds));
+                }
+                var state = (DotLedgerState)reader.GetInt32(1);
+                if (state != DotLedgerState.InDoubt)
+                {
+                    throw new InvalidOperationException($"dot {dotId} of session {sessionId} is {state}; only dots in doubt can be resolved");
+                }
+                found.Add((reader.GetInt32(0), reader.GetString(2)));
+            }
+            using var update = Command(tx,
+                "UPDATE dots SET state = $to, note = $note, updated_at = $now, " +
+                "target_x_mm = CASE WHEN $clear THEN NULL ELSE target_x_mm END, " +
+                "target_y_mm = CASE WHEN $clear THEN NULL ELSE target_y_mm END, " +
+                "target_z_mm = CASE WHEN $clear THEN NULL ELSE target_z_mm END " +
+                "WHERE session_id = $s AND seq = $seq",
+                ("$to", (int)to), ("$note", ""), ("$now", now.UtcTicks), ("$clear", to == DotLedgerState.Pending ? 1 : 0), ("$s", sessionId), ("$seq", 0));
+            foreach (var (seq, note) in found)
+            {
+                update.Parameters["$seq"].Value = seq;
+                update.Parameters["$note"].Value = $"{note}{(note.Length > 0 ? "; " : "")}resolved as {to} by {operatorName}";
+                update.ExecuteNonQuery();
+            }
+            var listed = string.Join(", ", ids.Take(20)) + (ids.Count > 20 ? Inv($" and {ids.Count - 20} more") : "");
+            InsertAudit(tx, sessionId, "resolve", Inv($"{operatorName} resolved {ids.Count} dot(s) in doubt as {to}: {listed}"), now);
+            tx.Commit();
+            return ids.Count;
+        }
+    }
+
+    /// <summary>Counts of the session's dots per state (all zero for an unknown session).</summary>
+    public DotTally Tally(string sessionId)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, "SELECT state, COUNT(*) FROM dots WHERE session_id = $s GROUP BY state", ("$s", sessionId));
+            using var reader = cmd.ExecuteReader();
+            var counts = new int[6];
+            while (reader.Read())
+            {
+                var state = reader.GetInt32(0);
+                if (state is >= 1 and <= 5)
+                {
+                    counts[state] = reader.GetInt32(1);
+                }
+            }
+            return new DotTally(counts.Sum(), counts[1], counts[2], counts[3], counts[4], counts[5]);
+        }
+    }
+
+    /// <summary>Appends an audit row (durable on return). <paramref name="sessionId"/> null: machine-wide.</summary>
+    public void Audit(string? sessionId, string kind, string message)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        ArgumentNullException.ThrowIfNull(message);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var tx = _connection.BeginTransaction();
+            if (sessionId is not null && Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $s", ("$s", sessionId)) == 0)
+            {
+                throw UnknownSession(sessionId);
+            }
+            InsertAudit(tx, sessionId, kind, message, _time.GetUtcNow());
+            tx.Commit();
+        }
+    }
+
+    /// <summary>
+    /// The latest <paramref name="limit"/> audit rows, oldest first: of one session, or of everything when
+    /// <paramref name="sessionId"/> is null.
+    /// </summary>
+    public IReadOnlyList<(DateTimeOffset At, string Kind, string Message)> ReadAudit(string? sessionId, int limit = 1000)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = sessionId is null
+                ? Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit ORDER BY id DESC LIMIT $limit) ORDER BY id", ("$limit", limit))
+                : Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit WHERE session_id = $s ORDER BY id DESC LIMIT $limit) ORDER BY id", ("$s", sessionId), ("$limit", limit));
+            using var reader = cmd.ExecuteReader();
+            var rows = new List<(DateTimeOffset, string, string)>();
+            while (reader.Read())
+            {
+                rows.Add((FromTicks(reader.GetInt64(0)), reader.GetString(1), reader.GetString(2)));
+            }
+            return rows;
+        }
+    }
+
+    /// <summary>The plan JSON the session was created from, or null for an unknown session.</summary>
+    public string? LoadPlanJson(string sessionId)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, "SELECT plan_json FROM sessions WHERE id = $s", ("$s", sessionId));
+            return cmd.ExecuteScalar() as string;
+        }
+    }
+
+    /// <summary>Closes the database (a clean close checkpoints the WAL into the main file).</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            _connection.Dispose();
+        }
+    }
+
+    /// <summary>Reads a PRAGMA of the live connection (for tests and diagnostics).</summary>
+    internal string ReadPragma(string name)
+    {
+        if (!name.All(c => char.IsAsciiLetter(c) || c == '_'))
+        {
+            throw new ArgumentException("not a pragma name", nameof(name));
+        }
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"PRAGMA {name};");
+            return Convert.ToString(cmd.ExecuteScalar(), CultureInfo.InvariantCulture) ?? "";
+        }
+    }
+
+    private void Transition(string sessionId, int seq, DotLedgerState from, DotLedgerState to, Vec3? target, string? note)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var tx = _connection.BeginTransaction();
+            var changed = Execute(tx,
+                "UPDATE dots SET state = $to, updated_at = $now, " +
+                "target_x_mm = COALESCE($tx, target_x_mm), target_y_mm = COALESCE($ty, target_y_mm), target_z_mm = COALESCE($tz, target_z_mm), " +
+                "note = COALESCE($note, note) " +
+                "WHERE session_id = $s AND seq = $seq AND state = $from",
+                ("$to", (int)to), ("$now", _time.GetUtcNow().UtcTicks), ("$tx", target?.X), ("$ty", target?.Y), ("$tz", target?.Z),
+                ("$note", note), ("$s", sessionId), ("$seq", seq), ("$from", (int)from));
+            if (changed != 1)
+            {
+                using var cmd = Command(tx, "SELECT dot_id, state FROM dots WHERE session_id = $s AND seq = $seq", ("$s", sessionId), ("$seq", seq));
+                using var reader = cmd.ExecuteReader();
+                if (!reader.Read())
+                {
+                    throw new KeyNotFoundException(Inv($"session {sessionId} has no dot with seq {seq}"));
+                }
+                throw new InvalidOperationException(Inv($"dot {reader.GetString(0)} (seq {seq}) of session {sessionId} is {(DotLedgerState)reader.GetInt32(1)}; only a {from} dot can become {to}"));
+            }
+            tx.Commit();
+        }
+    }
+
+    private static List<PlannedDot> CheckDots(IReadOnlyList<PlannedDot> dots)
+    {
+        if (dots.Count == 0)
+        {
+            throw new ArgumentException("a session needs at least one dot", nameof(dots));
+        }
+        var ordered = dots.OrderBy(d => d?.Seq ?? -1).ToList();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < ordered.Count; i++)
+        {
+            var dot = ordered[i] ?? throw new ArgumentException("dots must not contain null", nameof(dots));
+            if (dot.Seq != i)
+            {
+                throw new ArgumentException(Inv($"dot {dot.DotId} has seq {dot.Seq}; seqs must be 0..{dots.Count - 1}, each once"), nameof(dots));
+            }
+            if (string.IsNullOrEmpty(dot.DotId) || dot.PigmentId is null)
+            {
+                throw new ArgumentException(Inv($"dot at seq {dot.Seq} needs an id and a pigment"), nameof(dots));
+            }
+            if (!ids.Add(dot.DotId))
+            {
+                throw new ArgumentException($"dot id {dot.DotId} appears twice", nameof(dots));
+            }
+        }
+        return ordered;
+    }
+
+    private void CreateOrCheckSchema(string fullPath)
+    {
+        using var tx = _connection.BeginTransaction();
+        Execute(tx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at INTEGER NOT NULL)");
+        var version = Scalar<long?>(tx, "SELECT MAX(version) FROM schema_version");
+        if (version is null)
+        {
+            Execute(tx, """
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY,
+                    plan_name TEXT NOT NULL,
+                    plan_json TEXT NOT NULL,
+                    profile_name TEXT NOT NULL,
+                    phase INTEGER NOT NULL,
+                    reason TEXT NOT NULL,
+                    elapsed_s REAL NOT NULL,
+                    kinematic_s REAL NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    started_at INTEGER NULL,
+                    ended_at INTEGER NULL,
+                    dot_count INTEGER NOT NULL);
+                CREATE INDEX sessions_by_created ON sessions (created_at);
+                CREATE TABLE dots (
+                    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    dot_id TEXT NOT NULL,
+                    x_mm REAL NOT NULL,
+                    y_mm REAL NOT NULL,
+                    z_mm REAL NOT NULL,
+                    depth_mm REAL NOT NULL,
+                    dwell_ms REAL NOT NULL,
+                    pigment_id TEXT NOT NULL,
+                    state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+                    target_x_mm REAL NULL,
+                    target_y_mm REAL NULL,
+                    target_z_mm REAL NULL,
+                    note TEXT NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (session_id, seq),
+                    UNIQUE (session_id, dot_id)) WITHOUT ROWID;
+                -- Commanded dots are rare (at most one per running session): a tiny index for restart recovery.
+                CREATE INDEX dots_commanded ON dots (session_id) WHERE state = 2;
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at INTEGER NOT NULL,
+                    session_id TEXT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                    kind TEXT NOT NULL,
+                    message TEXT NOT NULL);
+                CREATE INDEX audit_by_session ON audit (session_id, id);
+                """);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
+        }
+        else if (version != SchemaVersion)
+        {
+            throw new InvalidDataException(Inv($"ledger '{fullPath}' has schema version {version}; this controller reads version {SchemaVersion}"));
+        }
+        tx.Commit();
+    }
+
+    private void InsertAudit(SqliteTransaction tx, string? sessionId, string kind, string message, DateTimeOffset at) =>
+        Execute(tx, "INSERT INTO audit (at, session_id, kind, message) VALUES ($at, $s, $kind, $message)",
+            ("$at", at.UtcTicks), ("$s", sessionId), ("$kind", kind), ("$message", message));
+
+    private SqliteCommand Command(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = _connection.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+        return cmd;
+    }
+
+    private int Execute(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var cmd = Command(tx, sql, parameters);
+        return cmd.ExecuteNonQuery();
+    }
+
+    private T Scalar<T>(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var cmd = Command(tx, sql, parameters);
+        var value = cmd.ExecuteScalar();
+        if (value is null or DBNull)
+        {
+            return default!;
+        }
+        var type = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
+        return (T)Convert.ChangeType(value, type, CultureInfo.InvariantCulture);
+    }
+
+    private static SessionRecord ReadSession(SqliteDataReader r) => new(
+        r.GetString(0),
+        r.GetString(1),
+        r.GetString(2),
+        (SessionPhase)r.GetInt32(3),
+        r.GetString(4),
+        r.GetDouble(5),
+        r.GetDouble(6),
+        FromTicks(r.GetInt64(7)),
+        r.IsDBNull(8) ? null : FromTicks(r.GetInt64(8)),
+        r.IsDBNull(9) ? null : FromTicks(r.GetInt64(9)));
+
+    private static DateTimeOffset FromTicks(long utcTicks) => new(utcTicks, TimeSpan.Zero);
+
+    private static KeyNotFoundException UnknownSession(string id) => new($"no session {id}");
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,55 @@
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Storage;
+
+/// <summary>
+/// Where a dot stands. Allowed moves: Pending → Commanded (intent recorded just before the plunge),
+/// Commanded → Placed (the firmware proved the motion finished), Commanded → InDoubt (a fault or restart
+/// between the two), and InDoubt → Placed / Pending (redo) / Skipped by an operator. Nothing else.
+/// </summary>
+public enum DotLedgerState
+{
+    Pending = 1,
+    Commanded = 2,
+    Placed = 3,
+    Skipped = 4,
+    InDoubt = 5,
+}
+
+/// <summary>Phase of a session, as stored. The session state machine (Sessions/) decides the moves.</summary>
+public enum SessionPhase
+{
+    Created = 1,
+    Running = 2,
+    Pausing = 3,
+    Paused = 4,
+    Completed = 5,
+    Aborted = 6,
+    EmergencyStopped = 7,
+    Faulted = 8,
+}
+
+/// <summary>A dot of a session in head frame H. <paramref name="Seq"/> is its 0-based place in the execution order.</summary>
+public sealed record PlannedDot(int Seq, string DotId, double XMm, double YMm, double ZMm, double DepthMm, double DwellMs, string PigmentId);
+
+/// <summary>
+/// A dot and where it stands. <paramref name="TargetMm"/> is the gantry-frame target recorded when it was
+/// commanded (null while Pending); <paramref name="Note"/> says why it is InDoubt or how it was resolved.
+/// </summary>
+public sealed record LedgerDot(PlannedDot Dot, DotLedgerState State, Vec3? TargetMm, string Note);
+
+/// <summary>A stored session. Times are UTC.</summary>
+public sealed record SessionRecord(
+    string Id,
+    string PlanName,
+    string ProfileName,
+    SessionPhase Phase,
+    string Reason,
+    double ElapsedSeconds,
+    double KinematicSeconds,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? EndedAt);
+
+/// <summary>How many dots of a session are in each state.</summary>
+public sealed record DotTally(int Total, int Pending, int Commanded, int Placed, int Skipped, int InDoubt);

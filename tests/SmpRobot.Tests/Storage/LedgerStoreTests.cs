@@ -1,0 +1,356 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Tests.Storage;
+
+public sealed class LedgerStoreTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("smp-ledger-").FullName;
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 23, 21, 5, 12, TimeSpan.Zero));
+
+    private string DbPath => Path.Combine(_dir, "nested", "ledger.db");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private LedgerStore Open() => new(DbPath, _time);
+
+    private static List<PlannedDot> Dots(int count) =>
+        Enumerable.Range(0, count).Select(i => new PlannedDot(i, $"d{i + 1:D5}", i * 1.0, i * 0.5, 1.0, 1.0, 200, "charcoal-1")).ToList();
+
+    [Fact]
+    public void Creates_directory_schema_and_session_with_pending_dots()
+    {
+        using var store = Open();
+        Assert.True(File.Exists(DbPath));
+        var session = store.CreateSession("crown", "{\"name\":\"crown\"}", "desk-200", Dots(5));
+        Assert.Matches(@"^s-20261123-210512-[0-9a-f]{4}$", session.Id);
+        Assert.Equal(SessionPhase.Created, session.Phase);
+        Assert.Equal(_time.GetUtcNow(), session.CreatedAt);
+        Assert.Equal(session, store.FindSession(session.Id));
+        Assert.Null(store.FindSession("s-nope"));
+        Assert.Equal("{\"name\":\"crown\"}", store.LoadPlanJson(session.Id));
+        var dots = store.LoadDots(session.Id);
+        Assert.Equal(Dots(5), dots.Select(d => d.Dot));
+        Assert.All(dots, d => Assert.Equal(DotLedgerState.Pending, d.State));
+        Assert.All(dots, d => Assert.Null(d.TargetMm));
+        Assert.Equal(new DotTally(5, 5, 0, 0, 0, 0), store.Tally(session.Id));
+        Assert.Contains(store.ReadAudit(session.Id), a => a.Kind == "session-created" && a.Message.Contains("5 dots", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Session_ids_are_unique_within_the_same_second()
+    {
+        using var store = Open();
+        var ids = Enumerable.Range(0, 40).Select(_ => store.CreateSession("p", "{}", "sim", Dots(1)).Id).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.Equal(40, store.ListSessions().Count);
+    }
+
+    [Fact]
+    public void Pragmas_are_wal_full_and_foreign_keys()
+    {
+        using var store = Open();
+        Assert.Equal("wal", store.ReadPragma("journal_mode"));
+        Assert.Equal("2", store.ReadPragma("synchronous"));  // 2 = FULL
+        Assert.Equal("1", store.ReadPragma("foreign_keys"));
+        // WAL is persistent: another connection sees it too.
+        using var other = new SqliteConnection($"Data Source={DbPath};Pooling=False");
+        other.Open();
+        using var cmd = other.CreateCommand();
+        cmd.CommandText = "PRAGMA journal_mode";
+        Assert.Equal("wal", cmd.ExecuteScalar());
+        cmd.CommandText = "SELECT version FROM schema_version";
+        Assert.Equal((long)LedgerStore.SchemaVersion, cmd.ExecuteScalar());
+    }
+
+    [Fact]
+    public void A_newer_schema_is_refused()
+    {
+        using (Open())
+        {
+        }
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)";
+            cmd.ExecuteNonQuery();
+        }
+        var e = Assert.Throws<InvalidDataException>(Open);
+        Assert.Contains("schema version 99", e.Message);
+    }
+
+    [Fact]
+    public void Dot_states_follow_the_allowed_transitions_only()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(3)).Id;
+        var target = new Vec3(100.0125, 99.5, 18.25);
+
+        var e = Assert.Throws<InvalidOperationException>(() => store.MarkPlaced(s, 0));
+        Assert.Contains("dot d00001 (seq 0)", e.Message);
+        Assert.Contains("is Pending", e.Message);
+        Assert.Throws<InvalidOperationException>(() => store.MarkInDoubt(s, 0, "x"));
+
+        store.MarkCommanded(s, 0, target);
+        Assert.Throws<InvalidOperationException>(() => store.MarkCommanded(s, 0, target));
+        store.MarkPlaced(s, 0);
+        Assert.Throws<InvalidOperationException>(() => store.MarkPlaced(s, 0));
+        Assert.Throws<InvalidOperationException>(() => store.MarkInDoubt(s, 0, "late"));
+        Assert.Throws<InvalidOperationException>(() => store.MarkCommanded(s, 0, target));
+
+        store.MarkCommanded(s, 1, target);
+        store.MarkInDoubt(s, 1, "link lost after plunge");
+        Assert.Throws<InvalidOperationException>(() => store.MarkPlaced(s, 1));
+        Assert.Throws<InvalidOperationException>(() => store.MarkCommanded(s, 1, target));
+
+        Assert.Throws<KeyNotFoundException>(() => store.MarkCommanded(s, 3, target));
+        Assert.Throws<KeyNotFoundException>(() => store.MarkCommanded("s-nope", 0, target));
+        Assert.Throws<ArgumentException>(() => store.MarkCommanded(s, 2, new Vec3(double.NaN, 0, 0)));
+
+        var dots = store.LoadDots(s);
+        Assert.Equal(DotLedgerState.Placed, dots[0].State);
+        Assert.Equal(target, dots[0].TargetMm);
+        Assert.Equal(DotLedgerState.InDoubt, dots[1].State);
+        Assert.Equal("link lost after plunge", dots[1].Note);
+        Assert.Equal(DotLedgerState.Pending, dots[2].State);
+        Assert.Equal(new DotTally(3, 1, 0, 1, 0, 1), store.Tally(s));
+    }
+
+    [Fact]
+    public void Sessions_and_dot_states_survive_closing_and_reopening()
+    {
+        string id;
+        var started = _time.GetUtcNow().AddSeconds(3);
+        using (var store = Open())
+        {
+            id = store.CreateSession("crown", "{\"units\":\"mm\"}", "desk-200", Dots(4)).Id;
+            store.UpdateSession(id, SessionPhase.Paused, "operator pause", 12.5, 10.25, started, null);
+            store.MarkCommanded(id, 0, new Vec3(1, 2, 3));
+            store.MarkPlaced(id, 0);
+            store.MarkCommanded(id, 1, new Vec3(4, 5, 6));
+            store.Audit(id, "note", "hello");
+            store.Audit(null, "machine", "homed");
+        }
+        using (var store = Open())
+        {
+            var s = store.FindSession(id)!;
+            Assert.Equal(SessionPhase.Paused, s.Phase);
+            Assert.Equal("operator pause", s.Reason);
+            Assert.Equal(12.5, s.ElapsedSeconds);
+            Assert.Equal(10.25, s.KinematicSeconds);
+            Assert.Equal(started, s.StartedAt);
+            Assert.Null(s.EndedAt);
+            Assert.Equal("desk-200", s.ProfileName);
+            Assert.Equal("crown", s.PlanName);
+            var dots = store.LoadDots(id);
+            Assert.Equal([DotLedgerState.Placed, DotLedgerState.Commanded, DotLedgerState.Pending, DotLedgerState.Pending], dots.Select(d => d.State));
+            Assert.Equal(new Vec3(4, 5, 6), dots[1].TargetMm);
+            Assert.Equal(["session-created", "note"], store.ReadAudit(id).Select(a => a.Kind));
+            Assert.Equal(["session-created", "note", "machine"], store.ReadAudit(null).Select(a => a.Kind));
+            Assert.Equal("{\"units\":\"mm\"}", store.LoadPlanJson(id));
+        }
+    }
+
+    [Fact]
+    public void Recover_after_restart_faults_running_sessions_and_puts_commanded_dots_in_doubt()
+    {
+        string running, pausing, paused, done;
+        using (var store = Open())
+        {
+            running = store.CreateSession("a", "{}", "sim", Dots(4)).Id;
+            pausing = store.CreateSession("b", "{}", "sim", Dots(2)).Id;
+            paused = store.CreateSession("c", "{}", "sim", Dots(2)).Id;
+            done = store.CreateSession("d", "{}", "sim", Dots(1)).Id;
+            store.UpdateSession(running, SessionPhase.Running, "", 1, 1, _time.GetUtcNow(), null);
+            store.UpdateSession(pausing, SessionPhase.Pausing, "operator", 1, 1, _time.GetUtcNow(), null);
+            store.UpdateSession(paused, SessionPhase.Paused, "operator", 1, 1, _time.GetUtcNow(), null);
+            store.MarkCommanded(running, 0, new Vec3(1, 1, 1));
+            store.MarkPlaced(running, 0);
+            store.MarkCommanded(running, 1, new Vec3(2, 2, 2));
+            store.MarkCommanded(done, 0, new Vec3(3, 3, 3));
+            store.MarkPlaced(done, 0);
+            store.UpdateSession(done, SessionPhase.Completed, "", 5, 4, _time.GetUtcNow(), _time.GetUtcNow());
+            // "crash": the store is dropped without any further update.
+        }
+        _time.Advance(TimeSpan.FromMinutes(2));
+        using (var store = Open())
+        {
+            var affected = store.RecoverAfterRestart("controller restarted");
+            Assert.Equal([running, pausing], affected);
+
+            var r = store.FindSession(running)!;
+            Assert.Equal(SessionPhase.Faulted, r.Phase);
+            Assert.Equal("controller restarted", r.Reason);
+            Assert.Equal(SessionPhase.Faulted, store.FindSession(pausing)!.Phase);
+            Assert.Equal(SessionPhase.Paused, store.FindSession(paused)!.Phase);
+            Assert.Equal(SessionPhase.Completed, store.FindSession(done)!.Phase);
+
+            var dots = store.LoadDots(running);
+            Assert.Equal([DotLedgerState.Placed, DotLedgerState.InDoubt, DotLedgerState.Pending, DotLedgerState.Pending], dots.Select(d => d.State));
+            Assert.Equal("controller restarted", dots[1].Note);
+            Assert.Equal(new Vec3(2, 2, 2), dots[1].TargetMm);
+            Assert.Equal(new DotTally(4, 2, 0, 1, 0, 1), store.Tally(running));
+            Assert.Equal(new DotTally(1, 0, 0, 1, 0, 0), store.Tally(done));
+
+            var audit = store.ReadAudit(running);
+            Assert.Equal("recovered", audit[^1].Kind);
+            Assert.Equal(_time.GetUtcNow(), audit[^1].At);
+            Assert.Contains("1 commanded dot(s) now in doubt", audit[^1].Message);
+
+            // Idempotent: nothing left to recover.
+            Assert.Empty(store.RecoverAfterRestart("again"));
+        }
+    }
+
+    [Fact]
+    public void Recover_puts_a_commanded_dot_in_doubt_even_when_the_session_is_not_running()
+    {
+        using var store = Open();
+        var s = store.CreateSession("e", "{}", "sim", Dots(2)).Id;
+        store.MarkCommanded(s, 0, new Vec3(1, 1, 1));
+        store.UpdateSession(s, SessionPhase.EmergencyStopped, "e-stop", 1, 1, null, null);
+        Assert.Equal([s], store.RecoverAfterRestart("restart"));
+        Assert.Equal(SessionPhase.EmergencyStopped, store.FindSession(s)!.Phase);
+        Assert.Equal(DotLedgerState.InDoubt, store.LoadDots(s)[0].State);
+    }
+
+    [Fact]
+    public void Resolve_changes_only_dots_in_doubt_to_placed_pending_or_skipped()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(5)).Id;
+        for (var seq = 0; seq < 4; seq++)
+        {
+            store.MarkCommanded(s, seq, new Vec3(seq, seq, seq));
+        }
+        store.MarkPlaced(s, 3);
+        store.RecoverAfterRestart("restart");  // seq 0..2 in doubt
+
+        var bad = Assert.Throws<ArgumentException>(() => store.Resolve(s, ["d00001"], DotLedgerState.InDoubt, "ana"));
+        Assert.Contains("Placed, Pending (redo) or Skipped", bad.Message);
+        Assert.Throws<ArgumentException>(() => store.Resolve(s, ["d00001"], DotLedgerState.Commanded, "ana"));
+        Assert.Throws<ArgumentException>(() => store.Resolve(s, ["d00001"], DotLedgerState.Placed, " "));
+        var unknown = Assert.Throws<ArgumentException>(() => store.Resolve(s, ["d00001", "zz"], DotLedgerState.Placed, "ana"));
+        Assert.Contains("dot zz", unknown.Message);
+        var notInDoubt = Assert.Throws<InvalidOperationException>(() => store.Resolve(s, ["d00002", "d00004"], DotLedgerState.Skipped, "ana"));
+        Assert.Contains("dot d00004", notInDoubt.Message);
+        Assert.Contains("Placed", notInDoubt.Message);
+        Assert.Throws<InvalidOperationException>(() => store.Resolve(s, ["d00005"], DotLedgerState.Skipped, "ana"));
+        Assert.Throws<KeyNotFoundException>(() => store.Resolve("s-nope", ["d00001"], DotLedgerState.Placed, "ana"));
+        // All or nothing: the failed calls changed nothing.
+        Assert.Equal(new DotTally(5, 1, 0, 1, 0, 3), store.Tally(s));
+
+        Assert.Equal(1, store.Resolve(s, ["d00001"], DotLedgerState.Placed, "ana"));
+        Assert.Equal(1, store.Resolve(s, ["d00002", "d00002"], DotLedgerState.Pending, "ana"));
+        Assert.Equal(1, store.Resolve(s, ["d00003"], DotLedgerState.Skipped, "ben"));
+        Assert.Equal(0, store.Resolve(s, [], DotLedgerState.Skipped, "ben"));
+        Assert.Throws<InvalidOperationException>(() => store.Resolve(s, ["d00001"], DotLedgerState.Skipped, "ana"));
+
+        var dots = store.LoadDots(s);
+        Assert.Equal(DotLedgerState.Placed, dots[0].State);
+        Assert.Equal(new Vec3(0, 0, 0), dots[0].TargetMm);
+        Assert.Contains("resolved as Placed by ana", dots[0].Note);
+        Assert.Equal(DotLedgerState.Pending, dots[1].State);
+        Assert.Null(dots[1].TargetMm);  // a redo is aimed afresh
+        Assert.Equal(DotLedgerState.Skipped, dots[2].State);
+        Assert.Equal(new DotTally(5, 2, 0, 2, 1, 0), store.Tally(s));
+        // A redone dot goes through the normal cycle again.
+        store.MarkCommanded(s, 1, new Vec3(9, 9, 9));
+        store.MarkPlaced(s, 1);
+
+        var resolves = store.ReadAudit(s).Where(a => a.Kind == "resolve").Select(a => a.Message).ToList();
+        Assert.Equal(3, resolves.Count);
+        Assert.Contains("ana resolved 1 dot(s) in doubt as Placed: d00001", resolves[0]);
+        Assert.Contains("ben", resolves[2]);
+    }
+
+    [Fact]
+    public void List_is_newest_first_and_limited()
+    {
+        using var store = Open();
+        var ids = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add(store.CreateSession($"p{i}", "{}", "sim", Dots(1)).Id);
+            _time.Advance(TimeSpan.FromMinutes(1));
+        }
+        ids.Reverse();
+        Assert.Equal(ids, store.ListSessions().Select(s => s.Id));
+        Assert.Equal(ids.Take(2), store.ListSessions(2).Select(s => s.Id));
+    }
+
+    [Fact]
+    public void Update_and_audit_check_their_session()
+    {
+        using var store = Open();
+        Assert.Throws<KeyNotFoundException>(() => store.UpdateSession("s-nope", SessionPhase.Running, "", 0, 0, null, null));
+        Assert.Throws<KeyNotFoundException>(() => store.Audit("s-nope", "x", "y"));
+        var s = store.CreateSession("p", "{}", "sim", Dots(1)).Id;
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.UpdateSession(s, SessionPhase.Running, "", double.NaN, 0, null, null));
+        var end = _time.GetUtcNow().AddHours(2);
+        store.UpdateSession(s, SessionPhase.Completed, "done", 7200, 3600, _time.GetUtcNow(), end);
+        Assert.Equal(end, store.FindSession(s)!.EndedAt);
+    }
+
+    [Fact]
+    public void Create_checks_seqs_and_ids()
+    {
+        using var store = Open();
+        Assert.Throws<ArgumentException>(() => store.CreateSession("p", "{}", "sim", []));
+        var gap = Dots(3);
+        gap[2] = gap[2] with { Seq = 5 };
+        Assert.Throws<ArgumentException>(() => store.CreateSession("p", "{}", "sim", gap));
+        var dup = Dots(3);
+        dup[2] = dup[2] with { DotId = dup[0].DotId };
+        var e = Assert.Throws<ArgumentException>(() => store.CreateSession("p", "{}", "sim", dup));
+        Assert.Contains("d00001", e.Message);
+        // Seqs given out of order are stored by seq.
+        var shuffled = Dots(3);
+        shuffled.Reverse();
+        var s = store.CreateSession("p", "{}", "sim", shuffled).Id;
+        Assert.Equal(["d00001", "d00002", "d00003"], store.LoadDots(s).Select(d => d.Dot.DotId));
+        Assert.Equal([s], store.ListSessions().Select(x => x.Id));
+    }
+
+    [Fact]
+    public void Create_session_of_30000_dots_in_one_transaction()
+    {
+        using var store = Open();
+        var s = store.CreateSession("big", "{}", "desk-200", Dots(30_000)).Id;
+        Assert.Equal(new DotTally(30_000, 30_000, 0, 0, 0, 0), store.Tally(s));
+        var dots = store.LoadDots(s);
+        Assert.Equal(30_000, dots.Count);
+        Assert.Equal("d30000", dots[^1].Dot.DotId);
+        Assert.Equal(29_999, dots[^1].Dot.Seq);
+    }
+
+    [Fact]
+    public async Task Concurrent_callers_are_serialised()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(200)).Id;
+        var tasks = Enumerable.Range(0, 4).Select(worker => Task.Run(() =>
+        {
+            for (var seq = worker; seq < 200; seq += 4)
+            {
+                store.MarkCommanded(s, seq, new Vec3(seq, 0, 0));
+                store.MarkPlaced(s, seq);
+                _ = store.Tally(s);
+            }
+        })).ToArray();
+        await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(new DotTally(200, 0, 0, 200, 0, 0), store.Tally(s));
+    }
+
+    [Fact]
+    public void Disposed_store_refuses_calls()
+    {
+        var store = Open();
+        store.Dispose();
+        store.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => store.ListSessions());
+    }
+}
