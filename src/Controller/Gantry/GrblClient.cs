@@ -202,6 +202,11 @@ public sealed class GrblClient : IAsyncDisposable
     {
         ValidateLine(line);
         int byteCount = line.Length + 1;
+        if (byteCount > _rxLimitBytes)
+        {
+            // It could never fit: waiting for room would wait forever.
+            throw new ArgumentException($"A line of {line.Length.ToString(CultureInfo.InvariantCulture)} characters plus newline exceeds the {_rxLimitBytes.ToString(CultureInfo.InvariantCulture)} usable bytes of the firmware's receive buffer.", nameof(line));
+        }
 
         await _sendLock.WaitAsync(ct);
         try
