@@ -228,6 +228,45 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_realtime_byte_waits_only_for_a_line_write_already_in_progress()
+    {
+        await ConnectAsync();
+        _transport.HoldWrites();
+        var line = SendAsync("G1 X5 F300");
+        await _transport.WriteHeld();
+
+        var hold = _client.SendRealtimeAsync(GrblRealtime.FeedHold).AsTask();
+        Assert.False(hold.IsCompleted);
+        _transport.ReleaseWrites();
+        await hold.WaitAsync(Guard);
+        await line;
+
+        // Contiguous: the line is whole, the real-time byte after it, never inside it.
+        Assert.Equal("G1 X5 F300\n!", _transport.WrittenText());
+    }
+
+    [Fact]
+    public async Task An_alarm_that_crosses_a_line_on_the_wire_latches_a_Protocol_fault()
+    {
+        await ConnectAsync();
+        _transport.HoldWrites();
+        var send = SendAsync("G1 X5 F300");
+        await _transport.WriteHeld();
+        var alarmRaised = NextFault();
+        _transport.PushLine("ALARM:13");
+        Assert.Equal(GantryFaultKind.Alarm, (await alarmRaised.WaitAsync(Guard)).Kind);
+
+        var protocolRaised = NextFault();
+        _transport.ReleaseWrites();
+        var sent = await send;
+
+        // The firmware may still answer that line: counting is no longer trustworthy.
+        Assert.Equal(GantryFaultKind.Protocol, (await protocolRaised.WaitAsync(Guard)).Kind);
+        Assert.Equal(GantryFaultKind.Alarm, (await Assert.ThrowsAsync<GantryFaultException>(() => sent.Ack.WaitAsync(Guard))).Kind);
+        Assert.Equal(GantryFaultKind.Protocol, (await Assert.ThrowsAsync<GantryFaultException>(() => SendAsync("$X"))).Kind);
+    }
+
+    [Fact]
     public async Task An_alarm_faults_every_pending_line_and_restarts_counting()
     {
         await ConnectAsync();

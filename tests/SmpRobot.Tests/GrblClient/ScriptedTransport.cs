@@ -19,6 +19,8 @@ internal sealed class ScriptedTransport : IGantryTransport
     // Byte counts of lines the modelled firmware buffer holds, oldest first.
     private readonly Queue<int> _bufferedLines = new();
     private ReadOnlyMemory<byte> _leftover;
+    private TaskCompletionSource? _writeGate;
+    private TaskCompletionSource? _heldWrite;
     private int _partialLineBytes;
 
     public string Description => "scripted";
@@ -40,8 +42,52 @@ internal sealed class ScriptedTransport : IGantryTransport
         return Task.CompletedTask;
     }
 
-    public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    /// <summary>While set, writes are held (not recorded) until <see cref="ReleaseWrites"/>: a slow link.</summary>
+    public void HoldWrites()
     {
+        lock (_gate)
+        {
+            _writeGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _heldWrite = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+    }
+
+    /// <summary>Completes when a write is being held by <see cref="HoldWrites"/>.</summary>
+    public Task WriteHeld()
+    {
+        lock (_gate)
+        {
+            return (_heldWrite ?? throw new InvalidOperationException("HoldWrites first")).Task.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    public void ReleaseWrites()
+    {
+        TaskCompletionSource? gate;
+        lock (_gate)
+        {
+            gate = _writeGate;
+            _writeGate = null;
+            _heldWrite = null;
+        }
+
+        gate?.TrySetResult();
+    }
+
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        Task? hold;
+        lock (_gate)
+        {
+            hold = _writeGate?.Task;
+            _heldWrite?.TrySetResult();
+        }
+
+        if (hold is not null)
+        {
+            await hold.WaitAsync(cancellationToken);
+        }
+
         List<TaskCompletionSource> ready = [];
         lock (_gate)
         {
@@ -73,8 +119,6 @@ internal sealed class ScriptedTransport : IGantryTransport
         {
             signal.TrySetResult();
         }
-
-        return ValueTask.CompletedTask;
     }
 
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
