@@ -202,6 +202,11 @@ public sealed class GrblClient : IAsyncDisposable
     {
         ValidateLine(line);
         int byteCount = line.Length + 1;
+        if (byteCount > _rxLimitBytes)
+        {
+            // It could never fit: waiting for room would wait forever.
+            throw new ArgumentException($"A line of {line.Length.ToString(CultureInfo.InvariantCulture)} characters plus newline exceeds the {_rxLimitBytes.ToString(CultureInfo.InvariantCulture)} usable bytes of the firmware's receive buffer.", nameof(line));
+        }
 
         await _sendLock.WaitAsync(ct);
         try
@@ -246,6 +251,14 @@ public sealed class GrblClient : IAsyncDisposable
                 _lineWriteBuffer[line.Length] = (byte)'\n';
                 // Not the caller's token: a half-written line would be glued to the next one.
                 await WriteToTransportAsync(_lineWriteBuffer.AsMemory(0, byteCount));
+                if (pending.Ack.Task.IsFaulted
+                    && pending.Ack.Task.Exception?.InnerException is GantryFaultException { Kind: GantryFaultKind.Alarm })
+                {
+                    // An alarm flushed our books while this line was on its way: the firmware may
+                    // still answer it, and that ack would be matched to the next line.
+                    EnterFault(new GantryFaultException(GantryFaultKind.Protocol, 0, "a line was written while an alarm flushed the buffer; acks can no longer be matched to lines until a soft reset"), latch: true, terminal: false);
+                }
+
                 return new SentLine(line, pending.Ack.Task);
             }
             finally
