@@ -70,6 +70,12 @@ public sealed record MachineProfile
     public int RxBufferBytes { get; init; } = 128;
     /// <summary>Firmware planner size, blocks (grbl: 15 usable).</summary>
     public int PlannerBlocks { get; init; } = 15;
+    /// <summary>A pose older than this (from frame capture to the decision) holds the session, ms.</summary>
+    public double PoseMaxAgeMs { get; init; } = 100;
+    /// <summary>Tracking quality (0..1) below which the session holds.</summary>
+    public double MinPoseQuality { get; init; } = 0.5;
+    /// <summary>Head speed above which the session holds, mm/s.</summary>
+    public double MaxHeadSpeedMmPerS { get; init; } = 5;
     /// <summary>Head pose for still-head sessions.</summary>
     public required FixedHeadPose FixedHead { get; init; }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SmpRobot build entry point: installs what is missing, builds, and runs the demo, the tests or the
+# benchmarks. Usage: ./build.sh [build|demo [ARGS...]|test|bench [NAME...]]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+config=Release
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages the project needs at run time (OpenCV's runtime links GTK 3).
+ensure_packages() {
+  local missing=()
+  for pkg in libgtk-3-0; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "build.sh: installing Debian packages: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v dotnet >/dev/null || { echo "build.sh: the .NET SDK (dotnet) is required: https://learn.microsoft.com/dotnet/core/install/linux-debian" >&2; exit 1; }
+}
+
+build() {
+  ensure_packages
+  dotnet build SmpRobot.sln -c "$config" -nologo -v quiet -clp:ErrorsOnly
+}
+
+cmd="${1:-build}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  build)
+    build ;;
+  demo)
+    build
+    exec "$root/smp" demo "$@" ;;
+  test)
+    build
+    log="$(mktemp)"
+    set +e
+    dotnet test SmpRobot.sln -c "$config" --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    set -e
+    # One plain closing line that any CI reader understands.
+    passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+    failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+    skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+    rm -f "$log"
+    echo "tests: $passed passed, $failed failed, $skipped skipped"
+    exit "$status" ;;
+  bench)
+    build
+    exec dotnet "bench/SmpRobot.Bench/bin/$config/net10.0/smp-bench.dll" "$@" ;;
+  *)
+    echo "usage: ./build.sh [build|demo [ARGS...]|test|bench [NAME...]]" >&2
+    exit 2 ;;
+esac

@@ -1,0 +1,266 @@
+using Microsoft.Extensions.Logging;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Motion;
+using SmpRobot.Controller.Storage;
+
+namespace SmpRobot.Controller.Safety;
+
+/// <summary>State of the emergency-stop latch and of the last stop sequence.</summary>
+public sealed record EmergencyStopState(
+    bool Latched,
+    string Source,
+    string Reason,
+    DateTimeOffset? At,
+    IReadOnlyList<string> StopSteps,
+    string StopError,
+    long ArrivedTimestamp,
+    long FeedHoldWrittenTimestamp);
+
+/// <summary>A motion line was refused because the machine is stopping or the e-stop is latched.</summary>
+public sealed class MotionRefusedException(string message) : Exception(message);
+
+/// <summary>
+/// The safety supervisor: the e-stop latch (ISO 13850 style: latched until a deliberate reset, and
+/// the reset never restarts motion), the stop sequence on the wire, and the gate every motion line
+/// of a session passes through so nothing is sent once a stop has begun.
+/// </summary>
+public sealed class SafetySupervisor : IDisposable
+{
+    private static readonly TimeSpan HoldSettleTimeout = TimeSpan.FromSeconds(3);
+    private readonly GantryConnection _gantry;
+    private readonly MachineProfile _profile;
+    private readonly LedgerStore _ledger;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _sequenceLock = new(1, 1);
+    private volatile bool _latched;
+    private int _stopsInProgress;
+    private int _motionSendsInProgress;
+    private EmergencyStopState _state = new(false, "", "", null, [], "", 0, 0);
+
+    public SafetySupervisor(GantryConnection gantry, MachineProfile profile, LedgerStore ledger, TimeProvider timeProvider, ILogger<SafetySupervisor> log)
+    {
+        _gantry = gantry;
+        _profile = profile;
+        _ledger = ledger;
+        _time = timeProvider;
+        _log = log;
+    }
+
+    /// <summary>True from the first instant of an e-stop until an explicit reset.</summary>
+    public bool IsLatched => _latched;
+
+    /// <summary>Snapshot of the latch and the last stop sequence.</summary>
+    public EmergencyStopState State { get { lock (_gate) return _state; } }
+
+    /// <summary>
+    /// Raised synchronously right after the stop bytes are on the wire, so the session runner stops
+    /// queueing before the queue is flushed. Handlers must be quick and must not throw.
+    /// </summary>
+    public event EventHandler<EmergencyStopState>? EmergencyStopLatched;
+
+    /// <summary>
+    /// Emergency stop. Feed hold and safety door (needle drive off) go on the wire first, ahead of
+    /// anything queued; then the latch is announced, the firmware queue flushed once motion has
+    /// stopped, and the needle retracted straight up. Idempotent for the latch (the first source and
+    /// reason are kept); the stop sequence itself runs again on every request.
+    /// </summary>
+    /// <param name="arrivedTimestamp">TimeProvider timestamp at which the request arrived (for latency figures).</param>
+    public async Task<EmergencyStopState> EmergencyStopAsync(string source, string reason, long arrivedTimestamp, CancellationToken cancellationToken)
+    {
+        var client = _gantry.Client;
+        long holdWritten = 0;
+        string linkError = "";
+        // The stop bytes come before any bookkeeping: nothing may delay them.
+        try
+        {
+            if (client is { IsConnected: true })
+            {
+                await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
+                holdWritten = _time.GetTimestamp();
+                await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
+            }
+            else
+            {
+                linkError = $"gantry {_gantry.Description} is not connected: software cannot stop it; use the hard-wired e-stop";
+            }
+        }
+        catch (Exception e) when (e is IOException or GantryFaultException or ObjectDisposedException)
+        {
+            linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
+        }
+
+        bool firstLatch;
+        lock (_gate)
+        {
+            firstLatch = !_latched;
+            _latched = true;
+            if (firstLatch)
+            {
+                _state = new EmergencyStopState(true, source, reason, _time.GetUtcNow(),
+                    linkError.Length == 0 ? ["feed-hold", "needle-off"] : [], linkError, arrivedTimestamp, holdWritten);
+            }
+        }
+        if (firstLatch)
+        {
+            _log.LogWarning("EMERGENCY STOP from {Source}: {Reason}", source, reason);
+            try
+            {
+                EmergencyStopLatched?.Invoke(this, State);
+            }
+            catch (Exception e)
+            {
+                _log.LogError(e, "An e-stop listener failed");
+            }
+            _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}");
+        }
+        // A repeated e-stop runs the whole sequence again: its stop bytes put the firmware in a hold
+        // that only the flush clears, and the operator pressing again means "make sure".
+        if (linkError.Length == 0)
+        {
+            var (steps, error) = await FinishStopAsync(cancellationToken);
+            lock (_gate)
+            {
+                _state = _state with { StopSteps = firstLatch ? [.. _state.StopSteps, .. steps] : ["feed-hold", "needle-off", .. steps], StopError = error };
+            }
+            if (error.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + error);
+        }
+        return State;
+    }
+
+    /// <summary>
+    /// A controlled stop after a fault (no latch): feed hold, needle off, flush, retract. Used when a
+    /// session faults mid-dot so the needle never stays in the skin. Returns what it could not do.
+    /// </summary>
+    public async Task<string> SafeStopAfterFaultAsync(CancellationToken cancellationToken)
+    {
+        var client = _gantry.Client;
+        if (client is not { IsConnected: true })
+        {
+            return $"gantry {_gantry.Description} is not connected: the needle may still be down; use the hard-wired e-stop";
+        }
+        try
+        {
+            Interlocked.Increment(ref _stopsInProgress);
+            await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
+            await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
+            var (_, error) = await FinishStopAsync(cancellationToken);
+            return error;
+        }
+        catch (Exception e) when (e is IOException or GantryFaultException or ObjectDisposedException)
+        {
+            return $"stop sequence failed ({e.Message}): use the hard-wired e-stop";
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _stopsInProgress);
+        }
+    }
+
+    /// <summary>
+    /// Clears the latch. Never restarts motion: sessions stay stopped until resumed explicitly.
+    /// Refused while the stop sequence is still running.
+    /// </summary>
+    public EmergencyStopState Reset(string source)
+    {
+        lock (_gate)
+        {
+            if (!_latched) return _state;
+            if (Volatile.Read(ref _stopsInProgress) > 0)
+            {
+                throw new InvalidOperationException("the stop sequence is still running; reset again in a moment");
+            }
+            _latched = false;
+            _state = _state with { Latched = false };
+        }
+        _log.LogWarning("Emergency stop reset by {Source}", source);
+        _ledger.Audit(null, "estop-reset", $"emergency stop reset by {source}");
+        return State;
+    }
+
+    /// <summary>
+    /// Sends a session's motion line through the gate: refused once a stop has begun. Lines that
+    /// slip through while a stop starts are flushed by the stop sequence, which waits for them.
+    /// </summary>
+    public async ValueTask<SentLine> SendMotionLineAsync(GrblClient client, string line, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _motionSendsInProgress);
+        try
+        {
+            if (_latched) throw new MotionRefusedException("emergency stop is latched");
+            if (Volatile.Read(ref _stopsInProgress) > 0) throw new MotionRefusedException("a stop is in progress");
+            return await client.SendLineAsync(line, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _motionSendsInProgress);
+        }
+    }
+
+    private async Task<(List<string> Steps, string Error)> FinishStopAsync(CancellationToken cancellationToken)
+    {
+        await _sequenceLock.WaitAsync(cancellationToken);
+        Interlocked.Increment(ref _stopsInProgress);
+        var steps = new List<string>();
+        try
+        {
+            var client = _gantry.RequireClient();
+            // Wait for motion to decelerate to a stop, so the reset below keeps the position.
+            var deadline = _time.GetTimestamp();
+            GrblStatus status;
+            while (true)
+            {
+                status = await client.QueryStatusAsync(cancellationToken);
+                if (status.State is "Hold:0" or "Door:0" or "Idle" or "Alarm" or "Check") break;
+                if (_time.GetElapsedTime(deadline) > HoldSettleTimeout)
+                {
+                    return (steps, $"motion did not stop within {HoldSettleTimeout.TotalSeconds:0} s (state {status.State}): use the hard-wired e-stop");
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(5), _time, cancellationToken);
+            }
+            // Lines that were being written when the stop began must be on the wire before the flush.
+            var drainStart = _time.GetTimestamp();
+            while (Volatile.Read(ref _motionSendsInProgress) > 0 && _time.GetElapsedTime(drainStart) < TimeSpan.FromMilliseconds(500))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(1), _time, cancellationToken);
+            }
+            await client.SoftResetAsync(cancellationToken);
+            steps.Add("queue-flushed");
+            status = await client.QueryStatusAsync(cancellationToken);
+            if (status.IsAlarm)
+            {
+                // Position may be lost (e.g. ALARM:3); a straight-up retract is still safe, homing is required after.
+                _gantry.InvalidateHoming();
+                await ExpectOkAsync(client, "$X", cancellationToken);
+            }
+            var retractZ = Math.Min(status.MachinePosition.Z + _profile.HoverHeightMm + _profile.Needle.MaxDepthMm, _profile.MaxTravelMm.Z);
+            await ExpectOkAsync(client, "M5", cancellationToken);
+            if (retractZ > status.MachinePosition.Z)
+            {
+                await ExpectOkAsync(client, "G90 G0 Z" + StepGrid.Format(new StepGrid(_profile.StepsPerMm).Quantise(status.MachinePosition with { Z = retractZ }).Z), cancellationToken);
+            }
+            await ExpectOkAsync(client, "G4 P0", cancellationToken);
+            steps.Add("retracted");
+            return (steps, "");
+        }
+        catch (Exception e) when (e is IOException or GantryFaultException or InvalidOperationException or TimeoutException)
+        {
+            _log.LogError("Stop sequence failed: {Message}", e.Message);
+            return (steps, $"stop sequence failed after [{string.Join(", ", steps)}]: {e.Message}; use the hard-wired e-stop");
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _stopsInProgress);
+            _sequenceLock.Release();
+        }
+    }
+
+    public void Dispose() => _sequenceLock.Dispose();
+
+    private static async Task ExpectOkAsync(GrblClient client, string line, CancellationToken cancellationToken)
+    {
+        var ack = await client.ExecuteAsync(line, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        if (!ack.Ok) throw new InvalidOperationException($"'{line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
+    }
+}

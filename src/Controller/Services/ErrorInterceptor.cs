@@ -1,0 +1,49 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Sessions;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>
+/// Turns domain exceptions into gRPC statuses with the operator-facing message, so no service
+/// repeats the mapping and no stack trace ever reaches a client.
+/// </summary>
+internal sealed class ErrorInterceptor : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context);
+        }
+        catch (Exception e) when (Map(e) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(request, responseStream, context);
+        }
+        catch (Exception e) when (Map(e) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
+    private static RpcException? Map(Exception e) => e switch
+    {
+        RpcException => null,
+        SessionException s => Mapping.ToRpc(s),
+        GantryFaultException g => new RpcException(new Status(StatusCode.FailedPrecondition, $"gantry: {g.Message}")),
+        MotionRefusedException m => new RpcException(new Status(StatusCode.FailedPrecondition, m.Message)),
+        InvalidOperationException i => new RpcException(new Status(StatusCode.FailedPrecondition, i.Message)),
+        TimeoutException => new RpcException(new Status(StatusCode.DeadlineExceeded, "the gantry did not answer in time")),
+        _ => null,
+    };
+}

@@ -1,0 +1,125 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Plans;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Sessions;
+using SmpRobot.Controller.Storage;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>Translation between the domain and smprobot.v1 messages, and domain errors to gRPC statuses.</summary>
+internal static class Mapping
+{
+    /// <summary>Trailer that carries <see cref="PlanViolations"/> with an INVALID_ARGUMENT plan reply.</summary>
+    public const string ViolationsTrailer = "plan-violations-bin";
+
+    public static Session ToProto(SessionSnapshot s)
+    {
+        var r = s.Record;
+        var proto = new Session
+        {
+            Id = r.Id,
+            PlanName = r.PlanName,
+            State = (SessionState)(int)r.Phase,
+            Reason = r.Reason,
+            ElapsedSeconds = s.ElapsedSeconds,
+            KinematicSeconds = s.KinematicSeconds,
+            DotsPerSecond = s.DotsPerSecond,
+            EtaSeconds = s.EtaSeconds,
+            ProfileName = r.ProfileName,
+            CreatedAt = Timestamp.FromDateTimeOffset(r.CreatedAt),
+            Dots = new DotCounts
+            {
+                Total = s.Tally.Total,
+                Placed = s.Tally.Placed,
+                Skipped = s.Tally.Skipped,
+                Pending = s.Tally.Pending,
+                InDoubt = s.Tally.InDoubt,
+                Commanded = s.Tally.Commanded,
+            },
+        };
+        if (r.StartedAt is { } started) proto.StartedAt = Timestamp.FromDateTimeOffset(started);
+        if (r.EndedAt is { } ended) proto.EndedAt = Timestamp.FromDateTimeOffset(ended);
+        foreach (var d in s.InDoubt)
+        {
+            var status = new DotStatus { DotId = d.Dot.DotId, State = DotState.InDoubt, Note = d.Note };
+            if (d.TargetMm is { } t) status.Target = new Position { XMm = t.X, YMm = t.Y, ZMm = t.Z };
+            proto.InDoubt.Add(status);
+        }
+        return proto;
+    }
+
+    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now)
+    {
+        var client = gantry.Client;
+        var status = client?.LastStatus;
+        var proto = new MachineStatus
+        {
+            Connected = gantry.IsConnected,
+            State = gantry.IsConnected ? status?.State ?? "Unknown" : "Disconnected",
+            Homed = gantry.IsHomed,
+            LastAlarm = gantry.LastAlarm,
+            ProfileName = gantry.Profile.Name,
+            Gantry = gantry.Description,
+            EstopLatched = safety.IsLatched,
+            At = Timestamp.FromDateTimeOffset(now),
+            TimeScale = gantry.TimeScale,
+        };
+        if (status is not null)
+        {
+            proto.Position = new Position { XMm = status.MachinePosition.X, YMm = status.MachinePosition.Y, ZMm = status.MachinePosition.Z };
+            proto.PlannerBlocksFree = status.PlannerBlocksFree;
+            proto.RxBytesFree = status.RxBytesFree;
+            proto.FeedMmPerMin = status.FeedMmPerMin;
+            proto.NeedleOn = status.SpindleSpeed > 0;
+        }
+        return proto;
+    }
+
+    public static SafetyStatus ToProto(EmergencyStopState s, bool operatorPresent)
+    {
+        var proto = new SafetyStatus
+        {
+            EstopLatched = s.Latched,
+            EstopSource = s.Source,
+            EstopReason = s.Reason,
+            OperatorPresent = operatorPresent,
+            StopError = s.StopError,
+        };
+        if (s.At is { } at) proto.EstopAt = Timestamp.FromDateTimeOffset(at);
+        proto.StopSteps.Add(s.StopSteps);
+        return proto;
+    }
+
+    /// <summary>INVALID_ARGUMENT listing the violations in the message and, structured, in a trailer.</summary>
+    public static RpcException PlanRejected(PlanValidationResult result)
+    {
+        var listed = new PlanViolations { Total = result.TotalViolations };
+        foreach (var v in result.Violations)
+        {
+            listed.Violations.Add(new PlanViolation { DotId = v.DotId, Rule = v.Rule, Message = v.Message });
+        }
+        var lines = result.Violations.Take(10).Select(v => v.Message);
+        var more = result.TotalViolations > 10 ? $"; and {result.TotalViolations - 10} more" : "";
+        var trailers = new Metadata { { ViolationsTrailer, listed.ToByteArray() } };
+        return new RpcException(new Status(StatusCode.InvalidArgument, $"plan rejected ({result.TotalViolations} violation(s)): {string.Join("; ", lines)}{more}"), trailers);
+    }
+
+    public static RpcException ToRpc(SessionException e) => new(new Status(e.Kind switch
+    {
+        SessionErrorKind.NotFound => StatusCode.NotFound,
+        SessionErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+        _ => StatusCode.FailedPrecondition,
+    }, e.Message));
+
+    public static DotLedgerState ToLedger(DotResolution resolution) => resolution switch
+    {
+        DotResolution.Placed => DotLedgerState.Placed,
+        DotResolution.Redo => DotLedgerState.Pending,
+        DotResolution.Skip => DotLedgerState.Skipped,
+        _ => throw new RpcException(new Status(StatusCode.InvalidArgument, "resolution must be PLACED, REDO or SKIP")),
+    };
+}

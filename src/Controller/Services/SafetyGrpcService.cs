@@ -1,0 +1,45 @@
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Safety;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>smprobot.v1.SafetyService: e-stop, reset and the operator dead-man. Never rate-limited.</summary>
+internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, TimeProvider time) : SafetyService.SafetyServiceBase
+{
+    public override async Task<SafetyStatus> EmergencyStop(EmergencyStopRequest request, ServerCallContext context)
+    {
+        var arrived = time.GetTimestamp();
+        // The client's deadline or disconnect must not cut the stop sequence short.
+        var state = await safety.EmergencyStopAsync(
+            string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, request.Reason, arrived, CancellationToken.None);
+        return Mapping.ToProto(state, presence.IsPresent);
+    }
+
+    public override Task<SafetyStatus> ResetEmergencyStop(ResetEmergencyStopRequest request, ServerCallContext context) =>
+        Task.FromResult(Mapping.ToProto(safety.Reset(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source), presence.IsPresent));
+
+    public override Task<SafetyStatus> GetSafetyStatus(GetSafetyStatusRequest request, ServerCallContext context) =>
+        Task.FromResult(Mapping.ToProto(safety.State, presence.IsPresent));
+
+    public override async Task OperatorHeartbeat(IAsyncStreamReader<Heartbeat> requestStream, IServerStreamWriter<SafetyStatus> responseStream, ServerCallContext context)
+    {
+        using var stream = presence.OpenStream();
+        try
+        {
+            await foreach (var beat in requestStream.ReadAllAsync(context.CancellationToken))
+            {
+                presence.Beat(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator);
+                await responseStream.WriteAsync(Mapping.ToProto(safety.State, true), context.CancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The console went away: the dead-man counts it absent from now on.
+        }
+        catch (IOException)
+        {
+            // Same: the connection dropped.
+        }
+    }
+}

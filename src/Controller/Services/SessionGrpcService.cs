@@ -1,0 +1,95 @@
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Plans;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Sessions;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>smprobot.v1.SessionService: translates and delegates to <see cref="SessionManager"/>.</summary>
+internal sealed class SessionGrpcService(SessionManager sessions, GantryConnection gantry, SafetySupervisor safety, TimeProvider time) : SessionService.SessionServiceBase
+{
+    public override Task<ValidatePlanResponse> ValidatePlan(ValidatePlanRequest request, ServerCallContext context)
+    {
+        var result = Validate(request.SourceCase, request.Plan, request.PlanJson);
+        return Task.FromResult(new ValidatePlanResponse
+        {
+            PlanName = result.Plan!.Name,
+            DotCount = result.Plan.Dots.Count,
+            EstimatedKinematicSeconds = sessions.EstimateKinematicSeconds(result.Plan),
+            ProfileName = sessions.Profile.Name,
+        });
+    }
+
+    public override Task<Session> CreateSession(CreateSessionRequest request, ServerCallContext context)
+    {
+        var source = request.SourceCase switch
+        {
+            CreateSessionRequest.SourceOneofCase.Plan => ValidatePlanRequest.SourceOneofCase.Plan,
+            CreateSessionRequest.SourceOneofCase.PlanJson => ValidatePlanRequest.SourceOneofCase.PlanJson,
+            _ => ValidatePlanRequest.SourceOneofCase.None,
+        };
+        var (session, _) = sessions.Create(Validate(source, request.Plan, request.PlanJson));
+        return Task.FromResult(Mapping.ToProto(session!));
+    }
+
+    public override Task<Session> Start(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Start(Id(request))));
+
+    public override Task<Session> Pause(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Pause(Id(request))));
+
+    public override Task<Session> Resume(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Resume(Id(request))));
+
+    public override Task<Session> Abort(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Abort(Id(request))));
+
+    public override Task<Session> Get(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Get(Id(request))));
+
+    public override Task<ListSessionsResponse> List(ListSessionsRequest request, ServerCallContext context)
+    {
+        var response = new ListSessionsResponse();
+        response.Sessions.Add(sessions.List().Select(Mapping.ToProto));
+        return Task.FromResult(response);
+    }
+
+    public override async Task Watch(WatchSessionRequest request, IServerStreamWriter<SessionEvent> responseStream, ServerCallContext context)
+    {
+        var id = string.IsNullOrEmpty(request.SessionId)
+            ? sessions.CurrentSessionId ?? throw new RpcException(new Status(StatusCode.NotFound, "there is no session to watch"))
+            : request.SessionId;
+        SessionPhaseKey? last = null;
+        await foreach (var snapshot in sessions.WatchAsync(id, context.CancellationToken))
+        {
+            var key = new SessionPhaseKey(snapshot.Record.Phase, snapshot.Tally.Placed, snapshot.Record.Reason);
+            var message = last is null ? "watching session " + id
+                : key.Phase != last.Value.Phase ? $"{SessionManager.Name(key.Phase)}{(key.Reason.Length > 0 ? ": " + key.Reason : "")}"
+                : "";
+            last = key;
+            await responseStream.WriteAsync(new SessionEvent
+            {
+                Session = Mapping.ToProto(snapshot),
+                Machine = Mapping.ToProto(gantry, safety, time.GetUtcNow()),
+                Message = message,
+                At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
+            }, context.CancellationToken);
+        }
+    }
+
+    public override Task<Session> ResolveDots(ResolveDotsRequest request, ServerCallContext context) =>
+        Task.FromResult(Mapping.ToProto(sessions.Resolve(request.SessionId, request.DotIds, request.AllInDoubt, Mapping.ToLedger(request.Resolution), request.Operator)));
+
+    private PlanValidationResult Validate(ValidatePlanRequest.SourceOneofCase source, Plan? plan, string planJson)
+    {
+        var result = source switch
+        {
+            ValidatePlanRequest.SourceOneofCase.Plan => sessions.ValidatePlan(plan!),
+            ValidatePlanRequest.SourceOneofCase.PlanJson => sessions.ValidatePlanJson(planJson),
+            _ => throw new RpcException(new Status(StatusCode.InvalidArgument, "give the plan, either as a message or as plan_json")),
+        };
+        return result.IsValid ? result : throw Mapping.PlanRejected(result);
+    }
+
+    private static string Id(SessionRef request) =>
+        string.IsNullOrWhiteSpace(request.SessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : request.SessionId;
+
+    private readonly record struct SessionPhaseKey(Storage.SessionPhase Phase, int Placed, string Reason);
+}

@@ -1,0 +1,15 @@
+namespace SmpRobot.Controller.Sessions;
+
+/// <summary>What kind of refusal a <see cref="SessionException"/> is (mapped to a gRPC status by the service).</summary>
+public enum SessionErrorKind
+{
+    NotFound,
+    FailedPrecondition,
+    InvalidArgument,
+}
+
+/// <summary>A session operation was refused; the message says why in the operator's words.</summary>
+public sealed class SessionException(SessionErrorKind kind, string message) : Exception(message)
+{
+    public SessionErrorKind Kind { get; } = kind;
+}

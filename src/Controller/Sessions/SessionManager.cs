@@ -1,0 +1,694 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Motion;
+using SmpRobot.Controller.Plans;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Sessions;
+
+/// <summary>A session as the operator sees it at one moment.</summary>
+public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IReadOnlyList<LedgerDot> InDoubt, double ElapsedSeconds, double KinematicSeconds)
+{
+    /// <summary>Placed dots per machine-time second.</summary>
+    public double DotsPerSecond => ElapsedSeconds > 0 ? Tally.Placed / ElapsedSeconds : 0;
+
+    /// <summary>Remaining machine time at the current rate; 0 when unknown.</summary>
+    public double EtaSeconds => DotsPerSecond > 0 ? Tally.Pending / DotsPerSecond : 0;
+
+    public bool IsFinal => Record.Phase is SessionPhase.Completed or SessionPhase.Aborted;
+}
+
+/// <summary>
+/// The session state machine and the per-dot cycle. One session runs at a time (there is one
+/// machine). Every dot's state lives in the durable ledger; the in-memory state here is only the
+/// running session's clock and its stop request.
+/// </summary>
+public sealed class SessionManager : IAsyncDisposable
+{
+    private const int MaxVerifyTries = 3;
+    private const int MaxInDoubtListed = 100;
+    private readonly LedgerStore _ledger;
+    private readonly GantryConnection _gantry;
+    private readonly SafetySupervisor _safety;
+    private readonly OperatorPresence _presence;
+    private readonly MachineProfile _profile;
+    private readonly PlanValidator _validator;
+    private readonly DotProgram _program;
+    private readonly Aiming _aiming;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Lock _gate = new();
+    private ActiveRun? _active;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log)
+    {
+        _ledger = ledger;
+        _gantry = gantry;
+        _safety = safety;
+        _presence = presence;
+        _profile = profile;
+        _validator = new PlanValidator(profile);
+        _program = new DotProgram(profile);
+        _aiming = new Aiming(profile, headPose, timeProvider);
+        _time = timeProvider;
+        _log = log;
+        foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running; dots that were being placed are in doubt"))
+        {
+            _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
+        }
+        _safety.EmergencyStopLatched += (_, s) => StopActiveRun(StopKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
+        _gantry.Faulted += (_, fault) => StopActiveRun(StopKind.Fault, "gantry fault: " + fault.Message);
+    }
+
+    public MachineProfile Profile => _profile;
+
+    /// <summary>Parses and validates a plan file's text against the profile.</summary>
+    public PlanValidationResult ValidatePlanJson(string planJson) => _validator.ValidateJson(planJson);
+
+    /// <summary>Validates a plan given as a message (its size is checked as canonical JSON).</summary>
+    public PlanValidationResult ValidatePlan(Plan plan) => _validator.ValidateJson(JsonFormatter.Default.Format(plan));
+
+    /// <summary>Pure motion + dwell time of a valid plan on this profile, from the fixed head pose, seconds.</summary>
+    public double EstimateKinematicSeconds(Plan plan)
+    {
+        var head = _profile.FixedHead.ToTransform();
+        var grid = new StepGrid(_profile.StepsPerMm);
+        var current = _profile.HomePosition;
+        double seconds = 0;
+        foreach (var index in PathOrdering.Order(plan.Dots))
+        {
+            var d = plan.Dots[index];
+            var skin = head.Apply(new Vec3(d.XMm, d.YMm, d.ZMm));
+            var hover = grid.Quantise(skin with { Z = skin.Z + _profile.HoverHeightMm });
+            var depth = grid.Quantise(skin with { Z = skin.Z - d.DepthMm });
+            seconds += _program.Travel(current, hover).Sum(l => l.KinematicSeconds) + _program.Place(hover, depth, d.DwellMs).Sum(l => l.KinematicSeconds);
+            current = hover;
+        }
+        return seconds;
+    }
+
+    /// <summary>Validates and stores a new session (CREATED). Throws <see cref="SessionException"/> (InvalidArgument) with the violations.</summary>
+    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation)
+    {
+        if (!validation.IsValid || validation.Plan is null) return (null, validation);
+        var plan = validation.Plan;
+        var order = PathOrdering.Order(plan.Dots);
+        var dots = new List<PlannedDot>(order.Length);
+        for (var seq = 0; seq < order.Length; seq++)
+        {
+            var d = plan.Dots[order[seq]];
+            dots.Add(new PlannedDot(seq, d.Id, d.XMm, d.YMm, d.ZMm, d.DepthMm, d.DwellMs, d.PigmentId));
+        }
+        var record = _ledger.CreateSession(string.IsNullOrEmpty(plan.Name) ? "unnamed plan" : plan.Name, JsonFormatter.Default.Format(plan), _profile.Name, dots);
+        _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
+        Changed();
+        return (Snapshot(record.Id), validation);
+    }
+
+    public SessionSnapshot Get(string sessionId) => Snapshot(sessionId);
+
+    public IReadOnlyList<SessionSnapshot> List() => _ledger.ListSessions().Select(r => Snapshot(r.Id)).ToList();
+
+    /// <summary>The running session's id, or else the most recent session's; null when there is none.</summary>
+    public string? CurrentSessionId
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_active is not null) return _active.SessionId;
+            }
+            return _ledger.ListSessions(1) is [var newest, ..] ? newest.Id : null;
+        }
+    }
+
+    /// <summary>CREATED → RUNNING.</summary>
+    public SessionSnapshot Start(string sessionId)
+    {
+        var record = Find(sessionId);
+        if (record.Phase != SessionPhase.Created)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
+        }
+        return Launch(record, "started");
+    }
+
+    /// <summary>PAUSED / FAULTED / EMERGENCY_STOPPED → RUNNING, once nothing is in doubt.</summary>
+    public SessionSnapshot Resume(string sessionId)
+    {
+        var record = Find(sessionId);
+        if (record.Phase is not (SessionPhase.Paused or SessionPhase.Faulted or SessionPhase.EmergencyStopped))
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a PAUSED, FAULTED or EMERGENCY_STOPPED session can be resumed");
+        }
+        RequireNotLatched();
+        var tally = _ledger.Tally(sessionId);
+        if (tally.InDoubt > 0)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition,
+                $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
+        }
+        return Launch(record, "resumed");
+    }
+
+    /// <summary>RUNNING → PAUSING → PAUSED: the dot in progress finishes, then the needle holds at hover.</summary>
+    public SessionSnapshot Pause(string sessionId)
+    {
+        var record = Find(sessionId);
+        lock (_gate)
+        {
+            if (_active?.SessionId == sessionId && _active.Stop == StopKind.None)
+            {
+                _active.Request(StopKind.Pause, "paused by the operator");
+                _ledger.UpdateSession(sessionId, SessionPhase.Pausing, "pausing: finishing the current dot", _active.ElapsedSeconds(_time, _gantry.TimeScale), _active.KinematicSeconds, record.StartedAt, null);
+            }
+            else if (record.Phase is not (SessionPhase.Pausing or SessionPhase.Paused))
+            {
+                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a RUNNING session can be paused");
+            }
+        }
+        Changed();
+        return Snapshot(sessionId);
+    }
+
+    /// <summary>Ends a session for good (ABORTED); a running one finishes its current dot first.</summary>
+    public SessionSnapshot Abort(string sessionId)
+    {
+        var record = Find(sessionId);
+        lock (_gate)
+        {
+            if (_active?.SessionId == sessionId)
+            {
+                _active.Request(StopKind.Abort, "aborted by the operator");
+            }
+            else if (record.Phase is SessionPhase.Completed or SessionPhase.Aborted)
+            {
+                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is already {Name(record.Phase)}");
+            }
+            else
+            {
+                _ledger.UpdateSession(sessionId, SessionPhase.Aborted, "aborted by the operator", record.ElapsedSeconds, record.KinematicSeconds, record.StartedAt, _time.GetUtcNow());
+                _ledger.Audit(sessionId, "aborted", "aborted by the operator");
+            }
+        }
+        Changed();
+        return Snapshot(sessionId);
+    }
+
+    /// <summary>The operator's decision for dots in doubt.</summary>
+    public SessionSnapshot Resolve(string sessionId, IReadOnlyCollection<string> dotIds, bool allInDoubt, DotLedgerState to, string operatorName)
+    {
+        var record = Find(sessionId);
+        lock (_gate)
+        {
+            if (_active?.SessionId == sessionId)
+            {
+                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is running; pause it before resolving dots");
+            }
+        }
+        if (record.Phase is SessionPhase.Completed or SessionPhase.Aborted && to == DotLedgerState.Pending)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}: a dot cannot be redone");
+        }
+        var ids = allInDoubt
+            ? _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.InDoubt).Select(d => d.Dot.DotId).ToList()
+            : dotIds.ToList();
+        if (ids.Count == 0)
+        {
+            throw new SessionException(SessionErrorKind.InvalidArgument, allInDoubt ? $"session {sessionId} has no dots in doubt" : "name the dots to resolve (or all in doubt)");
+        }
+        try
+        {
+            _ledger.Resolve(sessionId, ids, to, string.IsNullOrWhiteSpace(operatorName) ? "operator" : operatorName);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            throw new SessionException(SessionErrorKind.InvalidArgument, e.Message);
+        }
+        Changed();
+        return Snapshot(sessionId);
+    }
+
+    /// <summary>Runs the homing cycle; refused while a session runs or the e-stop is latched.</summary>
+    public async Task HomeAsync(CancellationToken cancellationToken)
+    {
+        RequireMachineFree("home");
+        var client = _gantry.RequireClient();
+        var status = await client.QueryStatusAsync(cancellationToken);
+        if (status.IsHold)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry is in {status.State}; reset the e-stop or resume before homing");
+        }
+        await _gantry.HomeAsync(cancellationToken);
+        _ledger.Audit(null, "homed", "homing cycle completed");
+    }
+
+    /// <summary>A relative jog inside the envelope; refused while a session runs, the e-stop is latched or the machine is not homed.</summary>
+    public async Task JogAsync(Vec3 deltaMm, double feedMmPerMin, CancellationToken cancellationToken)
+    {
+        RequireMachineFree("jog");
+        if (!deltaMm.IsFinite || deltaMm.Length > Math.Max(_profile.MaxTravelMm.X, _profile.MaxTravelMm.Y))
+        {
+            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog {deltaMm} mm is not a finite move inside the machine");
+        }
+        if (!_gantry.IsHomed)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        }
+        var feed = feedMmPerMin > 0 ? Math.Min(feedMmPerMin, _profile.TravelFeedMmPerMin) : _profile.TravelFeedMmPerMin;
+        var client = _gantry.RequireClient();
+        var status = await client.QueryStatusAsync(cancellationToken);
+        var grid = new StepGrid(_profile.StepsPerMm);
+        var target = grid.Quantise(status.MachinePosition + deltaMm);
+        if (!_profile.InEnvelope(target))
+        {
+            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog target {target} is outside the machine envelope 0..{_profile.MaxTravelMm.X}/{_profile.MaxTravelMm.Y}/{_profile.MaxTravelMm.Z} mm");
+        }
+        var line = "$J=G90 G21 X" + StepGrid.Format(target.X) + " Y" + StepGrid.Format(target.Y) + " Z" + StepGrid.Format(target.Z) + " F" + feed.ToString("0", System.Globalization.CultureInfo.InvariantCulture);
+        var ack = await client.ExecuteAsync(line, cancellationToken);
+        if (!ack.Ok) throw new SessionException(SessionErrorKind.FailedPrecondition, $"jog refused by the firmware: error:{ack.ErrorCode} {ack.ErrorText}");
+        await client.ExecuteAsync("G4 P0", cancellationToken);
+    }
+
+    /// <summary>
+    /// Snapshots of a session: one now, then on every change (at most every 100 ms) and at least every
+    /// 500 ms, until the session completes or is aborted, or the caller cancels.
+    /// </summary>
+    public async IAsyncEnumerable<SessionSnapshot> WatchAsync(string sessionId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Find(sessionId);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Task changed;
+            lock (_gate) changed = _changed.Task;
+            var snapshot = Snapshot(sessionId);
+            yield return snapshot;
+            if (snapshot.IsFinal) yield break;
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100), _time, cancellationToken);
+                await changed.WaitAsync(TimeSpan.FromMilliseconds(400), _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // Periodic snapshot: machine status moves even when the session does not.
+            }
+            catch (OperationCanceledException)
+            {
+                yield break;
+            }
+        }
+    }
+
+    /// <summary>Waits until no session is running (for shutdown and tests).</summary>
+    public async Task WaitIdleAsync(TimeSpan timeout)
+    {
+        Task? running;
+        lock (_gate) running = _active?.Task;
+        if (running is not null) await running.WaitAsync(timeout);
+    }
+
+    private void RequireMachineFree(string what)
+    {
+        if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: the emergency stop is latched (smp estop --reset)");
+        lock (_gate)
+        {
+            if (_active is not null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: session {_active.SessionId} is running");
+        }
+    }
+
+    private SessionSnapshot Launch(SessionRecord record, string verb)
+    {
+        RequireNotLatched();
+        if (!_gantry.IsConnected) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry ({_gantry.Description}) is not connected");
+        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        if (!_presence.IsPresent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + _presence.AbsenceReason);
+        lock (_gate)
+        {
+            if (_active is not null)
+            {
+                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {_active.SessionId} is already running");
+            }
+            var startedAt = record.StartedAt ?? _time.GetUtcNow();
+            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp());
+            _active = run;
+            _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
+            _ledger.Audit(record.Id, verb, $"session {verb} by {_presence.OperatorName}");
+            run.Task = Task.Run(() => RunAsync(run));
+        }
+        Changed();
+        return Snapshot(record.Id);
+    }
+
+    private void RequireNotLatched()
+    {
+        if (_safety.IsLatched)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, "the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset");
+        }
+    }
+
+    private void StopActiveRun(StopKind kind, string reason)
+    {
+        lock (_gate)
+        {
+            _active?.Request(kind, reason);
+        }
+    }
+
+    /// <summary>The per-dot cycle over every pending dot, in ledger order.</summary>
+    private async Task RunAsync(ActiveRun run)
+    {
+        var ct = run.Cancellation.Token;
+        PlannedDot? commanded = null;
+        var outcome = SessionPhase.Completed;
+        var reason = "";
+        var safeStopNeeded = false;
+        try
+        {
+            var client = _gantry.RequireClient();
+            var pending = _ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
+            foreach (var line in _program.SessionPreamble())
+            {
+                await ExpectOk(await _safety.SendMotionLineAsync(client, line.Line, ct));
+            }
+            var status = await client.QueryStatusAsync(ct);
+            var position = _program.Grid.Quantise(status.MachinePosition);
+            AimedDot? next = null;
+            Task<LineAck>? arrival = null;
+            double nextTravelSeconds = 0;
+            if (pending.Count > 0)
+            {
+                (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[0], position, ct);
+            }
+            for (var i = 0; i < pending.Count; i++)
+            {
+                if (next is null || arrival is null)
+                {
+                    outcome = SessionPhase.Paused;
+                    reason = "held: " + reason;
+                    break;
+                }
+                var aim = next;
+                await ExpectOk(await arrival.WaitAsync(ct));
+                var travelSeconds = nextTravelSeconds;
+                if (run.Stop != StopKind.None) break;
+
+                // Verify before plunge: the gantry is where it should be, idle, and the target is still right.
+                string? hold = null;
+                for (var tries = 0; ; tries++)
+                {
+                    (var verified, hold, var correctionSeconds) = await VerifyAsync(client, aim, ct);
+                    travelSeconds += correctionSeconds;
+                    if (hold is not null || verified == aim) break;
+                    if (tries + 1 >= MaxVerifyTries)
+                    {
+                        hold = $"dot {aim.Dot.DotId}: the target kept moving after {MaxVerifyTries} corrections";
+                        break;
+                    }
+                    aim = verified;
+                }
+                if (hold is not null)
+                {
+                    outcome = SessionPhase.Paused;
+                    reason = "held: " + hold;
+                    break;
+                }
+
+                // Record intent durably, then plunge, dwell, retract, and confirm at a sync point.
+                _ledger.MarkCommanded(run.SessionId, aim.Dot.Seq, aim.DepthMm);
+                commanded = aim.Dot;
+                Changed();
+                var place = _program.Place(aim.HoverMm, aim.DepthMm, aim.Dot.DwellMs);
+                var acks = new Task<LineAck>[place.Count];
+                for (var l = 0; l < place.Count; l++)
+                {
+                    acks[l] = (await _safety.SendMotionLineAsync(client, place[l].Line, ct)).Ack;
+                }
+                run.AddKinematic(travelSeconds + place.Sum(l => l.KinematicSeconds));
+
+                // Pipelining: travel to the next dot (at hover, never a plunge) queues behind the retract.
+                next = null;
+                arrival = null;
+                if (i + 1 < pending.Count && run.Stop == StopKind.None)
+                {
+                    (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[i + 1], aim.HoverMm, ct);
+                }
+                foreach (var ack in acks)
+                {
+                    await ExpectOk(await ack.WaitAsync(ct));
+                }
+                _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
+                commanded = null;
+                Changed();
+            }
+            if (run.Stop != StopKind.None)
+            {
+                (outcome, reason) = run.Outcome();
+                safeStopNeeded = run.Stop == StopKind.Fault;
+            }
+            else if (outcome == SessionPhase.Completed)
+            {
+                var tally = _ledger.Tally(run.SessionId);
+                if (tally.InDoubt > 0)
+                {
+                    outcome = SessionPhase.Paused;
+                    reason = $"all other dots done; {tally.InDoubt} dot(s) in doubt await the operator's decision";
+                }
+                else if (tally.Pending > 0)
+                {
+                    outcome = SessionPhase.Paused;
+                    reason = $"{tally.Pending} dot(s) still pending";
+                }
+            }
+            if (outcome != SessionPhase.EmergencyStopped && !safeStopNeeded)
+            {
+                // Normal end, pause or hold: needle drive off at hover.
+                await ExpectOk(await client.SendLineAsync("M5", ct));
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException)
+        {
+            (outcome, reason) = run.Stop != StopKind.None ? run.Outcome() : (SessionPhase.Faulted, FaultText(e));
+            safeStopNeeded = outcome == SessionPhase.Faulted;
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "Session {SessionId} failed", run.SessionId);
+            (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
+            safeStopNeeded = true;
+        }
+
+        if (commanded is not null)
+        {
+            // The plunge may or may not have happened: never redo it automatically.
+            _ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
+            _ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
+        }
+        if (safeStopNeeded)
+        {
+            var stopError = await _safety.SafeStopAfterFaultAsync(CancellationToken.None);
+            if (stopError.Length > 0) reason += "; " + stopError;
+        }
+        var record = _ledger.FindSession(run.SessionId)!;
+        var final = outcome is SessionPhase.Completed or SessionPhase.Aborted;
+        lock (_gate)
+        {
+            _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, final ? _time.GetUtcNow() : null);
+            _active = null;
+        }
+        _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
+        _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
+        run.Cancellation.Dispose();
+        Changed();
+    }
+
+    /// <summary>Aims a dot and queues the travel to its hover point plus a sync line (its ok = arrived).</summary>
+    private async Task<(AimedDot? Aim, Task<LineAck>? Arrival, double TravelSeconds, string Reason)> QueueTravelAsync(GrblClient client, PlannedDot dot, Vec3 from, CancellationToken ct)
+    {
+        var (aim, hold) = _aiming.Aim(dot);
+        if (aim is null) return (null, null, 0, hold!);
+        var travel = _program.Travel(from, aim.HoverMm);
+        foreach (var line in travel)
+        {
+            await _safety.SendMotionLineAsync(client, line.Line, ct);
+        }
+        var sync = await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct);
+        return (aim, sync.Ack, travel.Sum(l => l.KinematicSeconds), "");
+    }
+
+    /// <summary>
+    /// Verify before plunge: the firmware says idle at the hover point, the operator is present, and
+    /// re-aiming with the freshest pose lands within tolerance. A drifted target is corrected (a new
+    /// travel) and verified again by the caller.
+    /// </summary>
+    private async Task<(AimedDot Aim, string? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, AimedDot aim, CancellationToken ct)
+    {
+        if (!_presence.IsPresent) return (aim, _presence.AbsenceReason, 0);
+        var status = await client.QueryStatusAsync(ct);
+        if (!status.IsIdle) return (aim, $"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", 0);
+        // Status reports carry 3 decimals: allow their rounding, nothing more.
+        var offMm = status.MachinePosition.DistanceTo(aim.HoverMm);
+        if (offMm > 0.002)
+        {
+            return (aim, FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), 0);
+        }
+        var (fresh, hold) = _aiming.Aim(aim.Dot);
+        if (fresh is null) return (aim, hold, 0);
+        if (fresh.HoverMm.DistanceTo(aim.HoverMm) <= _profile.VerifyToleranceMm && fresh.DepthMm.DistanceTo(aim.DepthMm) <= _profile.VerifyToleranceMm)
+        {
+            return (aim, null, 0);
+        }
+        var travel = _program.Travel(aim.HoverMm, fresh.HoverMm);
+        foreach (var line in travel)
+        {
+            await _safety.SendMotionLineAsync(client, line.Line, ct);
+        }
+        await ExpectOk(await (await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct)).Ack.WaitAsync(ct));
+        return (fresh, null, travel.Sum(l => l.KinematicSeconds));
+    }
+
+    private static async Task ExpectOk(SentLine sent) => await ExpectOk(await sent.Ack);
+
+    private static Task ExpectOk(LineAck ack) =>
+        ack.Ok ? Task.CompletedTask : throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
+
+    private static string FaultText(Exception e) => e switch
+    {
+        GantryFaultException g when g.Kind == GantryFaultKind.Alarm => $"gantry alarm {g.Code}: {g.Message}",
+        GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
+        TimeoutException => "the gantry did not answer in time",
+        _ => e.Message,
+    };
+
+    private SessionRecord Find(string sessionId) =>
+        _ledger.FindSession(sessionId) ?? throw new SessionException(SessionErrorKind.NotFound, $"no session '{sessionId}'");
+
+    private SessionSnapshot Snapshot(string sessionId)
+    {
+        var record = Find(sessionId);
+        var tally = _ledger.Tally(sessionId);
+        var inDoubt = tally.InDoubt == 0 ? [] : _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.InDoubt).Take(MaxInDoubtListed).ToList();
+        double elapsed = record.ElapsedSeconds, kinematic = record.KinematicSeconds;
+        lock (_gate)
+        {
+            if (_active?.SessionId == sessionId)
+            {
+                elapsed = _active.ElapsedSeconds(_time, _gantry.TimeScale);
+                kinematic = _active.KinematicSeconds;
+                if (record.Phase == SessionPhase.Running && _active.Stop is StopKind.Pause or StopKind.Abort)
+                {
+                    record = record with { Phase = SessionPhase.Pausing, Reason = _active.StopReason };
+                }
+            }
+        }
+        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic);
+    }
+
+    private void Changed()
+    {
+        TaskCompletionSource old;
+        lock (_gate)
+        {
+            old = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        old.TrySetResult();
+    }
+
+    /// <summary>The proto-style upper-case name of a phase, for messages.</summary>
+    public static string Name(SessionPhase phase) => phase switch
+    {
+        SessionPhase.EmergencyStopped => "EMERGENCY_STOPPED",
+        _ => phase.ToString().ToUpperInvariant(),
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        ActiveRun? run;
+        lock (_gate) run = _active;
+        if (run is not null)
+        {
+            run.Request(StopKind.Pause, "the controller is shutting down");
+            try
+            {
+                await run.Task!.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (TimeoutException)
+            {
+                _log.LogError("Session {SessionId} did not stop within 30 s of shutdown", run.SessionId);
+            }
+        }
+    }
+
+    private enum StopKind
+    {
+        None,
+        Pause,
+        Abort,
+        Fault,
+        EmergencyStop,
+    }
+
+    /// <summary>The running session's clock and stop request.</summary>
+    private sealed class ActiveRun(string sessionId, DateTimeOffset startedAt, double elapsedBefore, double kinematicBefore, long runningSince)
+    {
+        private readonly Lock _gate = new();
+        private double _kinematic = kinematicBefore;
+
+        public string SessionId { get; } = sessionId;
+        public DateTimeOffset StartedAt { get; } = startedAt;
+        public CancellationTokenSource Cancellation { get; } = new();
+        public Task? Task { get; set; }
+        public StopKind Stop { get; private set; }
+        public string StopReason { get; private set; } = "";
+
+        public double KinematicSeconds { get { lock (_gate) return _kinematic; } }
+
+        public void AddKinematic(double seconds)
+        {
+            lock (_gate) _kinematic += seconds;
+        }
+
+        /// <summary>Machine time: wall time while running × the simulator's time scale.</summary>
+        public double ElapsedSeconds(TimeProvider time, double timeScale) => elapsedBefore + (time.GetElapsedTime(runningSince).TotalSeconds * timeScale);
+
+        /// <summary>Asks the run to stop. Stronger requests win; e-stops and faults cancel at once.</summary>
+        public void Request(StopKind kind, string reason)
+        {
+            lock (_gate)
+            {
+                if (kind <= Stop) return;
+                Stop = kind;
+                StopReason = reason;
+            }
+            if (kind is StopKind.EmergencyStop or StopKind.Fault)
+            {
+                try
+                {
+                    Cancellation.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The run already ended.
+                }
+            }
+        }
+
+        public (SessionPhase, string) Outcome() => Stop switch
+        {
+            StopKind.Pause => (SessionPhase.Paused, StopReason),
+            StopKind.Abort => (SessionPhase.Aborted, StopReason),
+            StopKind.EmergencyStop => (SessionPhase.EmergencyStopped, StopReason),
+            _ => (SessionPhase.Faulted, StopReason),
+        };
+    }
+}
+
+/// <summary>The firmware answered error:N to a session line.</summary>
+public sealed class LineRefusedException(string message) : Exception(message);

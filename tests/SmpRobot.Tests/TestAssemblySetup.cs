@@ -1,0 +1,21 @@
+using System.Runtime.CompilerServices;
+
+namespace SmpRobot.Tests;
+
+internal static class TestAssemblySetup
+{
+    /// <summary>
+    /// Many test classes run in parallel on a 2-core machine, some doing synchronous file and SQLite
+    /// work; a thread pool that grows one thread per half second would then delay the real-time
+    /// parts under test (operator heartbeats, the controller's per-dot cycle) by whole seconds.
+    /// </summary>
+    [ModuleInitializer]
+    internal static void Initialize() => ThreadPool.SetMinThreads(64, 64);
+}
+
+/// <summary>Tests that run a whole controller share the machine one at a time, like the real machine.</summary>
+[CollectionDefinition(Name)]
+public sealed class ControllerCollection
+{
+    public const string Name = "controller";
+}
