@@ -24,7 +24,16 @@ ensure_packages() {
 
 build() {
   ensure_packages
-  dotnet build SmpRobot.sln -c "$config" -nologo -v quiet -clp:ErrorsOnly
+  local out
+  out="$(mktemp)"
+  # Quiet on success; the whole build output on failure.
+  if ! dotnet build SmpRobot.sln -c "$config" -nologo -v quiet >"$out" 2>&1; then
+    cat "$out" >&2
+    rm -f "$out"
+    echo "build.sh: build failed" >&2
+    exit 1
+  fi
+  rm -f "$out"
 }
 
 cmd="${1:-build}"

@@ -75,7 +75,7 @@ public static class ControllerHost
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton<SessionManager>();
-        services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), options.ConnectAtStart, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
+        services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), sp.GetRequiredService<IHostApplicationLifetime>(), options.ConnectAtStart, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
 
         services.AddGrpc(o =>
         {
@@ -97,10 +97,17 @@ public static class ControllerHost
 }
 
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
-internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedService
+internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // The web server drains open streams before hosted services stop, so the pause must begin
+        // as soon as stopping is announced, not in StopAsync.
+        lifetime.ApplicationStopping.Register(() =>
+        {
+            log.LogInformation("Shutting down: the running session (if any) finishes its dot and pauses");
+            sessions.BeginShutdown();
+        });
         if (!connectAtStart) return;
         try
         {
@@ -115,7 +122,6 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        log.LogInformation("Shutting down: pausing any running session");
         await sessions.DisposeAsync();
         await gantry.DisposeAsync();
     }

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 
 namespace SmpRobot.Operator.Cli;
 
@@ -49,38 +47,38 @@ internal static class PlanFile
     }
 
     /// <summary>Number of dots in a plan's JSON text; bad JSON → exit code 2.</summary>
-    public static int CountDots(string planJson, string source) => DotsOf(Parse(planJson, source), source).Count;
+    public static int CountDots(string planJson, string source) => Parse(planJson, source).Dots.Count;
 
     /// <summary>
-    /// The plan with only its first <paramref name="count"/> dots (other fields kept as written).
+    /// The plan with only its first <paramref name="count"/> dots, renamed to say so, as canonical JSON.
     /// <paramref name="count"/> below 1 or above the plan's dot count → exit code 2.
     /// </summary>
     public static string KeepFirstDots(string planJson, int count, string source)
     {
         var plan = Parse(planJson, source);
-        var dots = DotsOf(plan, source);
         if (count < 1) throw new CliException(ExitCodes.Usage, $"--dots must be at least 1 (got {count})");
-        if (count > dots.Count)
+        if (count > plan.Dots.Count)
         {
-            throw new CliException(ExitCodes.Usage, $"--dots {count} is more than the {dots.Count} dots of plan {source}");
+            throw new CliException(ExitCodes.Usage, $"--dots {count} is more than the {plan.Dots.Count} dots of plan {source}");
         }
-        while (dots.Count > count) dots.RemoveAt(dots.Count - 1);
-        return plan.ToJsonString();
+        if (count < plan.Dots.Count)
+        {
+            plan.Name = $"{plan.Name} (first {count} of {plan.Dots.Count} dots)";
+            while (plan.Dots.Count > count) plan.Dots.RemoveAt(plan.Dots.Count - 1);
+        }
+        return Google.Protobuf.JsonFormatter.Default.Format(plan);
     }
 
-    private static JsonObject Parse(string planJson, string source)
+    /// <summary>The plan file format is the canonical proto3 JSON of Plan: parsed by Google.Protobuf, never by hand.</summary>
+    private static SmpRobot.Contracts.V1.Plan Parse(string planJson, string source)
     {
         try
         {
-            return JsonNode.Parse(planJson) as JsonObject
-                ?? throw new CliException(ExitCodes.Usage, $"plan {source} is not a JSON object");
+            return SmpRobot.Contracts.V1.Plan.Parser.ParseJson(planJson);
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is Google.Protobuf.InvalidProtocolBufferException or Google.Protobuf.InvalidJsonException or FormatException)
         {
-            throw new CliException(ExitCodes.Usage, $"plan {source} is not valid JSON: {e.Message}");
+            throw new CliException(ExitCodes.Usage, $"plan {source} is not a valid plan file: {e.Message}");
         }
     }
-
-    private static JsonArray DotsOf(JsonObject plan, string source) =>
-        plan["dots"] as JsonArray ?? throw new CliException(ExitCodes.Usage, $"plan {source} has no \"dots\" array");
 }

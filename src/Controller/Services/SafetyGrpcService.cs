@@ -5,7 +5,7 @@ using SmpRobot.Controller.Safety;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.SafetyService: e-stop, reset and the operator dead-man. Never rate-limited.</summary>
-internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, TimeProvider time) : SafetyService.SafetyServiceBase
+internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, IHostApplicationLifetime lifetime, TimeProvider time) : SafetyService.SafetyServiceBase
 {
     public override async Task<SafetyStatus> EmergencyStop(EmergencyStopRequest request, ServerCallContext context)
     {
@@ -25,12 +25,14 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
     public override async Task OperatorHeartbeat(IAsyncStreamReader<Heartbeat> requestStream, IServerStreamWriter<SafetyStatus> responseStream, ServerCallContext context)
     {
         using var stream = presence.OpenStream();
+        // Ends with the controller too, so shutdown does not wait for the console to hang up.
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
         {
-            await foreach (var beat in requestStream.ReadAllAsync(context.CancellationToken))
+            await foreach (var beat in requestStream.ReadAllAsync(ended.Token))
             {
                 presence.Beat(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator);
-                await responseStream.WriteAsync(Mapping.ToProto(safety.State, true), context.CancellationToken);
+                await responseStream.WriteAsync(Mapping.ToProto(safety.State, true), ended.Token);
             }
         }
         catch (OperationCanceledException)

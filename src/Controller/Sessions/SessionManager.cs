@@ -43,6 +43,7 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly ILogger _log;
     private readonly Lock _gate = new();
     private ActiveRun? _active;
+    private volatile bool _shuttingDown;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log)
@@ -289,6 +290,7 @@ public sealed class SessionManager : IAsyncDisposable
             var snapshot = Snapshot(sessionId);
             yield return snapshot;
             if (snapshot.IsFinal) yield break;
+            if (_shuttingDown && snapshot.Record.Phase is not (SessionPhase.Running or SessionPhase.Pausing)) yield break;
             try
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(100), _time, cancellationToken);
@@ -303,6 +305,17 @@ public sealed class SessionManager : IAsyncDisposable
                 yield break;
             }
         }
+    }
+
+    /// <summary>
+    /// The controller is stopping (SIGTERM): the running session finishes its current dot and pauses,
+    /// nothing new starts, and watchers are released once nothing runs.
+    /// </summary>
+    public void BeginShutdown()
+    {
+        _shuttingDown = true;
+        StopActiveRun(StopKind.Pause, "the controller is shutting down");
+        Changed();
     }
 
     /// <summary>Waits until no session is running (for shutdown and tests).</summary>
@@ -325,6 +338,7 @@ public sealed class SessionManager : IAsyncDisposable
     private SessionSnapshot Launch(SessionRecord record, string verb)
     {
         RequireNotLatched();
+        if (_shuttingDown) throw new SessionException(SessionErrorKind.FailedPrecondition, "the controller is shutting down");
         if (!_gantry.IsConnected) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry ({_gantry.Description}) is not connected");
         if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
         if (!_presence.IsPresent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + _presence.AbsenceReason);

@@ -64,7 +64,7 @@ public sealed class PlanFileTests : IDisposable
         var truncated = JsonNode.Parse(PlanFile.KeepFirstDots(PlanJson(10), 3, "p"))!;
         var dots = truncated["dots"]!.AsArray();
         Assert.Equal(["d1", "d2", "d3"], dots.Select(d => (string)d!["id"]!).ToArray());
-        Assert.Equal("crown", (string)truncated["name"]!);
+        Assert.Equal("crown (first 3 of 10 dots)", (string)truncated["name"]!);
         Assert.Equal(40, (int)dots[2]!["dwellMs"]!);
         Assert.Equal(10, JsonNode.Parse(PlanFile.KeepFirstDots(PlanJson(10), 10, "p"))!["dots"]!.AsArray().Count);
     }
