@@ -32,7 +32,7 @@ internal static class EstopBench
         var profile = MachineProfile.Load(profilePath);
         var simulator = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 20 });
         var data = Directory.CreateTempSubdirectory("smp-bench-estop-");
-        var app = ControllerHost.Build(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Urls = "http://127.0.0.1:0", Simulator = simulator, MinimumLogLevel = LogLevel.Warning });
+        var app = ControllerHost.Build(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Urls = "http://127.0.0.1:0", Simulator = simulator, MinimumLogLevel = LogLevel.Error });
         await app.StartAsync();
         try
         {
@@ -109,7 +109,7 @@ internal static class EstopBench
                 ["goalP99Ms"] = GoalP99Ms,
                 ["p99OverGoal"] = Stats.Round(p99 / GoalP99Ms),
                 ["rpcRoundTripMedianMs"] = Stats.Round(Stats.Median(roundTrips)),
-                ["note"] = "RPC arrival to feed-hold byte at the in-process simulator, while a session streams (time scale 20); round trip includes the whole stop sequence",
+                ["note"] = "RPC arrival at the HTTP pipeline to feed-hold byte at the in-process simulator, while a session streams (time scale 20); round trip includes the whole stop sequence",
             };
         }
         finally

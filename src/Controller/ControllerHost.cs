@@ -87,6 +87,16 @@ public static class ControllerHost
         services.AddGrpcHealthChecks().AddCheck("gantry", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
 
         var app = builder.Build();
+        // E-stop latency is measured from the request's arrival at the HTTP pipeline, before gRPC
+        // routing and deserialisation, so the figure includes all of the controller's own work.
+        app.Use((context, next) =>
+        {
+            if (context.Request.Path.Equals(SafetyGrpcService.EmergencyStopPath, StringComparison.Ordinal))
+            {
+                context.Items[SafetyGrpcService.ArrivedTimestampKey] = options.TimeProvider.GetTimestamp();
+            }
+            return next(context);
+        });
         app.MapGrpcService<SafetyGrpcService>();
         app.MapGrpcService<SessionGrpcService>();
         app.MapGrpcService<MachineGrpcService>();

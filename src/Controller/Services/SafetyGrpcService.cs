@@ -7,9 +7,15 @@ namespace SmpRobot.Controller.Services;
 /// <summary>smprobot.v1.SafetyService: e-stop, reset and the operator dead-man. Never rate-limited.</summary>
 internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, IHostApplicationLifetime lifetime, TimeProvider time) : SafetyService.SafetyServiceBase
 {
+    /// <summary>HTTP path of the EmergencyStop method.</summary>
+    public const string EmergencyStopPath = "/smprobot.v1.SafetyService/EmergencyStop";
+
+    /// <summary>HttpContext item holding the TimeProvider timestamp of the request's arrival.</summary>
+    public const string ArrivedTimestampKey = "smp.estop.arrived";
+
     public override async Task<SafetyStatus> EmergencyStop(EmergencyStopRequest request, ServerCallContext context)
     {
-        var arrived = time.GetTimestamp();
+        var arrived = context.GetHttpContext().Items.TryGetValue(ArrivedTimestampKey, out var stamp) && stamp is long ts ? ts : time.GetTimestamp();
         // The client's deadline or disconnect must not cut the stop sequence short.
         var state = await safety.EmergencyStopAsync(
             string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, request.Reason, arrived, CancellationToken.None);

@@ -1,0 +1,135 @@
+using System.Text.Json;
+using Grpc.Net.Client;
+using SmpRobot.Contracts.V1;
+
+namespace SmpRobot.Tests.EndToEnd;
+
+/// <summary>The real executables, as an operator runs them: smp and smp-controller as processes.</summary>
+[Collection(ControllerCollection.Name)]
+public class EndToEndTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+
+    [Fact]
+    public async Task Demo_runs_a_whole_session_and_prints_one_json_object()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        await using var smp = RealProcess.Start("smp", "demo", "--dots", "25", "--time-scale", "200", "--no-ui", "--json", "--controller", url);
+        Assert.Equal(0, await smp.ExitCodeAsync(Timeout));
+
+        var json = JsonDocument.Parse(smp.Stdout).RootElement; // exactly one object: parsing fails on anything else
+        Assert.Equal("COMPLETED", json.GetProperty("state").GetString());
+        Assert.Equal(25, json.GetProperty("dots").GetProperty("total").GetInt32());
+        Assert.Equal(25, json.GetProperty("dots").GetProperty("placed").GetInt32());
+        Assert.Equal(0, json.GetProperty("dots").GetProperty("inDoubt").GetInt32());
+        var elapsed = json.GetProperty("elapsedSeconds").GetDouble();
+        var kinematic = json.GetProperty("kinematicSeconds").GetDouble();
+        Assert.True(kinematic > 0 && elapsed >= kinematic * 0.99, $"elapsed {elapsed} s vs kinematic {kinematic} s");
+        Assert.StartsWith("s-", json.GetProperty("sessionId").GetString());
+    }
+
+    [Fact]
+    public async Task Estop_from_a_second_terminal_stops_a_running_session()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        var plan = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+        await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
+        await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+
+        await using var estop = RealProcess.Start("smp", "estop", "--json", "--controller", url);
+        Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
+        var status = JsonDocument.Parse(estop.Stdout).RootElement;
+        Assert.True(status.GetProperty("estopLatched").GetBoolean());
+
+        Assert.Equal(3, await run.ExitCodeAsync(Timeout));
+        var result = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.Equal("EMERGENCY_STOPPED", result.GetProperty("state").GetString());
+        var dots = result.GetProperty("dots");
+        Assert.Equal(dots.GetProperty("total").GetInt32(), dots.GetProperty("placed").GetInt32() + dots.GetProperty("pending").GetInt32() + dots.GetProperty("inDoubt").GetInt32());
+
+        await using var reset = RealProcess.Start("smp", "estop", "--reset", "--json", "--controller", url);
+        Assert.Equal(0, await reset.ExitCodeAsync(Timeout));
+        Assert.False(JsonDocument.Parse(reset.Stdout).RootElement.GetProperty("estopLatched").GetBoolean());
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task A_crashed_controller_restarts_with_every_dot_known_and_never_redoes_a_dot_in_doubt()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        string sessionId;
+        await using (var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20"))
+        {
+            await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+            var plan = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+            await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
+            var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+            sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
+            using var channel = GrpcChannel.ForAddress(url);
+            var sessions = new SessionService.SessionServiceClient(channel);
+            using var cts = new CancellationTokenSource(Timeout);
+            using var watch = sessions.Watch(new WatchSessionRequest { SessionId = sessionId }, cancellationToken: cts.Token);
+            while (await watch.ResponseStream.MoveNext(cts.Token) && watch.ResponseStream.Current.Session.Dots.Placed < 10)
+            {
+            }
+            controller.Crash();
+            await controller.ExitCodeAsync(Timeout);
+            Assert.Equal(1, await run.ExitCodeAsync(Timeout)); // the console lost its controller
+        }
+
+        await using var restarted = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
+        await restarted.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        await using var show = RealProcess.Start("smp", "session", "show", sessionId, "--json", "--controller", url);
+        Assert.Equal(0, await show.ExitCodeAsync(Timeout));
+        var s = JsonDocument.Parse(show.Stdout).RootElement;
+        Assert.Equal("FAULTED", s.GetProperty("state").GetString());
+        var dots = s.GetProperty("dots");
+        Assert.Equal(0, dots.GetProperty("commanded").GetInt32());
+        Assert.Equal(dots.GetProperty("total").GetInt32(), dots.GetProperty("placed").GetInt32() + dots.GetProperty("pending").GetInt32() + dots.GetProperty("inDoubt").GetInt32());
+        Assert.True(dots.GetProperty("placed").GetInt32() >= 10);
+
+        if (dots.GetProperty("inDoubt").GetInt32() > 0)
+        {
+            // A dot that may have been placed is never redone by itself: resuming is refused until the operator decides.
+            await using var resume = RealProcess.Start("smp", "session", "resume", sessionId, "--controller", url);
+            Assert.Equal(1, await resume.ExitCodeAsync(Timeout));
+            Assert.Contains("in doubt", resume.Stderr + resume.Stdout);
+        }
+        restarted.Terminate();
+        Assert.Equal(0, await restarted.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task Plan_check_rejects_bad_files_with_exit_code_2()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data);
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+
+        var bad = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "examples", "bad-depth.json");
+        await using var check = RealProcess.Start("smp", "plan", "check", bad, "--controller", url);
+        Assert.Equal(2, await check.ExitCodeAsync(Timeout));
+        Assert.Contains("depth-range", check.Stdout + check.Stderr);
+        Assert.DoesNotContain("   at ", check.Stdout + check.Stderr);
+
+        var huge = Path.Combine(data, "huge.json");
+        await using (var f = File.Create(huge)) f.SetLength(1L << 30);
+        await using var hugeCheck = RealProcess.Start("smp", "plan", "check", huge, "--json", "--controller", url);
+        Assert.Equal(2, await hugeCheck.ExitCodeAsync(Timeout));
+        Assert.Equal(2, JsonDocument.Parse(hugeCheck.Stdout).RootElement.GetProperty("exitCode").GetInt32());
+
+        var good = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+        await using var goodCheck = RealProcess.Start("smp", "plan", "check", good, "--json", "--controller", url);
+        Assert.Equal(0, await goodCheck.ExitCodeAsync(Timeout));
+        Assert.Equal(1500, JsonDocument.Parse(goodCheck.Stdout).RootElement.GetProperty("dotCount").GetInt32());
+        controller.Terminate();
+        await controller.ExitCodeAsync(Timeout);
+    }
+}

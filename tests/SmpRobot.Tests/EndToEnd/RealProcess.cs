@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace SmpRobot.Tests.EndToEnd;
+
+/// <summary>A real child process (smp or smp-controller) with its output collected line by line.</summary>
+internal sealed class RealProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _stdout = [];
+    private readonly List<string> _stderr = [];
+    private readonly Lock _gate = new();
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Done)> _waiters = [];
+
+    private RealProcess(Process process) => _process = process;
+
+    /// <summary>
+    /// Build configuration of this test run (…/bin/CONFIG/net10.0/): the executables under test are
+    /// the real build outputs of that configuration, exactly what ./smp and ./smp-controller run.
+    /// </summary>
+    private static string Configuration => new DirectoryInfo(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)).Parent!.Name;
+
+    public static string ExecutablePath(string exe) => Path.Combine(TestProfiles.RepoRoot, "src", exe == "smp" ? "Operator.Cli" : "Controller", "bin", Configuration, "net10.0", exe);
+
+    /// <summary>Starts <paramref name="exe"/> (smp or smp-controller from the test output) with the project's hardware folder.</summary>
+    public static RealProcess Start(string exe, params string[] args)
+    {
+        var info = new ProcessStartInfo(ExecutablePath(exe))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["SMP_HARDWARE_DIR"] = Path.Combine(TestProfiles.RepoRoot, "hardware");
+        info.Environment["SMP_CONTROLLER_EXE"] = ExecutablePath("smp-controller");
+        info.Environment.Remove("SMP_CONTROLLER");
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var rp = new RealProcess(process);
+        process.OutputDataReceived += (_, e) => rp.OnLine(e.Data, rp._stdout);
+        process.ErrorDataReceived += (_, e) => rp.OnLine(e.Data, rp._stderr);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return rp;
+    }
+
+    public int Id => _process.Id;
+
+    public string Stdout { get { lock (_gate) return string.Join("\n", _stdout); } }
+
+    public string Stderr { get { lock (_gate) return string.Join("\n", _stderr); } }
+
+    /// <summary>Waits for a line (stdout or stderr) that matches.</summary>
+    public Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout)
+    {
+        var done = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            var seen = _stdout.Concat(_stderr).FirstOrDefault(match);
+            if (seen is not null) return Task.FromResult(seen);
+            _waiters.Add((match, done));
+        }
+        return done.Task.WaitAsync(timeout);
+    }
+
+    /// <summary>Waits for the exit; returns the exit code. Throws TimeoutException with the output if it takes too long.</summary>
+    public async Task<int> ExitCodeAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"{_process.StartInfo.FileName} did not exit within {timeout}; stdout:\n{Stdout}\nstderr:\n{Stderr}");
+        }
+        _process.WaitForExit(); // drains the redirected output
+        return _process.ExitCode;
+    }
+
+    /// <summary>Sends SIGTERM (as systemd or Ctrl+C in a service manager would).</summary>
+    public void Terminate() => _ = SysKill(_process.Id, 15);
+
+    /// <summary>Kills the process at once (SIGKILL): a crash, as far as the ledger can tell.</summary>
+    public void Crash() => _process.Kill();
+
+    /// <summary>A free loopback port for a controller.</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private void OnLine(string? line, List<string> into)
+    {
+        if (line is null) return;
+        List<TaskCompletionSource<string>> hits = [];
+        lock (_gate)
+        {
+            into.Add(line);
+            foreach (var w in _waiters.Where(w => w.Match(line)).ToList())
+            {
+                hits.Add(w.Done);
+                _waiters.Remove(w);
+            }
+        }
+        foreach (var h in hits) h.TrySetResult(line);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SysKill(int pid, int signal);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        _process.Dispose();
+    }
+}
