@@ -52,9 +52,11 @@ case "$cmd" in
     status=${PIPESTATUS[0]}
     set -e
     # One plain closing line that any CI reader understands.
-    passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-    failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-    skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+    # The runner's summary ("Passed: N", "Failed: N", "Skipped: N"; absent when zero).
+    count() { { grep -Eo "^ *$1: +[0-9]+" "$log" || true; } | awk '{s+=$2} END {print s+0}'; }
+    passed=$(count Passed)
+    failed=$(count Failed)
+    skipped=$(count Skipped)
     rm -f "$log"
     echo "tests: $passed passed, $failed failed, $skipped skipped"
     exit "$status" ;;
