@@ -44,40 +44,79 @@ public sealed class DotProgram(MachineProfile profile)
         var current = from;
         if (hover.Z > current.Z)
         {
-            lines.Add(Move(ref current, current with { Z = hover.Z }, profile.PlungeFeedMmPerMin));
+            AddVertical(lines, ref current, hover.Z);
         }
         if (current.X != hover.X || current.Y != hover.Y)
         {
-            lines.Add(Move(ref current, current with { X = hover.X, Y = hover.Y }, profile.TravelFeedMmPerMin));
+            lines.Add(MoveXy(ref current, hover.X, hover.Y, profile.TravelFeedMmPerMin));
         }
         if (current.Z != hover.Z)
         {
-            lines.Add(Move(ref current, hover, profile.PlungeFeedMmPerMin));
+            AddVertical(lines, ref current, hover.Z);
         }
         return lines;
+    }
+
+    /// <summary>Longest vertical move one line carries (single-digit distance; see <see cref="MoveZ"/>).</summary>
+    public const double MaxVerticalStepMm = 9;
+
+    private void AddVertical(List<ProgramLine> lines, ref Vec3 current, double zMm)
+    {
+        while (Math.Abs(zMm - current.Z) > MaxVerticalStepMm)
+        {
+            var step = _grid.Quantise(current with { Z = current.Z + (Math.Sign(zMm - current.Z) * MaxVerticalStepMm) }).Z;
+            lines.Add(MoveZ(ref current, step, profile.PlungeFeedMmPerMin));
+        }
+        lines.Add(MoveZ(ref current, zMm, profile.PlungeFeedMmPerMin));
     }
 
     /// <summary>Plunge from hover to depth, dwell, retract to hover, then a sync line whose ok confirms it all happened.</summary>
     public IReadOnlyList<ProgramLine> Place(Vec3 hover, Vec3 depth, double dwellMs)
     {
+        if (hover.X != depth.X || hover.Y != depth.Y) throw new ArgumentException("a plunge is straight down: hover and depth must share X and Y");
         var current = hover;
         var dwellSeconds = dwellMs / 1000.0;
         return
         [
-            Move(ref current, depth, profile.PlungeFeedMmPerMin),
+            MoveZ(ref current, depth.Z, profile.PlungeFeedMmPerMin),
             new(string.Create(CultureInfo.InvariantCulture, $"G4 P{dwellSeconds:0.0##}"), dwellSeconds),
-            Move(ref current, hover, profile.PlungeFeedMmPerMin),
+            MoveZ(ref current, hover.Z, profile.PlungeFeedMmPerMin),
             Sync,
         ];
     }
 
-    /// <summary>A straight feed move to <paramref name="to"/> (on the grid).</summary>
-    public ProgramLine Move(ref Vec3 current, Vec3 to, double feedMmPerMin)
+    /// <summary>
+    /// A horizontal move in absolute coordinates that carries no Z word, so no corruption of this
+    /// line on the wire can move the needle down.
+    /// </summary>
+    public ProgramLine MoveXy(ref Vec3 current, double xMm, double yMm, double feedMmPerMin)
     {
+        var to = current with { X = xMm, Y = yMm };
         var seconds = _kinematics.Seconds(current, to, feedMmPerMin);
-        var line = "G1 X" + StepGrid.Format(to.X) + " Y" + StepGrid.Format(to.Y) + " Z" + StepGrid.Format(to.Z)
-            + " F" + feedMmPerMin.ToString("0", CultureInfo.InvariantCulture);
         current = to;
-        return new ProgramLine(line, seconds);
+        return new ProgramLine("G90 G1 X" + StepGrid.Format(xMm) + " Y" + StepGrid.Format(yMm) + " F" + Feed(feedMmPerMin), seconds);
     }
+
+    /// <summary>
+    /// A vertical move written as a relative distance (G91). grbl has no checksums and serial
+    /// adapters drop bytes: with a single-digit distance, a lost byte makes grbl refuse the line,
+    /// moves up or shallower, changes the depth by at most a last-decimal amount, or asks for a
+    /// target so far away that the soft limits refuse it. An absolute Z (e.g. Z21.3 → Z1.3) could
+    /// instead drive the needle 20 mm deeper.
+    /// </summary>
+    public ProgramLine MoveZ(ref Vec3 current, double zMm, double feedMmPerMin)
+    {
+        var to = current with { Z = zMm };
+        var deltaSteps = Math.Round((zMm - current.Z) * profile.StepsPerMm.Z, MidpointRounding.AwayFromZero);
+        var deltaMm = deltaSteps / profile.StepsPerMm.Z;
+        if (Math.Abs(deltaMm) >= 10)
+        {
+            throw new ArgumentOutOfRangeException(nameof(zMm), $"a {deltaMm:0.###} mm vertical move is longer than one line may carry (< 10 mm); split it");
+        }
+        var seconds = _kinematics.Seconds(current, to, feedMmPerMin);
+        current = to;
+        return new ProgramLine("G91 G1 Z" + StepGrid.Format(deltaMm) + " F" + Feed(feedMmPerMin), seconds);
+    }
+
+    private static string Feed(double feedMmPerMin) => feedMmPerMin.ToString("0", CultureInfo.InvariantCulture);
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Safety;
 
@@ -236,9 +237,11 @@ public sealed class SafetySupervisor : IDisposable
             }
             var retractZ = Math.Min(status.MachinePosition.Z + _profile.HoverHeightMm + _profile.Needle.MaxDepthMm, _profile.MaxTravelMm.Z);
             await ExpectOkAsync(client, "M5", cancellationToken);
-            if (retractZ > status.MachinePosition.Z)
+            var retractMm = new StepGrid(_profile.StepsPerMm).Quantise(new Vec3(0, 0, retractZ - status.MachinePosition.Z)).Z;
+            if (retractMm > 0)
             {
-                await ExpectOkAsync(client, "G90 G0 Z" + StepGrid.Format(new StepGrid(_profile.StepsPerMm).Quantise(status.MachinePosition with { Z = retractZ }).Z), cancellationToken);
+                // Relative and single-digit, like every session Z move: a corrupted byte cannot turn "up" into "deep".
+                await ExpectOkAsync(client, "G91 G0 Z" + StepGrid.Format(Math.Min(retractMm, DotProgram.MaxVerticalStepMm)), cancellationToken);
             }
             await ExpectOkAsync(client, "G4 P0", cancellationToken);
             steps.Add("retracted");
