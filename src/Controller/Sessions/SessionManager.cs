@@ -389,13 +389,13 @@ public sealed class SessionManager : IAsyncDisposable
             var pending = _ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
             foreach (var line in _program.SessionPreamble())
             {
-                await ExpectOk(await _safety.SendMotionLineAsync(client, line.Line, ct));
+                await AckAsync(await _safety.SendMotionLineAsync(client, line.Line, ct), 0, ct);
             }
             var status = await client.QueryStatusAsync(ct);
             var position = _program.Grid.Quantise(status.MachinePosition);
             AimedDot? next = null;
-            Task<LineAck>? arrival = null;
-            double nextTravelSeconds = 0;
+            SentLine? arrival = null;
+            double nextTravelSeconds = 0, previousPlaceSeconds = 0;
             if (pending.Count > 0)
             {
                 (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[0], position, ct);
@@ -409,7 +409,7 @@ public sealed class SessionManager : IAsyncDisposable
                     break;
                 }
                 var aim = next;
-                await ExpectOk(await arrival.WaitAsync(ct));
+                await AckAsync(arrival, previousPlaceSeconds + nextTravelSeconds, ct);
                 var travelSeconds = nextTravelSeconds;
                 if (run.Stop != StopKind.None) break;
 
@@ -439,12 +439,14 @@ public sealed class SessionManager : IAsyncDisposable
                 commanded = aim.Dot;
                 Changed();
                 var place = _program.Place(aim.HoverMm, aim.DepthMm, aim.Dot.DwellMs);
-                var acks = new Task<LineAck>[place.Count];
+                var placeSeconds = place.Sum(l => l.KinematicSeconds);
+                var sentPlace = new SentLine[place.Count];
                 for (var l = 0; l < place.Count; l++)
                 {
-                    acks[l] = (await _safety.SendMotionLineAsync(client, place[l].Line, ct)).Ack;
+                    sentPlace[l] = await _safety.SendMotionLineAsync(client, place[l].Line, ct);
                 }
-                run.AddKinematic(travelSeconds + place.Sum(l => l.KinematicSeconds));
+                run.AddKinematic(travelSeconds + placeSeconds);
+                previousPlaceSeconds = placeSeconds;
 
                 // Pipelining: travel to the next dot (at hover, never a plunge) queues behind the retract.
                 next = null;
@@ -453,9 +455,9 @@ public sealed class SessionManager : IAsyncDisposable
                 {
                     (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[i + 1], aim.HoverMm, ct);
                 }
-                foreach (var ack in acks)
+                foreach (var sent in sentPlace)
                 {
-                    await ExpectOk(await ack.WaitAsync(ct));
+                    await AckAsync(sent, placeSeconds, ct);
                 }
                 _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
                 commanded = null;
@@ -483,7 +485,7 @@ public sealed class SessionManager : IAsyncDisposable
             if (outcome != SessionPhase.EmergencyStopped && !safeStopNeeded)
             {
                 // Normal end, pause or hold: needle drive off at hover.
-                await ExpectOk(await client.SendLineAsync("M5", ct));
+                await AckAsync(await client.SendLineAsync("M5", ct), 0, ct);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException)
@@ -523,7 +525,7 @@ public sealed class SessionManager : IAsyncDisposable
     }
 
     /// <summary>Aims a dot and queues the travel to its hover point plus a sync line (its ok = arrived).</summary>
-    private async Task<(AimedDot? Aim, Task<LineAck>? Arrival, double TravelSeconds, string Reason)> QueueTravelAsync(GrblClient client, PlannedDot dot, Vec3 from, CancellationToken ct)
+    private async Task<(AimedDot? Aim, SentLine? Arrival, double TravelSeconds, string Reason)> QueueTravelAsync(GrblClient client, PlannedDot dot, Vec3 from, CancellationToken ct)
     {
         var (aim, hold) = _aiming.Aim(dot);
         if (aim is null) return (null, null, 0, hold!);
@@ -533,7 +535,7 @@ public sealed class SessionManager : IAsyncDisposable
             await _safety.SendMotionLineAsync(client, line.Line, ct);
         }
         var sync = await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct);
-        return (aim, sync.Ack, travel.Sum(l => l.KinematicSeconds), "");
+        return (aim, sync, travel.Sum(l => l.KinematicSeconds), "");
     }
 
     /// <summary>
@@ -563,20 +565,42 @@ public sealed class SessionManager : IAsyncDisposable
         {
             await _safety.SendMotionLineAsync(client, line.Line, ct);
         }
-        await ExpectOk(await (await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct)).Ack.WaitAsync(ct));
-        return (fresh, null, travel.Sum(l => l.KinematicSeconds));
+        var correctionSeconds = travel.Sum(l => l.KinematicSeconds);
+        await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), correctionSeconds, ct);
+        return (fresh, null, correctionSeconds);
     }
 
-    private static async Task ExpectOk(SentLine sent) => await ExpectOk(await sent.Ack);
+    /// <summary>
+    /// Awaits a line's ok, bounded: the firmware owes it once the motion queued ahead of it
+    /// (<paramref name="queuedMachineSeconds"/> of machine time) has run. A lost ok would otherwise
+    /// hang the session while status reports keep saying the link is alive.
+    /// </summary>
+    private async Task AckAsync(SentLine sent, double queuedMachineSeconds, CancellationToken ct)
+    {
+        var bound = TimeSpan.FromSeconds((queuedMachineSeconds / _gantry.TimeScale * AckTimeFactor) + AckMarginSeconds);
+        LineAck ack;
+        try
+        {
+            ack = await sent.Ack.WaitAsync(bound, _time, ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException(FormattableString.Invariant($"the firmware did not acknowledge '{sent.Line}' within {bound.TotalSeconds:0.0} s"));
+        }
+        if (!ack.Ok) throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
+    }
 
-    private static Task ExpectOk(LineAck ack) =>
-        ack.Ok ? Task.CompletedTask : throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
+    /// <summary>An ack may take this many times its motion's nominal duration…</summary>
+    private const double AckTimeFactor = 2;
+
+    /// <summary>…plus this (status round trips, host scheduling), seconds.</summary>
+    private const double AckMarginSeconds = 2;
 
     private static string FaultText(Exception e) => e switch
     {
         GantryFaultException g when g.Kind == GantryFaultKind.Alarm => $"gantry alarm {g.Code}: {g.Message}",
         GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
-        TimeoutException => "the gantry did not answer in time",
+        TimeoutException => e.Message,
         _ => e.Message,
     };
 
