@@ -33,7 +33,7 @@ public sealed class TrackingTests
             speeds.Add(result.Filtered!.HeadSpeedMmPerS);
         }
         Assert.True(Rms(translationErrors) <= 0.05, $"translation RMS {Rms(translationErrors):0.0000} mm");
-        Assert.True(Rms(rotationErrors) <= 0.3, $"rotation RMS {Rms(rotationErrors):0.000} deg");
+        Assert.True(Rms(rotationErrors) <= 0.15, $"rotation RMS {Rms(rotationErrors):0.000} deg");
         Assert.True(speeds.Max() < 1.0, $"still head reported at {speeds.Max():0.00} mm/s");
     }
 
