@@ -1,0 +1,83 @@
+using OpenCvSharp;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Bench;
+
+/// <summary>
+/// Head tracking on synthetic scenes with ground truth: time per frame of detection + pose + filter
+/// on one core (Cv2.SetNumThreads(1)) at 720p and 1080p, and pose accuracy still and swaying.
+/// Frames are rendered in batches before each timed run, so only tracking is timed.
+/// </summary>
+internal static class TrackingBench
+{
+    private const int FramesPerRun = 150;
+    private const int Batch = 30;
+    private const double Fps = 30;
+
+    public static Task<Dictionary<string, object>> RunAsync()
+    {
+        Cv2.SetNumThreads(1);
+        var still720 = Run(SyntheticScenario.Still, 1280, 720);
+        var sway720 = Run(SyntheticScenario.Sway, 1280, 720);
+        var sway1080 = Run(SyntheticScenario.Sway, 1920, 1080);
+        var ms720 = still720.Ms.Concat(sway720.Ms).ToList();
+        var figures = new Dictionary<string, object>
+        {
+            ["ms720pMedian"] = Stats.Round(Stats.Median(ms720)),
+            ["ms720pP99"] = Stats.Round(Stats.Percentile(ms720, 99)),
+            ["ms1080pMedian"] = Stats.Round(Stats.Median(sway1080.Ms)),
+            ["ms1080pP99"] = Stats.Round(Stats.Percentile(sway1080.Ms, 99)),
+            ["poseRmsMmStill"] = Stats.Round(Rms(still720.RawMm), 4),
+            ["poseRmsMmStillFiltered"] = Stats.Round(Rms(still720.FilteredMm), 4),
+            ["poseRmsMmSway"] = Stats.Round(Rms(sway720.FilteredMm), 4),
+            ["poseRmsMmSwayRaw"] = Stats.Round(Rms(sway720.RawMm), 4),
+            ["poseRmsMmSway1080p"] = Stats.Round(Rms(sway1080.FilteredMm), 4),
+            ["rotRmsDegStill"] = Stats.Round(Rms(still720.RotDeg), 4),
+            ["speedRmsErrMmPerSSway"] = Stats.Round(Rms(sway720.SpeedErr), 3),
+            ["framesLost"] = still720.Lost + sway720.Lost + sway1080.Lost,
+            ["framesPerRun"] = FramesPerRun,
+        };
+        return Task.FromResult(figures);
+    }
+
+    private sealed record RunResult(List<double> Ms, List<double> RawMm, List<double> FilteredMm, List<double> RotDeg, List<double> SpeedErr, int Lost);
+
+    private static RunResult Run(SyntheticScenario scenario, int width, int height)
+    {
+        Console.Error.WriteLine($"tracking: {scenario} at {width}x{height}, {FramesPerRun} frames");
+        var clock = TimeProvider.System;
+        var k = CameraIntrinsics.Synthetic(width, height);
+        using var scene = new SyntheticScene(scenario, k);
+        using var tracker = new HeadTracker(scene.Board, k, clock);
+        var result = new RunResult([], [], [], [], [], 0);
+        var lost = 0;
+        for (var start = 0; start < FramesPerRun; start += Batch)
+        {
+            var frames = new List<(double T, Mat Image)>();
+            for (var i = start; i < Math.Min(FramesPerRun, start + Batch); i++) frames.Add((i / Fps, scene.Render(i / Fps, i)));
+            foreach (var (t, image) in frames)
+            {
+                var stamp = (long)Math.Round(t * clock.TimestampFrequency);
+                var t0 = clock.GetTimestamp();
+                var r = tracker.Process(image, stamp);
+                result.Ms.Add(clock.GetElapsedTime(t0).TotalMilliseconds);
+                image.Dispose();
+                var truth = scene.TruthAt(t);
+                if (r.Raw is null)
+                {
+                    lost++;
+                    continue;
+                }
+                result.RawMm.Add(r.Raw.CameraFromHead.Translation.DistanceTo(truth.Translation));
+                result.RotDeg.Add(Rotations.AngleBetweenDeg(r.Raw.CameraFromHead, truth));
+                if (t < 10 / Fps) continue; // filter settling
+                result.FilteredMm.Add(r.Filtered!.CameraFromHead.Translation.DistanceTo(truth.Translation));
+                var trueSpeed = (scene.TruthAt(t + 0.0005).Translation - scene.TruthAt(t - 0.0005).Translation).Length / 0.001;
+                result.SpeedErr.Add(r.Filtered.HeadSpeedMmPerS - trueSpeed);
+            }
+        }
+        return result with { Lost = lost };
+    }
+
+    private static double Rms(List<double> values) => values.Count == 0 ? double.NaN : Math.Sqrt(values.Sum(v => v * v) / values.Count);
+}

@@ -1,0 +1,228 @@
+namespace SmpRobot.Vision;
+
+/// <summary>Tuning of <see cref="PoseFilter"/>. Defaults suit a 30 fps camera about 110 mm from a 30 mm board.</summary>
+public sealed record PoseFilterOptions
+{
+    /// <summary>Standard deviation of one frame's board position, per camera axis, mm. Default 0.03.</summary>
+    public double PositionNoiseMm { get; init; } = 0.03;
+
+    /// <summary>Standard deviation of one frame's board orientation, per axis, rad. Default 0.003 (0.17°).</summary>
+    public double RotationNoiseRad { get; init; } = 0.003;
+
+    /// <summary>White-noise acceleration the head may have, mm/s² (higher follows faster, smooths less). Default 40.</summary>
+    public double AccelerationNoiseMmPerS2 { get; init; } = 40;
+
+    /// <summary>White-noise angular acceleration, rad/s². Default 0.5.</summary>
+    public double AngularAccelerationNoiseRadPerS2 { get; init; } = 0.5;
+
+    /// <summary>
+    /// A measurement further than this many standard deviations from the prediction is a jerk, not
+    /// noise: the filter restarts from the last two measurements (so the speed shows the jerk at once
+    /// instead of being smoothed away). Default 6.
+    /// </summary>
+    public double JerkGateSigma { get; init; } = 6;
+
+    /// <summary>Longest extrapolation to "now", ms; older poses are held, not extrapolated further. Default 100.</summary>
+    public double MaxPredictionMs { get; init; } = 100;
+
+    /// <summary>A gap between measurements longer than this restarts the filter, ms. Default 500.</summary>
+    public double MaxGapMs { get; init; } = 500;
+
+    /// <summary>
+    /// Head speed = |v| + |ω| × this lever arm: a bound on the speed of scalp points within this
+    /// distance of the board origin, mm. Default 30.
+    /// </summary>
+    public double SpeedLeverArmMm { get; init; } = 30;
+}
+
+/// <summary>The filter's state at one instant.</summary>
+/// <param name="CameraFromHead">Smoothed (or predicted) T_CH.</param>
+/// <param name="VelocityMmPerS">Velocity of the head-frame origin in camera frame, mm/s.</param>
+/// <param name="AngularVelocityRadPerS">Angular velocity in camera frame, rad/s.</param>
+/// <param name="HeadSpeedMmPerS">|v| + |ω| × lever arm, mm/s.</param>
+/// <param name="MeasurementTimestamp">Timestamp of the last measurement folded in.</param>
+public sealed record FilteredPose(RigidTransform CameraFromHead, Vec3 VelocityMmPerS, Vec3 AngularVelocityRadPerS, double HeadSpeedMmPerS, long MeasurementTimestamp);
+
+/// <summary>
+/// Constant-velocity Kalman filter on the board pose: per camera axis a [position, velocity]
+/// filter, and the same on the orientation error (rotation vector of R_measured · R_predictedᵀ, so
+/// angles never wrap). Hand-written (a few 2×2 matrices) rather than OpenCV's KalmanFilter so that
+/// the rotation error state and the jerk gate stay explicit. Not thread-safe.
+/// </summary>
+public sealed class PoseFilter
+{
+    private readonly PoseFilterOptions _options;
+    private readonly double _timestampFrequency;
+    private readonly Axis[] _position = [new(), new(), new()];
+    private readonly Axis[] _rotation = [new(), new(), new()];
+    private double[] _r = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+    private long _timestamp;
+    private RigidTransform _lastMeasurement;
+    private long _lastMeasurementTimestamp;
+
+    public PoseFilter(TimeProvider timeProvider, PoseFilterOptions? options = null)
+    {
+        _options = options ?? new PoseFilterOptions();
+        _timestampFrequency = timeProvider.TimestampFrequency;
+    }
+
+    /// <summary>Measurements folded in since the last (re)start.</summary>
+    public int MeasurementCount { get; private set; }
+
+    /// <summary>Number of times a jerk (gate violation) restarted the filter.</summary>
+    public int JerkCount { get; private set; }
+
+    /// <summary>Forgets everything.</summary>
+    public void Reset() => MeasurementCount = 0;
+
+    /// <summary>Folds in one measured T_CH taken at <paramref name="timestamp"/>; returns the smoothed state there.</summary>
+    public FilteredPose Update(RigidTransform measured, long timestamp)
+    {
+        var dt = (timestamp - _timestamp) / _timestampFrequency;
+        if (MeasurementCount == 0 || dt <= 0 || dt * 1000 > _options.MaxGapMs)
+        {
+            Start(measured, timestamp, previous: null, 0);
+            return State(timestamp);
+        }
+
+        Predict(dt);
+        var z = measured.Translation;
+        double[] zp = [z.X, z.Y, z.Z];
+        var rotationError = Rotations.VectorFromMatrix(Rotations.Multiply(Rotations.RotationMatrix(measured), Rotations.Transpose(_r)));
+        double[] zr = [rotationError.X, rotationError.Y, rotationError.Z];
+        var rPos = _options.PositionNoiseMm * _options.PositionNoiseMm;
+        var rRot = _options.RotationNoiseRad * _options.RotationNoiseRad;
+
+        var gate = _options.JerkGateSigma;
+        var jerk = false;
+        for (var i = 0; i < 3; i++)
+        {
+            jerk |= Math.Abs(zp[i] - _position[i].P) > gate * Math.Sqrt(_position[i].P00 + rPos);
+            jerk |= Math.Abs(zr[i]) > gate * Math.Sqrt(_rotation[i].P00 + rRot);
+        }
+        if (jerk)
+        {
+            JerkCount++;
+            var sincePrevious = (timestamp - _lastMeasurementTimestamp) / _timestampFrequency;
+            Start(measured, timestamp, _lastMeasurement, sincePrevious);
+            return State(timestamp);
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            _position[i].Correct(zp[i] - _position[i].P, rPos);
+            _rotation[i].Correct(zr[i], rRot);
+        }
+        // Fold the orientation correction into R and zero the error state.
+        var correction = new Vec3(_rotation[0].P, _rotation[1].P, _rotation[2].P);
+        _r = Rotations.Multiply(Rotations.MatrixFromVector(correction), _r);
+        foreach (var a in _rotation) a.P = 0;
+
+        _timestamp = timestamp;
+        _lastMeasurement = measured;
+        _lastMeasurementTimestamp = timestamp;
+        MeasurementCount++;
+        return State(timestamp);
+    }
+
+    /// <summary>
+    /// The state extrapolated to <paramref name="now"/> (constant velocity), at most
+    /// MaxPredictionMs past the last measurement; null before the first measurement.
+    /// </summary>
+    public FilteredPose? PredictTo(long now)
+    {
+        if (MeasurementCount == 0) return null;
+        var dt = Math.Clamp((now - _timestamp) / _timestampFrequency, 0, _options.MaxPredictionMs / 1000);
+        var p = new Vec3(_position[0].P + (_position[0].V * dt), _position[1].P + (_position[1].V * dt), _position[2].P + (_position[2].V * dt));
+        var w = new Vec3(_rotation[0].V, _rotation[1].V, _rotation[2].V);
+        var r = Rotations.Multiply(Rotations.MatrixFromVector(w * dt), _r);
+        var v = new Vec3(_position[0].V, _position[1].V, _position[2].V);
+        return new FilteredPose(Rotations.FromMatrix(r, p), v, w, Speed(v, w), _timestamp);
+    }
+
+    private FilteredPose State(long timestamp) => PredictTo(timestamp)!;
+
+    private double Speed(Vec3 v, Vec3 w) => v.Length + (w.Length * _options.SpeedLeverArmMm);
+
+    private void Predict(double dt)
+    {
+        var qa = _options.AccelerationNoiseMmPerS2 * _options.AccelerationNoiseMmPerS2;
+        var qr = _options.AngularAccelerationNoiseRadPerS2 * _options.AngularAccelerationNoiseRadPerS2;
+        foreach (var a in _position) a.Predict(dt, qa);
+        var w = new Vec3(_rotation[0].V, _rotation[1].V, _rotation[2].V);
+        _r = Rotations.Multiply(Rotations.MatrixFromVector(w * dt), _r);
+        foreach (var a in _rotation)
+        {
+            a.Predict(dt, qr);
+            a.P = 0; // the orientation itself moved into _r; the axis keeps only the error state
+        }
+    }
+
+    /// <summary>(Re)starts at <paramref name="measured"/>; with a previous measurement the velocity is their difference.</summary>
+    private void Start(RigidTransform measured, long timestamp, RigidTransform? previous, double dtSincePrevious)
+    {
+        var z = measured.Translation;
+        double[] zp = [z.X, z.Y, z.Z];
+        var haveVelocity = previous is not null && dtSincePrevious > 0;
+        double[] v = [0, 0, 0];
+        double[] w = [0, 0, 0];
+        if (haveVelocity)
+        {
+            var d = (z - previous!.Value.Translation) * (1 / dtSincePrevious);
+            v = [d.X, d.Y, d.Z];
+            var dr = Rotations.VectorFromMatrix(Rotations.Multiply(Rotations.RotationMatrix(measured), Rotations.Transpose(Rotations.RotationMatrix(previous.Value)))) * (1 / dtSincePrevious);
+            w = [dr.X, dr.Y, dr.Z];
+        }
+        var rPos = _options.PositionNoiseMm * _options.PositionNoiseMm;
+        var rRot = _options.RotationNoiseRad * _options.RotationNoiseRad;
+        // Unknown velocity: wide enough that a few frames settle it.
+        var dtRef = haveVelocity ? dtSincePrevious : 1.0 / 30;
+        for (var i = 0; i < 3; i++)
+        {
+            _position[i].Init(zp[i], v[i], rPos, (2 * rPos / (dtRef * dtRef)) + (haveVelocity ? 0 : 100));
+            _rotation[i].Init(0, w[i], rRot, (2 * rRot / (dtRef * dtRef)) + (haveVelocity ? 0 : 0.01));
+        }
+        _r = Rotations.RotationMatrix(measured);
+        _timestamp = timestamp;
+        _lastMeasurement = measured;
+        _lastMeasurementTimestamp = timestamp;
+        MeasurementCount = 1;
+    }
+
+    /// <summary>One axis: state [p, v], covariance [[P00, P01], [P01, P11]].</summary>
+    private sealed class Axis
+    {
+        public double P;
+        public double V;
+        public double P00;
+        public double P01;
+        public double P11;
+
+        public void Init(double p, double v, double varP, double varV)
+        {
+            (P, V, P00, P01, P11) = (p, v, varP, 0, varV);
+        }
+
+        public void Predict(double dt, double q)
+        {
+            P += V * dt;
+            var p00 = P00 + (2 * dt * P01) + (dt * dt * P11) + (q * dt * dt * dt * dt / 4);
+            var p01 = P01 + (dt * P11) + (q * dt * dt * dt / 2);
+            var p11 = P11 + (q * dt * dt);
+            (P00, P01, P11) = (p00, p01, p11);
+        }
+
+        public void Correct(double innovation, double r)
+        {
+            var s = P00 + r;
+            var k0 = P00 / s;
+            var k1 = P01 / s;
+            P += k0 * innovation;
+            V += k1 * innovation;
+            var p00 = (1 - k0) * P00;
+            var p01 = (1 - k0) * P01;
+            var p11 = P11 - (k1 * P01);
+            (P00, P01, P11) = (p00, p01, p11);
+        }
+    }
+}
