@@ -10,7 +10,8 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 /// receive buffer with silent drops, real-time bytes, a planner of <see cref="MachineProfile.PlannerBlocks"/>
 /// blocks executed rest-to-rest with <see cref="Kinematics"/>, feed hold / safety door / soft reset / jog
 /// cancel, homing lock, soft limits and check mode. It records what physically happened
-/// (<see cref="MotionRecord"/>, <see cref="SpindleLog"/>) so tests can prove it.
+/// (<see cref="MotionRecord"/>, <see cref="SpindleLog"/>) so tests can prove it, and can inject faults
+/// (<see cref="SimulatedGantryOptions.Faults"/>, logged in <see cref="FaultLog"/>).
 /// </summary>
 /// <remarks>
 /// Time: simulated seconds = TimeProvider time elapsed since <see cref="PowerOn"/> × <see cref="TimeScale"/>.
