@@ -9,7 +9,8 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 // makes "ok" mean "parsed and queued".
 public sealed partial class SimulatedGantry
 {
-    private sealed record PendingLine(string Compact, string Raw, bool Overflow, double ArrivalSim);
+    /// <param name="LineNumber">The host line whose newline ended it (see <see cref="FaultPlan"/>).</param>
+    private sealed record PendingLine(string Compact, string Raw, bool Overflow, double ArrivalSim, int LineNumber);
 
     private async Task ProtocolLoopAsync()
     {
@@ -21,7 +22,9 @@ public sealed partial class SimulatedGantry
             Task changed;
             lock (_gate)
             {
-                line = _poweredOn && !_awaitingReset ? TryTakeLine() : null;
+                if (_poweredOn) Advance(NowSim()); // a stall may be over
+                line = _poweredOn && !_awaitingReset && !_stalled ? TryTakeLine() : null;
+                if (line is not null) _currentLine = line.LineNumber;
                 epoch = _epoch;
                 changed = _changed.Task;
             }
@@ -43,8 +46,8 @@ public sealed partial class SimulatedGantry
             var c = (char)_rx.Dequeue();
             if (c == '\n')
             {
-                var arrival = _newlineArrivals.Count > 0 ? _newlineArrivals.Dequeue() : NowSim();
-                var line = new PendingLine(_lineCompact.ToString(), _lineRaw.ToString().Trim(), _lineOverflow, arrival);
+                var (arrival, number) = _newlineArrivals.Count > 0 ? _newlineArrivals.Dequeue() : (NowSim(), 0);
+                var line = new PendingLine(_lineCompact.ToString(), _lineRaw.ToString().Trim(), _lineOverflow, arrival, number);
                 ClearLineBuffer();
                 return line;
             }
@@ -90,7 +93,13 @@ public sealed partial class SimulatedGantry
         // The moment an infinitely fast firmware would take this line: when it arrived, but not
         // before the previous line was done. Keeps timing exact when the clock jumps (FakeTimeProvider).
         double lineTime;
-        lock (_gate) lineTime = Math.Max(line.ArrivalSim, _loopTimeSim);
+        bool afterDwell;
+        lock (_gate)
+        {
+            lineTime = Math.Max(line.ArrivalSim, _loopTimeSim);
+            afterDwell = _previousLineWasDwell;
+            _previousLineWasDwell = false;
+        }
         if (line.Overflow)
         {
             Respond(epoch, GrblError.Overflow);
@@ -116,12 +125,12 @@ public sealed partial class SimulatedGantry
                 return;
             }
         }
-        await ExecuteGcodeAsync(text, line.Raw, lineTime, epoch).ConfigureAwait(false);
+        await ExecuteGcodeAsync(text, line.Raw, lineTime, epoch, afterDwell, line.LineNumber).ConfigureAwait(false);
     }
 
     // ---------------------------------------------------------------- G-code
 
-    private async Task ExecuteGcodeAsync(string text, string raw, double lineTime, long epoch)
+    private async Task ExecuteGcodeAsync(string text, string raw, double lineTime, long epoch, bool afterDwell, int lineNumber)
     {
         var error = GcodeBlock.Parse(text, jog: false, out var block);
         if (error != 0)
@@ -129,9 +138,14 @@ public sealed partial class SimulatedGantry
             Respond(epoch, error);
             return;
         }
+        if (block.Dwell)
+        {
+            lock (_gate) _previousLineWasDwell = true;
+        }
 
         Vec3? target;
         bool check;
+        bool isPlunge;
         lock (_gate)
         {
             if (_epoch != epoch) return;
@@ -146,6 +160,8 @@ public sealed partial class SimulatedGantry
             }
             var incremental = block.Distance is { } d ? d == 91 : _incremental;
             target = block.HasAxisWords ? Target(block, incremental && !block.MachineCoordinates, _parserPosition) : null;
+            // A plunge, for the *-at-dot faults: relative, Z only, downwards, right after a G4 (see FaultPlan).
+            isPlunge = afterDwell && incremental && !block.MachineCoordinates && block.Z < 0 && block.X is null && block.Y is null;
             if (target is { } t && !t.IsFinite)
             {
                 Respond(epoch, GrblError.BadNumberFormat);
@@ -211,7 +227,11 @@ public sealed partial class SimulatedGantry
             {
                 if (_epoch != epoch) return;
                 var kind = _motionMode == 0 ? SimMotionKind.Rapid : SimMotionKind.Feed;
-                if (!_checkMode) Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw), lineTime);
+                if (!_checkMode)
+                {
+                    var plunge = isPlunge && kind == SimMotionKind.Feed ? ++_plungesParsed : 0;
+                    Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw) { Plunge = plunge, HostLine = lineNumber }, lineTime);
+                }
                 _parserPosition = goal;
             }
         }
@@ -303,7 +323,7 @@ public sealed partial class SimulatedGantry
             {
                 if (_epoch != epoch) return false;
                 Advance(NowSim());
-                if (condition()) return true;
+                if (!_stalled && condition()) return true;
                 changed = _changed.Task;
                 MarkProtocolBlocked(changed);
             }
@@ -342,7 +362,24 @@ public sealed partial class SimulatedGantry
         lock (_gate)
         {
             if (_epoch != epoch) return;
-            Emit(error == 0 ? "ok\r\n" : string.Create(CultureInfo.InvariantCulture, $"error:{error}\r\n"));
+            var now = NowSim();
+            if (error == 0 && !_loseOkFired && _faults.Plan.LoseOkAtLine == _currentLine)
+            {
+                _loseOkFired = true;
+                _faults.Record("lose-ok-at-line", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"the ok of line {_currentLine} was never sent"));
+                return;
+            }
+            var text = error == 0 ? "ok\r\n" : string.Create(CultureInfo.InvariantCulture, $"error:{error}\r\n");
+            if (_faults.Plan.DelayOkMs > 0 && (error == 0 || _delayedResponses.Count > 0))
+            {
+                // Answers stay in order: an error behind a delayed ok waits for it.
+                var due = _time.GetTimestamp() + (long)(_faults.Plan.DelayOkMs / 1000 * _time.TimestampFrequency);
+                _delayedResponses.Enqueue((due, epoch, text));
+                _delayedSignal.TrySetResult();
+                _faults.Record("delay-ok", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"answer to line {_currentLine} delayed by {_faults.Plan.DelayOkMs} ms"));
+                return;
+            }
+            Emit(text);
         }
     }
 

@@ -10,7 +10,8 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 /// receive buffer with silent drops, real-time bytes, a planner of <see cref="MachineProfile.PlannerBlocks"/>
 /// blocks executed rest-to-rest with <see cref="Kinematics"/>, feed hold / safety door / soft reset / jog
 /// cancel, homing lock, soft limits and check mode. It records what physically happened
-/// (<see cref="MotionRecord"/>, <see cref="SpindleLog"/>) so tests can prove it.
+/// (<see cref="MotionRecord"/>, <see cref="SpindleLog"/>) so tests can prove it, and can inject faults
+/// (<see cref="SimulatedGantryOptions.Faults"/>, logged in <see cref="FaultLog"/>).
 /// </summary>
 /// <remarks>
 /// Time: simulated seconds = TimeProvider time elapsed since <see cref="PowerOn"/> × <see cref="TimeScale"/>.
@@ -90,7 +91,23 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private double _restoreEndSim;
     private double _syncedAtSim; // last time a segment ended or a hold was released
     private double _loopTimeSim; // when the protocol loop finished its last line (see ExecuteLineAsync)
-    private readonly Queue<double> _newlineArrivals = new(); // arrival time of each '\n' in the receive buffer
+    private readonly Queue<(double Sim, int Line)> _newlineArrivals = new(); // arrival time and host line of each '\n' in the receive buffer
+
+    // Fault injection (FaultPlan, Faults.cs).
+    private readonly FaultInjector _faults;
+    private int _currentLine;            // host line number of the line the protocol loop is executing
+    private bool _previousLineWasDwell;  // the last line was a G4: a G91 Z-down move now is a plunge
+    private int _plungesParsed;
+    private bool _alarmFired, _resetFired, _stallFired, _disconnectFired, _loseOkFired;
+    private Block? _faultBlock;          // the plunge an alarm or reset will strike ...
+    private double _faultAtSim = double.PositiveInfinity; // ... at this time
+    private bool _stalled;
+    private double _stallEndSim;
+    private bool _statusAskedDuringStall;
+    private readonly StringBuilder _heldOutput = new();
+    private readonly Queue<(long DueTimestamp, long Epoch, string Text)> _delayedResponses = new();
+    private TaskCompletionSource _delayedSignal = NewSignal();
+    private Task? _delayTask;
 
     // Records.
     private readonly List<SimMotion> _motions = [];
@@ -112,7 +129,14 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         _kinematics = new Kinematics(profile);
         _grid = new StepGrid(profile.StepsPerMm);
         _position = _parserPosition = _plannerPosition = profile.HomePosition;
+        _faults = new FaultInjector(_options.Faults ?? new FaultPlan());
     }
+
+    /// <summary>Every fault injected so far (see <see cref="SimulatedGantryOptions.Faults"/>), in order (snapshot copy).</summary>
+    public IReadOnlyList<FaultEvent> FaultLog { get { lock (_gate) { Advance(NowSim()); return _faults.Log.ToArray(); } } }
+
+    /// <summary>The receive buffer size in effect: the profile's, or the <c>rx=N</c> fault's.</summary>
+    public int RxBufferBytes => _faults.Plan.RxBufferBytes ?? Profile.RxBufferBytes;
 
     /// <summary>The profile whose machine is simulated.</summary>
     public MachineProfile Profile { get; }
@@ -153,6 +177,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Bytes dropped because the receive buffer was full.</summary>
     public int DroppedBytes { get { lock (_gate) return _droppedBytes; } }
 
+    /// <summary>Test hook: firmware output written and not yet read (answers are written synchronously, so 0 right after a write proves there was no answer).</summary>
+    internal int OutputBytesPending { get { lock (_gate) return _output.Count; } }
+
     /// <summary>Motion blocks in the planner, including the one executing.</summary>
     public int PlannerBlocksQueued { get { lock (_gate) { Advance(NowSim()); return MotionBlockCount(); } } }
 
@@ -177,6 +204,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         }
         _protocolTask = Task.Run(ProtocolLoopAsync);
         _executorTask = Task.Run(ExecutorLoopAsync);
+        if (_faults.Plan.DelayOkMs > 0) _delayTask = Task.Run(DelayedResponseLoopAsync);
     }
 
     /// <summary>
@@ -195,6 +223,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             StopActiveNow(now);
             _output.Clear();
             _connected = true;
+            _stalled = false; // a hardware reset restarts a hung main loop
+            _heldOutput.Clear();
             _alarm = Profile.HomingEnabled;
             _homed = false;
             ResetFirmware(0, now);
@@ -207,12 +237,14 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// </summary>
     public void Disconnect()
     {
-        lock (_gate)
-        {
-            _connected = false;
-            _output.Clear();
-            _outputSignal.TrySetResult();
-        }
+        lock (_gate) DisconnectCore();
+    }
+
+    private void DisconnectCore()
+    {
+        _connected = false;
+        _output.Clear();
+        _outputSignal.TrySetResult();
     }
 
     /// <summary>
@@ -222,33 +254,50 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// </summary>
     public void Receive(ReadOnlySpan<byte> data)
     {
+        FaultInjector.Ingress[] bytes;
+        lock (_gate)
+        {
+            ThrowIfUnplugged();
+            if (!_poweredOn) return;
+            // The wire: injected faults drop or change bytes before the firmware sees them.
+            _faults.NowSim = NowSim();
+            bytes = [.. _faults.Transform(data, IsRealtime)];
+        }
         var i = 0;
-        while (i < data.Length)
+        while (i < bytes.Length)
         {
             lock (_gate)
             {
                 ThrowIfUnplugged();
                 var added = false;
-                for (; i < data.Length && !IsRealtime(data[i]); i++)
+                var overflowed = 0;
+                var capacity = RxBufferBytes;
+                for (; i < bytes.Length && !IsRealtime(bytes[i].Value); i++)
                 {
-                    var b = data[i];
+                    var b = bytes[i].Value;
                     if (b >= 0x80 || !_poweredOn) continue;
-                    if (_rx.Count < Profile.RxBufferBytes)
+                    if (_rx.Count < capacity)
                     {
                         _rx.Enqueue(b);
-                        if (b == (byte)'\n') _newlineArrivals.Enqueue(NowSim());
+                        if (b == (byte)'\n') _newlineArrivals.Enqueue((NowSim(), bytes[i].Line));
                         added = true;
                     }
                     else
                     {
                         _droppedBytes++;
+                        overflowed++;
                     }
+                }
+                if (overflowed > 0 && _faults.Plan.RxBufferBytes.HasValue)
+                {
+                    _faults.Record("rx", NowSim(), bytes[i - 1].Line, null,
+                        string.Create(CultureInfo.InvariantCulture, $"receive buffer of {capacity} bytes full: {overflowed} byte(s) of line {bytes[i - 1].Line} dropped"));
                 }
                 if (added) Pulse();
             }
-            if (i >= data.Length) break;
+            if (i >= bytes.Length) break;
 
-            var command = data[i++];
+            var command = bytes[i++].Value;
             var timestamp = _time.GetTimestamp();
             lock (_gate)
             {
@@ -294,7 +343,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _outputSignal.TrySetResult();
         }
         await _stop.CancelAsync().ConfigureAwait(false);
-        foreach (var task in new[] { _protocolTask, _executorTask })
+        foreach (var task in new[] { _protocolTask, _executorTask, _delayTask })
         {
             if (task is null) continue;
             try
@@ -318,6 +367,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         if (!_poweredOn || _disposed) return;
         var now = NowSim();
         Advance(now);
+        if (_stalled)
+        {
+            // A hung main loop acts on nothing; it remembers that a status report was asked for.
+            if (command == (byte)'?') _statusAskedDuringStall = true;
+            return;
+        }
         switch (command)
         {
             case (byte)'?':
@@ -578,18 +633,119 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         {
             var move = _kinematics.Move(_position, block.Target, block.FeedMmPerMin);
             _active = new Segment(block, _position, startSim, move, move.DurationSeconds, _spindleOn);
+            if (block.Plunge > 0) ArmPlungeFault(block, startSim, move.DurationSeconds);
         }
         Wake();
     }
 
+    /// <summary>alarm-at-dot strikes as plunge N starts, reset-at-dot halfway through it.</summary>
+    private void ArmPlungeFault(Block block, double startSim, double durationSeconds)
+    {
+        if (!_alarmFired && _faults.Plan.AlarmAtDot == block.Plunge)
+        {
+            _alarmFired = true;
+            _faultBlock = block;
+            _faultAtSim = startSim;
+        }
+        else if (!_resetFired && _faults.Plan.ResetAtDot == block.Plunge)
+        {
+            _resetFired = true;
+            _faultBlock = block;
+            _faultAtSim = startSim + (durationSeconds / 2);
+        }
+    }
+
+    /// <summary>The armed alarm or reset strikes the plunge it was armed for, at <paramref name="atSim"/>.</summary>
+    private void StrikePlunge(Segment segment, double atSim)
+    {
+        var alarm = _faults.Plan.AlarmAtDot == segment.Block.Plunge;
+        _faultBlock = null;
+        _faultAtSim = double.PositiveInfinity;
+        var from = segment.From;
+        StopActiveNow(atSim);
+        var where = string.Create(CultureInfo.InvariantCulture, $"\"{segment.Block.Line}\" from Z{from.Z:0.###} stopped at Z{_position.Z:0.###}");
+        if (alarm)
+        {
+            // Hard limit: steps and needle drive killed at once, position lost, and (a critical event in
+            // grbl) everything refused until the host resets; the line being executed gets no answer.
+            _faults.Record("alarm-at-dot", atSim, segment.Block.HostLine, segment.Block.Plunge, "hard limit (ALARM:1) as plunge " + segment.Block.Plunge.ToString(CultureInfo.InvariantCulture) + " started: " + where);
+            _planner.Clear();
+            EndHold();
+            _flushOnStop = false;
+            _softLimitPending = false;
+            SetSpindle(false, atSim);
+            _parserPosition = _plannerPosition = _position;
+            _alarm = true;
+            _homed = false;
+            _awaitingReset = true;
+            _syncedAtSim = atSim;
+            _epoch++;
+            Emit("ALARM:1\r\n[MSG:Reset to continue]\r\n");
+            Pulse();
+            Wake();
+        }
+        else
+        {
+            // Brown-out: the board restarts as on power-up (no ALARM line, homing lost, homing lock).
+            _faults.Record("reset-at-dot", atSim, segment.Block.HostLine, segment.Block.Plunge, "spontaneous reset halfway through plunge " + segment.Block.Plunge.ToString(CultureInfo.InvariantCulture) + ": " + where);
+            _alarm = Profile.HomingEnabled;
+            _homed = false;
+            ResetFirmware(0, atSim);
+        }
+    }
+
+    /// <summary>stall-at-dot and disconnect-at-dot strike when plunge N has reached its depth.</summary>
+    private void OnPlungeCompleted(Block block, double atSim)
+    {
+        if (!_stallFired && _faults.Plan.StallAtDot == block.Plunge)
+        {
+            _stallFired = true;
+            _stalled = true;
+            _stallEndSim = _faults.Plan.StallMs is { } ms ? atSim + (ms / 1000 * _options.TimeScale) : double.PositiveInfinity;
+            _faults.Record("stall-at-dot", atSim, block.HostLine, block.Plunge, _faults.Plan.StallMs is { } wallMs
+                ? string.Create(CultureInfo.InvariantCulture, $"firmware hangs for {wallMs} ms (wall) after plunge {block.Plunge} reached depth")
+                : string.Create(CultureInfo.InvariantCulture, $"firmware hangs for good after plunge {block.Plunge} reached depth"));
+            Wake();
+        }
+        if (!_disconnectFired && _faults.Plan.DisconnectAtDot == block.Plunge)
+        {
+            _disconnectFired = true;
+            _faults.Record("disconnect-at-dot", atSim, block.HostLine, block.Plunge, string.Create(CultureInfo.InvariantCulture, $"cable pulled after plunge {block.Plunge} reached depth"));
+            DisconnectCore();
+        }
+    }
+
+    private void EndStall(double now)
+    {
+        _stalled = false;
+        _faults.Record("stall-at-dot", now, null, null, "firmware answers again");
+        var held = _heldOutput.ToString();
+        _heldOutput.Clear();
+        Emit(held);
+        if (_statusAskedDuringStall) Emit(StatusReport(now));
+        _statusAskedDuringStall = false;
+        Pulse();
+    }
+
     /// <summary>Brings the machine up to <paramref name="now"/>: completes segments and holds that are due, chaining blocks back to back.</summary>
     private void Advance(double now)
+    {
+        AdvanceMotion(now);
+        if (_stalled && now + TimeEpsilon >= _stallEndSim) EndStall(now);
+    }
+
+    private void AdvanceMotion(double now)
     {
         if (!_poweredOn) return;
         while (true)
         {
             if (_active is { } segment)
             {
+                if (ReferenceEquals(segment.Block, _faultBlock) && _holdPhase == HoldPhase.None && now + TimeEpsilon >= _faultAtSim)
+                {
+                    StrikePlunge(segment, _faultAtSim);
+                    continue;
+                }
                 if (_holdPhase == HoldPhase.Decelerating && !_holdAtBlockEnd)
                 {
                     if (now + TimeEpsilon < _holdStopSim) return;
@@ -608,6 +764,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 _active = null;
                 _planner.RemoveFirst();
                 _syncedAtSim = end;
+                if (ReferenceEquals(segment.Block, _faultBlock)) _faultBlock = null;
+                if (segment.Block.Plunge > 0) OnPlungeCompleted(segment.Block, end);
                 if (_holdPhase == HoldPhase.Decelerating)
                 {
                     HoldStopped();
@@ -631,6 +789,14 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     }
 
     private double? NextEventSim()
+    {
+        var next = NextMotionEventSim();
+        if (_active is { } segment && ReferenceEquals(segment.Block, _faultBlock) && _holdPhase == HoldPhase.None) next = Math.Min(next ?? double.PositiveInfinity, _faultAtSim);
+        if (_stalled && double.IsFinite(_stallEndSim)) next = Math.Min(next ?? double.PositiveInfinity, _stallEndSim);
+        return next;
+    }
+
+    private double? NextMotionEventSim()
     {
         if (_active is { } segment)
         {
@@ -716,6 +882,33 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         }
     }
 
+    /// <summary>delay-ok: writes the delayed answers when they are due, in order; answers of an older epoch (before a reset) are dropped.</summary>
+    private async Task DelayedResponseLoopAsync()
+    {
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            Task signal;
+            var wait = Timeout.InfiniteTimeSpan;
+            lock (_gate)
+            {
+                if (_delayedSignal.Task.IsCompleted) _delayedSignal = NewSignal();
+                signal = _delayedSignal.Task;
+                var now = _time.GetTimestamp();
+                while (_delayedResponses.TryPeek(out var due) && due.DueTimestamp <= now)
+                {
+                    _delayedResponses.Dequeue();
+                    if (due.Epoch == _epoch) Emit(due.Text);
+                }
+                if (_delayedResponses.TryPeek(out var next)) wait = _time.GetElapsedTime(now, next.DueTimestamp);
+            }
+            using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
+            var timer = Task.Delay(wait, _time, timerCts.Token);
+            await Task.WhenAny(timer, signal).ConfigureAwait(false);
+            await timerCts.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
     private TimeSpan SimToWall(double simSeconds)
     {
         if (simSeconds <= 0) return TimeSpan.Zero;
@@ -742,6 +935,11 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private void Emit(string text)
     {
         if (!_connected || _disposed) return;
+        if (_stalled)
+        {
+            _heldOutput.Append(text); // written once the hung main loop runs again
+            return;
+        }
         foreach (var c in text) _output.Enqueue((byte)c);
         _outputSignal.TrySetResult();
     }
@@ -774,7 +972,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     {
         var p = CurrentPosition(now);
         var blocksFree = Math.Max(0, Profile.PlannerBlocks - MotionBlockCount());
-        var rxFree = Profile.RxBufferBytes - _rx.Count;
+        var rxFree = RxBufferBytes - _rx.Count;
         var feed = CurrentSpeed(now) * 60;
         var speed = _spindleOn ? _spindleSpeed : 0;
         return string.Create(CultureInfo.InvariantCulture,
@@ -790,6 +988,10 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>A planner block. Dwell blocks only ever run alone (G4 synchronises first).</summary>
     private sealed class Block(SimMotionKind kind, Vec3 target, double? feedMmPerMin, string line)
     {
+        /// <summary>1-based plunge number (see <see cref="FaultPlan"/>); 0: not a plunge.</summary>
+        public int Plunge { get; init; }
+        /// <summary>The host line that commanded it.</summary>
+        public int HostLine { get; init; }
         public SimMotionKind Kind { get; } = kind;
         public Vec3 Target { get; } = target;
         /// <summary>Null: rapid.</summary>

@@ -25,6 +25,9 @@ public sealed record SimulatedGantryOptions
 
     /// <summary>Distance pulled off the switch before the locate approach, mm (grbl $27). Default 1.</summary>
     public double HomingPullOffMm { get; init; } = 1;
+
+    /// <summary>Faults to inject (see <see cref="FaultPlan"/>); null or empty: a healthy board. Each injected fault is logged in <see cref="SimulatedGantry.FaultLog"/>.</summary>
+    public FaultPlan? Faults { get; init; }
 }
 
 /// <summary>What a <see cref="SimMotion"/> was.</summary>
