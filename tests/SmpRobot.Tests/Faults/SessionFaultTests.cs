@@ -84,7 +84,7 @@ public class SessionFaultTests
     // so dot 5's acks complete (its confirm's ok arrives as the retract's) and the arrival ack of dot 6
     // is the one that never completes. Expected: FAULTED "... did not acknowledge ..." in bounded time,
     // at most the dot in flight in doubt, needle drive off at hover.
-    [Fact(Skip = NeedsAckTimeouts)]
+    [Fact]
     public async Task A_lost_ok_faults_the_session_in_bounded_time()
     {
         var line = FaultSession.LineOf(Dot, "plunge");
@@ -119,7 +119,7 @@ public class SessionFaultTests
     // The first travel (94 bytes in flight) overflows a 64-byte buffer: a line loses its tail and newline
     // and merges with the next, so one ok answers two lines and the host waits for an ok that never
     // comes (the session hangs RUNNING before the first plunge). Expected: FAULTED in bounded time.
-    [Fact(Skip = NeedsAckTimeouts)]
+    [Fact]
     public async Task A_receive_buffer_smaller_than_assumed_corrupts_the_stream_but_not_the_skin()
     {
         await using var run = await FaultSession.RunAsync("rx=64");
