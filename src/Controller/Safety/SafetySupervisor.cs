@@ -35,7 +35,7 @@ public sealed class SafetySupervisor : IDisposable
     private readonly ILogger _log;
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _sequenceLock = new(1, 1);
-    private volatile bool _latched;
+    private int _latched; // 1 = latched; set before the stop bytes so no reader sees the hold without the latch
     private int _stopsInProgress;
     private int _motionSendsInProgress;
     private EmergencyStopState _state = new(false, "", "", null, [], "", 0, 0);
@@ -50,7 +50,7 @@ public sealed class SafetySupervisor : IDisposable
     }
 
     /// <summary>True from the first instant of an e-stop until an explicit reset.</summary>
-    public bool IsLatched => _latched;
+    public bool IsLatched => Volatile.Read(ref _latched) == 1;
 
     /// <summary>Snapshot of the latch and the last stop sequence.</summary>
     public EmergencyStopState State { get { lock (_gate) return _state; } }
@@ -73,7 +73,9 @@ public sealed class SafetySupervisor : IDisposable
         var client = _gantry.Client;
         long holdWritten = 0;
         string linkError = "";
-        // The stop bytes come before any bookkeeping: nothing may delay them.
+        // One atomic flag first (nanoseconds), so whoever sees the hold also sees the latch; then the
+        // stop bytes, before any other bookkeeping: nothing may delay them.
+        var firstLatch = Interlocked.Exchange(ref _latched, 1) == 0;
         try
         {
             if (client is { IsConnected: true })
@@ -92,11 +94,8 @@ public sealed class SafetySupervisor : IDisposable
             linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
         }
 
-        bool firstLatch;
         lock (_gate)
         {
-            firstLatch = !_latched;
-            _latched = true;
             if (firstLatch)
             {
                 _state = new EmergencyStopState(true, source, reason, _time.GetUtcNow(),
@@ -132,26 +131,91 @@ public sealed class SafetySupervisor : IDisposable
 
     /// <summary>
     /// A controlled stop after a fault (no latch): feed hold, needle off, flush, retract. Used when a
-    /// session faults mid-dot so the needle never stays in the skin. Returns what it could not do.
+    /// session faults mid-dot so the needle never stays in the skin. A firmware that went silent
+    /// (a stall, not a closed link) may wake up and run what it still has queued, with the needle
+    /// drive on: the stop bytes are repeated until it answers, for <see cref="RecontactWindow"/>,
+    /// then in the background for <see cref="BackgroundRecontactWindow"/>. Returns what it could not do.
     /// </summary>
     public async Task<string> SafeStopAfterFaultAsync(CancellationToken cancellationToken)
     {
         var client = _gantry.Client;
-        if (client is not { IsConnected: true })
+        if (client is null)
         {
             return $"gantry {_gantry.Description} is not connected: the needle may still be down; use the hard-wired e-stop";
         }
+        Interlocked.Increment(ref _stopsInProgress);
         try
         {
-            Interlocked.Increment(ref _stopsInProgress);
-            await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
-            await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
-            var (_, error) = await FinishStopAsync(cancellationToken);
+            var error = await StopWhenAnsweringAsync(client, RecontactWindow, cancellationToken);
+            if (error is null) return "";
+            if (error.Length > 0 && !_closedLink)
+            {
+                // Keep trying without holding up the session's end: the operator must act now.
+                _ = Task.Run(() => KeepTryingToStopAsync(client), CancellationToken.None);
+                return error + "; still trying to reach the firmware to stop it";
+            }
             return error;
         }
-        catch (Exception e) when (e is IOException or GantryFaultException or ObjectDisposedException)
+        finally
         {
-            return $"stop sequence failed ({e.Message}): use the hard-wired e-stop";
+            Interlocked.Decrement(ref _stopsInProgress);
+        }
+    }
+
+    /// <summary>How long a post-fault stop waits inline for a silent firmware to answer.</summary>
+    public static readonly TimeSpan RecontactWindow = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the supervisor keeps trying in the background after that.</summary>
+    public static readonly TimeSpan BackgroundRecontactWindow = TimeSpan.FromMinutes(10);
+
+    private volatile bool _closedLink;
+
+    /// <summary>
+    /// Sends feed hold and safety door, and once a status report proves the firmware is listening,
+    /// finishes the stop. Null when done; otherwise the reason it could not be done.
+    /// </summary>
+    private async Task<string?> StopWhenAnsweringAsync(GrblClient client, TimeSpan window, CancellationToken cancellationToken)
+    {
+        var start = _time.GetTimestamp();
+        _closedLink = false;
+        while (true)
+        {
+            try
+            {
+                await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
+                await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
+                await client.QueryStatusAsync(cancellationToken); // bounded by the client's status timeout
+                break;
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or GantryFaultException { Kind: GantryFaultKind.Closed })
+            {
+                _closedLink = true;
+                return $"the link to the gantry is closed ({e.Message}): the needle may still be down; use the hard-wired e-stop";
+            }
+            catch (GantryFaultException e)
+            {
+                if (_time.GetElapsedTime(start) > window)
+                {
+                    return $"the gantry does not answer ({e.Message}): the needle may still be down; use the hard-wired e-stop";
+                }
+            }
+        }
+        var (_, error) = await FinishStopAsync(cancellationToken);
+        return error.Length == 0 ? null : error;
+    }
+
+    private async Task KeepTryingToStopAsync(GrblClient client)
+    {
+        Interlocked.Increment(ref _stopsInProgress);
+        try
+        {
+            var error = await StopWhenAnsweringAsync(client, BackgroundRecontactWindow, CancellationToken.None);
+            _ledger.Audit(null, "fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
+            _log.LogWarning("Background stop after a silent firmware: {Outcome}", error ?? "stopped");
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "Background stop failed");
         }
         finally
         {
@@ -167,12 +231,12 @@ public sealed class SafetySupervisor : IDisposable
     {
         lock (_gate)
         {
-            if (!_latched) return _state;
+            if (!IsLatched) return _state;
             if (Volatile.Read(ref _stopsInProgress) > 0)
             {
                 throw new InvalidOperationException("the stop sequence is still running; reset again in a moment");
             }
-            _latched = false;
+            Volatile.Write(ref _latched, 0);
             _state = _state with { Latched = false };
         }
         _log.LogWarning("Emergency stop reset by {Source}", source);
@@ -189,7 +253,7 @@ public sealed class SafetySupervisor : IDisposable
         Interlocked.Increment(ref _motionSendsInProgress);
         try
         {
-            if (_latched) throw new MotionRefusedException("emergency stop is latched");
+            if (IsLatched) throw new MotionRefusedException("emergency stop is latched");
             if (Volatile.Read(ref _stopsInProgress) > 0) throw new MotionRefusedException("a stop is in progress");
             return await client.SendLineAsync(line, cancellationToken);
         }
@@ -206,7 +270,7 @@ public sealed class SafetySupervisor : IDisposable
         var steps = new List<string>();
         try
         {
-            var client = _gantry.RequireClient();
+            var client = _gantry.Client ?? throw new GantryFaultException(GantryFaultKind.LinkLost, 0, "no gantry client");
             // Wait for motion to decelerate to a stop, so the reset below keeps the position.
             var deadline = _time.GetTimestamp();
             GrblStatus status;

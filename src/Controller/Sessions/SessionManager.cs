@@ -395,7 +395,7 @@ public sealed class SessionManager : IAsyncDisposable
             var position = _program.Grid.Quantise(status.MachinePosition);
             AimedDot? next = null;
             SentLine? arrival = null;
-            double nextTravelSeconds = 0, previousPlaceSeconds = 0;
+            double nextTravelSeconds = 0;
             if (pending.Count > 0)
             {
                 (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[0], position, ct);
@@ -409,7 +409,7 @@ public sealed class SessionManager : IAsyncDisposable
                     break;
                 }
                 var aim = next;
-                await AckAsync(arrival, previousPlaceSeconds + nextTravelSeconds, ct);
+                await AckAsync(arrival, nextTravelSeconds, ct);
                 var travelSeconds = nextTravelSeconds;
                 if (run.Stop != StopKind.None) break;
 
@@ -446,22 +446,32 @@ public sealed class SessionManager : IAsyncDisposable
                     sentPlace[l] = await _safety.SendMotionLineAsync(client, place[l].Line, ct);
                 }
                 run.AddKinematic(travelSeconds + placeSeconds);
-                previousPlaceSeconds = placeSeconds;
 
-                // Pipelining: travel to the next dot (at hover, never a plunge) queues behind the retract.
+                foreach (var sent in sentPlace)
+                {
+                    await AckAsync(sent, placeSeconds, ct);
+                }
+
+                // Confirm: the sync ok proves the lines ran; the position proves they ran as written.
+                // Z moves are relative, so a plunge or retract that lost a byte leaves the needle off
+                // its hover point, and that dot is in doubt, never Placed.
+                var after = await client.QueryStatusAsync(ct);
+                var offMm = after.MachinePosition.DistanceTo(aim.HoverMm);
+                if (!after.IsIdle || offMm > PositionReportToleranceMm)
+                {
+                    throw new PlacementMismatchException(FormattableString.Invariant(
+                        $"after dot {aim.Dot.DotId} the gantry is {after.State} at {after.MachinePosition}, not back at its hover point {aim.HoverMm} ({offMm:0.000} mm off): the plunge or retract did not run as commanded"));
+                }
+                _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
+                commanded = null;
+                Changed();
+
                 next = null;
                 arrival = null;
                 if (i + 1 < pending.Count && run.Stop == StopKind.None)
                 {
                     (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[i + 1], aim.HoverMm, ct);
                 }
-                foreach (var sent in sentPlace)
-                {
-                    await AckAsync(sent, placeSeconds, ct);
-                }
-                _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
-                commanded = null;
-                Changed();
             }
             if (run.Stop != StopKind.None)
             {
@@ -488,9 +498,11 @@ public sealed class SessionManager : IAsyncDisposable
                 await AckAsync(await client.SendLineAsync("M5", ct), 0, ct);
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException)
+        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException or PlacementMismatchException)
         {
-            (outcome, reason) = run.Stop != StopKind.None ? run.Outcome() : (SessionPhase.Faulted, FaultText(e));
+            (outcome, reason) = run.Stop != StopKind.None ? run.Outcome()
+                : _safety.IsLatched ? (SessionPhase.EmergencyStopped, "emergency stop")
+                : (SessionPhase.Faulted, FaultText(e));
             safeStopNeeded = outcome == SessionPhase.Faulted;
         }
         catch (Exception e)
@@ -548,9 +560,8 @@ public sealed class SessionManager : IAsyncDisposable
         if (!_presence.IsPresent) return (aim, _presence.AbsenceReason, 0);
         var status = await client.QueryStatusAsync(ct);
         if (!status.IsIdle) return (aim, $"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", 0);
-        // Status reports carry 3 decimals: allow their rounding, nothing more.
         var offMm = status.MachinePosition.DistanceTo(aim.HoverMm);
-        if (offMm > 0.002)
+        if (offMm > PositionReportToleranceMm)
         {
             return (aim, FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), 0);
         }
@@ -589,6 +600,9 @@ public sealed class SessionManager : IAsyncDisposable
         }
         if (!ack.Ok) throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
     }
+
+    /// <summary>Status reports carry 3 decimals: a position may differ by their rounding, nothing more, mm.</summary>
+    private const double PositionReportToleranceMm = 0.002;
 
     /// <summary>An ack may take this many times its motion's nominal duration…</summary>
     private const double AckTimeFactor = 2;
@@ -727,6 +741,9 @@ public sealed class SessionManager : IAsyncDisposable
         };
     }
 }
+
+/// <summary>The gantry is not where the lines it acknowledged should have left it.</summary>
+public sealed class PlacementMismatchException(string message) : Exception(message);
 
 /// <summary>The firmware answered error:N to a session line.</summary>
 public sealed class LineRefusedException(string message) : Exception(message);

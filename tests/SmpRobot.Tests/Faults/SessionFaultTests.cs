@@ -46,7 +46,7 @@ public class SessionFaultTests
     // confirm lines all succeed, and the controller marks the dot Placed; the next dot's verify then
     // finds the gantry 2 mm too high and holds. Expected: that dot ends IN_DOUBT (or the depth is
     // checked before Placed), never Placed without a plunge.
-    [Fact(Skip = PlungeDepthNotVerified)]
+    [Fact]
     public async Task A_dropped_digit_in_a_plunge_line_does_not_count_an_unplaced_dot_as_placed()
     {
         var line = FaultSession.LineOf(Dot, "plunge");
@@ -116,13 +116,13 @@ public class SessionFaultTests
         Assert.False((await run.Fixture.Machine.GetStatusAsync(new GetMachineStatusRequest())).Homed);
     }
 
-    // The first travel (94 bytes in flight) overflows a 64-byte buffer: a line loses its tail and newline
-    // and merges with the next, so one ok answers two lines and the host waits for an ok that never
-    // comes (the session hangs RUNNING before the first plunge). Expected: FAULTED in bounded time.
+    // A 16-byte receive buffer overflows on the first travel line (27 bytes) whatever the timing: the
+    // line loses its tail and newline and merges with the next, so one ok answers two lines and the
+    // host waits for an ok that never comes. Expected: FAULTED in bounded time, nothing in the skin.
     [Fact]
     public async Task A_receive_buffer_smaller_than_assumed_corrupts_the_stream_but_not_the_skin()
     {
-        await using var run = await FaultSession.RunAsync("rx=64");
+        await using var run = await FaultSession.RunAsync("rx=16");
         Assert.Contains(run.Simulator.FaultLog, f => f.Fault == "rx");
         run.AssertSafeEnd("", maxInDoubt: 1, linkWorks: true, SessionState.Paused, SessionState.Faulted);
     }
@@ -141,7 +141,7 @@ public class SessionFaultTests
     // session FAULTED, dot in doubt, the safe stop is skipped as "not connected"). When it answers again
     // it runs its queued dwell, retract and the next travel, with the needle drive still on, and nobody
     // tells it to stop. Expected: the controller re-contacts it (soft reset, M5, retract).
-    [Fact(Skip = NoRecoveryAfterSilence)]
+    [Fact]
     public async Task A_firmware_that_hangs_then_recovers_is_stopped_once_it_answers_again()
     {
         await using var run = await FaultSession.RunAsync($"stall-at-dot={Dot}:1500");
