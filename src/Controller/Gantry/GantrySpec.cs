@@ -38,7 +38,7 @@ public sealed record GantrySpec
     public string Description => Kind switch
     {
         GantryLinkKind.Serial => $"serial:{Target}@{Number.ToString(CultureInfo.InvariantCulture)}",
-        GantryLinkKind.Tcp => $"tcp:{Target}:{Number.ToString(CultureInfo.InvariantCulture)}",
+        GantryLinkKind.Tcp => $"tcp:{(Target.Contains(':', StringComparison.Ordinal) ? $"[{Target}]" : Target)}:{Number.ToString(CultureInfo.InvariantCulture)}",
         _ => "sim",
     };
 

@@ -1,32 +1,22 @@
 using System.Runtime.InteropServices;
-using System.Threading.Channels;
 
 namespace SmpRobot.Controller.Gantry;
 
 /// <summary>
-/// The few POSIX terminal calls the serial link needs (Linux, glibc). Written by hand because
-/// System.IO.Ports cannot open a pseudo-terminal (it sets DTR unconditionally, and a pty has no
-/// modem-control lines: ENOTTY), and nothing on the package registry creates one.
+/// The few POSIX terminal calls the simulated serial device needs (Linux, glibc): openpty, raw mode,
+/// poll, inotify. Written by hand because nothing on the package registry creates a pty.
 /// </summary>
 internal static partial class PosixTty
 {
-    public const int ORdWr = 0x2;
-    public const int ONoCtty = 0x100;
     public const int ONonBlock = 0x800;
     public const int OCloExec = 0x80000;
 
     public const short PollIn = 0x1;
-    public const short PollOut = 0x4;
-    public const short PollErr = 0x8;
-    public const short PollHup = 0x10;
-    public const short PollNval = 0x20;
 
     public const int EIntr = 4;
-    public const int EAgain = 11;
 
     public const int TcsaNow = 0;
     public const int TciFlush = 0;
-    public const int TcioFlush = 2;
 
     public const uint InOpen = 0x20;
 
@@ -47,9 +37,6 @@ internal static partial class PosixTty
 
     [LibraryImport("libc", EntryPoint = "ttyname_r")]
     private static partial int TtyNameR(int fd, Span<byte> buffer, nuint length);
-
-    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    public static partial int Open(string path, int flags);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
@@ -122,7 +109,7 @@ internal static partial class PosixTty
 
     /// <summary>
     /// Unix98 pseudo-terminal slaves live under /dev/pts: they have no modem-control lines, so
-    /// System.IO.Ports cannot open them and no DTR pulse can reset the device behind them.
+    /// System.IO.Ports cannot set DTR on them (ENOTTY) and no DTR pulse reaches the device behind.
     /// </summary>
     public static bool IsPseudoTerminal(string path)
     {
@@ -134,27 +121,6 @@ internal static partial class PosixTty
         catch (IOException)
         {
             return false;
-        }
-    }
-
-    /// <summary>Writes everything to a non-blocking descriptor, waiting for room up to <paramref name="stallTimeoutMs"/> at a time.</summary>
-    public static void WriteAll(int fd, ReadOnlySpan<byte> data, int stallTimeoutMs)
-    {
-        while (!data.IsEmpty)
-        {
-            var n = Write(fd, data, (nuint)data.Length);
-            if (n > 0)
-            {
-                data = data[(int)n..];
-                continue;
-            }
-            var errno = Marshal.GetLastPInvokeError();
-            if (n < 0 && errno == EIntr) continue;
-            if (n < 0 && errno != EAgain) throw LastError("write");
-            Span<PollFd> fds = [new PollFd { Fd = fd, Events = PollOut }];
-            var ready = Poll(fds, 1, stallTimeoutMs);
-            if (ready == 0) throw new IOException($"write stalled for {stallTimeoutMs} ms: the other end does not read");
-            if (ready < 0 && Marshal.GetLastPInvokeError() != EIntr) throw LastError("poll");
         }
     }
 
@@ -183,125 +149,5 @@ internal static partial class PosixTty
             var fd = Interlocked.Exchange(ref _fd, -1);
             if (fd >= 0) _ = Close(fd);
         }
-    }
-}
-
-/// <summary>
-/// A terminal device opened directly (no System.IO.Ports): raw mode, non-blocking. A dedicated thread waits in poll() and hands what arrives to
-/// <see cref="ReadAsync"/>; a hang-up or read error becomes an <see cref="IOException"/> there.
-/// </summary>
-internal sealed class RawTtyStream : IDisposable
-{
-    private const int WriteStallTimeoutMs = 2000;
-
-    private readonly int _fd;
-    private readonly PosixTty.Waker _waker = new();
-    private readonly Channel<byte[]> _received = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    private readonly Thread _reader;
-    private byte[]? _leftover;
-    private int _leftoverOffset;
-    private volatile bool _disposed;
-
-    private RawTtyStream(int fd, string path)
-    {
-        _fd = fd;
-        _reader = new Thread(ReaderLoop) { IsBackground = true, Name = "tty reader " + path };
-        _reader.Start();
-    }
-
-    /// <summary>Opens <paramref name="path"/> read/write without making it the controlling terminal.</summary>
-    public static RawTtyStream Open(string path)
-    {
-        var fd = PosixTty.Open(path, PosixTty.ORdWr | PosixTty.ONoCtty | PosixTty.ONonBlock | PosixTty.OCloExec);
-        if (fd < 0) throw PosixTty.LastError("open " + path);
-        try
-        {
-            // No flush of stale input here: a device that resets on open (the simulator's pty) may
-            // already have sent its banner, and noise before the banner is ignored by the client.
-            PosixTty.MakeRaw(fd);
-            return new RawTtyStream(fd, path);
-        }
-        catch
-        {
-            _ = PosixTty.Close(fd);
-            throw;
-        }
-    }
-
-    /// <summary>Reads at least one byte; 0 once disposed; IOException when the device hung up.</summary>
-    public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct)
-    {
-        if (_leftover is null)
-        {
-            try
-            {
-                _leftover = await _received.Reader.ReadAsync(ct).ConfigureAwait(false);
-                _leftoverOffset = 0;
-            }
-            catch (ChannelClosedException e)
-            {
-                if (e.InnerException is IOException io) throw new IOException(io.Message, io);
-                return 0;
-            }
-        }
-        var n = Math.Min(buffer.Length, _leftover.Length - _leftoverOffset);
-        _leftover.AsSpan(_leftoverOffset, n).CopyTo(buffer.Span);
-        _leftoverOffset += n;
-        if (_leftoverOffset == _leftover.Length) _leftover = null;
-        return n;
-    }
-
-    /// <summary>Writes all bytes (callers serialise writes).</summary>
-    public void Write(ReadOnlySpan<byte> data)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        PosixTty.WriteAll(_fd, data, WriteStallTimeoutMs);
-    }
-
-    private void ReaderLoop()
-    {
-        var buffer = new byte[4096];
-        Span<PosixTty.PollFd> fds = stackalloc PosixTty.PollFd[2];
-        try
-        {
-            while (!_disposed)
-            {
-                fds[0] = new PosixTty.PollFd { Fd = _fd, Events = PosixTty.PollIn };
-                fds[1] = new PosixTty.PollFd { Fd = _waker.Fd, Events = PosixTty.PollIn };
-                if (PosixTty.Poll(fds, 2, -1) < 0)
-                {
-                    if (System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == PosixTty.EIntr) continue;
-                    throw PosixTty.LastError("poll");
-                }
-                if (_disposed || fds[1].Revents != 0) break;
-                if (fds[0].Revents == 0) continue;
-                var n = PosixTty.Read(_fd, buffer, (nuint)buffer.Length);
-                if (n > 0)
-                {
-                    _received.Writer.TryWrite(buffer.AsSpan(0, (int)n).ToArray());
-                    continue;
-                }
-                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                if (n < 0 && (errno == PosixTty.EAgain || errno == PosixTty.EIntr)) continue;
-                // EIO or end of file: the device went away (the pty master closed, the adapter was unplugged).
-                throw n == 0 ? new IOException("the device closed the line") : PosixTty.LastError("read");
-            }
-            _received.Writer.TryComplete();
-        }
-        catch (IOException e)
-        {
-            _received.Writer.TryComplete(e);
-        }
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        _waker.Wake();
-        _reader.Join(TimeSpan.FromSeconds(2));
-        _received.Writer.TryComplete();
-        _ = PosixTty.Close(_fd);
-        _waker.Dispose();
     }
 }

@@ -10,9 +10,9 @@ namespace SmpRobot.Controller.Gantry;
 /// <see cref="IOException"/>, which the client treats as a lost link.
 /// </summary>
 /// <remarks>
-/// Real ports go through System.IO.Ports. A Unix98 pseudo-terminal (/dev/pts/N, e.g. the simulator's
-/// <c>smp-controller simulate --pty</c>) is opened directly in raw mode instead: System.IO.Ports
-/// always sets DTR on open and a pty has no modem-control lines, so its open fails with ENOTTY.
+/// A Unix98 pseudo-terminal (/dev/pts/N, e.g. the simulator's <c>smp-controller simulate --pty</c>)
+/// has no modem-control lines: System.IO.Ports fails to open it with DTR asserted (ENOTTY), so DTR
+/// is left alone there (the simulator resets the board on every open instead, as DTR would).
 /// </remarks>
 public sealed class SerialGantryTransport : IGantryTransport
 {
@@ -23,7 +23,6 @@ public sealed class SerialGantryTransport : IGantryTransport
     private readonly CancellationTokenSource _closed = new();
     private SerialPort? _port;
     private Stream? _portStream;
-    private RawTtyStream? _tty;
     private volatile bool _disposed;
 
     /// <param name="portPath">Device path, e.g. /dev/ttyUSB0 or a symlink to a pty.</param>
@@ -50,18 +49,13 @@ public sealed class SerialGantryTransport : IGantryTransport
     {
         cancellationToken.ThrowIfCancellationRequested();
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_port is not null || _tty is not null) throw new InvalidOperationException($"{Description} is already open");
+        if (_port is not null) throw new InvalidOperationException($"{Description} is already open");
         try
         {
-            if (PosixTty.IsPseudoTerminal(PortPath))
-            {
-                _tty = RawTtyStream.Open(PortPath);
-                return Task.CompletedTask;
-            }
             var port = new SerialPort(PortPath, Baud, Parity.None, 8, StopBits.One)
             {
                 Handshake = Handshake.None,
-                DtrEnable = true,
+                DtrEnable = !PosixTty.IsPseudoTerminal(PortPath),
                 ReadTimeout = SerialPort.InfiniteTimeout,
                 WriteTimeout = SerialPort.InfiniteTimeout,
             };
@@ -83,8 +77,7 @@ public sealed class SerialGantryTransport : IGantryTransport
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_tty is { } tty) tty.Write(data.Span);
-            else if (_portStream is { } stream) await stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            if (_portStream is { } stream) await stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
             else throw new IOException($"{Description} is not open");
         }
         catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException or UnauthorizedAccessException or TimeoutException)
@@ -104,7 +97,6 @@ public sealed class SerialGantryTransport : IGantryTransport
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         try
         {
-            if (_tty is { } tty) return await tty.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
             if (_portStream is { } stream)
             {
                 var n = await stream.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
@@ -132,7 +124,6 @@ public sealed class SerialGantryTransport : IGantryTransport
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
-            _tty?.Dispose();
             _port?.Dispose();
         }
         catch (IOException)

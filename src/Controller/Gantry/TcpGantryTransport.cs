@@ -30,7 +30,7 @@ public sealed class TcpGantryTransport : IGantryTransport
     public int Port { get; }
 
     /// <summary>"tcp:HOST:PORT".</summary>
-    public string Description => $"tcp:{Host}:{Port.ToString(CultureInfo.InvariantCulture)}";
+    public string Description => $"tcp:{(Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]" : Host)}:{Port.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>Connects (once). Throws <see cref="IOException"/> when the connection is refused or fails.</summary>
     public async Task OpenAsync(CancellationToken cancellationToken)

@@ -134,9 +134,8 @@ public sealed class PtyDevice : IAsyncDisposable
             if (_disposed || fds[2].Revents != 0) return;
             if (fds[1].Revents != 0 && DrainOpenEvents(buffer) > 0)
             {
-                // Stale board output queued for an earlier client must not reach the new one.
-                _ = PosixTty.TcFlush(_slave, PosixTty.TciFlush);
-                _host.ResetByOpen("a client of " + LinkPath);
+                // Board output still in the slave's input queue was meant for no one (or an earlier client).
+                _host.ResetByOpen("a client of " + LinkPath, _pumps, () => PosixTty.TcFlush(_slave, PosixTty.TciFlush));
             }
             if ((fds[0].Revents & PosixTty.PollIn) != 0)
             {

@@ -96,15 +96,19 @@ public sealed class SimulatorHost : IAsyncDisposable
         await pumps.ToFirmware.DisposeAsync().ConfigureAwait(false);
     }
 
-    /// <summary>A client opened a link: the board resets (DTR), and nothing queued on any wire survives.</summary>
-    internal void ResetByOpen(string who)
+    /// <summary>
+    /// A client opened a link: the board resets (DTR), and nothing queued on any wire survives.
+    /// <paramref name="flushOpenedWire"/> (discarding what the opened link's driver still buffers)
+    /// runs while that link's output is held, so no stale byte slips in between.
+    /// </summary>
+    internal void ResetByOpen(string who, LinkPumps opened, Action? flushOpenedWire = null)
     {
         lock (_gate)
         {
             if (_disposed) return;
             foreach (var link in _links)
             {
-                link.ToHost.Clear();
+                link.ToHost.Clear(link == opened ? flushOpenedWire : null);
                 link.ToFirmware.Clear();
             }
             Gantry.HardReset();
@@ -192,7 +196,7 @@ internal sealed class PacedPump : IAsyncDisposable
     }
 
     /// <summary>Bytes delivered to the sink so far.</summary>
-    public long Delivered => Interlocked.Read(ref _delivered);
+    public long Delivered { get { lock (_gate) return _delivered; } }
 
     /// <summary>Queues bytes behind those already on the wire.</summary>
     public void Enqueue(ReadOnlySpan<byte> data)
@@ -208,13 +212,14 @@ internal sealed class PacedPump : IAsyncDisposable
         }
     }
 
-    /// <summary>Drops everything not yet delivered (a reset: bytes on the wire are lost).</summary>
-    public void Clear()
+    /// <summary>Drops everything not yet delivered (a reset: bytes on the wire are lost), then runs <paramref name="whileHeld"/> before any further delivery.</summary>
+    public void Clear(Action? whileHeld = null)
     {
         lock (_gate)
         {
             _queue.Clear();
             _wireFree = Math.Min(_wireFree, _time.GetTimestamp());
+            whileHeld?.Invoke();
         }
     }
 
@@ -235,6 +240,16 @@ internal sealed class PacedPump : IAsyncDisposable
                     n = (int)Math.Min(Math.Min(_queue.Count, buffer.Length), Math.Floor((now - _headDue) / _byteTicks) + 1);
                     for (var i = 0; i < n; i++) buffer[i] = _queue.Dequeue();
                     _headDue += n * _byteTicks;
+                    // Delivered under the lock: a Clear (a reset) never lands between dequeuing and delivering.
+                    try
+                    {
+                        _sink(buffer.AsSpan(0, n));
+                    }
+                    catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
+                    {
+                        _onSinkError(e);
+                    }
+                    _delivered += n;
                 }
                 else if (_queue.Count > 0)
                 {
@@ -246,21 +261,10 @@ internal sealed class PacedPump : IAsyncDisposable
                     idle = _signal.Task;
                 }
             }
+            if (n > 0) continue;
             try
             {
-                if (n > 0)
-                {
-                    try
-                    {
-                        _sink(buffer.AsSpan(0, n));
-                    }
-                    catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
-                    {
-                        _onSinkError(e);
-                    }
-                    Interlocked.Add(ref _delivered, n);
-                }
-                else if (idle is not null)
+                if (idle is not null)
                 {
                     await idle.WaitAsync(token).ConfigureAwait(false);
                 }

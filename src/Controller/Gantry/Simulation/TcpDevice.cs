@@ -82,7 +82,7 @@ public sealed class TcpDevice : IAsyncDisposable
                 _client = socket;
                 Connections++;
             }
-            _host.ResetByOpen($"tcp client {socket.RemoteEndPoint}");
+            _host.ResetByOpen($"tcp client {socket.RemoteEndPoint}", _pumps);
             _ = Task.Run(() => ReadLoopAsync(socket, token), CancellationToken.None);
         }
     }
