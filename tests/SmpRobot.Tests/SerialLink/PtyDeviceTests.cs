@@ -82,7 +82,13 @@ public sealed class PtyDeviceTests : IAsyncLifetime
             await link.ReadUntilAsync("Grbl 1.1h");
             await link.WriteAsync("$X\nG91 G1 X2 Y1 F6000\nM3 S1000\nG4 P0.01\nM5\nG4 P0\n");
             await link.ReadUntilAsync("ok\r\nok\r\nok\r\nok\r\nok\r\nok\r\n");
+            var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _gantry.RealtimeByteReceived += (b, _) =>
+            {
+                if (b == (byte)GrblRealtime.FeedHold) hold.TrySetResult();
+            };
             await link.WriteAsync("!");
+            await hold.Task.WaitAsync(Timeout);
         }
         var path = Path.Combine(_dir, "record.json");
         var written = SimulationRecord.From(_gantry);

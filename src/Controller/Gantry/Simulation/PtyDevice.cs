@@ -28,6 +28,7 @@ public sealed class PtyDevice : IAsyncDisposable
     private long _bytesFromHost;
     private long _droppedToHost;
     private volatile bool _disposed;
+    private volatile bool _everOpened;
 
     private PtyDevice(SimulatorHost host, int master, int slave, int inotify, string linkPath, string devicePath)
     {
@@ -100,6 +101,12 @@ public sealed class PtyDevice : IAsyncDisposable
 
     private void WriteToHost(ReadOnlySpan<byte> data)
     {
+        if (!_everOpened)
+        {
+            // Nobody has opened the line yet (e.g. the power-on banner): a UART with no listener.
+            Interlocked.Add(ref _droppedToHost, data.Length);
+            return;
+        }
         while (!data.IsEmpty && !_disposed)
         {
             var n = PosixTty.Write(_master, data, (nuint)data.Length);
@@ -135,7 +142,11 @@ public sealed class PtyDevice : IAsyncDisposable
             if (fds[1].Revents != 0 && DrainOpenEvents(buffer) > 0)
             {
                 // Board output still in the slave's input queue was meant for no one (or an earlier client).
-                _host.ResetByOpen("a client of " + LinkPath, _pumps, () => PosixTty.TcFlush(_slave, PosixTty.TciFlush));
+                _host.ResetByOpen("a client of " + LinkPath, _pumps, () =>
+                {
+                    _ = PosixTty.TcFlush(_slave, PosixTty.TciFlush);
+                    _everOpened = true;
+                });
             }
             if ((fds[0].Revents & PosixTty.PollIn) != 0)
             {
