@@ -65,3 +65,19 @@ public class GantrySpecTests
         Assert.Contains("serial:PATH", e.Message, StringComparison.Ordinal);
     }
 }
+
+public class SimulateOptionsTests
+{
+    [Theory]
+    [InlineData("drop=0.001")]
+    [InlineData("drop=0.001,stall@120:2s; alarm=1")]
+    public void Fault_specs_of_the_expected_shape_are_accepted(string spec) => SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ValidateFaultSpec(spec);
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("drop 0.1")]
+    [InlineData("a,,b")]
+    [InlineData("x=\"1\"")]
+    public void Malformed_fault_specs_are_refused(string spec) =>
+        Assert.Contains("--faults", Assert.Throws<ArgumentException>(() => SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ValidateFaultSpec(spec)).Message, StringComparison.Ordinal);
+}
