@@ -11,6 +11,7 @@ internal static class Program
     private static readonly Dictionary<string, Func<Task<Dictionary<string, object>>>> Benches = new()
     {
         ["estop"] = EstopBench.RunAsync,
+        ["serial"] = SerialBench.RunAsync,
         ["tracking"] = TrackingBench.RunAsync,
     };
 

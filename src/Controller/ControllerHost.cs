@@ -13,7 +13,7 @@ namespace SmpRobot.Controller;
 /// <summary>How to run a controller (the command line of smp-controller, or a test fixture).</summary>
 public sealed record ControllerOptions
 {
-    /// <summary>Gantry link: "sim" (default).</summary>
+    /// <summary>Gantry link (see <see cref="GantrySpec"/>): "sim" (default, in-process), "serial:PATH[@BAUD]" or "tcp:HOST:PORT".</summary>
     public string Gantry { get; init; } = "sim";
     /// <summary>Machine profile file; default hardware/profiles/sim.json for the simulator.</summary>
     public required string ProfilePath { get; init; }
@@ -21,7 +21,11 @@ public sealed record ControllerOptions
     public required string DataDirectory { get; init; }
     /// <summary>Listen address; loopback by default.</summary>
     public string Urls { get; init; } = "http://127.0.0.1:50051";
-    /// <summary>Simulated seconds per wall second (simulator only).</summary>
+    /// <summary>
+    /// Simulated seconds per wall second. For "sim", the speed of the in-process simulator; for a
+    /// serial or TCP gantry, how fast the device's clock runs (1 for real hardware; the
+    /// <c>--time-scale</c> of <c>smp-controller simulate</c>), used only for machine-time figures.
+    /// </summary>
     public double TimeScale { get; init; } = 1;
     /// <summary>Clock of the whole controller (tests may inject their own).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
@@ -42,10 +46,7 @@ public static class ControllerHost
     public static WebApplication Build(ControllerOptions options, string[]? args = null)
     {
         var profile = MachineProfile.Load(options.ProfilePath);
-        if (options.Gantry != "sim")
-        {
-            throw new ArgumentException($"unknown gantry '{options.Gantry}': only 'sim' is available in this version");
-        }
+        var gantrySpec = GantrySpec.Parse(options.Gantry);
         if (!(options.TimeScale > 0) || !double.IsFinite(options.TimeScale))
         {
             throw new ArgumentException($"time scale must be a positive number, not {options.TimeScale}");
@@ -67,10 +68,19 @@ public static class ControllerHost
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton(profile);
         services.AddSingleton(sp => new LedgerStore(Path.Combine(options.DataDirectory, "smp.db"), options.TimeProvider));
-        var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale });
-        services.AddSingleton(simulator);
-        services.AddSingleton(sp => new GantryConnection(
-            () => new InProcessGantryTransport(simulator), "sim", profile, options.TimeProvider, simulator.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
+        if (gantrySpec.Kind == GantryLinkKind.Simulated)
+        {
+            var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale });
+            services.AddSingleton(simulator);
+            services.AddSingleton(sp => new GantryConnection(
+                () => new InProcessGantryTransport(simulator), "sim", profile, options.TimeProvider, simulator.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
+        }
+        else
+        {
+            // A device on a wire: every (re)connect opens a fresh transport, which resets the board.
+            services.AddSingleton(sp => new GantryConnection(
+                gantrySpec.CreateTransport, gantrySpec.Description, profile, options.TimeProvider, options.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
+        }
         services.AddSingleton<IHeadPoseSource>(sp => new FixedHeadPoseSource(profile.FixedHead.ToTransform(), options.TimeProvider));
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
@@ -123,7 +133,7 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
         {
             await gantry.ConnectAsync(cancellationToken);
         }
-        catch (GantryFaultException e)
+        catch (Exception e) when (e is GantryFaultException or IOException)
         {
             // The controller still serves: the operator sees the link state and can Connect again.
             log.LogError("Could not connect to the gantry {Gantry}: {Message}", gantry.Description, e.Message);

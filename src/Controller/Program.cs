@@ -1,4 +1,8 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging.Console;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Gantry.Simulation;
 
 namespace SmpRobot.Controller;
 
@@ -7,11 +11,11 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        var gantry = new Option<string>("--gantry") { Description = "Gantry link: sim (the simulated gantry, in-process)", DefaultValueFactory = _ => "sim" };
+        var gantry = new Option<string>("--gantry") { Description = "Gantry link: sim (the simulated gantry, in-process), serial:PATH[@BAUD] (default baud 115200) or tcp:HOST:PORT", DefaultValueFactory = _ => "sim" };
         var profile = new Option<string?>("--profile") { Description = "Machine profile file (default: hardware/profiles/sim.json)" };
         var data = new Option<string?>("--data") { Description = "Directory for the durable ledger (default: ~/.local/state/smprobot)" };
         var urls = new Option<string>("--urls") { Description = "Listen address (loopback by default)", DefaultValueFactory = _ => ControllerHost.DefaultUrl };
-        var timeScale = new Option<double>("--time-scale") { Description = "Simulator speed-up: simulated seconds per wall second", DefaultValueFactory = _ => 1.0 };
+        var timeScale = new Option<double>("--time-scale") { Description = "Simulated seconds per wall second: the in-process simulator's speed-up, or for serial/tcp how fast the device's clock runs (1 on hardware)", DefaultValueFactory = _ => 1.0 };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
             gantry, profile, data, urls, timeScale,
@@ -43,7 +47,63 @@ internal static class Program
                 return 1;
             }
         });
+        root.Subcommands.Add(SimulateCommand());
         return root.Parse(args).Invoke();
+    }
+
+    /// <summary>smp-controller simulate: the simulated gantry as a device on a pty (and optionally TCP).</summary>
+    private static Command SimulateCommand()
+    {
+        var pty = new Option<string>("--pty") { Description = "Path of the symlink to the pseudo-terminal the device creates (open it like /dev/ttyUSB0)", Required = true };
+        var tcp = new Option<int?>("--tcp") { Description = "Also accept one client at a time on 127.0.0.1:PORT (each connection resets the board)" };
+        var profile = new Option<string?>("--profile") { Description = "Machine profile file (default: hardware/profiles/sim.json)" };
+        var timeScale = new Option<double>("--time-scale") { Description = "Simulated seconds per wall second (the wire always runs in real time)", DefaultValueFactory = _ => 1.0 };
+        var baud = new Option<int>("--baud") { Description = "Baud rate of the links: bytes are paced at 10 bits each", DefaultValueFactory = _ => SerialGantryTransport.DefaultBaud };
+        var faults = new Option<string?>("--faults") { Description = "Fault-injection plan for the simulated gantry" };
+        var record = new Option<string?>("--record") { Description = "On exit (SIGTERM, Ctrl+C) write what physically happened (motions, real-time bytes, spindle) to this JSON file" };
+        var command = new Command("simulate", "Runs the simulated gantry as a device: grbl 1.1 on a pseudo-terminal at a real baud rate, until SIGTERM or Ctrl+C")
+        {
+            pty, tcp, profile, timeScale, baud, faults, record,
+        };
+        command.SetAction(parse =>
+        {
+            using var stop = new CancellationTokenSource();
+            void OnSignal(PosixSignalContext context)
+            {
+                context.Cancel = true; // exit through the normal path, which writes the record
+                stop.Cancel();
+            }
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var logs = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => o.SingleLine = true)
+                .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+            try
+            {
+                var options = new SimulatorRunOptions
+                {
+                    PtyPath = parse.GetValue(pty)!,
+                    TcpPort = parse.GetValue(tcp),
+                    ProfilePath = parse.GetValue(profile) ?? HardwarePaths.DefaultProfile(),
+                    TimeScale = parse.GetValue(timeScale),
+                    Baud = parse.GetValue(baud),
+                    Faults = parse.GetValue(faults),
+                    RecordPath = parse.GetValue(record),
+                };
+                return SimulatorCommand.RunAsync(options, Console.Out, logs, stop.Token).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException)
+            {
+                Console.Error.WriteLine("smp-controller simulate: " + e.Message);
+                return 2;
+            }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine("smp-controller simulate: " + e.Message);
+                return 1;
+            }
+        });
+        return command;
     }
 
     private static string DefaultDataDirectory()
