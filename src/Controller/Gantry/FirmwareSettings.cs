@@ -77,8 +77,8 @@ public static class FirmwareSettings
         ArgumentNullException.ThrowIfNull(profile);
         var list = new List<FirmwareSetting>(17)
         {
-            new(2, "step pulse invert mask; match the drivers", "0", FirmwareSettingKind.Mask, Informative: true),
-            new(3, "direction invert mask; match the wiring", "0", FirmwareSettingKind.Mask, Informative: true),
+            new(2, "step pulse invert mask", "0", FirmwareSettingKind.Mask, Informative: true),
+            new(3, "direction invert mask", "0", FirmwareSettingKind.Mask, Informative: true),
             // Status reports and settings must be in mm: every position the controller reads is mm.
             new(13, "report in inches", "0", FirmwareSettingKind.Boolean),
             new(20, "soft limits", profile.SoftLimits ? "1" : "0", FirmwareSettingKind.Boolean),

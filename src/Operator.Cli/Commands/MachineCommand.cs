@@ -129,7 +129,7 @@ internal static class MachineCommand
         var informative = r.Expected.Where(e => e.Informative).ToList();
         if (informative.Count > 0)
         {
-            sb.Append("; set to match the wiring (not checked): ")
+            sb.Append("; set to match the drivers and wiring (not checked): ")
                 .AppendLine(string.Join(", ", informative.Select(e => "$" + e.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + e.Name + " (grbl default " + e.Value + ")")));
         }
         if (!r.Checked)
