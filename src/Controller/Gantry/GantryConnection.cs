@@ -16,6 +16,8 @@ public sealed class GantryConnection : IAsyncDisposable
     private GrblClient? _client;
     private volatile bool _homed;
     private volatile string _lastAlarm = "";
+    private volatile SettingsCheck _settings = SettingsCheck.NotYet;
+    private int _checking;
 
     /// <param name="transportFactory">Makes a fresh transport for each (re)connect.</param>
     /// <param name="description">What the link is, e.g. "sim" or "serial:/dev/ttyUSB0@115200".</param>
@@ -46,6 +48,48 @@ public sealed class GantryConnection : IAsyncDisposable
     /// <summary>Last alarm or link fault, human readable; empty when none since connect.</summary>
     public string LastAlarm => _lastAlarm;
 
+    /// <summary>How long the <c>$$</c> answer may take on connect (grbl prints ~40 short lines).</summary>
+    public static readonly TimeSpan SettingsReadTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The settings the profile depends on (see <see cref="FirmwareSettings.Expected"/>).</summary>
+    public IReadOnlyList<FirmwareSetting> ExpectedSettings => FirmwareSettings.Expected(Profile);
+
+    /// <summary>True once the board's <c>$$</c> was read and compared since the last (re)connect.</summary>
+    public bool SettingsChecked => _settings.Checked;
+
+    /// <summary>
+    /// Differences between the board and the profile found at the last (re)connect, informative ones
+    /// included (see <see cref="SettingDifference.Informative"/>); empty when the board matches or
+    /// before the check (see <see cref="SettingsChecked"/>).
+    /// </summary>
+    public IReadOnlyList<SettingDifference> SettingsDifferences => _settings.Differences;
+
+    /// <summary>Why the settings could not be read at the last (re)connect; empty when they were.</summary>
+    public string SettingsError => _settings.Error;
+
+    /// <summary>
+    /// Null when the board's settings were read since the last (re)connect and every required one
+    /// matches the profile; otherwise the operator's message (each difference, or why the settings
+    /// could not be read). A session must not start while this is non-null.
+    /// </summary>
+    public string? SettingsMismatch
+    {
+        get
+        {
+            var s = _settings;
+            if (!s.Checked)
+            {
+                return s.Error.Length > 0
+                    ? $"the firmware settings of {Description} could not be checked against profile {Profile.Name}: {s.Error}; reconnect to check again"
+                    : $"the firmware settings of {Description} have not been checked against profile {Profile.Name} yet: connect first";
+            }
+            return FirmwareSettings.MismatchMessage(Description, Profile.Name, s.Differences);
+        }
+    }
+
+    /// <summary>True while a program is being checked in the firmware's check mode (<c>$C</c>): nothing may be streamed for real.</summary>
+    public bool IsChecking => Volatile.Read(ref _checking) != 0;
+
     /// <summary>Raised for every firmware fault (alarm, unexpected reset, link loss, protocol).</summary>
     public event EventHandler<GantryFaultException>? Faulted;
 
@@ -62,11 +106,14 @@ public sealed class GantryConnection : IAsyncDisposable
             }
             _homed = false;
             _lastAlarm = "";
+            // A reconnect may reach another board (or one re-flashed meanwhile): check it again.
+            _settings = SettingsCheck.NotYet;
             var client = new GrblClient(_transportFactory(), _time, new GrblClientOptions { RxBufferBytes = Profile.RxBufferBytes });
             client.Faulted += OnFaulted;
             _client = client;
             var banner = await client.ConnectAsync(cancellationToken);
             _log.LogInformation("Connected to {Gantry}: {Banner}", Description, banner);
+            _settings = await CheckSettingsAsync(client, cancellationToken);
             client.StartStatusPolling(TimeSpan.FromSeconds(1.0 / Profile.StatusPollHz));
         }
         finally
@@ -82,6 +129,7 @@ public sealed class GantryConnection : IAsyncDisposable
     /// <summary>Runs the homing cycle ($H; its ok comes when homing is done).</summary>
     public async Task HomeAsync(CancellationToken cancellationToken)
     {
+        if (IsChecking) throw new InvalidOperationException("a program is being checked in check mode; home afterwards");
         var client = RequireClient();
         _homed = false;
         // grbl does not answer status queries during the homing cycle: polling would read that as a dead link.
@@ -103,6 +151,35 @@ public sealed class GantryConnection : IAsyncDisposable
         _lastAlarm = "";
     }
 
+    /// <summary>
+    /// Reads the board's settings now and compares them with <paramref name="expected"/> (e.g. the
+    /// settings of another profile file). Does not change <see cref="SettingsDifferences"/>.
+    /// Refused while a program is being checked; grbl refuses <c>$$</c> while moving (error:8).
+    /// </summary>
+    /// <exception cref="GantryFaultException">Not connected, or the link failed.</exception>
+    /// <exception cref="InvalidOperationException">The firmware refused <c>$$</c>, or a check is running.</exception>
+    /// <exception cref="TimeoutException">No answer within <see cref="SettingsReadTimeout"/>.</exception>
+    public async Task<IReadOnlyList<SettingDifference>> ReadSettingsDifferencesAsync(IReadOnlyList<FirmwareSetting> expected, CancellationToken cancellationToken)
+    {
+        if (IsChecking) throw new InvalidOperationException("a program is being checked in check mode; read the settings afterwards");
+        var actual = await ReadSettingsWithTimeoutAsync(RequireClient(), cancellationToken);
+        return FirmwareSettings.Compare(expected, actual);
+    }
+
+    /// <summary>
+    /// Marks the firmware as being in check mode until the returned scope is disposed (see
+    /// <see cref="IsChecking"/>). Only one check at a time.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A check is already running.</exception>
+    public IDisposable BeginCheckMode()
+    {
+        if (Interlocked.CompareExchange(ref _checking, 1, 0) != 0)
+        {
+            throw new InvalidOperationException("a program is already being checked");
+        }
+        return new CheckScope(this);
+    }
+
     /// <summary>Marks the machine as needing homing (e.g. after a reset that lost position).</summary>
     public void InvalidateHoming() => _homed = false;
 
@@ -117,6 +194,41 @@ public sealed class GantryConnection : IAsyncDisposable
         Faulted?.Invoke(this, fault);
     }
 
+    private async Task<SettingsCheck> CheckSettingsAsync(GrblClient client, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var actual = await ReadSettingsWithTimeoutAsync(client, cancellationToken);
+            var differences = FirmwareSettings.Compare(ExpectedSettings, actual);
+            foreach (var d in differences)
+            {
+                if (d.Informative) _log.LogInformation("Firmware setting {Difference}", d);
+                else _log.LogWarning("Firmware setting differs from profile {Profile}: {Difference}", Profile.Name, d);
+            }
+            return new SettingsCheck(true, differences, "");
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or GantryFaultException)
+        {
+            // Still connected: the operator sees why in the status and can reconnect; sessions are refused.
+            _log.LogError("Could not read the firmware settings of {Gantry}: {Message}", Description, e.Message);
+            return new SettingsCheck(false, [], e.Message);
+        }
+    }
+
+    private async Task<IReadOnlyDictionary<int, string>> ReadSettingsWithTimeoutAsync(GrblClient client, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(SettingsReadTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return await client.ReadSettingsAsync(linked.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException(FormattableString.Invariant($"no answer to $$ within {SettingsReadTimeout.TotalSeconds:0} s"));
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_client is { } c)
@@ -125,5 +237,20 @@ public sealed class GantryConnection : IAsyncDisposable
             await c.DisposeAsync();
         }
         _connectLock.Dispose();
+    }
+
+    private sealed record SettingsCheck(bool Checked, IReadOnlyList<SettingDifference> Differences, string Error)
+    {
+        public static readonly SettingsCheck NotYet = new(false, [], "");
+    }
+
+    private sealed class CheckScope(GantryConnection owner) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Volatile.Write(ref owner._checking, 0);
+        }
     }
 }

@@ -7,15 +7,15 @@ using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Services;
 
-/// <summary>smprobot.v1.MachineService: connect, home, jog and status.</summary>
+/// <summary>smprobot.v1.MachineService: connect, home, jog, status and firmware settings.</summary>
 internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, TimeProvider time) : MachineService.MachineServiceBase
 {
+    /// <summary>Largest profile text accepted by FirmwareSettings (profiles are a few KiB).</summary>
+    public const int MaxProfileJsonChars = 256 * 1024;
+
     public override async Task<MachineStatus> Connect(ConnectRequest request, ServerCallContext context)
     {
-        if (sessions.CurrentSessionId is { } id && sessions.Get(id).Record.Phase is Storage.SessionPhase.Running or Storage.SessionPhase.Pausing)
-        {
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"session {id} is running; pause it before reconnecting"));
-        }
+        RequireNoSessionRunning("reconnecting");
         await gantry.ConnectAsync(context.CancellationToken);
         return await Status(context.CancellationToken);
     }
@@ -39,9 +39,81 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / gantry.Profile.StatusPollHz), time);
         do
         {
-            await responseStream.WriteAsync(Mapping.ToProto(gantry, safety, time.GetUtcNow()), context.CancellationToken);
+            await responseStream.WriteAsync(Snapshot(), context.CancellationToken);
         }
         while (await timer.WaitForNextTickAsync(context.CancellationToken));
+    }
+
+    public override async Task<FirmwareSettingsResponse> FirmwareSettings(FirmwareSettingsRequest request, ServerCallContext context)
+    {
+        var ownProfile = request.ProfileJson.Length == 0;
+        Motion.MachineProfile profile;
+        if (ownProfile)
+        {
+            profile = gantry.Profile;
+        }
+        else
+        {
+            if (request.ProfileJson.Length > MaxProfileJsonChars)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"the profile text is longer than {MaxProfileJsonChars} characters"));
+            }
+            try
+            {
+                profile = Gantry.FirmwareSettings.ParseProfile(request.ProfileJson, "(given)");
+            }
+            catch (InvalidDataException e)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message));
+            }
+        }
+
+        var expected = Gantry.FirmwareSettings.Expected(profile);
+        var response = new FirmwareSettingsResponse { ProfileName = profile.Name, Connected = gantry.IsConnected };
+        response.Expected.Add(expected.Select(s => new Contracts.V1.FirmwareSetting { Number = s.Number, Name = s.Name, Value = s.Value, Informative = s.Informative }));
+        if (!gantry.IsConnected)
+        {
+            response.CheckError = $"the gantry ({gantry.Description}) is not connected";
+            return response;
+        }
+        if (ownProfile)
+        {
+            // The check made at connect: the board's settings do not change while it is connected.
+            response.Checked = gantry.SettingsChecked;
+            response.CheckError = gantry.SettingsError;
+            response.Differences.Add(gantry.SettingsDifferences.Select(ToProto));
+            return response;
+        }
+        if (IsSessionRunning(out var id))
+        {
+            response.CheckError = $"session {id} is running: the board is compared with another profile only while no session runs";
+            return response;
+        }
+        try
+        {
+            var differences = await gantry.ReadSettingsDifferencesAsync(expected, context.CancellationToken);
+            response.Checked = true;
+            response.Differences.Add(differences.Select(ToProto));
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or GantryFaultException)
+        {
+            response.CheckError = e.Message;
+        }
+        return response;
+    }
+
+    public static SmpRobot.Contracts.V1.SettingDifference ToProto(Gantry.SettingDifference d) =>
+        new() { Number = d.Number, Name = d.Name, Expected = d.Expected, Actual = d.Actual, Informative = d.Informative };
+
+    /// <summary>The status message with the firmware settings check of the last (re)connect.</summary>
+    private MachineStatus Snapshot()
+    {
+        var status = Mapping.ToProto(gantry, safety, time.GetUtcNow());
+        status.SettingsChecked = gantry.SettingsChecked;
+        status.SettingsDifferences.Add(gantry.SettingsDifferences.Select(ToProto));
+        // Before the first connect there is nothing to say beyond "not connected".
+        if (gantry.Client is not null) status.SettingsProblem = gantry.SettingsMismatch ?? "";
+        return status;
     }
 
     /// <summary>A fresh status report when the link is up; the last known one otherwise.</summary>
@@ -51,6 +123,20 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
         {
             await gantry.RequireClient().QueryStatusAsync(cancellationToken);
         }
-        return Mapping.ToProto(gantry, safety, time.GetUtcNow());
+        return Snapshot();
+    }
+
+    private bool IsSessionRunning(out string id)
+    {
+        id = sessions.CurrentSessionId ?? "";
+        return id.Length > 0 && sessions.Get(id).Record.Phase is Storage.SessionPhase.Running or Storage.SessionPhase.Pausing;
+    }
+
+    private void RequireNoSessionRunning(string what)
+    {
+        if (IsSessionRunning(out var id))
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"session {id} is running; pause it before {what}"));
+        }
     }
 }

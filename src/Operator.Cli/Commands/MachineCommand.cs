@@ -4,7 +4,7 @@ using SmpRobot.Contracts.V1;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
-/// <summary><c>smp machine status|home|jog</c>.</summary>
+/// <summary><c>smp machine status|home|jog|settings</c>.</summary>
 internal static class MachineCommand
 {
     public static Command Build(CliCommands app)
@@ -47,9 +47,29 @@ internal static class MachineCommand
             return Print(ctx, await conn.Machine.JogAsync(request, deadline: conn.Deadline(TimeSpan.FromSeconds(60)), cancellationToken: ct));
         });
 
+        var profile = new Option<string?>("--profile") { Description = "A profile file (hardware/profiles/*.json) instead of the controller's active profile", HelpName = "FILE" };
+        var settings = new Command("settings", "The firmware settings ($N=value) the profile needs, ready to paste into a terminal to the board "
+            + "(every other line is a ';' comment), and how the connected board differs from them. A board that differs refuses sessions.")
+        {
+            profile,
+        };
+        app.Bind(settings, async (ctx, parse, ct) =>
+        {
+            var path = parse.GetValue(profile);
+            var request = new FirmwareSettingsRequest { ProfileJson = path is null ? "" : ReadProfile(path) };
+            using var conn = ctx.Connect();
+            var response = await conn.Machine.FirmwareSettingsAsync(request, deadline: conn.Deadline(), cancellationToken: ct);
+            var json = JsonOutput.Message(response);
+            json["lines"] = new System.Text.Json.Nodes.JsonArray([.. response.Expected.Where(e => !e.Informative).Select(e => (System.Text.Json.Nodes.JsonNode?)SettingLine(e))]);
+            json["exitCode"] = ExitCodes.Success;
+            ctx.Result(DescribeSettings(response), json);
+            return ExitCodes.Success;
+        });
+
         machine.Subcommands.Add(status);
         machine.Subcommands.Add(home);
         machine.Subcommands.Add(jog);
+        machine.Subcommands.Add(settings);
         return machine;
     }
 
@@ -72,8 +92,75 @@ internal static class MachineCommand
         sb.Append("Position  x ").Append(Formatting.Mm(p.XMm)).Append("  y ").Append(Formatting.Mm(p.YMm)).Append("  z ").Append(Formatting.Mm(p.ZMm)).AppendLine(" mm");
         sb.Append("Needle    ").AppendLine(s.NeedleOn ? "ON" : "off");
         sb.Append("E-stop    ").AppendLine(s.EstopLatched ? "LATCHED" : "clear");
-        sb.Append("Alarm     ").Append(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
+        sb.Append("Alarm     ").AppendLine(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
+        sb.Append("Settings  ");
+        if (!string.IsNullOrEmpty(s.SettingsProblem))
+        {
+            sb.Append(s.SettingsChecked ? "DIFFER from the profile (sessions refused): " : "NOT CHECKED (sessions refused): ").Append(s.SettingsProblem);
+        }
+        else if (s.SettingsChecked)
+        {
+            sb.Append("match the profile");
+        }
+        else
+        {
+            sb.Append(s.Connected ? "not checked yet" : "-");
+        }
+        foreach (var d in s.SettingsDifferences.Where(d => d.Informative))
+        {
+            sb.AppendLine().Append("          note: ").Append(Difference(d));
+        }
         if (s.TimeScale > 0 && s.TimeScale != 1) sb.AppendLine().Append("Sim speed ").Append(Formatting.Number(s.TimeScale, "0.##")).Append('x');
         return sb.ToString();
+    }
+
+    /// <summary>Largest profile file read (profiles are a few KiB).</summary>
+    public const long MaxProfileBytes = 256 * 1024;
+
+    /// <summary>
+    /// Text of <c>smp machine settings</c>: the required <c>$N=value</c> lines, every other line a grbl
+    /// comment (<c>; …</c>), so the whole output can be pasted into a terminal to the board.
+    /// </summary>
+    public static string DescribeSettings(FirmwareSettingsResponse r)
+    {
+        var sb = new StringBuilder();
+        sb.Append("; firmware settings for profile ").Append(r.ProfileName).AppendLine(": send these lines to the board, then reconnect");
+        foreach (var e in r.Expected.Where(e => !e.Informative)) sb.AppendLine(SettingLine(e));
+        var informative = r.Expected.Where(e => e.Informative).ToList();
+        if (informative.Count > 0)
+        {
+            sb.Append("; set to match the drivers and wiring (not checked): ")
+                .AppendLine(string.Join(", ", informative.Select(e => "$" + e.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + e.Name + " (grbl default " + e.Value + ")")));
+        }
+        if (!r.Checked)
+        {
+            sb.Append("; board not checked: ").Append(string.IsNullOrEmpty(r.CheckError) ? "unknown reason" : r.CheckError);
+            return sb.ToString();
+        }
+        var required = r.Differences.Where(d => !d.Informative).ToList();
+        sb.Append("; board ").Append(required.Count == 0 ? "matches" : "DIFFERS from").Append(" profile ").Append(r.ProfileName);
+        if (required.Count > 0) sb.Append(" (sessions are refused until it matches)");
+        foreach (var d in r.Differences) sb.AppendLine().Append(";   ").Append(Difference(d));
+        return sb.ToString();
+    }
+
+    private static string SettingLine(FirmwareSetting e) => "$" + e.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) + "=" + e.Value;
+
+    private static string Difference(SettingDifference d) =>
+        "$" + d.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) + " (" + d.Name + "): profile " + d.Expected + ", board " + d.Actual + (d.Informative ? " (informative)" : "");
+
+    private static string ReadProfile(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists) throw new CliException(ExitCodes.Usage, $"profile file not found: {path}");
+            if (info.Length > MaxProfileBytes) throw new CliException(ExitCodes.Usage, $"profile file {path} is larger than {MaxProfileBytes / 1024} KiB");
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new CliException(ExitCodes.Usage, $"cannot read profile file {path}: {e.Message}");
+        }
     }
 }

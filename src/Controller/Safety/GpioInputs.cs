@@ -1,0 +1,45 @@
+namespace SmpRobot.Controller.Safety;
+
+/// <summary>
+/// Optional host inputs on the controller computer's GPIO (profile section <c>"gpio"</c>): an e-stop
+/// contact and a door switch. They are supplements to the hard-wired e-stop chain, never a
+/// replacement (hardware/WIRING.md). Absent section = no GPIO.
+/// </summary>
+/// <remarks>
+/// Wire both inputs fail-safe: a normally-closed contact that holds the pin at its inactive level
+/// while the circuit is whole. The pin is biased towards its active level (pull-down when
+/// <see cref="ActiveLow"/>, pull-up otherwise), so a cut wire or an unplugged connector reads as
+/// "pressed"/"open".
+/// </remarks>
+public sealed record GpioInputs
+{
+    /// <summary>GPIO chip number (<c>/dev/gpiochipN</c>). Default 0.</summary>
+    public int Chip { get; init; }
+
+    /// <summary>Line offset of the e-stop contact on the chip; null = none.</summary>
+    public int? EstopPin { get; init; }
+
+    /// <summary>Line offset of the door switch on the chip; null = none.</summary>
+    public int? DoorPin { get; init; }
+
+    /// <summary>True (default): low level = e-stop pressed / door open.</summary>
+    public bool ActiveLow { get; init; } = true;
+
+    /// <summary>
+    /// How long an input must read inactive before it is re-armed, ms (contact bounce on release).
+    /// Activation is never delayed: the first edge towards active trips at once. Default 5.
+    /// </summary>
+    public double DebounceMs { get; init; } = 5;
+
+    /// <summary>Throws <see cref="InvalidDataException"/> when the section cannot describe real inputs.</summary>
+    public void Check()
+    {
+        var errors = new List<string>();
+        if (Chip < 0) errors.Add("gpio.chip must be >= 0");
+        if (EstopPin is null && DoorPin is null) errors.Add("gpio needs estopPin, doorPin or both (leave the section out for no GPIO)");
+        if (EstopPin < 0 || DoorPin < 0) errors.Add("gpio pins must be >= 0");
+        if (EstopPin is { } e && e == DoorPin) errors.Add("gpio.estopPin and gpio.doorPin must differ");
+        if (!(DebounceMs >= 0 && DebounceMs <= 1000)) errors.Add("gpio.debounceMs must be in [0, 1000]");
+        if (errors.Count > 0) throw new InvalidDataException("gpio inputs are not valid: " + string.Join("; ", errors));
+    }
+}

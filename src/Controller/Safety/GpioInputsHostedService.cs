@@ -1,0 +1,20 @@
+using Microsoft.Extensions.Hosting;
+
+namespace SmpRobot.Controller.Safety;
+
+/// <summary>Starts watching the GPIO safety inputs with the host and releases the pins when it stops.</summary>
+internal sealed class GpioInputsHostedService(GpioSafetyInputs inputs) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // At start-up, before the gantry connects: an e-stop pressed now latches at once.
+        inputs.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        inputs.Dispose();
+        return Task.CompletedTask;
+    }
+}
