@@ -85,6 +85,15 @@ public static class ControllerHost
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton<SessionManager>();
+        if (profile.Gpio is { } gpio)
+        {
+            services.AddSingleton(sp =>
+            {
+                var safety = sp.GetRequiredService<SafetySupervisor>();
+                return GpioSafetyInputs.Open(gpio, (source, reason) => safety.EmergencyStopAsync(source, reason, options.TimeProvider.GetTimestamp(), CancellationToken.None), options.TimeProvider, sp.GetRequiredService<ILogger<GpioSafetyInputs>>());
+            });
+            services.AddHostedService<GpioInputsHostedService>();
+        }
         services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), sp.GetRequiredService<IHostApplicationLifetime>(), options.ConnectAtStart, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
 
         services.AddGrpc(o =>

@@ -78,6 +78,8 @@ public sealed record MachineProfile
     public double MaxHeadSpeedMmPerS { get; init; } = 5;
     /// <summary>Head pose for still-head sessions.</summary>
     public required FixedHeadPose FixedHead { get; init; }
+    /// <summary>Optional GPIO e-stop and door inputs of the controller host; null = none (hardware/WIRING.md).</summary>
+    public Safety.GpioInputs? Gpio { get; init; }
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -131,6 +133,7 @@ public sealed record MachineProfile
         if (!(StatusPollHz > 0 && StatusPollHz <= 50)) errors.Add("statusPollHz must be in (0, 50]");
         if (RxBufferBytes < 32 || PlannerBlocks < 2) errors.Add("rxBufferBytes must be >= 32 and plannerBlocks >= 2");
         if (Pigments.Count == 0) errors.Add("pigments must name at least one pigment");
+        try { Gpio?.Check(); } catch (InvalidDataException e) { errors.Add(e.Message); }
         if (errors.Count > 0)
         {
             throw new InvalidDataException($"machine profile '{Name}' is not valid: {string.Join("; ", errors)}");

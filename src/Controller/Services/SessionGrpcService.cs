@@ -34,7 +34,8 @@ internal sealed class SessionGrpcService(SessionManager sessions, GantryConnecti
         return Task.FromResult(Mapping.ToProto(session!));
     }
 
-    public override Task<Session> Start(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Start(Id(request))));
+    public override async Task<Session> Start(SessionRef request, ServerCallContext context) =>
+        Mapping.ToProto(await sessions.StartAsync(Id(request), request.CheckFirst, context.CancellationToken));
 
     public override Task<Session> Pause(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Pause(Id(request))));
 

@@ -139,6 +139,44 @@ public sealed class SessionManager : IAsyncDisposable
         return Launch(record, "started");
     }
 
+    /// <summary>
+    /// CREATED → RUNNING; with <paramref name="checkFirst"/>, the whole program (aimed with the pose
+    /// available now) is first streamed in the firmware's check mode, and any refusal or soft limit
+    /// refuses the start (FailedPrecondition listing each, with its dot).
+    /// </summary>
+    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken)
+    {
+        if (!checkFirst) return Start(sessionId);
+        var record = Find(sessionId);
+        if (record.Phase != SessionPhase.Created)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
+        }
+        RequireMachineFree("check the program");
+        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
+        var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
+        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot);
+        var program = CheckMode.SessionProgram(_program, _aiming, pending, status.MachinePosition);
+        if (program.NotAimed.Count > 0)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"{program.NotAimed.Count} dot(s) cannot be aimed: " + string.Join("; ", program.NotAimed.Take(10)));
+        }
+        CheckReport report;
+        try
+        {
+            report = await CheckMode.RunAsync(_gantry, program.Lines, new CheckModeOptions { Send = _safety.SendMotionLineAsync }, cancellationToken);
+        }
+        catch (Exception e) when (e is InvalidOperationException or GantryFaultException or TimeoutException)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, "check mode could not run: " + e.Message);
+        }
+        var text = report.Describe(program.DotIds);
+        _ledger.Audit(sessionId, "checked", text);
+        if (!report.Passed) throw new SessionException(SessionErrorKind.FailedPrecondition, text);
+        return Launch(Find(sessionId), "started");
+    }
+
     /// <summary>PAUSED / FAULTED / EMERGENCY_STOPPED → RUNNING, once nothing is in doubt.</summary>
     public SessionSnapshot Resume(string sessionId)
     {
@@ -329,6 +367,7 @@ public sealed class SessionManager : IAsyncDisposable
     private void RequireMachineFree(string what)
     {
         if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: the emergency stop is latched (smp estop --reset)");
+        if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: a program is being checked in check mode");
         lock (_gate)
         {
             if (_active is not null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: session {_active.SessionId} is running");
@@ -341,6 +380,8 @@ public sealed class SessionManager : IAsyncDisposable
         if (_shuttingDown) throw new SessionException(SessionErrorKind.FailedPrecondition, "the controller is shutting down");
         if (!_gantry.IsConnected) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry ({_gantry.Description}) is not connected");
         if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
+        if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, "a program is being checked in check mode; start when the check is over");
         if (!_presence.IsPresent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + _presence.AbsenceReason);
         lock (_gate)
         {

@@ -66,7 +66,7 @@ internal sealed class FaultSession : IAsyncDisposable
         var program = new DotProgram(profile);
         var head = profile.FixedHead.ToTransform();
         var lines = new List<(int, string, int, string)>();
-        var n = 1;
+        var n = 2; // line 1 is the "$$" settings check on connect, line 2 the "$H" homing cycle
         foreach (var l in program.SessionPreamble()) lines.Add((++n, l.Line, 0, "preamble"));
         var current = profile.HomePosition;
         var dotIndex = 0;

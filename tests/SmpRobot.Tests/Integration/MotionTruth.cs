@@ -22,9 +22,10 @@ internal static class MotionTruth
         var plunges = new List<(SimMotion, string)>();
         foreach (var m in record.Where(m => m.From.X == m.To.X && m.From.Y == m.To.Y && m.To.Z < m.From.Z))
         {
-            if (byXy.TryGetValue(Key(m.To), out var id) && m.To.Z < targets[id].Z + depthById[id] - 1e-9)
+            if (byXy.TryGetValue(Key(m.To), out var id))
             {
-                plunges.Add((m, id));
+                // At a dot's XY: a plunge when it went below that dot's skin; a move cut short above it is harmless.
+                if (m.To.Z < targets[id].Z + depthById[id] - 1e-9) plunges.Add((m, id));
             }
             else
             {

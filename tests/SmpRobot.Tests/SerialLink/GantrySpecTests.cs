@@ -70,14 +70,16 @@ public class SimulateOptionsTests
 {
     [Theory]
     [InlineData("drop=0.001")]
-    [InlineData("drop=0.001,stall@120:2s; alarm=1")]
-    public void Fault_specs_of_the_expected_shape_are_accepted(string spec) => SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ValidateFaultSpec(spec);
+    [InlineData("drop=0.001,stall-at-dot=120:2000,seed=7")]
+    public void Known_fault_specs_are_accepted(string spec) =>
+        Assert.False(SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ParseFaultSpec(spec).IsEmpty);
 
     [Theory]
     [InlineData("")]
     [InlineData("drop 0.1")]
     [InlineData("a,,b")]
     [InlineData("x=\"1\"")]
+    [InlineData("stall@120:2s")]
     public void Malformed_fault_specs_are_refused(string spec) =>
-        Assert.Contains("--faults", Assert.Throws<ArgumentException>(() => SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ValidateFaultSpec(spec)).Message, StringComparison.Ordinal);
+        Assert.Contains("--faults", Assert.Throws<ArgumentException>(() => SmpRobot.Controller.Gantry.Simulation.SimulatorCommand.ParseFaultSpec(spec)).Message, StringComparison.Ordinal);
 }

@@ -358,14 +358,18 @@ public sealed record SimulatorRunOptions
 /// <summary><c>smp-controller simulate</c>: runs until cancelled (SIGTERM, Ctrl+C), then writes the record.</summary>
 public static class SimulatorCommand
 {
-    /// <summary>Checks the shape of a --faults value: comma- or semicolon-separated items made of letters, digits and <c>_.:=@%+-</c>.</summary>
-    public static void ValidateFaultSpec(string spec)
+    /// <summary>Parses a --faults value; an ArgumentException says what is wrong and names the known faults.</summary>
+    public static FaultPlan ParseFaultSpec(string spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var items = spec.Split([',', ';'], StringSplitOptions.TrimEntries);
-        if (items.Length == 0 || items.Any(i => i.Length == 0 || !i.All(c => char.IsAsciiLetterOrDigit(c) || "_.:=@%+-".Contains(c))))
+        if (string.IsNullOrWhiteSpace(spec)) throw new ArgumentException("--faults needs at least one fault, e.g. --faults drop=0.001,seed=7");
+        try
         {
-            throw new ArgumentException($"invalid --faults '{spec}': expected comma-separated items like name=value");
+            return FaultPlan.Parse(spec);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException("--faults: " + e.Message, e);
         }
     }
 
@@ -381,9 +385,8 @@ public static class SimulatorCommand
         var gantryOptions = new SimulatedGantryOptions { TimeScale = options.TimeScale };
         if (options.Faults is { } faults)
         {
-            ValidateFaultSpec(faults);
-            // FAULTS-WIRING: fault injection is not in this tree yet; once SimulatedGantryOptions.Faults and FaultPlan.Parse exist, replace the next line with: gantryOptions = gantryOptions with { Faults = FaultPlan.Parse(faults) };
-            log.LogWarning("--faults '{Faults}' accepted but fault injection is not available in this build: no faults will be injected", faults);
+            gantryOptions = gantryOptions with { Faults = ParseFaultSpec(faults) };
+            log.LogWarning("Fault injection on: {Faults}", faults);
         }
         var gantry = new SimulatedGantry(profile, TimeProvider.System, gantryOptions);
         try
