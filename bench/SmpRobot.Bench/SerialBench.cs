@@ -42,7 +42,9 @@ internal static class SerialBench
             var figures = new Dictionary<string, object>();
             foreach (var (k, v) in await ThroughputAsync(profile, dir.FullName)) figures[k] = v;
             foreach (var (k, v) in await EstopAsync(profilePath, profile, dir.FullName)) figures[k] = v;
-            figures["note"] = "simulator on a pty at 115200 baud (10 bits/byte, both directions paced), client through System.IO.Ports; throughput at time scale 1000 so the planner keeps up; e-stop at time scale 20, RPC arrival to feed-hold byte at the board";
+            var deskPath = Path.Combine(root, "hardware", "profiles", "desk-200.json");
+            foreach (var (k, v) in await SessionAsync(deskPath, MachineProfile.Load(deskPath), dir.FullName)) figures[k] = v;
+            figures["note"] = "simulator on a pty at 115200 baud (10 bits/byte, both directions paced), client through System.IO.Ports; throughput at time scale 1000 so the planner keeps up; e-stop at time scale 20, RPC arrival to feed-hold byte at the board; session on desk-200 at time scale 1, idle per dot from the simulator's motion record";
             return figures;
         }
         finally
@@ -180,6 +182,108 @@ internal static class SerialBench
             await app.StopAsync();
             await app.DisposeAsync();
         }
+    }
+
+    /// <summary>
+    /// A whole session over the pty at time scale 1: session time ÷ kinematic time, and the gantry's idle
+    /// time per dot read from the simulator's motion record (gaps between consecutive motions, dwells
+    /// counting as busy, attributed to the dot whose retract ends the run of motions).
+    /// </summary>
+    private static async Task<Dictionary<string, object>> SessionAsync(string profilePath, MachineProfile profile, string dir)
+    {
+        var dots = EnvInt("SMP_BENCH_SERIAL_DOTS", 2000);
+        await using var gantry = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 1 });
+        await using var host = new SimulatorHost(gantry, Baud, TimeProvider.System);
+        var pty = host.AddPty(Path.Combine(dir, "ttySession"));
+        var app = ControllerHost.Build(new ControllerOptions
+        {
+            Gantry = $"serial:{pty.LinkPath}@{Baud.ToString(CultureInfo.InvariantCulture)}",
+            ProfilePath = profilePath,
+            DataDirectory = Directory.CreateDirectory(Path.Combine(dir, "data-session")).FullName,
+            Urls = "http://127.0.0.1:0",
+            MinimumLogLevel = LogLevel.Error,
+        });
+        await app.StartAsync();
+        try
+        {
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            using var channel = GrpcChannel.ForAddress(address);
+            var sessions = new SessionService.SessionServiceClient(channel);
+            var machine = new MachineService.MachineServiceClient(channel);
+            var safety = new SafetyService.SafetyServiceClient(channel);
+            using var heartbeatStop = new CancellationTokenSource();
+            var heartbeat = safety.OperatorHeartbeat(cancellationToken: heartbeatStop.Token);
+            await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
+            var beats = Task.Run(async () =>
+            {
+                using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+                try
+                {
+                    while (await timer.WaitForNextTickAsync(heartbeatStop.Token)) await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            });
+            await machine.HomeAsync(new HomeRequest());
+            var session = await sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(dots, seed: 2) });
+            var firstMotion = gantry.MotionRecord.Count;
+            await sessions.StartAsync(new SessionRef { SessionId = session.Id });
+            Session done;
+            using (var cts = new CancellationTokenSource(TimeSpan.FromHours(2)))
+            using (var watch = sessions.Watch(new WatchSessionRequest { SessionId = session.Id }, cancellationToken: cts.Token))
+            {
+                var lastReport = 0;
+                while (true)
+                {
+                    if (!await watch.ResponseStream.MoveNext(cts.Token)) throw new InvalidOperationException("the watch ended early");
+                    done = watch.ResponseStream.Current.Session;
+                    if (done.State is not (SessionState.Running or SessionState.Pausing)) break;
+                    if (done.Dots.Placed >= lastReport + 200)
+                    {
+                        lastReport = done.Dots.Placed;
+                        await Console.Error.WriteLineAsync($"serial session: {done.Dots.Placed}/{dots} dots, {done.ElapsedSeconds:0} s");
+                    }
+                }
+            }
+            await heartbeatStop.CancelAsync();
+            await beats;
+            if (done.State != SessionState.Completed) throw new InvalidOperationException($"the session ended {done.State}: {done.Reason}");
+
+            var idlePerDotMs = IdlePerDotMs(gantry.MotionRecord.Skip(firstMotion).ToList());
+            return new Dictionary<string, object>
+            {
+                ["sessionDots"] = done.Dots.Placed,
+                ["sessionSeconds"] = Stats.Round(done.ElapsedSeconds),
+                ["kinematicSeconds"] = Stats.Round(done.KinematicSeconds),
+                ["sessionOverKinematic"] = Stats.Round(done.ElapsedSeconds / done.KinematicSeconds),
+                ["idlePerDotMedianMs"] = Stats.Round(Stats.Median(idlePerDotMs)),
+                ["idlePerDotP99Ms"] = Stats.Round(Stats.Percentile(idlePerDotMs, 99)),
+            };
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    /// <summary>Gantry idle time per dot, ms: gaps between consecutive motions up to and including each dot's retract.</summary>
+    private static List<double> IdlePerDotMs(IReadOnlyList<SimMotion> record)
+    {
+        var perDot = new List<double>();
+        double idle = 0;
+        for (var k = 1; k < record.Count; k++)
+        {
+            idle += Math.Max(0, record[k].StartSimSeconds - record[k - 1].EndSimSeconds);
+            // A retract: a Z-up move right after the dwell at depth closes the dot.
+            if (record[k - 1].Kind == SimMotionKind.Dwell && record[k].To.Z > record[k].From.Z && record[k].To.X == record[k].From.X)
+            {
+                perDot.Add(idle * 1000);
+                idle = 0;
+            }
+        }
+        return perDot;
     }
 
     private static int EnvInt(string name, int fallback) =>
