@@ -33,8 +33,7 @@ internal static class SerialBench
         // delay the operator heartbeats (dead-man) by whole seconds while the wire threads run.
         ThreadPool.GetMinThreads(out var workers, out var io);
         ThreadPool.SetMinThreads(Math.Max(workers, 64), Math.Max(io, 64));
-        var root = FindRepoRoot();
-        var profilePath = Path.Combine(root, "hardware", "profiles", "sim.json");
+        var profilePath = BenchRig.ProfilePath("sim");
         var profile = MachineProfile.Load(profilePath);
         var dir = Directory.CreateTempSubdirectory("smp-bench-serial-");
         try
@@ -42,7 +41,7 @@ internal static class SerialBench
             var figures = new Dictionary<string, object>();
             foreach (var (k, v) in await ThroughputAsync(profile, dir.FullName)) figures[k] = v;
             foreach (var (k, v) in await EstopAsync(profilePath, profile, dir.FullName)) figures[k] = v;
-            var deskPath = Path.Combine(root, "hardware", "profiles", "desk-200.json");
+            var deskPath = BenchRig.ProfilePath("desk-200");
             foreach (var (k, v) in await SessionAsync(deskPath, MachineProfile.Load(deskPath), dir.FullName)) figures[k] = v;
             figures["note"] = "simulator on a pty at 115200 baud (10 bits/byte, both directions paced), client through System.IO.Ports; throughput at time scale 1000 so the planner keeps up; e-stop at time scale 20, RPC arrival to feed-hold byte at the board; session on desk-200 at time scale 1, idle per dot from the simulator's motion record";
             return figures;
@@ -96,92 +95,21 @@ internal static class SerialBench
         await using var gantry = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale });
         await using var host = new SimulatorHost(gantry, Baud, TimeProvider.System);
         var pty = host.AddPty(Path.Combine(dir, "ttyEstop"));
-        var data = Directory.CreateDirectory(Path.Combine(dir, "data"));
-        var app = ControllerHost.Build(new ControllerOptions
+        await using var rig = await BenchRig.StartAsync(new ControllerOptions
         {
             Gantry = $"serial:{pty.LinkPath}@{Baud.ToString(CultureInfo.InvariantCulture)}",
             ProfilePath = profilePath,
-            DataDirectory = data.FullName,
-            Urls = "http://127.0.0.1:0",
+            DataDirectory = Directory.CreateDirectory(Path.Combine(dir, "data")).FullName,
             TimeScale = timeScale,
-            MinimumLogLevel = LogLevel.Error,
         });
-        await app.StartAsync();
-        try
+        var latencies = await rig.EstopTrialsAsync(gantry, trials, "serial estop");
+        return new Dictionary<string, object>
         {
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            using var channel = GrpcChannel.ForAddress(address);
-            using var safetyChannel = GrpcChannel.ForAddress(address); // e-stop gets its own connection, as in smp
-            var sessions = new SessionService.SessionServiceClient(channel);
-            var machine = new MachineService.MachineServiceClient(channel);
-            var safety = new SafetyService.SafetyServiceClient(safetyChannel);
-            var supervisor = app.Services.GetRequiredService<SafetySupervisor>();
-
-            long holdByteTimestamp = 0;
-            gantry.RealtimeByteReceived += (b, ts) =>
-            {
-                if (b == (byte)GrblRealtime.FeedHold) Interlocked.CompareExchange(ref holdByteTimestamp, ts, 0);
-            };
-
-            using var heartbeatStop = new CancellationTokenSource();
-            var heartbeat = safety.OperatorHeartbeat(cancellationToken: heartbeatStop.Token);
-            var beats = Task.Run(async () =>
-            {
-                using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
-                try
-                {
-                    while (await timer.WaitForNextTickAsync(heartbeatStop.Token))
-                    {
-                        await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
-                    }
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            });
-            await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
-            await machine.HomeAsync(new HomeRequest());
-            var session = await sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(1500, seed: 1) });
-            await sessions.StartAsync(new SessionRef { SessionId = session.Id });
-
-            var latencies = new List<double>(trials);
-            for (var trial = 0; trial < trials; trial++)
-            {
-                var current = await sessions.GetAsync(new SessionRef { SessionId = session.Id });
-                await WaitPlacedAsync(sessions, session.Id, current.Dots.Placed + 1);
-                Interlocked.Exchange(ref holdByteTimestamp, 0);
-                await safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "bench", Reason = $"trial {trial}" }, deadline: DateTime.UtcNow.Add(Timeout));
-                var arrived = supervisor.State.ArrivedTimestamp;
-                var hold = Interlocked.Read(ref holdByteTimestamp);
-                if (hold == 0) throw new InvalidOperationException($"trial {trial}: no feed-hold byte reached the board");
-                latencies.Add(TimeProvider.System.GetElapsedTime(arrived, hold).TotalMilliseconds);
-
-                await safety.ResetEmergencyStopAsync(new ResetEmergencyStopRequest { Source = "bench" });
-                var stopped = await WaitStateAsync(sessions, session.Id, SessionState.EmergencyStopped);
-                if (stopped.Dots.InDoubt > 0)
-                {
-                    await sessions.ResolveDotsAsync(new ResolveDotsRequest { SessionId = session.Id, AllInDoubt = true, Resolution = DotResolution.Skip, Operator = "bench" });
-                }
-                if (!(await machine.GetStatusAsync(new GetMachineStatusRequest())).Homed) await machine.HomeAsync(new HomeRequest());
-                await sessions.ResumeAsync(new SessionRef { SessionId = session.Id });
-                if (trial % 20 == 19) await Console.Error.WriteLineAsync($"serial estop: {trial + 1}/{trials} trials, median so far {Stats.Median(latencies):0.000} ms");
-            }
-            await heartbeatStop.CancelAsync();
-            await beats;
-            await sessions.AbortAsync(new SessionRef { SessionId = session.Id });
-            return new Dictionary<string, object>
-            {
-                ["estopTrials"] = latencies.Count,
-                ["estopMedianMs"] = Stats.Round(Stats.Median(latencies)),
-                ["estopP99Ms"] = Stats.Round(Stats.Percentile(latencies, 99)),
-                ["estopMaxMs"] = Stats.Round(latencies.Max()),
-            };
-        }
-        finally
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
+            ["estopTrials"] = latencies.Count,
+            ["estopMedianMs"] = Stats.Round(Stats.Median(latencies)),
+            ["estopP99Ms"] = Stats.Round(Stats.Percentile(latencies, 99)),
+            ["estopMaxMs"] = Stats.Round(latencies.Max()),
+        };
     }
 
     /// <summary>
@@ -195,77 +123,38 @@ internal static class SerialBench
         await using var gantry = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 1 });
         await using var host = new SimulatorHost(gantry, Baud, TimeProvider.System);
         var pty = host.AddPty(Path.Combine(dir, "ttySession"));
-        var app = ControllerHost.Build(new ControllerOptions
+        await using var rig = await BenchRig.StartAsync(new ControllerOptions
         {
             Gantry = $"serial:{pty.LinkPath}@{Baud.ToString(CultureInfo.InvariantCulture)}",
             ProfilePath = profilePath,
             DataDirectory = Directory.CreateDirectory(Path.Combine(dir, "data-session")).FullName,
-            Urls = "http://127.0.0.1:0",
-            MinimumLogLevel = LogLevel.Error,
         });
-        await app.StartAsync();
-        try
+        await rig.Machine.HomeAsync(new HomeRequest());
+        var session = await rig.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(dots, seed: 2) });
+        var firstMotion = gantry.MotionRecord.Count;
+        await rig.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        var lastReport = 0;
+        var done = await rig.WaitAsync(session.Id, s =>
         {
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            using var channel = GrpcChannel.ForAddress(address);
-            var sessions = new SessionService.SessionServiceClient(channel);
-            var machine = new MachineService.MachineServiceClient(channel);
-            var safety = new SafetyService.SafetyServiceClient(channel);
-            using var heartbeatStop = new CancellationTokenSource();
-            var heartbeat = safety.OperatorHeartbeat(cancellationToken: heartbeatStop.Token);
-            await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
-            var beats = Task.Run(async () =>
+            if (s.Dots.Placed >= lastReport + 200)
             {
-                using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
-                try
-                {
-                    while (await timer.WaitForNextTickAsync(heartbeatStop.Token)) await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            });
-            await machine.HomeAsync(new HomeRequest());
-            var session = await sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(dots, seed: 2) });
-            var firstMotion = gantry.MotionRecord.Count;
-            await sessions.StartAsync(new SessionRef { SessionId = session.Id });
-            Session done;
-            using (var cts = new CancellationTokenSource(TimeSpan.FromHours(2)))
-            using (var watch = sessions.Watch(new WatchSessionRequest { SessionId = session.Id }, cancellationToken: cts.Token))
-            {
-                var lastReport = 0;
-                while (true)
-                {
-                    if (!await watch.ResponseStream.MoveNext(cts.Token)) throw new InvalidOperationException("the watch ended early");
-                    done = watch.ResponseStream.Current.Session;
-                    if (done.State is not (SessionState.Running or SessionState.Pausing)) break;
-                    if (done.Dots.Placed >= lastReport + 200)
-                    {
-                        lastReport = done.Dots.Placed;
-                        await Console.Error.WriteLineAsync($"serial session: {done.Dots.Placed}/{dots} dots, {done.ElapsedSeconds:0} s");
-                    }
-                }
+                lastReport = s.Dots.Placed;
+                Console.Error.WriteLine($"serial session: {s.Dots.Placed}/{dots} dots, {s.ElapsedSeconds:0} s");
             }
-            await heartbeatStop.CancelAsync();
-            await beats;
-            if (done.State != SessionState.Completed) throw new InvalidOperationException($"the session ended {done.State}: {done.Reason}");
+            return s.State is not (SessionState.Running or SessionState.Pausing);
+        }, mustKeepRunning: false, TimeSpan.FromHours(2));
+        if (done.State != SessionState.Completed) throw new InvalidOperationException($"the session ended {done.State}: {done.Reason}");
 
-            var idlePerDotMs = IdlePerDotMs(gantry.MotionRecord.Skip(firstMotion).ToList());
-            return new Dictionary<string, object>
-            {
-                ["sessionDots"] = done.Dots.Placed,
-                ["sessionSeconds"] = Stats.Round(done.ElapsedSeconds),
-                ["kinematicSeconds"] = Stats.Round(done.KinematicSeconds),
-                ["sessionOverKinematic"] = Stats.Round(done.ElapsedSeconds / done.KinematicSeconds),
-                ["idlePerDotMedianMs"] = Stats.Round(Stats.Median(idlePerDotMs)),
-                ["idlePerDotP99Ms"] = Stats.Round(Stats.Percentile(idlePerDotMs, 99)),
-            };
-        }
-        finally
+        var idlePerDotMs = IdlePerDotMs(gantry.MotionRecord.Skip(firstMotion).ToList());
+        return new Dictionary<string, object>
         {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
+            ["sessionDots"] = done.Dots.Placed,
+            ["sessionSeconds"] = Stats.Round(done.ElapsedSeconds),
+            ["kinematicSeconds"] = Stats.Round(done.KinematicSeconds),
+            ["sessionOverKinematic"] = Stats.Round(done.ElapsedSeconds / done.KinematicSeconds),
+            ["idlePerDotMedianMs"] = Stats.Round(Stats.Median(idlePerDotMs)),
+            ["idlePerDotP99Ms"] = Stats.Round(Stats.Percentile(idlePerDotMs, 99)),
+        };
     }
 
     /// <summary>Gantry idle time per dot, ms: gaps between consecutive motions up to and including each dot's retract.</summary>
@@ -288,36 +177,4 @@ internal static class SerialBench
 
     private static int EnvInt(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0 ? v : fallback;
-
-    private static async Task WaitPlacedAsync(SessionService.SessionServiceClient sessions, string id, int placed)
-    {
-        using var cts = new CancellationTokenSource(Timeout);
-        using var watch = sessions.Watch(new WatchSessionRequest { SessionId = id }, cancellationToken: cts.Token);
-        while (await watch.ResponseStream.MoveNext(cts.Token))
-        {
-            var s = watch.ResponseStream.Current.Session;
-            if (s.Dots.Placed >= placed) return;
-            if (s.State != SessionState.Running) throw new InvalidOperationException($"session {id} is {s.State}: {s.Reason}");
-        }
-    }
-
-    private static async Task<Session> WaitStateAsync(SessionService.SessionServiceClient sessions, string id, SessionState state)
-    {
-        using var cts = new CancellationTokenSource(Timeout);
-        using var watch = sessions.Watch(new WatchSessionRequest { SessionId = id }, cancellationToken: cts.Token);
-        while (await watch.ResponseStream.MoveNext(cts.Token))
-        {
-            if (watch.ResponseStream.Current.Session.State == state) return watch.ResponseStream.Current.Session;
-        }
-        throw new TimeoutException($"session {id} never reached {state}");
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "SmpRobot.sln"))) return dir.FullName;
-        }
-        throw new InvalidOperationException("cannot find the repository root");
-    }
 }

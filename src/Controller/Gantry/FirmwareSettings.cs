@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using SmpRobot.Controller.Motion;
 
 namespace SmpRobot.Controller.Gantry;
@@ -57,15 +55,6 @@ public static class FirmwareSettings
 
     /// <summary>The <see cref="SettingDifference.Actual"/> of a setting the board did not list.</summary>
     public const string NotReported = "(not reported)";
-
-    private static readonly JsonSerializerOptions ProfileJsonOptions = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        ReadCommentHandling = JsonCommentHandling.Skip,
-        AllowTrailingCommas = true,
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        NumberHandling = JsonNumberHandling.Strict,
-    };
 
     /// <summary>
     /// The settings <paramref name="profile"/> depends on, in a stable order: $2 and $3 (informative),
@@ -145,21 +134,7 @@ public static class FirmwareSettings
 
     /// <summary>Parses a profile file's text (the format of hardware/profiles/*.json) and checks it.</summary>
     /// <exception cref="InvalidDataException">Not a valid profile.</exception>
-    public static MachineProfile ParseProfile(string json, string source)
-    {
-        ArgumentNullException.ThrowIfNull(json);
-        try
-        {
-            var profile = JsonSerializer.Deserialize<MachineProfile>(json, ProfileJsonOptions)
-                ?? throw new InvalidDataException($"machine profile {source} is empty");
-            profile.Check();
-            return profile;
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"machine profile {source} is not valid: {e.Message}", e);
-        }
-    }
+    public static MachineProfile ParseProfile(string json, string source) => MachineProfile.Parse(json, source);
 
     private static FirmwareSetting Number(int number, string name, double value) =>
         new(number, name, value.ToString("0.000", CultureInfo.InvariantCulture), FirmwareSettingKind.Number);

@@ -97,16 +97,23 @@ public sealed record MachineProfile
         {
             throw new InvalidDataException($"machine profile '{path}' does not exist");
         }
+        return Parse(File.ReadAllText(path), $"'{path}'");
+    }
+
+    /// <summary>Parses and checks a profile's JSON text; <paramref name="source"/> names it in errors.</summary>
+    public static MachineProfile Parse(string json, string source)
+    {
+        ArgumentNullException.ThrowIfNull(json);
         try
         {
-            var profile = JsonSerializer.Deserialize<MachineProfile>(File.ReadAllText(path), JsonOptions)
-                ?? throw new InvalidDataException($"machine profile '{path}' is empty");
+            var profile = JsonSerializer.Deserialize<MachineProfile>(json, JsonOptions)
+                ?? throw new InvalidDataException($"machine profile {source} is empty");
             profile.Check();
             return profile;
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"machine profile '{path}' is not valid: {e.Message}", e);
+            throw new InvalidDataException($"machine profile {source} is not valid: {e.Message}", e);
         }
     }
 

@@ -1,0 +1,141 @@
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Gantry.Simulation;
+using SmpRobot.Controller.Safety;
+
+namespace SmpRobot.Bench;
+
+/// <summary>
+/// A real controller host on a free loopback port with its gRPC clients (the e-stop on its own
+/// channel, as in smp) and a live operator heartbeat: what every controller benchmark starts from.
+/// </summary>
+internal sealed class BenchRig : IAsyncDisposable
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private readonly WebApplication _app;
+    private readonly GrpcChannel _channel;
+    private readonly GrpcChannel _safetyChannel;
+    private readonly CancellationTokenSource _heartbeatStop = new();
+    private readonly Task _beats;
+
+    private BenchRig(WebApplication app, string address)
+    {
+        _app = app;
+        _channel = GrpcChannel.ForAddress(address);
+        _safetyChannel = GrpcChannel.ForAddress(address);
+        Sessions = new SessionService.SessionServiceClient(_channel);
+        Machine = new MachineService.MachineServiceClient(_channel);
+        Safety = new SafetyService.SafetyServiceClient(_safetyChannel);
+        var heartbeat = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
+        _beats = Task.Run(async () =>
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+            try
+            {
+                do
+                {
+                    await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
+                }
+                while (await timer.WaitForNextTickAsync(_heartbeatStop.Token));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            finally
+            {
+                heartbeat.Dispose();
+            }
+        });
+    }
+
+    public SessionService.SessionServiceClient Sessions { get; }
+    public MachineService.MachineServiceClient Machine { get; }
+    public SafetyService.SafetyServiceClient Safety { get; }
+    public SafetySupervisor Supervisor => _app.Services.GetRequiredService<SafetySupervisor>();
+
+    /// <summary>hardware/profiles/NAME.json of this checkout.</summary>
+    public static string ProfilePath(string name) => Path.Combine(HardwarePaths.HardwareDirectory(), "profiles", name + ".json");
+
+    /// <summary>Starts a controller (logging errors only) with the given gantry options.</summary>
+    public static async Task<BenchRig> StartAsync(ControllerOptions options)
+    {
+        var app = ControllerHost.Build(options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error });
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new BenchRig(app, address);
+    }
+
+    /// <summary>
+    /// E-stop latency while a session streams: each trial waits for one more placed dot, calls the
+    /// EmergencyStop RPC, and measures from its arrival at the controller's HTTP pipeline to the
+    /// feed-hold byte reaching <paramref name="gantry"/>; then resets, skips the dot in doubt, re-homes
+    /// if needed and resumes. Returns the latencies, ms.
+    /// </summary>
+    public async Task<List<double>> EstopTrialsAsync(SimulatedGantry gantry, int trials, string label)
+    {
+        long holdByteTimestamp = 0;
+        gantry.RealtimeByteReceived += (b, ts) =>
+        {
+            if (b == (byte)GrblRealtime.FeedHold) Interlocked.CompareExchange(ref holdByteTimestamp, ts, 0);
+        };
+        await Machine.HomeAsync(new HomeRequest());
+        var session = await Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = Controller.Plans.DemoPlanGenerator.Generate(1500, seed: 1) });
+        await Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        var latencies = new List<double>(trials);
+        for (var trial = 0; trial < trials; trial++)
+        {
+            var current = await Sessions.GetAsync(new SessionRef { SessionId = session.Id });
+            await WaitAsync(session.Id, s => s.Dots.Placed >= current.Dots.Placed + 1, mustKeepRunning: true);
+            Interlocked.Exchange(ref holdByteTimestamp, 0);
+            await Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "bench", Reason = $"trial {trial}" }, deadline: DateTime.UtcNow.Add(Timeout));
+            var hold = Interlocked.Read(ref holdByteTimestamp);
+            if (hold == 0) throw new InvalidOperationException($"trial {trial}: no feed-hold byte reached the board");
+            latencies.Add(TimeProvider.System.GetElapsedTime(Supervisor.State.ArrivedTimestamp, hold).TotalMilliseconds);
+
+            await Safety.ResetEmergencyStopAsync(new ResetEmergencyStopRequest { Source = "bench" });
+            var stopped = await WaitAsync(session.Id, s => s.State == SessionState.EmergencyStopped, mustKeepRunning: false);
+            if (stopped.Dots.InDoubt > 0)
+            {
+                await Sessions.ResolveDotsAsync(new ResolveDotsRequest { SessionId = session.Id, AllInDoubt = true, Resolution = DotResolution.Skip, Operator = "bench" });
+            }
+            if (!(await Machine.GetStatusAsync(new GetMachineStatusRequest())).Homed) await Machine.HomeAsync(new HomeRequest());
+            await Sessions.ResumeAsync(new SessionRef { SessionId = session.Id });
+            if (trial % 20 == 19) await Console.Error.WriteLineAsync($"{label}: {trial + 1}/{trials} trials, median so far {Stats.Median(latencies):0.000} ms");
+        }
+        await Sessions.AbortAsync(new SessionRef { SessionId = session.Id });
+        return latencies;
+    }
+
+    /// <summary>Follows a session until <paramref name="until"/> holds (or, with <paramref name="mustKeepRunning"/>, fails when it stops running).</summary>
+    public async Task<Session> WaitAsync(string sessionId, Func<Session, bool> until, bool mustKeepRunning, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? Timeout);
+        using var watch = Sessions.Watch(new WatchSessionRequest { SessionId = sessionId }, cancellationToken: cts.Token);
+        while (await watch.ResponseStream.MoveNext(cts.Token))
+        {
+            var s = watch.ResponseStream.Current.Session;
+            if (until(s)) return s;
+            if (mustKeepRunning && s.State is not (SessionState.Running or SessionState.Pausing)) throw new InvalidOperationException($"session {sessionId} is {s.State}: {s.Reason}");
+        }
+        throw new TimeoutException($"session {sessionId} never reached the expected state");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _heartbeatStop.CancelAsync();
+        await _beats;
+        _channel.Dispose();
+        _safetyChannel.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        _heartbeatStop.Dispose();
+    }
+}
