@@ -1,0 +1,47 @@
+using Microsoft.Extensions.Time.Testing;
+using SmpRobot.Controller.Sessions;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Tests.Unit;
+
+public class AimingTests
+{
+    private static readonly PlannedDot Dot = new(0, "d1", 1.0, 2.0, 3.0, 1.0, 200, "charcoal-1");
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-23T10:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+
+    private sealed class StubPose(HeadPoseSample? sample) : IHeadPoseSource
+    {
+        public string Description => "stub";
+
+        public HeadPoseSample? Latest() => sample;
+    }
+
+    private (AimedDot? Aim, string? Hold) AimWith(HeadPoseSample? pose) =>
+        new Aiming(TestProfiles.Desk(), new StubPose(pose), _time).Aim(Dot);
+
+    private HeadPoseSample Pose(double quality = 1, double speed = 0, double originX = 100) =>
+        new(RigidTransform.FromYawDegrees(0, new Vec3(originX, 100, 20)), _time.GetTimestamp(), quality, speed);
+
+    [Fact]
+    public void A_fresh_good_pose_gives_hover_and_depth_points_on_the_step_grid()
+    {
+        var (aim, hold) = AimWith(Pose());
+        Assert.Null(hold);
+        Assert.Equal(new Vec3(101, 102, 23 + 1.5), aim!.HoverMm);   // skin z 23, hover 1.5 mm above
+        Assert.Equal(new Vec3(101, 102, 22), aim.DepthMm);          // depth 1 mm below the skin
+    }
+
+    [Fact]
+    public void Every_gate_holds_with_its_reason()
+    {
+        Assert.Contains("not tracked", AimWith(null).Hold);
+        var old = Pose();
+        _time.Advance(TimeSpan.FromMilliseconds(101)); // profile limit: 100 ms
+        Assert.Contains("stale", AimWith(old).Hold);
+        Assert.Contains("quality", AimWith(Pose(quality: 0.4)).Hold);
+        Assert.Contains("moving", AimWith(Pose(speed: 5.1)).Hold);
+        Assert.Contains("envelope", AimWith(Pose(originX: 199.5)).Hold);
+        Assert.Null(AimWith(Pose(quality: 0.5, speed: 5.0)).Hold); // limits are inclusive
+    }
+}
