@@ -143,12 +143,14 @@ internal static class SerialBench
             }
             return s.State is not (SessionState.Running or SessionState.Pausing);
         }, mustKeepRunning: false, TimeSpan.FromHours(2));
-        if (done.State != SessionState.Completed) throw new InvalidOperationException($"the session ended {done.State}: {done.Reason}");
+        // A hold (e.g. the dead-man on a loaded machine) ends the run early: report what was placed, and how it ended.
+        if (done.State != SessionState.Completed) await Console.Error.WriteLineAsync($"serial session ended {done.State} after {done.Dots.Placed} dots: {done.Reason}");
 
         var idlePerDotMs = IdlePerDotMs(gantry.MotionRecord.Skip(firstMotion).ToList());
         return new Dictionary<string, object>
         {
             ["sessionDots"] = done.Dots.Placed,
+            ["sessionEnded"] = done.State == SessionState.Completed ? "COMPLETED" : $"{done.State}: {done.Reason}",
             ["sessionSeconds"] = Stats.Round(done.ElapsedSeconds),
             ["kinematicSeconds"] = Stats.Round(done.KinematicSeconds),
             ["sessionOverKinematic"] = Stats.Round(done.ElapsedSeconds / done.KinematicSeconds),
