@@ -25,6 +25,7 @@ internal sealed class BenchRig : IAsyncDisposable
     private readonly GrpcChannel _safetyChannel;
     private readonly CancellationTokenSource _heartbeatStop = new();
     private readonly Task _beats;
+    private readonly Task _replies;
 
     private BenchRig(WebApplication app, string address)
     {
@@ -35,6 +36,20 @@ internal sealed class BenchRig : IAsyncDisposable
         Machine = new MachineService.MachineServiceClient(_channel);
         Safety = new SafetyService.SafetyServiceClient(_safetyChannel);
         var heartbeat = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
+        // The controller answers every beat: read the answers, or HTTP/2 flow control eventually stalls
+        // the stream and the dead-man (rightly) holds the session.
+        _replies = Task.Run(async () =>
+        {
+            try
+            {
+                while (await heartbeat.ResponseStream.MoveNext(_heartbeatStop.Token))
+                {
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException)
+            {
+            }
+        });
         _beats = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
@@ -132,6 +147,7 @@ internal sealed class BenchRig : IAsyncDisposable
     {
         await _heartbeatStop.CancelAsync();
         await _beats;
+        await _replies;
         _channel.Dispose();
         _safetyChannel.Dispose();
         await _app.StopAsync();

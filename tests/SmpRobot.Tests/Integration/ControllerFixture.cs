@@ -23,6 +23,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly CancellationTokenSource _heartbeatStop = new();
     private Task? _heartbeat;
+    private Task? _heartbeatReplies;
 
     private ControllerFixture(WebApplication app, SimulatedGantry simulator, string dataDirectory, string address)
     {
@@ -74,6 +75,20 @@ internal sealed class ControllerFixture : IAsyncDisposable
         var call = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
         await call.RequestStream.WriteAsync(new Heartbeat { Operator = "test", Sequence = 0 });
         await call.ResponseStream.MoveNext(_heartbeatStop.Token).WaitAsync(Timeout);
+        // Read every answer, as smp does: unread answers would fill the HTTP/2 window and stall the stream.
+        _heartbeatReplies = Task.Run(async () =>
+        {
+            try
+            {
+                while (await call.ResponseStream.MoveNext(_heartbeatStop.Token))
+                {
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or RpcException or InvalidOperationException)
+            {
+                // Stopped on purpose, or the controller went away.
+            }
+        });
         _heartbeat = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
@@ -100,6 +115,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
     {
         await _heartbeatStop.CancelAsync();
         if (_heartbeat is not null) await _heartbeat.WaitAsync(Timeout);
+        if (_heartbeatReplies is not null) await _heartbeatReplies.WaitAsync(Timeout);
     }
 
     /// <summary>Homes the machine (needed after power-on).</summary>
