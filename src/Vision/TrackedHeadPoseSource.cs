@@ -1,4 +1,20 @@
+using OpenCvSharp;
+
 namespace SmpRobot.Vision;
+
+/// <summary>The tracker's view of its last frame, for status displays.</summary>
+/// <param name="Camera">The frame source ("synthetic:sway", "device:0", ...).</param>
+/// <param name="FrameTimestamp">TimeProvider timestamp of the last frame's capture.</param>
+/// <param name="BoardFound">False when the last frame gave no pose (board lost or too few corners).</param>
+/// <param name="MarkersSeen">Markers detected in the last frame.</param>
+/// <param name="CornersSeen">ChArUco corners interpolated in the last frame.</param>
+/// <param name="ReprojectionErrorPx">RMS reprojection error of the last pose, px; NaN without a pose.</param>
+/// <param name="Quality">0..1 as published to placement (0 while lost or unsettled).</param>
+/// <param name="HeadSpeedMmPerS">Filtered head speed; NaN before the first sighting.</param>
+/// <param name="FramesProcessed">Frames tracked since start.</param>
+/// <param name="FramesLost">Frames without a pose since start.</param>
+/// <param name="Jerks">Times a jerk restarted the filter.</param>
+public sealed record TrackingSnapshot(string Camera, long FrameTimestamp, bool BoardFound, int MarkersSeen, int CornersSeen, double ReprojectionErrorPx, double Quality, double HeadSpeedMmPerS, long FramesProcessed, long FramesLost, int Jerks);
 
 /// <summary>
 /// <see cref="IHeadPoseSource"/> from a camera: reads frames, tracks the board, and reports
@@ -16,6 +32,10 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     private long _lastFrameTimestamp;
     private double _lastQuality;
     private bool _seen;
+    private Frame? _lastFrame;
+    private TrackingResult? _lastResult;
+    private long _framesProcessed;
+    private long _framesLost;
 
     /// <summary>
     /// Tracks <paramref name="board"/> in <paramref name="frames"/>. Intrinsics default to the
@@ -39,18 +59,56 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     /// <summary>Reads and tracks one frame. Returns null at the end of a recording. Call from one thread.</summary>
     public TrackingResult? ProcessNextFrame()
     {
-        using var frame = _frames.Read();
+        var frame = _frames.Read();
         if (frame is null) return null;
         var (raw, detection) = _tracker.Detect(frame.Image, frame.CapturedTimestamp);
         TrackingResult result;
+        Frame? previous;
         lock (_lock)
         {
             result = _tracker.Fold(raw, detection, frame.CapturedTimestamp);
             _lastFrameTimestamp = frame.CapturedTimestamp;
             _lastQuality = _tracker.Trusted ? result.Raw!.Quality : 0.0;
             _seen |= result.Filtered is not null;
+            // The last frame is kept (not copied) for previews; the one it replaces is released.
+            previous = _lastFrame;
+            _lastFrame = frame;
+            _lastResult = result;
+            _framesProcessed++;
+            if (raw is null) _framesLost++;
         }
+        previous?.Dispose();
         return result;
+    }
+
+    /// <summary>
+    /// What the tracker made of the last frame: markers and corners seen, reprojection error,
+    /// quality, and counts; null before the first frame.
+    /// </summary>
+    public TrackingSnapshot? Snapshot()
+    {
+        lock (_lock)
+        {
+            if (_lastResult is null) return null;
+            var raw = _lastResult.Raw;
+            return new TrackingSnapshot(Description, _lastFrameTimestamp, raw is not null, raw?.MarkersSeen ?? _lastResult.Detection.MarkerIds.Length,
+                _lastResult.Detection.CharucoIds.Length, raw?.ReprojectionErrorPx ?? double.NaN, _lastQuality, _lastResult.Filtered?.HeadSpeedMmPerS ?? double.NaN,
+                _framesProcessed, _framesLost, _tracker.JerkCount);
+        }
+    }
+
+    /// <summary>
+    /// The last processed frame as a PNG with the detected markers, ChArUco corners and the head
+    /// frame's axes drawn (see <see cref="TrackingPreview.Draw"/>); null before the first frame.
+    /// </summary>
+    public byte[]? PreviewPng()
+    {
+        lock (_lock)
+        {
+            if (_lastFrame is null || _lastResult is null) return null;
+            using var drawn = TrackingPreview.Draw(_lastFrame.Image, _lastResult.Detection, _lastResult.Raw, _tracker.Intrinsics);
+            return drawn.ImEncode(".png");
+        }
     }
 
     /// <summary>
@@ -89,6 +147,11 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 
     public void Dispose()
     {
+        lock (_lock)
+        {
+            _lastFrame?.Dispose();
+            _lastFrame = null;
+        }
         _tracker.Dispose();
         _frames.Dispose();
     }
