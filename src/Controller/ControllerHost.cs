@@ -35,6 +35,15 @@ public sealed record ControllerOptions
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
     /// <summary>Connect (and, for the simulator, power on) at start-up.</summary>
     public bool ConnectAtStart { get; init; } = true;
+    /// <summary>
+    /// Camera that tracks the head (see FrameSources.Parse): "none" (a fixed head from the profile),
+    /// "device:N[@WxH]", "file:PATH", "synthetic[:SCENARIO][@WxH]"; null = the profile's tracking.camera.
+    /// A synthetic scene runs on the simulated clock (the time scale), so its head moves at real speed
+    /// in machine time.
+    /// </summary>
+    public string? Camera { get; init; }
+    /// <summary>Tests and benches: builds the head-pose source instead of <see cref="Camera"/>.</summary>
+    public Func<IServiceProvider, IHeadPoseSource>? HeadPoseSource { get; init; }
 }
 
 /// <summary>Builds the controller's gRPC host: composition root, nothing else.</summary>
@@ -81,7 +90,11 @@ public static class ControllerHost
             services.AddSingleton(sp => new GantryConnection(
                 gantrySpec.CreateTransport, gantrySpec.Description, profile, options.TimeProvider, options.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
         }
-        services.AddSingleton<IHeadPoseSource>(sp => new FixedHeadPoseSource(profile.FixedHead.ToTransform(), options.TimeProvider));
+        var cameraSpec = (options.Camera ?? profile.Tracking.Camera).Trim();
+        // Parsed now, so a bad --camera fails at start with a clear message.
+        var camera = options.HeadPoseSource is null ? CameraSetup.Create(cameraSpec, profile, options.TimeProvider, gantrySpec.Kind == GantryLinkKind.Simulated ? options.Simulator?.TimeScale ?? options.TimeScale : options.TimeScale) : null;
+        services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? camera!);
+        services.AddHostedService<TrackingLoop>();
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton<SessionManager>();
@@ -123,6 +136,68 @@ public static class ControllerHost
         app.MapGrpcHealthChecksService();
         return app;
     }
+}
+
+/// <summary>Builds the head-pose source a controller runs with.</summary>
+public static class CameraSetup
+{
+    /// <summary>
+    /// "none" → the profile's fixed head; otherwise a tracked camera with T_GC from the profile. A
+    /// synthetic camera renders and is tracked on a clock running <paramref name="timeScale"/> times
+    /// faster than <paramref name="timeProvider"/> (the simulated world's clock); real cameras use
+    /// the real clock. Throws ArgumentException or InvalidDataException with a clear message.
+    /// </summary>
+    public static IHeadPoseSource Create(string cameraSpec, MachineProfile profile, TimeProvider timeProvider, double timeScale)
+    {
+        if (cameraSpec.Equals("none", StringComparison.OrdinalIgnoreCase)) return new FixedHeadPoseSource(profile.FixedHead.ToTransform(), timeProvider);
+        var mount = profile.Tracking.GantryFromCamera ?? throw new InvalidDataException($"profile '{profile.Name}' has no tracking.gantryFromCamera: a camera needs its mounting (T_GC)");
+        var synthetic = cameraSpec.StartsWith("synthetic", StringComparison.OrdinalIgnoreCase);
+        TimeProvider clock = synthetic && timeScale != 1 ? new ScaledTimeProvider(timeProvider, timeScale) : timeProvider;
+        var boardPath = Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.Board);
+        var board = MarkerBoard.Load(boardPath);
+        var frames = FrameSources.Parse(cameraSpec, clock);
+        try
+        {
+            // Predictions reach as far as the look-ahead of a dot (travel + plunge); the stale gate
+            // separately bounds how old the frame behind them may be.
+            var options = new HeadTrackerOptions { Filter = new PoseFilterOptions { MaxPredictionMs = 600 } };
+            return new TrackedHeadPoseSource(frames, board, mount.ToTransform(), clock, options: options);
+        }
+        catch
+        {
+            frames.Dispose();
+            board.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>Tracks the camera's frames in the background for as long as the controller runs (nothing to do for a fixed head). The DI container disposes the source.</summary>
+internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (source is not TrackedHeadPoseSource tracked) return;
+        log.LogInformation("Tracking the head with {Camera}", tracked.Description);
+        // A thread of its own: detection is CPU-bound and must not starve the gRPC and gantry work.
+        await Task.Factory.StartNew(async () =>
+        {
+            try
+            {
+                await tracked.RunAsync(stoppingToken);
+                if (!stoppingToken.IsCancellationRequested) log.LogWarning("The camera {Camera} ended: the pose goes stale and sessions hold", tracked.Description);
+            }
+            catch (OperationCanceledException)
+            {
+                // Shutting down.
+            }
+            catch (Exception e)
+            {
+                log.LogError(e, "Tracking stopped: the pose goes stale and sessions hold");
+            }
+        }, stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
 }
 
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>

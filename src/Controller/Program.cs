@@ -16,9 +16,15 @@ internal static class Program
         var data = new Option<string?>("--data") { Description = "Directory for the durable ledger (default: ~/.local/state/smprobot)" };
         var urls = new Option<string>("--urls") { Description = "Listen address (loopback by default)", DefaultValueFactory = _ => ControllerHost.DefaultUrl };
         var timeScale = new Option<double>("--time-scale") { Description = "Simulated seconds per wall second: the in-process simulator's speed-up, or for serial/tcp how fast the device's clock runs (1 on hardware)", DefaultValueFactory = _ => 1.0 };
+        var camera = new Option<string?>("--camera")
+        {
+            Description = "Camera tracking the head: none (a fixed head: the profile's fixedHead), device:N[@WxH], file:PATH (video or image folder), "
+                + "synthetic[:SCENARIO][@WxH] (still, drift, sway, jerk[:SECONDS], occlusion, blur, noise, lighting, lost). Default: the profile's tracking.camera. "
+                + "A synthetic scene runs on the simulated clock: keep --time-scale low enough for tracking to keep up (1 at 720p on 2 cores), or sessions hold on stale poses",
+        };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale,
+            gantry, profile, data, urls, timeScale, camera,
         };
         root.SetAction(parse =>
         {
@@ -31,6 +37,7 @@ internal static class Program
                     DataDirectory = parse.GetValue(data) ?? DefaultDataDirectory(),
                     Urls = parse.GetValue(urls)!,
                     TimeScale = parse.GetValue(timeScale),
+                    Camera = parse.GetValue(camera),
                 };
                 var app = ControllerHost.Build(options);
                 app.Run();

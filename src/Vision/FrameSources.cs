@@ -58,7 +58,8 @@ public static class FrameSources
     /// <c>device:N[@WxH]</c> a camera (V4L2 index N, default 1280x720);
     /// <c>file:PATH</c> a video file, or a folder of images (png/jpg/bmp, in name order);
     /// <c>synthetic[:SCENARIO][@WxH]</c> the synthetic head scene (scenarios: still, drift, sway, jerk,
-    /// occlusion, blur, noise, lighting, lost; default still at 1280x720).
+    /// occlusion, blur, noise, lighting, lost; default still at 1280x720; <c>synthetic:jerk:SECONDS</c>
+    /// sets when the jerk starts, default 1 s). The synthetic scene's time runs on <paramref name="timeProvider"/>.
     /// Throws ArgumentException on a malformed spec.
     /// </summary>
     public static IFrameSource Parse(string spec, TimeProvider timeProvider)
@@ -85,9 +86,16 @@ public static class FrameSources
             case "synthetic":
             {
                 var (body, size) = SplitSize(rest, spec);
-                var scenario = body.Length == 0 ? SyntheticScenario.Still : ParseScenario(body, spec);
+                var parts = body.Split(':', 2);
+                var scenario = parts[0].Length == 0 ? SyntheticScenario.Still : ParseScenario(parts[0], spec);
+                var jerkAtS = 1.0;
+                if (parts.Length == 2 && (scenario != SyntheticScenario.Jerk
+                    || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out jerkAtS) || !(jerkAtS >= 0) || jerkAtS > 86400))
+                {
+                    throw new ArgumentException($"frame source '{spec}': only synthetic:jerk:SECONDS takes a parameter (when the jerk starts, 0..86400 s)");
+                }
                 var s = size ?? new Size(1280, 720);
-                return new SyntheticFrameSource(new SyntheticScene(scenario, CameraIntrinsics.Synthetic(s.Width, s.Height)), timeProvider, spec);
+                return new SyntheticFrameSource(new SyntheticScene(scenario, CameraIntrinsics.Synthetic(s.Width, s.Height)) { JerkAtSeconds = jerkAtS }, timeProvider, spec);
             }
             default:
                 throw new ArgumentException($"frame source '{spec}': unknown kind '{kind}' (device:N, file:PATH, synthetic[:SCENARIO])");

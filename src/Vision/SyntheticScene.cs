@@ -12,7 +12,7 @@ public enum SyntheticScenario
     Drift,
     /// <summary>Breathing sway: a few mm at 0.25 Hz (peak speed about 4 mm/s) and a little rocking.</summary>
     Sway,
-    /// <summary>Still, then a sudden 5 mm jerk along camera X at t = 1.0 s (over 20 ms), then still again.</summary>
+    /// <summary>Still, then a sudden 5 mm jerk along camera X at t = <see cref="SyntheticScene.JerkAtSeconds"/> (default 1.0 s, over 20 ms), then still again.</summary>
     Jerk,
     /// <summary>Still; a gloved finger slides over part of the board during the first 0.5 s.</summary>
     Occlusion,
@@ -71,6 +71,9 @@ public sealed class SyntheticScene : IDisposable
 
     public SyntheticScenario Scenario { get; }
     public CameraIntrinsics Intrinsics { get; }
+
+    /// <summary>When the Jerk scenario's jerk starts, scene seconds. Default 1.0.</summary>
+    public double JerkAtSeconds { get; init; } = 1.0;
     public MarkerBoard Board { get; }
 
     /// <summary>Standard deviation of the additive Gaussian sensor noise, grey levels.</summary>
@@ -82,7 +85,7 @@ public sealed class SyntheticScene : IDisposable
     /// <summary>Ground truth T_CH at scene time <paramref name="tS"/> (seconds from the start).</summary>
     public RigidTransform TruthAt(double tS)
     {
-        var (d, w) = Motion(Scenario, tS);
+        var (d, w) = Motion(Scenario, tS, JerkAtSeconds);
         var rest = Rotations.RotationMatrix(RestCameraFromHead);
         var r = Rotations.Multiply(Rotations.MatrixFromVector(w), rest);
         return Rotations.FromMatrix(r, RestCameraFromHead.Translation + d);
@@ -112,7 +115,7 @@ public sealed class SyntheticScene : IDisposable
         return image;
     }
 
-    private static (Vec3 D, Vec3 W) Motion(SyntheticScenario scenario, double t)
+    private static (Vec3 D, Vec3 W) Motion(SyntheticScenario scenario, double t, double jerkAtS)
     {
         const double deg = Math.PI / 180;
         switch (scenario)
@@ -131,7 +134,7 @@ public sealed class SyntheticScene : IDisposable
             }
             case SyntheticScenario.Jerk:
             {
-                var s = Math.Clamp((t - 1.0) / 0.020, 0, 1);
+                var s = Math.Clamp((t - jerkAtS) / 0.020, 0, 1);
                 s = s * s * (3 - (2 * s)); // smoothstep: a fast but finite move
                 return (new Vec3(5.0 * s, 0, 0), Vec3.Zero);
             }

@@ -53,6 +53,16 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 
     public string Description => "tracked:" + _frames.Description;
 
+    public bool IsTracking => true;
+
+    /// <summary>The clock frames are stamped and poses predicted on (the TimeProvider given at construction).</summary>
+    public TimeProvider Clock => _timeProvider;
+
+    /// <summary>The frame source being tracked.</summary>
+    public IFrameSource Frames => _frames;
+
+    public event EventHandler? PoseUpdated;
+
     /// <summary>T_GC given at construction.</summary>
     public RigidTransform GantryFromCamera => _gantryFromCamera;
 
@@ -78,6 +88,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
             if (raw is null) _framesLost++;
         }
         previous?.Dispose();
+        PoseUpdated?.Invoke(this, EventArgs.Empty);
         return result;
     }
 
@@ -126,10 +137,11 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     }
 
     /// <summary>
-    /// The freshest pose, predicted to now: null until the board has been seen. Its timestamp is the
+    /// The freshest pose, predicted to now + <paramref name="lookAhead"/> (bounded by the filter's
+    /// MaxPredictionMs past the last frame): null until the board has been seen. Its timestamp is the
     /// last frame's capture (a lost board keeps aging the pose and reports quality 0).
     /// </summary>
-    public HeadPoseSample? Latest()
+    public HeadPoseSample? Latest(TimeSpan lookAhead = default)
     {
         long frameTs;
         double quality;
@@ -139,7 +151,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
             if (!_seen) return null;
             frameTs = _lastFrameTimestamp;
             quality = _lastQuality;
-            predicted = _tracker.Predict(_timeProvider.GetTimestamp());
+            predicted = _tracker.Predict(_timeProvider.GetTimestamp() + (long)(lookAhead.TotalSeconds * _timeProvider.TimestampFrequency));
         }
         if (predicted is null) return null;
         return new HeadPoseSample(_gantryFromCamera * predicted.CameraFromHead, frameTs, quality, predicted.HeadSpeedMmPerS);

@@ -24,6 +24,58 @@ public sealed record FixedHeadPose(double OriginXMm, double OriginYMm, double Or
     public RigidTransform ToTransform() => RigidTransform.FromYawDegrees(YawDeg, new Vec3(OriginXMm, OriginYMm, OriginZMm));
 }
 
+/// <summary>A rigid mounting: translation (mm) then rotation given as a rotation vector in degrees (axis × angle).</summary>
+public sealed record Mounting(AxisValues TranslationMm, AxisValues RotationVectorDeg)
+{
+    /// <summary>As a rigid transform.</summary>
+    public RigidTransform ToTransform() => Rotations.FromRotationVector(
+        new Vec3(RotationVectorDeg.X, RotationVectorDeg.Y, RotationVectorDeg.Z) * (Math.PI / 180), new Vec3(TranslationMm.X, TranslationMm.Y, TranslationMm.Z));
+}
+
+/// <summary>
+/// Head tracking: the camera, where it is mounted, the marker board the head wears, and how a
+/// session holds and resumes when following the head is not safe. The gates' thresholds
+/// (poseMaxAgeMs, minPoseQuality, maxHeadSpeedMmPerS) are top-level profile values.
+/// </summary>
+public sealed record TrackingSettings
+{
+    /// <summary>Default camera of smp-controller (<c>--camera</c>): "none" (a fixed head, no tracking), "device:N[@WxH]", "file:PATH", "synthetic[:SCENARIO]". Default "none".</summary>
+    public string Camera { get; init; } = "none";
+
+    /// <summary>Marker board worn by the head, relative to the hardware folder. Default boards/head-charuco-5x4.json.</summary>
+    public string Board { get; init; } = "boards/head-charuco-5x4.json";
+
+    /// <summary>T_GC: where the camera is, in gantry coordinates (until a calibration replaces it).</summary>
+    public Mounting? GantryFromCamera { get; init; }
+
+    /// <summary>After a hold, tracking must have been good this long before the session goes on, ms. Default 500.</summary>
+    public double SettleMs { get; init; } = 500;
+
+    /// <summary>A hold that lasts longer than this pauses the session for the operator, s. Default 120.</summary>
+    public double MaxHoldSeconds { get; init; } = 120;
+
+    /// <summary>Verify-before-plunge tolerance for a tracked (moving) head, mm: the target predicted for the moment the needle reaches depth must lie this close to the hover point. Default 0.04.</summary>
+    public double AimToleranceMm { get; init; } = 0.04;
+
+    /// <summary>Corrections tried before a target that keeps moving holds the session. Default 6.</summary>
+    public int MaxAimCorrections { get; init; } = 6;
+
+    /// <summary>While holding, the needle waits this far above its hover point, mm (a head that comes up must not meet it). Default 3.</summary>
+    public double HoldClearanceMm { get; init; } = 3;
+
+    /// <summary>Throws when a value is out of range.</summary>
+    public void Check(List<string> errors)
+    {
+        if (string.IsNullOrWhiteSpace(Camera)) errors.Add("tracking.camera must name a camera or \"none\"");
+        if (!(SettleMs >= 0 && SettleMs <= 60000)) errors.Add("tracking.settleMs must be in [0, 60000]");
+        if (!(MaxHoldSeconds > 0 && MaxHoldSeconds <= 3600)) errors.Add("tracking.maxHoldSeconds must be in (0, 3600]");
+        if (!(AimToleranceMm > 0 && AimToleranceMm <= 0.5)) errors.Add("tracking.aimToleranceMm must be in (0, 0.5]");
+        if (MaxAimCorrections is < 1 or > 50) errors.Add("tracking.maxAimCorrections must be in [1, 50]");
+        if (!(HoldClearanceMm >= 0 && HoldClearanceMm <= 9)) errors.Add("tracking.holdClearanceMm must be in [0, 9]");
+        if (Camera.Trim() != "none" && GantryFromCamera is null) errors.Add("tracking.gantryFromCamera is required with a camera");
+    }
+}
+
 /// <summary>
 /// A machine profile (hardware/profiles/*.json): kinematic limits of the gantry, its envelope,
 /// needle limits, plan limits and safety timings. Machine frame G: X/Y horizontal, Z up, the
@@ -78,6 +130,8 @@ public sealed record MachineProfile
     public double MaxHeadSpeedMmPerS { get; init; } = 5;
     /// <summary>Head pose for still-head sessions.</summary>
     public required FixedHeadPose FixedHead { get; init; }
+    /// <summary>Head tracking (camera, mounting, hold and resume); defaults to no camera.</summary>
+    public TrackingSettings Tracking { get; init; } = new();
     /// <summary>Optional GPIO e-stop and door inputs of the controller host; null = none (hardware/WIRING.md).</summary>
     public Safety.GpioInputs? Gpio { get; init; }
 
@@ -141,6 +195,10 @@ public sealed record MachineProfile
         if (RxBufferBytes < 32 || PlannerBlocks < 2) errors.Add("rxBufferBytes must be >= 32 and plannerBlocks >= 2");
         if (Pigments.Count == 0) errors.Add("pigments must name at least one pigment");
         try { Gpio?.Check(); } catch (InvalidDataException e) { errors.Add(e.Message); }
+        if (!(PoseMaxAgeMs > 0 && PoseMaxAgeMs <= 1000)) errors.Add("poseMaxAgeMs must be in (0, 1000]");
+        if (!(MinPoseQuality >= 0 && MinPoseQuality <= 1)) errors.Add("minPoseQuality must be in [0, 1]");
+        if (!(MaxHeadSpeedMmPerS > 0)) errors.Add("maxHeadSpeedMmPerS must be > 0");
+        Tracking.Check(errors);
         if (errors.Count > 0)
         {
             throw new InvalidDataException($"machine profile '{Name}' is not valid: {string.Join("; ", errors)}");

@@ -162,6 +162,45 @@ public sealed class SafetySupervisor : IDisposable
         }
     }
 
+    /// <summary>
+    /// A motion hold that must get the needle out now (tracking failed while the needle was at or
+    /// below its hover point): feed hold and safety door (needle drive off) go on the wire first,
+    /// then, once motion has stopped, the queue is flushed and the needle retracted straight up.
+    /// No latch: the session decides what happens next. Returns what could not be done ("" when done).
+    /// The motion gate stays closed until the sequence ends, so nothing queued behind it can run.
+    /// </summary>
+    public async Task<string> HoldAndRetractAsync(string reason, CancellationToken cancellationToken)
+    {
+        var client = _gantry.Client;
+        if (client is not { IsConnected: true })
+        {
+            return $"gantry {_gantry.Description} is not connected: the needle may still be down; use the hard-wired e-stop";
+        }
+        Interlocked.Increment(ref _stopsInProgress);
+        try
+        {
+            await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
+            Volatile.Write(ref _lastMotionHoldTimestamp, _time.GetTimestamp());
+            await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
+            _log.LogWarning("Motion hold, retracting the needle: {Reason}", reason);
+            var (_, error) = await FinishStopAsync(cancellationToken);
+            return error;
+        }
+        catch (Exception e) when (e is IOException or GantryFaultException or ObjectDisposedException)
+        {
+            return $"could not write the hold bytes ({e.Message}): use the hard-wired e-stop";
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _stopsInProgress);
+        }
+    }
+
+    private long _lastMotionHoldTimestamp;
+
+    /// <summary>TimeProvider timestamp at which the last motion hold's feed-hold byte was written; 0 when none yet.</summary>
+    public long LastMotionHoldTimestamp => Volatile.Read(ref _lastMotionHoldTimestamp);
+
     /// <summary>How long a post-fault stop waits inline for a silent firmware to answer.</summary>
     public static readonly TimeSpan RecontactWindow = TimeSpan.FromSeconds(5);
 

@@ -41,6 +41,27 @@ internal static class Mapping
                 Commanded = s.Tally.Commanded,
             },
         };
+        if (s.Tracking is { } tv)
+        {
+            proto.Tracking = new TrackingState
+            {
+                Source = tv.Source,
+                Tracking = tv.IsTracking,
+                PoseAgeMs = tv.Gates.PoseAgeMs,
+                Quality = tv.Gates.Quality,
+                HeadSpeedMmPerS = tv.Gates.HeadSpeedMmPerS,
+                Gate = tv.Gates.HoldReason ?? "",
+                Holding = tv.Holding,
+                HoldReason = tv.HoldReason,
+                HoldSeconds = tv.HoldSeconds,
+                Holds = tv.Holds,
+                LastHoldReason = tv.LastHoldReason,
+                PoseMaxAgeMs = tv.PoseMaxAgeMs,
+                MinQuality = tv.MinQuality,
+                MaxHeadSpeedMmPerS = tv.MaxHeadSpeedMmPerS,
+                Retracts = tv.Retracts,
+            };
+        }
         if (r.StartedAt is { } started) proto.StartedAt = Timestamp.FromDateTimeOffset(started);
         if (r.EndedAt is { } ended) proto.EndedAt = Timestamp.FromDateTimeOffset(ended);
         foreach (var d in s.InDoubt)

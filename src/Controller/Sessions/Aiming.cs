@@ -7,40 +7,78 @@ namespace SmpRobot.Controller.Sessions;
 /// <summary>An aimed dot: gantry-frame hover and depth points on the step grid, and the pose they came from.</summary>
 public sealed record AimedDot(PlannedDot Dot, Vec3 HoverMm, Vec3 DepthMm, HeadPoseSample Pose);
 
+/// <summary>An aim, or why not; <paramref name="TrackingHold"/> when a tracking gate failed (it clears when tracking settles).</summary>
+public sealed record AimResult(AimedDot? Aim, string? HoldReason, bool TrackingHold);
+
+/// <summary>What the gates made of the freshest pose, for status displays.</summary>
+/// <param name="PoseAgeMs">From the frame's capture to now on the tracking clock; NaN when never seen.</param>
+/// <param name="Quality">0..1; 0 when never seen.</param>
+/// <param name="HeadSpeedMmPerS">NaN when never seen.</param>
+/// <param name="HoldReason">Why placement would hold now; null when every gate passes.</param>
+public sealed record GateReading(double PoseAgeMs, double Quality, double HeadSpeedMmPerS, string? HoldReason);
+
 /// <summary>
 /// Step 1 of the per-dot cycle: p_G = T_GH(t) · p_H with the freshest pose, quantised to the step
-/// grid and checked against the envelope and the tracking gates. Returns a hold reason instead of
-/// an aim whenever placement is not safe.
+/// grid and checked against the envelope and the tracking gates (stale, poor, fast, lost). Returns a
+/// hold reason instead of an aim whenever placement is not safe. Ages are measured on the pose
+/// source's clock.
 /// </summary>
-public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose, TimeProvider timeProvider)
+public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
 {
     private readonly StepGrid _grid = new(profile.StepsPerMm);
 
-    /// <summary>Aims <paramref name="dot"/>; exactly one of the results is non-null.</summary>
-    public (AimedDot? Aim, string? HoldReason) Aim(PlannedDot dot)
+    /// <summary>The pose source the gates read.</summary>
+    public IHeadPoseSource Source => headPose;
+
+    /// <summary>
+    /// Aims <paramref name="dot"/> with the pose predicted <paramref name="lookAhead"/> from now (the
+    /// moment the needle is expected to reach depth); exactly one of the results is non-null.
+    /// </summary>
+    public (AimedDot? Aim, string? HoldReason) Aim(PlannedDot dot, TimeSpan lookAhead = default)
     {
-        var pose = headPose.Latest();
-        if (pose is null) return (null, "head not tracked yet");
-        var ageMs = timeProvider.GetElapsedTime(pose.CapturedTimestamp).TotalMilliseconds;
-        if (ageMs > profile.PoseMaxAgeMs)
-        {
-            return (null, FormattableString.Invariant($"head pose is stale ({ageMs:0} ms old, limit {profile.PoseMaxAgeMs:0} ms)"));
-        }
-        if (pose.Quality < profile.MinPoseQuality)
-        {
-            return (null, FormattableString.Invariant($"tracking quality {pose.Quality:0.00} below {profile.MinPoseQuality:0.00}"));
-        }
-        if (pose.HeadSpeedMmPerS > profile.MaxHeadSpeedMmPerS)
-        {
-            return (null, FormattableString.Invariant($"head moving at {pose.HeadSpeedMmPerS:0.0} mm/s (limit {profile.MaxHeadSpeedMmPerS:0.0} mm/s)"));
-        }
-        var skin = pose.GantryFromHead.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+        var result = AimOrHold(dot, lookAhead);
+        return (result.Aim, result.HoldReason);
+    }
+
+    /// <summary>As <see cref="Aim"/>, and says whether a hold comes from tracking (it clears by itself when tracking settles) or not (the envelope).</summary>
+    public AimResult AimOrHold(PlannedDot dot, TimeSpan lookAhead = default)
+    {
+        var pose = headPose.Latest(lookAhead);
+        var hold = Gate(pose).HoldReason;
+        if (hold is not null) return new AimResult(null, hold, TrackingHold: true);
+        var skin = pose!.GantryFromHead.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
         var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
         var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
         if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth))
         {
-            return (null, $"dot {dot.DotId} target {depth} is outside the machine envelope");
+            return new AimResult(null, $"dot {dot.DotId} target {depth} is outside the machine envelope", TrackingHold: false);
         }
-        return (new AimedDot(dot, hover, depth, pose), null);
+        return new AimResult(new AimedDot(dot, hover, depth, pose), null, TrackingHold: false);
+    }
+
+    /// <summary>The tracking gates on the freshest pose (no look-ahead).</summary>
+    public GateReading Read() => Gate(headPose.Latest());
+
+    /// <summary>The tracking gates on <paramref name="pose"/>: stale, poor quality (lost), too fast, never seen.</summary>
+    public GateReading Gate(HeadPoseSample? pose)
+    {
+        if (pose is null) return new GateReading(double.NaN, 0, double.NaN, "head not tracked yet (board not seen)");
+        var ageMs = headPose.Clock.GetElapsedTime(pose.CapturedTimestamp).TotalMilliseconds;
+        string? hold = null;
+        if (ageMs > profile.PoseMaxAgeMs)
+        {
+            hold = FormattableString.Invariant($"head pose is stale ({ageMs:0} ms old, limit {profile.PoseMaxAgeMs:0} ms)");
+        }
+        else if (pose.Quality < profile.MinPoseQuality)
+        {
+            hold = pose.Quality <= 0
+                ? "board lost or tracking not settled (quality 0)"
+                : FormattableString.Invariant($"tracking quality {pose.Quality:0.00} below {profile.MinPoseQuality:0.00}");
+        }
+        else if (pose.HeadSpeedMmPerS > profile.MaxHeadSpeedMmPerS)
+        {
+            hold = FormattableString.Invariant($"head moving at {pose.HeadSpeedMmPerS:0.0} mm/s (limit {profile.MaxHeadSpeedMmPerS:0.0} mm/s)");
+        }
+        return new GateReading(ageMs, pose.Quality, pose.HeadSpeedMmPerS, hold);
     }
 }

@@ -10,8 +10,21 @@ using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Sessions;
 
+/// <summary>Head tracking and the automatic motion hold, as a session sees them at one moment.</summary>
+/// <param name="Source">The pose source's description.</param>
+/// <param name="IsTracking">False for a fixed head (no camera).</param>
+/// <param name="Gates">The gates on the freshest pose now.</param>
+/// <param name="Holding">The running session is in an automatic hold.</param>
+/// <param name="HoldReason">Why, while holding; empty otherwise.</param>
+/// <param name="HoldSeconds">How long the current hold has lasted (tracking clock), s.</param>
+/// <param name="Holds">Automatic holds in this run.</param>
+/// <param name="LastHoldReason">Reason of the last hold of this run.</param>
+/// <param name="Retracts">Needles retracted mid-dot by a motion hold in this run.</param>
+public sealed record TrackingView(string Source, bool IsTracking, GateReading Gates, bool Holding, string HoldReason, double HoldSeconds, int Holds, string LastHoldReason, int Retracts,
+    double PoseMaxAgeMs, double MinQuality, double MaxHeadSpeedMmPerS);
+
 /// <summary>A session as the operator sees it at one moment.</summary>
-public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IReadOnlyList<LedgerDot> InDoubt, double ElapsedSeconds, double KinematicSeconds)
+public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IReadOnlyList<LedgerDot> InDoubt, double ElapsedSeconds, double KinematicSeconds, TrackingView? Tracking = null)
 {
     /// <summary>Placed dots per machine-time second.</summary>
     public double DotsPerSecond => ElapsedSeconds > 0 ? Tally.Placed / ElapsedSeconds : 0;
@@ -45,6 +58,7 @@ public sealed class SessionManager : IAsyncDisposable
     private ActiveRun? _active;
     private volatile bool _shuttingDown;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log)
     {
@@ -55,7 +69,8 @@ public sealed class SessionManager : IAsyncDisposable
         _profile = profile;
         _validator = new PlanValidator(profile);
         _program = new DotProgram(profile);
-        _aiming = new Aiming(profile, headPose, timeProvider);
+        _aiming = new Aiming(profile, headPose);
+        headPose.PoseUpdated += OnPoseUpdated;
         _time = timeProvider;
         _log = log;
         foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running; dots that were being placed are in doubt"))
@@ -428,90 +443,120 @@ public sealed class SessionManager : IAsyncDisposable
         {
             var client = _gantry.RequireClient();
             var pending = _ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
-            foreach (var line in _program.SessionPreamble())
+            await SendPreambleAsync(client, ct);
+            var position = _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
+            for (var i = 0; i < pending.Count && run.Stop == StopKind.None;)
             {
-                await AckAsync(await _safety.SendMotionLineAsync(client, line.Line, ct), 0, ct);
-            }
-            var status = await client.QueryStatusAsync(ct);
-            var position = _program.Grid.Quantise(status.MachinePosition);
-            AimedDot? next = null;
-            SentLine? arrival = null;
-            double nextTravelSeconds = 0;
-            if (pending.Count > 0)
-            {
-                (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[0], position, ct);
-            }
-            for (var i = 0; i < pending.Count; i++)
-            {
-                if (next is null || arrival is null)
+                // 1. Aim. A tracking hold waits here, needle raised, until tracking has settled.
+                var (aimed, cause, raisedTo) = await AimOrHoldAsync(client, run, pending[i], position, ct);
+                position = raisedTo;
+                if (aimed is null)
                 {
-                    outcome = SessionPhase.Paused;
-                    reason = "held: " + reason;
+                    if (cause is not null)
+                    {
+                        outcome = SessionPhase.Paused;
+                        reason = "held: " + cause.Reason;
+                    }
                     break;
                 }
-                var aim = next;
-                await AckAsync(arrival, nextTravelSeconds, ct);
-                var travelSeconds = nextTravelSeconds;
-                if (run.Stop != StopKind.None) break;
+                var aim = aimed;
 
-                // Verify before plunge: the gantry is where it should be, idle, and the target is still right.
-                string? hold = null;
-                for (var tries = 0; ; tries++)
+                // 2-5 run with the tracking guard armed: if tracking fails while the needle is at or
+                // below its hover point, the guard stops the motion and retracts the needle at once.
+                run.Arm();
+                try
                 {
-                    (var verified, hold, var correctionSeconds) = await VerifyAsync(client, aim, ct);
-                    travelSeconds += correctionSeconds;
-                    if (hold is not null || verified == aim) break;
-                    if (tries + 1 >= MaxVerifyTries)
+                    // 2. Travel at hover height.
+                    var travel = _program.Travel(position, aim.HoverMm);
+                    foreach (var line in travel)
                     {
-                        hold = $"dot {aim.Dot.DotId}: the target kept moving after {MaxVerifyTries} corrections";
+                        await _safety.SendMotionLineAsync(client, line.Line, ct);
+                    }
+                    var travelSeconds = travel.Sum(l => l.KinematicSeconds);
+                    await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), travelSeconds, ct);
+                    position = aim.HoverMm;
+                    run.Raised = false;
+                    if (run.Stop != StopKind.None) break;
+
+                    // 3. Verify before plunge: the gantry is where it should be, idle, and the target is still right.
+                    HoldCause? hold = null;
+                    var maxTries = _aiming.Source.IsTracking ? _profile.Tracking.MaxAimCorrections : MaxVerifyTries;
+                    for (var tries = 0; ; tries++)
+                    {
+                        (var verified, hold, var correctionSeconds) = await VerifyAsync(client, aim, ct);
+                        travelSeconds += correctionSeconds;
+                        position = verified.HoverMm;
+                        if (hold is not null || verified == aim) break;
+                        aim = verified;
+                        if (tries + 1 >= maxTries)
+                        {
+                            hold = new HoldCause($"dot {aim.Dot.DotId}: the target kept moving after {maxTries} corrections", WaitsForTracking: true);
+                            break;
+                        }
+                    }
+                    run.AddKinematic(travelSeconds);
+                    if (hold is not null)
+                    {
+                        // A guard retract moves the gantry under the verify: that is the hold, not a mismatch.
+                        if (run.RetractRequested) throw new MotionHoldException();
+                        if (hold.WaitsForTracking)
+                        {
+                            run.PendingHold = hold.Reason;
+                            continue; // the same dot again, through the hold at the top
+                        }
+                        outcome = SessionPhase.Paused;
+                        reason = "held: " + hold.Reason;
                         break;
                     }
-                    aim = verified;
-                }
-                if (hold is not null)
-                {
-                    outcome = SessionPhase.Paused;
-                    reason = "held: " + hold;
-                    break;
-                }
 
-                // Record intent durably, then plunge, dwell, retract, and confirm at a sync point.
-                _ledger.MarkCommanded(run.SessionId, aim.Dot.Seq, aim.DepthMm);
-                commanded = aim.Dot;
-                Changed();
-                var place = _program.Place(aim.HoverMm, aim.DepthMm, aim.Dot.DwellMs);
-                var placeSeconds = place.Sum(l => l.KinematicSeconds);
-                var sentPlace = new SentLine[place.Count];
-                for (var l = 0; l < place.Count; l++)
-                {
-                    sentPlace[l] = await _safety.SendMotionLineAsync(client, place[l].Line, ct);
-                }
-                run.AddKinematic(travelSeconds + placeSeconds);
+                    // 4. Record intent durably, then plunge, dwell, retract, and confirm at a sync point.
+                    _ledger.MarkCommanded(run.SessionId, aim.Dot.Seq, aim.DepthMm);
+                    commanded = aim.Dot;
+                    Changed();
+                    var place = _program.Place(aim.HoverMm, aim.DepthMm, aim.Dot.DwellMs);
+                    var placeSeconds = place.Sum(l => l.KinematicSeconds);
+                    var sentPlace = new SentLine[place.Count];
+                    for (var l = 0; l < place.Count; l++)
+                    {
+                        sentPlace[l] = await _safety.SendMotionLineAsync(client, place[l].Line, ct);
+                    }
+                    run.AddKinematic(placeSeconds);
+                    foreach (var sent in sentPlace)
+                    {
+                        await AckAsync(sent, placeSeconds, ct);
+                    }
 
-                foreach (var sent in sentPlace)
-                {
-                    await AckAsync(sent, placeSeconds, ct);
+                    // 5. Confirm: the sync ok proves the lines ran; the position proves they ran as written.
+                    // Z moves are relative, so a plunge or retract that lost a byte leaves the needle off
+                    // its hover point, and that dot is in doubt, never Placed.
+                    var after = await client.QueryStatusAsync(ct);
+                    var offMm = after.MachinePosition.DistanceTo(aim.HoverMm);
+                    if (!after.IsIdle || offMm > PositionReportToleranceMm)
+                    {
+                        if (run.RetractRequested) throw new MotionHoldException();
+                        throw new PlacementMismatchException(FormattableString.Invariant(
+                            $"after dot {aim.Dot.DotId} the gantry is {after.State} at {after.MachinePosition}, not back at its hover point {aim.HoverMm} ({offMm:0.000} mm off): the plunge or retract did not run as commanded"));
+                    }
+                    _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
+                    commanded = null;
+                    i++;
+                    Changed();
+                    if (run.RetractRequested) throw new MotionHoldException();
                 }
-
-                // Confirm: the sync ok proves the lines ran; the position proves they ran as written.
-                // Z moves are relative, so a plunge or retract that lost a byte leaves the needle off
-                // its hover point, and that dot is in doubt, never Placed.
-                var after = await client.QueryStatusAsync(ct);
-                var offMm = after.MachinePosition.DistanceTo(aim.HoverMm);
-                if (!after.IsIdle || offMm > PositionReportToleranceMm)
+                catch (Exception e) when (run.RetractRequested && run.Stop == StopKind.None
+                    && e is MotionHoldException or GantryFaultException or MotionRefusedException or TimeoutException or LineRefusedException)
                 {
-                    throw new PlacementMismatchException(FormattableString.Invariant(
-                        $"after dot {aim.Dot.DotId} the gantry is {after.State} at {after.MachinePosition}, not back at its hover point {aim.HoverMm} ({offMm:0.000} mm off): the plunge or retract did not run as commanded"));
+                    // The guard stopped the motion and is retracting the needle (see OnPoseUpdated).
+                    position = await FinishMotionHoldAsync(client, run, commanded, ct);
+                    if (commanded is not null)
+                    {
+                        commanded = null;
+                        i++; // in doubt now: never redone automatically
+                    }
                 }
-                _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
-                commanded = null;
-                Changed();
-
-                next = null;
-                arrival = null;
-                if (i + 1 < pending.Count && run.Stop == StopKind.None)
+                finally
                 {
-                    (next, arrival, nextTravelSeconds, reason) = await QueueTravelAsync(client, pending[i + 1], aim.HoverMm, ct);
+                    run.Disarm();
                 }
             }
             if (run.Stop != StopKind.None)
@@ -577,49 +622,227 @@ public sealed class SessionManager : IAsyncDisposable
         Changed();
     }
 
-    /// <summary>Aims a dot and queues the travel to its hover point plus a sync line (its ok = arrived).</summary>
-    private async Task<(AimedDot? Aim, SentLine? Arrival, double TravelSeconds, string Reason)> QueueTravelAsync(GrblClient client, PlannedDot dot, Vec3 from, CancellationToken ct)
+    /// <summary>Why the cycle cannot go on; <paramref name="WaitsForTracking"/> holds resume by themselves once tracking settles.</summary>
+    private sealed record HoldCause(string Reason, bool WaitsForTracking);
+
+    /// <summary>Thrown inside the cycle when the tracking guard retracted the needle after the last line ran.</summary>
+    private sealed class MotionHoldException() : Exception("motion hold");
+
+    private async Task SendPreambleAsync(GrblClient client, CancellationToken ct)
     {
-        var (aim, hold) = _aiming.Aim(dot);
-        if (aim is null) return (null, null, 0, hold!);
-        var travel = _program.Travel(from, aim.HoverMm);
-        foreach (var line in travel)
+        foreach (var line in _program.SessionPreamble())
         {
-            await _safety.SendMotionLineAsync(client, line.Line, ct);
+            await AckAsync(await _safety.SendMotionLineAsync(client, line.Line, ct), 0, ct);
         }
-        var sync = await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct);
-        return (aim, sync, travel.Sum(l => l.KinematicSeconds), "");
+    }
+
+    /// <summary>
+    /// Step 1 with the automatic motion hold: aims <paramref name="dot"/> with the pose predicted for
+    /// the moment its plunge reaches depth. While a tracking gate fails the session holds: the
+    /// needle goes <c>tracking.holdClearanceMm</c> up, the hold and its reason are published, and the
+    /// cycle goes on by itself only after every gate has passed for <c>tracking.settleMs</c>. Returns
+    /// the aim, or null with the cause when the session must pause for the operator (operator absent,
+    /// target outside the envelope, hold longer than <c>tracking.maxHoldSeconds</c>), or null without
+    /// a cause when a stop was requested. Also returns where the gantry now is.
+    /// </summary>
+    private async Task<(AimedDot? Aim, HoldCause? Cause, Vec3 Position)> AimOrHoldAsync(GrblClient client, ActiveRun run, PlannedDot dot, Vec3 position, CancellationToken ct)
+    {
+        var clock = _aiming.Source.Clock;
+        long? goodSince = null;
+        if (run.PendingHold is { } carried)
+        {
+            run.PendingHold = null;
+            BeginHold(run, carried, clock);
+        }
+        while (true)
+        {
+            if (run.Stop != StopKind.None) return (null, null, position);
+            if (!_presence.IsPresent) return (null, new HoldCause(_presence.AbsenceReason, false), position);
+            var result = _aiming.AimOrHold(dot, LookAhead(dot, position));
+            if (result.Aim is not null)
+            {
+                if (!run.Holding) return (result.Aim, null, position);
+                goodSince ??= clock.GetTimestamp();
+                var goodMs = clock.GetElapsedTime(goodSince.Value).TotalMilliseconds;
+                if (goodMs >= _profile.Tracking.SettleMs)
+                {
+                    var heldS = run.EndHold(clock);
+                    _ledger.Audit(run.SessionId, "resumed", FormattableString.Invariant($"tracking settled for {goodMs:0} ms after a {heldS:0.0} s hold ({run.LastHoldReason}); going on"));
+                    _log.LogInformation("Session {SessionId} resumes after a {Seconds:0.0} s hold", run.SessionId, heldS);
+                    Changed();
+                    continue; // aim again with the freshest pose
+                }
+            }
+            else if (!result.TrackingHold)
+            {
+                return (null, new HoldCause(result.HoldReason!, false), position);
+            }
+            else
+            {
+                goodSince = null;
+                if (!run.Holding) BeginHold(run, result.HoldReason!, clock);
+                else run.UpdateHold(result.HoldReason!);
+                var heldS = run.HoldSeconds(clock);
+                if (heldS > _profile.Tracking.MaxHoldSeconds)
+                {
+                    run.EndHold(clock);
+                    return (null, new HoldCause(FormattableString.Invariant($"tracking did not settle within {_profile.Tracking.MaxHoldSeconds:0} s ({result.HoldReason})"), false), position);
+                }
+            }
+            if (run.Holding && !run.Raised)
+            {
+                position = await RaiseAsync(client, position, ct);
+                run.Raised = true;
+            }
+            await WaitForPoseUpdateAsync(ct);
+        }
+    }
+
+    private void BeginHold(ActiveRun run, string reason, TimeProvider clock)
+    {
+        run.BeginHold(reason, clock);
+        _ledger.Audit(run.SessionId, "hold", "motion hold: " + reason);
+        _log.LogWarning("Session {SessionId} holds: {Reason}", run.SessionId, reason);
+        Changed();
+    }
+
+    /// <summary>Lifts the needle <c>tracking.holdClearanceMm</c> above where it is (within the envelope) and waits until it is there.</summary>
+    private async Task<Vec3> RaiseAsync(GrblClient client, Vec3 position, CancellationToken ct)
+    {
+        var targetZ = Math.Min(position.Z + _profile.Tracking.HoldClearanceMm, _profile.MaxTravelMm.Z);
+        if (_profile.Tracking.HoldClearanceMm <= 0 || targetZ <= position.Z) return position;
+        var current = position;
+        var up = _program.MoveZ(ref current, _program.Grid.Quantise(current with { Z = targetZ }).Z, _profile.PlungeFeedMmPerMin);
+        await _safety.SendMotionLineAsync(client, up.Line, ct);
+        await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), up.KinematicSeconds, ct);
+        return current;
+    }
+
+    /// <summary>
+    /// How far ahead to predict the head for a dot aimed now: the travel from where the gantry is, the
+    /// verify round trip, and the plunge down to depth (machine time, on the tracking clock).
+    /// </summary>
+    private TimeSpan LookAhead(PlannedDot dot, Vec3 position)
+    {
+        if (!_aiming.Source.IsTracking) return TimeSpan.Zero;
+        var (first, _) = _aiming.Aim(dot, PlungeLookAhead(dot));
+        if (first is null) return TimeSpan.Zero;
+        var travelSeconds = _program.Travel(position, first.HoverMm).Sum(l => l.KinematicSeconds);
+        return TimeSpan.FromSeconds(travelSeconds) + VerifyRoundTrip + PlungeLookAhead(dot);
+    }
+
+    /// <summary>From the verify decision to the needle at depth: the plunge's own time plus the ledger write and the wire.</summary>
+    private TimeSpan PlungeLookAhead(PlannedDot dot)
+    {
+        var hover = Vec3.Zero with { Z = _profile.HoverHeightMm + dot.DepthMm };
+        var plunge = _program.Place(hover, Vec3.Zero, dot.DwellMs)[0];
+        return TimeSpan.FromSeconds(plunge.KinematicSeconds) + DecisionToMotion;
+    }
+
+    /// <summary>Ledger fsync and the line on the wire before the plunge starts (measured ~5-15 ms here).</summary>
+    private static readonly TimeSpan DecisionToMotion = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Arrival sync and the status query of verify-before-plunge.</summary>
+    private static readonly TimeSpan VerifyRoundTrip = TimeSpan.FromMilliseconds(30);
+
+    /// <summary>Waits for the next tracked frame, at most 50 ms (a camera that stops sending frames shows up as a stale pose).</summary>
+    private async Task WaitForPoseUpdateAsync(CancellationToken ct)
+    {
+        Task next;
+        lock (_gate) next = _poseUpdated.Task;
+        try
+        {
+            await next.WaitAsync(TimeSpan.FromMilliseconds(50), _time, ct);
+        }
+        catch (TimeoutException)
+        {
+            // No frame: look again (the stale gate decides).
+        }
+    }
+
+    /// <summary>
+    /// The tracking guard, on the tracking thread after every frame: while the needle is at or below
+    /// its hover point (travel, verify, plunge, dwell, retract) a failing gate (a jerk, a lost board,
+    /// a head too fast) stops the motion and retracts the needle before anything else.
+    /// </summary>
+    private void OnPoseUpdated(object? sender, EventArgs e)
+    {
+        TaskCompletionSource updated;
+        lock (_gate)
+        {
+            updated = _poseUpdated;
+            _poseUpdated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        updated.TrySetResult();
+        var run = _active;
+        if (run is null || !run.Armed || run.Stop != StopKind.None) return;
+        var reading = _aiming.Read();
+        if (reading.HoldReason is null) return;
+        if (!run.TryRequestRetract(reading.HoldReason)) return;
+        // Started on this thread: the hold byte goes on the wire before this handler returns.
+        run.RetractTask = _safety.HoldAndRetractAsync(reading.HoldReason, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// After the guard's retract: waits for it, marks the dot that was being placed in doubt, sets up
+    /// the firmware again (a flush resets its modal state and stops the needle drive) and starts the
+    /// hold. Returns the gantry's position. Throws when the retract failed (the session faults).
+    /// </summary>
+    private async Task<Vec3> FinishMotionHoldAsync(GrblClient client, ActiveRun run, PlannedDot? commanded, CancellationToken ct)
+    {
+        var reason = run.RetractReason;
+        var error = run.RetractTask is { } task ? await task.WaitAsync(TimeSpan.FromSeconds(30), _time, ct) : "";
+        if (error.Length > 0) throw new GantryFaultException(GantryFaultKind.LinkLost, 0, "retract after a motion hold failed: " + error);
+        if (commanded is not null)
+        {
+            var note = "the needle was retracted mid-dot by a motion hold: " + reason;
+            _ledger.MarkInDoubt(run.SessionId, commanded.Seq, note);
+            _ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {note}");
+            run.CountRetract();
+        }
+        if (!_gantry.IsHomed)
+        {
+            throw new GantryFaultException(GantryFaultKind.Alarm, 0, "the firmware lost its position while stopping for a motion hold: home the machine");
+        }
+        run.ClearRetract();
+        run.Raised = true;
+        run.PendingHold = reason;
+        await SendPreambleAsync(client, ct);
+        Changed();
+        return _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
     }
 
     /// <summary>
     /// Verify before plunge: the firmware says idle at the hover point, the operator is present, and
-    /// re-aiming with the freshest pose lands within tolerance. A drifted target is corrected (a new
-    /// travel) and verified again by the caller.
+    /// re-aiming with the pose predicted for the moment the needle reaches depth lands within
+    /// tolerance (verifyToleranceMm for a fixed head, tracking.aimToleranceMm for a tracked one). A
+    /// moved target is corrected (a new travel) and verified again by the caller.
     /// </summary>
-    private async Task<(AimedDot Aim, string? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, AimedDot aim, CancellationToken ct)
+    private async Task<(AimedDot Aim, HoldCause? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, AimedDot aim, CancellationToken ct)
     {
-        if (!_presence.IsPresent) return (aim, _presence.AbsenceReason, 0);
+        if (!_presence.IsPresent) return (aim, new HoldCause(_presence.AbsenceReason, false), 0);
         var status = await client.QueryStatusAsync(ct);
-        if (!status.IsIdle) return (aim, $"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", 0);
+        if (!status.IsIdle) return (aim, new HoldCause($"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", false), 0);
         var offMm = status.MachinePosition.DistanceTo(aim.HoverMm);
         if (offMm > PositionReportToleranceMm)
         {
-            return (aim, FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), 0);
+            return (aim, new HoldCause(FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), false), 0);
         }
-        var (fresh, hold) = _aiming.Aim(aim.Dot);
-        if (fresh is null) return (aim, hold, 0);
-        if (fresh.HoverMm.DistanceTo(aim.HoverMm) <= _profile.VerifyToleranceMm && fresh.DepthMm.DistanceTo(aim.DepthMm) <= _profile.VerifyToleranceMm)
+        var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
+        if (fresh.Aim is null) return (aim, new HoldCause(fresh.HoldReason!, fresh.TrackingHold), 0);
+        var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
+        if (fresh.Aim.HoverMm.DistanceTo(aim.HoverMm) <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
         {
             return (aim, null, 0);
         }
-        var travel = _program.Travel(aim.HoverMm, fresh.HoverMm);
+        var travel = _program.Travel(aim.HoverMm, fresh.Aim.HoverMm);
         foreach (var line in travel)
         {
             await _safety.SendMotionLineAsync(client, line.Line, ct);
         }
         var correctionSeconds = travel.Sum(l => l.KinematicSeconds);
         await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), correctionSeconds, ct);
-        return (fresh, null, correctionSeconds);
+        return (fresh.Aim, null, correctionSeconds);
     }
 
     /// <summary>
@@ -668,10 +891,12 @@ public sealed class SessionManager : IAsyncDisposable
         var tally = _ledger.Tally(sessionId);
         var inDoubt = tally.InDoubt == 0 ? [] : _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.InDoubt).Take(MaxInDoubtListed).ToList();
         double elapsed = record.ElapsedSeconds, kinematic = record.KinematicSeconds;
+        ActiveRun? running = null;
         lock (_gate)
         {
             if (_active?.SessionId == sessionId)
             {
+                running = _active;
                 elapsed = _active.ElapsedSeconds(_time, _gantry.TimeScale);
                 kinematic = _active.KinematicSeconds;
                 if (record.Phase == SessionPhase.Running && _active.Stop is StopKind.Pause or StopKind.Abort)
@@ -680,7 +905,18 @@ public sealed class SessionManager : IAsyncDisposable
                 }
             }
         }
-        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic);
+        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running));
+    }
+
+    /// <summary>Tracking and the hold as the cycle sees them now; hold fields only for the running session.</summary>
+    public TrackingView Tracking() => Tracking(null);
+
+    private TrackingView Tracking(ActiveRun? run)
+    {
+        var clock = _aiming.Source.Clock;
+        var hold = run?.CurrentHold(clock);
+        return new TrackingView(_aiming.Source.Description, _aiming.Source.IsTracking, _aiming.Read(), hold is not null, hold?.Reason ?? "", hold?.Seconds ?? 0,
+            run?.Holds ?? 0, run?.LastHoldReason ?? "", run?.Retracts ?? 0, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
     }
 
     private void Changed()
@@ -742,6 +978,97 @@ public sealed class SessionManager : IAsyncDisposable
         public string StopReason { get; private set; } = "";
 
         public double KinematicSeconds { get { lock (_gate) return _kinematic; } }
+
+        // Tracking guard: armed while the needle is at or below its hover point.
+        private volatile bool _armed;
+        private int _retractRequested;
+        private string? _holdReason;
+        private long _holdSince;
+
+        public bool Armed => _armed;
+
+        public void Arm() => _armed = true;
+
+        public void Disarm() => _armed = false;
+
+        /// <summary>True once the guard asked for a retract (until <see cref="ClearRetract"/>).</summary>
+        public bool RetractRequested => Volatile.Read(ref _retractRequested) == 1;
+
+        public string RetractReason { get; private set; } = "";
+
+        public Task<string>? RetractTask { get; set; }
+
+        /// <summary>Only the first failing frame starts a retract.</summary>
+        public bool TryRequestRetract(string reason)
+        {
+            if (!_armed || Interlocked.CompareExchange(ref _retractRequested, 1, 0) != 0) return false;
+            RetractReason = reason;
+            return true;
+        }
+
+        public void ClearRetract()
+        {
+            RetractTask = null;
+            Volatile.Write(ref _retractRequested, 0);
+        }
+
+        /// <summary>The needle is already clear of the skin (raised for a hold, or retracted).</summary>
+        public bool Raised { get; set; }
+
+        /// <summary>A hold found mid-cycle (verify), started by the next aim.</summary>
+        public string? PendingHold { get; set; }
+
+        public bool Holding { get { lock (_gate) return _holdReason is not null; } }
+
+        public int Holds { get; private set; }
+
+        public int Retracts { get; private set; }
+
+        public string LastHoldReason { get; private set; } = "";
+
+        public void CountRetract() => Retracts++;
+
+        public void BeginHold(string reason, TimeProvider clock)
+        {
+            lock (_gate)
+            {
+                _holdReason = reason;
+                _holdSince = clock.GetTimestamp();
+                LastHoldReason = reason;
+                Holds++;
+            }
+        }
+
+        public void UpdateHold(string reason)
+        {
+            lock (_gate)
+            {
+                if (_holdReason is null) return;
+                _holdReason = reason;
+                LastHoldReason = reason;
+            }
+        }
+
+        /// <summary>Ends the hold; returns how long it lasted, s.</summary>
+        public double EndHold(TimeProvider clock)
+        {
+            lock (_gate)
+            {
+                var seconds = _holdReason is null ? 0 : clock.GetElapsedTime(_holdSince).TotalSeconds;
+                _holdReason = null;
+                return seconds;
+            }
+        }
+
+        public double HoldSeconds(TimeProvider clock)
+        {
+            lock (_gate) return _holdReason is null ? 0 : clock.GetElapsedTime(_holdSince).TotalSeconds;
+        }
+
+        public (string Reason, double Seconds)? CurrentHold(TimeProvider clock)
+        {
+            lock (_gate) return _holdReason is null ? null : (_holdReason, clock.GetElapsedTime(_holdSince).TotalSeconds);
+        }
 
         public void AddKinematic(double seconds)
         {

@@ -12,16 +12,32 @@ internal static class DemoCommand
     /// <summary>The bundled demo plan, relative to the hardware folder.</summary>
     public const string DefaultPlan = "plans/demo-crown.json";
 
+    /// <summary>The demo's head: breathing sway seen by the synthetic camera.</summary>
+    public const string DefaultCamera = "synthetic:sway";
+
+    /// <summary>Default speed-up with a camera: real time, because tracking (render + detect, ~15-40 ms a frame on this 2-core machine) must keep poses under 100 ms of simulated time.</summary>
+    public const double TrackedTimeScale = 1;
+
+    /// <summary>Default speed-up without a camera.</summary>
+    public const double FixedHeadTimeScale = 20;
+
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
 
     public static Command Build(CliCommands app)
     {
         var dots = new Option<int?>("--dots") { Description = "Keep only the first N dots of the plan", HelpName = "N" };
-        var timeScale = new Option<double>("--time-scale")
+        var camera = new Option<string>("--camera")
         {
-            Description = "Simulation speed-up of the simulated gantry",
+            Description = "Camera of the demo controller: synthetic:SCENARIO (sway = breathing sway; still, drift, jerk[:SECONDS], occlusion, ...) "
+                + "tracked live on the simulated clock, or none (a fixed head, no tracking)",
+            HelpName = "SPEC",
+            DefaultValueFactory = _ => DefaultCamera,
+        };
+        var timeScale = new Option<double?>("--time-scale")
+        {
+            Description = $"Simulation speed-up of the simulated gantry (default {TrackedTimeScale} with a camera: tracking must keep up with the "
+                + $"simulated clock; {FixedHeadTimeScale} with --camera none)",
             HelpName = "X",
-            DefaultValueFactory = _ => 20,
         };
         var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
         var plan = new Option<string?>("--plan") { Description = "Plan file (default: hardware/" + DefaultPlan + ")", HelpName = "FILE" };
@@ -30,6 +46,7 @@ internal static class DemoCommand
             + "$SMP_CONTROLLER_EXE or smp-controller next to smp; its log goes to a new temporary folder.")
         {
             dots,
+            camera,
             timeScale,
             noUi,
             plan,
@@ -37,7 +54,8 @@ internal static class DemoCommand
         // Validated in the action: option defaults are not applied yet when command validators run.
         app.Bind(command, async (ctx, parse, ct) =>
         {
-            var scale = parse.GetValue(timeScale);
+            var cameraSpec = parse.GetValue(camera)!;
+            var scale = parse.GetValue(timeScale) ?? (cameraSpec.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? FixedHeadTimeScale : TrackedTimeScale);
             if (!double.IsFinite(scale) || scale <= 0) throw new CliException(ExitCodes.Usage, "--time-scale must be a positive number");
             if (parse.GetValue(dots) is < 1) throw new CliException(ExitCodes.Usage, "--dots must be at least 1");
             var planPath = parse.GetValue(plan) ?? FindDefaultPlan(ctx.Host);
@@ -52,6 +70,7 @@ internal static class DemoCommand
             string[] args =
             [
                 "--gantry", "sim",
+                "--camera", cameraSpec,
                 "--time-scale", scale.ToString(CultureInfo.InvariantCulture),
                 "--data", dataDir,
                 "--urls", url,

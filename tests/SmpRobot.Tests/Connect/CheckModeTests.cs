@@ -146,7 +146,7 @@ public class CheckModeTests
     {
         await using var rig = await SimRig.StartAsync();
         var profile = rig.Profile;
-        var aiming = new Aiming(profile, new FixedHeadPoseSource(profile.FixedHead.ToTransform(), TimeProvider.System), TimeProvider.System);
+        var aiming = new Aiming(profile, new FixedHeadPoseSource(profile.FixedHead.ToTransform(), TimeProvider.System));
         PlannedDot[] dots =
         [
             new(0, "d1", 0, 0, 0, 1.0, 100, "charcoal-1"),

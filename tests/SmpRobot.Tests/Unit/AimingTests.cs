@@ -10,15 +10,21 @@ public class AimingTests
     private static readonly PlannedDot Dot = new(0, "d1", 1.0, 2.0, 3.0, 1.0, 200, "charcoal-1");
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-23T10:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
 
-    private sealed class StubPose(HeadPoseSample? sample) : IHeadPoseSource
+    private sealed class StubPose(HeadPoseSample? sample, TimeProvider clock) : IHeadPoseSource
     {
         public string Description => "stub";
 
-        public HeadPoseSample? Latest() => sample;
+        public bool IsTracking => true;
+
+        public TimeProvider Clock => clock;
+
+        public HeadPoseSample? Latest(TimeSpan lookAhead = default) => sample;
+
+        public event EventHandler? PoseUpdated { add { } remove { } }
     }
 
     private (AimedDot? Aim, string? Hold) AimWith(HeadPoseSample? pose) =>
-        new Aiming(TestProfiles.Desk(), new StubPose(pose), _time).Aim(Dot);
+        new Aiming(TestProfiles.Desk(), new StubPose(pose, _time)).Aim(Dot);
 
     private HeadPoseSample Pose(double quality = 1, double speed = 0, double originX = 100) =>
         new(RigidTransform.FromYawDegrees(0, new Vec3(originX, 100, 20)), _time.GetTimestamp(), quality, speed);
