@@ -35,6 +35,8 @@ public sealed record ControllerOptions
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
     /// <summary>Connect (and, for the simulator, power on) at start-up.</summary>
     public bool ConnectAtStart { get; init; } = true;
+    /// <summary>Where the head pose comes from (tests inject a tracked one); null = the profile's fixed head.</summary>
+    public Func<IServiceProvider, IHeadPoseSource>? HeadPoseSource { get; init; }
 }
 
 /// <summary>Builds the controller's gRPC host: composition root, nothing else.</summary>
@@ -81,7 +83,7 @@ public static class ControllerHost
             services.AddSingleton(sp => new GantryConnection(
                 gantrySpec.CreateTransport, gantrySpec.Description, profile, options.TimeProvider, options.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
         }
-        services.AddSingleton<IHeadPoseSource>(sp => new FixedHeadPoseSource(profile.FixedHead.ToTransform(), options.TimeProvider));
+        services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? new FixedHeadPoseSource(profile.FixedHead.ToTransform(), options.TimeProvider));
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton<SessionManager>();
@@ -119,6 +121,7 @@ public static class ControllerHost
         app.MapGrpcService<SafetyGrpcService>();
         app.MapGrpcService<SessionGrpcService>();
         app.MapGrpcService<MachineGrpcService>();
+        app.MapGrpcService<CameraGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
         return app;
