@@ -22,7 +22,7 @@ internal sealed class CameraGrpcService(IHeadPoseSource headPose, TimeProvider t
         if (headPose is not TrackedHeadPoseSource tracked)
         {
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                $"the controller has no camera: its head pose is {headPose.Description} (a fixed head, e.g. a practice pad); start it with a camera to see a preview"));
+                $"the controller has no camera (head pose: {headPose.Description}, e.g. a practice pad); start it with a camera to see a preview"));
         }
         // Read the picture first: a frame arriving in between only makes the counts newer than the picture.
         var png = tracked.PreviewPng();
