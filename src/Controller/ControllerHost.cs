@@ -132,6 +132,7 @@ public static class ControllerHost
         app.MapGrpcService<SafetyGrpcService>();
         app.MapGrpcService<SessionGrpcService>();
         app.MapGrpcService<MachineGrpcService>();
+        app.MapGrpcService<CameraGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
         return app;

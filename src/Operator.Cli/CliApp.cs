@@ -84,6 +84,8 @@ internal sealed class CliCommands
         Root.Subcommands.Add(SessionCommands.BuildList(this));
         Root.Subcommands.Add(SessionCommands.Build(this));
         Root.Subcommands.Add(MachineCommand.Build(this));
+        Root.Subcommands.Add(BoardCommand.Build(this));
+        Root.Subcommands.Add(CameraCommand.Build(this));
     }
 
     public RootCommand Root { get; }

@@ -29,6 +29,7 @@ internal sealed class ControllerConnection : IDisposable
         this.owned = owned;
         Sessions = new SessionService.SessionServiceClient(main);
         Machine = new MachineService.MachineServiceClient(main);
+        Camera = new CameraService.CameraServiceClient(main);
         Safety = new SafetyService.SafetyServiceClient(safety);
     }
 
@@ -39,6 +40,8 @@ internal sealed class ControllerConnection : IDisposable
     public SessionService.SessionServiceClient Sessions { get; }
 
     public MachineService.MachineServiceClient Machine { get; }
+
+    public CameraService.CameraServiceClient Camera { get; }
 
     /// <summary>On the dedicated safety channel.</summary>
     public SafetyService.SafetyServiceClient Safety { get; }
