@@ -44,4 +44,60 @@ public sealed class IntrinsicsCalibratorTests(ITestOutputHelper output)
         Assert.InRange(k.CyPx, truth.CyPx - 3, truth.CyPx + 3);
         Assert.True(result.Coverage.IsComplete, string.Join(" ", result.Coverage.Hints));
     }
+
+    private static CharucoCorners Project(CameraIntrinsics k, MarkerBoard board, RigidTransform pose)
+    {
+        var ids = Enumerable.Range(0, board.CornerCount).ToArray();
+        var px = ids.Select(id => k.Project(pose.Apply(board.CornerInHead(id)))).Select(p => new Point2f((float)p.X, (float)p.Y)).ToArray();
+        var inside = ids.Where(i => px[i].X >= 0 && px[i].Y >= 0 && px[i].X <= k.WidthPx - 1 && px[i].Y <= k.HeightPx - 1).ToArray();
+        return new CharucoCorners([.. inside.Select(i => px[i])], inside, 0);
+    }
+
+    [Fact]
+    public void Coverage_names_the_missing_regions_and_tilts_until_the_views_cover_them()
+    {
+        var truth = CameraIntrinsics.Synthetic(1280, 720);
+        using var board = CalibrationBoard();
+        using var calibrator = new IntrinsicsCalibrator(board, truth.WidthPx, truth.HeightPx);
+        var poses = CalibrationPoses(truth);
+
+        Assert.True(calibrator.AddDetections(Project(truth, board, poses[0]), "frontal").Accepted);
+        var first = calibrator.Coverage();
+        Assert.False(first.IsComplete);
+        Assert.Equal(["left", "right", "top", "bottom"], first.MissingTilts);
+        Assert.Contains("top-left", first.MissingCells);
+        Assert.Contains("bottom-right", first.MissingCells);
+        Assert.DoesNotContain("middle", first.MissingCells);
+        Assert.Contains(first.Hints, h => h.Contains("top-left", StringComparison.Ordinal));
+        Assert.Throws<InvalidOperationException>(() => calibrator.Solve());
+
+        foreach (var pose in poses.Skip(1)) Assert.True(calibrator.AddDetections(Project(truth, board, pose)).Accepted);
+        var full = calibrator.Coverage();
+        Assert.True(full.IsComplete, string.Join(" ", full.Hints));
+        Assert.Empty(full.Hints);
+
+        // Exact corners: the solve is exact too.
+        var result = calibrator.Solve();
+        Assert.True(result.RmsPx < 0.01);
+        Assert.Equal(truth.FxPx, result.Intrinsics.FxPx, 1e-3 * truth.FxPx);
+    }
+
+    [Fact]
+    public void A_heavily_blurred_view_and_a_wrong_size_image_are_refused()
+    {
+        var truth = CameraIntrinsics.Synthetic(1280, 720);
+        using var board = CalibrationBoard();
+        using var scene = new SyntheticScene(SyntheticScenario.Still, truth, board, seed: 4);
+        using var calibrator = new IntrinsicsCalibrator(board, truth.WidthPx, truth.HeightPx);
+        using var image = scene.RenderAt(CalibrationPoses(truth)[1], 1);
+        Cv2.GaussianBlur(image, image, new Size(0, 0), 9);
+        var blurred = calibrator.AddView(image, "blurred");
+        output.WriteLine(blurred.Message);
+        Assert.False(blurred.Accepted);
+        Assert.Contains("corners found", blurred.Message, StringComparison.Ordinal);
+
+        using var small = new Mat(360, 640, MatType.CV_8UC3, Scalar.All(128));
+        Assert.False(calibrator.AddView(small, "small").Accepted);
+        Assert.Equal(0, calibrator.ViewCount);
+    }
 }
