@@ -95,9 +95,18 @@ public sealed class SyntheticScene : IDisposable
     public bool BoardVisibleAt(double tS) => !(Scenario == SyntheticScenario.Lost && tS >= 0.5);
 
     /// <summary>Renders the frame at scene time <paramref name="tS"/>; <paramref name="frameIndex"/> seeds its noise. BGR 8UC3; the caller disposes it.</summary>
-    public Mat Render(double tS, long frameIndex)
+    public Mat Render(double tS, long frameIndex) => RenderPose(TruthAt(tS), tS, frameIndex);
+
+    /// <summary>
+    /// Renders the scene seen from an arbitrary pose <paramref name="cameraFromBoard"/> (T_CH: the
+    /// board's frame H in the camera frame, mm), e.g. a calibration view. The scenario's scripted
+    /// disturbances (occluders, motion blur, lighting) are those of scene time 0; lens softness and
+    /// sensor noise (seeded by <paramref name="frameIndex"/>) are applied as usual. BGR 8UC3; the caller disposes it.
+    /// </summary>
+    public Mat RenderAt(RigidTransform cameraFromBoard, long frameIndex) => RenderPose(cameraFromBoard, 0.0, frameIndex);
+
+    private Mat RenderPose(RigidTransform pose, double tS, long frameIndex)
     {
-        var pose = TruthAt(tS);
         var image = _background.Clone();
         WarpPatch(pose, image);
         DrawOccluders(tS, pose, image);
