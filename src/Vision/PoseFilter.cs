@@ -12,6 +12,16 @@ public sealed record PoseFilterOptions
     /// <summary>White-noise acceleration the head may have, mm/s² (higher follows faster, smooths less). Default 40.</summary>
     public double AccelerationNoiseMmPerS2 { get; init; } = 40;
 
+    /// <summary>
+    /// Also estimate the head's acceleration (a constant-acceleration model on position): predictions
+    /// a few hundred ms ahead (to the moment a plunge reaches depth) then follow a swaying head's
+    /// curve instead of its tangent. Default false (constant velocity).
+    /// </summary>
+    public bool EstimateAcceleration { get; init; }
+
+    /// <summary>With <see cref="EstimateAcceleration"/>: white-noise jerk, mm/s³. Default 300.</summary>
+    public double JerkNoiseMmPerS3 { get; init; } = 300;
+
     /// <summary>White-noise angular acceleration, rad/s². Default 0.5.</summary>
     public double AngularAccelerationNoiseRadPerS2 { get; init; } = 0.5;
 
@@ -53,7 +63,7 @@ public sealed class PoseFilter
 {
     private readonly PoseFilterOptions _options;
     private readonly double _timestampFrequency;
-    private readonly Axis[] _position = [new(), new(), new()];
+    private readonly KalmanAxis[] _position;
     private readonly Axis[] _rotation = [new(), new(), new()];
     private double[] _r = [1, 0, 0, 0, 1, 0, 0, 0, 1];
     private long _timestamp;
@@ -64,6 +74,7 @@ public sealed class PoseFilter
     {
         _options = options ?? new PoseFilterOptions();
         _timestampFrequency = timeProvider.TimestampFrequency;
+        _position = _options.EstimateAcceleration ? [new AccelerationAxis(), new AccelerationAxis(), new AccelerationAxis()] : [new Axis(), new Axis(), new Axis()];
     }
 
     /// <summary>Measurements folded in since the last (re)start.</summary>
@@ -97,7 +108,7 @@ public sealed class PoseFilter
         var jerk = false;
         for (var i = 0; i < 3; i++)
         {
-            jerk |= Math.Abs(zp[i] - _position[i].P) > gate * Math.Sqrt(_position[i].P00 + rPos);
+            jerk |= Math.Abs(zp[i] - _position[i].P) > gate * Math.Sqrt(_position[i].VarP + rPos);
             jerk |= Math.Abs(zr[i]) > gate * Math.Sqrt(_rotation[i].P00 + rRot);
         }
         if (jerk)
@@ -133,10 +144,13 @@ public sealed class PoseFilter
     {
         if (MeasurementCount == 0) return null;
         var dt = Math.Clamp((now - _timestamp) / _timestampFrequency, 0, _options.MaxPredictionMs / 1000);
-        var p = new Vec3(_position[0].P + (_position[0].V * dt), _position[1].P + (_position[1].V * dt), _position[2].P + (_position[2].V * dt));
+        var (p0, v0) = _position[0].Extrapolate(dt);
+        var (p1, v1) = _position[1].Extrapolate(dt);
+        var (p2, v2) = _position[2].Extrapolate(dt);
+        var p = new Vec3(p0, p1, p2);
         var w = new Vec3(_rotation[0].V, _rotation[1].V, _rotation[2].V);
         var r = Rotations.Multiply(Rotations.MatrixFromVector(w * dt), _r);
-        var v = new Vec3(_position[0].V, _position[1].V, _position[2].V);
+        var v = new Vec3(v0, v1, v2);
         return new FilteredPose(Rotations.FromMatrix(r, p), v, w, Speed(v, w), _timestamp);
     }
 
@@ -146,7 +160,7 @@ public sealed class PoseFilter
 
     private void Predict(double dt)
     {
-        var qa = _options.AccelerationNoiseMmPerS2 * _options.AccelerationNoiseMmPerS2;
+        var qa = _options.EstimateAcceleration ? _options.JerkNoiseMmPerS3 * _options.JerkNoiseMmPerS3 : _options.AccelerationNoiseMmPerS2 * _options.AccelerationNoiseMmPerS2;
         var qr = _options.AngularAccelerationNoiseRadPerS2 * _options.AngularAccelerationNoiseRadPerS2;
         foreach (var a in _position) a.Predict(dt, qa);
         var w = new Vec3(_rotation[0].V, _rotation[1].V, _rotation[2].V);
@@ -189,21 +203,43 @@ public sealed class PoseFilter
         MeasurementCount = 1;
     }
 
-    /// <summary>One axis: state [p, v], covariance [[P00, P01], [P01, P11]].</summary>
-    private sealed class Axis
+    /// <summary>One position or orientation axis of the filter.</summary>
+    private abstract class KalmanAxis
     {
         public double P;
         public double V;
+
+        /// <summary>Variance of the position estimate.</summary>
+        public abstract double VarP { get; }
+
+        /// <summary>(Re)starts with position and velocity and their variances (acceleration, if any, unknown around 0).</summary>
+        public abstract void Init(double p, double v, double varP, double varV);
+
+        /// <summary>Time update by <paramref name="dt"/> s with process noise intensity <paramref name="q"/>.</summary>
+        public abstract void Predict(double dt, double q);
+
+        /// <summary>Measurement update with a position innovation of variance <paramref name="r"/>.</summary>
+        public abstract void Correct(double innovation, double r);
+
+        /// <summary>Position and velocity <paramref name="dt"/> s ahead, without changing the state.</summary>
+        public virtual (double P, double V) Extrapolate(double dt) => (P + (V * dt), V);
+    }
+
+    /// <summary>Constant velocity: state [p, v], covariance [[P00, P01], [P01, P11]], white-noise acceleration.</summary>
+    private sealed class Axis : KalmanAxis
+    {
         public double P00;
         public double P01;
         public double P11;
 
-        public void Init(double p, double v, double varP, double varV)
+        public override double VarP => P00;
+
+        public override void Init(double p, double v, double varP, double varV)
         {
             (P, V, P00, P01, P11) = (p, v, varP, 0, varV);
         }
 
-        public void Predict(double dt, double q)
+        public override void Predict(double dt, double q)
         {
             P += V * dt;
             var p00 = P00 + (2 * dt * P01) + (dt * dt * P11) + (q * dt * dt * dt * dt / 4);
@@ -212,7 +248,7 @@ public sealed class PoseFilter
             (P00, P01, P11) = (p00, p01, p11);
         }
 
-        public void Correct(double innovation, double r)
+        public override void Correct(double innovation, double r)
         {
             var s = P00 + r;
             var k0 = P00 / s;
@@ -224,5 +260,68 @@ public sealed class PoseFilter
             var p11 = P11 - (k1 * P01);
             (P00, P01, P11) = (p00, p01, p11);
         }
+    }
+
+    /// <summary>Constant acceleration: state [p, v, a], 3×3 covariance, white-noise jerk (continuous model).</summary>
+    private sealed class AccelerationAxis : KalmanAxis
+    {
+        private double _a;
+        private readonly double[,] _c = new double[3, 3];
+
+        public override double VarP => _c[0, 0];
+
+        public override void Init(double p, double v, double varP, double varV)
+        {
+            (P, V, _a) = (p, v, 0);
+            Array.Clear(_c);
+            _c[0, 0] = varP;
+            _c[1, 1] = varV;
+            _c[2, 2] = 400; // (20 mm/s²)²: unknown, settles within a few frames
+        }
+
+        public override void Predict(double dt, double q)
+        {
+            P += (V * dt) + (0.5 * _a * dt * dt);
+            V += _a * dt;
+            // C = F C Fᵀ + Q, F = [[1, dt, dt²/2], [0, 1, dt], [0, 0, 1]].
+            double[,] f = { { 1, dt, dt * dt / 2 }, { 0, 1, dt }, { 0, 0, 1 } };
+            var fc = new double[3, 3];
+            for (var i = 0; i < 3; i++)
+            {
+                for (var j = 0; j < 3; j++)
+                {
+                    fc[i, j] = (f[i, 0] * _c[0, j]) + (f[i, 1] * _c[1, j]) + (f[i, 2] * _c[2, j]);
+                }
+            }
+            double dt2 = dt * dt, dt3 = dt2 * dt, dt4 = dt3 * dt, dt5 = dt4 * dt;
+            double[,] noise = { { dt5 / 20, dt4 / 8, dt3 / 6 }, { dt4 / 8, dt3 / 3, dt2 / 2 }, { dt3 / 6, dt2 / 2, dt } };
+            for (var i = 0; i < 3; i++)
+            {
+                for (var j = 0; j < 3; j++)
+                {
+                    _c[i, j] = (fc[i, 0] * f[j, 0]) + (fc[i, 1] * f[j, 1]) + (fc[i, 2] * f[j, 2]) + (q * noise[i, j]);
+                }
+            }
+        }
+
+        public override void Correct(double innovation, double r)
+        {
+            var s = _c[0, 0] + r;
+            double k0 = _c[0, 0] / s, k1 = _c[1, 0] / s, k2 = _c[2, 0] / s;
+            P += k0 * innovation;
+            V += k1 * innovation;
+            _a += k2 * innovation;
+            double[] row0 = [_c[0, 0], _c[0, 1], _c[0, 2]];
+            double[] k = [k0, k1, k2];
+            for (var i = 0; i < 3; i++)
+            {
+                for (var j = 0; j < 3; j++)
+                {
+                    _c[i, j] -= k[i] * row0[j];
+                }
+            }
+        }
+
+        public override (double P, double V) Extrapolate(double dt) => (P + (V * dt) + (0.5 * _a * dt * dt), V + (_a * dt));
     }
 }

@@ -72,8 +72,24 @@ public sealed class SyntheticScene : IDisposable
     public SyntheticScenario Scenario { get; }
     public CameraIntrinsics Intrinsics { get; }
 
-    /// <summary>When the Jerk scenario's jerk starts, scene seconds. Default 1.0.</summary>
-    public double JerkAtSeconds { get; init; } = 1.0;
+    /// <summary>When the Jerk scenario's jerk starts, scene seconds. Default 1.0. May be moved while frames are rendered (a test schedules the jerk once a session runs).</summary>
+    public double JerkAtSeconds { get => Volatile.Read(ref _jerkAtSeconds); set => Volatile.Write(ref _jerkAtSeconds, value); }
+
+    private double _jerkAtSeconds = 1.0;
+
+    /// <summary>Jerk scenario: when &gt; 0, the head jerks again every this many seconds, alternately 5 mm out and back. Default 0 (once).</summary>
+    public double JerkRepeatSeconds { get; init; }
+
+    /// <summary>Scene times at which jerks start, up to <paramref name="untilS"/>.</summary>
+    public IEnumerable<double> JerkTimes(double untilS)
+    {
+        if (Scenario != SyntheticScenario.Jerk) yield break;
+        for (var t = JerkAtSeconds; t <= untilS; t += JerkRepeatSeconds)
+        {
+            yield return t;
+            if (JerkRepeatSeconds <= 0) yield break;
+        }
+    }
     public MarkerBoard Board { get; }
 
     /// <summary>Standard deviation of the additive Gaussian sensor noise, grey levels.</summary>
@@ -85,7 +101,7 @@ public sealed class SyntheticScene : IDisposable
     /// <summary>Ground truth T_CH at scene time <paramref name="tS"/> (seconds from the start).</summary>
     public RigidTransform TruthAt(double tS)
     {
-        var (d, w) = Motion(Scenario, tS, JerkAtSeconds);
+        var (d, w) = Motion(Scenario, tS, JerkAtSeconds, JerkRepeatSeconds);
         var rest = Rotations.RotationMatrix(RestCameraFromHead);
         var r = Rotations.Multiply(Rotations.MatrixFromVector(w), rest);
         return Rotations.FromMatrix(r, RestCameraFromHead.Translation + d);
@@ -124,7 +140,7 @@ public sealed class SyntheticScene : IDisposable
         return image;
     }
 
-    private static (Vec3 D, Vec3 W) Motion(SyntheticScenario scenario, double t, double jerkAtS)
+    private static (Vec3 D, Vec3 W) Motion(SyntheticScenario scenario, double t, double jerkAtS, double jerkRepeatS)
     {
         const double deg = Math.PI / 180;
         switch (scenario)
@@ -143,9 +159,13 @@ public sealed class SyntheticScene : IDisposable
             }
             case SyntheticScenario.Jerk:
             {
-                var s = Math.Clamp((t - jerkAtS) / 0.020, 0, 1);
+                // Repeating: jerk k (k = 0, 1, ...) starts at jerkAt + k·repeat and goes out (even k) or back (odd k).
+                var k = jerkRepeatS > 0 && t > jerkAtS ? Math.Floor((t - jerkAtS) / jerkRepeatS) : 0;
+                var start = jerkAtS + (k * jerkRepeatS);
+                var s = Math.Clamp((t - start) / 0.020, 0, 1);
                 s = s * s * (3 - (2 * s)); // smoothstep: a fast but finite move
-                return (new Vec3(5.0 * s, 0, 0), Vec3.Zero);
+                var x = k % 2 == 0 ? 5.0 * s : 5.0 * (1 - s);
+                return (new Vec3(x, 0, 0), Vec3.Zero);
             }
             default:
                 return (Vec3.Zero, Vec3.Zero);
@@ -372,6 +392,7 @@ public sealed class SyntheticFrameSource : IFrameSource
         _scene = scene;
         _timeProvider = timeProvider;
         _start = timeProvider.GetTimestamp();
+        StartTimestamp = _start;
         Description = description ?? "synthetic:" + scene.Scenario.ToString().ToLowerInvariant();
     }
 
@@ -383,6 +404,12 @@ public sealed class SyntheticFrameSource : IFrameSource
 
     /// <summary>The scene being rendered.</summary>
     public SyntheticScene Scene => _scene;
+
+    /// <summary>Timestamp (on this source's clock) of scene time 0.</summary>
+    public long StartTimestamp { get; }
+
+    /// <summary>Scene seconds at timestamp <paramref name="timestamp"/> of this source's clock.</summary>
+    public double SceneSecondsAt(long timestamp) => (timestamp - StartTimestamp) / (double)_timeProvider.TimestampFrequency;
 
     public Frame Read()
     {

@@ -29,6 +29,9 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     private readonly RigidTransform _gantryFromCamera;
     private readonly TimeProvider _timeProvider;
     private readonly Lock _lock = new();
+    // Held while a frame is read and tracked, so Dispose never frees what a frame in progress uses.
+    private readonly Lock _processing = new();
+    private bool _disposed;
     private long _lastFrameTimestamp;
     private double _lastQuality;
     private bool _seen;
@@ -68,6 +71,14 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 
     /// <summary>Reads and tracks one frame. Returns null at the end of a recording. Call from one thread.</summary>
     public TrackingResult? ProcessNextFrame()
+    {
+        lock (_processing)
+        {
+            return _disposed ? null : ProcessNextFrameCore();
+        }
+    }
+
+    private TrackingResult? ProcessNextFrameCore()
     {
         var frame = _frames.Read();
         if (frame is null) return null;
@@ -157,8 +168,14 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         return new HeadPoseSample(_gantryFromCamera * predicted.CameraFromHead, frameTs, quality, predicted.HeadSpeedMmPerS);
     }
 
+    /// <summary>Waits for a frame in progress, then releases the camera; <see cref="RunAsync"/> ends at its next frame.</summary>
     public void Dispose()
     {
+        lock (_processing)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
         lock (_lock)
         {
             _lastFrame?.Dispose();

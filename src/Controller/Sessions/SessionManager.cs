@@ -59,6 +59,8 @@ public sealed class SessionManager : IAsyncDisposable
     private volatile bool _shuttingDown;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
+    private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log)
     {
@@ -614,6 +616,7 @@ public sealed class SessionManager : IAsyncDisposable
         lock (_gate)
         {
             _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, final ? _time.GetUtcNow() : null);
+            _lastRunHolds[run.SessionId] = (run.Holds, run.LastHoldReason, run.Retracts);
             _active = null;
         }
         _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
@@ -831,18 +834,29 @@ public sealed class SessionManager : IAsyncDisposable
         var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
         if (fresh.Aim is null) return (aim, new HoldCause(fresh.HoldReason!, fresh.TrackingHold), 0);
         var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
+        _log.LogInformation("DBG verify {Dot}: off {Off:0.000} mm (hover {H} fresh {F}) speed {S:0.0} age {A:0}", aim.Dot.DotId, fresh.Aim.HoverMm.DistanceTo(aim.HoverMm), aim.HoverMm, fresh.Aim.HoverMm, fresh.Aim.Pose.HeadSpeedMmPerS, _aiming.Source.Clock.GetElapsedTime(fresh.Aim.Pose.CapturedTimestamp).TotalMilliseconds);
         if (fresh.Aim.HoverMm.DistanceTo(aim.HoverMm) <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
         {
             return (aim, null, 0);
         }
-        var travel = _program.Travel(aim.HoverMm, fresh.Aim.HoverMm);
+        var target = fresh.Aim;
+        if (_aiming.Source.IsTracking)
+        {
+            // The head keeps moving while the correction runs: aim where it will be when the
+            // corrected plunge reaches depth, so the next verify agrees instead of chasing it.
+            var correction = TimeSpan.FromSeconds(_program.Travel(aim.HoverMm, target.HoverMm).Sum(l => l.KinematicSeconds));
+            var ahead = _aiming.AimOrHold(aim.Dot, correction + VerifyRoundTrip + PlungeLookAhead(aim.Dot));
+            if (ahead.Aim is null) return (aim, new HoldCause(ahead.HoldReason!, ahead.TrackingHold), 0);
+            target = ahead.Aim;
+        }
+        var travel = _program.Travel(aim.HoverMm, target.HoverMm);
         foreach (var line in travel)
         {
             await _safety.SendMotionLineAsync(client, line.Line, ct);
         }
         var correctionSeconds = travel.Sum(l => l.KinematicSeconds);
         await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), correctionSeconds, ct);
-        return (fresh.Aim, null, correctionSeconds);
+        return (target, null, correctionSeconds);
     }
 
     /// <summary>
@@ -905,18 +919,26 @@ public sealed class SessionManager : IAsyncDisposable
                 }
             }
         }
-        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running));
+        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, sessionId));
     }
 
     /// <summary>Tracking and the hold as the cycle sees them now; hold fields only for the running session.</summary>
     public TrackingView Tracking() => Tracking(null);
 
-    private TrackingView Tracking(ActiveRun? run)
+    private TrackingView Tracking(ActiveRun? run, string? sessionId = null)
     {
         var clock = _aiming.Source.Clock;
         var hold = run?.CurrentHold(clock);
+        var (holds, lastReason, retracts) = run is not null ? (run.Holds, run.LastHoldReason, run.Retracts) : (0, "", 0);
+        if (run is null && sessionId is not null)
+        {
+            lock (_gate)
+            {
+                if (_lastRunHolds.TryGetValue(sessionId, out var last)) (holds, lastReason, retracts) = last;
+            }
+        }
         return new TrackingView(_aiming.Source.Description, _aiming.Source.IsTracking, _aiming.Read(), hold is not null, hold?.Reason ?? "", hold?.Seconds ?? 0,
-            run?.Holds ?? 0, run?.LastHoldReason ?? "", run?.Retracts ?? 0, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
+            holds, lastReason, retracts, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
     }
 
     private void Changed()

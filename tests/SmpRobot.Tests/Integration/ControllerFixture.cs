@@ -51,7 +51,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
     public static MachineProfile Profile => TestProfiles.Sim();
 
     /// <summary>Starts a controller. Pass the simulator and data directory of a previous one to "restart" it.</summary>
-    public static async Task<ControllerFixture> StartAsync(SimulatedGantry? simulator = null, string? dataDirectory = null, double timeScale = 200)
+    public static async Task<ControllerFixture> StartAsync(SimulatedGantry? simulator = null, string? dataDirectory = null, double timeScale = 200, Func<IServiceProvider, SmpRobot.Vision.IHeadPoseSource>? headPose = null)
     {
         var profile = Profile;
         simulator ??= new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale });
@@ -63,6 +63,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
             Urls = "http://127.0.0.1:0",
             Simulator = simulator,
             MinimumLogLevel = LogLevel.Warning,
+            HeadPoseSource = headPose,
         });
         await app.StartAsync().WaitAsync(Timeout);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

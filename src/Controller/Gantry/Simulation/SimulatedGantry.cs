@@ -147,6 +147,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Raised synchronously inside <see cref="Receive"/> for every real-time byte, before it acts (arguments: the byte and TimeProvider.GetTimestamp() at arrival).</summary>
     public event Action<byte, long>? RealtimeByteReceived;
 
+    /// <summary>TimeProvider timestamp of <see cref="PowerOn"/> (simulated second 0); 0 before.</summary>
+    public long PowerOnTimestamp { get { lock (_gate) return _powerOnTimestamp; } }
+
+    /// <summary>The TimeProvider timestamp at simulated second <paramref name="simSeconds"/>.</summary>
+    public long TimestampAt(double simSeconds) => PowerOnTimestamp + (long)(simSeconds / _options.TimeScale * _time.TimestampFrequency);
+
     /// <summary>True once <see cref="PowerOn"/> has been called.</summary>
     public bool IsPoweredOn { get { lock (_gate) return _poweredOn; } }
 
