@@ -30,17 +30,40 @@ public sealed record BoardPoseOptions
 
     /// <summary>Re-find missed markers from the board layout (helps under partial occlusion, costs time). Default true.</summary>
     public bool RefineMarkers { get; init; } = true;
+
+    /// <summary>
+    /// Search a frame first near the board's last pose: a region around it, scaled down so that a
+    /// marker is about <see cref="TrackingMarkerSidePx"/> pixels wide, with marker detection tuned
+    /// to that size. The chessboard corners are still refined at full resolution. When the region
+    /// does not show as many markers as the last frame did (or its pose fails), the frame is
+    /// searched whole, as without tracking, so tracking changes speed only. Default true.
+    /// </summary>
+    public bool TrackInRegion { get; init; } = true;
+
+    /// <summary>Margin of the tracking region on each side, as a fraction of the board's larger projected extent. Default 0.25 (covers a 5 mm jump between frames at 110 mm).</summary>
+    public double RegionMarginFraction { get; init; } = 0.25;
+
+    /// <summary>Marker side the tracking region is scaled down to for marker detection, px. Default 28.</summary>
+    public double TrackingMarkerSidePx { get; init; } = 28;
+
+    /// <summary>While tracking, search the whole frame anyway every this many frames (catches a board that moved out of the region unnoticed). Default 30 (once a second at 30 fps).</summary>
+    public int FullFrameEveryFrames { get; init; } = 30;
 }
 
 /// <summary>
-/// Finds the ChArUco board in a frame (ArUco markers with sub-pixel corner refinement, then the
-/// chessboard corners between them, refined to sub-pixel) and solves its pose with solvePnP on the
-/// board's known geometry (IPPE for planar targets, then Levenberg-Marquardt refinement).
+/// Finds the ChArUco board in a frame (ArUco markers, then the chessboard corners between them,
+/// refined to sub-pixel at full resolution) and solves its pose with solvePnP on the board's known
+/// geometry (IPPE for planar targets, then Levenberg-Marquardt refinement).
 /// Quality = sqrt(corners seen / board corners) × 1 / (1 + (reprojection error / HalfQualityErrorPx)²).
-/// Not thread-safe. Owns native objects: dispose it.
+/// <see cref="Estimate"/> tracks: fed frames in capture order, it searches near the last pose first
+/// (see <see cref="BoardPoseOptions.TrackInRegion"/>); <see cref="Detect"/> always searches the whole
+/// frame. Not thread-safe. Owns native objects: dispose it.
 /// </summary>
 public sealed class BoardPoseEstimator : IDisposable
 {
+    private const double CornerSubPixEps = 0.001;
+    private const int CornerSubPixMaxIterations = 40;
+
     private readonly MarkerBoard _board;
     private readonly CameraIntrinsics _intrinsics;
     private readonly BoardPoseOptions _options;
@@ -50,6 +73,19 @@ public sealed class BoardPoseEstimator : IDisposable
     private readonly double[,] _cameraArray;
     private readonly double[] _distortionArray;
     private readonly Mat _gray = new();
+    private readonly Mat _regionGray = new();
+    private readonly Mat _regionSmall = new();
+    // Board layout: the four corners of each marker in H (page order: top-left, top-right,
+    // bottom-right, bottom-left, as the detector reports them), and the two markers beside each
+    // chessboard corner (a corner is interpolated only when both are seen, as OpenCV's minMarkers = 2).
+    private readonly Vec3[][] _markerCornersH;
+    private readonly (int A, int B)[] _cornerMarkers;
+
+    // Tracking state: the last pose found by Estimate, and what it saw.
+    private RigidTransform? _lastPose;
+    private int _lastMarkers;
+    private double _lastPxPerMm;
+    private int _framesSinceFullSearch;
 
     public BoardPoseEstimator(MarkerBoard board, CameraIntrinsics intrinsics, BoardPoseOptions? options = null)
     {
@@ -65,24 +101,36 @@ public sealed class BoardPoseEstimator : IDisposable
             CornerRefinementMethod = CornerRefineMethod.Subpix,
         };
         _detector = new CharucoDetector(board.Board, _cameraMatrix, _distortion, 2, _options.RefineMarkers, true, detectorParameters, new RefineParameters());
+        (_markerCornersH, _cornerMarkers) = BuildLayout(board);
     }
 
-    /// <summary>The detections of the last <see cref="Estimate"/> call.</summary>
+    /// <summary>The detections of the last <see cref="Estimate"/> or <see cref="Detect"/> call.</summary>
     public BoardDetection? LastDetection { get; private set; }
 
     /// <summary>Intrinsics used for the pose.</summary>
     public CameraIntrinsics Intrinsics => _intrinsics;
 
-    /// <summary>Detects the board only (no pose).</summary>
+    /// <summary>True when the last <see cref="Estimate"/> searched the whole frame (no pose to track from, the region fell short, or the periodic full search).</summary>
+    public bool LastSearchWasFullFrame { get; private set; }
+
+    /// <summary><see cref="Estimate"/> calls that searched the whole frame, since construction.</summary>
+    public long FullFrameSearches { get; private set; }
+
+    /// <summary><see cref="Estimate"/> calls that found their pose in the tracking region, since construction.</summary>
+    public long RegionSearches { get; private set; }
+
+    /// <summary>Forgets the last pose: the next <see cref="Estimate"/> searches the whole frame.</summary>
+    public void ResetTracking()
+    {
+        _lastPose = null;
+        _lastMarkers = 0;
+    }
+
+    /// <summary>Detects the board only (no pose), searching the whole frame. Does not change the tracking state.</summary>
     public BoardDetection Detect(Mat image)
     {
         ArgumentNullException.ThrowIfNull(image);
-        var gray = image;
-        if (image.Channels() != 1)
-        {
-            Cv2.CvtColor(image, _gray, image.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
-            gray = _gray;
-        }
+        var gray = ToGray(image);
         _detector.DetectBoard(gray, out var charucoCorners, out var charucoIds, out var markerCorners, out var markerIds);
         charucoCorners ??= [];
         markerCorners ??= [];
@@ -94,11 +142,52 @@ public sealed class BoardPoseEstimator : IDisposable
 
     /// <summary>
     /// Detects the board and solves T_CH. Null when the board is not found well enough for a pose
-    /// (too few corners, corners on one line, or a reprojection error above the limit).
+    /// (too few corners, corners on one line, or a reprojection error above the limit). Frames must
+    /// come in capture order: the search starts near the last pose found (see
+    /// <see cref="BoardPoseOptions.TrackInRegion"/>); call <see cref="ResetTracking"/> between
+    /// unrelated images.
     /// </summary>
     public TrackedPose? Estimate(Mat image, long capturedTimestamp)
     {
-        var d = Detect(image);
+        ArgumentNullException.ThrowIfNull(image);
+        if (_options.TrackInRegion && _lastPose is { } last && _framesSinceFullSearch + 1 < Math.Max(1, _options.FullFrameEveryFrames))
+        {
+            var regional = DetectInRegion(image, last);
+            if (regional is not null && regional.MarkerIds.Length >= _lastMarkers)
+            {
+                var pose = Solve(regional, capturedTimestamp);
+                if (pose is not null)
+                {
+                    LastDetection = regional;
+                    LastSearchWasFullFrame = false;
+                    RegionSearches++;
+                    _framesSinceFullSearch++;
+                    Remember(pose, regional);
+                    return pose;
+                }
+            }
+        }
+
+        var detection = Detect(image);
+        LastSearchWasFullFrame = true;
+        FullFrameSearches++;
+        _framesSinceFullSearch = 0;
+        var found = Solve(detection, capturedTimestamp);
+        if (found is null) ResetTracking();
+        else Remember(found, detection);
+        return found;
+    }
+
+    private void Remember(TrackedPose pose, BoardDetection detection)
+    {
+        _lastPose = pose.CameraFromHead;
+        _lastMarkers = pose.MarkersSeen;
+        var pxPerMm = PxPerMm(detection.MarkerCorners);
+        if (pxPerMm > 0) _lastPxPerMm = pxPerMm;
+    }
+
+    private TrackedPose? Solve(BoardDetection d, long capturedTimestamp)
+    {
         var n = d.CharucoIds.Length;
         if (n < Math.Max(4, _options.MinCorners) || n != d.CharucoCorners.Length) return null;
         var objectPoints = new Point3f[n];
@@ -126,6 +215,155 @@ public sealed class BoardPoseEstimator : IDisposable
         return new TrackedPose(pose, capturedTimestamp, error, markers, Math.Sqrt(coverage) * errorFactor);
     }
 
+    private Mat ToGray(Mat image)
+    {
+        if (image.Channels() == 1) return image;
+        Cv2.CvtColor(image, _gray, image.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        return _gray;
+    }
+
+    /// <summary>
+    /// Markers and corners in a region around where <paramref name="last"/> puts the board; null
+    /// when the region is unusable. Markers are found on a scaled-down grey copy of the region (most
+    /// of the cost of marker detection is per contour and per candidate, so a small image with a
+    /// contour-length window fitted to the expected marker size is much cheaper), then the
+    /// chessboard corners are placed with a homography fitted to the markers' corners (in
+    /// undistorted coordinates) and refined at full resolution like a full search's.
+    /// </summary>
+    private BoardDetection? DetectInRegion(Mat image, RigidTransform last)
+    {
+        if (!(_lastPxPerMm > 0)) return null;
+        var halfW = _board.WidthMm / 2;
+        var halfH = _board.HeightMm / 2;
+        double x0 = double.MaxValue, y0 = double.MaxValue, x1 = double.MinValue, y1 = double.MinValue;
+        foreach (var c in (ReadOnlySpan<Vec3>)[new(-halfW, -halfH, 0), new(halfW, -halfH, 0), new(halfW, halfH, 0), new(-halfW, halfH, 0)])
+        {
+            var pC = last.Apply(c);
+            if (!(pC.Z > 0)) return null;
+            var px = _intrinsics.Project(pC);
+            x0 = Math.Min(x0, px.X);
+            y0 = Math.Min(y0, px.Y);
+            x1 = Math.Max(x1, px.X);
+            y1 = Math.Max(y1, px.Y);
+        }
+        var margin = (_options.RegionMarginFraction * Math.Max(x1 - x0, y1 - y0)) + 8;
+        var left = (int)Math.Max(0, Math.Floor(x0 - margin));
+        var top = (int)Math.Max(0, Math.Floor(y0 - margin));
+        var right = (int)Math.Min(image.Cols, Math.Ceiling(x1 + margin));
+        var bottom = (int)Math.Min(image.Rows, Math.Ceiling(y1 + margin));
+        if (right - left < 32 || bottom - top < 32) return null;
+        var region = new Rect(left, top, right - left, bottom - top);
+
+        using (var sub = new Mat(image, region))
+        {
+            if (image.Channels() == 1) sub.CopyTo(_regionGray);
+            else Cv2.CvtColor(sub, _regionGray, image.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        }
+
+        var markerSidePx = _board.Spec.MarkerMm * _lastPxPerMm;
+        var scale = Math.Min(1.0, _options.TrackingMarkerSidePx / markerSidePx);
+        var small = _regionGray;
+        if (scale < 0.9)
+        {
+            Cv2.Resize(_regionGray, _regionSmall, new Size(), scale, scale, InterpolationFlags.Area);
+            small = _regionSmall;
+        }
+        else
+        {
+            scale = 1;
+        }
+        var sx = small.Cols / (double)region.Width;
+        var sy = small.Rows / (double)region.Height;
+
+        // One threshold window about a quarter of a marker (its border is one sixth), and a contour
+        // length window that keeps the markers (whatever their tilt, within a factor of two of the
+        // last size) but drops stubble, noise and the board's outline.
+        var markerSmallPx = markerSidePx * scale;
+        var window = Math.Max(3, ((int)Math.Round(markerSmallPx / 4) / 2 * 2) + 1);
+        var maxSide = Math.Max(small.Cols, small.Rows);
+        var parameters = new DetectorParameters
+        {
+            CornerRefinementMethod = CornerRefineMethod.None,
+            AdaptiveThreshWinSizeMin = window,
+            AdaptiveThreshWinSizeMax = window,
+            AdaptiveThreshWinSizeStep = 10,
+            MinMarkerPerimeterRate = 4 * markerSmallPx * 0.5 / maxSide,
+            MaxMarkerPerimeterRate = 4 * markerSmallPx * 2.0 / maxSide,
+        };
+        using var detector = new ArucoDetector(_board.Dictionary, parameters, new RefineParameters());
+        detector.DetectMarkers(small, out var smallCorners, out var smallIds, out _);
+
+        var seen = new bool[_board.MarkerCount];
+        var markerCorners = new List<Point2f[]>(smallIds.Length);
+        var markerIds = new List<int>(smallIds.Length);
+        for (var i = 0; i < smallIds.Length; i++)
+        {
+            var id = smallIds[i];
+            if (id < 0 || id >= _board.MarkerCount || seen[id] || smallCorners[i].Length != 4) continue;
+            seen[id] = true;
+            // Pixel centres: small pixel i spans region pixels [i/s, (i+1)/s).
+            markerCorners.Add([.. smallCorners[i].Select(p => new Point2f((float)(((p.X + 0.5) / sx) - 0.5 + left), (float)(((p.Y + 0.5) / sy) - 0.5 + top)))]);
+            markerIds.Add(id);
+        }
+        var corners = InterpolateCorners(markerCorners, markerIds, seen, region);
+        return new BoardDetection([.. markerCorners], [.. markerIds], corners.Select(c => c.Point).ToArray(), corners.Select(c => c.Id).ToArray());
+    }
+
+    /// <summary>Chessboard corners beside two seen markers, predicted from the markers and refined in the region's grey image.</summary>
+    private List<(int Id, Point2f Point)> InterpolateCorners(List<Point2f[]> markerCorners, List<int> markerIds, bool[] seen, Rect region)
+    {
+        var result = new List<(int, Point2f)>();
+        if (markerIds.Count < 2) return result;
+        var boardPoints = new List<Point2d>(markerIds.Count * 4);
+        var imagePoints = new Point2f[markerIds.Count * 4];
+        for (var m = 0; m < markerIds.Count; m++)
+        {
+            for (var k = 0; k < 4; k++)
+            {
+                var h = _markerCornersH[markerIds[m]][k];
+                boardPoints.Add(new Point2d(h.X, h.Y));
+                imagePoints[(m * 4) + k] = markerCorners[m][k];
+            }
+        }
+        using var distorted = Mat.FromArray(imagePoints);
+        using var normalised = new Mat();
+        Cv2.UndistortPoints(distorted, normalised, _cameraMatrix, _distortion);
+        normalised.GetArray(out Point2f[] undistorted);
+        using var homography = Cv2.FindHomography(boardPoints, undistorted.Select(p => new Point2d(p.X, p.Y)));
+        if (homography.Empty()) return result;
+        homography.GetArray(out double[] h9);
+
+        var ids = new List<int>();
+        var predicted = new List<Point2f>();
+        for (var id = 0; id < _cornerMarkers.Length; id++)
+        {
+            var (a, b) = _cornerMarkers[id];
+            if (a < 0 || b < 0 || !seen[a] || !seen[b]) continue;
+            var c = _board.CornerInHead(id);
+            var w = (h9[6] * c.X) + (h9[7] * c.Y) + h9[8];
+            if (!(Math.Abs(w) > 1e-12)) continue;
+            var (xd, yd) = _intrinsics.Distort(((h9[0] * c.X) + (h9[1] * c.Y) + h9[2]) / w, ((h9[3] * c.X) + (h9[4] * c.Y) + h9[5]) / w);
+            var u = (_intrinsics.FxPx * xd) + _intrinsics.CxPx - region.X;
+            var v = (_intrinsics.FyPx * yd) + _intrinsics.CyPx - region.Y;
+            if (u < 1 || v < 1 || u > region.Width - 2 || v > region.Height - 2) continue;
+            ids.Add(id);
+            predicted.Add(new Point2f((float)u, (float)v));
+        }
+        if (ids.Count == 0) return result;
+        var half = SubPixHalfWindow(_lastPxPerMm);
+        var refined = Cv2.CornerSubPix(_regionGray, predicted, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, CornerSubPixMaxIterations, CornerSubPixEps));
+        for (var i = 0; i < ids.Count; i++)
+        {
+            // A corner that wandered off more than half its window did not find its saddle point
+            // (occluded, blurred away): leave it out rather than bend the pose.
+            var dx = refined[i].X - predicted[i].X;
+            var dy = refined[i].Y - predicted[i].Y;
+            if ((dx * dx) + (dy * dy) > half * half / 4.0) continue;
+            result.Add((ids[i], new Point2f(refined[i].X + region.X, refined[i].Y + region.Y)));
+        }
+        return result;
+    }
+
     /// <summary>
     /// OpenCV 4.13's CharucoDetector returns corners shifted by about +0.5 px (opencv/opencv #25539,
     /// fixed upstream after 4.13): refine them again with cornerSubPix, which converges on the true
@@ -133,6 +371,22 @@ public sealed class BoardPoseEstimator : IDisposable
     /// so marker edges do not pull the corner.
     /// </summary>
     private Point2f[] RefineCorners(Mat gray, Point2f[] corners, Point2f[][] markerCorners)
+    {
+        var pxPerMm = PxPerMm(markerCorners);
+        if (!(pxPerMm > 0)) return corners;
+        var half = SubPixHalfWindow(pxPerMm);
+        return Cv2.CornerSubPix(gray, corners, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, CornerSubPixMaxIterations, CornerSubPixEps));
+    }
+
+    /// <summary>cornerSubPix half window: four fifths of the white margin between marker and square edge, 2..10 px.</summary>
+    private int SubPixHalfWindow(double pxPerMm)
+    {
+        var marginPx = (_board.Spec.SquareMm - _board.Spec.MarkerMm) / 2 * pxPerMm;
+        return (int)Math.Clamp(Math.Floor(marginPx * 0.8), 2, 10);
+    }
+
+    /// <summary>Mean image scale at the board from the detected markers' sides, px/mm; 0 without markers.</summary>
+    private double PxPerMm(Point2f[][] markerCorners)
     {
         var pxPerMm = 0.0;
         var sides = 0;
@@ -146,11 +400,45 @@ public sealed class BoardPoseEstimator : IDisposable
                 sides++;
             }
         }
-        if (sides == 0) return corners;
-        pxPerMm /= sides;
-        var marginPx = (_board.Spec.SquareMm - _board.Spec.MarkerMm) / 2 * pxPerMm;
-        var half = (int)Math.Clamp(Math.Floor(marginPx * 0.8), 2, 10);
-        return Cv2.CornerSubPix(gray, corners, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, 40, 0.001));
+        return sides == 0 ? 0 : pxPerMm / sides;
+    }
+
+    /// <summary>
+    /// Where OpenCV puts the markers of a ChArUco board: in the white squares, numbered row by row
+    /// from the top-left of the page; the top-left square is black, except in the legacy pattern of
+    /// boards with an even number of rows (OpenCV 4.6+ CharucoBoard).
+    /// </summary>
+    private static (Vec3[][] MarkerCornersH, (int, int)[] CornerMarkers) BuildLayout(MarkerBoard board)
+    {
+        var spec = board.Spec;
+        var legacy = board.Board.LegacyPattern && spec.SquaresY % 2 == 0;
+        var markerAt = new int[spec.SquaresY, spec.SquaresX];
+        var cornersH = new List<Vec3[]>();
+        var s = spec.MarkerMm / 2;
+        for (var row = 0; row < spec.SquaresY; row++)
+        {
+            for (var col = 0; col < spec.SquaresX; col++)
+            {
+                var black = legacy ? (row + 1) % 2 == col % 2 : row % 2 == col % 2;
+                markerAt[row, col] = -1;
+                if (black) continue;
+                markerAt[row, col] = cornersH.Count;
+                var centre = board.PageToHead((col + 0.5) * spec.SquareMm, (row + 0.5) * spec.SquareMm);
+                cornersH.Add([centre + new Vec3(-s, s, 0), centre + new Vec3(s, s, 0), centre + new Vec3(s, -s, 0), centre + new Vec3(-s, -s, 0)]);
+            }
+        }
+        // Inner corner (row r, col c) of the chessboard sits between squares rows r..r+1, cols c..c+1.
+        var cornerMarkers = new (int, int)[(spec.SquaresY - 1) * (spec.SquaresX - 1)];
+        for (var r = 0; r < spec.SquaresY - 1; r++)
+        {
+            for (var c = 0; c < spec.SquaresX - 1; c++)
+            {
+                int[] around = [markerAt[r, c], markerAt[r, c + 1], markerAt[r + 1, c], markerAt[r + 1, c + 1]];
+                var markers = around.Where(m => m >= 0).ToArray();
+                cornerMarkers[(r * (spec.SquaresX - 1)) + c] = markers.Length == 2 ? (markers[0], markers[1]) : (-1, -1);
+            }
+        }
+        return ([.. cornersH], cornerMarkers);
     }
 
     private double ReprojectionRms(RigidTransform pose, Point3f[] objectPoints, Point2f[] imagePoints)
@@ -184,5 +472,7 @@ public sealed class BoardPoseEstimator : IDisposable
         _cameraMatrix.Dispose();
         _distortion.Dispose();
         _gray.Dispose();
+        _regionGray.Dispose();
+        _regionSmall.Dispose();
     }
 }
