@@ -84,7 +84,6 @@ public sealed class BoardPoseEstimator : IDisposable
     // Tracking state: the last pose found by Estimate, and what it saw.
     private RigidTransform? _lastPose;
     private int _lastMarkers;
-    private double _lastPxPerMm;
     private int _framesSinceFullSearch;
 
     public BoardPoseEstimator(MarkerBoard board, CameraIntrinsics intrinsics, BoardPoseOptions? options = null)
@@ -162,7 +161,7 @@ public sealed class BoardPoseEstimator : IDisposable
                     LastSearchWasFullFrame = false;
                     RegionSearches++;
                     _framesSinceFullSearch++;
-                    Remember(pose, regional);
+                    Remember(pose);
                     return pose;
                 }
             }
@@ -174,16 +173,14 @@ public sealed class BoardPoseEstimator : IDisposable
         _framesSinceFullSearch = 0;
         var found = Solve(detection, capturedTimestamp);
         if (found is null) ResetTracking();
-        else Remember(found, detection);
+        else Remember(found);
         return found;
     }
 
-    private void Remember(TrackedPose pose, BoardDetection detection)
+    private void Remember(TrackedPose pose)
     {
         _lastPose = pose.CameraFromHead;
         _lastMarkers = pose.MarkersSeen;
-        var pxPerMm = PxPerMm(detection.MarkerCorners);
-        if (pxPerMm > 0) _lastPxPerMm = pxPerMm;
     }
 
     private TrackedPose? Solve(BoardDetection d, long capturedTimestamp)
@@ -232,7 +229,6 @@ public sealed class BoardPoseEstimator : IDisposable
     /// </summary>
     private BoardDetection? DetectInRegion(Mat image, RigidTransform last)
     {
-        if (!(_lastPxPerMm > 0)) return null;
         var halfW = _board.WidthMm / 2;
         var halfH = _board.HeightMm / 2;
         double x0 = double.MaxValue, y0 = double.MaxValue, x1 = double.MinValue, y1 = double.MinValue;
@@ -260,7 +256,24 @@ public sealed class BoardPoseEstimator : IDisposable
             else Cv2.CvtColor(sub, _regionGray, image.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
         }
 
-        var markerSidePx = _board.Spec.MarkerMm * _lastPxPerMm;
+        // Marker sizes where the last pose puts them (perspective makes near ones bigger).
+        double minPerimeterPx = double.MaxValue, maxPerimeterPx = 0, sumPerimeterPx = 0;
+        foreach (var markerH in _markerCornersH)
+        {
+            var perimeter = 0.0;
+            var previous = _intrinsics.Project(last.Apply(markerH[3]));
+            foreach (var c in markerH)
+            {
+                var px = _intrinsics.Project(last.Apply(c));
+                perimeter += Math.Sqrt(((px.X - previous.X) * (px.X - previous.X)) + ((px.Y - previous.Y) * (px.Y - previous.Y)));
+                previous = px;
+            }
+            minPerimeterPx = Math.Min(minPerimeterPx, perimeter);
+            maxPerimeterPx = Math.Max(maxPerimeterPx, perimeter);
+            sumPerimeterPx += perimeter;
+        }
+        var markerSidePx = sumPerimeterPx / _markerCornersH.Length / 4;
+        if (!(markerSidePx > 4)) return null;
         var scale = Math.Min(1.0, _options.TrackingMarkerSidePx / markerSidePx);
         var small = _regionGray;
         if (scale < 0.9)
@@ -275,20 +288,22 @@ public sealed class BoardPoseEstimator : IDisposable
         var sx = small.Cols / (double)region.Width;
         var sy = small.Rows / (double)region.Height;
 
-        // One threshold window about a quarter of a marker (its border is one sixth), and a contour
-        // length window that keeps the markers (whatever their tilt, within a factor of two of the
-        // last size) but drops stubble, noise and the board's outline.
-        var markerSmallPx = markerSidePx * scale;
-        var window = Math.Max(3, ((int)Math.Round(markerSmallPx / 4) / 2 * 2) + 1);
+        // Most of the cost of marker detection is per candidate quad (decoding its bits), so keep
+        // the candidates to the markers: a threshold window about a marker wide fills the board's
+        // black squares solid (a small window leaves them hollow outlines whose holes are
+        // marker-sized quads), and a contour-length window around the expected marker perimeters
+        // drops the black squares (a third larger than the markers), stubble, noise and the board's
+        // outline. Anything this misses sends the frame to the full search.
+        var window = ((int)Math.Round(markerSidePx * scale) / 2 * 2) + 1;
         var maxSide = Math.Max(small.Cols, small.Rows);
         var parameters = new DetectorParameters
         {
             CornerRefinementMethod = CornerRefineMethod.None,
-            AdaptiveThreshWinSizeMin = window,
-            AdaptiveThreshWinSizeMax = window,
+            AdaptiveThreshWinSizeMin = Math.Max(3, window),
+            AdaptiveThreshWinSizeMax = Math.Max(3, window),
             AdaptiveThreshWinSizeStep = 10,
-            MinMarkerPerimeterRate = 4 * markerSmallPx * 0.5 / maxSide,
-            MaxMarkerPerimeterRate = 4 * markerSmallPx * 2.0 / maxSide,
+            MinMarkerPerimeterRate = minPerimeterPx * scale * 0.6 / maxSide,
+            MaxMarkerPerimeterRate = maxPerimeterPx * scale * 1.15 / maxSide,
         };
         using var detector = new ArucoDetector(_board.Dictionary, parameters, new RefineParameters());
         detector.DetectMarkers(small, out var smallCorners, out var smallIds, out _);
@@ -305,12 +320,12 @@ public sealed class BoardPoseEstimator : IDisposable
             markerCorners.Add([.. smallCorners[i].Select(p => new Point2f((float)(((p.X + 0.5) / sx) - 0.5 + left), (float)(((p.Y + 0.5) / sy) - 0.5 + top)))]);
             markerIds.Add(id);
         }
-        var corners = InterpolateCorners(markerCorners, markerIds, seen, region);
+        var corners = InterpolateCorners(markerCorners, markerIds, seen, region, markerSidePx / _board.Spec.MarkerMm);
         return new BoardDetection([.. markerCorners], [.. markerIds], corners.Select(c => c.Point).ToArray(), corners.Select(c => c.Id).ToArray());
     }
 
     /// <summary>Chessboard corners beside two seen markers, predicted from the markers and refined in the region's grey image.</summary>
-    private List<(int Id, Point2f Point)> InterpolateCorners(List<Point2f[]> markerCorners, List<int> markerIds, bool[] seen, Rect region)
+    private List<(int Id, Point2f Point)> InterpolateCorners(List<Point2f[]> markerCorners, List<int> markerIds, bool[] seen, Rect region, double pxPerMm)
     {
         var result = new List<(int, Point2f)>();
         if (markerIds.Count < 2) return result;
@@ -350,7 +365,7 @@ public sealed class BoardPoseEstimator : IDisposable
             predicted.Add(new Point2f((float)u, (float)v));
         }
         if (ids.Count == 0) return result;
-        var half = SubPixHalfWindow(_lastPxPerMm);
+        var half = SubPixHalfWindow(pxPerMm);
         var refined = Cv2.CornerSubPix(_regionGray, predicted, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, CornerSubPixMaxIterations, CornerSubPixEps));
         for (var i = 0; i < ids.Count; i++)
         {
