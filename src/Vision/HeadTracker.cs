@@ -12,6 +12,12 @@ public sealed record HeadTrackerOptions
     public int MinMeasurementsForTrust { get; init; } = 2;
 }
 
+/// <summary>How the tracker's frames found their pose so far (see <see cref="BoardPoseEstimator"/>).</summary>
+/// <param name="CornerFollows">Frames whose corners were followed from the last pose (the cheap path).</param>
+/// <param name="RegionSearches">Frames whose markers were searched for near the last pose.</param>
+/// <param name="FullFrameSearches">Frames searched whole (first sighting, after a miss, a fallback, or the periodic check).</param>
+public sealed record TrackingSearchCounts(long CornerFollows, long RegionSearches, long FullFrameSearches);
+
 /// <summary>What tracking made of one frame.</summary>
 /// <param name="Raw">The board pose of this frame; null when the board was not found (lost).</param>
 /// <param name="Filtered">The filter's state after this frame; null when the head has never been seen (or after a long gap).</param>
@@ -49,6 +55,9 @@ public sealed class HeadTracker : IDisposable
     /// <summary>Times a jerk restarted the filter.</summary>
     public int JerkCount => _filter.JerkCount;
 
+    /// <summary>How frames found their pose so far: followed, searched near the last pose, or searched whole.</summary>
+    public TrackingSearchCounts SearchCounts => new(_estimator.CornerFollows, _estimator.RegionSearches, _estimator.FullFrameSearches);
+
     /// <summary>Detects the board in <paramref name="image"/> (BGR or grey) captured at <paramref name="capturedTimestamp"/> and updates the filter.</summary>
     public TrackingResult Process(Mat image, long capturedTimestamp)
     {
@@ -56,7 +65,11 @@ public sealed class HeadTracker : IDisposable
         return Fold(raw, detection, capturedTimestamp);
     }
 
-    /// <summary>First half of <see cref="Process"/>: the slow part (detection and pose), touching no filter state.</summary>
+    /// <summary>
+    /// First half of <see cref="Process"/>: the slow part (detection and pose), touching no filter
+    /// state. The detector tracks the board from frame to frame, so call it for every frame in
+    /// capture order.
+    /// </summary>
     public (TrackedPose? Raw, BoardDetection Detection) Detect(Mat image, long capturedTimestamp)
     {
         var raw = _estimator.Estimate(image, capturedTimestamp);

@@ -35,6 +35,7 @@ public sealed class TrackingTests
         Assert.True(Rms(translationErrors) <= 0.05, $"translation RMS {Rms(translationErrors):0.0000} mm");
         Assert.True(Rms(rotationErrors) <= 0.15, $"rotation RMS {Rms(rotationErrors):0.000} deg");
         Assert.True(speeds.Max() < 1.0, $"still head reported at {speeds.Max():0.00} mm/s");
+        Assert.Equal(new TrackingSearchCounts(11, 0, 1), tracker.SearchCounts);
     }
 
     [Fact]
@@ -162,5 +163,109 @@ public sealed class TrackingTests
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public void Tracking_follows_the_corners_and_gives_the_pose_a_full_search_gives()
+    {
+        using var scene = new SyntheticScene(SyntheticScenario.Sway, K720);
+        using var tracking = new BoardPoseEstimator(scene.Board, K720);
+        using var searching = new BoardPoseEstimator(scene.Board, K720, new BoardPoseOptions { TrackInRegion = false });
+        for (var i = 0; i < 24; i++)
+        {
+            var t = i / 30.0;
+            using var image = scene.Render(t, i);
+            var tracked = tracking.Estimate(image, Stamp(TimeProvider.System, t));
+            var searched = searching.Estimate(image, Stamp(TimeProvider.System, t));
+            Assert.NotNull(tracked);
+            Assert.NotNull(searched);
+            Assert.Equal(searched.MarkersSeen, tracked.MarkersSeen);
+            Assert.Equal(searched.ReprojectionErrorPx, tracked.ReprojectionErrorPx, 3);
+            var apart = tracked.CameraFromHead.Translation.DistanceTo(searched.CameraFromHead.Translation);
+            Assert.True(apart < 0.002, $"frame {i}: tracked and searched poses {apart:0.0000} mm apart");
+            Assert.True(Rotations.AngleBetweenDeg(tracked.CameraFromHead, searched.CameraFromHead) < 0.01);
+        }
+        Assert.Equal(1, tracking.FullFrameSearches);
+        Assert.Equal(23, tracking.CornerFollows);
+        Assert.Equal(24, searching.FullFrameSearches);
+        Assert.Equal(0, searching.CornerFollows);
+    }
+
+    [Fact]
+    public void A_board_moved_by_exactly_one_square_is_not_taken_for_the_board_in_place()
+    {
+        // The chessboard repeats: corners followed from the old pose land on the neighbouring
+        // corners. Reading the markers must refuse that, and a search must find where the board went.
+        using var scene = new SyntheticScene(SyntheticScenario.Still, K720);
+        using var estimator = new BoardPoseEstimator(scene.Board, K720);
+        TrackedPose? pose = null;
+        for (var i = 0; i < 3; i++)
+        {
+            using var image = scene.Render(i / 30.0, i);
+            pose = estimator.Estimate(image, Stamp(TimeProvider.System, i / 30.0));
+        }
+        Assert.NotNull(pose);
+        Assert.Equal(2, estimator.CornerFollows);
+        var origin = K720.Project(pose.CameraFromHead.Translation);
+        var squareOver = K720.Project(pose.CameraFromHead.Apply(new Vec3(scene.Board.Spec.SquareMm, 0, 0)));
+        double dx = squareOver.X - origin.X, dy = squareOver.Y - origin.Y;
+
+        using var still = scene.Render(3 / 30.0, 3);
+        using var shift = new Mat(2, 3, MatType.CV_64FC1, Scalar.All(0));
+        shift.Set(0, 0, 1.0);
+        shift.Set(1, 1, 1.0);
+        shift.Set(0, 2, dx);
+        shift.Set(1, 2, dy);
+        using var moved = new Mat();
+        Cv2.WarpAffine(still, moved, shift, still.Size(), InterpolationFlags.Linear, BorderTypes.Replicate);
+        var after = estimator.Estimate(moved, Stamp(TimeProvider.System, 3 / 30.0));
+
+        Assert.NotNull(after);
+        Assert.Equal(2, estimator.CornerFollows); // the followed corners were refused
+        Assert.Equal(10, after.MarkersSeen);
+        var newOrigin = K720.Project(after.CameraFromHead.Translation);
+        Assert.InRange(newOrigin.X - origin.X, dx - 2, dx + 2);
+        Assert.InRange(newOrigin.Y - origin.Y, dy - 2, dy + 2);
+    }
+
+    [Fact]
+    public void A_jerk_too_fast_to_follow_is_found_by_a_search_and_every_frame_keeps_its_pose()
+    {
+        using var scene = new SyntheticScene(SyntheticScenario.Jerk, K720);
+        using var estimator = new BoardPoseEstimator(scene.Board, K720);
+        for (var i = 0; i < 12; i++)
+        {
+            var t = 0.85 + (i / 30.0);
+            using var image = scene.Render(t, i);
+            var pose = estimator.Estimate(image, Stamp(TimeProvider.System, t));
+            Assert.NotNull(pose);
+            var error = pose.CameraFromHead.Translation.DistanceTo(scene.TruthAt(t).Translation);
+            Assert.True(error < 0.1, $"t = {t:0.000} s: {error:0.000} mm from the truth");
+        }
+        Assert.True(estimator.RegionSearches + estimator.FullFrameSearches >= 2, "the 5 mm jump must have needed a search");
+        Assert.True(estimator.CornerFollows >= 8);
+    }
+
+    [Fact]
+    public void A_hidden_board_gives_no_pose_while_tracking()
+    {
+        using var scene = new SyntheticScene(SyntheticScenario.Lost, K720);
+        using var estimator = new BoardPoseEstimator(scene.Board, K720);
+        for (var i = 0; i < 20; i++)
+        {
+            var t = 0.3 + (i / 30.0);
+            using var image = scene.Render(t, i);
+            var pose = estimator.Estimate(image, Stamp(TimeProvider.System, t));
+            if (scene.BoardVisibleAt(t))
+            {
+                Assert.NotNull(pose);
+            }
+            else
+            {
+                Assert.Null(pose);
+                Assert.True(estimator.LastSearchWasFullFrame);
+            }
+        }
+        Assert.True(estimator.CornerFollows >= 4);
     }
 }
