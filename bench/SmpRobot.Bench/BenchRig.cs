@@ -75,6 +75,7 @@ internal sealed class BenchRig : IAsyncDisposable
     public MachineService.MachineServiceClient Machine { get; }
     public SafetyService.SafetyServiceClient Safety { get; }
     public SafetySupervisor Supervisor => _app.Services.GetRequiredService<SafetySupervisor>();
+    public IServiceProvider Services => _app.Services;
 
     /// <summary>hardware/profiles/NAME.json of this checkout.</summary>
     public static string ProfilePath(string name) => Path.Combine(HardwarePaths.HardwareDirectory(), "profiles", name + ".json");

@@ -17,7 +17,7 @@ internal static class TrackingBench
     private const int Batch = 30;
     private const double Fps = 30;
 
-    public static Task<Dictionary<string, object>> RunAsync()
+    public static async Task<Dictionary<string, object>> RunAsync()
     {
         Cv2.SetNumThreads(1);
         var still720 = Run(SyntheticScenario.Still, 1280, 720);
@@ -43,7 +43,9 @@ internal static class TrackingBench
             ["framesFullSearched"] = still720.Searches.FullFrameSearches + sway720.Searches.FullFrameSearches + sway1080.Searches.FullFrameSearches,
             ["framesPerRun"] = FramesPerRun,
         };
-        return Task.FromResult(figures);
+        // Whole tracked sessions through the controller: placement vs ground truth, jerk reaction.
+        foreach (var (k, v) in await TrackedSessionBench.RunAsync(swayDots: 60, jerkDots: 30)) figures[k] = v;
+        return figures;
     }
 
     private sealed record RunResult(List<double> Ms, List<double> RawMm, List<double> FilteredMm, List<double> RotDeg, List<double> SpeedErr, int Lost, TrackingSearchCounts Searches);

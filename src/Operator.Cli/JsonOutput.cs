@@ -18,7 +18,7 @@ internal static class JsonOutput
     /// Session result of <c>run</c>, <c>demo</c>, <c>watch</c>, <c>session show</c>: sessionId, planName, profileName,
     /// state ("COMPLETED"), reason, dots {total, placed, skipped, pending, inDoubt, commanded}, elapsedSeconds,
     /// kinematicSeconds, kinematicRatio (elapsed / kinematic, null when unknown), dotsPerSecond, etaSeconds,
-    /// inDoubtDots [ids], exitCode.
+    /// inDoubtDots [ids], tracking {source, tracking, holds, retracts, lastHoldReason, holding, holdReason} (null from an old controller), exitCode.
     /// </summary>
     public static JsonObject Session(Session session, int exitCode)
     {
@@ -47,6 +47,18 @@ internal static class JsonOutput
             ["dotsPerSecond"] = Finite(session.DotsPerSecond),
             ["etaSeconds"] = Finite(session.EtaSeconds),
             ["inDoubtDots"] = inDoubt,
+            ["tracking"] = session.Tracking is { } t
+                ? new JsonObject
+                {
+                    ["source"] = t.Source,
+                    ["tracking"] = t.Tracking,
+                    ["holds"] = t.Holds,
+                    ["retracts"] = t.Retracts,
+                    ["lastHoldReason"] = t.LastHoldReason,
+                    ["holding"] = t.Holding,
+                    ["holdReason"] = t.HoldReason,
+                }
+                : null,
             ["exitCode"] = exitCode,
         };
     }

@@ -73,6 +73,12 @@ internal static class SessionView
                 m.Connected ? "" : " · DISCONNECTED"), m.Connected ? null : "red"));
             rows.Add(("Needle", m.NeedleOn ? "ON" : "off", m.NeedleOn ? "bold yellow" : null));
         }
+        if (s.Tracking is { } t)
+        {
+            rows.Add(("Tracking", TrackingText(t), TrackingStyle(t)));
+            if (t.Holding) rows.Add(("HOLD", string.Format(Inv, "{0} · {1:0.0} s · needle raised, resumes by itself once tracking is steady", t.HoldReason, t.HoldSeconds), "bold yellow"));
+            else if (t.Holds > 0) rows.Add(("", string.Format(Inv, "{0} automatic hold(s){1}; last: {2}", t.Holds, t.Retracts > 0 ? string.Format(Inv, ", {0} needle(s) pulled out mid-dot", t.Retracts) : "", t.LastHoldReason), "grey"));
+        }
         var latched = snapshot.Safety?.EstopLatched ?? m?.EstopLatched ?? false;
         rows.Add(("E-stop", latched ? "LATCHED" + Suffix(snapshot.Safety?.EstopReason) : "clear", latched ? "bold red" : "green"));
         if (!string.IsNullOrEmpty(snapshot.Safety?.StopError))
@@ -89,6 +95,20 @@ internal static class SessionView
         return rows;
     }
 
+    /// <summary>"tracked:synthetic:sway · pose 42 ms · quality 0.93 · head 1.2 mm/s" (or the fixed head), plus the failing gate.</summary>
+    public static string TrackingText(TrackingState t)
+    {
+        if (!t.Tracking) return string.IsNullOrEmpty(t.Source) ? "fixed head" : t.Source;
+        var text = string.Format(Inv, "{0} · pose {1} · quality {2:0.00} · head {3}",
+            t.Source,
+            double.IsFinite(t.PoseAgeMs) ? t.PoseAgeMs.ToString("0", Inv) + " ms" : "never seen",
+            t.Quality,
+            double.IsFinite(t.HeadSpeedMmPerS) ? t.HeadSpeedMmPerS.ToString("0.0", Inv) + " mm/s" : "-");
+        return string.IsNullOrEmpty(t.Gate) ? text : text + " · gate: " + t.Gate;
+    }
+
+    private static string? TrackingStyle(TrackingState t) => !t.Tracking ? "grey" : string.IsNullOrEmpty(t.Gate) ? "green" : "yellow";
+
     /// <summary>One line for logs and non-terminal output: state, dots, rate, ETA, gantry, needle, reason.</summary>
     public static string ProgressLine(SessionSnapshot snapshot)
     {
@@ -104,6 +124,11 @@ internal static class SessionView
             var p = m.Position ?? new Position();
             sb.Append(Inv, $" | gantry {m.State} x={Formatting.Mm(p.XMm)} y={Formatting.Mm(p.YMm)} z={Formatting.Mm(p.ZMm)} needle {(m.NeedleOn ? "ON" : "off")}");
             if (m.EstopLatched) sb.Append(" E-STOP LATCHED");
+        }
+        if (s.Tracking is { Tracking: true } t)
+        {
+            sb.Append(" | ").Append(TrackingText(t));
+            if (t.Holding) sb.Append(Inv, $" | HOLD {t.HoldSeconds:0.0} s: {t.HoldReason}");
         }
         if (!string.IsNullOrEmpty(s.Reason)) sb.Append(" | ").Append(s.Reason);
         return sb.ToString();
@@ -125,6 +150,11 @@ internal static class SessionView
         var ratio = s.KinematicSeconds > 0 ? (s.ElapsedSeconds / s.KinematicSeconds).ToString("0.00", Inv) + "x the kinematic bound" : "ratio unknown";
         sb.AppendLine(Inv, $"Time      machine {Formatting.Duration(s.ElapsedSeconds)}, kinematic {Formatting.Duration(s.KinematicSeconds)} ({ratio})");
         sb.Append(Inv, $"Rate      {s.DotsPerSecond:0.00} dots/s");
+        if (s.Tracking is { Tracking: true } t)
+        {
+            sb.AppendLine();
+            sb.Append(Inv, $"Tracking  {t.Source}: {t.Holds} automatic hold(s), {t.Retracts} needle(s) pulled out mid-dot{(t.Holds > 0 ? "; last hold: " + t.LastHoldReason : "")}");
+        }
         if (dots.InDoubt > 0)
         {
             sb.AppendLine();

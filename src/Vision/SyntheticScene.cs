@@ -10,7 +10,7 @@ public enum SyntheticScenario
     Still,
     /// <summary>Slow steady drift (about 0.7 mm/s and 0.2 °/s), as a person slowly relaxing.</summary>
     Drift,
-    /// <summary>Breathing sway: a few mm at 0.25 Hz (peak speed about 4 mm/s) and a little rocking.</summary>
+    /// <summary>Breathing sway: 2 mm (plus 0.8 and 0.6 mm on the other axes) at 0.25 Hz, peak speed about 3.5 mm/s, and a little rocking.</summary>
     Sway,
     /// <summary>Still, then a sudden 5 mm jerk along camera X at t = <see cref="SyntheticScene.JerkAtSeconds"/> (default 1.0 s, over 20 ms), then still again.</summary>
     Jerk,
@@ -150,7 +150,7 @@ public sealed class SyntheticScene : IDisposable
             case SyntheticScenario.Sway:
             {
                 var a = 2 * Math.PI * 0.25 * t;
-                return (new Vec3(2.5 * Math.Sin(a), 1.0 * Math.Sin(a + 0.7), 0.8 * Math.Sin(a + 1.3)), new Vec3(0.4 * deg * Math.Sin(a + 0.3), 0, 0));
+                return (new Vec3(2.0 * Math.Sin(a), 0.8 * Math.Sin(a + 0.7), 0.6 * Math.Sin(a + 1.3)), new Vec3(0.4 * deg * Math.Sin(a + 0.3), 0, 0));
             }
             case SyntheticScenario.Blur:
             {

@@ -834,7 +834,7 @@ public sealed class SessionManager : IAsyncDisposable
         var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
         if (fresh.Aim is null) return (aim, new HoldCause(fresh.HoldReason!, fresh.TrackingHold), 0);
         var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
-        _log.LogInformation("DBG verify {Dot}: off {Off:0.000} mm (hover {H} fresh {F}) speed {S:0.0} age {A:0}", aim.Dot.DotId, fresh.Aim.HoverMm.DistanceTo(aim.HoverMm), aim.HoverMm, fresh.Aim.HoverMm, fresh.Aim.Pose.HeadSpeedMmPerS, _aiming.Source.Clock.GetElapsedTime(fresh.Aim.Pose.CapturedTimestamp).TotalMilliseconds);
+        _log.LogDebug("Verify {Dot}: the target predicted at depth is {OffMm:0.000} mm from the hover point", aim.Dot.DotId, fresh.Aim.HoverMm.DistanceTo(aim.HoverMm));
         if (fresh.Aim.HoverMm.DistanceTo(aim.HoverMm) <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
         {
             return (aim, null, 0);

@@ -42,10 +42,35 @@ internal sealed class CameraHost : IAsyncDisposable
 
     public CameraService.CameraServiceClient Camera { get; }
 
-    /// <summary>A still synthetic head tracked by a camera (720p), no frame processed yet.</summary>
-    public static TrackedHeadPoseSource StillTrackedSource() => new(
-        new SyntheticFrameSource(new SyntheticScene(SyntheticScenario.Still, CameraIntrinsics.Synthetic()), TimeProvider.System),
+    /// <summary>
+    /// A still synthetic head tracked by a camera (720p) that delivers exactly one frame, no frame
+    /// processed yet: the host's tracking loop finds the recording over, so what the tests compare
+    /// cannot change under them.
+    /// </summary>
+    public static TrackedHeadPoseSource StillTrackedSource(SemaphoreSlim? firstFrameGate = null) => new(
+        new OneFrame(new SyntheticFrameSource(new SyntheticScene(SyntheticScenario.Still, CameraIntrinsics.Synthetic()), TimeProvider.System), firstFrameGate),
         MarkerBoard.DefaultHeadBoard(), RigidTransform.Identity, TimeProvider.System);
+
+    /// <summary>A recording of one frame; with a gate, the frame comes only once the gate is released (at most 20 s).</summary>
+    private sealed class OneFrame(SyntheticFrameSource inner, SemaphoreSlim? gate) : IFrameSource
+    {
+        private bool _read;
+
+        public string Description => inner.Description;
+        public CameraIntrinsics? Intrinsics => inner.Intrinsics;
+        public bool PacesItself => false;
+        public TimeSpan FrameInterval => inner.FrameInterval;
+
+        public Frame? Read()
+        {
+            if (_read) return null;
+            _read = true;
+            if (gate is not null && !gate.Wait(TimeSpan.FromSeconds(20))) return null;
+            return inner.Read();
+        }
+
+        public void Dispose() => inner.Dispose();
+    }
 
     /// <summary>Starts a host; with <paramref name="tracked"/> its head pose comes from that source (the host disposes it).</summary>
     public static async Task<CameraHost> StartAsync(TrackedHeadPoseSource? tracked = null)

@@ -74,13 +74,18 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     [Fact]
     public async Task Preview_before_the_first_frame_is_a_failed_precondition_then_works_once_a_frame_is_in()
     {
-        var source = CameraHost.StillTrackedSource();
+        // The camera delivers its frame only when the gate opens (the host's tracking loop is waiting for it).
+        using var gate = new SemaphoreSlim(0);
+        var source = CameraHost.StillTrackedSource(gate);
+        var tracked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        source.PoseUpdated += (_, _) => tracked.TrySetResult();
         await using var host = await CameraHost.StartAsync(source);
         var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         Assert.Contains("has not delivered a frame yet", e.Status.Detail, StringComparison.Ordinal);
 
-        Assert.NotNull(source.ProcessNextFrame());
+        gate.Release();
+        await tracked.Task.WaitAsync(TimeSpan.FromSeconds(20));
         var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline());
         Assert.True(reply.BoardFound);
     }
