@@ -766,7 +766,8 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>
     /// The tracking guard, on the tracking thread after every frame: while the needle is at or below
     /// its hover point (travel, verify, plunge, dwell, retract) a failing gate (a jerk, a lost board,
-    /// a head too fast) stops the motion and retracts the needle before anything else.
+    /// a head too fast, a tracker stalled for twice the stale limit) stops the motion and retracts the
+    /// needle before anything else.
     /// </summary>
     private void OnPoseUpdated(object? sender, EventArgs e)
     {
@@ -781,6 +782,12 @@ public sealed class SessionManager : IAsyncDisposable
         if (run is null || !run.Armed || run.Stop != StopKind.None) return;
         var reading = _aiming.Read();
         if (reading.HoldReason is null) return;
+        // A frame that arrives a little late says nothing about the head, and the pose was checked
+        // fresh right before the plunge: pulling a needle out mid-dot leaves the dot in doubt, so
+        // mid-dot only a stalled tracker (twice the limit) counts. Jerks, a lost board and a head
+        // too fast always do.
+        if (reading.Quality >= _profile.MinPoseQuality && reading.HeadSpeedMmPerS <= _profile.MaxHeadSpeedMmPerS
+            && reading.PoseAgeMs <= 2 * _profile.PoseMaxAgeMs) return;
         if (!run.TryRequestRetract(reading.HoldReason)) return;
         // Started on this thread: the hold byte goes on the wire before this handler returns.
         run.RetractTask = _safety.HoldAndRetractAsync(reading.HoldReason, CancellationToken.None);
