@@ -291,7 +291,7 @@ public sealed class BoardPoseEstimator : IDisposable
 
         var pxPerMm = MarkerSidePx(predicted) / _board.Spec.MarkerMm;
         if (!(pxPerMm > 0)) return null;
-        var half = SubPixHalfWindow(pxPerMm);
+        var half = SubPixHalfWindow(_board.Spec, pxPerMm);
         var ids = new List<int>(_board.CornerCount);
         var starts = new List<Point2f>(_board.CornerCount);
         for (var id = 0; id < _board.CornerCount; id++)
@@ -645,7 +645,7 @@ public sealed class BoardPoseEstimator : IDisposable
             predicted.Add(new Point2f((float)u, (float)v));
         }
         if (ids.Count == 0) return result;
-        var half = SubPixHalfWindow(pxPerMm);
+        var half = SubPixHalfWindow(_board.Spec, pxPerMm);
         var refined = Cv2.CornerSubPix(_regionGray, predicted, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, CornerSubPixMaxIterations, CornerSubPixEps));
         for (var i = 0; i < ids.Count; i++)
         {
@@ -667,21 +667,21 @@ public sealed class BoardPoseEstimator : IDisposable
     /// </summary>
     private Point2f[] RefineCorners(Mat gray, Point2f[] corners, Point2f[][] markerCorners)
     {
-        var pxPerMm = PxPerMm(markerCorners);
+        var pxPerMm = PxPerMm(_board.Spec, markerCorners);
         if (!(pxPerMm > 0)) return corners;
-        var half = SubPixHalfWindow(pxPerMm);
+        var half = SubPixHalfWindow(_board.Spec, pxPerMm);
         return Cv2.CornerSubPix(gray, corners, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, CornerSubPixMaxIterations, CornerSubPixEps));
     }
 
     /// <summary>cornerSubPix half window: four fifths of the white margin between marker and square edge, 2..10 px.</summary>
-    private int SubPixHalfWindow(double pxPerMm)
+    internal static int SubPixHalfWindow(MarkerBoardSpec spec, double pxPerMm)
     {
-        var marginPx = (_board.Spec.SquareMm - _board.Spec.MarkerMm) / 2 * pxPerMm;
+        var marginPx = (spec.SquareMm - spec.MarkerMm) / 2 * pxPerMm;
         return (int)Math.Clamp(Math.Floor(marginPx * 0.8), 2, 10);
     }
 
     /// <summary>Mean image scale at the board from the detected markers' sides, px/mm; 0 without markers.</summary>
-    private double PxPerMm(Point2f[][] markerCorners)
+    internal static double PxPerMm(MarkerBoardSpec spec, Point2f[][] markerCorners)
     {
         var pxPerMm = 0.0;
         var sides = 0;
@@ -691,7 +691,7 @@ public sealed class BoardPoseEstimator : IDisposable
             {
                 var a = m[i];
                 var b = m[(i + 1) % m.Length];
-                pxPerMm += Math.Sqrt(((a.X - b.X) * (a.X - b.X)) + ((a.Y - b.Y) * (a.Y - b.Y))) / _board.Spec.MarkerMm;
+                pxPerMm += Math.Sqrt(((a.X - b.X) * (a.X - b.X)) + ((a.Y - b.Y) * (a.Y - b.Y))) / spec.MarkerMm;
                 sides++;
             }
         }

@@ -60,23 +60,10 @@ public sealed class CharucoCornerFinder : IDisposable
 
     private Point2f[] Refine(Mat gray, Point2f[] corners, Point2f[][] markerCorners)
     {
-        // Window inside the white margin around the markers, so marker edges do not pull the corner.
-        var pxPerMm = 0.0;
-        var sides = 0;
-        foreach (var m in markerCorners)
-        {
-            for (var i = 0; i < m.Length; i++)
-            {
-                var a = m[i];
-                var b = m[(i + 1) % m.Length];
-                pxPerMm += Math.Sqrt(((a.X - b.X) * (a.X - b.X)) + ((a.Y - b.Y) * (a.Y - b.Y))) / _board.Spec.MarkerMm;
-                sides++;
-            }
-        }
-        if (sides == 0) return corners;
-        pxPerMm /= sides;
-        var marginPx = (_board.Spec.SquareMm - _board.Spec.MarkerMm) / 2 * pxPerMm;
-        var half = (int)Math.Clamp(Math.Floor(marginPx * 0.8), 2, 10);
+        // Window inside the white margin around the markers, so marker edges do not pull the corner (the tracker's rule).
+        var pxPerMm = BoardPoseEstimator.PxPerMm(_board.Spec, markerCorners);
+        if (pxPerMm <= 0) return corners;
+        var half = BoardPoseEstimator.SubPixHalfWindow(_board.Spec, pxPerMm);
         return Cv2.CornerSubPix(gray, corners, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, 40, 0.001));
     }
 
