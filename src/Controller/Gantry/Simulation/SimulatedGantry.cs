@@ -896,11 +896,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         {
             Task signal;
             var wait = Timeout.InfiniteTimeSpan;
+            long now;
             lock (_gate)
             {
                 if (_delayedSignal.Task.IsCompleted) _delayedSignal = NewSignal();
                 signal = _delayedSignal.Task;
-                var now = _time.GetTimestamp();
+                now = _time.GetTimestamp();
                 while (_delayedResponses.TryPeek(out var due) && due.DueTimestamp <= now)
                 {
                     _delayedResponses.Dequeue();
@@ -910,6 +911,13 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             }
             using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
             var timer = Task.Delay(wait, _time, timerCts.Token);
+            // The clock may have moved between reading it and starting the timer (a test's fake clock
+            // advanced by another thread): the timer would then fire late, so look again at once.
+            if (wait != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(now) > TimeSpan.FromMilliseconds(1))
+            {
+                await timerCts.CancelAsync().ConfigureAwait(false);
+                continue;
+            }
             await Task.WhenAny(timer, signal).ConfigureAwait(false);
             await timerCts.CancelAsync().ConfigureAwait(false);
         }
