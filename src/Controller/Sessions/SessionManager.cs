@@ -838,6 +838,9 @@ public sealed class SessionManager : IAsyncDisposable
         {
             return (aim, new HoldCause(FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), false), 0);
         }
+        // The decision to plunge is taken on the next frame (at most one frame period away): the
+        // pose it predicts from is then as fresh as the camera allows.
+        if (_aiming.Source.IsTracking) await WaitForPoseUpdateAsync(ct);
         var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
         if (fresh.Aim is null) return (aim, new HoldCause(fresh.HoldReason!, fresh.TrackingHold), 0);
         var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
