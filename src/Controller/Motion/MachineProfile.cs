@@ -54,8 +54,8 @@ public sealed record TrackingSettings
     /// <summary>A hold that lasts longer than this pauses the session for the operator, s. Default 120.</summary>
     public double MaxHoldSeconds { get; init; } = 120;
 
-    /// <summary>Verify-before-plunge tolerance for a tracked (moving) head, mm: the target predicted for the moment the needle reaches depth must lie this close to the hover point. Default 0.08.</summary>
-    public double AimToleranceMm { get; init; } = 0.08;
+    /// <summary>Verify-before-plunge tolerance for a tracked (moving) head, mm: the target predicted for the moment the needle reaches depth must lie this close to the hover point. Default 0.06.</summary>
+    public double AimToleranceMm { get; init; } = 0.06;
 
     /// <summary>Corrections tried before a target that keeps moving holds the session. Default 8.</summary>
     public int MaxAimCorrections { get; init; } = 8;
