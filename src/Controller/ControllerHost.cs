@@ -167,7 +167,8 @@ public static class ControllerHost
         if (simulator is null || profile.Tracking.GantryFromCamera is not { } nominal) return null;
         var intrinsics = sp.GetRequiredService<IHeadPoseSource>() is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
         var board = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.CalibrationBoard));
-        return new SimulatedGantryMarkerCamera(() => simulator.Position, GantryMarkerTruth.Default(nominal.ToTransform()), board, intrinsics, timeProvider);
+        var plate = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.IntrinsicsBoard));
+        return new SimulatedGantryMarkerCamera(() => simulator.Position, GantryMarkerTruth.Default(nominal.ToTransform()), board, plate, intrinsics, timeProvider);
     }
 }
 

@@ -148,11 +148,12 @@ public sealed class CalibrationProcedures(
             touchPlate.ShowTouchPlate = true;
             try
             {
-                var platePose = MeasurePose(camera, estimator) ?? throw Precondition("the touch plate is not in view: no tip touch-off possible");
+                using var plateEstimator = new BoardPoseEstimator(touchPlate.PlateBoard, RequireIntrinsics(camera));
+                var platePose = MeasurePose(camera, plateEstimator) ?? throw Precondition("the touch plate is not in view: no tip touch-off possible");
                 foreach (var point in touchPlate.TouchPoints())
                 {
                     position = await MoveAsync(client, position, _program.Grid.Quantise(point.GantryMm), ct);
-                    touches.Add(new TipTouch(position, platePose.Apply(board.CornerInHead(point.CornerId))));
+                    touches.Add(new TipTouch(position, platePose.Apply(touchPlate.PlateBoard.CornerInHead(point.CornerId))));
                 }
                 position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
             }

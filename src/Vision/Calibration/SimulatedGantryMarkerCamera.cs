@@ -17,7 +17,7 @@ public sealed record GantryMarkerTruth(RigidTransform GantryFromCamera, Vec3 Mar
     /// A truth for the synthetic camera of the sim profile: <paramref name="nominalGantryFromCamera"/>
     /// moved by (1.2, −0.8, 0.6) mm and turned by 0.5° (so a calibration has something to find), the
     /// marker level (axes along the gantry's) 12 mm to the −X side of and 10 mm above the tip, and
-    /// the touch plate flat at (112, 100, 12) mm.
+    /// the touch plate flat at (102, 98, 12) mm, in the middle of the view.
     /// </summary>
     public static GantryMarkerTruth Default(RigidTransform nominalGantryFromCamera)
     {
@@ -25,7 +25,7 @@ public sealed record GantryMarkerTruth(RigidTransform GantryFromCamera, Vec3 Mar
         var turn = Rotations.MatrixFromVector(new Vec3(0.3, -0.25, 0.3) * (0.5 * deg / Math.Sqrt(0.3 * 0.3 + 0.25 * 0.25 + 0.3 * 0.3)));
         var rotation = Rotations.Multiply(turn, Rotations.RotationMatrix(nominalGantryFromCamera));
         var truth = Rotations.FromMatrix(rotation, nominalGantryFromCamera.Translation + new Vec3(1.2, -0.8, 0.6));
-        return new GantryMarkerTruth(truth, new Vec3(-12, 0, 10), RigidTransform.Identity, new RigidTransform(1, 0, 0, 0, 1, 0, 0, 0, 1, new Vec3(112, 100, 12)));
+        return new GantryMarkerTruth(truth, new Vec3(-12, 0, 10), RigidTransform.Identity, new RigidTransform(1, 0, 0, 0, 1, 0, 0, 0, 1, new Vec3(102, 98, 12)));
     }
 
     /// <summary>The same truth with the camera moved by <paramref name="shiftMm"/> (gantry axes): a bumped camera.</summary>
@@ -60,8 +60,8 @@ public interface ISimulatedTouchPlate
     /// <summary>Corners far apart on the plate, with their true gantry positions.</summary>
     IReadOnlyList<TouchPoint> TouchPoints();
 
-    /// <summary>The board printed on the plate (also the needle marker's design).</summary>
-    MarkerBoard Board { get; }
+    /// <summary>The board printed on the plate.</summary>
+    MarkerBoard PlateBoard { get; }
 }
 
 /// <summary>A fault of the simulated marker: while the tip is within 0.05 mm of <paramref name="AtTipMm"/>, the marker appears shifted by <paramref name="ShiftMm"/> (a loose marker, a bad detection): an outlier stop.</summary>
@@ -80,6 +80,7 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
 {
     private readonly Func<Vec3> _tipPositionMm;
     private readonly SyntheticScene _scene;
+    private readonly SyntheticScene _plateScene;
     private readonly TimeProvider _timeProvider;
     private readonly Lock _lock = new();
     private GantryMarkerTruth _truth;
@@ -89,13 +90,15 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
 
     /// <param name="tipPositionMm">The simulated gantry's true tip position (machine coordinates), mm.</param>
     /// <param name="truth">The physical truth.</param>
-    /// <param name="board">The marker board (taken over: disposed with this).</param>
+    /// <param name="board">The needle-head marker board (taken over: disposed with this).</param>
+    /// <param name="plateBoard">The board printed on the touch plate (taken over). A large board (e.g. the 54 × 42 mm intrinsics board) measures the plate's depth better than the small head marker would.</param>
     /// <param name="intrinsics">The camera's true intrinsics; default <see cref="CameraIntrinsics.Synthetic"/>.</param>
     /// <param name="timeProvider">Stamps frames.</param>
     /// <param name="seed">Seeds the scene's texture and noise.</param>
     /// <param name="noiseSigma">Sensor noise, grey levels. Default 2.</param>
-    public SimulatedGantryMarkerCamera(Func<Vec3> tipPositionMm, GantryMarkerTruth truth, MarkerBoard board, CameraIntrinsics? intrinsics, TimeProvider timeProvider, int seed = 7, double noiseSigma = 2.0)
+    public SimulatedGantryMarkerCamera(Func<Vec3> tipPositionMm, GantryMarkerTruth truth, MarkerBoard board, MarkerBoard plateBoard, CameraIntrinsics? intrinsics, TimeProvider timeProvider, int seed = 7, double noiseSigma = 2.0)
     {
+        ArgumentNullException.ThrowIfNull(plateBoard);
         ArgumentNullException.ThrowIfNull(tipPositionMm);
         ArgumentNullException.ThrowIfNull(truth);
         ArgumentNullException.ThrowIfNull(board);
@@ -104,6 +107,8 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
         Board = board;
         _timeProvider = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
         _scene = new SyntheticScene(SyntheticScenario.Still, intrinsics ?? CameraIntrinsics.Synthetic(), board, seed, noiseSigma);
+        PlateBoard = plateBoard;
+        _plateScene = new SyntheticScene(SyntheticScenario.Still, _scene.Intrinsics, plateBoard, seed + 1, noiseSigma);
     }
 
     /// <summary>"synthetic-gantry-marker".</summary>
@@ -117,7 +122,10 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
 
     public TimeSpan FrameInterval => TimeSpan.FromSeconds(1.0 / 30);
 
+    /// <summary>The needle-head marker board.</summary>
     public MarkerBoard Board { get; }
+
+    public MarkerBoard PlateBoard { get; }
 
     /// <summary>The physical truth now.</summary>
     public GantryMarkerTruth Truth
@@ -139,13 +147,13 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
         set => _showTouchPlate = value;
     }
 
-    /// <summary>Three corners of the plate far apart (first, end of the first row, start of the last row), with their true gantry positions.</summary>
+    /// <summary>The plate's four outermost corners, with their true gantry positions.</summary>
     public IReadOnlyList<TouchPoint> TouchPoints()
     {
         var plate = Truth.GantryFromTouchPlate;
-        var cols = Board.Spec.SquaresX - 1;
-        int[] ids = [0, cols - 1, Board.CornerCount - cols];
-        return [.. ids.Select(id => new TouchPoint(id, plate.Apply(Board.CornerInHead(id))))];
+        var cols = PlateBoard.Spec.SquaresX - 1;
+        int[] ids = [0, cols - 1, PlateBoard.CornerCount - cols, PlateBoard.CornerCount - 1];
+        return [.. ids.Select(id => new TouchPoint(id, plate.Apply(PlateBoard.CornerInHead(id))))];
     }
 
     /// <summary>What the camera sees now: T_CM of the marker (or T_CP of the plate), true.</summary>
@@ -176,7 +184,7 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
         var ts = _timeProvider.GetTimestamp();
         var pose = TruthCameraFromBoard();
         var seq = Interlocked.Increment(ref _sequence) - 1;
-        Mat image = _scene.RenderAt(pose, seq);
+        Mat image = (_showTouchPlate ? _plateScene : _scene).RenderAt(pose, seq);
         return new Frame(image, ts, seq, pose);
     }
 
@@ -185,6 +193,8 @@ public sealed class SimulatedGantryMarkerCamera : IFrameSource, ISimulatedTouchP
     public void Dispose()
     {
         _scene.Dispose();
+        _plateScene.Dispose();
         Board.Dispose();
+        PlateBoard.Dispose();
     }
 }
