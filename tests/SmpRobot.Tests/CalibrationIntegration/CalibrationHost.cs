@@ -78,6 +78,17 @@ internal sealed class CalibrationHost : IAsyncDisposable
 
     public async Task HomeAsync() => await Machine.HomeAsync(new HomeRequest(), deadline: Deadline);
 
+    /// <summary>Waits (bounded) until the session has stopped running (aborted, completed, paused or faulted).</summary>
+    public async Task WaitForFinalAsync(string sessionId)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        using var call = Sessions.Watch(new WatchSessionRequest { SessionId = sessionId }, cancellationToken: cts.Token);
+        while (await call.ResponseStream.MoveNext(cts.Token))
+        {
+            if (call.ResponseStream.Current.Session.State is not (SessionState.Running or SessionState.Pausing or SessionState.Created)) return;
+        }
+    }
+
     /// <summary>Keeps an operator heartbeat going until disposal (answers read, so the stream never stalls).</summary>
     public async Task StartHeartbeatAsync()
     {

@@ -129,9 +129,24 @@ public sealed class GantryCalibrationEndToEndTests
         Assert.Equal("", started.CalibrationId);
         await c.Sessions.AbortAsync(new SessionRef { SessionId = session.Id }, deadline: c.Deadline);
 
-        // A calibration cannot move the machine while that session runs.
+        await c.WaitForFinalAsync(session.Id);
         var after = await c.Sessions.GetAsync(new SessionRef { SessionId = session.Id });
         Assert.Equal("practice pad, no patient", after.CalibrationOverrideReason);
+
+        // Once calibrated, a tracked session starts without an override and records the calibration.
+        var calibration = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 16, Heights = 2 }, deadline: c.Deadline);
+        Assert.True(calibration.Calibration.Valid, string.Join("; ", calibration.Warnings));
+        var second = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(20, seed: 6) });
+        var calibrated = await c.Sessions.StartAsync(new SessionRef { SessionId = second.Id }, deadline: c.Deadline);
+        Assert.Equal(SessionState.Running, calibrated.State);
+        Assert.Equal(calibration.Calibration.Id, calibrated.CalibrationId);
+        Assert.Equal("", calibrated.CalibrationOverrideReason);
+        // No calibration moves the machine while a session runs.
+        var busy = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CheckDriftAsync(new CheckDriftRequest(), deadline: c.Deadline).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, busy.StatusCode);
+        Assert.Contains($"session {second.Id} is running", busy.Status.Detail, StringComparison.Ordinal);
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = second.Id }, deadline: c.Deadline);
+        await c.WaitForFinalAsync(second.Id);
     }
 
     private static RigidTransform ToTransform(RigidTransformMessage m) =>
