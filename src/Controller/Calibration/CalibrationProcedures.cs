@@ -86,6 +86,9 @@ public sealed class CalibrationProcedures(
     /// <summary>An intrinsics calibration is valid when its RMS reprojection error is at most this, px.</summary>
     public const double MaxIntrinsicsRmsPx = 1.0;
 
+    /// <summary>Fewest stops of a gantry calibration (a fifth are held out for validation, and validity needs 3).</summary>
+    public const int MinPoints = 15;
+
     /// <summary>Default drift-check tolerance per point, mm.</summary>
     public const double DefaultDriftToleranceMm = 0.1;
 
@@ -111,7 +114,9 @@ public sealed class CalibrationProcedures(
         ArgumentNullException.ThrowIfNull(request);
         var volume = RequireVolume();
         if (request.Heights < 2) throw Invalid("a gantry calibration needs at least 2 heights");
-        if (request.Points < Math.Max(8, 2 * request.Heights) || request.Points > 400) throw Invalid($"points must be {Math.Max(8, 2 * request.Heights)}..400 (25 recommended), not {request.Points}");
+        // 15 stops at least: a fifth of them (3) are held out to validate the fit.
+        var fewest = Math.Max(MinPoints, 2 * request.Heights);
+        if (request.Points < fewest || request.Points > 400) throw Invalid($"points must be {fewest}..400 (25 recommended), not {request.Points}");
         var camera = RequireCamera();
         var tipGiven = profile.Tracking.NeedleTipInMarkerMm;
         var touchPlate = camera as ISimulatedTouchPlate;

@@ -28,6 +28,7 @@ internal sealed class CalibrationHost : IAsyncDisposable
     private CalibrationHost(WebApplication app, SimulatedGantry simulator, SimulatedGantryMarkerCamera camera, string address, string dataDirectory)
     {
         _app = app;
+        Address = address;
         Simulator = simulator;
         Camera = camera;
         DataDirectory = dataDirectory;
@@ -38,7 +39,11 @@ internal sealed class CalibrationHost : IAsyncDisposable
         Safety = new SafetyService.SafetyServiceClient(Channel);
     }
 
+    public string Address { get; }
     public SimulatedGantry Simulator { get; }
+
+    /// <summary>smp arguments with --controller pointing here.</summary>
+    public string[] Args(params string[] args) => [.. args, "--controller", Address];
     public SimulatedGantryMarkerCamera Camera { get; }
     public string DataDirectory { get; }
     public GrpcChannel Channel { get; }
