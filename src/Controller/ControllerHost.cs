@@ -108,12 +108,13 @@ public static class ControllerHost
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton(sp =>
         {
-            var gantryCamera = options.CalibrationCamera is { } make ? make(sp) : DefaultCalibrationCamera(sp, profile, options.TimeProvider);
             var headPose = sp.GetRequiredService<IHeadPoseSource>();
+            var simulated = sp.GetService<SimulatedGantry>() is not null;
+            // Filed under the tracked camera; a fixed head on the simulator calibrates the synthetic camera.
             var cameraId = headPose is TrackedHeadPoseSource tracked ? CameraIdentity.Of(tracked.Frames.Description)
-                : gantryCamera?.Intrinsics is { } k && gantryCamera is SimulatedGantryMarkerCamera ? FormattableString.Invariant($"synthetic@{k.WidthPx}x{k.HeightPx}")
+                : simulated ? FormattableString.Invariant($"synthetic@{SimulatedIntrinsics(headPose).WidthPx}x{SimulatedIntrinsics(headPose).HeightPx}")
                 : "none";
-            return new CalibrationCameras(gantryCamera, cameraId);
+            return new CalibrationCameras(() => options.CalibrationCamera is { } make ? make(sp) : DefaultCalibrationCamera(sp, profile, options.TimeProvider), cameraId);
         });
         services.AddSingleton(sp => new CalibrationGate(sp.GetRequiredService<LedgerStore>(), profile, sp.GetRequiredService<IHeadPoseSource>(), options.TimeProvider, sp.GetRequiredService<CalibrationCameras>().CameraId));
         services.AddSingleton<SessionManager>();
@@ -160,12 +161,16 @@ public static class ControllerHost
         return app;
     }
 
+    /// <summary>The synthetic tracking camera's intrinsics, else the default synthetic camera's.</summary>
+    private static CameraIntrinsics SimulatedIntrinsics(IHeadPoseSource headPose) =>
+        headPose is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
+
     /// <summary>The simulator's synthetic gantry-marker camera (same intrinsics as a synthetic tracking camera); null for a real gantry.</summary>
     private static IFrameSource? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
     {
         var simulator = sp.GetService<SimulatedGantry>();
         if (simulator is null || profile.Tracking.GantryFromCamera is not { } nominal) return null;
-        var intrinsics = sp.GetRequiredService<IHeadPoseSource>() is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
+        var intrinsics = SimulatedIntrinsics(sp.GetRequiredService<IHeadPoseSource>());
         var board = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.CalibrationBoard));
         var plate = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.IntrinsicsBoard));
         return new SimulatedGantryMarkerCamera(() => simulator.Position, GantryMarkerTruth.Default(nominal.ToTransform()), board, plate, intrinsics, timeProvider);

@@ -25,7 +25,7 @@ internal static class CalibrateCommand
     private static Command Intrinsics(CliCommands app)
     {
         var camera = new Option<string?>("--camera") { Description = "synthetic[@WxH], file:DIR (a folder of images) or device:N[@WxH] (default: the controller's camera)", HelpName = "SPEC" };
-        var views = new Option<int>("--views") { Description = "Views to collect (5..200, default 14)", HelpName = "N" };
+        var views = new Option<int>("--views") { Description = "Views to collect (5..200, default 40; more views pin the focal length down)", HelpName = "N" };
         var png = new Option<string?>("--png") { Description = "Write the per-view error histogram to FILE (PNG)", HelpName = "FILE" };
         var notes = new Option<string?>("--notes") { Description = "Notes stored with the calibration", HelpName = "TEXT" };
         var command = new Command("intrinsics", "Solve the camera matrix and lens distortion from views of the ChArUco calibration board "

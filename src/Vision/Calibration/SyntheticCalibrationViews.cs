@@ -20,8 +20,8 @@ public static class SyntheticCalibrationViews
 
     /// <summary>
     /// <paramref name="count"/> views: a 3×3 grid of image positions tilted up to ±30° each way at
-    /// 150 mm, then closer views at 120-130 mm; beyond 14, the same set again slightly shifted and
-    /// turned. Covers every image cell and tilt direction from 14 views on (for a 9×7 board of 6 mm).
+    /// 150 mm, then closer views at 120-130 mm; beyond 14, the same set again slightly shifted,
+    /// nearer (down to the ~100 mm working distance) and steeper (up to 42°). Covers every image cell and tilt direction from 14 views on (for a 9×7 board of 6 mm).
     /// </summary>
     public static IReadOnlyList<RigidTransform> Poses(CameraIntrinsics k, int count)
     {
@@ -52,7 +52,10 @@ public static class SyntheticCalibrationViews
             var du = round == 0 ? 0 : 0.03 * Math.Sin(round * 1.7);
             var dv = round == 0 ? 0 : 0.03 * Math.Cos(round * 2.3);
             var da = round == 0 ? 0 : 4 * Math.Sin(round * 0.9);
-            poses.Add(ViewPose(k, (x.U + du) * w, (x.V + dv) * h, x.Z - (round % 3 * 5), x.Ax + da, x.Ay - da));
+            // Later rounds: nearer (the working distance) and steeper, which pins the focal length down.
+            var depth = round == 0 ? x.Z : x.Z * (round % 2 == 1 ? 0.72 : 0.85);
+            var steep = round == 0 ? 1.0 : 1.3;
+            poses.Add(ViewPose(k, (x.U + du) * w, (x.V + dv) * h, depth, Math.Clamp((x.Ax * steep) + da, -42, 42), Math.Clamp((x.Ay * steep) - da, -42, 42)));
         }
         return poses;
     }
