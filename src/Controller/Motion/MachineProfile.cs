@@ -76,8 +76,8 @@ public sealed record TrackingSettings
     /// <summary>Marker board carried by the needle head for the camera-to-gantry calibration, relative to the hardware folder. Default boards/needle-charuco-6x4.json.</summary>
     public string CalibrationBoard { get; init; } = "boards/needle-charuco-6x4.json";
 
-    /// <summary>ChArUco board for the intrinsics calibration, relative to the hardware folder. Default boards/calib-charuco-9x7.json.</summary>
-    public string IntrinsicsBoard { get; init; } = "boards/calib-charuco-9x7.json";
+    /// <summary>ChArUco board for the intrinsics calibration, relative to the hardware folder. Default boards/intrinsics-charuco-9x7.json.</summary>
+    public string IntrinsicsBoard { get; init; } = "boards/intrinsics-charuco-9x7.json";
 
     /// <summary>
     /// Box of needle-tip positions (gantry mm) the camera-to-gantry calibration and the drift check

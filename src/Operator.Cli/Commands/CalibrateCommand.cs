@@ -29,7 +29,7 @@ internal static class CalibrateCommand
         var png = new Option<string?>("--png") { Description = "Write the per-view error histogram to FILE (PNG)", HelpName = "FILE" };
         var notes = new Option<string?>("--notes") { Description = "Notes stored with the calibration", HelpName = "TEXT" };
         var command = new Command("intrinsics", "Solve the camera matrix and lens distortion from views of the ChArUco calibration board "
-            + "(hardware/boards/calib-charuco-9x7.json); prints the RMS reprojection error, per-view errors, rejected views and what the views still miss")
+            + "(hardware/boards/intrinsics-charuco-9x7.json); prints the RMS reprojection error, per-view errors, rejected views and what the views still miss")
         {
             camera, views, png, notes,
         };

@@ -61,7 +61,7 @@ internal sealed class CalibrationHost : IAsyncDisposable
         var profile = TestProfiles.Sim();
         var simulator = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale });
         var board = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "needle-charuco-6x4.json"));
-        var plate = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "calib-charuco-9x7.json"));
+        var plate = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "intrinsics-charuco-9x7.json"));
         var camera = new SimulatedGantryMarkerCamera(() => simulator.Position, DefaultTruth, board, plate, null, TimeProvider.System);
         var dataDirectory = Directory.CreateTempSubdirectory("smp-cal-").FullName;
         var app = ControllerHost.Build(new ControllerOptions

@@ -14,7 +14,7 @@ public sealed class GantryMarkerCameraTests
         var truth = GantryMarkerTruth.Default(nominal);
         var tip = new Vec3(0, 0, 0);
         var board = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "needle-charuco-6x4.json"));
-        var plate = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "calib-charuco-9x7.json"));
+        var plate = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", "boards", "intrinsics-charuco-9x7.json"));
         using var camera = new SimulatedGantryMarkerCamera(() => tip, truth, board, plate, null, TimeProvider.System);
         using var estimator = new BoardPoseEstimator(camera.Board, camera.Intrinsics);
         var min = profile.Tracking.CalibrationVolume!.MinMm;
