@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SmpRobot build entry point: installs what is missing, builds, and runs the demo, the tests or the
-# benchmarks. Usage: ./build.sh [build|demo [ARGS...]|test|bench [NAME...]]
+# benchmarks (estop, serial, tracking, calibration). Usage: ./build.sh [build|demo [ARGS...]|test|bench [NAME...]]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"

@@ -35,6 +35,7 @@ internal sealed class BenchRig : IAsyncDisposable
         Sessions = new SessionService.SessionServiceClient(_channel);
         Machine = new MachineService.MachineServiceClient(_channel);
         Safety = new SafetyService.SafetyServiceClient(_safetyChannel);
+        Calibration = new CalibrationService.CalibrationServiceClient(_channel);
         var heartbeat = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
         // The controller answers every beat: read the answers, or HTTP/2 flow control eventually stalls
         // the stream and the dead-man (rightly) holds the session.
@@ -74,6 +75,7 @@ internal sealed class BenchRig : IAsyncDisposable
     public SessionService.SessionServiceClient Sessions { get; }
     public MachineService.MachineServiceClient Machine { get; }
     public SafetyService.SafetyServiceClient Safety { get; }
+    public CalibrationService.CalibrationServiceClient Calibration { get; }
     public SafetySupervisor Supervisor => _app.Services.GetRequiredService<SafetySupervisor>();
     public IServiceProvider Services => _app.Services;
 

@@ -13,6 +13,7 @@ internal static class Program
         ["estop"] = EstopBench.RunAsync,
         ["serial"] = SerialBench.RunAsync,
         ["tracking"] = TrackingBench.RunAsync,
+        ["calibration"] = CalibrationBench.RunAsync,
     };
 
     private static async Task<int> Main(string[] args)

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using SmpRobot.Controller.Calibration;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
@@ -7,6 +8,7 @@ using SmpRobot.Controller.Services;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Vision;
+using SmpRobot.Vision.Calibration;
 
 namespace SmpRobot.Controller;
 
@@ -44,6 +46,13 @@ public sealed record ControllerOptions
     public string? Camera { get; init; }
     /// <summary>Tests and benches: builds the head-pose source instead of <see cref="Camera"/>.</summary>
     public Func<IServiceProvider, IHeadPoseSource>? HeadPoseSource { get; init; }
+    /// <summary>
+    /// Tests and benches: builds the camera that sees the needle-head marker during calibration
+    /// (owned by the controller). Null = the default: for the simulated gantry, the synthetic
+    /// gantry-marker camera (<see cref="SimulatedGantryMarkerCamera"/> with <see cref="GantryMarkerTruth.Default"/>);
+    /// otherwise none yet.
+    /// </summary>
+    public Func<IServiceProvider, IFrameSource?>? CalibrationCamera { get; init; }
 }
 
 /// <summary>Builds the controller's gRPC host: composition root, nothing else.</summary>
@@ -97,7 +106,20 @@ public static class ControllerHost
         services.AddHostedService<TrackingLoop>();
         services.AddSingleton<OperatorPresence>();
         services.AddSingleton<SafetySupervisor>();
+        services.AddSingleton(sp =>
+        {
+            var headPose = sp.GetRequiredService<IHeadPoseSource>();
+            var simulated = sp.GetService<SimulatedGantry>() is not null;
+            // Filed under the tracked camera; a fixed head on the simulator calibrates the synthetic camera.
+            var cameraId = headPose is TrackedHeadPoseSource tracked ? CameraIdentity.Of(tracked.Frames.Description)
+                : simulated ? FormattableString.Invariant($"synthetic@{SimulatedIntrinsics(headPose).WidthPx}x{SimulatedIntrinsics(headPose).HeightPx}")
+                : "none";
+            return new CalibrationCameras(() => options.CalibrationCamera is { } make ? make(sp) : DefaultCalibrationCamera(sp, profile, options.TimeProvider), cameraId);
+        });
+        services.AddSingleton(sp => new CalibrationGate(sp.GetRequiredService<LedgerStore>(), profile, sp.GetRequiredService<IHeadPoseSource>(), options.TimeProvider, sp.GetRequiredService<CalibrationCameras>().CameraId));
         services.AddSingleton<SessionManager>();
+        services.AddSingleton<CalibrationProcedures>();
+        services.AddHostedService<CalibrationStartup>();
         if (profile.Gpio is { } gpio)
         {
             services.AddSingleton(sp =>
@@ -133,10 +155,38 @@ public static class ControllerHost
         app.MapGrpcService<SessionGrpcService>();
         app.MapGrpcService<MachineGrpcService>();
         app.MapGrpcService<CameraGrpcService>();
+        app.MapGrpcService<CalibrationGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
         return app;
     }
+
+    /// <summary>The synthetic tracking camera's intrinsics, else the default synthetic camera's.</summary>
+    private static CameraIntrinsics SimulatedIntrinsics(IHeadPoseSource headPose) =>
+        headPose is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
+
+    /// <summary>The simulator's synthetic gantry-marker camera (same intrinsics as a synthetic tracking camera); null for a real gantry.</summary>
+    private static IFrameSource? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
+    {
+        var simulator = sp.GetService<SimulatedGantry>();
+        if (simulator is null || profile.Tracking.GantryFromCamera is not { } nominal) return null;
+        var intrinsics = SimulatedIntrinsics(sp.GetRequiredService<IHeadPoseSource>());
+        var board = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.CalibrationBoard));
+        var plate = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.IntrinsicsBoard));
+        return new SimulatedGantryMarkerCamera(() => simulator.Position, GantryMarkerTruth.Default(nominal.ToTransform()), board, plate, intrinsics, timeProvider);
+    }
+}
+
+/// <summary>At start, head tracking uses the newest valid camera-to-gantry calibration (instead of the profile's nominal mounting).</summary>
+internal sealed class CalibrationStartup(CalibrationProcedures procedures) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        procedures.ApplyLatest();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 /// <summary>Builds the head-pose source a controller runs with.</summary>

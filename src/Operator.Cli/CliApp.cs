@@ -86,6 +86,7 @@ internal sealed class CliCommands
         Root.Subcommands.Add(MachineCommand.Build(this));
         Root.Subcommands.Add(BoardCommand.Build(this));
         Root.Subcommands.Add(CameraCommand.Build(this));
+        Root.Subcommands.Add(CalibrateCommand.Build(this));
     }
 
     public RootCommand Root { get; }

@@ -30,6 +30,7 @@ internal sealed class ControllerConnection : IDisposable
         Sessions = new SessionService.SessionServiceClient(main);
         Machine = new MachineService.MachineServiceClient(main);
         Camera = new CameraService.CameraServiceClient(main);
+        Calibration = new CalibrationService.CalibrationServiceClient(main);
         Safety = new SafetyService.SafetyServiceClient(safety);
     }
 
@@ -42,6 +43,11 @@ internal sealed class ControllerConnection : IDisposable
     public MachineService.MachineServiceClient Machine { get; }
 
     public CameraService.CameraServiceClient Camera { get; }
+
+    public CalibrationService.CalibrationServiceClient Calibration { get; }
+
+    /// <summary>A gantry calibration moves the machine to 25+ stops at real speed: about a minute, minutes on a slow machine.</summary>
+    public static readonly TimeSpan CalibrationTimeout = TimeSpan.FromMinutes(10);
 
     /// <summary>On the dedicated safety channel.</summary>
     public SafetyService.SafetyServiceClient Safety { get; }

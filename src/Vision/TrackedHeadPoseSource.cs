@@ -26,7 +26,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 {
     private readonly IFrameSource _frames;
     private readonly HeadTracker _tracker;
-    private readonly RigidTransform _gantryFromCamera;
+    private RigidTransform _gantryFromCamera;
     private readonly TimeProvider _timeProvider;
     private readonly Lock _lock = new();
     // Held while a frame is read and tracked, so Dispose never frees what a frame in progress uses.
@@ -66,8 +66,14 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 
     public event EventHandler? PoseUpdated;
 
-    /// <summary>T_GC given at construction.</summary>
-    public RigidTransform GantryFromCamera => _gantryFromCamera;
+    /// <summary>T_GC in use: given at construction, or the last one set with <see cref="SetGantryFromCamera"/>.</summary>
+    public RigidTransform GantryFromCamera { get { lock (_lock) return _gantryFromCamera; } }
+
+    /// <summary>Replaces T_GC (a new calibration); every pose from now on uses it. Thread-safe.</summary>
+    public void SetGantryFromCamera(RigidTransform gantryFromCamera)
+    {
+        lock (_lock) _gantryFromCamera = gantryFromCamera;
+    }
 
     /// <summary>Reads and tracks one frame. Returns null at the end of a recording. Call from one thread.</summary>
     public TrackingResult? ProcessNextFrame()
@@ -157,15 +163,17 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         long frameTs;
         double quality;
         FilteredPose? predicted;
+        RigidTransform gantryFromCamera;
         lock (_lock)
         {
+            gantryFromCamera = _gantryFromCamera;
             if (!_seen) return null;
             frameTs = _lastFrameTimestamp;
             quality = _lastQuality;
             predicted = _tracker.Predict(_timeProvider.GetTimestamp() + (long)(lookAhead.TotalSeconds * _timeProvider.TimestampFrequency));
         }
         if (predicted is null) return null;
-        return new HeadPoseSample(_gantryFromCamera * predicted.CameraFromHead, frameTs, quality, predicted.HeadSpeedMmPerS);
+        return new HeadPoseSample(gantryFromCamera * predicted.CameraFromHead, frameTs, quality, predicted.HeadSpeedMmPerS);
     }
 
     /// <summary>Waits for a frame in progress, then releases the camera; <see cref="RunAsync"/> ends at its next frame.</summary>

@@ -32,6 +32,16 @@ public sealed record Mounting(AxisValues TranslationMm, AxisValues RotationVecto
         new Vec3(RotationVectorDeg.X, RotationVectorDeg.Y, RotationVectorDeg.Z) * (Math.PI / 180), new Vec3(TranslationMm.X, TranslationMm.Y, TranslationMm.Z));
 }
 
+/// <summary>A box of gantry positions, mm.</summary>
+public sealed record CalibrationVolume(AxisValues MinMm, AxisValues MaxMm)
+{
+    /// <summary>Lower corner.</summary>
+    public Vec3 Min => new(MinMm.X, MinMm.Y, MinMm.Z);
+
+    /// <summary>Upper corner.</summary>
+    public Vec3 Max => new(MaxMm.X, MaxMm.Y, MaxMm.Z);
+}
+
 /// <summary>
 /// Head tracking: the camera, where it is mounted, the marker board the head wears, and how a
 /// session holds and resumes when following the head is not safe. The gates' thresholds
@@ -63,6 +73,33 @@ public sealed record TrackingSettings
     /// <summary>While holding, the needle waits this far above its hover point, mm (a head that comes up must not meet it). Default 3.</summary>
     public double HoldClearanceMm { get; init; } = 3;
 
+    /// <summary>Marker board carried by the needle head for the camera-to-gantry calibration, relative to the hardware folder. Default boards/needle-charuco-6x4.json.</summary>
+    public string CalibrationBoard { get; init; } = "boards/needle-charuco-6x4.json";
+
+    /// <summary>ChArUco board for the intrinsics calibration, relative to the hardware folder. Default boards/intrinsics-charuco-9x7.json.</summary>
+    public string IntrinsicsBoard { get; init; } = "boards/intrinsics-charuco-9x7.json";
+
+    /// <summary>
+    /// Box of needle-tip positions (gantry mm) the camera-to-gantry calibration and the drift check
+    /// visit: where the head marker stays fully in the camera's view. Null: calibration is refused.
+    /// </summary>
+    public CalibrationVolume? CalibrationVolume { get; init; }
+
+    /// <summary>
+    /// The needle tip in the needle-head marker's frame, mm, from the head's drawing. When null, the
+    /// calibration needs tip touch-offs (only the simulated touch plate offers them so far).
+    /// </summary>
+    public AxisValues? NeedleTipInMarkerMm { get; init; }
+
+    /// <summary>A tracked session refuses to start with a gantry calibration older than this, hours. Default 24.</summary>
+    public double CalibrationMaxAgeHours { get; init; } = 24;
+
+    /// <summary>After each calibration stop the gantry is idle this long (machine time) before the marker is measured, ms. Default 300.</summary>
+    public double CalibrationSettleMs { get; init; } = 300;
+
+    /// <summary>Marker poses per stop; the stop's position is their component-wise median. Default 5.</summary>
+    public int CalibrationFramesPerStop { get; init; } = 5;
+
     /// <summary>Throws when a value is out of range.</summary>
     public void Check(List<string> errors)
     {
@@ -73,6 +110,10 @@ public sealed record TrackingSettings
         if (MaxAimCorrections is < 1 or > 50) errors.Add("tracking.maxAimCorrections must be in [1, 50]");
         if (!(HoldClearanceMm >= 0 && HoldClearanceMm <= 9)) errors.Add("tracking.holdClearanceMm must be in [0, 9]");
         if (Camera.Trim() != "none" && GantryFromCamera is null) errors.Add("tracking.gantryFromCamera is required with a camera");
+        if (!(CalibrationMaxAgeHours > 0 && CalibrationMaxAgeHours <= 24 * 365)) errors.Add("tracking.calibrationMaxAgeHours must be in (0, 8760]");
+        if (!(CalibrationSettleMs >= 0 && CalibrationSettleMs <= 10000)) errors.Add("tracking.calibrationSettleMs must be in [0, 10000]");
+        if (CalibrationFramesPerStop is < 1 or > 30) errors.Add("tracking.calibrationFramesPerStop must be in [1, 30]");
+        if (CalibrationVolume is { } v && !(v.MinMm.X < v.MaxMm.X && v.MinMm.Y < v.MaxMm.Y && v.MinMm.Z < v.MaxMm.Z)) errors.Add("tracking.calibrationVolume needs min < max on every axis");
     }
 }
 

@@ -30,6 +30,9 @@ internal static class Mapping
             DotsPerSecond = s.DotsPerSecond,
             EtaSeconds = s.EtaSeconds,
             ProfileName = r.ProfileName,
+            CalibrationId = r.CalibrationId ?? "",
+            CalibrationOverrideBy = r.OverrideBy ?? "",
+            CalibrationOverrideReason = r.OverrideReason ?? "",
             CreatedAt = Timestamp.FromDateTimeOffset(r.CreatedAt),
             Dots = new DotCounts
             {

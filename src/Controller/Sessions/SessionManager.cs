@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Calibration;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
@@ -54,6 +55,7 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly Aiming _aiming;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
+    private readonly CalibrationGate? _calibration;
     private readonly Lock _gate = new();
     private ActiveRun? _active;
     private volatile bool _shuttingDown;
@@ -62,8 +64,9 @@ public sealed class SessionManager : IAsyncDisposable
     // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
     private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
-    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log)
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null)
     {
+        _calibration = calibration;
         _ledger = ledger;
         _gantry = gantry;
         _safety = safety;
@@ -145,15 +148,24 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
-    /// <summary>CREATED → RUNNING.</summary>
-    public SessionSnapshot Start(string sessionId)
+    /// <summary>The running session's id, or null when none runs.</summary>
+    public string? RunningSessionId
+    {
+        get
+        {
+            lock (_gate) return _active?.SessionId;
+        }
+    }
+
+    /// <summary>CREATED → RUNNING; <paramref name="calibrationOverride"/> lets a tracked session start without a valid calibration (recorded).</summary>
+    public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null)
     {
         var record = Find(sessionId);
         if (record.Phase != SessionPhase.Created)
         {
             throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
         }
-        return Launch(record, "started");
+        return Launch(record, "started", calibrationOverride);
     }
 
     /// <summary>
@@ -161,9 +173,9 @@ public sealed class SessionManager : IAsyncDisposable
     /// available now) is first streamed in the firmware's check mode, and any refusal or soft limit
     /// refuses the start (FailedPrecondition listing each, with its dot).
     /// </summary>
-    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken)
+    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken, CalibrationOverrideRequest? calibrationOverride = null)
     {
-        if (!checkFirst) return Start(sessionId);
+        if (!checkFirst) return Start(sessionId, calibrationOverride);
         var record = Find(sessionId);
         if (record.Phase != SessionPhase.Created)
         {
@@ -191,11 +203,11 @@ public sealed class SessionManager : IAsyncDisposable
         var text = report.Describe(program.DotIds);
         _ledger.Audit(sessionId, "checked", text);
         if (!report.Passed) throw new SessionException(SessionErrorKind.FailedPrecondition, text);
-        return Launch(Find(sessionId), "started");
+        return Launch(Find(sessionId), "started", calibrationOverride);
     }
 
     /// <summary>PAUSED / FAULTED / EMERGENCY_STOPPED → RUNNING, once nothing is in doubt.</summary>
-    public SessionSnapshot Resume(string sessionId)
+    public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null)
     {
         var record = Find(sessionId);
         if (record.Phase is not (SessionPhase.Paused or SessionPhase.Faulted or SessionPhase.EmergencyStopped))
@@ -209,7 +221,7 @@ public sealed class SessionManager : IAsyncDisposable
             throw new SessionException(SessionErrorKind.FailedPrecondition,
                 $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
         }
-        return Launch(record, "resumed");
+        return Launch(record, "resumed", calibrationOverride);
     }
 
     /// <summary>RUNNING → PAUSING → PAUSED: the dot in progress finishes, then the needle holds at hover.</summary>
@@ -385,13 +397,14 @@ public sealed class SessionManager : IAsyncDisposable
     {
         if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: the emergency stop is latched (smp estop --reset)");
         if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: a program is being checked in check mode");
+        if (_calibration?.BusyWith is { } calibrating) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: a {calibrating} is moving the machine");
         lock (_gate)
         {
             if (_active is not null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: session {_active.SessionId} is running");
         }
     }
 
-    private SessionSnapshot Launch(SessionRecord record, string verb)
+    private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride = null)
     {
         RequireNotLatched();
         if (_shuttingDown) throw new SessionException(SessionErrorKind.FailedPrecondition, "the controller is shutting down");
@@ -400,11 +413,24 @@ public sealed class SessionManager : IAsyncDisposable
         if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
         if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, "a program is being checked in check mode; start when the check is over");
         if (!_presence.IsPresent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + _presence.AbsenceReason);
+        // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
+        var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? _presence.OperatorName : calibrationOverride.Operator });
         lock (_gate)
         {
             if (_active is not null)
             {
                 throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {_active.SessionId} is already running");
+            }
+            if (_calibration?.BusyWith is { } calibrating)
+            {
+                throw new SessionException(SessionErrorKind.FailedPrecondition, $"a {calibrating} is moving the machine; start when it is over");
+            }
+            if (calibration is not null && _calibration!.Required)
+            {
+                _ledger.RecordSessionCalibration(record.Id, calibration.CalibrationId, calibration.Override?.Operator, calibration.Override?.Reason);
+                _ledger.Audit(record.Id, calibration.Override is null ? "calibration" : "calibration-override", calibration.Override is null
+                    ? $"{verb} with camera-to-gantry calibration {calibration.CalibrationId}"
+                    : $"{verb} WITHOUT a valid camera-to-gantry calibration: overridden by {calibration.Override.Operator}: {calibration.Override.Reason}");
             }
             var startedAt = record.StartedAt ?? _time.GetUtcNow();
             var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp());

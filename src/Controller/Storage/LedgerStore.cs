@@ -12,13 +12,13 @@ namespace SmpRobot.Controller.Storage;
 /// mutating call is a single transaction that is durable when it returns. Times are stored and
 /// returned in UTC. Unknown sessions or dots throw <see cref="KeyNotFoundException"/>.
 /// </summary>
-public sealed class LedgerStore : IDisposable
+public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
-    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at";
+    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason";
 
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
@@ -553,7 +553,14 @@ public sealed class LedgerStore : IDisposable
                     message TEXT NOT NULL);
                 CREATE INDEX audit_by_session ON audit (session_id, id);
                 """);
+            MigrateToVersion2(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
+        }
+        else if (version == 1)
+        {
+            // A ledger of the first controller: add calibrations and the sessions' calibration columns.
+            MigrateToVersion2(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (2, $now)", ("$now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {
@@ -606,7 +613,10 @@ public sealed class LedgerStore : IDisposable
         r.GetDouble(6),
         FromTicks(r.GetInt64(7)),
         r.IsDBNull(8) ? null : FromTicks(r.GetInt64(8)),
-        r.IsDBNull(9) ? null : FromTicks(r.GetInt64(9)));
+        r.IsDBNull(9) ? null : FromTicks(r.GetInt64(9)),
+        r.IsDBNull(10) ? null : r.GetString(10),
+        r.IsDBNull(11) ? null : r.GetString(11),
+        r.IsDBNull(12) ? null : r.GetString(12));
 
     private static DateTimeOffset FromTicks(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 

@@ -38,7 +38,11 @@ public sealed record PlannedDot(int Seq, string DotId, double XMm, double YMm, d
 /// </summary>
 public sealed record LedgerDot(PlannedDot Dot, DotLedgerState State, Vec3? TargetMm, string Note);
 
-/// <summary>A stored session. Times are UTC.</summary>
+/// <summary>
+/// A stored session. Times are UTC. <paramref name="CalibrationId"/> is the gantry calibration its last start
+/// ran with (null: none, e.g. a fixed head or an override); <paramref name="OverrideBy"/> and
+/// <paramref name="OverrideReason"/> record who started it without a valid calibration, and why.
+/// </summary>
 public sealed record SessionRecord(
     string Id,
     string PlanName,
@@ -49,7 +53,10 @@ public sealed record SessionRecord(
     double KinematicSeconds,
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
-    DateTimeOffset? EndedAt);
+    DateTimeOffset? EndedAt,
+    string? CalibrationId = null,
+    string? OverrideBy = null,
+    string? OverrideReason = null);
 
 /// <summary>How many dots of a session are in each state.</summary>
 public sealed record DotTally(int Total, int Pending, int Commanded, int Placed, int Skipped, int InDoubt);

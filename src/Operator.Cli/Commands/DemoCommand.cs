@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using SmpRobot.Contracts.V1;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
@@ -83,6 +84,7 @@ internal static class DemoCommand
                 {
                     await controller.WaitUntilReadyAsync(probe, ctx.Host.Time, ReadyTimeout, ct);
                 }
+                await CalibrateIfNeededAsync(ctx, ct);
                 return await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct);
             }
             catch (CliException e) when (e.ExitCode == ExitCodes.Failure && !e.Message.Contains(logPath, StringComparison.Ordinal))
@@ -118,5 +120,26 @@ internal static class DemoCommand
             if (Directory.Exists(Path.Combine(dir.FullName, "hardware", "plans"))) return Path.Combine(dir.FullName, "hardware", DefaultPlan);
         }
         throw new CliException(ExitCodes.Usage, $"cannot find hardware/{DefaultPlan} above {host.BaseDirectory}: set SMP_HARDWARE_DIR or pass --plan FILE");
+    }
+    /// <summary>
+    /// A tracked demo needs a camera-to-gantry calibration like any tracked session: the demo's fresh
+    /// controller has none, so it homes and runs a 15-stop calibration first (as an engineer would).
+    /// </summary>
+    private static async Task CalibrateIfNeededAsync(CommandContext ctx, CancellationToken ct)
+    {
+        using var conn = ctx.Connect();
+        var list = await conn.Calibration.ListCalibrationsAsync(new ListCalibrationsRequest { Limit = 1 }, deadline: conn.Deadline(), cancellationToken: ct);
+        if (!list.CalibrationRequired || list.CurrentGantryId.Length > 0) return;
+        var machine = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct);
+        if (!machine.Homed)
+        {
+            ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
+            await conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct);
+        }
+        ctx.Info($"camera {list.Camera} has no camera-to-gantry calibration: calibrating first (smp calibrate gantry --points 15)…");
+        var reply = await conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 15, Notes = "smp demo" },
+            deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct);
+        if (!reply.Calibration.Valid) throw new CliException(ExitCodes.Failure, $"the demo's calibration {reply.Calibration.Id} is not valid: {string.Join("; ", reply.Warnings)}");
+        ctx.Info($"calibration {reply.Calibration.Id}: validation RMS {Formatting.Mm(reply.Validation.Rms)} mm, p95 {Formatting.Mm(reply.Validation.P95)} mm ({Formatting.Number(reply.Seconds, "0.0")} s)");
     }
 }

@@ -14,6 +14,11 @@ internal static class RunCommand
         var file = new Argument<string>("FILE") { Description = "Plan file (proto3 JSON of smprobot.v1.Plan, at most 8 MiB)" };
         var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
         var check = new Option<bool>("--check") { Description = "Before the first dot, run the whole program through the firmware's check mode ($C); any refused line refuses the start" };
+        var overrideReason = new Option<string?>("--calibration-override")
+        {
+            Description = "Start a tracked session although there is no valid camera-to-gantry calibration (or it is too old); REASON is recorded with the session",
+            HelpName = "REASON",
+        };
         var command = new Command("run", "Run a plan as a new session and supervise it to its end. Homes the machine first "
             + "if needed. While it runs, this console sends the operator heartbeat; e / Esc / Ctrl+C = EMERGENCY STOP, "
             + "space = pause/resume. Exit 0 COMPLETED, 3 EMERGENCY_STOPPED/ABORTED, 1 FAULTED or error, 2 bad plan.")
@@ -21,12 +26,13 @@ internal static class RunCommand
             file,
             noUi,
             check,
+            overrideReason,
         };
         app.Bind(command, (ctx, parse, ct) =>
         {
             var path = parse.GetValue(file)!;
             var planJson = PlanFile.ReadChecked(path);
-            return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct, parse.GetValue(check));
+            return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct, parse.GetValue(check), parse.GetValue(overrideReason));
         });
         return command;
     }
@@ -35,7 +41,7 @@ internal static class RunCommand
     /// The session flow shared by <c>run</c> and <c>demo</c>: safety check, home if needed, create, heartbeat, start,
     /// follow to the end, summary (text or JSON). Returns the exit code.
     /// </summary>
-    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false)
+    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false, string? calibrationOverride = null)
     {
         using var conn = ctx.Connect();
 
@@ -73,7 +79,12 @@ internal static class RunCommand
         }
 
         if (checkFirst) ctx.Info("checking the whole program in the firmware's check mode ($C) before the first dot…");
-        session = await conn.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CheckFirst = checkFirst },
+        session = await conn.Sessions.StartAsync(new SessionRef
+        {
+            SessionId = session.Id,
+            CheckFirst = checkFirst,
+            CalibrationOverride = calibrationOverride is null ? null : new CalibrationOverride { Reason = calibrationOverride },
+        },
             deadline: checkFirst ? conn.Deadline(ControllerConnection.HomeTimeout) : conn.Deadline(), cancellationToken: ct);
         ctx.Info($"session {session.Id} started: {Formatting.StateName(session.State)}");
 
