@@ -17,6 +17,9 @@ namespace SmpRobot.Bench;
 /// </summary>
 internal static class TrackedSessionBench
 {
+    /// <summary>The synthetic head camera is mounted exactly as the profile says: that mounting is the truth placement is checked against.</summary>
+    private static readonly CalibrationOverride TruthMounting = new() { Reason = "bench: the profile's mounting is the synthetic camera's true mounting", Operator = "bench" };
+
     public static async Task<Dictionary<string, object>> RunAsync(int swayDots, int jerkDots)
     {
         var placement = await PlacementAsync(swayDots);
@@ -77,7 +80,7 @@ internal static class TrackedSessionBench
     private static async Task<Session> RunSessionAsync(BenchRig rig, Plan plan, TimeSpan timeout)
     {
         var session = await rig.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
-        await rig.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        await rig.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = TruthMounting });
         return await rig.WaitAsync(session.Id, s => s.State is not (SessionState.Running or SessionState.Pausing or SessionState.Created), mustKeepRunning: false, timeout);
     }
 
@@ -117,7 +120,7 @@ internal static class TrackedSessionBench
         await using var __ = rig;
         var plan = DemoPlanGenerator.Generate(dots, seed: 9);
         var session = await rig.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
-        await rig.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        await rig.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = TruthMounting });
         var clock = TimeProvider.System;
         scene.JerkAtSeconds = frames.Inner.SceneSecondsAt(clock.GetTimestamp()) + 2;
         var done = await rig.WaitAsync(session.Id, s => s.State is not (SessionState.Running or SessionState.Pausing), mustKeepRunning: false, TimeSpan.FromSeconds(30 + (dots * 10)));

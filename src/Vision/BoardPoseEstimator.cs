@@ -90,8 +90,10 @@ public sealed class BoardPoseEstimator : IDisposable
     // chessboard corner (a corner is interpolated only when both are seen, as OpenCV's minMarkers = 2).
     private readonly Vec3[][] _markerCornersH;
     private readonly (int A, int B)[] _cornerMarkers;
-    // Each marker's 6×6 cells (border and bits), true = white, as the dictionary draws them.
+    // Each marker's cells (a one-cell black border around the dictionary's bits: 6×6 for 4×4
+    // markers, 7×7 for 5×5), true = white, as the dictionary draws them.
     private readonly bool[][] _markerCells;
+    private readonly int _cellsPerSide;
     private byte[] _pixels = [];
 
     // Tracking state: the last pose found by Estimate, and what it saw.
@@ -117,7 +119,8 @@ public sealed class BoardPoseEstimator : IDisposable
         };
         _detector = new CharucoDetector(board.Board, _cameraMatrix, _distortion, 2, _options.RefineMarkers, true, detectorParameters, new RefineParameters());
         (_markerCornersH, _cornerMarkers) = BuildLayout(board);
-        _markerCells = BuildMarkerCells(board);
+        _cellsPerSide = board.Dictionary.MarkerSize + 2;
+        _markerCells = BuildMarkerCells(board, _cellsPerSide);
     }
 
     /// <summary>The detections of the last <see cref="Estimate"/> or <see cref="Detect"/> call.</summary>
@@ -363,7 +366,7 @@ public sealed class BoardPoseEstimator : IDisposable
     private static Point2f ToPoint2f(Point2d p) => new((float)p.X, (float)p.Y);
 
     /// <summary>
-    /// Reads marker <paramref name="marker"/>'s 6×6 cells where <paramref name="pose"/> puts them
+    /// Reads marker <paramref name="marker"/>'s cells (border included) where <paramref name="pose"/> puts them
     /// (a few samples around each cell centre) and compares them with the dictionary's pattern,
     /// thresholding halfway between the black border and the white margin around the marker. At
     /// most one cell may disagree (noise); the contrast must be clear.
@@ -371,13 +374,14 @@ public sealed class BoardPoseEstimator : IDisposable
     private bool MarkerReadsRight(RigidTransform pose, int marker, Rect region)
     {
         var tl = _markerCornersH[marker][0];
-        var cell = _board.Spec.MarkerMm / 6;
-        var values = new double[36];
+        var n = _cellsPerSide;
+        var cell = _board.Spec.MarkerMm / n;
+        var values = new double[n * n];
         double dark = 0;
         var darkCount = 0;
-        for (var r = 0; r < 6; r++)
+        for (var r = 0; r < n; r++)
         {
-            for (var c = 0; c < 6; c++)
+            for (var c = 0; c < n; c++)
             {
                 var x = tl.X + ((c + 0.5) * cell);
                 var y = tl.Y - ((r + 0.5) * cell);
@@ -390,10 +394,10 @@ public sealed class BoardPoseEstimator : IDisposable
                     if (double.IsNaN(v)) return false;
                     sum += v;
                 }
-                values[(r * 6) + c] = sum / 4;
-                if (r is 0 or 5 || c is 0 or 5)
+                values[(r * n) + c] = sum / 4;
+                if (r == 0 || r == n - 1 || c == 0 || c == n - 1)
                 {
-                    dark += values[(r * 6) + c];
+                    dark += values[(r * n) + c];
                     darkCount++;
                 }
             }
@@ -421,7 +425,7 @@ public sealed class BoardPoseEstimator : IDisposable
         var threshold = (white + dark) / 2;
         var expected = _markerCells[marker];
         var wrong = 0;
-        for (var i = 0; i < 36; i++)
+        for (var i = 0; i < values.Length; i++)
         {
             if ((values[i] > threshold) != expected[i] && ++wrong > 1) return false;
         }
@@ -503,18 +507,18 @@ public sealed class BoardPoseEstimator : IDisposable
         Marshal.Copy(_regionGray.Data, _pixels, 0, n);
     }
 
-    private static bool[][] BuildMarkerCells(MarkerBoard board)
+    private static bool[][] BuildMarkerCells(MarkerBoard board, int n)
     {
         var cells = new bool[board.MarkerCount][];
         using var image = new Mat();
         for (var id = 0; id < board.MarkerCount; id++)
         {
-            // One pixel per cell: 4×4 bits inside a one-cell black border.
-            board.Dictionary.GenerateImageMarker(id, 6, image, 1);
-            cells[id] = new bool[36];
-            for (var r = 0; r < 6; r++)
+            // One pixel per cell: the bits inside a one-cell black border.
+            board.Dictionary.GenerateImageMarker(id, n, image, 1);
+            cells[id] = new bool[n * n];
+            for (var r = 0; r < n; r++)
             {
-                for (var c = 0; c < 6; c++) cells[id][(r * 6) + c] = image.At<byte>(r, c) > 127;
+                for (var c = 0; c < n; c++) cells[id][(r * n) + c] = image.At<byte>(r, c) > 127;
             }
         }
         return cells;

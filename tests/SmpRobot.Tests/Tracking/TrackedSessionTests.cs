@@ -19,6 +19,9 @@ public class TrackedSessionTests(ITestOutputHelper output)
 {
     private static readonly Controller.Motion.MachineProfile Profile = ControllerFixture.Profile;
 
+    /// <summary>The synthetic head camera is mounted exactly as the profile says: that mounting is the truth placement is checked against.</summary>
+    private static readonly CalibrationOverride TruthMounting = new() { Reason = "test: the profile's mounting is the synthetic camera's true mounting", Operator = "test" };
+
     /// <summary>A tracked head with a 720p synthetic camera, on the real clock (the simulator runs at scale 1).</summary>
     private static (Func<IServiceProvider, IHeadPoseSource> Factory, Func<SyntheticFrameSource> Frames) Camera(SyntheticScene scene)
     {
@@ -56,7 +59,7 @@ public class TrackedSessionTests(ITestOutputHelper output)
         await c.StartHeartbeatAsync();
         var plan = DemoPlanGenerator.Generate(12, seed: 11);
         var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
-        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = TruthMounting });
         var done = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, TimeSpan.FromSeconds(120));
 
         // Every dot is known: placed, or (if the guard pulled the needle out mid-dot) in doubt.
@@ -88,7 +91,7 @@ public class TrackedSessionTests(ITestOutputHelper output)
         await c.StartHeartbeatAsync();
         var plan = DemoPlanGenerator.Generate(14, seed: 3);
         var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
-        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = TruthMounting });
         // The jerk comes 3 s into the session (about the fourth dot).
         var jerkAtS = frames().SceneSecondsAt(TimeProvider.System.GetTimestamp()) + 3.0;
         scene.JerkAtSeconds = jerkAtS;
