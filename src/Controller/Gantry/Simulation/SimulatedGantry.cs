@@ -873,16 +873,25 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         {
             Task wake;
             TimeSpan delay;
+            long computedAt;
             lock (_gate)
             {
                 if (_wake.Task.IsCompleted) _wake = NewSignal();
                 wake = _wake.Task;
+                computedAt = _time.GetTimestamp(); // before NowSim: any later move of the clock is seen below
                 var now = NowSim();
                 Advance(now);
                 delay = NextEventSim() is { } next ? SimToWall(next - now) : Timeout.InfiniteTimeSpan;
             }
             using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
             var timer = Task.Delay(delay, _time, timerCts.Token);
+            // A clock that moved between computing the delay and starting the timer (a test's fake
+            // clock advanced by another thread) would make the timer fire late: look again at once.
+            if (delay != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(computedAt) > TimeSpan.FromMilliseconds(1))
+            {
+                await timerCts.CancelAsync().ConfigureAwait(false);
+                continue;
+            }
             await Task.WhenAny(timer, wake).ConfigureAwait(false);
             await timerCts.CancelAsync().ConfigureAwait(false);
         }
