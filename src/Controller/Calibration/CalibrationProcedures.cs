@@ -324,7 +324,8 @@ public sealed class CalibrationProcedures(
                 result.Views.Where(v => v.Status == ViewStatus.Used).Select(v => v.RmsPx).DefaultIfEmpty(double.NaN).Max(), result.ViewsUsed, allNotes, valid);
             var png = CalibrationPictures.HistogramPng([.. result.Views.Where(v => v.Status == ViewStatus.Used).Select(v => v.RmsPx)], options: new PictureOptions
             {
-                Title = "per-view RMS reprojection error (values in px)",
+                Title = "per-view RMS reprojection error",
+                Unit = "px",
                 Notes = [$"calibration {record.Id}", string.Create(CultureInfo.InvariantCulture, $"RMS {result.RmsPx:0.000} px over {result.ViewsUsed} views ({result.ViewsRejected} rejected)")],
             });
             return new IntrinsicsOutcome(record, result, refused, png);

@@ -15,6 +15,9 @@ public sealed record PictureOptions
     /// <summary>Residual arrows are drawn this many times their true length; null picks a round factor so the longest inlier arrow spans about a tenth of the plot. Default null.</summary>
     public double? ArrowScale { get; init; }
 
+    /// <summary>Unit of the histogram's values ("mm" for residuals, "px" for reprojection errors). Default "mm".</summary>
+    public string Unit { get; init; } = "mm";
+
     /// <summary>Title line at the top. Default: a description of the picture.</summary>
     public string? Title { get; init; }
 
@@ -296,7 +299,7 @@ public static class CalibrationPictures
             CentredText(image, Format(x, tickStep), new Point(Px(x), plot.Bottom + 22), 0.45, Black);
         }
         Cv2.Rectangle(image, plot, AxisGrey, 1);
-        CentredText(image, "residual (mm)", new Point(plot.X + (plot.Width / 2), plot.Bottom + 52), 0.55, Black);
+        CentredText(image, options.Unit == "mm" ? "residual (mm)" : "error (" + options.Unit + ")", new Point(plot.X + (plot.Width / 2), plot.Bottom + 52), 0.55, Black);
         Text(image, "count", new Point(12, plot.Y - 12), 0.5, Black);
 
         var labelY = plot.Top + 22;
@@ -305,7 +308,7 @@ public static class CalibrationPictures
             if (mm is not { } v || !double.IsFinite(v)) return;
             var x = Px(v);
             for (var y = plot.Top; y < plot.Bottom; y += 12) Cv2.Line(image, new Point(x, y), new Point(x, Math.Min(y + 7, plot.Bottom)), colour, 2);
-            var text = name + " = " + v.ToString("0.000", CultureInfo.InvariantCulture) + " mm";
+            var text = name + " = " + v.ToString("0.000", CultureInfo.InvariantCulture) + " " + options.Unit;
             var size = Cv2.GetTextSize(text, Font, 0.5, 1, out _);
             var tx = x + 6 + size.Width < plot.Right ? x + 6 : x - 6 - size.Width;
             Text(image, text, new Point(tx, labelY), 0.5, colour, 2);
