@@ -93,6 +93,8 @@ public sealed class SafetySupervisor : IDisposable
         {
             linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
         }
+        // A motion hold's stop sequence in progress gives way at once (it holds the sequence lock).
+        await Interlocked.Exchange(ref _motionHoldInterrupt, new CancellationTokenSource()).CancelAsync();
 
         lock (_gate)
         {
@@ -183,8 +185,14 @@ public sealed class SafetySupervisor : IDisposable
             Volatile.Write(ref _lastMotionHoldTimestamp, _time.GetTimestamp());
             await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
             _log.LogWarning("Motion hold, retracting the needle: {Reason}", reason);
-            var (_, error) = await FinishStopAsync(cancellationToken);
+            // An emergency stop takes over at once: it must not wait behind this sequence.
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Volatile.Read(ref _motionHoldInterrupt).Token);
+            var (_, error) = await FinishStopAsync(linked.Token);
             return error;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return "";  // an emergency stop took over: its own sequence flushes and retracts
         }
         catch (Exception e) when (e is IOException or GantryFaultException or ObjectDisposedException)
         {
@@ -197,6 +205,9 @@ public sealed class SafetySupervisor : IDisposable
     }
 
     private long _lastMotionHoldTimestamp;
+
+    // Cancelled (and replaced) by an emergency stop so that a motion hold's stop sequence in progress gives way to it at once.
+    private CancellationTokenSource _motionHoldInterrupt = new();
 
     /// <summary>TimeProvider timestamp at which the last motion hold's feed-hold byte was written; 0 when none yet.</summary>
     public long LastMotionHoldTimestamp => Volatile.Read(ref _lastMotionHoldTimestamp);
@@ -362,7 +373,11 @@ public sealed class SafetySupervisor : IDisposable
         }
     }
 
-    public void Dispose() => _sequenceLock.Dispose();
+    public void Dispose()
+    {
+        _sequenceLock.Dispose();
+        Volatile.Read(ref _motionHoldInterrupt).Dispose();
+    }
 
     private static async Task ExpectOkAsync(GrblClient client, string line, CancellationToken cancellationToken)
     {

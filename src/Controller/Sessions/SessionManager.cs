@@ -61,6 +61,8 @@ public sealed class SessionManager : IAsyncDisposable
     private volatile bool _shuttingDown;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ITimer? _guardWatchdog;
+    private static readonly TimeSpan GuardWatchdogPeriod = TimeSpan.FromMilliseconds(50);
     // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
     private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
@@ -76,6 +78,8 @@ public sealed class SessionManager : IAsyncDisposable
         _program = new DotProgram(profile);
         _aiming = new Aiming(profile, headPose);
         headPose.PoseUpdated += OnPoseUpdated;
+        // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
+        if (headPose.IsTracking) _guardWatchdog = timeProvider.CreateTimer(_ => CheckGuard(), null, GuardWatchdogPeriod, GuardWatchdogPeriod);
         _time = timeProvider;
         _log = log;
         foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running; dots that were being placed are in doubt"))
@@ -538,6 +542,7 @@ public sealed class SessionManager : IAsyncDisposable
                     }
 
                     // 4. Record intent durably, then plunge, dwell, retract, and confirm at a sync point.
+                    if (run.RetractRequested) throw new MotionHoldException();
                     _ledger.MarkCommanded(run.SessionId, aim.Dot.Seq, aim.DepthMm);
                     commanded = aim.Dot;
                     Changed();
@@ -571,21 +576,26 @@ public sealed class SessionManager : IAsyncDisposable
                     Changed();
                     if (run.RetractRequested) throw new MotionHoldException();
                 }
-                catch (Exception e) when (run.RetractRequested && run.Stop == StopKind.None
-                    && e is MotionHoldException or GantryFaultException or MotionRefusedException or TimeoutException or LineRefusedException)
+                catch (Exception e) when (run.RetractRequested
+                    && e is MotionHoldException or GantryFaultException or MotionRefusedException or TimeoutException or LineRefusedException or PlacementMismatchException)
                 {
-                    // The guard stopped the motion and is retracting the needle (see OnPoseUpdated).
-                    position = await FinishMotionHoldAsync(client, run, commanded, ct);
+                    // The guard stopped the motion and is retracting the needle (see CheckGuard).
+                    run.Disarm();
                     if (commanded is not null)
                     {
+                        MarkRetractedInDoubt(run, commanded);
                         commanded = null;
-                        i++; // in doubt now: never redone automatically
+                        i++;
                     }
+                    position = await FinishMotionHoldAsync(client, run, ct);
                 }
                 finally
                 {
                     run.Disarm();
                 }
+                // A retract asked for after the runner's last look, before it disarmed (the dot was
+                // confirmed or not yet commanded): the needle is going up; set the firmware up again.
+                if (run.RetractRequested) position = await FinishMotionHoldAsync(client, run, ct);
             }
             if (run.Stop != StopKind.None)
             {
@@ -612,7 +622,7 @@ public sealed class SessionManager : IAsyncDisposable
                 await AckAsync(await client.SendLineAsync("M5", ct), 0, ct);
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException or PlacementMismatchException)
+        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException or PlacementMismatchException or MotionHoldException)
         {
             (outcome, reason) = run.Stop != StopKind.None ? run.Outcome()
                 : _safety.IsLatched ? (SessionPhase.EmergencyStopped, "emergency stop")
@@ -626,6 +636,27 @@ public sealed class SessionManager : IAsyncDisposable
             safeStopNeeded = true;
         }
 
+        if (run.RetractTask is { } pendingRetract)
+        {
+            // The run ended while the guard was pulling the needle out: that is finished first, and what it could not do is said.
+            string retractError;
+            try
+            {
+                retractError = await pendingRetract.WaitAsync(TimeSpan.FromSeconds(30), _time, CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                retractError = "the motion-hold retract did not finish within 30 s";
+            }
+            run.ClearRetract();
+            if (retractError.Length > 0 && outcome != SessionPhase.EmergencyStopped)
+            {
+                _log.LogError("Motion-hold retract failed: {Error}", retractError);
+                reason += "; motion-hold retract: " + retractError;
+                outcome = SessionPhase.Faulted;
+                safeStopNeeded = true;
+            }
+        }
         if (commanded is not null)
         {
             // The plunge may or may not have happened: never redo it automatically.
@@ -681,7 +712,7 @@ public sealed class SessionManager : IAsyncDisposable
         if (run.PendingHold is { } carried)
         {
             run.PendingHold = null;
-            BeginHold(run, carried, clock);
+            BeginHold(run, carried, clock, dot);
         }
         while (true)
         {
@@ -709,7 +740,7 @@ public sealed class SessionManager : IAsyncDisposable
             else
             {
                 goodSince = null;
-                if (!run.Holding) BeginHold(run, result.HoldReason!, clock);
+                if (!run.Holding) BeginHold(run, result.HoldReason!, clock, dot);
                 else run.UpdateHold(result.HoldReason!);
                 var heldS = run.HoldSeconds(clock);
                 if (heldS > _profile.Tracking.MaxHoldSeconds)
@@ -727,9 +758,9 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
-    private void BeginHold(ActiveRun run, string reason, TimeProvider clock)
+    private void BeginHold(ActiveRun run, string reason, TimeProvider clock, PlannedDot dot)
     {
-        run.BeginHold(reason, clock);
+        run.BeginHold(reason, clock, dot.Seq);
         _ledger.Audit(run.SessionId, "hold", "motion hold: " + reason);
         _log.LogWarning("Session {SessionId} holds: {Reason}", run.SessionId, reason);
         Changed();
@@ -804,8 +835,18 @@ public sealed class SessionManager : IAsyncDisposable
             _poseUpdated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         }
         updated.TrySetResult();
+        CheckGuard();
+    }
+
+    /// <summary>
+    /// The guard's check, after every frame and from a watchdog timer (a camera or tracker that stops
+    /// delivering frames shows up only as a pose that keeps aging). Pause and abort keep it on (the
+    /// current dot is still finished); an e-stop or a fault has its own stop sequence.
+    /// </summary>
+    private void CheckGuard()
+    {
         var run = _active;
-        if (run is null || !run.Armed || run.Stop != StopKind.None) return;
+        if (run is null || !run.Armed || run.Stop is StopKind.EmergencyStop or StopKind.Fault) return;
         var reading = _aiming.Read();
         if (reading.HoldReason is null) return;
         // A frame that arrives a little late says nothing about the head, and the pose was checked
@@ -814,38 +855,42 @@ public sealed class SessionManager : IAsyncDisposable
         // too fast always do.
         if (reading.Quality >= _profile.MinPoseQuality && reading.HeadSpeedMmPerS <= _profile.MaxHeadSpeedMmPerS
             && reading.PoseAgeMs <= 2 * _profile.PoseMaxAgeMs) return;
-        if (!run.TryRequestRetract(reading.HoldReason)) return;
-        // Started on this thread: the hold byte goes on the wire before this handler returns.
-        run.RetractTask = _safety.HoldAndRetractAsync(reading.HoldReason, CancellationToken.None);
+        if (run.TryRequestRetract(reading.HoldReason) is not { } done) return;
+        // Started on this thread: the hold byte goes on the wire before this returns to the tracker.
+        var retract = _safety.HoldAndRetractAsync(reading.HoldReason, CancellationToken.None);
+        _ = retract.ContinueWith(t => done.TrySetResult(t.IsCompletedSuccessfully ? t.Result : "retract failed: " + (t.Exception?.GetBaseException().Message ?? "cancelled")), TaskScheduler.Default);
     }
 
     /// <summary>
-    /// After the guard's retract: waits for it, marks the dot that was being placed in doubt, sets up
-    /// the firmware again (a flush resets its modal state and stops the needle drive) and starts the
-    /// hold. Returns the gantry's position. Throws when the retract failed (the session faults).
+    /// After the guard's retract (the dot that was being placed, if any, is already in doubt): waits
+    /// for the retract, sets the firmware up again (a flush resets its modal state and stops the
+    /// needle drive) and leaves the hold to the next aim. Returns the gantry's position. Throws when
+    /// the retract failed or the position was lost (the session faults and stops the machine).
     /// </summary>
-    private async Task<Vec3> FinishMotionHoldAsync(GrblClient client, ActiveRun run, PlannedDot? commanded, CancellationToken ct)
+    private async Task<Vec3> FinishMotionHoldAsync(GrblClient client, ActiveRun run, CancellationToken ct)
     {
         var reason = run.RetractReason;
         var error = run.RetractTask is { } task ? await task.WaitAsync(TimeSpan.FromSeconds(30), _time, ct) : "";
+        run.ClearRetract();
         if (error.Length > 0) throw new GantryFaultException(GantryFaultKind.LinkLost, 0, "retract after a motion hold failed: " + error);
-        if (commanded is not null)
-        {
-            var note = "the needle was retracted mid-dot by a motion hold: " + reason;
-            _ledger.MarkInDoubt(run.SessionId, commanded.Seq, note);
-            _ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {note}");
-            run.CountRetract();
-        }
         if (!_gantry.IsHomed)
         {
             throw new GantryFaultException(GantryFaultKind.Alarm, 0, "the firmware lost its position while stopping for a motion hold: home the machine");
         }
-        run.ClearRetract();
         run.Raised = true;
         run.PendingHold = reason;
-        await SendPreambleAsync(client, ct);
+        if (run.Stop == StopKind.None) await SendPreambleAsync(client, ct);
         Changed();
         return _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
+    }
+
+    /// <summary>Marks the dot whose plunge the guard interrupted as in doubt (never redone automatically).</summary>
+    private void MarkRetractedInDoubt(ActiveRun run, PlannedDot dot)
+    {
+        var note = "the needle was retracted mid-dot by a motion hold: " + run.RetractReason;
+        _ledger.MarkInDoubt(run.SessionId, dot.Seq, note);
+        _ledger.Audit(run.SessionId, "in-doubt", $"dot {dot.DotId} is in doubt: {note}");
+        run.CountRetract();
     }
 
     /// <summary>
@@ -997,6 +1042,7 @@ public sealed class SessionManager : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_guardWatchdog is not null) await _guardWatchdog.DisposeAsync();
         ActiveRun? run;
         lock (_gate) run = _active;
         if (run is not null)
@@ -1037,37 +1083,56 @@ public sealed class SessionManager : IAsyncDisposable
 
         public double KinematicSeconds { get { lock (_gate) return _kinematic; } }
 
-        // Tracking guard: armed while the needle is at or below its hover point.
-        private volatile bool _armed;
-        private int _retractRequested;
+        // Tracking guard: armed while the needle is at or below its hover point. Arming, disarming and
+        // a retract request (with the task that carries it out) change together under _guardGate, so
+        // the runner never sees a request without its task, and nothing is requested once disarmed.
+        private readonly Lock _guardGate = new();
+        private bool _armed;
+        private TaskCompletionSource<string>? _retract;
         private string? _holdReason;
         private long _holdSince;
+        private long _holdDotSeq = -1;
+        private long _firstHoldForDot;
 
-        public bool Armed => _armed;
+        public bool Armed { get { lock (_guardGate) return _armed; } }
 
-        public void Arm() => _armed = true;
+        public void Arm()
+        {
+            lock (_guardGate) _armed = true;
+        }
 
-        public void Disarm() => _armed = false;
+        public void Disarm()
+        {
+            lock (_guardGate) _armed = false;
+        }
 
         /// <summary>True once the guard asked for a retract (until <see cref="ClearRetract"/>).</summary>
-        public bool RetractRequested => Volatile.Read(ref _retractRequested) == 1;
+        public bool RetractRequested { get { lock (_guardGate) return _retract is not null; } }
 
         public string RetractReason { get; private set; } = "";
 
-        public Task<string>? RetractTask { get; set; }
+        /// <summary>The retract's outcome ("" when done, else what could not be done); null when none was requested.</summary>
+        public Task<string>? RetractTask { get { lock (_guardGate) return _retract?.Task; } }
 
-        /// <summary>Only the first failing frame starts a retract.</summary>
-        public bool TryRequestRetract(string reason)
+        /// <summary>
+        /// Only the first failing frame while armed starts a retract: returns the completion the guard
+        /// must complete with the retract's outcome, or null.
+        /// </summary>
+        public TaskCompletionSource<string>? TryRequestRetract(string reason)
         {
-            if (!_armed || Interlocked.CompareExchange(ref _retractRequested, 1, 0) != 0) return false;
-            RetractReason = reason;
-            return true;
+            lock (_guardGate)
+            {
+                if (!_armed || _retract is not null) return null;
+                RetractReason = reason;
+                _retract = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+                return _retract;
+            }
         }
 
+        /// <summary>Forgets a retract that has been awaited and dealt with.</summary>
         public void ClearRetract()
         {
-            RetractTask = null;
-            Volatile.Write(ref _retractRequested, 0);
+            lock (_guardGate) _retract = null;
         }
 
         /// <summary>The needle is already clear of the skin (raised for a hold, or retracted).</summary>
@@ -1086,12 +1151,22 @@ public sealed class SessionManager : IAsyncDisposable
 
         public void CountRetract() => Retracts++;
 
-        public void BeginHold(string reason, TimeProvider clock)
+        /// <summary>
+        /// Starts a hold for dot <paramref name="dotSeq"/>. Repeated holds on the same dot (a target that
+        /// keeps moving, verify finding a gate failing again) count from the first, so maxHoldSeconds
+        /// cannot be dodged by short holds.
+        /// </summary>
+        public void BeginHold(string reason, TimeProvider clock, long dotSeq)
         {
             lock (_gate)
             {
                 _holdReason = reason;
-                _holdSince = clock.GetTimestamp();
+                if (dotSeq != _holdDotSeq)
+                {
+                    _holdDotSeq = dotSeq;
+                    _firstHoldForDot = clock.GetTimestamp();
+                }
+                _holdSince = _firstHoldForDot;
                 LastHoldReason = reason;
                 Holds++;
             }
