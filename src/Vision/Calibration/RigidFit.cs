@@ -123,6 +123,29 @@ public sealed record RigidFitReport(RigidTransform Transform, IReadOnlyList<Poin
 public static class RigidFit
 {
     /// <summary>
+    /// How far two gantry-from-camera mappings disagree over a gantry-frame box: the largest
+    /// |found · p − truth · p| over the camera points p that <paramref name="truth"/> maps to the
+    /// box's eight corners, mm. The measure of a calibration against a known mounting.
+    /// </summary>
+    public static double MaxMappingDifferenceMm(RigidTransform found, RigidTransform truth, Vec3 boxMinMm, Vec3 boxMaxMm)
+    {
+        var cameraFromGantry = Rotations.Inverse(truth);
+        var max = 0.0;
+        foreach (var x in new[] { boxMinMm.X, boxMaxMm.X })
+        {
+            foreach (var y in new[] { boxMinMm.Y, boxMaxMm.Y })
+            {
+                foreach (var z in new[] { boxMinMm.Z, boxMaxMm.Z })
+                {
+                    var p = cameraFromGantry.Apply(new Vec3(x, y, z));
+                    max = Math.Max(max, found.Apply(p).DistanceTo(truth.Apply(p)));
+                }
+            }
+        }
+        return max;
+    }
+
+    /// <summary>
     /// Least-squares rigid transform T with T · from[i] ≈ to[i]: centroids, cross-covariance
     /// H = Σ (from − f̄)(to − t̄)ᵀ, SVD H = U S Vᵀ, R = V diag(1, 1, sign det(V Uᵀ)) Uᵀ (the sign
     /// keeps R a rotation, never a reflection), t = t̄ − R f̄. Needs at least three pairs not on one

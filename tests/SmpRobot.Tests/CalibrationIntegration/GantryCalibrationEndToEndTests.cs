@@ -156,20 +156,7 @@ public sealed class GantryCalibrationEndToEndTests
     internal static double MaxMappingErrorMm(RigidTransform found, RigidTransform truth)
     {
         var v = Profile.Tracking.CalibrationVolume!;
-        var cameraFromGantry = Rotations.Inverse(truth);
-        var max = 0.0;
-        foreach (var x in new[] { v.Min.X, v.Max.X })
-        {
-            foreach (var y in new[] { v.Min.Y, v.Max.Y })
-            {
-                foreach (var z in new[] { v.Min.Z - 10, v.Max.Z })
-                {
-                    var p = cameraFromGantry.Apply(new Vec3(x, y, z));
-                    max = Math.Max(max, found.Apply(p).DistanceTo(truth.Apply(p)));
-                }
-            }
-        }
-        return max;
+        return RigidFit.MaxMappingDifferenceMm(found, truth, v.Min with { Z = v.Min.Z - 10 }, v.Max);
     }
 
     private static void AssertPng(byte[] png)
