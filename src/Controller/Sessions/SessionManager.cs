@@ -479,6 +479,10 @@ public sealed class SessionManager : IAsyncDisposable
             var position = _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
             for (var i = 0; i < pending.Count && run.Stop == StopKind.None;)
             {
+                // A retract the guard asked for just before the runner disarmed (e.g. on its way back to
+                // the hold from verify) is finished before anything else moves.
+                if (run.RetractRequested) position = await FinishMotionHoldAsync(client, run, ct);
+
                 // 1. Aim. A tracking hold waits here, needle raised, until tracking has settled.
                 var (aimed, cause, raisedTo) = await AimOrHoldAsync(client, run, pending[i], position, ct);
                 position = raisedTo;
