@@ -57,13 +57,7 @@ internal static class BoardCommand
             using var conn = ctx.Connect();
             var picture = await conn.Camera.RenderBoardAsync(request, deadline: conn.Deadline(RenderTimeout), cancellationToken: ct);
             OutputFile.Write(path, picture.Data.Span);
-
-            var json = JsonOutput.Message(picture);
-            json.Remove("data");
-            json["file"] = path;
-            json["bytes"] = picture.Data.Length;
-            json["exitCode"] = ExitCodes.Success;
-            ctx.Result(Describe(picture, path), json);
+            ctx.Result(Describe(picture, path), OutputFile.Json(picture, "data", path, picture.Data.Length));
             return ExitCodes.Success;
         });
         return new Command("board", "Marker boards (the head tracker's ChArUco boards)") { print };
@@ -129,6 +123,20 @@ internal static class OutputFile
         if (Directory.Exists(full)) throw new CliException(ExitCodes.Usage, $"cannot write {path}: it is a folder; give a file name");
         var folder = Path.GetDirectoryName(full);
         if (folder is not null && !Directory.Exists(folder)) throw new CliException(ExitCodes.Usage, $"cannot write {path}: folder {folder} does not exist");
+    }
+
+    /// <summary>
+    /// The --json object of a command that wrote a reply's bytes to a file: the reply without its
+    /// <paramref name="bytesField"/> (JSON name), plus file, bytes and exitCode 0.
+    /// </summary>
+    public static JsonObject Json(Google.Protobuf.IMessage reply, string bytesField, string path, int length)
+    {
+        var json = JsonOutput.Message(reply);
+        json.Remove(bytesField);
+        json["file"] = path;
+        json["bytes"] = length;
+        json["exitCode"] = ExitCodes.Success;
+        return json;
     }
 
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, replacing it; failure → exit code 2 with the reason.</summary>

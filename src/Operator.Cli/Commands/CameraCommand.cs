@@ -23,13 +23,7 @@ internal static class CameraCommand
             using var conn = ctx.Connect();
             var reply = await conn.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: conn.Deadline(), cancellationToken: ct);
             OutputFile.Write(path, reply.Png.Span);
-
-            var json = JsonOutput.Message(reply);
-            json.Remove("png");
-            json["file"] = path;
-            json["bytes"] = reply.Png.Length;
-            json["exitCode"] = ExitCodes.Success;
-            ctx.Result(Describe(reply, path), json);
+            ctx.Result(Describe(reply, path), OutputFile.Json(reply, "png", path, reply.Png.Length));
             return ExitCodes.Success;
         });
         return new Command("camera", "The head-tracking camera") { preview };

@@ -51,12 +51,14 @@ internal sealed class ControllerFixture : IAsyncDisposable
     public static MachineProfile Profile => TestProfiles.Sim();
 
     /// <summary>Starts a controller. Pass the simulator and data directory of a previous one to "restart" it.</summary>
-    public static async Task<ControllerFixture> StartAsync(SimulatedGantry? simulator = null, string? dataDirectory = null, double timeScale = 200, Func<IServiceProvider, SmpRobot.Vision.IHeadPoseSource>? headPose = null)
+    /// <param name="configure">Adds to the controller's options (e.g. a calibration camera).</param>
+    public static async Task<ControllerFixture> StartAsync(SimulatedGantry? simulator = null, string? dataDirectory = null, double timeScale = 200, Func<IServiceProvider, SmpRobot.Vision.IHeadPoseSource>? headPose = null, Func<ControllerOptions, ControllerOptions>? configure = null)
     {
         var profile = Profile;
         simulator ??= new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale });
         dataDirectory ??= Directory.CreateTempSubdirectory("smp-it-").FullName;
-        var app = ControllerHost.Build(new ControllerOptions
+        configure ??= o => o;
+        var app = ControllerHost.Build(configure(new ControllerOptions
         {
             ProfilePath = Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"),
             DataDirectory = dataDirectory,
@@ -64,17 +66,17 @@ internal sealed class ControllerFixture : IAsyncDisposable
             Simulator = simulator,
             MinimumLogLevel = LogLevel.Warning,
             HeadPoseSource = headPose,
-        });
+        }));
         await app.StartAsync().WaitAsync(Timeout);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new ControllerFixture(app, simulator, dataDirectory, address);
     }
 
     /// <summary>Keeps an operator heartbeat stream open (every 100 ms) until <see cref="StopHeartbeatAsync"/> or disposal.</summary>
-    public async Task StartHeartbeatAsync()
+    public async Task StartHeartbeatAsync(string operatorName = "test")
     {
         var call = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
-        await call.RequestStream.WriteAsync(new Heartbeat { Operator = "test", Sequence = 0 });
+        await call.RequestStream.WriteAsync(new Heartbeat { Operator = operatorName, Sequence = 0 });
         await call.ResponseStream.MoveNext(_heartbeatStop.Token).WaitAsync(Timeout);
         // Read every answer, as smp does: unread answers would fill the HTTP/2 window and stall the stream.
         _heartbeatReplies = Task.Run(async () =>
@@ -98,7 +100,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
             {
                 while (await timer.WaitForNextTickAsync(_heartbeatStop.Token))
                 {
-                    await call.RequestStream.WriteAsync(new Heartbeat { Operator = "test", Sequence = seq++ });
+                    await call.RequestStream.WriteAsync(new Heartbeat { Operator = operatorName, Sequence = seq++ });
                 }
             }
             catch (Exception e) when (e is OperationCanceledException or RpcException or InvalidOperationException)
