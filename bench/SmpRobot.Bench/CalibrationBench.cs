@@ -2,6 +2,8 @@ using SmpRobot.Contracts.V1;
 using SmpRobot.Controller;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 

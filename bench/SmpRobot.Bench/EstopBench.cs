@@ -1,6 +1,7 @@
 using SmpRobot.Controller;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Bench;
 

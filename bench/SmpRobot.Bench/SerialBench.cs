@@ -11,6 +11,7 @@ using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Bench;
 

@@ -5,6 +5,8 @@ using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Bench;

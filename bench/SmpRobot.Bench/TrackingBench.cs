@@ -1,4 +1,5 @@
 using OpenCvSharp;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Bench;

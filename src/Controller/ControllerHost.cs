@@ -7,6 +7,7 @@ using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Services;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 

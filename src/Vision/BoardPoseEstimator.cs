@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using OpenCvSharp;
 using OpenCvSharp.Aruco;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using OpenCvSharp;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

@@ -1,3 +1,4 @@
+using SmpRobot.Geometry;
 namespace SmpRobot.Vision;
 
 /// <summary>

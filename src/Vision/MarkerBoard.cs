@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using OpenCvSharp;
 using OpenCvSharp.Aruco;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

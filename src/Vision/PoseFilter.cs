@@ -1,3 +1,4 @@
+using SmpRobot.Geometry;
 namespace SmpRobot.Vision;
 
 /// <summary>Tuning of <see cref="PoseFilter"/>. Defaults suit a 30 fps camera about 110 mm from a 30 mm board.</summary>

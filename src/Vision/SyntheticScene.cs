@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using OpenCvSharp;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

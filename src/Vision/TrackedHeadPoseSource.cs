@@ -1,4 +1,5 @@
 using OpenCvSharp;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

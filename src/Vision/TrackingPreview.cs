@@ -1,5 +1,6 @@
 using OpenCvSharp;
 using OpenCvSharp.Aruco;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision;
 

@@ -1,4 +1,5 @@
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests;
 

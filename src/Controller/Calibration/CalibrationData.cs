@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 

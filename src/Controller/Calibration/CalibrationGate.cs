@@ -2,6 +2,7 @@ using System.Globalization;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Calibration;

@@ -1,5 +1,6 @@
 using SmpRobot.Controller.Motion;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Calibration;
 

@@ -5,6 +5,8 @@ using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Gantry;
 

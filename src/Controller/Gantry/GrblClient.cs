@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Gantry;
 

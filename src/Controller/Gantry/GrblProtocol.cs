@@ -1,5 +1,5 @@
 using System.Globalization;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Gantry;
 

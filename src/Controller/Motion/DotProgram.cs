@@ -1,5 +1,6 @@
 using System.Globalization;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Motion;
 

@@ -1,4 +1,5 @@
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Motion;
 

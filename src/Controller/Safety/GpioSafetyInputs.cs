@@ -1,6 +1,7 @@
 using System.Device.Gpio;
 using System.Device.Gpio.Drivers;
 using Microsoft.Extensions.Logging;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Safety;
 

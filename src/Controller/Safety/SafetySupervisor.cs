@@ -2,7 +2,8 @@ using Microsoft.Extensions.Logging;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Storage;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Safety;
 

@@ -4,11 +4,11 @@ using Grpc.Core;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Calibration;
 using SmpRobot.Controller.Storage;
-using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 using CalibrationKind = SmpRobot.Controller.Storage.CalibrationKind;
 using CalibrationMessage = SmpRobot.Contracts.V1.Calibration;
 using ProtoKind = SmpRobot.Contracts.V1.CalibrationKind;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Services;
 

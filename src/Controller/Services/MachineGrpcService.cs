@@ -3,7 +3,8 @@ using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Sessions;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Services;
 
@@ -47,7 +48,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
     public override async Task<FirmwareSettingsResponse> FirmwareSettings(FirmwareSettingsRequest request, ServerCallContext context)
     {
         var ownProfile = request.ProfileJson.Length == 0;
-        Motion.MachineProfile profile;
+        SmpRobot.Machine.MachineProfile profile;
         if (ownProfile)
         {
             profile = gantry.Profile;
@@ -60,7 +61,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
             }
             try
             {
-                profile = Gantry.FirmwareSettings.ParseProfile(request.ProfileJson, "(given)");
+                profile = SmpRobot.Machine.FirmwareSettings.ParseProfile(request.ProfileJson, "(given)");
             }
             catch (InvalidDataException e)
             {
@@ -68,7 +69,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
             }
         }
 
-        var expected = Gantry.FirmwareSettings.Expected(profile);
+        var expected = SmpRobot.Machine.FirmwareSettings.Expected(profile);
         var response = new FirmwareSettingsResponse { ProfileName = profile.Name, Connected = gantry.IsConnected };
         response.Expected.Add(expected.Select(s => new Contracts.V1.FirmwareSetting { Number = s.Number, Name = s.Name, Value = s.Value, Informative = s.Informative }));
         if (!gantry.IsConnected)
@@ -102,7 +103,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
         return response;
     }
 
-    public static SmpRobot.Contracts.V1.SettingDifference ToProto(Gantry.SettingDifference d) =>
+    public static SmpRobot.Contracts.V1.SettingDifference ToProto(SmpRobot.Machine.SettingDifference d) =>
         new() { Number = d.Number, Name = d.Name, Expected = d.Expected, Actual = d.Actual, Informative = d.Informative };
 
     /// <summary>The status message with the firmware settings check of the last (re)connect.</summary>

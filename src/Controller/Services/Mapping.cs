@@ -7,6 +7,7 @@ using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Services;
 

@@ -4,6 +4,7 @@ using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Sessions;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Services;
 

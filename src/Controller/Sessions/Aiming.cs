@@ -1,5 +1,7 @@
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Sessions;

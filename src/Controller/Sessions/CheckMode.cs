@@ -4,7 +4,7 @@ using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Storage;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Sessions;
 

@@ -7,6 +7,8 @@ using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Sessions;

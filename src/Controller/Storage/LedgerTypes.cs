@@ -1,4 +1,4 @@
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Storage;
 

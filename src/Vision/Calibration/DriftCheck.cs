@@ -1,4 +1,5 @@
 using System.Globalization;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Vision.Calibration;
 

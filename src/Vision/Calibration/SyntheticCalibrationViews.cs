@@ -1,3 +1,4 @@
+using SmpRobot.Geometry;
 namespace SmpRobot.Vision.Calibration;
 
 /// <summary>Board poses for an intrinsics calibration of the synthetic camera: the views an engineer would take.</summary>

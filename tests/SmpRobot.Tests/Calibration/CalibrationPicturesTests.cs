@@ -1,5 +1,5 @@
 using OpenCvSharp;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 using SmpRobot.Vision.Calibration;
 using static SmpRobot.Tests.Calibration.RigidFitTests;
 

@@ -1,4 +1,4 @@
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 using SmpRobot.Vision.Calibration;
 using static SmpRobot.Tests.Calibration.RigidFitTests;
 

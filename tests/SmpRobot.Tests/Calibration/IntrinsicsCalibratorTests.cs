@@ -1,4 +1,5 @@
 using OpenCvSharp;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 using Xunit.Abstractions;

@@ -1,4 +1,4 @@
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 using SmpRobot.Vision.Calibration;
 
 namespace SmpRobot.Tests.Calibration;

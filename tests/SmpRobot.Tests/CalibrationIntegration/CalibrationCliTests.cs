@@ -41,7 +41,7 @@ public sealed class CalibrationCliTests
             Assert.True(code == 0, stderr + stdout);
             Assert.True(JsonNode.Parse(stdout)!["passed"]!.GetValue<bool>());
 
-            c.Camera.Truth = c.Camera.Truth.WithCameraMovedBy(new SmpRobot.Vision.Vec3(0, 0.5, 0));
+            c.Camera.Truth = c.Camera.Truth.WithCameraMovedBy(new SmpRobot.Geometry.Vec3(0, 0.5, 0));
             (code, stdout, _) = await CliRunner.RunAsync(c.Args("calibrate", "check"));
             Assert.Equal(1, code);
             Assert.StartsWith("FAIL", stdout, StringComparison.Ordinal);

@@ -1,8 +1,9 @@
 using Grpc.Net.Client;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 using SmpRobot.Tests.Integration;
+using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 
 namespace SmpRobot.Tests.CalibrationIntegration;

@@ -3,7 +3,8 @@ using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Calibration;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision.Calibration;
 
 namespace SmpRobot.Tests.CalibrationIntegration;

@@ -1,3 +1,4 @@
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 using SmpRobot.Vision.Calibration;
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Tests.Camera;

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Connect;
 

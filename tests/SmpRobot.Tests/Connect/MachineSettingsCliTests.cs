@@ -39,7 +39,7 @@ public sealed class MachineSettingsCliTests : IDisposable
         // Every line is either a setting or a grbl comment: the whole output can go to the board.
         Assert.All(lines, l => Assert.Matches(@"^(\$\d+=[0-9.]+|;.*)$", l));
         var settingLines = lines.Where(l => l.StartsWith('$')).ToList();
-        Assert.Equal(Controller.Gantry.FirmwareSettings.ToLines(Controller.Gantry.FirmwareSettings.Expected(ControllerFixture.Profile)).Split('\n'), settingLines);
+        Assert.Equal(SmpRobot.Machine.FirmwareSettings.ToLines(SmpRobot.Machine.FirmwareSettings.Expected(ControllerFixture.Profile)).Split('\n'), settingLines);
         Assert.Contains("$100=80.000", settingLines);
         Assert.Contains("; board matches profile sim", lines);
     }

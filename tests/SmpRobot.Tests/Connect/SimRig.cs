@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Connect;
 

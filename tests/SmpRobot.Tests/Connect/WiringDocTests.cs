@@ -1,5 +1,6 @@
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Connect;
 

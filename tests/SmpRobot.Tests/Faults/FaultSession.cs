@@ -2,8 +2,9 @@ using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Tests.Integration;
-using SmpRobot.Vision;
 
 namespace SmpRobot.Tests.Faults;
 

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Gantry;
-using SmpRobot.Vision;
 using Client = SmpRobot.Controller.Gantry.GrblClient;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.GrblClient;
 

@@ -1,5 +1,5 @@
 using SmpRobot.Controller.Gantry;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.GrblClient;
 

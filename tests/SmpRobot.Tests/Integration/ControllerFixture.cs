@@ -1,14 +1,15 @@
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Integration;
 

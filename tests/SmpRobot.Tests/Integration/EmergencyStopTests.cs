@@ -8,7 +8,7 @@ namespace SmpRobot.Tests.Integration;
 [Collection(ControllerCollection.Name)]
 public class EmergencyStopTests
 {
-    private static readonly Controller.Motion.MachineProfile Profile = ControllerFixture.Profile;
+    private static readonly SmpRobot.Machine.MachineProfile Profile = ControllerFixture.Profile;
 
     [Fact]
     public async Task Estop_while_moves_are_queued_stops_everything_and_latches()

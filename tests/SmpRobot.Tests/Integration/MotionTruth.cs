@@ -1,7 +1,8 @@
+using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
-using SmpRobot.Contracts.V1;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Integration;
 

@@ -6,7 +6,7 @@ namespace SmpRobot.Tests.Integration;
 [Collection(ControllerCollection.Name)]
 public class RestartTests
 {
-    private static readonly Controller.Motion.MachineProfile Profile = ControllerFixture.Profile;
+    private static readonly SmpRobot.Machine.MachineProfile Profile = ControllerFixture.Profile;
 
     [Fact]
     public async Task A_controller_restart_mid_session_never_places_a_dot_twice()

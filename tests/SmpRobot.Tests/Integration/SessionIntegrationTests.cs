@@ -7,7 +7,7 @@ namespace SmpRobot.Tests.Integration;
 [Collection(ControllerCollection.Name)]
 public class SessionIntegrationTests
 {
-    private static readonly Controller.Motion.MachineProfile Profile = ControllerFixture.Profile;
+    private static readonly SmpRobot.Machine.MachineProfile Profile = ControllerFixture.Profile;
 
     [Fact]
     public async Task A_whole_session_places_every_dot_exactly_once_at_its_target()

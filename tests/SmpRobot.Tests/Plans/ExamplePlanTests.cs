@@ -1,4 +1,5 @@
 using SmpRobot.Controller.Plans;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Plans;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using Google.Protobuf;
 using SmpRobot.Controller.Plans;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Plans;
 

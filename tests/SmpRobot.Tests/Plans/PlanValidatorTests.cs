@@ -2,6 +2,7 @@ using Google.Protobuf;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Plans;
+using SmpRobot.Machine;
 using static SmpRobot.Tests.Plans.PlanTestData;
 
 namespace SmpRobot.Tests.Plans;

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Tests.Simulation;
 

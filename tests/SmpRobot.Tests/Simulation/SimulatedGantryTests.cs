@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.Simulation;
 

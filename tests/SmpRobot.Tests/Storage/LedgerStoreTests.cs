@@ -1,7 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Storage;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.Storage;
 

@@ -3,6 +3,7 @@ using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
 using SmpRobot.Tests.Integration;
 using SmpRobot.Vision;
 using Xunit.Abstractions;
@@ -17,7 +18,7 @@ namespace SmpRobot.Tests.Tracking;
 [Collection(ControllerCollection.Name)]
 public class TrackedSessionTests(ITestOutputHelper output)
 {
-    private static readonly Controller.Motion.MachineProfile Profile = ControllerFixture.Profile;
+    private static readonly SmpRobot.Machine.MachineProfile Profile = ControllerFixture.Profile;
 
     /// <summary>The synthetic head camera is mounted exactly as the profile says: that mounting is the truth placement is checked against.</summary>
     private static readonly CalibrationOverride TruthMounting = new() { Reason = "test: the profile's mounting is the synthetic camera's true mounting", Operator = "test" };

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Tests.Tracking;

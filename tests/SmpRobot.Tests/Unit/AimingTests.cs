@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Tests.Unit;

@@ -1,5 +1,5 @@
 using SmpRobot.Controller.Motion;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.Unit;
 

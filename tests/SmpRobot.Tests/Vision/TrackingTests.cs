@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using OpenCvSharp;
+using SmpRobot.Geometry;
 using SmpRobot.Vision;
 using static SmpRobot.Tests.Vision.VisionTestSupport;
 

@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Text;
 using SmpRobot.Controller.Motion;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Gantry.Simulation;
 

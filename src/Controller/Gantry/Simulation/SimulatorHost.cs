@@ -381,7 +381,7 @@ public static class SimulatorCommand
         if (options.Baud <= 0) throw new ArgumentException($"baud must be a positive number, not {options.Baud}");
         if (options.TcpPort is < 0 or > 65535) throw new ArgumentException($"--tcp port must be 0–65535, not {options.TcpPort}");
         var log = logs.CreateLogger("simulate");
-        var profile = Motion.MachineProfile.Load(options.ProfilePath);
+        var profile = SmpRobot.Machine.MachineProfile.Load(options.ProfilePath);
         var gantryOptions = new SimulatedGantryOptions { TimeScale = options.TimeScale };
         if (options.Faults is { } faults)
         {

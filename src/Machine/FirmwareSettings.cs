@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text;
-using SmpRobot.Controller.Motion;
 
-namespace SmpRobot.Controller.Gantry;
+namespace SmpRobot.Machine;
 
 /// <summary>How a setting's value is written and compared.</summary>
 public enum FirmwareSettingKind

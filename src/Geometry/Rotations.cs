@@ -1,4 +1,4 @@
-namespace SmpRobot.Vision;
+namespace SmpRobot.Geometry;
 
 /// <summary>
 /// Small rotation helpers around <see cref="RigidTransform"/>: rotation vectors (axis × angle, rad,

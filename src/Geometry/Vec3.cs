@@ -1,4 +1,4 @@
-namespace SmpRobot.Vision;
+namespace SmpRobot.Geometry;
 
 /// <summary>
 /// A point or direction in a 3-D frame, millimetres, double precision.

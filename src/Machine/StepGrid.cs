@@ -1,6 +1,6 @@
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
-namespace SmpRobot.Controller.Motion;
+namespace SmpRobot.Machine;
 
 /// <summary>
 /// The machine's step grid: every commanded point is a whole number of steps on each axis, so what

@@ -3,7 +3,7 @@ using System.Text;
 using Google.Protobuf;
 using SmpRobot.Contracts.V1;
 
-namespace SmpRobot.Controller.Plans;
+namespace SmpRobot.Machine;
 
 /// <summary>
 /// Reads plan files: canonical proto3 JSON of <see cref="Plan"/>, parsed by Google.Protobuf's

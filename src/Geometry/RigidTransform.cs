@@ -1,4 +1,4 @@
-namespace SmpRobot.Vision;
+namespace SmpRobot.Geometry;
 
 /// <summary>
 /// A rigid transform T_AB (rotation + translation) that maps points given in frame B into frame A:

@@ -1,9 +1,8 @@
 using System.Globalization;
 using SmpRobot.Contracts.V1;
-using SmpRobot.Controller.Motion;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
-namespace SmpRobot.Controller.Plans;
+namespace SmpRobot.Machine;
 
 /// <summary>
 /// Checks a plan against a machine profile. Rules (stable names): "units", "name", "empty-plan",

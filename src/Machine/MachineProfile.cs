@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using SmpRobot.Vision;
+using SmpRobot.Geometry;
 
-namespace SmpRobot.Controller.Motion;
+namespace SmpRobot.Machine;
 
 /// <summary>Per-axis values (X, Y, Z).</summary>
 public sealed record AxisValues(double X, double Y, double Z)
@@ -174,7 +174,7 @@ public sealed record MachineProfile
     /// <summary>Head tracking (camera, mounting, hold and resume); defaults to no camera.</summary>
     public TrackingSettings Tracking { get; init; } = new();
     /// <summary>Optional GPIO e-stop and door inputs of the controller host; null = none (hardware/WIRING.md).</summary>
-    public Safety.GpioInputs? Gpio { get; init; }
+    public GpioInputs? Gpio { get; init; }
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {

@@ -1,6 +1,6 @@
 using SmpRobot.Contracts.V1;
 
-namespace SmpRobot.Controller.Plans;
+namespace SmpRobot.Machine;
 
 /// <summary>
 /// One broken plan rule. <paramref name="DotId"/> is the offending dot's id, "#n" (1-based position

@@ -1,4 +1,4 @@
-namespace SmpRobot.Controller.Safety;
+namespace SmpRobot.Machine;
 
 /// <summary>
 /// Optional host inputs on the controller computer's GPIO (profile section <c>"gpio"</c>): an e-stop
