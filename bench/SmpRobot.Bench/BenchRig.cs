@@ -30,6 +30,7 @@ internal sealed class BenchRig : IAsyncDisposable
     private BenchRig(WebApplication app, string address)
     {
         _app = app;
+        Address = address;
         _channel = GrpcChannel.ForAddress(address);
         _safetyChannel = GrpcChannel.ForAddress(address);
         Sessions = new SessionService.SessionServiceClient(_channel);
@@ -62,7 +63,7 @@ internal sealed class BenchRig : IAsyncDisposable
                 }
                 while (await timer.WaitForNextTickAsync(_heartbeatStop.Token));
             }
-            catch (OperationCanceledException)
+            catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException)
             {
             }
             finally
@@ -71,6 +72,9 @@ internal sealed class BenchRig : IAsyncDisposable
             }
         });
     }
+
+    /// <summary>The controller's address (http://127.0.0.1:PORT).</summary>
+    public string Address { get; }
 
     public SessionService.SessionServiceClient Sessions { get; }
     public MachineService.MachineServiceClient Machine { get; }

@@ -11,10 +11,14 @@ internal static class Program
     private static readonly Dictionary<string, Func<Task<Dictionary<string, object>>>> Benches = new()
     {
         ["estop"] = EstopBench.RunAsync,
+        ["estop-load"] = EstopLoadBench.RunAsync,
         ["serial"] = SerialBench.RunAsync,
         ["tracking"] = TrackingBench.RunAsync,
         ["calibration"] = CalibrationBench.RunAsync,
     };
+
+    // Figures are read by people too: "<=" stays "<=", not "\u003C=".
+    private static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static async Task<int> Main(string[] args)
     {
@@ -32,7 +36,7 @@ internal static class Program
             var figures = await Benches[name]();
             var line = new Dictionary<string, object> { ["bench"] = name };
             foreach (var (k, v) in figures) line[k] = v;
-            Console.WriteLine(JsonSerializer.Serialize(line));
+            Console.WriteLine(JsonSerializer.Serialize(line, JsonOptions));
         }
         return 0;
     }

@@ -54,6 +54,10 @@ public sealed record ControllerOptions
     /// otherwise none yet.
     /// </summary>
     public Func<IServiceProvider, IFrameSource?>? CalibrationCamera { get; init; }
+    /// <summary>Most session and machine-status watches on one HTTP/2 connection (default 16; Kestrel allows 100 streams per connection).</summary>
+    public int MaxWatchesPerConnection { get; init; } = WatchLimiter.DefaultMaxPerConnection;
+    /// <summary>Most watches over all connections (default 256).</summary>
+    public int MaxWatchesTotal { get; init; } = WatchLimiter.DefaultMaxTotal;
 }
 
 /// <summary>Builds the controller's gRPC host: composition root, nothing else.</summary>
@@ -61,6 +65,9 @@ public static class ControllerHost
 {
     /// <summary>Default controller address (loopback only).</summary>
     public const string DefaultUrl = "http://127.0.0.1:50051";
+
+    /// <summary>Floor of the thread pool of a process that hosts a controller.</summary>
+    public const int MinPoolThreads = 32;
 
     public static WebApplication Build(ControllerOptions options, string[]? args = null)
     {
@@ -70,7 +77,16 @@ public static class ControllerHost
         {
             throw new ArgumentException($"time scale must be a positive number, not {options.TimeScale}");
         }
+        if (options.MaxWatchesPerConnection < 1 || options.MaxWatchesTotal < options.MaxWatchesPerConnection)
+        {
+            throw new ArgumentException($"watch limits must satisfy 1 <= per connection ({options.MaxWatchesPerConnection}) <= total ({options.MaxWatchesTotal})");
+        }
         Directory.CreateDirectory(options.DataDirectory);
+        // The ledger's writes are synchronous fsyncs on thread-pool threads; on 2 cores a pool that
+        // grows one thread per half second would then delay heartbeats, the stop sequence and the
+        // per-dot cycle behind them. Raise (never lower) the pool's floor.
+        ThreadPool.GetMinThreads(out var workers, out var completion);
+        ThreadPool.SetMinThreads(Math.Max(workers, MinPoolThreads), Math.Max(completion, MinPoolThreads));
 
         var builder = WebApplication.CreateSlimBuilder(args ?? []);
         builder.WebHost.UseUrls(options.Urls);
@@ -119,6 +135,8 @@ public static class ControllerHost
         });
         services.AddSingleton(sp => new CalibrationGate(sp.GetRequiredService<LedgerStore>(), profile, sp.GetRequiredService<IHeadPoseSource>(), options.TimeProvider, sp.GetRequiredService<CalibrationCameras>().CameraId));
         services.AddSingleton<SessionManager>();
+        services.AddSingleton(new WatchLimiter(options.MaxWatchesPerConnection, options.MaxWatchesTotal));
+        services.AddSingleton<SessionEventCache>();
         services.AddSingleton<CalibrationProcedures>();
         services.AddHostedService<CalibrationStartup>();
         if (profile.Gpio is { } gpio)

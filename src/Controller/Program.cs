@@ -22,9 +22,11 @@ internal static class Program
                 + "synthetic[:SCENARIO][@WxH] (still, drift, sway, jerk[:SECONDS], occlusion, blur, noise, lighting, lost). Default: the profile's tracking.camera. "
                 + "A synthetic scene runs on the simulated clock: keep --time-scale low enough for tracking to keep up (1 at 720p on 2 cores), or sessions hold on stale poses",
         };
+        var maxWatchesPerConnection = new Option<int>("--max-watches-per-connection") { Description = "Most session/machine watches on one HTTP/2 connection; more are refused with RESOURCE_EXHAUSTED", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxPerConnection };
+        var maxWatches = new Option<int>("--max-watches") { Description = "Most session/machine watches over all connections", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxTotal };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale, camera,
+            gantry, profile, data, urls, timeScale, camera, maxWatchesPerConnection, maxWatches,
         };
         root.SetAction(parse =>
         {
@@ -38,6 +40,8 @@ internal static class Program
                     Urls = parse.GetValue(urls)!,
                     TimeScale = parse.GetValue(timeScale),
                     Camera = parse.GetValue(camera),
+                    MaxWatchesPerConnection = parse.GetValue(maxWatchesPerConnection),
+                    MaxWatchesTotal = parse.GetValue(maxWatches),
                 };
                 var app = ControllerHost.Build(options);
                 app.Run();

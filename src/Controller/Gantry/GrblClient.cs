@@ -30,6 +30,7 @@ namespace SmpRobot.Controller.Gantry;
 public sealed class GrblClient : IAsyncDisposable
 {
     private const int MaxLineBytes = 512;
+    private static readonly TimeSpan RealtimeLockSpin = TimeSpan.FromMilliseconds(20);
 
     private readonly IGantryTransport _transport;
     private readonly TimeProvider _time;
@@ -196,9 +197,17 @@ public sealed class GrblClient : IAsyncDisposable
     /// the line's ok / error:N, or faults with <see cref="GantryFaultException"/> (alarm, reset, link
     /// lost, closed). Once written, a line cannot be recalled: <paramref name="ct"/> only cancels the wait.
     /// </summary>
+    /// <param name="line">The line, without its newline.</param>
+    /// <param name="ct">Cancels the wait for buffer room only.</param>
+    /// <param name="mayWrite">
+    /// Asked at the last moment before the bytes are written, under the write lock (so no real-time
+    /// byte can be written between the answer and the line); false refuses the line with
+    /// <see cref="LineWriteRefusedException"/>. Must be quick and must not call this client.
+    /// </param>
     /// <exception cref="ArgumentException">Not printable ASCII, contains a real-time character, or too long for the buffer.</exception>
     /// <exception cref="GantryFaultException">Not connected, a soft reset in progress, or a latched fault.</exception>
-    public async ValueTask<SentLine> SendLineAsync(string line, CancellationToken ct)
+    /// <exception cref="LineWriteRefusedException"><paramref name="mayWrite"/> said no.</exception>
+    public async ValueTask<SentLine> SendLineAsync(string line, CancellationToken ct, Func<bool>? mayWrite = null)
     {
         ValidateLine(line);
         int byteCount = line.Length + 1;
@@ -238,6 +247,10 @@ public sealed class GrblClient : IAsyncDisposable
                 {
                     // Re-check: a fault may have arrived meanwhile. Room only grows while we hold _sendLock.
                     ThrowIfCannotSend();
+                    if (mayWrite is not null && !mayWrite())
+                    {
+                        throw new LineWriteRefusedException($"'{line}' was not written: the caller's gate closed");
+                    }
                     pending = new PendingLine(line, byteCount);
                     _inFlight.Enqueue(pending);
                     _bytesInFlight += byteCount;
@@ -619,7 +632,13 @@ public sealed class GrblClient : IAsyncDisposable
 
     private async ValueTask WriteRealtimeCoreAsync(byte command, CancellationToken ct)
     {
-        await _writeLock.WaitAsync(ct);
+        // A real-time byte waits only for a line write already in progress (microseconds in process,
+        // one short write to the port's driver on a wire): waiting for it synchronously keeps a stop
+        // byte off a busy thread pool's queue. Only if it takes longer does the wait become async.
+        if (!_writeLock.Wait(RealtimeLockSpin, ct))
+        {
+            await _writeLock.WaitAsync(ct);
+        }
         try
         {
             _realtimeWriteBuffer[0] = command;

@@ -67,3 +67,6 @@ public sealed record GrblClientOptions
     /// <summary>A status query that gets no report within this is a link fault.</summary>
     public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(1);
 }
+
+/// <summary>A line was not written because the caller's gate (<c>mayWrite</c> of <see cref="GrblClient.SendLineAsync"/>) closed; nothing reached the wire.</summary>
+public sealed class LineWriteRefusedException(string message) : Exception(message);

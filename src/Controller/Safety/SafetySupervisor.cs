@@ -38,7 +38,7 @@ public sealed class SafetySupervisor : IDisposable
     private readonly SemaphoreSlim _sequenceLock = new(1, 1);
     private int _latched; // 1 = latched; set before the stop bytes so no reader sees the hold without the latch
     private int _stopsInProgress;
-    private int _motionSendsInProgress;
+    private readonly Func<bool> _mayWriteMotion;
     private EmergencyStopState _state = new(false, "", "", null, [], "", 0, 0);
 
     public SafetySupervisor(GantryConnection gantry, MachineProfile profile, LedgerStore ledger, TimeProvider timeProvider, ILogger<SafetySupervisor> log)
@@ -48,6 +48,7 @@ public sealed class SafetySupervisor : IDisposable
         _ledger = ledger;
         _time = timeProvider;
         _log = log;
+        _mayWriteMotion = () => !IsLatched && Volatile.Read(ref _stopsInProgress) == 0;
     }
 
     /// <summary>True from the first instant of an e-stop until an explicit reset.</summary>
@@ -61,6 +62,20 @@ public sealed class SafetySupervisor : IDisposable
     /// queueing before the queue is flushed. Handlers must be quick and must not throw.
     /// </summary>
     public event EventHandler<EmergencyStopState>? EmergencyStopLatched;
+
+    /// <summary>
+    /// Raised by every emergency-stop request right after its stop bytes were written (arguments: the
+    /// request's arrival and the feed-hold byte's TimeProvider timestamps; 0 when not written), for
+    /// latency figures. Handlers must be quick and must not throw.
+    /// </summary>
+    public event Action<long, long>? StopBytesWritten;
+
+    /// <summary>
+    /// Raised when a stop sequence (flush, needle off, retract) ended, with the steps it did and its
+    /// error ("" when complete), before the request that ran it is answered. Handlers must be quick
+    /// and must not throw.
+    /// </summary>
+    public event Action<IReadOnlyList<string>, string>? StopSequenceFinished;
 
     /// <summary>
     /// Emergency stop. Feed hold and safety door (needle drive off) go on the wire first, ahead of
@@ -94,42 +109,88 @@ public sealed class SafetySupervisor : IDisposable
         {
             linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
         }
+        StopBytesWritten?.Invoke(arrivedTimestamp, holdWritten);
         // A motion hold's stop sequence in progress gives way at once (it holds the sequence lock).
-        await Interlocked.Exchange(ref _motionHoldInterrupt, new CancellationTokenSource()).CancelAsync();
+        var interrupted = Interlocked.Exchange(ref _motionHoldInterrupt, new CancellationTokenSource());
+        _ = interrupted.CancelAsync();
+        // An e-stop sequence under way starts over (these bytes hold the firmware again); this request joins it.
+        var restarted = Interlocked.Exchange(ref _sequenceRestart, new CancellationTokenSource());
+        _ = restarted.CancelAsync();
 
+        var latchedAt = _time.GetUtcNow();
         lock (_gate)
         {
             if (firstLatch)
             {
-                _state = new EmergencyStopState(true, source, reason, _time.GetUtcNow(),
+                _state = new EmergencyStopState(true, source, reason, latchedAt,
                     linkError.Length == 0 ? ["feed-hold", "needle-off"] : [], linkError, arrivedTimestamp, holdWritten);
             }
         }
         if (firstLatch)
         {
-            _log.LogWarning("EMERGENCY STOP from {Source}: {Reason}", source, reason);
             try
             {
+                // Listeners only take note (the runner is cancelled asynchronously): nothing here may wait.
                 EmergencyStopLatched?.Invoke(this, State);
             }
             catch (Exception e)
             {
                 _log.LogError(e, "An e-stop listener failed");
             }
-            _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}");
         }
         // A repeated e-stop runs the whole sequence again: its stop bytes put the firmware in a hold
         // that only the flush clears, and the operator pressing again means "make sure".
+        var stopError = linkError;
         if (linkError.Length == 0)
         {
-            var (steps, error) = await FinishStopAsync(cancellationToken);
+            var (steps, error) = await JoinOrStartStopAsync(cancellationToken);
             lock (_gate)
             {
                 _state = _state with { StopSteps = firstLatch ? [.. _state.StopSteps, .. steps] : ["feed-hold", "needle-off", .. steps], StopError = error };
             }
-            if (error.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + error);
+            stopError = error;
         }
+        // Logged and recorded once the machine is stopped: the log's formatting and the ledger's lock
+        // and fsync (shared with snapshots and the session runner) must not delay the stop.
+        if (firstLatch)
+        {
+            _log.LogWarning("EMERGENCY STOP from {Source}: {Reason}", source, reason);
+            _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}", latchedAt);
+        }
+        if (stopError.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + stopError);
         return State;
+    }
+
+    /// <summary>The e-stop sequence under way (which started over for this request's bytes), or a new one.</summary>
+    private async Task<(List<string> Steps, string Error)> JoinOrStartStopAsync(CancellationToken cancellationToken)
+    {
+        TaskCompletionSource<(List<string>, string)>? mine = null;
+        Task<(List<string> Steps, string Error)> sequence;
+        lock (_gate)
+        {
+            if (_estopSequence is { IsCompleted: false } running)
+            {
+                sequence = running;
+            }
+            else
+            {
+                mine = new TaskCompletionSource<(List<string>, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+                _estopSequence = sequence = mine.Task;
+            }
+        }
+        if (mine is not null)
+        {
+            try
+            {
+                mine.SetResult(await FinishStopAsync(cancellationToken));
+            }
+            catch (Exception e)
+            {
+                mine.SetException(e);
+            }
+        }
+        var (steps, error) = await sequence;
+        return ([.. steps], error);
     }
 
     /// <summary>
@@ -209,6 +270,12 @@ public sealed class SafetySupervisor : IDisposable
 
     // Cancelled (and replaced) by an emergency stop so that a motion hold's stop sequence in progress gives way to it at once.
     private CancellationTokenSource _motionHoldInterrupt = new();
+
+    // Cancelled (and replaced) by every emergency stop's bytes: a stop sequence under way starts over.
+    private CancellationTokenSource _sequenceRestart = new();
+
+    // The e-stop sequence under way or last run (guarded by _gate); a second e-stop joins it.
+    private Task<(List<string> Steps, string Error)>? _estopSequence;
 
     /// <summary>TimeProvider timestamp at which the last motion hold's feed-hold byte was written; 0 when none yet.</summary>
     public long LastMotionHoldTimestamp => Volatile.Read(ref _lastMotionHoldTimestamp);
@@ -301,23 +368,64 @@ public sealed class SafetySupervisor : IDisposable
     /// </summary>
     public async ValueTask<SentLine> SendMotionLineAsync(GrblClient client, string line, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _motionSendsInProgress);
+        ThrowIfStopping();
         try
         {
-            if (IsLatched) throw new MotionRefusedException("emergency stop is latched");
-            if (Volatile.Read(ref _stopsInProgress) > 0) throw new MotionRefusedException("a stop is in progress");
-            return await client.SendLineAsync(line, cancellationToken);
+            // Looked at again by the client at the last moment before the line's bytes are written
+            // (under its write lock): a line that waited for buffer room while a stop began is
+            // refused, and one written before the latch is on the wire ahead of the stop bytes, so
+            // the flush removes it.
+            return await client.SendLineAsync(line, cancellationToken, _mayWriteMotion);
         }
-        finally
+        catch (LineWriteRefusedException)
         {
-            Interlocked.Decrement(ref _motionSendsInProgress);
+            ThrowIfStopping();
+            throw new MotionRefusedException("a stop is in progress");
         }
     }
 
+    private void ThrowIfStopping()
+    {
+        if (IsLatched) throw new MotionRefusedException("emergency stop is latched");
+        if (Volatile.Read(ref _stopsInProgress) > 0) throw new MotionRefusedException("a stop is in progress");
+    }
+
+    /// <summary>
+    /// The stop after the stop bytes: once motion has stopped, flush the queue, needle drive off,
+    /// retract straight up, sync. Starts over when a new emergency stop's bytes arrive meanwhile
+    /// (they put the firmware in a hold again, which would block the retract). One at a time.
+    /// </summary>
     private async Task<(List<string> Steps, string Error)> FinishStopAsync(CancellationToken cancellationToken)
     {
         await _sequenceLock.WaitAsync(cancellationToken);
         Interlocked.Increment(ref _stopsInProgress);
+        try
+        {
+            while (true)
+            {
+                var restart = Volatile.Read(ref _sequenceRestart).Token;
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, restart);
+                try
+                {
+                    var result = await StopStepsAsync(linked.Token);
+                    StopSequenceFinished?.Invoke(result.Steps, result.Error);
+                    return result;
+                }
+                catch (OperationCanceledException) when (restart.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    _log.LogInformation("Another emergency stop arrived during the stop sequence: starting it over");
+                }
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _stopsInProgress);
+            _sequenceLock.Release();
+        }
+    }
+
+    private async Task<(List<string> Steps, string Error)> StopStepsAsync(CancellationToken cancellationToken)
+    {
         var steps = new List<string>();
         try
         {
@@ -335,12 +443,7 @@ public sealed class SafetySupervisor : IDisposable
                 }
                 await Task.Delay(TimeSpan.FromMilliseconds(5), _time, cancellationToken);
             }
-            // Lines that were being written when the stop began must be on the wire before the flush.
-            var drainStart = _time.GetTimestamp();
-            while (Volatile.Read(ref _motionSendsInProgress) > 0 && _time.GetElapsedTime(drainStart) < TimeSpan.FromMilliseconds(500))
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(1), _time, cancellationToken);
-            }
+            // No motion line can follow the stop bytes (see SendMotionLineAsync): the flush removes every one queued.
             await client.SoftResetAsync(cancellationToken);
             steps.Add("queue-flushed");
             status = await client.QueryStatusAsync(cancellationToken);
@@ -367,22 +470,18 @@ public sealed class SafetySupervisor : IDisposable
             _log.LogError("Stop sequence failed: {Message}", e.Message);
             return (steps, $"stop sequence failed after [{string.Join(", ", steps)}]: {e.Message}; use the hard-wired e-stop");
         }
-        finally
-        {
-            Interlocked.Decrement(ref _stopsInProgress);
-            _sequenceLock.Release();
-        }
     }
 
     public void Dispose()
     {
         _sequenceLock.Dispose();
         Volatile.Read(ref _motionHoldInterrupt).Dispose();
+        Volatile.Read(ref _sequenceRestart).Dispose();
     }
 
-    private static async Task ExpectOkAsync(GrblClient client, string line, CancellationToken cancellationToken)
+    private async Task ExpectOkAsync(GrblClient client, string line, CancellationToken cancellationToken)
     {
-        var ack = await client.ExecuteAsync(line, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        var ack = await client.ExecuteAsync(line, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), _time, cancellationToken);
         if (!ack.Ok) throw new InvalidOperationException($"'{line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
     }
 }

@@ -9,7 +9,7 @@ using SmpRobot.Machine;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.MachineService: connect, home, jog, status and firmware settings.</summary>
-internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, TimeProvider time) : MachineService.MachineServiceBase
+internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, WatchLimiter watches, TimeProvider time) : MachineService.MachineServiceBase
 {
     /// <summary>Largest profile text accepted by FirmwareSettings (profiles are a few KiB).</summary>
     public const int MaxProfileJsonChars = 256 * 1024;
@@ -37,6 +37,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
 
     public override async Task WatchStatus(WatchMachineStatusRequest request, IServerStreamWriter<MachineStatus> responseStream, ServerCallContext context)
     {
+        using var slot = watches.Acquire(context.GetHttpContext().Connection.Id);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / gantry.Profile.StatusPollHz), time);
         do
         {

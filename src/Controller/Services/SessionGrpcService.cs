@@ -9,7 +9,7 @@ using SmpRobot.Machine;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.SessionService: translates and delegates to <see cref="SessionManager"/>.</summary>
-internal sealed class SessionGrpcService(SessionManager sessions, GantryConnection gantry, SafetySupervisor safety, TimeProvider time) : SessionService.SessionServiceBase
+internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter watches, SessionEventCache eventCache) : SessionService.SessionServiceBase
 {
     public override Task<ValidatePlanResponse> ValidatePlan(ValidatePlanRequest request, ServerCallContext context)
     {
@@ -58,21 +58,25 @@ internal sealed class SessionGrpcService(SessionManager sessions, GantryConnecti
         var id = string.IsNullOrEmpty(request.SessionId)
             ? sessions.CurrentSessionId ?? throw new RpcException(new Status(StatusCode.NotFound, "there is no session to watch"))
             : request.SessionId;
-        SessionPhaseKey? last = null;
-        await foreach (var snapshot in sessions.WatchAsync(id, context.CancellationToken))
+        using var slot = watches.Acquire(context.GetHttpContext().Connection.Id);
+        (Storage.SessionPhase Phase, string Reason)? last = null;
+        await foreach (var published in sessions.WatchAsync(id, context.CancellationToken))
         {
-            var key = new SessionPhaseKey(snapshot.Record.Phase, snapshot.Tally.Placed, snapshot.Record.Reason);
-            var message = last is null ? "watching session " + id
-                : key.Phase != last.Value.Phase ? $"{SessionManager.Name(key.Phase)}{(key.Reason.Length > 0 ? ": " + key.Reason : "")}"
-                : "";
-            last = key;
-            await responseStream.WriteAsync(new SessionEvent
+            // Built once per publication and shared by every watcher; only the first event is this watcher's own.
+            var events = eventCache.For(published);
+            var key = (published.Snapshot.Record.Phase, published.Snapshot.Record.Reason);
+            SessionEvent message;
+            if (last is null)
             {
-                Session = Mapping.ToProto(snapshot),
-                Machine = Mapping.ToProto(gantry, safety, time.GetUtcNow()),
-                Message = message,
-                At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
-            }, context.CancellationToken);
+                message = events.Plain.Clone();
+                message.Message = "watching session " + id;
+            }
+            else
+            {
+                message = key != last.Value ? events.PhaseChange : events.Plain;
+            }
+            last = key;
+            await responseStream.WriteAsync(message, context.CancellationToken);
         }
     }
 
@@ -95,6 +99,4 @@ internal sealed class SessionGrpcService(SessionManager sessions, GantryConnecti
 
     private static string Id(SessionRef request) =>
         string.IsNullOrWhiteSpace(request.SessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : request.SessionId;
-
-    private readonly record struct SessionPhaseKey(Storage.SessionPhase Phase, int Placed, string Reason);
 }

@@ -61,7 +61,7 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly Lock _gate = new();
     private ActiveRun? _active;
     private volatile bool _shuttingDown;
-    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SessionSnapshots _snapshots;
     private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer? _guardWatchdog;
     private static readonly TimeSpan GuardWatchdogPeriod = TimeSpan.FromMilliseconds(50);
@@ -84,6 +84,7 @@ public sealed class SessionManager : IAsyncDisposable
         if (headPose.IsTracking) _guardWatchdog = timeProvider.CreateTimer(_ => CheckGuard(), null, GuardWatchdogPeriod, GuardWatchdogPeriod);
         _time = timeProvider;
         _log = log;
+        _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
         foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running; dots that were being placed are in doubt"))
         {
             _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
@@ -137,7 +138,8 @@ public sealed class SessionManager : IAsyncDisposable
         return (Snapshot(record.Id), validation);
     }
 
-    public SessionSnapshot Get(string sessionId) => Snapshot(sessionId);
+    /// <summary>The session now (the latest shared snapshot when nothing changed since it was built).</summary>
+    public SessionSnapshot Get(string sessionId) => _snapshots.Get(sessionId);
 
     public IReadOnlyList<SessionSnapshot> List() => _ledger.ListSessions().Select(r => Snapshot(r.Id)).ToList();
 
@@ -290,7 +292,7 @@ public sealed class SessionManager : IAsyncDisposable
             throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}: a dot cannot be redone");
         }
         var ids = allInDoubt
-            ? _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.InDoubt).Select(d => d.Dot.DotId).ToList()
+            ? _ledger.LoadDotsInState(sessionId, DotLedgerState.InDoubt).Select(d => d.Dot.DotId).ToList()
             : dotIds.ToList();
         if (ids.Count == 0)
         {
@@ -350,35 +352,13 @@ public sealed class SessionManager : IAsyncDisposable
     }
 
     /// <summary>
-    /// Snapshots of a session: one now, then on every change (at most every 100 ms) and at least every
-    /// 500 ms, until the session completes or is aborted, or the caller cancels.
+    /// Snapshots of a session, shared by every watcher (built once per change, see
+    /// <see cref="SessionSnapshots"/>): one now, then the latest on every change (at most every
+    /// 100 ms) and at least every 500 ms, until the session completes or is aborted (or, while the
+    /// controller shuts down, stops running), or the caller cancels.
     /// </summary>
-    public async IAsyncEnumerable<SessionSnapshot> WatchAsync(string sessionId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        Find(sessionId);
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            Task changed;
-            lock (_gate) changed = _changed.Task;
-            var snapshot = Snapshot(sessionId);
-            yield return snapshot;
-            if (snapshot.IsFinal) yield break;
-            if (_shuttingDown && snapshot.Record.Phase is not (SessionPhase.Running or SessionPhase.Pausing)) yield break;
-            try
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(100), _time, cancellationToken);
-                await changed.WaitAsync(TimeSpan.FromMilliseconds(400), _time, cancellationToken);
-            }
-            catch (TimeoutException)
-            {
-                // Periodic snapshot: machine status moves even when the session does not.
-            }
-            catch (OperationCanceledException)
-            {
-                yield break;
-            }
-        }
-    }
+    public IAsyncEnumerable<PublishedSnapshot> WatchAsync(string sessionId, CancellationToken cancellationToken) =>
+        _snapshots.WatchAsync(sessionId, s => s.IsFinal || (_shuttingDown && s.Record.Phase is not (SessionPhase.Running or SessionPhase.Pausing)), cancellationToken);
 
     /// <summary>
     /// The controller is stopping (SIGTERM): the running session finishes its current dot and pauses,
@@ -457,12 +437,14 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Asks the running session (if any) to stop. Called from the e-stop path and the gantry's reader
+    /// loop: takes no lock of this manager (those are held across ledger writes) and cancels the run
+    /// asynchronously, so the caller never runs the runner's clean-up.
+    /// </summary>
     private void StopActiveRun(StopKind kind, string reason)
     {
-        lock (_gate)
-        {
-            _active?.Request(kind, reason);
-        }
+        Volatile.Read(ref _active)?.Request(kind, reason);
     }
 
     /// <summary>The per-dot cycle over every pending dot, in ledger order.</summary>
@@ -990,7 +972,7 @@ public sealed class SessionManager : IAsyncDisposable
     {
         var record = Find(sessionId);
         var tally = _ledger.Tally(sessionId);
-        var inDoubt = tally.InDoubt == 0 ? [] : _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.InDoubt).Take(MaxInDoubtListed).ToList();
+        var inDoubt = tally.InDoubt == 0 ? [] : _ledger.LoadDotsInState(sessionId, DotLedgerState.InDoubt, MaxInDoubtListed);
         double elapsed = record.ElapsedSeconds, kinematic = record.KinematicSeconds;
         ActiveRun? running = null;
         lock (_gate)
@@ -1028,16 +1010,7 @@ public sealed class SessionManager : IAsyncDisposable
             holds, lastReason, retracts, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
     }
 
-    private void Changed()
-    {
-        TaskCompletionSource old;
-        lock (_gate)
-        {
-            old = _changed;
-            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
-        old.TrySetResult();
-    }
+    private void Changed() => _snapshots.Changed();
 
     /// <summary>The proto-style upper-case name of a phase, for messages.</summary>
     public static string Name(SessionPhase phase) => phase switch
@@ -1063,6 +1036,7 @@ public sealed class SessionManager : IAsyncDisposable
                 _log.LogError("Session {SessionId} did not stop within 30 s of shutdown", run.SessionId);
             }
         }
+        await _snapshots.DisposeAsync();
     }
 
     private enum StopKind
@@ -1230,7 +1204,9 @@ public sealed class SessionManager : IAsyncDisposable
             {
                 try
                 {
-                    Cancellation.Cancel();
+                    // Callbacks run on the thread pool: the caller (an e-stop, the gantry's reader)
+                    // must not run the runner's clean-up (ledger writes) before its own work.
+                    _ = Cancellation.CancelAsync();
                 }
                 catch (ObjectDisposedException)
                 {

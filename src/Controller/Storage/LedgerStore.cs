@@ -23,6 +23,9 @@ public sealed partial class LedgerStore : IDisposable
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
     private readonly SqliteConnection _connection;
+    // Dot counts per state of each session (index = state), kept in step with every change this
+    // store makes, so a snapshot's tally costs no query: this store is the only writer of its file.
+    private readonly Dictionary<string, int[]> _tallies = new(StringComparer.Ordinal);
     private bool _disposed;
 
     /// <summary>Opens (creating the directory, file and schema when needed) the ledger at <paramref name="databasePath"/>.</summary>
@@ -121,6 +124,9 @@ public sealed partial class LedgerStore : IDisposable
             }
             InsertAudit(tx, id, "session-created", Inv($"session created from plan \"{planName}\" on profile {profileName} with {ordered.Count} dots"), now);
             tx.Commit();
+            var counts = new int[6];
+            counts[(int)DotLedgerState.Pending] = ordered.Count;
+            _tallies[id] = counts;
             return new SessionRecord(id, planName, profileName, SessionPhase.Created, "", 0, 0, FromTicks(now.UtcTicks), null, null);
         }
     }
@@ -193,16 +199,21 @@ public sealed partial class LedgerStore : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = $s ORDER BY seq", ("$s", sessionId));
-            using var reader = cmd.ExecuteReader();
-            var list = new List<LedgerDot>();
-            while (reader.Read())
-            {
-                var dot = new PlannedDot(reader.GetInt32(0), reader.GetString(1), reader.GetDouble(2), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5), reader.GetDouble(6), reader.GetString(7));
-                Vec3? target = reader.IsDBNull(9) ? null : new Vec3(reader.GetDouble(9), reader.GetDouble(10), reader.GetDouble(11));
-                list.Add(new LedgerDot(dot, (DotLedgerState)reader.GetInt32(8), target, reader.GetString(12)));
-            }
-            return list;
+            return ReadDots(cmd);
         }
+    }
+
+    private static List<LedgerDot> ReadDots(SqliteCommand cmd)
+    {
+        using var reader = cmd.ExecuteReader();
+        var list = new List<LedgerDot>();
+        while (reader.Read())
+        {
+            var dot = new PlannedDot(reader.GetInt32(0), reader.GetString(1), reader.GetDouble(2), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5), reader.GetDouble(6), reader.GetString(7));
+            Vec3? target = reader.IsDBNull(9) ? null : new Vec3(reader.GetDouble(9), reader.GetDouble(10), reader.GetDouble(11));
+            list.Add(new LedgerDot(dot, (DotLedgerState)reader.GetInt32(8), target, reader.GetString(12)));
+        }
+        return list;
     }
 
     /// <summary>
@@ -273,6 +284,7 @@ public sealed partial class LedgerStore : IDisposable
                 InsertAudit(tx, id, "recovered", Inv($"recovered after restart: {phaseText}; {inFlight} commanded dot(s) now in doubt; reason: {reason}"), now);
             }
             tx.Commit();
+            _tallies.Clear();
             return affected.Select(a => a.Id).ToList();
         }
     }
@@ -340,34 +352,56 @@ public sealed partial class LedgerStore : IDisposable
             var listed = string.Join(", ", ids.Take(20)) + (ids.Count > 20 ? Inv($" and {ids.Count - 20} more") : "");
             InsertAudit(tx, sessionId, "resolve", Inv($"{operatorName} resolved {ids.Count} dot(s) in doubt as {to}: {listed}"), now);
             tx.Commit();
+            _tallies.Remove(sessionId);
             return ids.Count;
         }
     }
 
-    /// <summary>Counts of the session's dots per state (all zero for an unknown session).</summary>
+    /// <summary>Counts of the session's dots per state (all zero for an unknown session). Counted once, then kept in step with every change.</summary>
     public DotTally Tally(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, "SELECT state, COUNT(*) FROM dots WHERE session_id = $s GROUP BY state", ("$s", sessionId));
-            using var reader = cmd.ExecuteReader();
-            var counts = new int[6];
-            while (reader.Read())
+            if (!_tallies.TryGetValue(sessionId, out var counts))
             {
-                var state = reader.GetInt32(0);
-                if (state is >= 1 and <= 5)
+                counts = new int[6];
+                using var cmd = Command(null, "SELECT state, COUNT(*) FROM dots WHERE session_id = $s GROUP BY state", ("$s", sessionId));
+                using var reader = cmd.ExecuteReader();
+                while (reader.Read())
                 {
-                    counts[state] = reader.GetInt32(1);
+                    var state = reader.GetInt32(0);
+                    if (state is >= 1 and <= 5)
+                    {
+                        counts[state] = reader.GetInt32(1);
+                    }
                 }
+                if (counts.Sum() > 0) _tallies[sessionId] = counts;
             }
             return new DotTally(counts.Sum(), counts[1], counts[2], counts[3], counts[4], counts[5]);
         }
     }
 
+    /// <summary>The session's dots in <paramref name="state"/>, in execution order, at most <paramref name="limit"/>.</summary>
+    public IReadOnlyList<LedgerDot> LoadDotsInState(string sessionId, DotLedgerState state, int limit = int.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = $s AND state = $state ORDER BY seq LIMIT $limit",
+                ("$s", sessionId), ("$state", (int)state), ("$limit", limit));
+            return ReadDots(cmd);
+        }
+    }
+
     /// <summary>Appends an audit row (durable on return). <paramref name="sessionId"/> null: machine-wide.</summary>
-    public void Audit(string? sessionId, string kind, string message)
+    public void Audit(string? sessionId, string kind, string message) => Audit(sessionId, kind, message, null);
+
+    /// <summary>Appends an audit row that happened at <paramref name="at"/> (null = now); durable on return.</summary>
+    public void Audit(string? sessionId, string kind, string message, DateTimeOffset? at)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(kind);
         ArgumentNullException.ThrowIfNull(message);
@@ -379,7 +413,7 @@ public sealed partial class LedgerStore : IDisposable
             {
                 throw UnknownSession(sessionId);
             }
-            InsertAudit(tx, sessionId, kind, message, _time.GetUtcNow());
+            InsertAudit(tx, sessionId, kind, message, at ?? _time.GetUtcNow());
             tx.Commit();
         }
     }
@@ -433,6 +467,9 @@ public sealed partial class LedgerStore : IDisposable
         }
     }
 
+    /// <summary>Tests: the lock every call of this store takes (to prove a path does not wait for it).</summary>
+    internal Lock GateForTests => _gate;
+
     /// <summary>Reads a PRAGMA of the live connection (for tests and diagnostics).</summary>
     internal string ReadPragma(string name)
     {
@@ -473,6 +510,11 @@ public sealed partial class LedgerStore : IDisposable
                 throw new InvalidOperationException(Inv($"dot {reader.GetString(0)} (seq {seq}) of session {sessionId} is {(DotLedgerState)reader.GetInt32(1)}; only a {from} dot can become {to}"));
             }
             tx.Commit();
+            if (_tallies.TryGetValue(sessionId, out var counts))
+            {
+                counts[(int)from]--;
+                counts[(int)to]++;
+            }
         }
     }
 

@@ -228,6 +228,32 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_line_that_waited_for_room_is_not_written_once_its_gate_closed()
+    {
+        await ConnectAsync();
+        var filler = new string('G', 115);
+        var first = await SendAsync(filler);
+        var open = true;
+        var blocked = _client.SendLineAsync("G91 G1 Z-1 F600", CancellationToken.None, () => Volatile.Read(ref open)).AsTask();
+        Assert.False(blocked.IsCompleted);
+
+        // A stop begins while the line waits: its gate closes, then the buffer gets room.
+        Volatile.Write(ref open, false);
+        _transport.PushOk();
+        await first.Ack.WaitAsync(Guard);
+
+        await Assert.ThrowsAsync<LineWriteRefusedException>(() => blocked.WaitAsync(Guard));
+        Assert.Equal(filler + "\n", _transport.WrittenText());
+        Assert.Equal(0, _client.BytesInFlight);
+        // The client is still usable: the refusal was the caller's, not a fault.
+        var next = await SendAsync("G4 P0");
+        Assert.Equal(filler + "\nG4 P0\n", _transport.WrittenText());
+        Assert.Empty(Faults());
+        _transport.PushOk();
+        Assert.True((await next.Ack.WaitAsync(Guard)).Ok);
+    }
+
+    [Fact]
     public async Task A_realtime_byte_waits_only_for_a_line_write_already_in_progress()
     {
         await ConnectAsync();

@@ -218,6 +218,39 @@ public sealed class LedgerStoreTests : IDisposable
     }
 
     [Fact]
+    public void The_kept_tally_always_equals_a_fresh_count_of_the_file()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(8)).Id;
+        DotTally Fresh()
+        {
+            // A second store on the same file counts from the database.
+            using var other = Open();
+            return other.Tally(s);
+        }
+        void Check() => Assert.Equal(Fresh(), store.Tally(s));
+        Check();
+        for (var seq = 0; seq < 6; seq++) store.MarkCommanded(s, seq, new Vec3(seq, seq, seq));
+        Check();
+        store.MarkPlaced(s, 0);
+        store.MarkPlaced(s, 1);
+        store.MarkInDoubt(s, 2, "fault");
+        Check();
+        Assert.Throws<InvalidOperationException>(() => store.MarkPlaced(s, 7)); // refused: no change counted
+        Check();
+        store.RecoverAfterRestart("restart"); // 3, 4 and 5 in doubt
+        Check();
+        Assert.Equal(new DotTally(8, 2, 0, 2, 0, 4), store.Tally(s));
+        store.Resolve(s, ["d00003", "d00004"], DotLedgerState.Pending, "ana");
+        store.Resolve(s, ["d00005"], DotLedgerState.Skipped, "ana");
+        Check();
+        Assert.Equal(new DotTally(8, 4, 0, 2, 1, 1), store.Tally(s));
+        Assert.Equal(["d00006"], store.LoadDotsInState(s, DotLedgerState.InDoubt).Select(d => d.Dot.DotId));
+        Assert.Equal(["d00003", "d00004"], store.LoadDotsInState(s, DotLedgerState.Pending, 2).Select(d => d.Dot.DotId));
+        Assert.Equal(new DotTally(0, 0, 0, 0, 0, 0), store.Tally("s-unknown"));
+    }
+
+    [Fact]
     public void Resolve_changes_only_dots_in_doubt_to_placed_pending_or_skipped()
     {
         using var store = Open();
