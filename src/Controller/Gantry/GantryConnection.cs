@@ -123,6 +123,36 @@ public sealed class GantryConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>A status report from the firmware may be shared by callers for this long (status queries are not free: each answer is ~60 bytes on a 11.5 kB/s wire).</summary>
+    public static readonly TimeSpan SharedStatusMaxAge = TimeSpan.FromMilliseconds(50);
+
+    private readonly Lock _statusGate = new();
+    private Task<GrblStatus>? _statusQuery;
+
+    /// <summary>
+    /// A status report at most <see cref="SharedStatusMaxAge"/> old: the last one when it is that
+    /// fresh, else the answer to one query shared by every caller waiting meanwhile. However many
+    /// clients ask, the firmware sees at most one <c>?</c> per interval from here.
+    /// </summary>
+    /// <exception cref="GantryFaultException">Not connected, or no answer (link lost).</exception>
+    public async Task<GrblStatus> FreshStatusAsync(CancellationToken cancellationToken)
+    {
+        var client = RequireClient();
+        if (client.LastStatus is { } last && _time.GetElapsedTime(last.ReceivedTimestamp) <= SharedStatusMaxAge) return last;
+        Task<GrblStatus> query;
+        lock (_statusGate)
+        {
+            if (_statusQuery is not { IsCompleted: false } running)
+            {
+                // Not the caller's token: other callers share this query.
+                running = client.QueryStatusAsync(CancellationToken.None);
+                _statusQuery = running;
+            }
+            query = running;
+        }
+        return await query.WaitAsync(cancellationToken);
+    }
+
     /// <summary>The connected client, or a <see cref="GantryFaultException"/> saying it is not connected.</summary>
     public GrblClient RequireClient() =>
         _client is { IsConnected: true } c ? c : throw new GantryFaultException(GantryFaultKind.LinkLost, 0, $"gantry {Description} is not connected");

@@ -123,7 +123,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
     {
         if (gantry.IsConnected)
         {
-            await gantry.RequireClient().QueryStatusAsync(cancellationToken);
+            await gantry.FreshStatusAsync(cancellationToken);
         }
         return Snapshot();
     }

@@ -119,6 +119,19 @@ public class EstopUnderLoadTests
     }
 
     [Fact]
+    public async Task Many_status_requests_at_once_share_firmware_status_queries()
+    {
+        await using var c = await ControllerFixture.StartAsync(timeScale: 20);
+        await c.HomeAsync();
+        var before = c.Simulator.RealtimeLog.Count(b => b.Command == (byte)'?');
+        var replies = await Task.WhenAll(Enumerable.Range(0, 300).Select(_ => c.Machine.GetStatusAsync(new GetMachineStatusRequest()).ResponseAsync)).WaitAsync(Timeout);
+        var queries = c.Simulator.RealtimeLog.Count(b => b.Command == (byte)'?') - before;
+        Assert.All(replies, r => Assert.Equal("Idle", r.State));
+        // 300 callers, a handful of queries (plus the 10 Hz polling meanwhile), never one each.
+        Assert.InRange(queries, 0, 40);
+    }
+
+    [Fact]
     public async Task Watches_beyond_the_caps_are_refused_naming_the_limit_and_the_estop_still_goes_through()
     {
         var (c, sessionId) = await RunningSessionAsync(configure: o => o with { MaxWatchesPerConnection = 3, MaxWatchesTotal = 5 });
