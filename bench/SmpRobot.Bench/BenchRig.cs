@@ -27,7 +27,7 @@ internal sealed class BenchRig : IAsyncDisposable
     private readonly Task _beats;
     private readonly Task _replies;
 
-    private BenchRig(WebApplication app, string address)
+    private BenchRig(WebApplication app, string address, bool heartbeat)
     {
         _app = app;
         Address = address;
@@ -37,14 +37,19 @@ internal sealed class BenchRig : IAsyncDisposable
         Machine = new MachineService.MachineServiceClient(_channel);
         Safety = new SafetyService.SafetyServiceClient(_safetyChannel);
         Calibration = new CalibrationService.CalibrationServiceClient(_channel);
-        var heartbeat = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
+        if (!heartbeat)
+        {
+            _beats = _replies = Task.CompletedTask;
+            return;
+        }
+        var beating = Safety.OperatorHeartbeat(cancellationToken: _heartbeatStop.Token);
         // The controller answers every beat: read the answers, or HTTP/2 flow control eventually stalls
         // the stream and the dead-man (rightly) holds the session.
         _replies = Task.Run(async () =>
         {
             try
             {
-                while (await heartbeat.ResponseStream.MoveNext(_heartbeatStop.Token))
+                while (await beating.ResponseStream.MoveNext(_heartbeatStop.Token))
                 {
                 }
             }
@@ -55,11 +60,13 @@ internal sealed class BenchRig : IAsyncDisposable
         _beats = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+            ulong sequence = 0;
             try
             {
                 do
                 {
-                    await heartbeat.RequestStream.WriteAsync(new Heartbeat { Operator = "bench" });
+                    // Strictly increasing, or the controller ignores the beat.
+                    await beating.RequestStream.WriteAsync(new Heartbeat { Operator = "bench", Sequence = ++sequence });
                 }
                 while (await timer.WaitForNextTickAsync(_heartbeatStop.Token));
             }
@@ -68,7 +75,7 @@ internal sealed class BenchRig : IAsyncDisposable
             }
             finally
             {
-                heartbeat.Dispose();
+                beating.Dispose();
             }
         });
     }
@@ -87,12 +94,13 @@ internal sealed class BenchRig : IAsyncDisposable
     public static string ProfilePath(string name) => Path.Combine(HardwarePaths.HardwareDirectory(), "profiles", name + ".json");
 
     /// <summary>Starts a controller (logging errors only) with the given gantry options.</summary>
-    public static async Task<BenchRig> StartAsync(ControllerOptions options)
+    /// <param name="heartbeat">Keep an operator heartbeat going (off for benches that play the console themselves).</param>
+    public static async Task<BenchRig> StartAsync(ControllerOptions options, bool heartbeat = true)
     {
         var app = ControllerHost.Build(options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new BenchRig(app, address);
+        return new BenchRig(app, address, heartbeat);
     }
 
     /// <summary>

@@ -12,6 +12,7 @@ internal static class Program
     {
         ["estop"] = EstopBench.RunAsync,
         ["estop-load"] = EstopLoadBench.RunAsync,
+        ["deadman"] = DeadmanBench.RunAsync,
         ["serial"] = SerialBench.RunAsync,
         ["tracking"] = TrackingBench.RunAsync,
         ["calibration"] = CalibrationBench.RunAsync,

@@ -54,6 +54,12 @@ public sealed record ControllerOptions
     /// otherwise none yet.
     /// </summary>
     public Func<IServiceProvider, IFrameSource?>? CalibrationCamera { get; init; }
+    /// <summary>
+    /// The GPIO chip of the profile's <c>gpio</c> section (e-stop, door, foot pedal) by chip number;
+    /// null = the host's chip through libgpiod. Tests and benches pass a <see cref="SimulatedGpioDriver"/>.
+    /// Called once per consumer; each owns (disposes) what it gets.
+    /// </summary>
+    public Func<int, System.Device.Gpio.GpioDriver>? GpioDriver { get; init; }
     /// <summary>Most session and machine-status watches on one HTTP/2 connection (default 16; Kestrel allows 100 streams per connection).</summary>
     public int MaxWatchesPerConnection { get; init; } = WatchLimiter.DefaultMaxPerConnection;
     /// <summary>Most watches over all connections (default 256).</summary>
@@ -121,7 +127,12 @@ public static class ControllerHost
         var camera = options.HeadPoseSource is null ? CameraSetup.Create(cameraSpec, profile, options.TimeProvider, gantrySpec.Kind == GantryLinkKind.Simulated ? options.Simulator?.TimeScale ?? options.TimeScale : options.TimeScale) : null;
         services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? camera!);
         services.AddHostedService<TrackingLoop>();
-        services.AddSingleton<OperatorPresence>();
+        System.Device.Gpio.GpioDriver GpioChip(int chip) => options.GpioDriver?.Invoke(chip) ?? new System.Device.Gpio.Drivers.LibGpiodDriver(chip);
+        if (profile.Gpio is { PedalPin: not null } pedalConfig)
+        {
+            services.AddSingleton<IFootPedal>(sp => new FootPedal(pedalConfig, GpioChip(pedalConfig.Chip), options.TimeProvider, sp.GetRequiredService<ILogger<FootPedal>>()));
+        }
+        services.AddSingleton(sp => new OperatorPresence(profile, options.TimeProvider, sp.GetService<IFootPedal>()));
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton(sp =>
         {
@@ -144,7 +155,7 @@ public static class ControllerHost
             services.AddSingleton(sp =>
             {
                 var safety = sp.GetRequiredService<SafetySupervisor>();
-                return GpioSafetyInputs.Open(gpio, (source, reason) => safety.EmergencyStopAsync(source, reason, options.TimeProvider.GetTimestamp(), CancellationToken.None), options.TimeProvider, sp.GetRequiredService<ILogger<GpioSafetyInputs>>());
+                return new GpioSafetyInputs(gpio, GpioChip(gpio.Chip), (source, reason) => safety.EmergencyStopAsync(source, reason, options.TimeProvider.GetTimestamp(), CancellationToken.None), options.TimeProvider, sp.GetRequiredService<ILogger<GpioSafetyInputs>>());
             });
             services.AddHostedService<GpioInputsHostedService>();
         }

@@ -2,7 +2,7 @@ namespace SmpRobot.Machine;
 
 /// <summary>
 /// Optional host inputs on the controller computer's GPIO (profile section <c>"gpio"</c>): an e-stop
-/// contact and a door switch. They are supplements to the hard-wired e-stop chain, never a
+/// contact, a door switch and the operator's foot pedal. They are supplements to the hard-wired e-stop chain, never a
 /// replacement (hardware/WIRING.md). Absent section = no GPIO.
 /// </summary>
 /// <remarks>
@@ -26,6 +26,20 @@ public sealed record GpioInputs
     public bool ActiveLow { get; init; } = true;
 
     /// <summary>
+    /// Line offset of the operator's foot pedal (a normally-open dead-man switch: the machine works
+    /// only while it is held); null = none. The pin is biased towards "released" (pull-up when
+    /// <see cref="PedalPressedLow"/>), so a cut wire or an unplugged pedal reads as released and the
+    /// machine holds.
+    /// </summary>
+    public int? PedalPin { get; init; }
+
+    /// <summary>True (default): the held pedal pulls the pin low (pull-up bias); false: high (pull-down bias).</summary>
+    public bool PedalPressedLow { get; init; } = true;
+
+    /// <summary>Contact bounce filtered after a release before a press counts again, ms (a release always acts at once). Default 20.</summary>
+    public double PedalDebounceMs { get; init; } = 20;
+
+    /// <summary>
     /// How long an input must read inactive before it is re-armed, ms (contact bounce on release).
     /// Activation is never delayed: the first edge towards active trips at once. Default 5.
     /// </summary>
@@ -36,9 +50,11 @@ public sealed record GpioInputs
     {
         var errors = new List<string>();
         if (Chip < 0) errors.Add("gpio.chip must be >= 0");
-        if (EstopPin is null && DoorPin is null) errors.Add("gpio needs estopPin, doorPin or both (leave the section out for no GPIO)");
-        if (EstopPin < 0 || DoorPin < 0) errors.Add("gpio pins must be >= 0");
-        if (EstopPin is { } e && e == DoorPin) errors.Add("gpio.estopPin and gpio.doorPin must differ");
+        if (EstopPin is null && DoorPin is null && PedalPin is null) errors.Add("gpio needs estopPin, doorPin or pedalPin (leave the section out for no GPIO)");
+        if (EstopPin < 0 || DoorPin < 0 || PedalPin < 0) errors.Add("gpio pins must be >= 0");
+        int?[] pins = [EstopPin, DoorPin, PedalPin];
+        if (pins.Where(p => p is not null).GroupBy(p => p).Any(g => g.Count() > 1)) errors.Add("gpio.estopPin, gpio.doorPin and gpio.pedalPin must differ");
+        if (!(PedalDebounceMs >= 0 && PedalDebounceMs <= 200)) errors.Add("gpio.pedalDebounceMs must be in [0, 200]");
         if (!(DebounceMs >= 0 && DebounceMs <= 1000)) errors.Add("gpio.debounceMs must be in [0, 1000]");
         if (errors.Count > 0) throw new InvalidDataException("gpio inputs are not valid: " + string.Join("; ", errors));
     }

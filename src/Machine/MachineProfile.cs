@@ -153,8 +153,13 @@ public sealed record MachineProfile
     public long MaxPlanBytes { get; init; } = 8 * 1024 * 1024;
     /// <summary>Pigment ids the machine is loaded with.</summary>
     public required IReadOnlyList<string> Pigments { get; init; }
-    /// <summary>A running session holds when the operator heartbeat is older than this, ms.</summary>
-    public double DeadManTimeoutMs { get; init; } = 1000;
+    /// <summary>
+    /// A running session holds (mid-dot too) when its console's last heartbeat is older than this,
+    /// ms. Default 400: the console beats every 100 ms, so three beats may be late or lost, and the
+    /// hold comes within about 0.43 s of the last beat (the session's watchdog looks every 25 ms),
+    /// under the 0.5 s bound (./build.sh bench deadman).
+    /// </summary>
+    public double DeadManTimeoutMs { get; init; } = 400;
     /// <summary>Verify-before-plunge tolerance between the commanded and the re-aimed target, mm.</summary>
     public double VerifyToleranceMm { get; init; } = 0.02;
     /// <summary>Status poll rate while running, Hz (grbl: ≤ 10).</summary>
@@ -230,7 +235,7 @@ public sealed record MachineProfile
         if (!(TravelFeedMmPerMin > 0) || !(PlungeFeedMmPerMin > 0)) errors.Add("feeds must be > 0");
         if (!(MinDotSpacingMm > 0)) errors.Add("minDotSpacingMm must be > 0");
         if (MaxDots <= 0 || MaxPlanBytes <= 0) errors.Add("maxDots and maxPlanBytes must be > 0");
-        if (!(DeadManTimeoutMs > 0)) errors.Add("deadManTimeoutMs must be > 0");
+        if (!(DeadManTimeoutMs >= 150 && DeadManTimeoutMs <= 5000)) errors.Add("deadManTimeoutMs must be in [150, 5000] (the console beats every 100 ms)");
         if (!(VerifyToleranceMm > 0)) errors.Add("verifyToleranceMm must be > 0");
         if (!(StatusPollHz > 0 && StatusPollHz <= 50)) errors.Add("statusPollHz must be in (0, 50]");
         if (RxBufferBytes < 32 || PlannerBlocks < 2) errors.Add("rxBufferBytes must be >= 32 and plannerBlocks >= 2");

@@ -9,8 +9,8 @@ namespace SmpRobot.Operator.Cli;
 /// </summary>
 internal sealed class OperatorHeartbeat : IAsyncDisposable
 {
-    /// <summary>Beat period; the controller's dead-man timeout is a multiple of it.</summary>
-    public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(200);
+    /// <summary>Beat period; the controller's dead-man timeout (default 400 ms) is a multiple of it.</summary>
+    public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(100);
 
     private readonly AsyncDuplexStreamingCall<Heartbeat, SafetyStatus> call;
     private readonly CancellationTokenSource callCts;
@@ -28,6 +28,12 @@ internal sealed class OperatorHeartbeat : IAsyncDisposable
         sending = SendLoopAsync(operatorName, time, sendCts.Token);
         receiving = ReceiveLoopAsync(callCts.Token);
     }
+
+    /// <summary>
+    /// This console's id, sent with every beat: a session started or resumed with it (SessionRef.console_id)
+    /// counts only these beats, so another console's beats cannot keep it going.
+    /// </summary>
+    public string ConsoleId { get; } = "smp-" + Guid.NewGuid().ToString("N")[..12];
 
     /// <summary>Latest safety status the controller returned on the heartbeat stream.</summary>
     public SafetyStatus? Latest => latest;
@@ -60,7 +66,7 @@ internal sealed class OperatorHeartbeat : IAsyncDisposable
             using var timer = new PeriodicTimer(Period, time);
             do
             {
-                await call.RequestStream.WriteAsync(new Heartbeat { Operator = operatorName, Sequence = ++sequence }, ct).ConfigureAwait(false);
+                await call.RequestStream.WriteAsync(new Heartbeat { Operator = operatorName, Sequence = ++sequence, ConsoleId = ConsoleId }, ct).ConfigureAwait(false);
             }
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
         }

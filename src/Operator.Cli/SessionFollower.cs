@@ -12,7 +12,8 @@ namespace SmpRobot.Operator.Cli;
 /// e-stop only while the session may be moving (RUNNING, PAUSING or not yet known), otherwise it stops watching.
 /// </param>
 /// <param name="Safety">Latest safety status from the heartbeat stream, when there is one.</param>
-internal sealed record FollowOptions(bool LiveView, bool InterruptAlwaysStops, Func<SafetyStatus?>? Safety = null);
+/// <param name="ConsoleId">This console's heartbeat id, when it sends heartbeats: a resume from here makes it the supervising console.</param>
+internal sealed record FollowOptions(bool LiveView, bool InterruptAlwaysStops, Func<SafetyStatus?>? Safety = null, string? ConsoleId = null);
 
 /// <summary>Result of following a session.</summary>
 /// <param name="Session">The last known session.</param>
@@ -290,7 +291,7 @@ internal sealed class SessionFollower
             Session? current;
             lock (gate) current = session;
             if (current is null) return;
-            var reference = new SessionRef { SessionId = current.Id };
+            var reference = new SessionRef { SessionId = current.Id, ConsoleId = options.ConsoleId ?? "" };
             if (current.State is SessionState.Running or SessionState.Pausing)
             {
                 SetNotice("pausing: the current dot is finished safely first…");

@@ -72,6 +72,7 @@ internal static class SessionView
                 string.IsNullOrEmpty(m.State) ? "?" : m.State, Formatting.Mm(p.XMm), Formatting.Mm(p.YMm), Formatting.Mm(p.ZMm),
                 m.Connected ? "" : " · DISCONNECTED"), m.Connected ? null : "red"));
             rows.Add(("Needle", m.NeedleOn ? "ON" : "off", m.NeedleOn ? "bold yellow" : null));
+            if (m.PedalConfigured) rows.Add(("Pedal", m.PedalPressed ? "held" : "RELEASED · the machine holds; press it and resume (space) to go on", m.PedalPressed ? "green" : "bold yellow"));
         }
         if (s.Tracking is { } t)
         {

@@ -1,77 +1,170 @@
-using SmpRobot.Controller.Motion;
+using System.Globalization;
 using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Safety;
 
 /// <summary>
-/// The operator dead-man: the console streams heartbeats while it supervises; a running session
-/// may only plunge while a beat is younger than the profile's dead-man timeout. A closed heartbeat
-/// stream counts as absence at once (the console is gone), not after the timeout.
+/// The operator dead-man. Each supervising console streams heartbeats; a running session belongs
+/// to one console (the one that started or resumed it) and may only move while that console's last
+/// beat is younger than the profile's dead-man timeout, its stream is open, and (when the profile
+/// has one) the foot pedal is held. A closed stream counts as absence at once. Beats must carry a
+/// strictly increasing sequence per stream; a beat that does not is ignored.
 /// </summary>
-public sealed class OperatorPresence(MachineProfile profile, TimeProvider timeProvider)
+/// <remarks>Thread-safe; <c>_gate</c> guards the streams and is never held while raising events.</remarks>
+public sealed class OperatorPresence
 {
+    private readonly MachineProfile _profile;
+    private readonly TimeProvider _time;
+    private readonly IFootPedal? _pedal;
     private readonly Lock _gate = new();
-    private long _lastBeatTimestamp;
-    private int _openStreams;
-    private string _operator = "";
+    private readonly List<StreamState> _streams = [];
+    private int _nextStream;
+    private long _rejectedBeats;
 
-    /// <summary>Records a heartbeat from <paramref name="operatorName"/>.</summary>
-    public void Beat(string operatorName)
+    /// <param name="profile">Gives the dead-man timeout.</param>
+    /// <param name="timeProvider">Clock of the beats.</param>
+    /// <param name="pedal">The operator's foot pedal; null when the machine has none.</param>
+    public OperatorPresence(MachineProfile profile, TimeProvider timeProvider, IFootPedal? pedal = null)
+    {
+        _profile = profile;
+        _time = timeProvider;
+        _pedal = pedal;
+        if (pedal is not null) pedal.Released += () => Lost?.Invoke(null, "foot pedal released");
+    }
+
+    /// <summary>
+    /// Raised (on the thread that noticed) when presence may have been lost at once: a console's
+    /// heartbeat stream closed (argument: its id) or the foot pedal was released (argument: null).
+    /// Silence is noticed by whoever asks <see cref="IsPresent"/> (the session's watchdog).
+    /// </summary>
+    public event Action<string?, string>? Lost;
+
+    /// <summary>The foot pedal, when the machine has one.</summary>
+    public IFootPedal? Pedal => _pedal;
+
+    /// <summary>Beats ignored because their sequence did not increase.</summary>
+    public long RejectedBeats => Interlocked.Read(ref _rejectedBeats);
+
+    /// <summary>A heartbeat stream opened; beat through the handle, dispose it when the stream closes.</summary>
+    public HeartbeatStream OpenStream()
     {
         lock (_gate)
         {
-            _lastBeatTimestamp = timeProvider.GetTimestamp();
-            _operator = operatorName;
+            var stream = new StreamState("stream-" + (++_nextStream).ToString(CultureInfo.InvariantCulture));
+            _streams.Add(stream);
+            return new HeartbeatStream(this, stream);
         }
     }
 
-    /// <summary>A heartbeat stream opened; dispose the result when it closes.</summary>
-    public IDisposable OpenStream()
-    {
-        lock (_gate) _openStreams++;
-        return new StreamHandle(this);
-    }
+    /// <summary>True while <paramref name="consoleId"/> supervises: an open stream with a fresh beat, and the pedal held (when there is one).</summary>
+    public bool IsPresent(string consoleId) => AbsenceReason(consoleId) is null;
 
-    /// <summary>True while a heartbeat stream is open and its last beat is within the dead-man timeout.</summary>
-    public bool IsPresent
+    /// <summary>True while any console has a fresh beat (for status displays).</summary>
+    public bool AnyPresent
     {
         get
         {
-            lock (_gate)
-            {
-                return _openStreams > 0 && _lastBeatTimestamp != 0
-                    && timeProvider.GetElapsedTime(_lastBeatTimestamp).TotalMilliseconds <= profile.DeadManTimeoutMs;
-            }
+            lock (_gate) return _streams.Any(IsFresh);
         }
     }
 
-    /// <summary>Name sent with the last beat.</summary>
-    public string OperatorName { get { lock (_gate) return _operator; } }
-
-    /// <summary>Why the operator counts as absent, for hold messages.</summary>
-    public string AbsenceReason
+    /// <summary>The console with the freshest beat, or null when none is present (for a start that names no console).</summary>
+    public string? FreshestConsole
     {
         get
         {
-            lock (_gate)
-            {
-                if (_openStreams == 0) return "no operator console is connected (operator heartbeat stream closed)";
-                var ageMs = _lastBeatTimestamp == 0 ? double.PositiveInfinity : timeProvider.GetElapsedTime(_lastBeatTimestamp).TotalMilliseconds;
-                return FormattableString.Invariant($"operator heartbeat lost (last beat {ageMs:0} ms ago, limit {profile.DeadManTimeoutMs:0} ms)");
-            }
+            lock (_gate) return _streams.Where(IsFresh).MaxBy(s => s.LastBeatTimestamp)?.ConsoleId;
         }
     }
 
-    private sealed class StreamHandle(OperatorPresence owner) : IDisposable
+    /// <summary>Operator name sent with <paramref name="consoleId"/>'s last beat; "" when none.</summary>
+    public string OperatorName(string consoleId)
     {
+        lock (_gate) return _streams.Where(s => s.ConsoleId == consoleId).MaxBy(s => s.LastBeatTimestamp)?.Operator ?? "";
+    }
+
+    /// <summary>TimeProvider timestamp of <paramref name="consoleId"/>'s last accepted beat; 0 when none.</summary>
+    public long LastBeatTimestamp(string consoleId)
+    {
+        lock (_gate) return _streams.Where(s => s.ConsoleId == consoleId).Select(s => s.LastBeatTimestamp).DefaultIfEmpty(0).Max();
+    }
+
+    /// <summary>Why <paramref name="consoleId"/> does not count as supervising; null when it does.</summary>
+    public string? AbsenceReason(string consoleId)
+    {
+        if (_pedal is { IsPressed: false }) return "foot pedal released (the machine works only while it is held)";
+        lock (_gate)
+        {
+            var mine = _streams.Where(s => s.ConsoleId == consoleId).ToList();
+            if (mine.Count == 0) return $"console {consoleId} is not connected (its operator heartbeat stream is closed)";
+            if (mine.Any(IsFresh)) return null;
+            var last = mine.Max(s => s.LastBeatTimestamp);
+            var ageMs = last == 0 ? double.PositiveInfinity : _time.GetElapsedTime(last).TotalMilliseconds;
+            return FormattableString.Invariant($"operator heartbeat lost (last beat {ageMs:0} ms ago, limit {_profile.DeadManTimeoutMs:0} ms)");
+        }
+    }
+
+    private bool IsFresh(StreamState s) =>
+        s.LastBeatTimestamp != 0 && _time.GetElapsedTime(s.LastBeatTimestamp).TotalMilliseconds <= _profile.DeadManTimeoutMs;
+
+    private bool Beat(StreamState stream, string? consoleId, ulong sequence, string operatorName)
+    {
+        lock (_gate)
+        {
+            if (stream.LastSequence is { } last && sequence <= last)
+            {
+                Interlocked.Increment(ref _rejectedBeats);
+                return false;
+            }
+            // A stream belongs to one console: the id of its first beat.
+            if (stream.LastSequence is null && !string.IsNullOrWhiteSpace(consoleId)) stream.ConsoleId = consoleId;
+            stream.LastSequence = sequence;
+            stream.LastBeatTimestamp = _time.GetTimestamp();
+            stream.Operator = operatorName;
+            return true;
+        }
+    }
+
+    private void Close(StreamState stream)
+    {
+        lock (_gate)
+        {
+            if (!_streams.Remove(stream)) return;
+        }
+        Lost?.Invoke(stream.ConsoleId, $"console {stream.ConsoleId} disconnected (operator heartbeat stream closed)");
+    }
+
+    internal sealed class StreamState(string id)
+    {
+        public string ConsoleId { get; set; } = id;
+        public ulong? LastSequence { get; set; }
+        public long LastBeatTimestamp { get; set; }
+        public string Operator { get; set; } = "";
+    }
+
+    /// <summary>One console's heartbeat stream.</summary>
+    public sealed class HeartbeatStream : IDisposable
+    {
+        private readonly OperatorPresence _owner;
+        private readonly StreamState _stream;
         private int _disposed;
+
+        internal HeartbeatStream(OperatorPresence owner, StreamState stream)
+        {
+            _owner = owner;
+            _stream = stream;
+        }
+
+        /// <summary>The console this stream belongs to (its first beat's console id, else a per-stream id).</summary>
+        public string ConsoleId { get { lock (_owner._gate) return _stream.ConsoleId; } }
+
+        /// <summary>Records a beat; false (ignored) when its sequence does not increase.</summary>
+        /// <param name="consoleId">The console's id; only the first beat's counts.</param>
+        public bool Beat(string? consoleId, ulong sequence, string operatorName) => _owner.Beat(_stream, consoleId, sequence, operatorName);
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                lock (owner._gate) owner._openStreams--;
-            }
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) _owner.Close(_stream);
         }
     }
 }

@@ -77,7 +77,7 @@ internal static class Mapping
         return proto;
     }
 
-    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now)
+    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, IFootPedal? pedal = null)
     {
         var client = gantry.Client;
         var status = client?.LastStatus;
@@ -92,6 +92,8 @@ internal static class Mapping
             EstopLatched = safety.IsLatched,
             At = Timestamp.FromDateTimeOffset(now),
             TimeScale = gantry.TimeScale,
+            PedalConfigured = pedal is not null,
+            PedalPressed = pedal?.IsPressed == true,
         };
         if (status is not null)
         {

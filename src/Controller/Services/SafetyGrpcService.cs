@@ -19,14 +19,14 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
         // The client's deadline or disconnect must not cut the stop sequence short.
         var state = await safety.EmergencyStopAsync(
             string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, request.Reason, arrived, CancellationToken.None);
-        return Mapping.ToProto(state, presence.IsPresent);
+        return Mapping.ToProto(state, presence.AnyPresent);
     }
 
     public override Task<SafetyStatus> ResetEmergencyStop(ResetEmergencyStopRequest request, ServerCallContext context) =>
-        Task.FromResult(Mapping.ToProto(safety.Reset(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source), presence.IsPresent));
+        Task.FromResult(Mapping.ToProto(safety.Reset(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source), presence.AnyPresent));
 
     public override Task<SafetyStatus> GetSafetyStatus(GetSafetyStatusRequest request, ServerCallContext context) =>
-        Task.FromResult(Mapping.ToProto(safety.State, presence.IsPresent));
+        Task.FromResult(Mapping.ToProto(safety.State, presence.AnyPresent));
 
     public override async Task OperatorHeartbeat(IAsyncStreamReader<Heartbeat> requestStream, IServerStreamWriter<SafetyStatus> responseStream, ServerCallContext context)
     {
@@ -37,8 +37,10 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
         {
             await foreach (var beat in requestStream.ReadAllAsync(ended.Token))
             {
-                presence.Beat(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator);
-                await responseStream.WriteAsync(Mapping.ToProto(safety.State, true), ended.Token);
+                var consoleId = Bounded.Text(beat.ConsoleId, "console_id", Bounded.MaxIdLength);
+                var accepted = stream.Beat(consoleId, beat.Sequence, Bounded.Text(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator, "operator", Bounded.MaxNameLength));
+                // A beat that does not advance the sequence is answered (the console sees the state) but counts for nothing.
+                await responseStream.WriteAsync(Mapping.ToProto(safety.State, accepted && presence.IsPresent(stream.ConsoleId)), ended.Token);
             }
         }
         catch (OperationCanceledException)

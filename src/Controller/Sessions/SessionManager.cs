@@ -63,8 +63,14 @@ public sealed class SessionManager : IAsyncDisposable
     private volatile bool _shuttingDown;
     private readonly SessionSnapshots _snapshots;
     private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly ITimer? _guardWatchdog;
-    private static readonly TimeSpan GuardWatchdogPeriod = TimeSpan.FromMilliseconds(50);
+    private readonly ITimer _watchdog;
+
+    /// <summary>
+    /// How often the watchdog looks at the running session's operator and tracking without waiting
+    /// for an event: a console that goes silent, or a camera that stops sending frames, only shows
+    /// as something that keeps aging.
+    /// </summary>
+    public static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(25);
     // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
     private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
@@ -81,7 +87,9 @@ public sealed class SessionManager : IAsyncDisposable
         _aiming = new Aiming(profile, headPose);
         headPose.PoseUpdated += OnPoseUpdated;
         // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
-        if (headPose.IsTracking) _guardWatchdog = timeProvider.CreateTimer(_ => CheckGuard(), null, GuardWatchdogPeriod, GuardWatchdogPeriod);
+        _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
+        // A console that hangs up, or a released foot pedal, holds the run at once (not at the next look).
+        presence.Lost += (_, _) => CheckOperator();
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
@@ -166,14 +174,14 @@ public sealed class SessionManager : IAsyncDisposable
     }
 
     /// <summary>CREATED → RUNNING; <paramref name="calibrationOverride"/> lets a tracked session start without a valid calibration (recorded).</summary>
-    public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null)
+    public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
     {
         var record = Find(sessionId);
         if (record.Phase != SessionPhase.Created)
         {
             throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
         }
-        return Launch(record, "started", calibrationOverride);
+        return Launch(record, "started", calibrationOverride, consoleId);
     }
 
     /// <summary>
@@ -181,9 +189,9 @@ public sealed class SessionManager : IAsyncDisposable
     /// available now) is first streamed in the firmware's check mode, and any refusal or soft limit
     /// refuses the start (FailedPrecondition listing each, with its dot).
     /// </summary>
-    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken, CalibrationOverrideRequest? calibrationOverride = null)
+    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
     {
-        if (!checkFirst) return Start(sessionId, calibrationOverride);
+        if (!checkFirst) return Start(sessionId, calibrationOverride, consoleId);
         var record = Find(sessionId);
         if (record.Phase != SessionPhase.Created)
         {
@@ -211,11 +219,11 @@ public sealed class SessionManager : IAsyncDisposable
         var text = report.Describe(program.DotIds);
         _ledger.Audit(sessionId, "checked", text);
         if (!report.Passed) throw new SessionException(SessionErrorKind.FailedPrecondition, text);
-        return Launch(Find(sessionId), "started", calibrationOverride);
+        return Launch(Find(sessionId), "started", calibrationOverride, consoleId);
     }
 
     /// <summary>PAUSED / FAULTED / EMERGENCY_STOPPED → RUNNING, once nothing is in doubt.</summary>
-    public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null)
+    public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
     {
         var record = Find(sessionId);
         if (record.Phase is not (SessionPhase.Paused or SessionPhase.Faulted or SessionPhase.EmergencyStopped))
@@ -229,7 +237,7 @@ public sealed class SessionManager : IAsyncDisposable
             throw new SessionException(SessionErrorKind.FailedPrecondition,
                 $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
         }
-        return Launch(record, "resumed", calibrationOverride);
+        return Launch(record, "resumed", calibrationOverride, consoleId);
     }
 
     /// <summary>RUNNING → PAUSING → PAUSED: the dot in progress finishes, then the needle holds at hover.</summary>
@@ -390,7 +398,7 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
-    private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride = null)
+    private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride, string? consoleId)
     {
         RequireNotLatched();
         if (_shuttingDown) throw new SessionException(SessionErrorKind.FailedPrecondition, "the controller is shutting down");
@@ -398,9 +406,13 @@ public sealed class SessionManager : IAsyncDisposable
         if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
         if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
         if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, "a program is being checked in check mode; start when the check is over");
-        if (!_presence.IsPresent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + _presence.AbsenceReason);
+        // The run belongs to one console: only its heartbeats keep it going.
+        var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
+        if (console is null) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
+        if (_presence.AbsenceReason(console) is { } absent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + absent);
+        var operatorName = _presence.OperatorName(console);
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
-        var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? _presence.OperatorName : calibrationOverride.Operator });
+        var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
         lock (_gate)
         {
             if (_active is not null)
@@ -419,10 +431,10 @@ public sealed class SessionManager : IAsyncDisposable
                     : $"{verb} WITHOUT a valid camera-to-gantry calibration: overridden by {calibration.Override.Operator}: {calibration.Override.Reason}");
             }
             var startedAt = record.StartedAt ?? _time.GetUtcNow();
-            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp());
+            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp()) { ConsoleId = console };
             _active = run;
             _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
-            _ledger.Audit(record.Id, verb, $"session {verb} by {_presence.OperatorName}");
+            _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
             run.Task = Task.Run(() => RunAsync(run));
         }
         Changed();
@@ -503,7 +515,7 @@ public sealed class SessionManager : IAsyncDisposable
                     var maxTries = _aiming.Source.IsTracking ? _profile.Tracking.MaxAimCorrections : MaxVerifyTries;
                     for (var tries = 0; ; tries++)
                     {
-                        (var verified, hold, var correctionSeconds) = await VerifyAsync(client, aim, ct);
+                        (var verified, hold, var correctionSeconds) = await VerifyAsync(client, run, aim, ct);
                         travelSeconds += correctionSeconds;
                         position = verified.HoverMm;
                         if (hold is not null || verified == aim) break;
@@ -705,7 +717,7 @@ public sealed class SessionManager : IAsyncDisposable
         while (true)
         {
             if (run.Stop != StopKind.None) return (null, null, position);
-            if (!_presence.IsPresent) return (null, new HoldCause(_presence.AbsenceReason, false), position);
+            if (_presence.AbsenceReason(run.ConsoleId) is { } absent) return (null, new HoldCause(absent, false), position);
             var result = _aiming.AimOrHold(dot, LookAhead(dot, position));
             if (result.Aim is not null)
             {
@@ -826,6 +838,39 @@ public sealed class SessionManager : IAsyncDisposable
         CheckGuard();
     }
 
+    private void Watchdog()
+    {
+        CheckOperator();
+        if (_aiming.Source.IsTracking) CheckGuard();
+    }
+
+    /// <summary>
+    /// The dead-man during a run, from the watchdog and at once when a console hangs up or the pedal
+    /// is released: when the run's console no longer supervises, the motion stops now — mid-dot the
+    /// needle is pulled out (the dot is then in doubt) — and the run pauses for the operator. Pressing
+    /// the pedal again or a console coming back never resumes it: resuming is a console's request.
+    /// </summary>
+    private void CheckOperator()
+    {
+        var run = Volatile.Read(ref _active);
+        if (run is null || run.Stop is not StopKind.None) return;
+        if (_presence.AbsenceReason(run.ConsoleId) is not { } absent) return;
+        var reason = "held: " + absent;
+        if (run.TryRequestRetract(reason) is { } done)
+        {
+            // Started on this thread: the hold byte goes on the wire before anything else here.
+            var retract = _safety.HoldAndRetractAsync(reason, CancellationToken.None);
+            _ = retract.ContinueWith(t => done.TrySetResult(t.IsCompletedSuccessfully ? t.Result : "retract failed: " + (t.Exception?.GetBaseException().Message ?? "cancelled")), TaskScheduler.Default);
+        }
+        run.Request(StopKind.Pause, reason);
+        _log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, absent);
+        OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
+        Changed();
+    }
+
+    /// <summary>Raised when the dead-man (heartbeat or pedal) stopped a run (session id, TimeProvider timestamp of the decision).</summary>
+    public event Action<string, long>? OperatorHoldStarted;
+
     /// <summary>
     /// The guard's check, after every frame and from a watchdog timer (a camera or tracker that stops
     /// delivering frames shows up only as a pose that keeps aging). Pause and abort keep it on (the
@@ -887,9 +932,9 @@ public sealed class SessionManager : IAsyncDisposable
     /// tolerance (verifyToleranceMm for a fixed head, tracking.aimToleranceMm for a tracked one). A
     /// moved target is corrected (a new travel) and verified again by the caller.
     /// </summary>
-    private async Task<(AimedDot Aim, HoldCause? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, AimedDot aim, CancellationToken ct)
+    private async Task<(AimedDot Aim, HoldCause? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, ActiveRun run, AimedDot aim, CancellationToken ct)
     {
-        if (!_presence.IsPresent) return (aim, new HoldCause(_presence.AbsenceReason, false), 0);
+        if (_presence.AbsenceReason(run.ConsoleId) is { } absent) return (aim, new HoldCause(absent, false), 0);
         var status = await client.QueryStatusAsync(ct);
         if (!status.IsIdle) return (aim, new HoldCause($"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", false), 0);
         var offMm = status.MachinePosition.DistanceTo(aim.HoverMm);
@@ -1021,7 +1066,7 @@ public sealed class SessionManager : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_guardWatchdog is not null) await _guardWatchdog.DisposeAsync();
+        await _watchdog.DisposeAsync();
         ActiveRun? run;
         lock (_gate) run = _active;
         if (run is not null)
@@ -1056,6 +1101,9 @@ public sealed class SessionManager : IAsyncDisposable
 
         public string SessionId { get; } = sessionId;
         public DateTimeOffset StartedAt { get; } = startedAt;
+
+        /// <summary>The console whose heartbeats keep this run going (it started or resumed it).</summary>
+        public required string ConsoleId { get; init; }
         public CancellationTokenSource Cancellation { get; } = new();
         public Task? Task { get; set; }
         public StopKind Stop { get; private set; }

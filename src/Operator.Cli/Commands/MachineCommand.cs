@@ -92,6 +92,7 @@ internal static class MachineCommand
         sb.Append("Position  x ").Append(Formatting.Mm(p.XMm)).Append("  y ").Append(Formatting.Mm(p.YMm)).Append("  z ").Append(Formatting.Mm(p.ZMm)).AppendLine(" mm");
         sb.Append("Needle    ").AppendLine(s.NeedleOn ? "ON" : "off");
         sb.Append("E-stop    ").AppendLine(s.EstopLatched ? "LATCHED" : "clear");
+        sb.Append("Pedal     ").AppendLine(!s.PedalConfigured ? "none" : s.PedalPressed ? "held" : "released (the machine works only while it is held)");
         sb.Append("Alarm     ").AppendLine(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
         sb.Append("Settings  ");
         if (!string.IsNullOrEmpty(s.SettingsProblem))

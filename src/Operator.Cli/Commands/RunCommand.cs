@@ -82,6 +82,7 @@ internal static class RunCommand
         session = await conn.Sessions.StartAsync(new SessionRef
         {
             SessionId = session.Id,
+            ConsoleId = heartbeat.ConsoleId,
             CheckFirst = checkFirst,
             CalibrationOverride = calibrationOverride is null ? null : new CalibrationOverride { Reason = calibrationOverride },
         },
@@ -89,7 +90,7 @@ internal static class RunCommand
         ctx.Info($"session {session.Id} started: {Formatting.StateName(session.State)}");
 
         var live = ctx.CanUseLiveView(noUi);
-        var follower = new SessionFollower(ctx, conn, new FollowOptions(live, InterruptAlwaysStops: true, () => heartbeat.Latest));
+        var follower = new SessionFollower(ctx, conn, new FollowOptions(live, InterruptAlwaysStops: true, () => heartbeat.Latest, heartbeat.ConsoleId));
         var result = await follower.FollowAsync(session.Id, ct);
         if (heartbeat.Failure is { } failure) ctx.Info("note: the operator heartbeat failed during the session: " + failure.Message);
         return WriteSummary(ctx, result);

@@ -1,9 +1,12 @@
 using System.Device.Gpio;
 
-namespace SmpRobot.Tests.Connect;
+namespace SmpRobot.Controller.Safety;
 
-/// <summary>A GPIO chip driven by the test: set a line's level and the edge callbacks run at once, on the caller's thread.</summary>
-internal sealed class SimulatedGpioDriver : GpioDriver
+/// <summary>
+/// A simulated GPIO chip, beside the real one (libgpiod): whoever drives it (a test, a bench) sets a
+/// line's level and the edge callbacks run at once, on the caller's thread. Inputs only.
+/// </summary>
+public sealed class SimulatedGpioDriver : GpioDriver
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<int, PinValue> _levels = [];
