@@ -168,7 +168,7 @@ public static class ControllerHost
             o.EnableDetailedErrors = false;
         });
         services.AddGrpcReflection();
-        services.AddGrpcHealthChecks().AddCheck("gantry", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
+        services.AddGrpcHealthChecks().AddCheck<GantryHealthCheck>("gantry");
 
         var app = builder.Build();
         // E-stop latency is measured from the request's arrival at the HTTP pipeline, before gRPC
@@ -181,6 +181,8 @@ public static class ControllerHost
             }
             return next(context);
         });
+        var maxMessageBytes = profile.MaxPlanBytes + (1024 * 1024);
+        app.Use((context, next) => RequestValidation.InvokeAsync(context, () => next(context), maxMessageBytes));
         app.MapGrpcService<SafetyGrpcService>();
         app.MapGrpcService<SessionGrpcService>();
         app.MapGrpcService<MachineGrpcService>();

@@ -8,7 +8,7 @@ namespace SmpRobot.Controller.Services;
 
 /// <summary>
 /// Turns domain exceptions into gRPC statuses with the operator-facing message, so no service
-/// repeats the mapping and no stack trace ever reaches a client.
+/// repeats the mapping and no stack trace ever reaches a client. Covers all four call kinds.
 /// </summary>
 internal sealed class ErrorInterceptor : Interceptor
 {
@@ -36,9 +36,35 @@ internal sealed class ErrorInterceptor : Interceptor
         }
     }
 
+    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(requestStream, context);
+        }
+        catch (Exception e) when (Map(e) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context);
+        }
+        catch (Exception e) when (Map(e) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
     private static RpcException? Map(Exception e) => e switch
     {
         RpcException => null,
+        // A streamed request message that does not parse (unary requests are checked by RequestValidation).
+        Google.Protobuf.InvalidProtocolBufferException p => new RpcException(new Status(StatusCode.InvalidArgument, "a request message is not valid: " + p.Message)),
         SessionException s => Mapping.ToRpc(s),
         GantryFaultException g => new RpcException(new Status(StatusCode.FailedPrecondition, $"gantry: {g.Message}")),
         MotionRefusedException m => new RpcException(new Status(StatusCode.FailedPrecondition, m.Message)),

@@ -15,15 +15,20 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
 
     public override async Task<SafetyStatus> EmergencyStop(EmergencyStopRequest request, ServerCallContext context)
     {
-        var arrived = context.GetHttpContext().Items.TryGetValue(ArrivedTimestampKey, out var stamp) && stamp is long ts ? ts : time.GetTimestamp();
+        var items = context.GetHttpContext().Items;
+        var arrived = items.TryGetValue(ArrivedTimestampKey, out var stamp) && stamp is long ts ? ts : time.GetTimestamp();
+        var reason = items.TryGetValue(RequestValidation.UnreadableEmergencyStopKey, out var unreadable)
+            ? $"(the request's body could not be read: {unreadable})"
+            : request.Reason;
         // The client's deadline or disconnect must not cut the stop sequence short.
         var state = await safety.EmergencyStopAsync(
-            string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, request.Reason, arrived, CancellationToken.None);
+            // Never refused for its length: cut to size (the stop bytes are already on the wire by then anyway).
+            Bounded.Cut(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, Bounded.MaxNameLength), Bounded.Cut(reason, Bounded.MaxReasonLength), arrived, CancellationToken.None);
         return Mapping.ToProto(state, presence.AnyPresent);
     }
 
     public override Task<SafetyStatus> ResetEmergencyStop(ResetEmergencyStopRequest request, ServerCallContext context) =>
-        Task.FromResult(Mapping.ToProto(safety.Reset(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source), presence.AnyPresent));
+        Task.FromResult(Mapping.ToProto(safety.Reset(Bounded.Text(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, "source", Bounded.MaxNameLength)), presence.AnyPresent));
 
     public override Task<SafetyStatus> GetSafetyStatus(GetSafetyStatusRequest request, ServerCallContext context) =>
         Task.FromResult(Mapping.ToProto(safety.State, presence.AnyPresent));
@@ -37,8 +42,9 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
         {
             await foreach (var beat in requestStream.ReadAllAsync(ended.Token))
             {
-                var consoleId = Bounded.Text(beat.ConsoleId, "console_id", Bounded.MaxIdLength);
-                var accepted = stream.Beat(consoleId, beat.Sequence, Bounded.Text(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator, "operator", Bounded.MaxNameLength));
+                // Cut, not refused: refusing would end the stream, and with it the operator's presence.
+                var consoleId = Bounded.Cut(beat.ConsoleId, Bounded.MaxIdLength);
+                var accepted = stream.Beat(consoleId, beat.Sequence, Bounded.Cut(string.IsNullOrWhiteSpace(beat.Operator) ? context.Peer : beat.Operator, Bounded.MaxNameLength));
                 // A beat that does not advance the sequence is answered (the console sees the state) but counts for nothing.
                 await responseStream.WriteAsync(Mapping.ToProto(safety.State, accepted && presence.IsPresent(stream.ConsoleId)), ended.Token);
             }
@@ -47,7 +53,7 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
         {
             // The console went away: the dead-man counts it absent from now on.
         }
-        catch (IOException)
+        catch (IOException e) when (e is not Google.Protobuf.InvalidProtocolBufferException)
         {
             // Same: the connection dropped.
         }

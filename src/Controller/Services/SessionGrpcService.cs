@@ -57,7 +57,7 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     {
         var id = string.IsNullOrEmpty(request.SessionId)
             ? sessions.CurrentSessionId ?? throw new RpcException(new Status(StatusCode.NotFound, "there is no session to watch"))
-            : request.SessionId;
+            : Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength);
         using var slot = watches.Acquire(context.GetHttpContext().Connection.Id);
         (Storage.SessionPhase Phase, string Reason)? last = null;
         await foreach (var published in sessions.WatchAsync(id, context.CancellationToken))
@@ -81,7 +81,10 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     }
 
     public override Task<Session> ResolveDots(ResolveDotsRequest request, ServerCallContext context) =>
-        Task.FromResult(Mapping.ToProto(sessions.Resolve(request.SessionId, request.DotIds, request.AllInDoubt, Mapping.ToLedger(request.Resolution), request.Operator)));
+        Task.FromResult(Mapping.ToProto(sessions.Resolve(
+            Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength),
+            request.DotIds.Select(id => Bounded.Text(id, "dot_ids", Bounded.MaxIdLength)).ToList(),
+            request.AllInDoubt, Mapping.ToLedger(request.Resolution), Bounded.Text(request.Operator, "operator", Bounded.MaxNameLength))));
 
     private PlanValidationResult Validate(ValidatePlanRequest.SourceOneofCase source, Plan? plan, string planJson)
     {
@@ -95,11 +98,13 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     }
 
     private static SmpRobot.Controller.Calibration.CalibrationOverrideRequest? Override(SessionRef request) =>
-        request.CalibrationOverride is { } o ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(o.Operator, o.Reason) : null;
+        request.CalibrationOverride is { } o
+            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
+            : null;
 
     private static string? Console(SessionRef request) =>
         string.IsNullOrWhiteSpace(request.ConsoleId) ? null : Bounded.Text(request.ConsoleId, "console_id", Bounded.MaxIdLength);
 
     private static string Id(SessionRef request) =>
-        string.IsNullOrWhiteSpace(request.SessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : request.SessionId;
+        string.IsNullOrWhiteSpace(request.SessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength);
 }

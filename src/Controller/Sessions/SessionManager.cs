@@ -335,16 +335,21 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>A relative jog inside the envelope; refused while a session runs, the e-stop is latched or the machine is not homed.</summary>
     public async Task JogAsync(Vec3 deltaMm, double feedMmPerMin, CancellationToken cancellationToken)
     {
-        RequireMachineFree("jog");
         if (!deltaMm.IsFinite || deltaMm.Length > Math.Max(_profile.MaxTravelMm.X, _profile.MaxTravelMm.Y))
         {
             throw new SessionException(SessionErrorKind.InvalidArgument, $"jog {deltaMm} mm is not a finite move inside the machine");
         }
+        if (!double.IsFinite(feedMmPerMin) || feedMmPerMin < 0 || feedMmPerMin > _profile.TravelFeedMmPerMin)
+        {
+            throw new SessionException(SessionErrorKind.InvalidArgument, FormattableString.Invariant(
+                $"jog feed {feedMmPerMin} mm/min is not allowed: give 0 (the profile's travel feed) or up to {_profile.TravelFeedMmPerMin:0} mm/min (profile {_profile.Name})"));
+        }
+        RequireMachineFree("jog");
         if (!_gantry.IsHomed)
         {
             throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
         }
-        var feed = feedMmPerMin > 0 ? Math.Min(feedMmPerMin, _profile.TravelFeedMmPerMin) : _profile.TravelFeedMmPerMin;
+        var feed = feedMmPerMin > 0 ? feedMmPerMin : _profile.TravelFeedMmPerMin;
         var client = _gantry.RequireClient();
         var status = await client.QueryStatusAsync(cancellationToken);
         var grid = new StepGrid(_profile.StepsPerMm);

@@ -1,0 +1,126 @@
+using System.Buffers.Binary;
+using System.Text;
+using Google.Protobuf;
+using Google.Protobuf.Reflection;
+using SmpRobot.Contracts.V1;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>
+/// Checks the request message of every unary and server-streaming call of the controller's own
+/// services before gRPC sees it: bytes that are not the request message are answered
+/// INVALID_ARGUMENT naming the message. grpc-dotnet deserializes before any interceptor runs, so a
+/// parse failure would otherwise be UNKNOWN "Exception was thrown by handler" with a stack trace in
+/// the log. (Streamed requests — the heartbeat — are parsed inside the handler, where
+/// <see cref="ErrorInterceptor"/> maps the same failure.)
+/// </summary>
+/// <remarks>
+/// The e-stop is never refused for the form of its request: an unreadable EmergencyStop body is
+/// replaced by an empty request and the handler is told (<see cref="UnreadableEmergencyStopKey"/>),
+/// so the machine still stops and the reason says the request could not be read. Compressed
+/// messages are left to gRPC (the project's clients do not compress). Each body is parsed twice
+/// (here and by gRPC): microseconds for every message but a plan, a few milliseconds per MB for those.
+/// </remarks>
+internal static class RequestValidation
+{
+    /// <summary>HttpContext item set when an EmergencyStop's body could not be read: the parser's message.</summary>
+    public const string UnreadableEmergencyStopKey = "smp.estop.unreadable";
+
+    private static readonly Dictionary<string, (MessageDescriptor Input, bool IsEmergencyStop)> Methods = BuildMethods();
+
+    private static Dictionary<string, (MessageDescriptor, bool)> BuildMethods()
+    {
+        var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor };
+        var methods = new Dictionary<string, (MessageDescriptor, bool)>(StringComparer.Ordinal);
+        foreach (var service in files.SelectMany(f => f.Services))
+        {
+            foreach (var method in service.Methods.Where(m => !m.IsClientStreaming))
+            {
+                var path = "/" + service.FullName + "/" + method.Name;
+                methods[path] = (method.InputType, path == SafetyGrpcService.EmergencyStopPath);
+            }
+        }
+        return methods;
+    }
+
+    /// <summary>The middleware: validates, then calls <paramref name="next"/> (unless it answered the call itself).</summary>
+    public static async Task InvokeAsync(HttpContext context, Func<Task> next, long maxMessageBytes)
+    {
+        if (!Methods.TryGetValue(context.Request.Path.Value ?? "", out var method)
+            || context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
+        {
+            await next();
+            return;
+        }
+        var body = await ReadBodyAsync(context.Request.Body, maxMessageBytes + 5, context.RequestAborted);
+        var problem = body is null ? $"the request is larger than {maxMessageBytes} bytes" : Check(body, method.Input);
+        if (problem is not null && method.IsEmergencyStop)
+        {
+            context.Items[UnreadableEmergencyStopKey] = problem;
+            body = [0, 0, 0, 0, 0]; // one empty message: an EmergencyStopRequest with no fields
+            problem = null;
+        }
+        if (problem is not null)
+        {
+            // A trailers-only gRPC response.
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/grpc";
+            context.Response.Headers["grpc-status"] = "3"; // INVALID_ARGUMENT
+            context.Response.Headers["grpc-message"] = PercentEncode(problem);
+            return;
+        }
+        context.Request.Body = new MemoryStream(body!, writable: false);
+        await next();
+    }
+
+    /// <summary>Null when every framed message parses as <paramref name="input"/>; else why not.</summary>
+    private static string? Check(byte[] body, MessageDescriptor input)
+    {
+        var at = 0;
+        while (at < body.Length)
+        {
+            if (body.Length - at < 5) return $"the request is not a valid {input.Name} message: a gRPC frame is cut short";
+            var compressed = body[at] != 0;
+            var length = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(at + 1, 4));
+            if (length > body.Length - at - 5) return $"the request is not a valid {input.Name} message: a gRPC frame is cut short";
+            if (!compressed)
+            {
+                try
+                {
+                    input.Parser.ParseFrom(body.AsSpan(at + 5, (int)length));
+                }
+                catch (InvalidProtocolBufferException e)
+                {
+                    return $"the request is not a valid {input.Name} message: {e.Message}";
+                }
+            }
+            at += 5 + (int)length;
+        }
+        return null;
+    }
+
+    private static async Task<byte[]?> ReadBodyAsync(Stream body, long limit, CancellationToken ct)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + read > limit) return null;
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>grpc-message is percent-encoded (gRPC over HTTP/2: printable ASCII except '%').</summary>
+    private static string PercentEncode(string text)
+    {
+        var sb = new StringBuilder();
+        foreach (var b in Encoding.UTF8.GetBytes(text))
+        {
+            if (b is >= 0x20 and <= 0x7E && b != (byte)'%') sb.Append((char)b);
+            else sb.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+        }
+        return sb.ToString();
+    }
+}
