@@ -104,6 +104,8 @@ public static class ControllerHost
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        // A failed start is reported once, in words (ControllerLifetime, Program), not again as a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
 
         var services = builder.Services;
         services.AddSingleton(options.TimeProvider);
@@ -300,9 +302,11 @@ internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop>
 }
 
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
-internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedService
+internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
 {
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
     {
         // The web server drains open streams before hosted services stop, so the pause must begin
         // as soon as stopping is announced, not in StopAsync.
@@ -311,17 +315,36 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
             log.LogInformation("Shutting down: the running session (if any) finishes its dot and pauses");
             sessions.BeginShutdown();
         });
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Connects once the server listens: a controller that cannot have its address (another one
+    /// runs) fails before it touches the gantry. A gantry held by another process ends this
+    /// controller at once (it could never move it); any other failure leaves it serving, so the
+    /// operator sees the link state and can connect again.
+    /// </summary>
+    public async Task StartedAsync(CancellationToken cancellationToken)
+    {
         if (!connectAtStart) return;
         try
         {
             await gantry.ConnectAsync(cancellationToken);
         }
+        catch (GantryInUseException e)
+        {
+            log.LogCritical("{Message}", e.Message);
+            throw;
+        }
         catch (Exception e) when (e is GantryFaultException or IOException)
         {
-            // The controller still serves: the operator sees the link state and can Connect again.
             log.LogError("Could not connect to the gantry {Gantry}: {Message}", gantry.Description, e.Message);
         }
     }
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {

@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace SmpRobot.Controller.Gantry;
 
 /// <summary>
-/// The few POSIX terminal calls the simulated serial device needs (Linux, glibc): openpty, raw mode,
-/// poll, inotify. Written by hand because nothing on the package registry creates a pty.
+/// The few POSIX terminal calls the simulated serial device and the serial transport need (Linux,
+/// glibc): openpty, raw mode, poll, inotify, exclusive mode (TIOCEXCL). Written by hand because
+/// nothing on the package registry creates a pty or sets a terminal exclusive.
 /// </summary>
 internal static partial class PosixTty
 {
@@ -31,6 +32,18 @@ internal static partial class PosixTty
         public short Events;
         public short Revents;
     }
+
+    public const int ORdWr = 0x2;
+    public const int ONoCtty = 0x100;
+
+    /// <summary>ioctl: further opens of the terminal fail with EBUSY (except for CAP_SYS_ADMIN).</summary>
+    public const nuint TiocExcl = 0x540C;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request);
 
     [LibraryImport("libc", EntryPoint = "openpty", SetLastError = true)]
     public static partial int OpenPty(out int master, out int slave, nint name, nint termios, nint winsize);

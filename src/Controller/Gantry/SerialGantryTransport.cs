@@ -22,6 +22,7 @@ public sealed class SerialGantryTransport : IGantryTransport
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _closed = new();
     private SerialPort? _port;
+    private SerialPortLock? _portLock;
     private Stream? _portStream;
     private volatile bool _disposed;
 
@@ -44,12 +45,19 @@ public sealed class SerialGantryTransport : IGantryTransport
     /// <summary>"serial:PATH@BAUD".</summary>
     public string Description => $"serial:{PortPath}@{Baud.ToString(CultureInfo.InvariantCulture)}";
 
-    /// <summary>Opens the port (once). Throws <see cref="IOException"/> when it cannot be opened.</summary>
+    /// <summary>
+    /// Opens the port (once), exclusively: first the port's lock (<see cref="SerialPortLock"/>; a port
+    /// held by another controller is refused with <see cref="GantryInUseException"/> before it is
+    /// touched), then the device, then the terminal's exclusive mode (TIOCEXCL: other programs'
+    /// opens fail; not on a pseudo-terminal, whose flag would outlive a killed controller while the
+    /// simulator keeps it open). Throws <see cref="IOException"/> when it cannot be opened.
+    /// </summary>
     public Task OpenAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_port is not null) throw new InvalidOperationException($"{Description} is already open");
+        _portLock = SerialPortLock.Acquire(PortPath);
         try
         {
             var port = new SerialPort(PortPath, Baud, Parity.None, 8, StopBits.One)
@@ -62,11 +70,29 @@ public sealed class SerialGantryTransport : IGantryTransport
             port.Open();
             _port = port;
             _portStream = port.BaseStream;
+            if (!PosixTty.IsPseudoTerminal(PortPath)) SetExclusive();
             return Task.CompletedTask;
         }
-        catch (Exception e) when (e is UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is UnauthorizedAccessException or ArgumentException or InvalidOperationException or IOException)
         {
-            throw new IOException($"cannot open {Description}: {e.Message}", e);
+            _portLock.Dispose();
+            _portLock = null;
+            throw e as IOException ?? new IOException($"cannot open {Description}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Sets the terminal's exclusive flag through a second descriptor (the flag belongs to the terminal, and an extra open of an open tty does not touch DTR). Best effort: the lock file is what refuses a second controller.</summary>
+    private bool SetExclusive()
+    {
+        var fd = PosixTty.Open(PortPath, PosixTty.ORdWr | PosixTty.ONoCtty | PosixTty.ONonBlock | PosixTty.OCloExec);
+        if (fd < 0) return false;
+        try
+        {
+            return PosixTty.Ioctl(fd, PosixTty.TiocExcl) == 0;
+        }
+        finally
+        {
+            PosixTty.Close(fd);
         }
     }
 
@@ -124,6 +150,7 @@ public sealed class SerialGantryTransport : IGantryTransport
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
+            // The exclusive flag goes with the last close of the device (ours), so a reconnect opens it again.
             _port?.Dispose();
         }
         catch (IOException)
@@ -132,6 +159,8 @@ public sealed class SerialGantryTransport : IGantryTransport
         }
         finally
         {
+            _portLock?.Dispose();
+            _portLock = null;
             _writeLock.Release();
         }
     }

@@ -68,6 +68,7 @@ internal sealed class ErrorInterceptor : Interceptor
         SessionException s => Mapping.ToRpc(s),
         GantryFaultException g => new RpcException(new Status(StatusCode.FailedPrecondition, $"gantry: {g.Message}")),
         MotionRefusedException m => new RpcException(new Status(StatusCode.FailedPrecondition, m.Message)),
+        GantryInUseException u => new RpcException(new Status(StatusCode.FailedPrecondition, "gantry: " + u.Message)),
         InvalidOperationException i => new RpcException(new Status(StatusCode.FailedPrecondition, i.Message)),
         TimeoutException => new RpcException(new Status(StatusCode.DeadlineExceeded, "the gantry did not answer in time")),
         _ => null,

@@ -51,6 +51,33 @@ public sealed class SerialLinkEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_second_controller_on_the_same_port_is_refused_without_touching_it_and_the_first_session_goes_on()
+    {
+        var plan = WritePlan(60, out var planPath);
+        var tty = Path.Combine(_dir, "ttySIM");
+        var record = Path.Combine(_dir, "record.json");
+        await using var simulator = await StartSimulatorAsync("--pty", tty, "--time-scale", "20", "--record", record);
+        var first = await StartControllerAsync($"serial:{tty}@115200", "20");
+        await using var run = RealProcess.Start("smp", "run", planPath, "--no-ui", "--json", "--controller", first.Url);
+        await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+        var opensBefore = simulator.Stderr.Split('\n').Count(l => l.Contains("board reset", StringComparison.Ordinal));
+
+        // Started by mistake on the same port (another address).
+        await using var second = RealProcess.Start("smp-controller", "--gantry", $"serial:{tty}@115200", "--urls", $"http://127.0.0.1:{RealProcess.FreePort()}", "--data", Path.Combine(_dir, "data2"));
+        Assert.Equal(1, await second.ExitCodeAsync(Timeout));
+        Assert.Contains("is in use by another process", second.Stderr, StringComparison.Ordinal);
+        Assert.Contains("The port was not opened", second.Stderr, StringComparison.Ordinal);
+
+        Assert.Equal(0, await run.ExitCodeAsync(Timeout));
+        Assert.Equal("COMPLETED", JsonDocument.Parse(run.Stdout).RootElement.GetProperty("state").GetString());
+        await StopAsync(first.Process);
+        var truth = await StopAndReadRecordAsync(simulator, record);
+        // The board was never reset by the second controller (every open of the pty resets it).
+        Assert.Equal(opensBefore, simulator.Stderr.Split('\n').Count(l => l.Contains("board reset", StringComparison.Ordinal)));
+        Assert.All(MotionTruth.PlacementsPerDot(plan, TestProfiles.Sim(), truth.Motions), p => Assert.True(p.Value == 1, $"dot {p.Key} was placed {p.Value} times"));
+    }
+
+    [Fact]
     public async Task An_estop_over_the_pty_puts_feed_hold_on_the_wire_and_no_plunge_follows()
     {
         var plan = WritePlan(300, out var planPath);
