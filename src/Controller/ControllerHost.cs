@@ -130,11 +130,16 @@ public static class ControllerHost
         services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? camera!);
         services.AddHostedService<TrackingLoop>();
         System.Device.Gpio.GpioDriver GpioChip(int chip) => options.GpioDriver?.Invoke(chip) ?? new System.Device.Gpio.Drivers.LibGpiodDriver(chip);
-        if (profile.Gpio is { PedalPin: not null } pedalConfig)
+        services.AddSingleton(sp =>
         {
-            services.AddSingleton<IFootPedal>(sp => new FootPedal(pedalConfig, GpioChip(pedalConfig.Chip), options.TimeProvider, sp.GetRequiredService<ILogger<FootPedal>>()));
-        }
-        services.AddSingleton(sp => new OperatorPresence(profile, options.TimeProvider, sp.GetService<IFootPedal>()));
+            var gpio = profile.Gpio;
+            var log = sp.GetRequiredService<ILogger<GpioSafetySwitch>>();
+            var debounce = TimeSpan.FromMilliseconds(gpio?.SwitchDebounceMs ?? 0);
+            return new SafetySwitches(
+                gpio?.PedalPin is { } pedalPin ? new GpioSafetySwitch("foot pedal", gpio.Chip, pedalPin, gpio.PedalPressedLow, debounce, GpioChip(gpio.Chip), options.TimeProvider, log) : null,
+                gpio?.PatientSwitchPin is { } patientPin ? new GpioSafetySwitch("patient's hand switch", gpio.Chip, patientPin, gpio.PatientSwitchClosedLow, debounce, GpioChip(gpio.Chip), options.TimeProvider, log) : null);
+        });
+        services.AddSingleton(sp => new OperatorPresence(profile, options.TimeProvider, sp.GetRequiredService<SafetySwitches>().Pedal));
         services.AddSingleton<SafetySupervisor>();
         services.AddSingleton(sp =>
         {

@@ -36,8 +36,18 @@ public sealed record GpioInputs
     /// <summary>True (default): the held pedal pulls the pin low (pull-up bias); false: high (pull-down bias).</summary>
     public bool PedalPressedLow { get; init; } = true;
 
-    /// <summary>Contact bounce filtered after a release before a press counts again, ms (a release always acts at once). Default 20.</summary>
-    public double PedalDebounceMs { get; init; } = 20;
+    /// <summary>
+    /// Line offset of the patient's hand switch (normally closed, in the patient's hand: pressing it
+    /// opens the contact and pauses the session, "paused by the patient"; resuming is the operator's);
+    /// null = none. Biased like the pedal, so a cut wire reads as pressed.
+    /// </summary>
+    public int? PatientSwitchPin { get; init; }
+
+    /// <summary>True (default): the closed (not pressed) switch pulls the pin low (pull-up bias).</summary>
+    public bool PatientSwitchClosedLow { get; init; } = true;
+
+    /// <summary>Contact bounce of the pedal and the patient's switch ignored after they disengage before engaging counts again, ms (disengaging always acts at once). Default 20.</summary>
+    public double SwitchDebounceMs { get; init; } = 20;
 
     /// <summary>
     /// How long an input must read inactive before it is re-armed, ms (contact bounce on release).
@@ -50,11 +60,11 @@ public sealed record GpioInputs
     {
         var errors = new List<string>();
         if (Chip < 0) errors.Add("gpio.chip must be >= 0");
-        if (EstopPin is null && DoorPin is null && PedalPin is null) errors.Add("gpio needs estopPin, doorPin or pedalPin (leave the section out for no GPIO)");
-        if (EstopPin < 0 || DoorPin < 0 || PedalPin < 0) errors.Add("gpio pins must be >= 0");
-        int?[] pins = [EstopPin, DoorPin, PedalPin];
-        if (pins.Where(p => p is not null).GroupBy(p => p).Any(g => g.Count() > 1)) errors.Add("gpio.estopPin, gpio.doorPin and gpio.pedalPin must differ");
-        if (!(PedalDebounceMs >= 0 && PedalDebounceMs <= 200)) errors.Add("gpio.pedalDebounceMs must be in [0, 200]");
+        int?[] pins = [EstopPin, DoorPin, PedalPin, PatientSwitchPin];
+        if (pins.All(p => p is null)) errors.Add("gpio needs estopPin, doorPin, pedalPin or patientSwitchPin (leave the section out for no GPIO)");
+        if (pins.Any(p => p < 0)) errors.Add("gpio pins must be >= 0");
+        if (pins.Where(p => p is not null).GroupBy(p => p).Any(g => g.Count() > 1)) errors.Add("gpio.estopPin, doorPin, pedalPin and patientSwitchPin must differ");
+        if (!(SwitchDebounceMs >= 0 && SwitchDebounceMs <= 200)) errors.Add("gpio.switchDebounceMs must be in [0, 200]");
         if (!(DebounceMs >= 0 && DebounceMs <= 1000)) errors.Add("gpio.debounceMs must be in [0, 1000]");
         if (errors.Count > 0) throw new InvalidDataException("gpio inputs are not valid: " + string.Join("; ", errors));
     }

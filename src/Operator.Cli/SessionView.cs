@@ -73,6 +73,7 @@ internal static class SessionView
                 m.Connected ? "" : " · DISCONNECTED"), m.Connected ? null : "red"));
             rows.Add(("Needle", m.NeedleOn ? "ON" : "off", m.NeedleOn ? "bold yellow" : null));
             if (m.PedalConfigured) rows.Add(("Pedal", m.PedalPressed ? "held" : "RELEASED · the machine holds; press it and resume (space) to go on", m.PedalPressed ? "green" : "bold yellow"));
+            if (m.PatientSwitchConfigured) rows.Add(("Patient", m.PatientSwitchPressed ? "SWITCH PRESSED · the patient asked to stop" : "ok", m.PatientSwitchPressed ? "bold yellow" : "green"));
         }
         if (s.Tracking is { } t)
         {

@@ -15,7 +15,7 @@ public sealed class OperatorPresence
 {
     private readonly MachineProfile _profile;
     private readonly TimeProvider _time;
-    private readonly IFootPedal? _pedal;
+    private readonly ISafetySwitch? _pedal;
     private readonly Lock _gate = new();
     private readonly List<StreamState> _streams = [];
     private int _nextStream;
@@ -24,12 +24,12 @@ public sealed class OperatorPresence
     /// <param name="profile">Gives the dead-man timeout.</param>
     /// <param name="timeProvider">Clock of the beats.</param>
     /// <param name="pedal">The operator's foot pedal; null when the machine has none.</param>
-    public OperatorPresence(MachineProfile profile, TimeProvider timeProvider, IFootPedal? pedal = null)
+    public OperatorPresence(MachineProfile profile, TimeProvider timeProvider, ISafetySwitch? pedal = null)
     {
         _profile = profile;
         _time = timeProvider;
         _pedal = pedal;
-        if (pedal is not null) pedal.Released += () => Lost?.Invoke(null, "foot pedal released");
+        if (pedal is not null) pedal.Disengaged += () => Lost?.Invoke(null, "foot pedal released");
     }
 
     /// <summary>
@@ -40,7 +40,7 @@ public sealed class OperatorPresence
     public event Action<string?, string>? Lost;
 
     /// <summary>The foot pedal, when the machine has one.</summary>
-    public IFootPedal? Pedal => _pedal;
+    public ISafetySwitch? Pedal => _pedal;
 
     /// <summary>Beats ignored because their sequence did not increase.</summary>
     public long RejectedBeats => Interlocked.Read(ref _rejectedBeats);
@@ -92,7 +92,7 @@ public sealed class OperatorPresence
     /// <summary>Why <paramref name="consoleId"/> does not count as supervising; null when it does.</summary>
     public string? AbsenceReason(string consoleId)
     {
-        if (_pedal is { IsPressed: false }) return "foot pedal released (the machine works only while it is held)";
+        if (_pedal is { IsEngaged: false }) return "foot pedal released (the machine works only while it is held)";
         lock (_gate)
         {
             var mine = _streams.Where(s => s.ConsoleId == consoleId).ToList();

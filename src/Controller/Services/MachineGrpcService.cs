@@ -9,7 +9,7 @@ using SmpRobot.Machine;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.MachineService: connect, home, jog, status and firmware settings.</summary>
-internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, OperatorPresence presence, WatchLimiter watches, TimeProvider time) : MachineService.MachineServiceBase
+internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, SafetySwitches switches, WatchLimiter watches, TimeProvider time) : MachineService.MachineServiceBase
 {
     /// <summary>Largest profile text accepted by FirmwareSettings (profiles are a few KiB).</summary>
     public const int MaxProfileJsonChars = 256 * 1024;
@@ -110,7 +110,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
     /// <summary>The status message with the firmware settings check of the last (re)connect.</summary>
     private MachineStatus Snapshot()
     {
-        var status = Mapping.ToProto(gantry, safety, time.GetUtcNow(), presence.Pedal);
+        var status = Mapping.ToProto(gantry, safety, time.GetUtcNow(), switches);
         status.SettingsChecked = gantry.SettingsChecked;
         status.SettingsDifferences.Add(gantry.SettingsDifferences.Select(ToProto));
         // Before the first connect there is nothing to say beyond "not connected".

@@ -77,7 +77,7 @@ internal static class Mapping
         return proto;
     }
 
-    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, IFootPedal? pedal = null)
+    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, SafetySwitches? switches = null)
     {
         var client = gantry.Client;
         var status = client?.LastStatus;
@@ -92,8 +92,10 @@ internal static class Mapping
             EstopLatched = safety.IsLatched,
             At = Timestamp.FromDateTimeOffset(now),
             TimeScale = gantry.TimeScale,
-            PedalConfigured = pedal is not null,
-            PedalPressed = pedal?.IsPressed == true,
+            PedalConfigured = switches?.Pedal is not null,
+            PedalPressed = switches?.Pedal?.IsEngaged == true,
+            PatientSwitchConfigured = switches?.PatientSwitch is not null,
+            PatientSwitchPressed = switches?.PatientSwitch is { IsEngaged: false },
         };
         if (status is not null)
         {

@@ -10,7 +10,7 @@ namespace SmpRobot.Controller.Services;
 /// (the messages are never modified after they are built). Two variants: without a message, and
 /// with the phase and its reason (for a watcher that last saw another phase or reason).
 /// </summary>
-internal sealed class SessionEventCache(GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, TimeProvider time)
+internal sealed class SessionEventCache(GantryConnection gantry, SafetySupervisor safety, SafetySwitches switches, TimeProvider time)
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<string, (PublishedSnapshot Source, Lazy<Variants> Events)> _latest = new(StringComparer.Ordinal);
@@ -42,7 +42,7 @@ internal sealed class SessionEventCache(GantryConnection gantry, SafetySuperviso
         var plain = new SessionEvent
         {
             Session = Mapping.ToProto(published.Snapshot),
-            Machine = Mapping.ToProto(gantry, safety, time.GetUtcNow(), presence.Pedal),
+            Machine = Mapping.ToProto(gantry, safety, time.GetUtcNow(), switches),
             At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
         };
         var record = published.Snapshot.Record;

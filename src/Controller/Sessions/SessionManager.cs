@@ -64,6 +64,7 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly SessionSnapshots _snapshots;
     private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _watchdog;
+    private readonly ISafetySwitch? _patientSwitch;
 
     /// <summary>
     /// How often the watchdog looks at the running session's operator and tracking without waiting
@@ -74,8 +75,9 @@ public sealed class SessionManager : IAsyncDisposable
     // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
     private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
-    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null)
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
     {
+        _patientSwitch = switches?.PatientSwitch;
         _calibration = calibration;
         _ledger = ledger;
         _gantry = gantry;
@@ -90,6 +92,7 @@ public sealed class SessionManager : IAsyncDisposable
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
         // A console that hangs up, or a released foot pedal, holds the run at once (not at the next look).
         presence.Lost += (_, _) => CheckOperator();
+        if (_patientSwitch is not null) _patientSwitch.Disengaged += CheckOperator;
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
@@ -415,6 +418,7 @@ public sealed class SessionManager : IAsyncDisposable
         var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
         if (console is null) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
         if (_presence.AbsenceReason(console) is { } absent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + absent);
+        if (_patientSwitch is { IsEngaged: false }) throw new SessionException(SessionErrorKind.FailedPrecondition, PatientPressed + ": ask the patient, then resume");
         var operatorName = _presence.OperatorName(console);
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
         var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
@@ -859,8 +863,10 @@ public sealed class SessionManager : IAsyncDisposable
     {
         var run = Volatile.Read(ref _active);
         if (run is null || run.Stop is not StopKind.None) return;
-        if (_presence.AbsenceReason(run.ConsoleId) is not { } absent) return;
-        var reason = "held: " + absent;
+        string reason;
+        if (_patientSwitch is { IsEngaged: false }) reason = "paused by the patient (" + PatientPressed + ")";
+        else if (_presence.AbsenceReason(run.ConsoleId) is { } absent) reason = "held: " + absent;
+        else return;
         if (run.TryRequestRetract(reason) is { } done)
         {
             // Started on this thread: the hold byte goes on the wire before anything else here.
@@ -868,12 +874,14 @@ public sealed class SessionManager : IAsyncDisposable
             _ = retract.ContinueWith(t => done.TrySetResult(t.IsCompletedSuccessfully ? t.Result : "retract failed: " + (t.Exception?.GetBaseException().Message ?? "cancelled")), TaskScheduler.Default);
         }
         run.Request(StopKind.Pause, reason);
-        _log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, absent);
+        _log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
         OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
         Changed();
     }
 
-    /// <summary>Raised when the dead-man (heartbeat or pedal) stopped a run (session id, TimeProvider timestamp of the decision).</summary>
+    private const string PatientPressed = "the patient's hand switch is pressed (or its circuit is open)";
+
+    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run (session id, TimeProvider timestamp of the decision).</summary>
     public event Action<string, long>? OperatorHoldStarted;
 
     /// <summary>

@@ -93,6 +93,7 @@ internal static class MachineCommand
         sb.Append("Needle    ").AppendLine(s.NeedleOn ? "ON" : "off");
         sb.Append("E-stop    ").AppendLine(s.EstopLatched ? "LATCHED" : "clear");
         sb.Append("Pedal     ").AppendLine(!s.PedalConfigured ? "none" : s.PedalPressed ? "held" : "released (the machine works only while it is held)");
+        sb.Append("Patient   ").AppendLine(!s.PatientSwitchConfigured ? "no hand switch" : s.PatientSwitchPressed ? "hand switch PRESSED (sessions pause)" : "hand switch ready");
         sb.Append("Alarm     ").AppendLine(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
         sb.Append("Settings  ");
         if (!string.IsNullOrEmpty(s.SettingsProblem))

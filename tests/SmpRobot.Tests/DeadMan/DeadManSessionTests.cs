@@ -27,6 +27,48 @@ public sealed class DeadManSessionTests
         return await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, ConsoleId = console.ConsoleId });
     }
 
+    /// <summary>The sim profile with a gpio section of <paramref name="gpioFields"/>, in a temporary file.</summary>
+    private static string ProfileWithGpio(string gpioFields)
+    {
+        var profileText = File.ReadAllText(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
+        var profilePath = Path.Combine(Directory.CreateTempSubdirectory("smp-gpio-profile-").FullName, "sim-gpio.json");
+        File.WriteAllText(profilePath, "{ \"gpio\": { " + gpioFields + " }," + profileText.TrimStart()[1..]);
+        return profilePath;
+    }
+
+    [Fact]
+    public async Task The_patients_hand_switch_pauses_the_session_at_once_and_only_the_operator_resumes()
+    {
+        const int switchPin = 24;
+        var driver = new SimulatedGpioDriver();
+        driver.Preset(switchPin, PinValue.Low); // normally closed: not pressed
+        var profilePath = ProfileWithGpio("\"patientSwitchPin\": 24");
+        await using var c = await ControllerFixture.StartAsync(timeScale: 1, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });
+        await c.HomeAsync();
+        await using var console = await TestConsole.StartAsync(c, "console-patient");
+        var status = await c.Machine.GetStatusAsync(new GetMachineStatusRequest());
+        Assert.True(status.PatientSwitchConfigured);
+        Assert.False(status.PatientSwitchPressed);
+        var session = await StartAsync(c, SlowPlan(3), console);
+        await c.WaitForAsync(session.Id, s => s.Dots.Commanded == 1);
+
+        driver.SetLevel(switchPin, PinValue.High); // pressed: the contact opens
+        var paused = await c.WaitForAsync(session.Id, s => s.State == SessionState.Paused);
+        Assert.StartsWith("paused by the patient", paused.Reason);
+        Assert.Equal(1, paused.Dots.InDoubt);
+        AssertNeedlePulledOutAfterHold(c.Simulator);
+        Assert.True((await c.Machine.GetStatusAsync(new GetMachineStatusRequest())).PatientSwitchPressed);
+        await c.Sessions.ResolveDotsAsync(new ResolveDotsRequest { SessionId = session.Id, AllInDoubt = true, Resolution = DotResolution.Redo, Operator = "test" });
+        var refused = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.ResumeAsync(new SessionRef { SessionId = session.Id, ConsoleId = console.ConsoleId }).ResponseAsync);
+        Assert.Contains("patient's hand switch is pressed", refused.Status.Detail);
+
+        driver.SetLevel(switchPin, PinValue.Low); // let go
+        Assert.Equal(SessionState.Paused, (await c.Sessions.GetAsync(new SessionRef { SessionId = session.Id })).State);
+        await c.Sessions.ResumeAsync(new SessionRef { SessionId = session.Id, ConsoleId = console.ConsoleId });
+        var done = await c.WaitForAsync(session.Id, ControllerFixture.IsFinished, TimeSpan.FromSeconds(60));
+        Assert.Equal(SessionState.Completed, done.State);
+    }
+
     /// <summary>After the last feed-hold byte: nothing but the needle going straight up, drive off.</summary>
     private static void AssertNeedlePulledOutAfterHold(SimulatedGantry simulator)
     {
@@ -105,9 +147,7 @@ public sealed class DeadManSessionTests
         const int pedalPin = 23;
         var driver = new SimulatedGpioDriver();
         driver.Preset(pedalPin, PinValue.Low); // held
-        var profileText = File.ReadAllText(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
-        var profilePath = Path.Combine(Directory.CreateTempSubdirectory("smp-pedal-").FullName, "sim-pedal.json");
-        File.WriteAllText(profilePath, "{ \"gpio\": { \"pedalPin\": 23, \"pedalPressedLow\": true, \"pedalDebounceMs\": 20 }," + profileText.TrimStart()[1..]);
+        var profilePath = ProfileWithGpio("\"pedalPin\": 23, \"pedalPressedLow\": true, \"switchDebounceMs\": 20");
         await using var c = await ControllerFixture.StartAsync(timeScale: 1, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });
         await c.HomeAsync();
         await using var console = await TestConsole.StartAsync(c, "console-pedal");

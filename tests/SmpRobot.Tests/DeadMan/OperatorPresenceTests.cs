@@ -67,7 +67,7 @@ public class OperatorPresenceTests
     [Fact]
     public void A_released_pedal_is_absence_whatever_the_heartbeats()
     {
-        var pedal = new FakePedal { IsPressed = true };
+        var pedal = new FakePedal { IsEngaged = true };
         var presence = new OperatorPresence(Profile, _time, pedal);
         var lost = new List<string>();
         presence.Lost += (_, reason) => lost.Add(reason);
@@ -78,44 +78,45 @@ public class OperatorPresenceTests
         Assert.Equal(["foot pedal released"], lost);
         Assert.False(presence.IsPresent("console-a"));
         Assert.Contains("foot pedal released", presence.AbsenceReason("console-a"));
-        pedal.IsPressed = true;
+        pedal.IsEngaged = true;
         Assert.True(presence.IsPresent("console-a"));
     }
 
-    private sealed class FakePedal : IFootPedal
+    private sealed class FakePedal : ISafetySwitch
     {
-        public bool IsPressed { get; set; }
-        public event Action? Released;
+        public string Name => "foot pedal";
+        public bool IsEngaged { get; set; }
+        public event Action? Disengaged;
 
         public void Release()
         {
-            IsPressed = false;
-            Released?.Invoke();
+            IsEngaged = false;
+            Disengaged?.Invoke();
         }
     }
 }
 
-public sealed class FootPedalTests : IDisposable
+public sealed class GpioSafetySwitchTests : IDisposable
 {
     private const int Pin = 17;
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 2, 10, 0, 0, TimeSpan.Zero));
     private readonly SimulatedGpioDriver _driver = new();
-    private FootPedal? _pedal;
+    private GpioSafetySwitch? _pedal;
 
     public void Dispose() => _pedal?.Dispose();
 
-    private FootPedal Start(bool heldAtStart, double debounceMs = 200)
+    private GpioSafetySwitch Start(bool heldAtStart, double debounceMs = 200)
     {
-        // Pressed pulls the pin low; the pin is pulled up, so an open circuit reads "released".
+        // Engaged pulls the pin low; the pin is pulled up, so an open circuit reads "disengaged".
         _driver.Preset(Pin, heldAtStart ? PinValue.Low : PinValue.High);
-        _pedal = new FootPedal(new GpioInputs { PedalPin = Pin, PedalPressedLow = true, PedalDebounceMs = debounceMs }, _driver, _time, NullLogger<FootPedal>.Instance);
+        _pedal = new GpioSafetySwitch("foot pedal", 0, Pin, engagedLow: true, TimeSpan.FromMilliseconds(debounceMs), _driver, _time, NullLogger<GpioSafetySwitch>.Instance);
         return _pedal;
     }
 
     [Fact]
     public void The_state_at_start_is_read_and_the_pin_is_biased_towards_released()
     {
-        Assert.True(Start(heldAtStart: true).IsPressed);
+        Assert.True(Start(heldAtStart: true).IsEngaged);
         Assert.Equal(PinMode.InputPullUp, _driver.ModeOf(Pin));
     }
 
@@ -124,14 +125,14 @@ public sealed class FootPedalTests : IDisposable
     {
         var pedal = Start(heldAtStart: true);
         var released = 0;
-        pedal.Released += () => released++;
+        pedal.Disengaged += () => released++;
         _driver.SetLevel(Pin, PinValue.High);
-        Assert.False(pedal.IsPressed);
+        Assert.False(pedal.IsEngaged);
         Assert.Equal(1, released);
         // Contact bounce right after the release: not a press.
         _driver.SetLevel(Pin, PinValue.Low);
         _driver.SetLevel(Pin, PinValue.High);
-        Assert.False(pedal.IsPressed);
+        Assert.False(pedal.IsEngaged);
         Assert.Equal(1, released);
     }
 
@@ -139,16 +140,16 @@ public sealed class FootPedalTests : IDisposable
     public void A_press_counts_and_a_missed_release_edge_is_caught_by_the_poll()
     {
         var pedal = Start(heldAtStart: false, debounceMs: 0);
-        Assert.False(pedal.IsPressed);
+        Assert.False(pedal.IsEngaged);
         _driver.SetLevel(Pin, PinValue.Low);
-        Assert.True(pedal.IsPressed);
+        Assert.True(pedal.IsEngaged);
         var released = 0;
-        pedal.Released += () => released++;
+        pedal.Disengaged += () => released++;
         // The line goes high without an edge reaching us (a missed interrupt).
         _driver.Preset(Pin, PinValue.High);
-        Assert.True(pedal.IsPressed);
+        Assert.True(pedal.IsEngaged);
         _time.Advance(pedal.PollInterval);
-        Assert.False(pedal.IsPressed);
+        Assert.False(pedal.IsEngaged);
         Assert.Equal(1, released);
     }
 }
