@@ -1,11 +1,12 @@
 using Grpc.Core;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Sessions;
 
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.SafetyService: e-stop, reset and the operator dead-man. Never rate-limited.</summary>
-internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, IHostApplicationLifetime lifetime, TimeProvider time) : SafetyService.SafetyServiceBase
+internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresence presence, SessionManager sessions, TimeProvider time) : SafetyService.SafetyServiceBase
 {
     /// <summary>HTTP path of the EmergencyStop method.</summary>
     public const string EmergencyStopPath = "/smprobot.v1.SafetyService/EmergencyStop";
@@ -36,8 +37,8 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
     public override async Task OperatorHeartbeat(IAsyncStreamReader<Heartbeat> requestStream, IServerStreamWriter<SafetyStatus> responseStream, ServerCallContext context)
     {
         using var stream = presence.OpenStream();
-        // Ends with the controller too, so shutdown does not wait for the console to hang up.
-        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
+        // Ends with the controller too (once its session has paused), so shutdown does not wait for the console to hang up.
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, sessions.Quiesced);
         try
         {
             await foreach (var beat in requestStream.ReadAllAsync(ended.Token))

@@ -96,7 +96,7 @@ public sealed class SessionManager : IAsyncDisposable
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
-        foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running; dots that were being placed are in doubt"))
+        foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running"))
         {
             _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
         }
@@ -385,7 +385,19 @@ public sealed class SessionManager : IAsyncDisposable
         _shuttingDown = true;
         StopActiveRun(StopKind.Pause, "the controller is shutting down");
         Changed();
+        bool idle;
+        lock (_gate) idle = _active is null;
+        if (idle) _quiesced.Cancel();
     }
+
+    /// <summary>
+    /// Cancelled once the controller is shutting down and no session runs any more: the operator's
+    /// heartbeat streams stay open until then, so a shutdown lets the current dot finish supervised
+    /// instead of looking like a console that hung up mid-dot.
+    /// </summary>
+    public CancellationToken Quiesced => _quiesced.Token;
+
+    private readonly CancellationTokenSource _quiesced = new();
 
     /// <summary>Waits until no session is running (for shutdown and tests).</summary>
     public async Task WaitIdleAsync(TimeSpan timeout)
@@ -581,6 +593,7 @@ public sealed class SessionManager : IAsyncDisposable
                     }
                     _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
                     commanded = null;
+                    PersistTimersIfDue(run);
                     i++;
                     Changed();
                     if (run.RetractRequested) throw new MotionHoldException();
@@ -684,12 +697,23 @@ public sealed class SessionManager : IAsyncDisposable
             _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, final ? _time.GetUtcNow() : null);
             _lastRunHolds[run.SessionId] = (run.Holds, run.LastHoldReason, run.Retracts);
             _active = null;
+            if (_shuttingDown) _quiesced.Cancel();
         }
         _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
         _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
         run.Cancellation.Dispose();
         Changed();
     }
+
+    /// <summary>The running session's time reaches the ledger every few seconds (one small write), so a restart after a crash shows it.</summary>
+    private void PersistTimersIfDue(ActiveRun run)
+    {
+        if (_time.GetElapsedTime(run.TimersPersistedAt) < TimersPersistEvery) return;
+        run.TimersPersistedAt = _time.GetTimestamp();
+        _ledger.UpdateTimers(run.SessionId, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds);
+    }
+
+    private static readonly TimeSpan TimersPersistEvery = TimeSpan.FromSeconds(2);
 
     /// <summary>Why the cycle cannot go on; <paramref name="WaitsForTracking"/> holds resume by themselves once tracking settles.</summary>
     private sealed record HoldCause(string Reason, bool WaitsForTracking);
@@ -1114,6 +1138,9 @@ public sealed class SessionManager : IAsyncDisposable
 
         public string SessionId { get; } = sessionId;
         public DateTimeOffset StartedAt { get; } = startedAt;
+
+        /// <summary>TimeProvider timestamp at which the run's timers were last written to the ledger.</summary>
+        public long TimersPersistedAt { get; set; }
 
         /// <summary>The console whose heartbeats keep this run going (it started or resumed it).</summary>
         public required string ConsoleId { get; init; }

@@ -191,6 +191,28 @@ public sealed partial class LedgerStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Stores a running session's machine and kinematic time only (its phase and reason are left as
+    /// they are), so a controller that dies mid-session is restarted with the time it had run.
+    /// </summary>
+    public void UpdateTimers(string id, double elapsedSeconds, double kinematicSeconds)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (!(double.IsFinite(elapsedSeconds) && elapsedSeconds >= 0 && double.IsFinite(kinematicSeconds) && kinematicSeconds >= 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(elapsedSeconds), "elapsed and kinematic seconds must be finite and >= 0");
+        }
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (Execute(null, "UPDATE sessions SET elapsed_s = $elapsed, kinematic_s = $kinematic WHERE id = $id",
+                ("$elapsed", elapsedSeconds), ("$kinematic", kinematicSeconds), ("$id", id)) == 0)
+            {
+                throw UnknownSession(id);
+            }
+        }
+    }
+
     /// <summary>All dots of a session in execution order (by Seq); empty for an unknown session.</summary>
     public IReadOnlyList<LedgerDot> LoadDots(string sessionId)
     {
@@ -277,8 +299,10 @@ public sealed partial class LedgerStore : IDisposable
                 var faulted = phase is SessionPhase.Running or SessionPhase.Pausing;
                 if (faulted)
                 {
+                    // The session's reason says what is really in doubt, not what might be.
+                    var sessionReason = reason + (inFlight == 0 ? "; no dot was being placed" : Inv($"; {inFlight} dot(s) that were being placed are in doubt"));
                     Execute(tx, "UPDATE sessions SET phase = $faulted, reason = $reason WHERE id = $s",
-                        ("$faulted", (int)SessionPhase.Faulted), ("$reason", reason), ("$s", id));
+                        ("$faulted", (int)SessionPhase.Faulted), ("$reason", sessionReason), ("$s", id));
                 }
                 var phaseText = faulted ? $"phase {phase} -> {SessionPhase.Faulted}" : $"phase {phase} kept";
                 InsertAudit(tx, id, "recovered", Inv($"recovered after restart: {phaseText}; {inFlight} commanded dot(s) now in doubt; reason: {reason}"), now);

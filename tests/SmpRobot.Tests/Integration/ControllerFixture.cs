@@ -158,11 +158,11 @@ internal sealed class ControllerFixture : IAsyncDisposable
     /// <summary>Finished, or paused (held).</summary>
     public static bool IsEnded(Session s) => s.State is SessionState.Completed or SessionState.Aborted or SessionState.EmergencyStopped or SessionState.Faulted or SessionState.Paused;
 
-    /// <summary>Stops the host gracefully (as on SIGTERM).</summary>
+    /// <summary>Stops the host gracefully (as on SIGTERM, with the operator's console still connected).</summary>
     public async Task StopAsync()
     {
-        await StopHeartbeatAsync();
         await _app.StopAsync().WaitAsync(Timeout);
+        await StopHeartbeatAsync();
     }
 
     public async ValueTask DisposeAsync()

@@ -183,8 +183,10 @@ public sealed class LedgerStoreTests : IDisposable
 
             var r = store.FindSession(running)!;
             Assert.Equal(SessionPhase.Faulted, r.Phase);
-            Assert.Equal("controller restarted", r.Reason);
+            // The reason says what is really in doubt (issue #15: "dots are in doubt" with 0 in doubt).
+            Assert.Equal("controller restarted; 1 dot(s) that were being placed are in doubt", r.Reason);
             Assert.Equal(SessionPhase.Faulted, store.FindSession(pausing)!.Phase);
+            Assert.Equal("controller restarted; no dot was being placed", store.FindSession(pausing)!.Reason);
             Assert.Equal(SessionPhase.Paused, store.FindSession(paused)!.Phase);
             Assert.Equal(SessionPhase.Completed, store.FindSession(done)!.Phase);
 
@@ -215,6 +217,19 @@ public sealed class LedgerStoreTests : IDisposable
         Assert.Equal([s], store.RecoverAfterRestart("restart"));
         Assert.Equal(SessionPhase.EmergencyStopped, store.FindSession(s)!.Phase);
         Assert.Equal(DotLedgerState.InDoubt, store.LoadDots(s)[0].State);
+    }
+
+    [Fact]
+    public void Timers_of_a_running_session_are_stored_without_touching_its_phase()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
+        store.UpdateSession(s, SessionPhase.Pausing, "pausing: finishing the current dot", 1, 1, _time.GetUtcNow(), null);
+        store.UpdateTimers(s, 12.5, 10.25);
+        var r = store.FindSession(s)!;
+        Assert.Equal((SessionPhase.Pausing, "pausing: finishing the current dot", 12.5, 10.25), (r.Phase, r.Reason, r.ElapsedSeconds, r.KinematicSeconds));
+        Assert.Throws<KeyNotFoundException>(() => store.UpdateTimers("s-nope", 1, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.UpdateTimers(s, double.NaN, 1));
     }
 
     [Fact]
