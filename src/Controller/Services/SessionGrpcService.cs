@@ -80,6 +80,20 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
         }
     }
 
+    public override Task<Session> ContinueInNewSession(SessionRef request, ServerCallContext context) =>
+        Task.FromResult(Mapping.ToProto(sessions.ContinueInNewSession(Id(request)).New));
+
+    public override Task<StartReadiness> CheckStart(CheckStartRequest request, ServerCallContext context)
+    {
+        var overrideRequest = request.CalibrationOverride is { } o
+            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
+            : null;
+        var readiness = sessions.CheckStart(string.IsNullOrWhiteSpace(request.ConsoleId) ? null : Bounded.Text(request.ConsoleId, "console_id", Bounded.MaxIdLength), overrideRequest);
+        var reply = new StartReadiness { Ready = readiness.Ready, NeedsHoming = readiness.NeedsHoming };
+        reply.Refusals.Add(readiness.Refusals);
+        return Task.FromResult(reply);
+    }
+
     public override Task<Session> ResolveDots(ResolveDotsRequest request, ServerCallContext context) =>
         Task.FromResult(Mapping.ToProto(sessions.Resolve(
             Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength),

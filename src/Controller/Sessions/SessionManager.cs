@@ -287,6 +287,47 @@ public sealed class SessionManager : IAsyncDisposable
         return Snapshot(sessionId);
     }
 
+    /// <summary>
+    /// Moves the dots a stopped session has not placed to a new session of the same plan (CREATED):
+    /// the old one ends ABORTED, saying where its dots went; each session's ledger keeps the dots it
+    /// placed. For a session interrupted today and continued another day, or after a fault whose
+    /// firmware or calibration state makes a fresh start cleaner. Refused while it runs, while dots are
+    /// in doubt (resolve them first), and when nothing is left to place.
+    /// </summary>
+    public (SessionSnapshot Old, SessionSnapshot New) ContinueInNewSession(string sessionId)
+    {
+        var record = Find(sessionId);
+        lock (_gate)
+        {
+            if (_active?.SessionId == sessionId) throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is running; pause it first");
+        }
+        if (record.Phase is SessionPhase.Running or SessionPhase.Pausing or SessionPhase.Completed)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a stopped session (PAUSED, FAULTED, EMERGENCY_STOPPED, ABORTED or CREATED) can be continued in a new one");
+        }
+        var tally = _ledger.Tally(sessionId);
+        if (tally.InDoubt > 0)
+        {
+            throw new SessionException(SessionErrorKind.FailedPrecondition,
+                $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
+        }
+        if (tally.Pending == 0) throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} has no dot left to place");
+        var plan = Plan.Parser.ParseJson(_ledger.LoadPlanJson(sessionId) ?? throw new SessionException(SessionErrorKind.NotFound, $"no plan stored for session {sessionId}"));
+        var pending = _ledger.LoadDotsInState(sessionId, DotLedgerState.Pending).Select(d => d.Dot.DotId).ToHashSet(StringComparer.Ordinal);
+        var remaining = plan.Clone();
+        remaining.Dots.Clear();
+        remaining.Dots.Add(plan.Dots.Where(d => pending.Contains(d.Id)));
+        var (created, validation) = Create(ValidatePlan(remaining));
+        if (created is null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the remaining dots of session {sessionId} no longer pass this profile's checks: " + string.Join("; ", validation.Violations.Take(5).Select(v => v.Message)));
+        var newId = created.Record.Id;
+        _ledger.Audit(newId, "continued", $"continues session {sessionId}: its {remaining.Dots.Count} remaining dot(s) of plan '{plan.Name}'");
+        var reason = $"its {remaining.Dots.Count} remaining dot(s) continue in session {newId}";
+        _ledger.UpdateSession(sessionId, SessionPhase.Aborted, reason, record.ElapsedSeconds, record.KinematicSeconds, record.StartedAt, record.EndedAt ?? _time.GetUtcNow());
+        _ledger.Audit(sessionId, "continued-elsewhere", reason);
+        Changed();
+        return (Snapshot(sessionId), Snapshot(newId));
+    }
+
     /// <summary>The operator's decision for dots in doubt.</summary>
     public SessionSnapshot Resolve(string sessionId, IReadOnlyCollection<string> dotIds, bool allInDoubt, DotLedgerState to, string operatorName)
     {
@@ -418,19 +459,49 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a session could start now, before anything moves or is created: every reason it would
+    /// be refused, each naming the command or flag that fixes it (homing apart: a console may home
+    /// first). The supervising console is checked only when <paramref name="consoleId"/> is given.
+    /// </summary>
+    public StartCheck CheckStart(string? consoleId, CalibrationOverrideRequest? calibrationOverride)
+    {
+        var refusals = MachineRefusals(consoleId);
+        try
+        {
+            _calibration?.ForSessionStart(calibrationOverride);
+        }
+        catch (SessionException e)
+        {
+            refusals.Add(e.Message + (calibrationOverride is null ? " (smp run --calibration-override REASON)" : ""));
+        }
+        return new StartCheck(refusals, NeedsHoming: _gantry.IsConnected && !_gantry.IsHomed);
+    }
+
+    /// <summary>Every refusal but the calibration's, in the order they are reported.</summary>
+    private List<string> MachineRefusals(string? consoleId)
+    {
+        var refusals = new List<string>();
+        if (_safety.IsLatched) refusals.Add(LatchedRefusal);
+        if (_shuttingDown) refusals.Add("the controller is shutting down");
+        if (!_gantry.IsConnected) refusals.Add($"the gantry ({_gantry.Description}) is not connected: check the cable and run smp machine connect");
+        else if (_gantry.SettingsMismatch is { } settings) refusals.Add(settings);
+        if (_gantry.IsChecking) refusals.Add("a program is being checked in check mode; start when the check is over");
+        if (_calibration?.BusyWith is { } calibrating) refusals.Add($"a {calibrating} is moving the machine; start when it is over");
+        if (RunningSessionId is { } running) refusals.Add($"session {running} is running");
+        if (consoleId is not null && _presence.AbsenceReason(consoleId) is { } absent) refusals.Add("no operator is supervising: " + absent);
+        if (_patientSwitch is { IsEngaged: false }) refusals.Add(PatientPressed + ": ask the patient, then resume");
+        return refusals;
+    }
+
     private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride, string? consoleId)
     {
-        RequireNotLatched();
-        if (_shuttingDown) throw new SessionException(SessionErrorKind.FailedPrecondition, "the controller is shutting down");
-        if (!_gantry.IsConnected) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry ({_gantry.Description}) is not connected");
-        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
-        if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
-        if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, "a program is being checked in check mode; start when the check is over");
         // The run belongs to one console: only its heartbeats keep it going.
         var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
+        // The calibration is decided below (with the override and its operator); everything else refuses here, first reason first.
+        if (MachineRefusals(console ?? "").FirstOrDefault() is { } refusal) throw new SessionException(SessionErrorKind.FailedPrecondition, refusal);
+        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
         if (console is null) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
-        if (_presence.AbsenceReason(console) is { } absent) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: " + absent);
-        if (_patientSwitch is { IsEngaged: false }) throw new SessionException(SessionErrorKind.FailedPrecondition, PatientPressed + ": ask the patient, then resume");
         var operatorName = _presence.OperatorName(console);
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
         var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
@@ -464,11 +535,10 @@ public sealed class SessionManager : IAsyncDisposable
 
     private void RequireNotLatched()
     {
-        if (_safety.IsLatched)
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, "the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset");
-        }
+        if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, LatchedRefusal);
     }
+
+    private const string LatchedRefusal = "the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset";
 
     /// <summary>
     /// Asks the running session (if any) to stop. Called from the e-stop path and the gantry's reader
