@@ -165,6 +165,14 @@ public static class ControllerHost
                 return new GpioSafetyInputs(gpio, GpioChip(gpio.Chip), (source, reason) => safety.EmergencyStopAsync(source, reason, options.TimeProvider.GetTimestamp(), CancellationToken.None), options.TimeProvider, sp.GetRequiredService<ILogger<GpioSafetyInputs>>());
             });
             services.AddHostedService<GpioInputsHostedService>();
+            if (gpio.AttentionOutputPin is { } attentionPin)
+            {
+                services.AddSingleton(sp =>
+                {
+                    var sessions = sp.GetRequiredService<SessionManager>();
+                    return new AttentionOutput(attentionPin, gpio.AttentionOutputActiveHigh, GpioChip(gpio.Chip), () => sessions.AttentionReason, options.TimeProvider, sp.GetRequiredService<ILogger<AttentionOutput>>());
+                });
+            }
         }
         services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), sp.GetRequiredService<IHostApplicationLifetime>(), options.ConnectAtStart, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
 

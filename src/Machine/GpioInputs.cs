@@ -46,6 +46,16 @@ public sealed record GpioInputs
     /// <summary>True (default): the closed (not pressed) switch pulls the pin low (pull-up bias).</summary>
     public bool PatientSwitchClosedLow { get; init; } = true;
 
+    /// <summary>
+    /// Line offset of an output that drives a lamp or buzzer (through a transistor or relay, never the
+    /// pin itself) while the machine needs the operator: a session held, faulted or stopped, or the
+    /// e-stop latched. Null = none.
+    /// </summary>
+    public int? AttentionOutputPin { get; init; }
+
+    /// <summary>True (default): the output goes high for attention.</summary>
+    public bool AttentionOutputActiveHigh { get; init; } = true;
+
     /// <summary>Contact bounce of the pedal and the patient's switch ignored after they disengage before engaging counts again, ms (disengaging always acts at once). Default 20.</summary>
     public double SwitchDebounceMs { get; init; } = 20;
 
@@ -60,10 +70,10 @@ public sealed record GpioInputs
     {
         var errors = new List<string>();
         if (Chip < 0) errors.Add("gpio.chip must be >= 0");
-        int?[] pins = [EstopPin, DoorPin, PedalPin, PatientSwitchPin];
-        if (pins.All(p => p is null)) errors.Add("gpio needs estopPin, doorPin, pedalPin or patientSwitchPin (leave the section out for no GPIO)");
+        int?[] pins = [EstopPin, DoorPin, PedalPin, PatientSwitchPin, AttentionOutputPin];
+        if (pins.All(p => p is null)) errors.Add("gpio needs estopPin, doorPin, pedalPin, patientSwitchPin or attentionOutputPin (leave the section out for no GPIO)");
         if (pins.Any(p => p < 0)) errors.Add("gpio pins must be >= 0");
-        if (pins.Where(p => p is not null).GroupBy(p => p).Any(g => g.Count() > 1)) errors.Add("gpio.estopPin, doorPin, pedalPin and patientSwitchPin must differ");
+        if (pins.Where(p => p is not null).GroupBy(p => p).Any(g => g.Count() > 1)) errors.Add("gpio.estopPin, doorPin, pedalPin, patientSwitchPin and attentionOutputPin must differ");
         if (!(SwitchDebounceMs >= 0 && SwitchDebounceMs <= 200)) errors.Add("gpio.switchDebounceMs must be in [0, 200]");
         if (!(DebounceMs >= 0 && DebounceMs <= 1000)) errors.Add("gpio.debounceMs must be in [0, 1000]");
         if (errors.Count > 0) throw new InvalidDataException("gpio inputs are not valid: " + string.Join("; ", errors));

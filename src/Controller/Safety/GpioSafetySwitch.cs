@@ -138,5 +138,12 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
     }
 }
 
-/// <summary>The safety switches of the profile's gpio section; null where there is none.</summary>
-public sealed record SafetySwitches(ISafetySwitch? Pedal, ISafetySwitch? PatientSwitch);
+/// <summary>The safety switches of the profile's gpio section; null where there is none. Disposing releases their pins.</summary>
+public sealed record SafetySwitches(ISafetySwitch? Pedal, ISafetySwitch? PatientSwitch) : IDisposable
+{
+    public void Dispose()
+    {
+        (Pedal as IDisposable)?.Dispose();
+        (PatientSwitch as IDisposable)?.Dispose();
+    }
+}

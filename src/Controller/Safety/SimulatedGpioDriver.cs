@@ -4,7 +4,7 @@ namespace SmpRobot.Controller.Safety;
 
 /// <summary>
 /// A simulated GPIO chip, beside the real one (libgpiod): whoever drives it (a test, a bench) sets a
-/// line's level and the edge callbacks run at once, on the caller's thread. Inputs only.
+/// line's level and the edge callbacks run at once, on the caller's thread; outputs keep what was written.
 /// </summary>
 public sealed class SimulatedGpioDriver : GpioDriver
 {
@@ -28,6 +28,12 @@ public sealed class SimulatedGpioDriver : GpioDriver
     public PinMode? ModeOf(int pin)
     {
         lock (_gate) return _modes.TryGetValue(pin, out var m) ? m : null;
+    }
+
+    /// <summary>The level of a line now (what an output was driven to).</summary>
+    public PinValue LevelOf(int pin)
+    {
+        lock (_gate) return _levels.GetValueOrDefault(pin, PinValue.Low);
     }
 
     /// <summary>Sets the level a line reads without raising an edge (the state before Start).</summary>
@@ -88,16 +94,24 @@ public sealed class SimulatedGpioDriver : GpioDriver
     }
 
     protected override bool IsPinModeSupported(int pinNumber, PinMode mode) =>
-        mode is PinMode.Input || (SupportsBias && mode is PinMode.InputPullUp or PinMode.InputPullDown);
+        mode is PinMode.Input or PinMode.Output || (SupportsBias && mode is PinMode.InputPullUp or PinMode.InputPullDown);
 
     protected override PinValue Read(int pinNumber)
     {
         lock (_gate) return _levels.GetValueOrDefault(pinNumber, PinValue.Low);
     }
 
-    protected override void Toggle(int pinNumber) => throw new NotSupportedException("inputs only");
+    protected override void Toggle(int pinNumber) => Write(pinNumber, Read(pinNumber) == PinValue.High ? PinValue.Low : PinValue.High);
 
-    protected override void Write(int pinNumber, PinValue value) => throw new NotSupportedException("inputs only");
+    /// <summary>An output (a lamp, a buzzer): the level is kept and reads back; writing an input is refused, as hardware would ignore it.</summary>
+    protected override void Write(int pinNumber, PinValue value)
+    {
+        lock (_gate)
+        {
+            if (!_modes.TryGetValue(pinNumber, out var mode) || mode != PinMode.Output) throw new InvalidOperationException($"pin {pinNumber} is not an output");
+            _levels[pinNumber] = value;
+        }
+    }
 
     protected override WaitForEventResult WaitForEvent(int pinNumber, PinEventTypes eventTypes, CancellationToken cancellationToken) =>
         throw new NotSupportedException("callbacks only");

@@ -167,6 +167,30 @@ public sealed class SessionManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Why the operator is needed now, for a lamp or buzzer: the e-stop latched, or the current
+    /// session faulted, e-stopped, held (automatically, by the dead-man, or by the patient); null when
+    /// nothing needs them (running normally, paused on purpose, completed, nothing at all).
+    /// </summary>
+    public string? AttentionReason
+    {
+        get
+        {
+            if (_safety.IsLatched) return "the emergency stop is latched";
+            if (CurrentSessionId is not { } id) return null;
+            var s = Get(id);
+            return s.Record.Phase switch
+            {
+                SessionPhase.Faulted => "session " + id + " faulted: " + s.Record.Reason,
+                SessionPhase.EmergencyStopped => "session " + id + " was emergency-stopped",
+                SessionPhase.Paused or SessionPhase.Pausing when s.Record.Reason.StartsWith("held", StringComparison.Ordinal) || s.Record.Reason.StartsWith("paused by the patient", StringComparison.Ordinal)
+                    => "session " + id + ": " + s.Record.Reason,
+                SessionPhase.Running when s.Tracking is { Holding: true } t => "session " + id + " holds: " + t.HoldReason,
+                _ => null,
+            };
+        }
+    }
+
     /// <summary>The running session's id, or null when none runs.</summary>
     public string? RunningSessionId
     {

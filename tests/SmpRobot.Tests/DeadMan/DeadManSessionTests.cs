@@ -69,6 +69,34 @@ public sealed class DeadManSessionTests
         Assert.Equal(SessionState.Completed, done.State);
     }
 
+    [Fact]
+    public async Task The_attention_output_is_on_while_the_machine_needs_the_operator()
+    {
+        const int lampPin = 25;
+        var driver = new SimulatedGpioDriver();
+        var profilePath = ProfileWithGpio("\"attentionOutputPin\": 25");
+        await using var c = await ControllerFixture.StartAsync(timeScale: 20, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });
+        await c.HomeAsync();
+        async Task ExpectAsync(PinValue level)
+        {
+            // The output is looked at every 100 ms.
+            for (var i = 0; i < 100 && driver.LevelOf(lampPin) != level; i++) await Task.Delay(20);
+            Assert.Equal(level, driver.LevelOf(lampPin));
+        }
+        await ExpectAsync(PinValue.Low);
+        await using var console = await TestConsole.StartAsync(c, "console-lamp");
+        var session = await StartAsync(c, DemoPlanGenerator.Generate(200, seed: 4), console);
+        await c.WaitForAsync(session.Id, s => s.Dots.Placed >= 2);
+        await ExpectAsync(PinValue.Low);
+        await c.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "test" });
+        await ExpectAsync(PinValue.High);
+        await c.Safety.ResetEmergencyStopAsync(new ResetEmergencyStopRequest { Source = "test" });
+        // Still on: the session was stopped and waits for the operator.
+        await ExpectAsync(PinValue.High);
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = session.Id });
+        await ExpectAsync(PinValue.Low);
+    }
+
     /// <summary>After the last feed-hold byte: nothing but the needle going straight up, drive off.</summary>
     private static void AssertNeedlePulledOutAfterHold(SimulatedGantry simulator)
     {
