@@ -122,7 +122,11 @@ public sealed class CalibrationProcedures(
     }
 
     /// <summary>Runs the whole gantry calibration (stops, touch-offs, fit, store, use). See the class remarks.</summary>
-    public async Task<GantryCalibrationOutcome> CalibrateGantryAsync(GantryCalibrationRequest request, CancellationToken ct)
+    /// <remarks>When <paramref name="ct"/> is cancelled (its caller went away or asked to stop) the motion stops at once and nothing is stored.</remarks>
+    public Task<GantryCalibrationOutcome> CalibrateGantryAsync(GantryCalibrationRequest request, CancellationToken ct) =>
+        StoppingOnCancelAsync(() => CalibrateGantryCoreAsync(request, ct), "gantry calibration", ct);
+
+    private async Task<GantryCalibrationOutcome> CalibrateGantryCoreAsync(GantryCalibrationRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
         var volume = RequireVolume();
@@ -219,6 +223,8 @@ public sealed class CalibrationProcedures(
             [.. fit.Points.Select(p => new StopData(p.Index, CalibrationJson.Array(p.ToMm), CalibrationJson.Array(p.FromMm), CalibrationJson.Array(p.ResidualMm), p.Role == PointRole.Validation, p.IsOutlier))],
             [.. fit.OutlierIndices], [.. warnings]);
         var notes = string.Join("; ", new[] { request.Notes.Trim() }.Where(n => n.Length > 0).Concat(warnings));
+        // A calibration stopped part-way is never stored.
+        ct.ThrowIfCancellationRequested();
         var record = ledger.SaveCalibration(CalibrationKind.Gantry, cameras.CameraId, profile.Name, method, CalibrationJson.Write(data), CalibrationJson.Write(stats),
             fit.Validation.RmsMm, fit.Validation.P95Mm, fit.Validation.MaxMm, observations.Count, notes, valid);
         if (valid) Apply(result.GantryFromCamera);
@@ -231,7 +237,10 @@ public sealed class CalibrationProcedures(
     }
 
     /// <summary>The start-of-day check: 5 stops measured against the current calibration; pass when every residual is within <paramref name="toleranceMm"/>.</summary>
-    public async Task<DriftCheckOutcome> CheckDriftAsync(double toleranceMm, CancellationToken ct)
+    public Task<DriftCheckOutcome> CheckDriftAsync(double toleranceMm, CancellationToken ct) =>
+        StoppingOnCancelAsync(() => CheckDriftCoreAsync(toleranceMm, ct), "drift check", ct);
+
+    private async Task<DriftCheckOutcome> CheckDriftCoreAsync(double toleranceMm, CancellationToken ct)
     {
         if (toleranceMm == 0) toleranceMm = DefaultDriftToleranceMm;
         if (!(toleranceMm > 0 && toleranceMm <= 5)) throw Invalid($"tolerance must be in (0, 5] mm, not {toleranceMm.ToString(CultureInfo.InvariantCulture)}");
@@ -392,6 +401,27 @@ public sealed class CalibrationProcedures(
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException)
         {
             throw Precondition("calibration board: " + e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Runs a procedure that moves the machine. When its caller cancels it (Ctrl+C in smp, or the
+    /// client went away), the move under way is not left to finish: feed hold, queue flushed, needle
+    /// straight up (the supervisor's motion-hold stop), and the cancellation goes on to the caller.
+    /// </summary>
+    private async Task<T> StoppingOnCancelAsync<T>(Func<Task<T>> procedure, string what, CancellationToken ct)
+    {
+        try
+        {
+            return await procedure();
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
+        {
+            var error = await safety.HoldAndRetractAsync($"{what} stopped by its caller", CancellationToken.None);
+            var outcome = error.Length == 0 ? "motion stopped (feed hold, queue flushed, needle up); nothing stored" : "stopping the motion failed: " + error;
+            log.LogWarning("The {What} was stopped by its caller: {Outcome}", what, outcome);
+            ledger.Audit(null, "calibration-stopped", $"{what} stopped by its caller: {outcome}");
+            throw;
         }
     }
 

@@ -396,7 +396,18 @@ public sealed class SessionManager : IAsyncDisposable
         {
             throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry is in {status.State}; reset the e-stop or resume before homing");
         }
-        await _gantry.HomeAsync(cancellationToken);
+        try
+        {
+            await _gantry.HomeAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && _gantry.IsConnected)
+        {
+            // Stopped by its caller: a homing cycle cannot be held, only reset (grbl then reports it
+            // failed and the machine stays unhomed). Not left to run on unwatched.
+            await client.SoftResetAsync(CancellationToken.None);
+            _ledger.Audit(null, "homing-stopped", "homing cycle stopped by its caller (soft reset): the machine is not homed");
+            throw;
+        }
         _ledger.Audit(null, "homed", "homing cycle completed");
     }
 
@@ -427,9 +438,26 @@ public sealed class SessionManager : IAsyncDisposable
             throw new SessionException(SessionErrorKind.InvalidArgument, $"jog target {target} is outside the machine envelope 0..{_profile.MaxTravelMm.X}/{_profile.MaxTravelMm.Y}/{_profile.MaxTravelMm.Z} mm");
         }
         var line = "$J=G90 G21 X" + StepGrid.Format(target.X) + " Y" + StepGrid.Format(target.Y) + " Z" + StepGrid.Format(target.Z) + " F" + feed.ToString("0", System.Globalization.CultureInfo.InvariantCulture);
-        var ack = await client.ExecuteAsync(line, cancellationToken);
+        var ack = await client.ExecuteAsync(line, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10), _time, CancellationToken.None);
         if (!ack.Ok) throw new SessionException(SessionErrorKind.FailedPrecondition, $"jog refused by the firmware: error:{ack.ErrorCode} {ack.ErrorText}");
-        await client.ExecuteAsync("G4 P0", cancellationToken);
+        try
+        {
+            // grbl answers other G-code with error:9 while it jogs (no G4 sync): follow its state until the jog has ended.
+            var bound = TimeSpan.FromSeconds((2 * new Kinematics(_profile).Move(status.MachinePosition, target, feed).DurationSeconds / _gantry.TimeScale) + 5);
+            var started = _time.GetTimestamp();
+            while ((await client.QueryStatusAsync(cancellationToken)).State == "Jog")
+            {
+                if (_time.GetElapsedTime(started) > bound) throw new TimeoutException(FormattableString.Invariant($"the jog did not end within {bound.TotalSeconds:0.0} s"));
+                await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopped by its caller: grbl's jog cancel decelerates and drops the rest of the jog.
+            await client.SendRealtimeAsync(GrblRealtime.JogCancel, CancellationToken.None);
+            _ledger.Audit(null, "jog-stopped", "jog stopped by its caller (jog cancel)");
+            throw;
+        }
     }
 
     /// <summary>
