@@ -47,7 +47,8 @@ public static class PlanLoader
         }
         catch (Exception e) when (e is InvalidProtocolBufferException or InvalidJsonException or FormatException or OverflowException or ArgumentException or InvalidOperationException)
         {
-            return PlanValidationResult.Failed("json", "the plan is not valid plan JSON: " + OneLine(e.Message));
+            var where = PlanJsonLocator.Locate(json);
+            return PlanValidationResult.Failed("json", "the plan is not valid plan JSON: " + (where ?? OneLine(e.Message)));
         }
         catch (InsufficientExecutionStackException)
         {

@@ -191,3 +191,27 @@ public sealed class PlanLoaderTests : IDisposable
         AssertOneViolation(PlanLoader.ParseFile(path, MaxBytes), "json", "UTF-8");
     }
 }
+
+public class PlanJsonPositionTests
+{
+    private static string Message(string json) => SmpRobot.Machine.PlanLoader.Parse(json, 1 << 20).Violations.Single().Message;
+
+    [Fact]
+    public void An_unknown_field_is_named_with_its_line_and_column_and_the_field_meant()
+    {
+        var json = "{\n  \"name\": \"crown\",\n  \"units\": \"mm\",\n  \"dots\": [\n    {\"id\": \"d1\", \"xMm\": 0, \"yMm\": 0, \"zMm\": 1, \"depth\": 1, \"dwellMs\": 200, \"pigmentId\": \"charcoal-1\"}\n  ]\n}";
+        var message = Message(json);
+        Assert.Contains("line 5, column 48", message);
+        Assert.Contains("\"depth\" is not a field of Dot; did you mean \"depthMm\"?", message);
+        Assert.Contains("\"dotz\" is not a field of Plan; did you mean \"dots\"?", Message("{\"name\":\"x\",\"dotz\":[]}"));
+    }
+
+    [Fact]
+    public void Syntax_and_type_errors_carry_their_position()
+    {
+        Assert.Contains("line 2, column", Message("{\"name\": \"x\",\n  \"dots\": [ {\"id\": \"d1\",, } ]}"));
+        var typed = Message("{\"name\": \"x\",\n\"dots\": [{\"id\": \"d1\", \"xMm\": \"left\"}]}");
+        Assert.Contains("line 2, column", typed);
+        Assert.Contains("\"xMm\" must be a number, not \"left\"", typed);
+    }
+}
