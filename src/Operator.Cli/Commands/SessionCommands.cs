@@ -28,22 +28,47 @@ internal static class SessionCommands
                 ctx.Stdout.WriteLine("no sessions");
                 return ExitCodes.Success;
             }
-            var table = new Table().AddColumns("ID", "Plan", "State", "Placed", "In doubt", "Created (UTC)");
-            foreach (var s in reply.Sessions)
-            {
-                var dots = s.Dots ?? new DotCounts();
-                table.AddRow(
-                    Markup.Escape(s.Id),
-                    Markup.Escape(s.PlanName),
-                    Formatting.StateName(s.State),
-                    string.Format(CultureInfo.InvariantCulture, "{0}/{1}", dots.Placed, dots.Total),
-                    dots.InDoubt.ToString(CultureInfo.InvariantCulture),
-                    s.CreatedAt is null ? "-" : s.CreatedAt.ToDateTimeOffset().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture));
-            }
-            ctx.OutConsole().Write(table);
+            var console = ctx.OutConsole();
+            console.Write(SessionsTable(reply.Sessions, console.Profile.Width));
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The sessions as a table for a terminal <paramref name="width"/> columns wide: ids never wrap nor
+    /// shrink (they are copied into commands); the plan's name gives way first (ellipsis), then the
+    /// creation time and the plan are left out on narrow terminals.
+    /// </summary>
+    public static Table SessionsTable(IReadOnlyList<Session> sessions, int width)
+    {
+        var idWidth = sessions.Select(s => s.Id.Length).DefaultIfEmpty(2).Max();
+        var stateWidth = sessions.Select(s => Formatting.StateName(s.State).Length).DefaultIfEmpty(5).Max();
+        // Borders and padding: 3 columns per column, plus 1.
+        var fixedWidth = idWidth + stateWidth + 9 + 8 + (4 * 3) + 1;
+        var showCreated = fixedWidth + 19 + 3 + 12 <= width;
+        var planWidth = width - fixedWidth - (showCreated ? 22 : 0) - 3;
+        var showPlan = planWidth >= 8;
+        var table = new Table();
+        table.AddColumn(new TableColumn("ID").NoWrap().Width(idWidth));
+        if (showPlan) table.AddColumn(new TableColumn("Plan").NoWrap());
+        string Cut(string text) => text.Length <= planWidth ? text : text[..(planWidth - 1)] + "…";
+        table.AddColumn(new TableColumn("State").NoWrap().Width(stateWidth));
+        table.AddColumn(new TableColumn("Placed").NoWrap().RightAligned());
+        table.AddColumn(new TableColumn("In doubt").NoWrap().RightAligned());
+        if (showCreated) table.AddColumn(new TableColumn("Created (UTC)").NoWrap());
+        foreach (var s in sessions)
+        {
+            var dots = s.Dots ?? new DotCounts();
+            var row = new List<Spectre.Console.Rendering.IRenderable> { new Text(s.Id) };
+            if (showPlan) row.Add(new Text(Cut(s.PlanName)));
+            row.Add(new Text(Formatting.StateName(s.State)));
+            row.Add(new Text(string.Format(CultureInfo.InvariantCulture, "{0}/{1}", dots.Placed, dots.Total)));
+            row.Add(new Text(dots.InDoubt.ToString(CultureInfo.InvariantCulture)));
+            if (showCreated) row.Add(new Text(s.CreatedAt is null ? "-" : s.CreatedAt.ToDateTimeOffset().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)));
+            table.AddRow(row);
+        }
+        return table;
     }
 
     public static Command Build(CliCommands app)
@@ -54,6 +79,8 @@ internal static class SessionCommands
         session.Subcommands.Add(Simple(app, "resume", "Resume a paused (or reset) session; refused while dots are in doubt", (c, r, ct) => c.Sessions.ResumeAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
         session.Subcommands.Add(Simple(app, "abort", "End the session for good (ABORTED); pending dots stay pending", (c, r, ct) => c.Sessions.AbortAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
         session.Subcommands.Add(BuildResolve(app));
+        session.Subcommands.Add(Simple(app, "continue", "Move a stopped session's remaining dots to a new session of the same plan (its id is printed); the old one ends ABORTED and keeps the dots it placed",
+            (c, r, ct) => c.Sessions.ContinueInNewSessionAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
         return session;
     }
 
