@@ -15,6 +15,7 @@ internal static class Program
         ["deadman"] = DeadmanBench.RunAsync,
         ["serial"] = SerialBench.RunAsync,
         ["tracking"] = TrackingBench.RunAsync,
+        ["tracking-search"] = TrackingBench.RunFullSearchAsync,
         ["calibration"] = CalibrationBench.RunAsync,
     };
 

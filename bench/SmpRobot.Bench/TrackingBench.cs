@@ -18,6 +18,21 @@ internal static class TrackingBench
     private const int Batch = 30;
     private const double Fps = 30;
 
+    /// <summary>Only the full-frame search figures (./build.sh bench tracking-search), a few seconds.</summary>
+    public static Task<Dictionary<string, object>> RunFullSearchAsync()
+    {
+        Cv2.SetNumThreads(1);
+        var full = FullSearch(40, 1280, 720);
+        return Task.FromResult(new Dictionary<string, object>
+        {
+            ["msFullSearchMedian"] = Stats.Round(Stats.Median(full.Ms)),
+            ["msFullSearchP99"] = Stats.Round(Stats.Percentile(full.Ms, 99)),
+            ["fullSearchFound"] = full.Found,
+            ["fullSearchPoses"] = full.Ms.Count,
+            ["fullSearchErrorMmMax"] = Stats.Round(full.ErrorMmMax, 4),
+        });
+    }
+
     public static async Task<Dictionary<string, object>> RunAsync()
     {
         Cv2.SetNumThreads(1);
@@ -44,9 +59,49 @@ internal static class TrackingBench
             ["framesFullSearched"] = still720.Searches.FullFrameSearches + sway720.Searches.FullFrameSearches + sway1080.Searches.FullFrameSearches,
             ["framesPerRun"] = FramesPerRun,
         };
+        var full = FullSearch(40, 1280, 720);
+        figures["msFullSearchMedian"] = Stats.Round(Stats.Median(full.Ms));
+        figures["msFullSearchP99"] = Stats.Round(Stats.Percentile(full.Ms, 99));
+        figures["fullSearchFound"] = full.Found;
+        figures["fullSearchPoses"] = full.Ms.Count;
+        figures["fullSearchErrorMmMax"] = Stats.Round(full.ErrorMmMax, 4);
         // Whole tracked sessions through the controller: placement vs ground truth, jerk reaction.
         foreach (var (k, v) in await TrackedSessionBench.RunAsync(swayDots: 60, jerkDots: 30)) figures[k] = v;
         return figures;
+    }
+
+    private sealed record FullSearchResult(List<double> Ms, int Found, double ErrorMmMax);
+
+    /// <summary>
+    /// The full-frame search alone (what re-acquisition after a jerk or an occlusion costs): the board
+    /// at <paramref name="poses"/> random poses around the rest pose (±15 mm sideways, ±20 mm in depth,
+    /// ±15° each way; seed 7), each searched from scratch.
+    /// </summary>
+    private static FullSearchResult FullSearch(int poses, int width, int height)
+    {
+        Console.Error.WriteLine($"tracking: full-frame search at {width}x{height}, {poses} random poses");
+        var k = CameraIntrinsics.Synthetic(width, height);
+        using var scene = new SyntheticScene(SyntheticScenario.Still, k);
+        using var estimator = new BoardPoseEstimator(scene.Board, k);
+        var random = new Random(7);
+        double Uniform(double half) => (random.NextDouble() * 2 - 1) * half;
+        var ms = new List<double>();
+        var found = 0;
+        var errorMax = 0.0;
+        for (var i = 0; i < poses; i++)
+        {
+            var turn = Rotations.FromRotationVector(new Vec3(Uniform(15), Uniform(15), Uniform(15)) * (Math.PI / 180), new Vec3(Uniform(15), Uniform(15), Uniform(20)));
+            var pose = SyntheticScene.RestCameraFromHead * turn;
+            using var image = scene.RenderAt(pose, i);
+            estimator.ResetTracking();
+            var t0 = TimeProvider.System.GetTimestamp();
+            var r = estimator.Estimate(image, t0);
+            ms.Add(TimeProvider.System.GetElapsedTime(t0).TotalMilliseconds);
+            if (r is null) continue;
+            found++;
+            errorMax = Math.Max(errorMax, r.CameraFromHead.Translation.DistanceTo(pose.Translation));
+        }
+        return new FullSearchResult(ms, found, errorMax);
     }
 
     private sealed record RunResult(List<double> Ms, List<double> RawMm, List<double> FilteredMm, List<double> RotDeg, List<double> SpeedErr, int Lost, TrackingSearchCounts Searches);
