@@ -52,6 +52,21 @@ public sealed record BoardPoseOptions
 
     /// <summary>While tracking, search the whole frame anyway every this many frames (catches a board that moved out of the region unnoticed). Default 30 (once a second at 30 fps).</summary>
     public int FullFrameEveryFrames { get; init; } = 30;
+
+    /// <summary>
+    /// Search the whole frame coarse to fine first: markers on a copy scaled by
+    /// <see cref="CoarseSearchScale"/> with one threshold window, the chessboard corners placed from
+    /// them and refined at full resolution (as the region search does); only when that does not see
+    /// the whole board, or gives no pose, does the classic full-resolution detection run. About a quarter of the cost (issue #10:
+    /// re-acquisition after a jerk or an occlusion). Default true.
+    /// </summary>
+    public bool CoarseFullSearch { get; init; } = true;
+
+    /// <summary>Scale of the coarse full search's copy. Default 0.5.</summary>
+    public double CoarseSearchScale { get; init; } = 0.5;
+
+    /// <summary>Adaptive-threshold window of the coarse search, px of the scaled copy (odd). Default 9, for markers of about 15 to 60 px there.</summary>
+    public int CoarseThresholdWindowPx { get; init; } = 9;
 }
 
 /// <summary>
@@ -86,6 +101,7 @@ public sealed class BoardPoseEstimator : IDisposable
     private readonly Mat _gray = new();
     private readonly Mat _regionGray = new();
     private readonly Mat _regionSmall = new();
+    private ArucoDetector? _coarseDetector;
     // Board layout: the four corners of each marker in H (page order: top-left, top-right,
     // bottom-right, bottom-left, as the detector reports them), and the two markers beside each
     // chessboard corner (a corner is interpolated only when both are seen, as OpenCV's minMarkers = 2).
@@ -135,6 +151,9 @@ public sealed class BoardPoseEstimator : IDisposable
 
     /// <summary><see cref="Estimate"/> calls that searched the whole frame, since construction.</summary>
     public long FullFrameSearches { get; private set; }
+
+    /// <summary>Full-frame searches that the coarse-to-fine search answered (the classic detection was not needed), since construction.</summary>
+    public long CoarseFullSearches { get; private set; }
 
     /// <summary><see cref="Estimate"/> calls that found their pose by searching for markers in the tracking region, since construction.</summary>
     public long RegionSearches { get; private set; }
@@ -200,11 +219,22 @@ public sealed class BoardPoseEstimator : IDisposable
             }
         }
 
-        var detection = Detect(image);
         LastSearchWasFullFrame = true;
         FullFrameSearches++;
         _framesSinceFullSearch = 0;
-        var found = Solve(detection, capturedTimestamp);
+        TrackedPose? found = null;
+        var detection = _options.CoarseFullSearch ? DetectCoarse(image) : null;
+        if (detection is not null) found = Solve(detection, capturedTimestamp);
+        if (found is null)
+        {
+            detection = Detect(image);
+            found = Solve(detection, capturedTimestamp);
+        }
+        else
+        {
+            CoarseFullSearches++;
+        }
+        LastDetection = detection;
         if (found is null) ResetTracking();
         else Remember(found);
         return found;
@@ -609,6 +639,49 @@ public sealed class BoardPoseEstimator : IDisposable
         return new BoardDetection([.. markerCorners], [.. markerIds], corners.Select(c => c.Point).ToArray(), corners.Select(c => c.Id).ToArray());
     }
 
+    /// <summary>
+    /// The coarse step of the full search: markers on a scaled-down grey copy of the whole frame (one
+    /// threshold window, no corner refinement: most of the cost of marker detection is per pixel and
+    /// per threshold pass), the chessboard corners placed from them and refined at full resolution.
+    /// Null unless every marker of the board is found.
+    /// </summary>
+    private BoardDetection? DetectCoarse(Mat image)
+    {
+        var region = new Rect(0, 0, image.Cols, image.Rows);
+        LoadRegionGray(image, region);
+        var scale = _options.CoarseSearchScale;
+        Cv2.Resize(_regionGray, _regionSmall, new Size(), scale, scale, InterpolationFlags.Area);
+        _coarseDetector ??= new ArucoDetector(_board.Dictionary, new DetectorParameters
+        {
+            CornerRefinementMethod = CornerRefineMethod.None,
+            AdaptiveThreshWinSizeMin = _options.CoarseThresholdWindowPx,
+            AdaptiveThreshWinSizeMax = _options.CoarseThresholdWindowPx,
+        }, new RefineParameters());
+        _coarseDetector.DetectMarkers(_regionSmall, out var smallCorners, out var smallIds, out _);
+        var sx = _regionSmall.Cols / (double)region.Width;
+        var sy = _regionSmall.Rows / (double)region.Height;
+        var seen = new bool[_board.MarkerCount];
+        var markerCorners = new List<Point2f[]>(smallIds.Length);
+        var markerIds = new List<int>(smallIds.Length);
+        var sideSum = 0.0;
+        for (var i = 0; i < smallIds.Length; i++)
+        {
+            var id = smallIds[i];
+            if (id < 0 || id >= _board.MarkerCount || seen[id] || smallCorners[i].Length != 4) continue;
+            seen[id] = true;
+            Point2f[] full = [.. smallCorners[i].Select(p => new Point2f((float)(((p.X + 0.5) / sx) - 0.5), (float)(((p.Y + 0.5) / sy) - 0.5)))];
+            for (var k = 0; k < 4; k++) sideSum += full[k].DistanceTo(full[(k + 1) % 4]);
+            markerCorners.Add(full);
+            markerIds.Add(id);
+        }
+        // Only a complete view is taken from here: a board seen in part (occluded, at the edge) goes
+        // to the classic search, which re-finds missed markers from the board's layout.
+        if (markerIds.Count < _board.MarkerCount) return null;
+        var pxPerMm = sideSum / (4 * markerIds.Count) / _board.Spec.MarkerMm;
+        var corners = InterpolateCorners(markerCorners, markerIds, seen, region, pxPerMm);
+        return new BoardDetection([.. markerCorners], [.. markerIds], corners.Select(c => c.Point).ToArray(), corners.Select(c => c.Id).ToArray());
+    }
+
     /// <summary>Chessboard corners beside two seen markers, predicted from the markers and refined in the region's grey image.</summary>
     private List<(int Id, Point2f Point)> InterpolateCorners(List<Point2f[]> markerCorners, List<int> markerIds, bool[] seen, Rect region, double pxPerMm)
     {
@@ -774,5 +847,6 @@ public sealed class BoardPoseEstimator : IDisposable
         _gray.Dispose();
         _regionGray.Dispose();
         _regionSmall.Dispose();
+        _coarseDetector?.Dispose();
     }
 }
