@@ -81,8 +81,9 @@ internal sealed class CommandContext
     /// <summary>The URL as the user wrote it (no trailing slash).</summary>
     public static string Display(Uri controller) => controller.ToString().TrimEnd('/');
 
-    private static bool IsConnectFailure(RpcException e) =>
+    /// <summary>True when the call never reached the controller (nothing listens, refused connection).</summary>
+    public static bool IsConnectFailure(RpcException e) => e.StatusCode == StatusCode.Unavailable && (
         e.Status.DebugException is HttpRequestException or System.Net.Sockets.SocketException
         || e.Status.Detail.Contains("Error connecting", StringComparison.OrdinalIgnoreCase)
-        || e.Status.Detail.Contains("Error starting gRPC call", StringComparison.OrdinalIgnoreCase);
+        || e.Status.Detail.Contains("Error starting gRPC call", StringComparison.OrdinalIgnoreCase));
 }

@@ -42,6 +42,18 @@ internal static class PlanViolationReport
     /// Prints the violations (stdout, or stderr with --json) and returns the exit-2 error whose JSON carries
     /// "violations" and "totalViolations". Without the trailer the status detail is printed instead.
     /// </summary>
+    /// <summary>The same report for violations found here (offline, with a profile file).</summary>
+    public static CliException Report(CommandContext ctx, SmpRobot.Machine.PlanValidationResult result, string source)
+    {
+        var violations = new PlanViolations { Total = result.TotalViolations };
+        violations.Violations.Add(result.Violations.Select(v => new PlanViolation { DotId = v.DotId, Rule = v.Rule, Message = v.Message }));
+        var output = ctx.Json ? ctx.Stderr : ctx.Stdout;
+        foreach (var line in Lines(violations)) output.WriteLine(line);
+        var count = CountLine(violations);
+        output.WriteLine(count);
+        return new CliException(ExitCodes.Usage, $"plan {source} is invalid: {count}", JsonOutput.Violations(violations)) { AlreadyReported = true };
+    }
+
     public static CliException Report(CommandContext ctx, RpcException e, string source)
     {
         var output = ctx.Json ? ctx.Stderr : ctx.Stdout;

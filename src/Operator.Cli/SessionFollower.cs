@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Grpc.Core;
 using SmpRobot.Contracts.V1;
 using Spectre.Console;
@@ -15,35 +16,74 @@ namespace SmpRobot.Operator.Cli;
 /// <param name="ConsoleId">This console's heartbeat id, when it sends heartbeats: a resume from here makes it the supervising console.</param>
 internal sealed record FollowOptions(bool LiveView, bool InterruptAlwaysStops, Func<SafetyStatus?>? Safety = null, string? ConsoleId = null);
 
+/// <summary>The machine and safety state read after the session ended (and after any e-stop of this console was answered).</summary>
+/// <param name="Machine">MachineService.GetStatus after the end; null when it could not be read.</param>
+/// <param name="Safety">SafetyService.GetSafetyStatus after the end (and after a latched stop sequence was over); null when it could not be read.</param>
+/// <param name="Problem">Why something could not be read; null when both were.</param>
+internal sealed record FinalState(MachineStatus? Machine, SafetyStatus? Safety, string? Problem);
+
 /// <summary>Result of following a session.</summary>
-/// <param name="Session">The last known session.</param>
+/// <param name="Session">The last known session (read again after the end when the controller answered).</param>
 /// <param name="Detached">True when the operator stopped watching before the session ended.</param>
 /// <param name="EmergencyStopSent">True when this console sent an e-stop while following.</param>
 internal sealed record FollowResult(Session Session, bool Detached, bool EmergencyStopSent = false)
 {
-    /// <summary>By the end state; a detached follow exits 3 after an e-stop, else 0 (the session goes on).</summary>
-    public int ExitCode => ExitCodes.IsEndState(Session.State) || !Detached
+    /// <summary>What was measured after the end; null when nothing was (tests that build a result by hand).</summary>
+    public FinalState? Final { get; init; }
+
+    /// <summary>The outcome of this console's e-stop request, once answered (or found out); null when it sent none.</summary>
+    public StopVerdict? EmergencyStop { get; init; }
+
+    /// <summary>
+    /// True when the session was PAUSED by an automatic hold that waits for the operator while this console reads
+    /// no keys (--no-ui, --json, no terminal): nobody here can resume it, so following ends.
+    /// </summary>
+    public bool HeldForOperator { get; init; }
+
+    /// <summary>
+    /// By the end state; held for the operator without keys exits 3; a detached follow exits 3 after an e-stop, else 0
+    /// (the session goes on).
+    /// </summary>
+    public int ExitCode => HeldForOperator && !ExitCodes.IsEndState(Session.State) ? ExitCodes.Stopped
+        : ExitCodes.IsEndState(Session.State) || !Detached
         ? ExitCodes.ForSessionState(Session.State)
         : EmergencyStopSent ? ExitCodes.Stopped : ExitCodes.Success;
 }
 
 /// <summary>
-/// Follows a session through SessionService.Watch until it reaches COMPLETED, ABORTED, EMERGENCY_STOPPED or FAULTED,
-/// showing progress, and turns e / Esc / Ctrl+C into an immediate emergency stop on the safety channel.
+/// Follows a session through SessionService.Watch until it reaches COMPLETED, ABORTED, EMERGENCY_STOPPED or FAULTED
+/// (or, when this console reads no keys, a hold that waits for the operator), showing progress, and turns e / Esc /
+/// Ctrl+C into an immediate emergency stop on the safety channel. When following ends it first waits (bounded) for
+/// the answer to every e-stop it sent — they are never cancelled because the session ended — and for a latched stop
+/// sequence to finish, then reads the session, machine and safety state again: the final view and the summary show
+/// that state, measured after the fact.
 /// </summary>
 internal sealed class SessionFollower
 {
+    /// <summary>The reason the controller gives a pause the operator asked for (SessionManager.Pause); every other PAUSED is a hold.</summary>
+    public const string OperatorPauseReason = "paused by the operator";
+
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan KeyPollEvery = TimeSpan.FromMilliseconds(30);
+    private static readonly TimeSpan FinalReadTimeout = TimeSpan.FromSeconds(3);
+
+    // An e-stop request is answered within its deadline, or the console asks the safety status and waits for the
+    // stop sequence: this bounds the whole of that, so ending never hangs on an e-stop that gets no answer.
+    private static readonly TimeSpan EmergencyStopWait = ControllerConnection.EmergencyStopTimeout + StopSequence.FinishTimeout + TimeSpan.FromSeconds(8);
 
     private readonly CommandContext ctx;
     private readonly ControllerConnection conn;
     private readonly FollowOptions options;
     private readonly Lock gate = new();
     private readonly Lock renderGate = new();
+    private readonly List<Task> emergencyStops = [];
     private Session? session;
     private MachineStatus? machine;
-    private SafetyStatus? safety;
+    private SafetyStatus? replySafety;
+    private SafetyStatus? heartbeatAtReply;
+    private StopVerdict? emergencyStopVerdict;
+    private FinalState? final;
+    private bool heldForOperator;
     private string? lastEvent;
     private string? notice;
     private Action refresh = () => { };
@@ -62,6 +102,16 @@ internal sealed class SessionFollower
         this.options = options;
     }
 
+    /// <summary>True when the operator can press keys here (live view with key input): only then can a hold be resumed from this console.</summary>
+    private bool ReadsKeys => options.LiveView && ctx.Host.Keys is not null;
+
+    /// <summary>
+    /// PAUSED by the controller itself (a motion hold that outlasted its limit, the envelope, dots in doubt, ...):
+    /// it waits for an operator. A pause the operator asked for is not a hold (whoever paused it resumes it).
+    /// </summary>
+    public static bool IsHeldForOperator(Session s) =>
+        s.State == SessionState.Paused && !s.Reason.StartsWith(OperatorPauseReason, StringComparison.Ordinal);
+
     /// <summary>Follows <paramref name="sessionId"/> (empty = the current session) to its end or until detached.</summary>
     public async Task<FollowResult> FollowAsync(string sessionId, CancellationToken ct)
     {
@@ -71,7 +121,18 @@ internal sealed class SessionFollower
         if (!options.LiveView)
         {
             refresh = PrintProgressIfDue;
-            return await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+            var settled = false;
+            try
+            {
+                var plain = await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+                settled = true;
+                return await SettleAsync(plain, sessionId).ConfigureAwait(false);
+            }
+            finally
+            {
+                // Following failed (controller gone, ...): an e-stop in flight is still answered before the console goes.
+                if (!settled) await WaitForEmergencyStopsAsync().ConfigureAwait(false);
+            }
         }
 
         var console = ctx.OutConsole();
@@ -84,12 +145,17 @@ internal sealed class SessionFollower
             };
             using var keysCts = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
             var keys = ctx.Host.Keys is { } input ? KeyLoopAsync(input, keysCts.Token) : Task.CompletedTask;
+            var settled = false;
             try
             {
-                result = await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+                var ended = await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+                settled = true;
+                // Keys stay live while the console waits for the stop to finish: e still means e-stop.
+                result = await SettleAsync(ended, sessionId).ConfigureAwait(false);
             }
             finally
             {
+                if (!settled) await WaitForEmergencyStopsAsync().ConfigureAwait(false);
                 await keysCts.CancelAsync().ConfigureAwait(false);
                 await keys.ConfigureAwait(false);
                 refresh();
@@ -117,20 +183,20 @@ internal sealed class SessionFollower
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
             {
-                return await DetachedAsync(sessionId).ConfigureAwait(false);
+                return Detached(sessionId);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
-                return await DetachedAsync(sessionId).ConfigureAwait(false);
+                return Detached(sessionId);
             }
 
             // The controller ended the stream: ask where the session stands and watch again if it goes on.
             var id = CurrentId(sessionId);
             if (string.IsNullOrEmpty(id)) throw new CliException(ExitCodes.Failure, "the controller ended the watch without sending a session (no current session?)");
             var fresh = await conn.Sessions.GetAsync(new SessionRef { SessionId = id }, deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
-            lock (gate) session = fresh;
+            var endedNow = Apply(new SessionEvent { Session = fresh });
             refresh();
-            if (ExitCodes.IsEndState(fresh.State)) return new FollowResult(fresh, false, estopSent);
+            if (endedNow is not null) return new FollowResult(endedNow, false, estopSent);
             emptyStreams = gotEvent ? 0 : emptyStreams + 1;
             if (emptyStreams >= 3)
             {
@@ -140,23 +206,106 @@ internal sealed class SessionFollower
         }
     }
 
-    private async Task<FollowResult> DetachedAsync(string sessionId)
+    private FollowResult Detached(string sessionId)
     {
-        var id = CurrentId(sessionId);
         Session? last;
         lock (gate) last = session;
+        return new FollowResult(last ?? new Session { Id = CurrentId(sessionId) ?? "" }, true, estopSent);
+    }
+
+    /// <summary>
+    /// After the watch: the answers to this console's e-stops, the end of a latched stop sequence, then the session,
+    /// machine and safety state read once more. Never throws for an unreachable controller: what could not be read
+    /// is said so (<see cref="FinalState.Problem"/>), not replaced by what was last seen.
+    /// </summary>
+    private async Task<FollowResult> SettleAsync(FollowResult watched, string sessionId)
+    {
+        // An e-stop pressed while settling (keys stay live) is answered and measured too: settle again after it.
+        var result = watched;
+        for (var pass = 0; pass < 3; pass++)
+        {
+            int sent;
+            lock (gate) sent = emergencyStops.Count;
+            result = await SettleOnceAsync(result, sessionId).ConfigureAwait(false);
+            lock (gate)
+            {
+                if (emergencyStops.Count == sent) break;
+            }
+        }
+        return result;
+    }
+
+    private async Task<FollowResult> SettleOnceAsync(FollowResult watched, string sessionId)
+    {
+        await WaitForEmergencyStopsAsync().ConfigureAwait(false);
+        var problems = new List<string>();
+        var (safetyNow, safetyError) = await StopSequence.TryReadAsync(conn).ConfigureAwait(false);
+        if (safetyNow is { EstopLatched: true } && !StopSequence.IsOver(safetyNow))
+        {
+            const string waiting = "EMERGENCY STOP latched: waiting for the controller to finish the stop sequence…";
+            SetNotice(waiting);
+            if (!options.LiveView) ctx.Stderr.WriteLine(waiting);
+            (safetyNow, safetyError) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, safetyNow).ConfigureAwait(false);
+        }
+        if (safetyNow is null) problems.Add("safety status: " + safetyError);
+
+        MachineStatus? machineNow = null;
+        try
+        {
+            machineNow = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(FinalReadTimeout)).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            problems.Add("machine status: " + CommandContext.DescribeRpcError(e, conn.Address));
+        }
+
+        var sessionNow = watched.Session;
+        var id = string.IsNullOrEmpty(watched.Session.Id) ? CurrentId(sessionId) : watched.Session.Id;
         if (!string.IsNullOrEmpty(id))
         {
             try
             {
-                last = await conn.Sessions.GetAsync(new SessionRef { SessionId = id }, deadline: conn.Deadline(TimeSpan.FromSeconds(3))).ConfigureAwait(false);
+                sessionNow = await conn.Sessions.GetAsync(new SessionRef { SessionId = id }, deadline: conn.Deadline(FinalReadTimeout)).ConfigureAwait(false);
             }
-            catch (RpcException)
+            catch (RpcException e)
             {
-                // Keep the last snapshot; the summary says what we knew.
+                problems.Add("session: " + CommandContext.DescribeRpcError(e, conn.Address));
             }
         }
-        return new FollowResult(last ?? new Session { Id = id ?? "" }, true, estopSent);
+
+        StopVerdict? verdict;
+        bool held;
+        lock (gate)
+        {
+            session = sessionNow;
+            final = new FinalState(machineNow, safetyNow, problems.Count == 0 ? null : string.Join("; ", problems));
+            verdict = emergencyStopVerdict;
+            held = heldForOperator;
+        }
+        refresh();
+        return watched with { Session = sessionNow, EmergencyStopSent = estopSent, Final = final, EmergencyStop = verdict, HeldForOperator = held };
+    }
+
+    /// <summary>Waits (bounded) until every e-stop this console sent has its answer, including ones sent meanwhile.</summary>
+    private async Task WaitForEmergencyStopsAsync()
+    {
+        var start = ctx.Host.Time.GetTimestamp();
+        while (true)
+        {
+            Task[] pending;
+            lock (gate) pending = [.. emergencyStops.Where(t => !t.IsCompleted)];
+            if (pending.Length == 0) return;
+            var left = EmergencyStopWait - ctx.Host.Time.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero) return;
+            try
+            {
+                await Task.WhenAll(pending).WaitAsync(left, ctx.Host.Time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return; // the summary says the e-stop was not answered
+            }
+        }
     }
 
     private string? CurrentId(string requested)
@@ -164,7 +313,7 @@ internal sealed class SessionFollower
         lock (gate) return session?.Id is { Length: > 0 } id ? id : requested;
     }
 
-    /// <summary>Takes an event in; returns the session when it reached an end state.</summary>
+    /// <summary>Takes an event in; returns the session when following ends with it (end state, or held with nobody at the keys).</summary>
     private Session? Apply(SessionEvent ev)
     {
         lock (gate)
@@ -172,7 +321,14 @@ internal sealed class SessionFollower
             if (ev.Session is not null) session = ev.Session;
             if (ev.Machine is not null) machine = ev.Machine;
             if (!string.IsNullOrEmpty(ev.Message)) lastEvent = ev.Message;
-            return session is not null && ExitCodes.IsEndState(session.State) ? session : null;
+            if (session is null) return null;
+            if (ExitCodes.IsEndState(session.State)) return session;
+            if (!ReadsKeys && IsHeldForOperator(session))
+            {
+                heldForOperator = true;
+                return session;
+            }
+            return null;
         }
     }
 
@@ -181,8 +337,20 @@ internal sealed class SessionFollower
         lock (gate)
         {
             if (session is null) return null;
-            var currentSafety = options.Safety?.Invoke() ?? safety;
-            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, options.LiveView && ctx.Host.Keys is not null);
+            if (final is not null)
+            {
+                return new SessionSnapshot(session, final.Machine, final.Safety, lastEvent, notice, KeysEnabled: false)
+                {
+                    Ended = true,
+                    Problem = final.Problem,
+                };
+            }
+            // The heartbeat's status is newer than this console's e-stop reply only once it changed after the reply.
+            var heartbeat = options.Safety?.Invoke();
+            var currentSafety = replySafety is not null && (heartbeat is null || ReferenceEquals(heartbeat, heartbeatAtReply))
+                ? replySafety
+                : heartbeat ?? replySafety;
+            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, ReadsKeys);
         }
     }
 
@@ -257,30 +425,84 @@ internal sealed class SessionFollower
         }
     }
 
-    /// <summary>Sends the e-stop on the dedicated safety channel and reports the outcome without delay.</summary>
-    internal async Task EmergencyStopAsync(string how)
+    /// <summary>
+    /// Sends the e-stop on the dedicated safety channel and reports the outcome without delay. The call is not tied
+    /// to the watch: ending the session or the follow never cancels it, and following waits for its answer.
+    /// </summary>
+    internal Task EmergencyStopAsync(string how)
+    {
+        var task = SendEmergencyStopAsync(how);
+        lock (gate) emergencyStops.Add(task);
+        return task;
+    }
+
+    private async Task SendEmergencyStopAsync(string how)
     {
         estopSent = true;
         SetNotice($"EMERGENCY STOP sent ({how})…");
         if (!options.LiveView) ctx.Stderr.WriteLine($"EMERGENCY STOP ({how})");
+        StopVerdict verdict;
         try
         {
             var status = await conn.Safety.EmergencyStopAsync(
                 new EmergencyStopRequest { Source = "smp console (" + how + ")", Reason = "operator pressed " + how },
                 deadline: conn.Deadline(ControllerConnection.EmergencyStopTimeout)).ConfigureAwait(false);
-            lock (gate) safety = status;
-            var text = string.IsNullOrEmpty(status.StopError)
-                ? $"EMERGENCY STOP latched ({string.Join(", ", status.StopSteps)})"
-                : $"E-STOP INCOMPLETE: {status.StopError}: USE THE HARD-WIRED E-STOP";
-            SetNotice(text);
-            if (!options.LiveView || !string.IsNullOrEmpty(status.StopError)) ctx.Stderr.WriteLine(text);
+            if (status.EstopLatched && !StopSequence.IsOver(status))
+            {
+                // The controller answers once its sequence is over; a partial answer is followed up, never shown as the end.
+                var (later, _) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, status).ConfigureAwait(false);
+                status = later ?? status;
+            }
+            RecordReply(status);
+            verdict = StopSequence.Verdict(status);
+        }
+        catch (RpcException e) when (NeverDelivered(e))
+        {
+            verdict = new StopVerdict($"E-STOP REQUEST FAILED ({CommandContext.DescribeRpcError(e, conn.Address)}): USE THE HARD-WIRED E-STOP", true);
         }
         catch (RpcException e)
         {
-            var text = $"E-STOP REQUEST FAILED ({CommandContext.DescribeRpcError(e, conn.Address)}): USE THE HARD-WIRED E-STOP";
-            SetNotice(text);
-            ctx.Stderr.WriteLine(text);
+            // No answer (deadline, a dropped connection, ...): the request may well have stopped the machine. Say at
+            // once what to do, then ask the controller what happened before calling it a failure.
+            var error = CommandContext.DescribeRpcError(e, conn.Address);
+            var unconfirmed = $"E-STOP NOT CONFIRMED ({error}): USE THE HARD-WIRED E-STOP; asking the controller whether it latched…";
+            SetNotice(unconfirmed);
+            ctx.Stderr.WriteLine(unconfirmed);
+            var (status, readError) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout).ConfigureAwait(false);
+            if (status is null)
+            {
+                verdict = new StopVerdict($"E-STOP NOT CONFIRMED: no answer to the e-stop ({error}) and no safety status ({readError}): USE THE HARD-WIRED E-STOP", true);
+            }
+            else
+            {
+                RecordReply(status);
+                var measured = StopSequence.Verdict(status);
+                verdict = measured.Failed ? measured : measured with { Text = measured.Text + $" (read after the e-stop request itself got no answer: {error})" };
+            }
         }
+        lock (gate) emergencyStopVerdict = verdict;
+        SetNotice(verdict.Text);
+        if (!options.LiveView || verdict.Failed) ctx.Stderr.WriteLine(verdict.Text);
+    }
+
+    private void RecordReply(SafetyStatus status)
+    {
+        lock (gate)
+        {
+            replySafety = status;
+            heartbeatAtReply = options.Safety?.Invoke();
+        }
+    }
+
+    /// <summary>A refused connection: the request never reached the controller, so it certainly did not stop anything.</summary>
+    private static bool NeverDelivered(RpcException e)
+    {
+        if (e.StatusCode != StatusCode.Unavailable) return false;
+        for (var x = e.Status.DebugException; x is not null; x = x.InnerException)
+        {
+            if (x is SocketException { SocketErrorCode: SocketError.ConnectionRefused }) return true;
+        }
+        return false;
     }
 
     private async Task TogglePauseAsync()

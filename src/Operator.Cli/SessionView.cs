@@ -19,7 +19,17 @@ internal sealed record SessionSnapshot(
     SafetyStatus? Safety = null,
     string? LastEvent = null,
     string? Notice = null,
-    bool KeysEnabled = true);
+    bool KeysEnabled = true)
+{
+    /// <summary>
+    /// True for the final view: <see cref="Machine"/> and <see cref="Safety"/> were read after the session ended (null =
+    /// could not be read, shown as not measured rather than as the last state seen), and no key is read any more.
+    /// </summary>
+    public bool Ended { get; init; }
+
+    /// <summary>What could not be read after the end, when <see cref="Ended"/>.</summary>
+    public string? Problem { get; init; }
+}
 
 /// <summary>
 /// Pure rendering of sessions for the operator: the live view, the plain progress line and the end summary.
@@ -63,7 +73,7 @@ internal static class SessionView
         var m = snapshot.Machine;
         if (m is null)
         {
-            rows.Add(("Gantry", "no status yet", "grey"));
+            rows.Add(snapshot.Ended ? ("Gantry", "NOT MEASURED after the end: needle and position unknown", "bold red") : ("Gantry", "no status yet", "grey"));
         }
         else
         {
@@ -81,8 +91,21 @@ internal static class SessionView
             if (t.Holding) rows.Add(("HOLD", string.Format(Inv, "{0} · {1:0.0} s · needle raised, resumes by itself once tracking is steady", t.HoldReason, t.HoldSeconds), "bold yellow"));
             else if (t.Holds > 0) rows.Add(("", string.Format(Inv, "{0} automatic hold(s){1}; last: {2}", t.Holds, t.Retracts > 0 ? string.Format(Inv, ", {0} needle(s) pulled out mid-dot", t.Retracts) : "", t.LastHoldReason), "grey"));
         }
-        var latched = snapshot.Safety?.EstopLatched ?? m?.EstopLatched ?? false;
-        rows.Add(("E-stop", latched ? "LATCHED" + Suffix(snapshot.Safety?.EstopReason) : "clear", latched ? "bold red" : "green"));
+        var latched = snapshot.Safety?.EstopLatched ?? m?.EstopLatched;
+        if (latched is null && snapshot.Ended)
+        {
+            rows.Add(("E-stop", "NOT MEASURED after the end", "bold red"));
+        }
+        else
+        {
+            rows.Add(("E-stop", latched == true ? "LATCHED" + Suffix(snapshot.Safety?.EstopReason) : "clear", latched == true ? "bold red" : "green"));
+        }
+        if (snapshot.Safety is { EstopLatched: true } latch && string.IsNullOrEmpty(latch.StopError))
+        {
+            rows.Add(StopSequence.IsOver(latch)
+                ? ("Stop", StopSequence.Steps(latch), "bold")
+                : ("Stop", StopSequence.Steps(latch) + " · in progress", "bold yellow"));
+        }
         if (!string.IsNullOrEmpty(snapshot.Safety?.StopError))
         {
             rows.Add(("STOP ERROR", snapshot.Safety!.StopError + " · USE THE HARD-WIRED E-STOP", "bold red"));
@@ -91,9 +114,12 @@ internal static class SessionView
         if (!string.IsNullOrEmpty(m?.LastAlarm)) rows.Add(("Alarm", m!.LastAlarm, "red"));
         if (!string.IsNullOrEmpty(snapshot.LastEvent)) rows.Add(("Event", snapshot.LastEvent, null));
         if (!string.IsNullOrEmpty(snapshot.Notice)) rows.Add(("Console", snapshot.Notice, "bold"));
-        rows.Add(("Keys", snapshot.KeysEnabled
-            ? "e / Esc / Ctrl+C = EMERGENCY STOP · space = pause/resume"
-            : "Ctrl+C = EMERGENCY STOP", "bold"));
+        if (!string.IsNullOrEmpty(snapshot.Problem)) rows.Add(("Not read", snapshot.Problem, "red"));
+        rows.Add(snapshot.Ended
+            ? ("Keys", "session view ended · e-stop from any terminal: smp estop", "grey")
+            : ("Keys", snapshot.KeysEnabled
+                ? "e / Esc / Ctrl+C = EMERGENCY STOP · space = pause/resume"
+                : "Ctrl+C = EMERGENCY STOP", "bold"));
         return rows;
     }
 
@@ -141,7 +167,10 @@ internal static class SessionView
     /// and for dots in doubt the exact <c>smp session resolve</c> commands. <paramref name="controllerArg"/> is
     /// appended to those commands (e.g. "--controller http://host:50051"), or null.
     /// </summary>
-    public static string Summary(Session s, string? controllerArg = null)
+    /// <param name="s">The session, as read after the end.</param>
+    /// <param name="controllerArg">Appended to suggested commands, or null.</param>
+    /// <param name="afterTheEnd">The machine lines of <see cref="AfterTheEnd"/>, placed before the dots in doubt; null for none.</param>
+    public static string Summary(Session s, string? controllerArg = null, string? afterTheEnd = null)
     {
         var dots = s.Dots ?? new DotCounts();
         var sb = new StringBuilder();
@@ -157,6 +186,7 @@ internal static class SessionView
             sb.AppendLine();
             sb.Append(Inv, $"Tracking  {t.Source}: {t.Holds} automatic hold(s), {t.Retracts} needle(s) pulled out mid-dot{(t.Holds > 0 ? "; last hold: " + t.LastHoldReason : "")}");
         }
+        if (!string.IsNullOrEmpty(afterTheEnd)) sb.AppendLine().Append(afterTheEnd);
         if (dots.InDoubt > 0)
         {
             sb.AppendLine();
@@ -171,6 +201,51 @@ internal static class SessionView
                 sb.AppendLine();
                 sb.Append(Inv, $"  smp session resolve {s.Id}{target} --as {resolution}{extra}");
             }
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The summary's lines about the machine after the end: the latch and who set it, the stop steps the controller
+    /// reports, the needle and gantry as measured after the end, and this console's own e-stop outcome. Nothing here
+    /// comes from the console's requests alone: a state that could not be read is said to be unknown.
+    /// </summary>
+    public static string AfterTheEnd(FinalState? final, bool emergencyStopSent, StopVerdict? emergencyStop)
+    {
+        var sb = new StringBuilder();
+        var safety = final?.Safety;
+        if (safety is null)
+        {
+            sb.Append("E-stop    UNKNOWN: the safety status could not be read after the end");
+        }
+        else if (safety.EstopLatched)
+        {
+            sb.Append("E-stop    LATCHED ").Append(StopSequence.Origin(safety));
+            sb.AppendLine().Append("Stop      ").Append(StopSequence.Steps(safety));
+            if (!string.IsNullOrEmpty(safety.StopError)) sb.AppendLine().Append("STOP ERROR ").Append(safety.StopError).Append(": USE THE HARD-WIRED E-STOP");
+            else if (!StopSequence.IsOver(safety)) sb.Append(": NOT CONFIRMED FINISHED: USE THE HARD-WIRED E-STOP");
+        }
+        else
+        {
+            sb.Append("E-stop    clear");
+        }
+        sb.AppendLine();
+        if (final?.Machine is { } m)
+        {
+            var p = m.Position ?? new Position();
+            sb.Append(Inv, $"Needle    {(m.NeedleOn ? "ON" : "off")}; gantry {(string.IsNullOrEmpty(m.State) ? "?" : m.State)} at x {Formatting.Mm(p.XMm)} y {Formatting.Mm(p.YMm)} z {Formatting.Mm(p.ZMm)} mm");
+            if (!m.Connected) sb.Append(", DISCONNECTED");
+            sb.Append(" (read after the end)");
+        }
+        else
+        {
+            sb.Append("Needle    UNKNOWN: the machine status could not be read after the end");
+        }
+        if (!string.IsNullOrEmpty(final?.Problem)) sb.AppendLine().Append("Not read  ").Append(final!.Problem);
+        // A stop that worked is already told above; the console's own request is mentioned only when it did not.
+        if (emergencyStopSent && emergencyStop is not { Failed: false })
+        {
+            sb.AppendLine().Append("Console   ").Append(emergencyStop?.Text ?? "NO ANSWER to this console's e-stop request: USE THE HARD-WIRED E-STOP");
         }
         return sb.ToString();
     }

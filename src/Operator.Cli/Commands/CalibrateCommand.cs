@@ -89,12 +89,14 @@ internal static class CalibrateCommand
             if (histogramPath is not null) OutputFile.Check(histogramPath);
             using var conn = ctx.Connect();
             ctx.Info("calibrating: the gantry moves the needle-head marker through the calibration volume (keep clear; e-stop: smp estop)…");
-            var reply = await conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest
+            var request = new CalibrateGantryRequest
             {
                 Points = parse.GetValue(points),
                 Heights = parse.GetValue(heights),
                 Notes = parse.GetValue(notes) ?? "",
-            }, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct);
+            };
+            var reply = await MotionCall.RunAsync(ctx, conn, "calibration",
+                () => conn.Calibration.CalibrateGantryAsync(request, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
             if (pngPath is not null) OutputFile.Write(pngPath, reply.ResidualsPng.Span);
             if (histogramPath is not null) OutputFile.Write(histogramPath, reply.HistogramPng.Span);
             var json = JsonOutput.Message(reply);
@@ -141,7 +143,8 @@ internal static class CalibrateCommand
             var tol = parse.GetValue(tolerance);
             if (tol < 0 || !double.IsFinite(tol)) throw new CliException(ExitCodes.Usage, "--tolerance must be a positive number of mm");
             using var conn = ctx.Connect();
-            var reply = await conn.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = tol }, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct);
+            var reply = await MotionCall.RunAsync(ctx, conn, "the drift check",
+                () => conn.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = tol }, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
             if (pngPath is not null) OutputFile.Write(pngPath, reply.ResidualsPng.Span);
             var json = JsonOutput.Message(reply);
             json.Remove("residualsPng");

@@ -93,11 +93,30 @@ internal static class DemoCommand
             }
             finally
             {
+                // A stop sequence still under way (an e-stop from another terminal, one that outlasted the console's
+                // wait) must finish before its controller goes: stopping the controller would cut it short.
+                await WaitForStopSequenceAsync(ctx, controller);
                 var code = await controller.StopAsync();
                 ctx.Info($"controller stopped (exit code {code?.ToString(CultureInfo.InvariantCulture) ?? "?"}); log: {logPath}");
             }
         });
         return command;
+    }
+
+    /// <summary>
+    /// Before the demo stops its controller: when the e-stop is latched and its stop sequence is not over, waits
+    /// (bounded) until the controller reports the steps complete or a stop error. Quiet when nothing is latched or the
+    /// controller no longer answers (then there is nothing left to wait for).
+    /// </summary>
+    private static async Task WaitForStopSequenceAsync(CommandContext ctx, ControllerProcess controller)
+    {
+        if (controller.HasExited) return;
+        using var conn = ctx.Connect();
+        var (status, _) = await StopSequence.TryReadAsync(conn);
+        if (status is not { EstopLatched: true } || StopSequence.IsOver(status)) return;
+        ctx.Info("emergency stop latched: waiting for the controller to finish the stop sequence before stopping it…");
+        var (last, _) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, status);
+        ctx.Info(last is null ? "the controller no longer answers the safety status" : StopSequence.Verdict(last).Text);
     }
 
     /// <summary>Reads the plan (size-checked) and keeps its first <paramref name="dots"/> dots when given.</summary>
@@ -134,11 +153,13 @@ internal static class DemoCommand
         if (!machine.Homed)
         {
             ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
-            await conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct);
+            await MotionCall.RunAsync(ctx, conn, "homing",
+                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct);
         }
         ctx.Info($"camera {list.Camera} has no camera-to-gantry calibration: calibrating first (smp calibrate gantry --points 15)…");
-        var reply = await conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 15, Notes = "smp demo" },
-            deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct);
+        var reply = await MotionCall.RunAsync(ctx, conn, "calibration",
+            () => conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 15, Notes = "smp demo" },
+                deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
         if (!reply.Calibration.Valid) throw new CliException(ExitCodes.Failure, $"the demo's calibration {reply.Calibration.Id} is not valid: {string.Join("; ", reply.Warnings)}");
         ctx.Info($"calibration {reply.Calibration.Id}: validation RMS {Formatting.Mm(reply.Validation.Rms)} mm, p95 {Formatting.Mm(reply.Validation.P95)} mm ({Formatting.Number(reply.Seconds, "0.0")} s)");
     }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Grpc.Core;
 using System.Text;
 using SmpRobot.Contracts.V1;
 
@@ -23,7 +24,8 @@ internal static class MachineCommand
         {
             using var conn = ctx.Connect();
             ctx.Info("homing…");
-            return Print(ctx, await conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct));
+            return Print(ctx, await MotionCall.RunAsync(ctx, conn, "homing",
+                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct));
         });
 
         var dx = new Option<double>("--dx") { Description = "Relative X move, mm", HelpName = "MM" };
@@ -44,7 +46,8 @@ internal static class MachineCommand
         {
             using var conn = ctx.Connect();
             var request = new JogRequest { DxMm = parse.GetValue(dx), DyMm = parse.GetValue(dy), DzMm = parse.GetValue(dz), FeedMmPerMin = parse.GetValue(feed) };
-            return Print(ctx, await conn.Machine.JogAsync(request, deadline: conn.Deadline(TimeSpan.FromSeconds(60)), cancellationToken: ct));
+            return Print(ctx, await MotionCall.RunAsync(ctx, conn, "the jog",
+                () => conn.Machine.JogAsync(request, deadline: conn.Deadline(TimeSpan.FromSeconds(60)), cancellationToken: ct).ResponseAsync, ct));
         });
 
         var profile = new Option<string?>("--profile") { Description = "A profile file (hardware/profiles/*.json) instead of the controller's active profile", HelpName = "FILE" };
@@ -56,9 +59,24 @@ internal static class MachineCommand
         app.Bind(settings, async (ctx, parse, ct) =>
         {
             var path = parse.GetValue(profile);
-            var request = new FirmwareSettingsRequest { ProfileJson = path is null ? "" : ReadProfile(path) };
+            FirmwareSettingsResponse response;
+            var profileJson = path is null ? "" : ReadProfile(path);
+            // A profile file is checked here first (SmpRobot.Machine, the controller's own code): its lines need no controller.
+            var offline = path is null ? null : OfflineSettings(profileJson, path);
             using var conn = ctx.Connect();
-            var response = await conn.Machine.FirmwareSettingsAsync(request, deadline: conn.Deadline(), cancellationToken: ct);
+            try
+            {
+                // The controller, when it answers, also compares the profile with the connected board.
+                response = await conn.Machine.FirmwareSettingsAsync(new FirmwareSettingsRequest { ProfileJson = profileJson }, deadline: conn.Deadline(), cancellationToken: ct);
+            }
+            catch (RpcException e) when (CommandContext.IsConnectFailure(e) && offline is not null)
+            {
+                response = offline;
+            }
+            catch (RpcException e) when (CommandContext.IsConnectFailure(e))
+            {
+                throw new CliException(ExitCodes.Failure, CommandContext.DescribeRpcError(e, conn.Address) + "; to print a profile file's settings without a controller, give --profile FILE");
+            }
             var json = JsonOutput.Message(response);
             json["lines"] = new System.Text.Json.Nodes.JsonArray([.. response.Expected.Where(e => !e.Informative).Select(e => (System.Text.Json.Nodes.JsonNode?)SettingLine(e))]);
             json["exitCode"] = ExitCodes.Success;
@@ -150,6 +168,23 @@ internal static class MachineCommand
 
     private static string Difference(SettingDifference d) =>
         "$" + d.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) + " (" + d.Name + "): profile " + d.Expected + ", board " + d.Actual + (d.Informative ? " (informative)" : "");
+
+    /// <summary>The settings of a profile file, computed here (no board is compared: none is connected to this computer).</summary>
+    private static FirmwareSettingsResponse OfflineSettings(string profileJson, string path)
+    {
+        SmpRobot.Machine.MachineProfile machineProfile;
+        try
+        {
+            machineProfile = SmpRobot.Machine.FirmwareSettings.ParseProfile(profileJson, $"'{path}'");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CliException(ExitCodes.Usage, e.Message);
+        }
+        var response = new FirmwareSettingsResponse { ProfileName = machineProfile.Name, Connected = false, CheckError = "checked offline against the profile file: no board compared" };
+        response.Expected.Add(SmpRobot.Machine.FirmwareSettings.Expected(machineProfile).Select(e => new Contracts.V1.FirmwareSetting { Number = e.Number, Name = e.Name, Value = e.Value, Informative = e.Informative }));
+        return response;
+    }
 
     private static string ReadProfile(string path)
     {

@@ -57,7 +57,8 @@ internal static class RunCommand
         if (!machine.Homed)
         {
             ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
-            machine = await conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct);
+            machine = await MotionCall.RunAsync(ctx, conn, "homing",
+                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct);
             ctx.Info($"homed: {machine.State} at x {Formatting.Mm(machine.Position?.XMm ?? 0)} y {Formatting.Mm(machine.Position?.YMm ?? 0)} z {Formatting.Mm(machine.Position?.ZMm ?? 0)} mm");
         }
 
@@ -100,13 +101,25 @@ internal static class RunCommand
     public static int WriteSummary(CommandContext ctx, FollowResult result)
     {
         var exitCode = result.ExitCode;
-        var text = SessionView.Summary(result.Session, CliCommands.ControllerArg(ctx));
+        var machineLines = result.Final is not null || result.EmergencyStopSent ? SessionView.AfterTheEnd(result.Final, result.EmergencyStopSent, result.EmergencyStop) : null;
+        var text = SessionView.Summary(result.Session, CliCommands.ControllerArg(ctx), machineLines);
         if (result.Detached) text = "stopped watching before the session ended\n" + text;
+        if (result.HeldForOperator)
+        {
+            text = $"session held for the operator ({Or(result.Session.Reason)}); this console reads no keys, so nobody here can resume it: stopped following, the session stays {Formatting.StateName(result.Session.State)}\n" + text;
+        }
         if (ctx.Json)
         {
             ctx.Stderr.WriteLine(text);
             var json = JsonOutput.Session(result.Session, exitCode);
             json["detached"] = result.Detached;
+            json["heldForOperator"] = result.HeldForOperator;
+            json["safety"] = result.Final?.Safety is { } safety ? JsonOutput.Message(safety) : null;
+            json["machine"] = result.Final?.Machine is { } machine ? JsonOutput.Message(machine) : null;
+            json["notRead"] = result.Final?.Problem;
+            json["emergencyStop"] = result.EmergencyStopSent
+                ? new System.Text.Json.Nodes.JsonObject { ["answered"] = result.EmergencyStop is not null, ["failed"] = result.EmergencyStop?.Failed ?? true, ["text"] = result.EmergencyStop?.Text }
+                : null;
             ctx.WriteJson(json);
         }
         else

@@ -147,6 +147,23 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     }
 
     [Fact]
+    public async Task A_session_held_for_the_operator_under_no_ui_ends_the_console_with_exit_3_and_the_reason()
+    {
+        await using var fake = await FakeController.StartAsync();
+        fake.State.FinalState = SessionState.Paused;
+        fake.State.FinalReason = "held: tracking did not settle within 120 s (head pose is stale)";
+        var plan = Path.Combine(Directory.CreateTempSubdirectory("smp-held-").FullName, "plan.json");
+        File.WriteAllText(plan, "{\"name\":\"p\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":1,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
+        var (code, stdout, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--no-ui"));
+        Assert.Equal(ExitCodes.Stopped, code);
+        Assert.Contains("session held for the operator (held: tracking did not settle within 120 s", stdout + stderr, StringComparison.Ordinal);
+
+        // A pause the operator asked for is not a hold: whoever paused it resumes it.
+        Assert.True(SessionFollower.IsHeldForOperator(new Session { State = SessionState.Paused, Reason = "held: x" }));
+        Assert.False(SessionFollower.IsHeldForOperator(new Session { State = SessionState.Paused, Reason = "paused by the operator" }));
+    }
+
+    [Fact]
     public async Task Sessions_resolve_and_refusals()
     {
         await using var fake = await FakeController.StartAsync();

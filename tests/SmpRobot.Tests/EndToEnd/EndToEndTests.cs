@@ -153,3 +153,51 @@ public class EndToEndTests
         await controller.ExitCodeAsync(Timeout);
     }
 }
+
+/// <summary>The console tells the truth about an e-stop: the real demo in a terminal, the real calibration and homing.</summary>
+[Collection(ControllerCollection.Name)]
+public class ConsoleTruthEndToEndTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
+
+    [Fact]
+    public async Task Pressing_e_in_the_demo_stops_it_and_the_summary_says_latched_with_the_stop_steps()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        await using var demo = RealProcess.StartInTerminal("smp", "demo", "--dots", "400", "--camera", "none", "--time-scale", "20", "--controller", url);
+        // The live view shows dots being placed: press e mid-session.
+        await demo.WaitForLineAsync(l => l.Contains(" placed (", StringComparison.Ordinal) && !l.Contains(" 0/400", StringComparison.Ordinal), Timeout);
+        demo.Press("e");
+        Assert.Equal(3, await demo.ExitCodeAsync(Timeout));
+
+        var output = demo.Stdout + "\n" + demo.Stderr;
+        Assert.DoesNotContain("FAILED", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("NOT CONFIRMED", output, StringComparison.Ordinal);
+        Assert.Contains("State     EMERGENCY_STOPPED", output, StringComparison.Ordinal);
+        Assert.Contains("E-stop    LATCHED by smp console (e key)", output, StringComparison.Ordinal);
+        Assert.Contains("Stop      feed-hold, needle-off, queue-flushed, retracted", output, StringComparison.Ordinal);
+        // The machine as measured after the stop: needle drive off.
+        Assert.Contains("Needle    off;", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_estop_during_a_gantry_calibration_exits_3_and_says_so_with_the_stop_steps()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-cal-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "5", "--camera", "none");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        await using (var home = RealProcess.Start("smp", "machine", "home", "--controller", url)) Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+
+        await using var calibrate = RealProcess.Start("smp", "calibrate", "gantry", "--points", "25", "--controller", url);
+        await calibrate.WaitForLineAsync(l => l.Contains("calibrating:", StringComparison.Ordinal), Timeout);
+        await using (var estop = RealProcess.Start("smp", "estop", "--controller", url)) Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
+
+        Assert.Equal(3, await calibrate.ExitCodeAsync(Timeout));
+        Assert.Contains("emergency stop during calibration", calibrate.Stderr, StringComparison.Ordinal);
+        Assert.Contains("feed-hold, needle-off, queue-flushed, retracted", calibrate.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("flushed by soft reset", calibrate.Stderr, StringComparison.Ordinal);
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+}

@@ -26,7 +26,7 @@ internal sealed class RealProcess : IAsyncDisposable
     /// <summary>Starts <paramref name="exe"/> (smp or smp-controller from the test output) with the project's hardware folder.</summary>
     public static RealProcess Start(string exe, params string[] args)
     {
-        var info = new ProcessStartInfo(ExecutablePath(exe))
+        var info = new ProcessStartInfo(exe.StartsWith('/') ? exe : ExecutablePath(exe))
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -46,6 +46,28 @@ internal sealed class RealProcess : IAsyncDisposable
         process.BeginErrorReadLine();
         return rp;
     }
+
+    /// <summary>
+    /// Starts <paramref name="exe"/> in a pseudo-terminal, as a user at a terminal runs it: util-linux's
+    /// <c>script</c> (Debian's essential bsdutils) gives it the pty and forwards what <see cref="Press"/>
+    /// writes as keys. Output lines arrive with the terminal's escape sequences removed.
+    /// </summary>
+    public static RealProcess StartInTerminal(string exe, params string[] args)
+    {
+        var command = string.Join(' ', new[] { ExecutablePath(exe) }.Concat(args).Select(a => "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'"));
+        var rp = Start("/usr/bin/script", "-qfec", command, "/dev/null");
+        rp._stripTerminal = true;
+        return rp;
+    }
+
+    /// <summary>Types <paramref name="keys"/> (into the terminal for <see cref="StartInTerminal"/>).</summary>
+    public void Press(string keys)
+    {
+        _process.StandardInput.Write(keys);
+        _process.StandardInput.Flush();
+    }
+
+    private bool _stripTerminal;
 
     public int Id => _process.Id;
 
@@ -98,6 +120,18 @@ internal sealed class RealProcess : IAsyncDisposable
     private void OnLine(string? line, List<string> into)
     {
         if (line is null) return;
+        if (_stripTerminal)
+        {
+            // Escape sequences out; a carriage return starts the line again (the live view redraws in place).
+            line = System.Text.RegularExpressions.Regex.Replace(line, "\u001b\\[[0-9;?]*[A-Za-z]|\u001b[()][A-Z0-9]|\u001b[=>]", "");
+            foreach (var part in line.Split('\r')) OnTerminalLine(part, into);
+            return;
+        }
+        OnTerminalLine(line, into);
+    }
+
+    private void OnTerminalLine(string line, List<string> into)
+    {
         List<TaskCompletionSource<string>> hits = [];
         lock (_gate)
         {
