@@ -94,6 +94,11 @@ public sealed class GantryConnection : IAsyncDisposable
     /// <summary>Raised for every firmware fault (alarm, unexpected reset, link loss, protocol).</summary>
     public event EventHandler<GantryFaultException>? Faulted;
 
+    private long _garbledOnEarlierLinks;
+
+    /// <summary>Status reports received damaged and dropped since the controller started (every link to the board counted).</summary>
+    public long GarbledStatusReports => Interlocked.Read(ref _garbledOnEarlierLinks) + (_client?.GarbledStatusReports ?? 0);
+
     /// <summary>Connects (or reconnects): a new transport, wait for the banner, start status polling.</summary>
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
@@ -104,6 +109,7 @@ public sealed class GantryConnection : IAsyncDisposable
             {
                 old.Faulted -= OnFaulted;
                 await old.DisposeAsync();
+                Interlocked.Add(ref _garbledOnEarlierLinks, old.GarbledStatusReports);
             }
             _homed = false;
             _lastAlarm = "";

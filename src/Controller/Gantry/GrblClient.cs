@@ -58,6 +58,10 @@ public sealed class GrblClient : IAsyncDisposable
 
     private int _lineLength;
     private bool _lineOverflow;
+    private long _garbledStatusTotal;
+    private int _garbledStatusInARow;
+    private string? _lastGarbledStatus;
+    private readonly Queue<long> _garbledStatusTimes = new();
     private Vec3? _lastWorkOffset;
 
     private int _bytesInFlight;
@@ -115,6 +119,15 @@ public sealed class GrblClient : IAsyncDisposable
 
     /// <summary>Lines written and not yet acknowledged.</summary>
     public int LinesInFlight { get { lock (_gate) { return _inFlight.Count; } } }
+
+    /// <summary>Status reports received damaged (framed <c>&lt;…&gt;</c>, fields unreadable) and dropped since this client was created.</summary>
+    public long GarbledStatusReports { get { lock (_gate) { return _garbledStatusTotal; } } }
+
+    /// <summary>The last garbled status report as received (cut to 120 characters), or null when none arrived.</summary>
+    public string? LastGarbledStatus { get { lock (_gate) { return _lastGarbledStatus; } } }
+
+    /// <summary>Raised on the reader loop for a garbled status report that was dropped (not for the one that makes it a link fault).</summary>
+    public event EventHandler<string>? GarbledStatusReceived;
 
     /// <summary>Raised on the reader loop for every status report.</summary>
     public event EventHandler<GrblStatus>? StatusReceived;
@@ -325,35 +338,43 @@ public sealed class GrblClient : IAsyncDisposable
     /// </summary>
     public async Task<GrblStatus> QueryStatusAsync(CancellationToken ct)
     {
-        var waiter = new TaskCompletionSource<GrblStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_gate)
+        // Timer first, then '?': the timeout covers the whole round trip, re-asks after a garbled report included.
+        using var timeout = new CancellationTokenSource(_options.StatusTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        while (true)
         {
-            ThrowIfLinkUnusable();
-            _statusWaiters.Add(waiter);
-        }
-
-        try
-        {
-            // Timer first, then '?': the timeout covers the whole round trip.
-            using var timeout = new CancellationTokenSource(_options.StatusTimeout, _time);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
-            await WriteRealtimeCoreAsync((byte)GrblRealtime.StatusQuery, ct);
-            try
-            {
-                return await waiter.Task.WaitAsync(linked.Token);
-            }
-            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
-            {
-                var fault = new GantryFaultException(GantryFaultKind.LinkLost, 0, $"no status report within {_options.StatusTimeout.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms on {_transport.Description}");
-                EnterFault(fault, latch: true, terminal: false);
-                throw fault;
-            }
-        }
-        finally
-        {
+            var waiter = new TaskCompletionSource<GrblStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
             lock (_gate)
             {
-                _statusWaiters.Remove(waiter);
+                ThrowIfLinkUnusable();
+                _statusWaiters.Add(waiter);
+            }
+
+            try
+            {
+                await WriteRealtimeCoreAsync((byte)GrblRealtime.StatusQuery, ct);
+                try
+                {
+                    return await waiter.Task.WaitAsync(linked.Token);
+                }
+                catch (GarbledStatusException)
+                {
+                    // Counted and dropped by the reader; the next report answers (too many is a fault, raised there).
+                    continue;
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    var fault = new GantryFaultException(GantryFaultKind.LinkLost, 0, $"no status report within {_options.StatusTimeout.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms on {_transport.Description}");
+                    EnterFault(fault, latch: true, terminal: false);
+                    throw fault;
+                }
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    _statusWaiters.Remove(waiter);
+                }
             }
         }
     }
@@ -917,13 +938,22 @@ public sealed class GrblClient : IAsyncDisposable
 
         if (!GrblProtocol.TryParseStatus(text, timestamp, knownOffset, out var status, out var reportedOffset) || status is null)
         {
-            HandleUnknownLine(text);
+            if (text.Length >= 2 && text[^1] == '>')
+            {
+                HandleGarbledStatus(text, timestamp);
+            }
+            else
+            {
+                HandleUnknownLine(text);
+            }
+
             return;
         }
 
         TaskCompletionSource<GrblStatus>[] waiters;
         lock (_gate)
         {
+            _garbledStatusInARow = 0;
             if (reportedOffset is not null)
             {
                 _lastWorkOffset = reportedOffset;
@@ -939,6 +969,58 @@ public sealed class GrblClient : IAsyncDisposable
         }
 
         Raise(StatusReceived, status);
+    }
+
+    /// <summary>
+    /// A line framed as a status report whose fields do not parse: a report damaged on the wire, not a
+    /// response, so no ack is out of step. Counted and dropped (waiting queries ask again); too many in
+    /// a row or per minute is a link fault.
+    /// </summary>
+    private void HandleGarbledStatus(string text, long timestamp)
+    {
+        TaskCompletionSource<GrblStatus>[] waiters;
+        string? tooMany = null;
+        lock (_gate)
+        {
+            if (!_connected || _expectingBanner)
+            {
+                return;
+            }
+
+            _garbledStatusTotal++;
+            _garbledStatusInARow++;
+            _lastGarbledStatus = text.Length > 120 ? text[..120] + "…" : text;
+            var minuteAgo = timestamp - _time.TimestampFrequency * 60;
+            _garbledStatusTimes.Enqueue(timestamp);
+            while (_garbledStatusTimes.Count > 0 && _garbledStatusTimes.Peek() < minuteAgo)
+            {
+                _garbledStatusTimes.Dequeue();
+            }
+
+            if (_garbledStatusInARow >= _options.GarbledStatusInARowLimit)
+            {
+                tooMany = $"{_garbledStatusInARow.ToString(CultureInfo.InvariantCulture)} garbled status reports in a row (last '{_lastGarbledStatus}')";
+            }
+            else if (_garbledStatusTimes.Count > _options.GarbledStatusPerMinuteLimit)
+            {
+                tooMany = $"{_garbledStatusTimes.Count.ToString(CultureInfo.InvariantCulture)} garbled status reports within a minute, more than {_options.GarbledStatusPerMinuteLimit.ToString(CultureInfo.InvariantCulture)} (last '{_lastGarbledStatus}')";
+            }
+
+            waiters = tooMany is null ? DrainStatusWaiters() : [];
+        }
+
+        if (tooMany is not null)
+        {
+            EnterFault(new GantryFaultException(GantryFaultKind.LinkLost, 0, $"the serial link damages status reports: {tooMany} on {_transport.Description}"), latch: true, terminal: false);
+            return;
+        }
+
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetException(GarbledStatusException.Instance);
+        }
+
+        Raise(GarbledStatusReceived, text);
     }
 
     private void HandleDollarLine(string text)
@@ -978,6 +1060,8 @@ public sealed class GrblClient : IAsyncDisposable
                     _connected = true;
                     _bytesInFlight = 0;
                     _lastWorkOffset = null;
+                    _garbledStatusInARow = 0;
+                    _garbledStatusTimes.Clear();
                 }
             }
         }
@@ -1138,5 +1222,16 @@ public sealed class GrblClient : IAsyncDisposable
         public string Line { get; } = line;
         public int ByteCount { get; } = byteCount;
         public TaskCompletionSource<LineAck> Ack { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
+
+/// <summary>Tells a waiting status query that the report it waited for arrived damaged and was dropped: ask again.</summary>
+internal sealed class GarbledStatusException : Exception
+{
+    public static readonly GarbledStatusException Instance = new();
+
+    private GarbledStatusException()
+        : base("a garbled status report was dropped")
+    {
     }
 }

@@ -66,6 +66,13 @@ public sealed record GrblClientOptions
     public TimeSpan BannerTimeout { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>A status query that gets no report within this is a link fault.</summary>
     public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// A status report framed as one (<c>&lt;</c> … <c>&gt;</c>) whose fields do not parse is counted and dropped
+    /// (a status query waiting for it asks again); this many in a row is a link fault. Default 3.
+    /// </summary>
+    public int GarbledStatusInARowLimit { get; init; } = 3;
+    /// <summary>More garbled status reports than this within one minute is a link fault, however they are spread. Default 10.</summary>
+    public int GarbledStatusPerMinuteLimit { get; init; } = 10;
 }
 
 /// <summary>A line was not written because the caller's gate (<c>mayWrite</c> of <see cref="GrblClient.SendLineAsync"/>) closed; nothing reached the wire.</summary>

@@ -96,6 +96,8 @@ internal static class Mapping
             PedalPressed = switches?.Pedal?.IsEngaged == true,
             PatientSwitchConfigured = switches?.PatientSwitch is not null,
             PatientSwitchPressed = switches?.PatientSwitch is { IsEngaged: false },
+            GarbledStatusReports = (ulong)Math.Max(0, gantry.GarbledStatusReports),
+            LastGarbledStatus = client?.LastGarbledStatus ?? "",
         };
         if (status is not null)
         {

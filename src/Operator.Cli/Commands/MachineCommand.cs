@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Grpc.Core;
+using System.Globalization;
 using System.Text;
 using SmpRobot.Contracts.V1;
 
@@ -113,6 +114,9 @@ internal static class MachineCommand
         sb.Append("Pedal     ").AppendLine(!s.PedalConfigured ? "none" : s.PedalPressed ? "held" : "released (the machine works only while it is held)");
         sb.Append("Patient   ").AppendLine(!s.PatientSwitchConfigured ? "no hand switch" : s.PatientSwitchPressed ? "hand switch PRESSED (sessions pause)" : "hand switch ready");
         sb.Append("Alarm     ").AppendLine(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
+        sb.Append("Link      ").AppendLine(s.GarbledStatusReports == 0
+            ? "no damaged status reports"
+            : $"{s.GarbledStatusReports.ToString(CultureInfo.InvariantCulture)} damaged status report{(s.GarbledStatusReports == 1 ? "" : "s")} dropped (last '{s.LastGarbledStatus}'): check the USB cable and adapter");
         sb.Append("Settings  ");
         if (!string.IsNullOrEmpty(s.SettingsProblem))
         {

@@ -72,6 +72,36 @@ public class SessionFaultTests
     }
 
     [Fact]
+    public async Task A_garbled_status_report_is_dropped_and_the_session_completes_with_every_dot_placed_once()
+    {
+        await using var run = await FaultSession.RunAsync($"garble-status-at-dot={Dot}");
+        Assert.Contains("became", run.Injected("garble-status-at-dot").Detail, StringComparison.Ordinal);
+        run.AssertSafeEnd("", maxInDoubt: 0, linkWorks: true, SessionState.Completed);
+        Assert.All(run.Placements(), p => Assert.Equal(1, p.Value));
+        var machine = await run.Fixture.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.True(machine.Connected);
+        Assert.Equal(1ul, machine.GarbledStatusReports);
+        Assert.StartsWith("<", machine.LastGarbledStatus, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Three_garbled_status_reports_in_a_row_fault_the_link_with_every_dot_known()
+    {
+        await using var run = await FaultSession.RunAsync($"garble-status-at-dot={Dot}:3");
+        Assert.Equal(3, run.Simulator.FaultLog.Count(f => f.Fault == "garble-status-at-dot"));
+        run.AssertSafeEnd("garbled status reports in a row", maxInDoubt: 1, linkWorks: true, SessionState.Faulted);
+        Assert.True(run.Final.Dots.Placed >= Dot - 1, $"placed {run.Final.Dots.Placed}");
+    }
+
+    [Fact]
+    public async Task Random_damage_to_status_reports_never_places_a_dot_twice_or_in_the_wrong_place()
+    {
+        await using var run = await FaultSession.RunAsync("garble-status=0.05,seed=5");
+        Assert.Contains(run.Simulator.FaultLog, f => f.Fault == "garble-status");
+        run.AssertSafeEnd("", maxInDoubt: 1, linkWorks: true, SessionState.Completed, SessionState.Paused, SessionState.Faulted);
+    }
+
+    [Fact]
     public async Task Late_oks_slow_the_session_but_it_completes_with_every_dot_placed_once()
     {
         await using var run = await FaultSession.RunAsync("delay-ok=5");

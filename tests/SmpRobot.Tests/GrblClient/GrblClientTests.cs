@@ -394,6 +394,97 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_garbled_status_report_is_counted_and_dropped_and_the_query_asks_again()
+    {
+        await ConnectAsync();
+        var pending = await SendAsync("G0 X1");
+        var garbled = new List<string>();
+        _client.GarbledStatusReceived += (_, line) => garbled.Add(line);
+
+        var query = _client.QueryStatusAsync(CancellationToken.None);
+        await _transport.WaitForByteAsync((byte)'?');
+        _transport.PushLine("<Run|MPos:1.5p0,2.500,-0.250|Bf:12,90|FS:600,0>");
+        // The query asks again at once and takes the next report.
+        await _transport.WaitForByteAsync((byte)'?', 2);
+        Assert.False(query.IsCompleted);
+        _transport.PushLine("<Run|MPos:1.500,2.500,-0.250|Bf:12,90|FS:600,0>");
+
+        Assert.Equal(new Vec3(1.5, 2.5, -0.25), (await query.WaitAsync(Guard)).MachinePosition);
+        Assert.Equal(1, _client.GarbledStatusReports);
+        Assert.Equal("<Run|MPos:1.5p0,2.500,-0.250|Bf:12,90|FS:600,0>", _client.LastGarbledStatus);
+        Assert.Equal(["<Run|MPos:1.5p0,2.500,-0.250|Bf:12,90|FS:600,0>"], garbled);
+        // Nothing else is disturbed: the line in flight is still acknowledged and the link is up.
+        _transport.PushOk();
+        Assert.True((await pending.Ack.WaitAsync(Guard)).Ok);
+        Assert.True(_client.IsConnected);
+        Assert.Empty(Faults());
+    }
+
+    [Fact]
+    public async Task Three_garbled_status_reports_in_a_row_are_a_link_fault()
+    {
+        await ConnectAsync();
+        var pending = await SendAsync("G0 X1");
+        var faultRaised = NextFault();
+
+        var query = _client.QueryStatusAsync(CancellationToken.None);
+        for (var i = 1; i <= 3; i++)
+        {
+            await _transport.WaitForByteAsync((byte)'?', i);
+            _transport.PushLine("<Idle|MPos:0.000,0.0:0,0.000|Bf:15,128|FS:0,0>");
+        }
+
+        var fault = await faultRaised.WaitAsync(Guard);
+        Assert.Equal(GantryFaultKind.LinkLost, fault.Kind);
+        Assert.Contains("3 garbled status reports in a row", fault.Message, StringComparison.Ordinal);
+        Assert.Equal(GantryFaultKind.LinkLost, (await Assert.ThrowsAsync<GantryFaultException>(() => query.WaitAsync(Guard))).Kind);
+        Assert.Equal(GantryFaultKind.LinkLost, (await Assert.ThrowsAsync<GantryFaultException>(() => pending.Ack.WaitAsync(Guard))).Kind);
+        Assert.Equal(3, _client.GarbledStatusReports);
+    }
+
+    [Fact]
+    public async Task Good_reports_between_garbled_ones_reset_the_run_but_not_the_rate_limit()
+    {
+        await ConnectAsync();
+        var faultRaised = NextFault();
+        const string Good = "<Idle|MPos:0.000,0.000,0.000|Bf:15,128|FS:0,0>";
+        const string Bad = "<Idle|MPos:0.000,0.000|Bf:15,128|FS:0,0>";
+        var asked = 0;
+        // Ten garbled reports in a minute, never two in a row, are tolerated ...
+        for (var i = 0; i < 10; i++)
+        {
+            var query = _client.QueryStatusAsync(CancellationToken.None);
+            await _transport.WaitForByteAsync((byte)'?', ++asked);
+            _transport.PushLine(Bad);
+            await _transport.WaitForByteAsync((byte)'?', ++asked);
+            _transport.PushLine(Good);
+            await query.WaitAsync(Guard);
+            _time.Advance(TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Empty(Faults());
+        // ... the eleventh within the same minute is a link fault.
+        var last = _client.QueryStatusAsync(CancellationToken.None);
+        await _transport.WaitForByteAsync((byte)'?', ++asked);
+        _transport.PushLine(Bad);
+        var fault = await faultRaised.WaitAsync(Guard);
+        Assert.Equal(GantryFaultKind.LinkLost, fault.Kind);
+        Assert.Contains("within a minute", fault.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<GantryFaultException>(() => last.WaitAsync(Guard));
+    }
+
+    [Fact]
+    public async Task A_status_report_missing_its_closing_bracket_is_not_taken_for_a_garbled_report()
+    {
+        await ConnectAsync();
+        var faultRaised = NextFault();
+        _transport.PushLine("<Idle|MPos:0.000,0.000,0.000|Bf:15,128|FS:0,0");
+
+        Assert.Equal(GantryFaultKind.Protocol, (await faultRaised.WaitAsync(Guard)).Kind);
+        Assert.Equal(0, _client.GarbledStatusReports);
+    }
+
+    [Fact]
     public async Task An_ok_with_nothing_in_flight_is_a_Protocol_fault()
     {
         await ConnectAsync();

@@ -26,7 +26,7 @@ public sealed record FaultPlan
     public static readonly IReadOnlyList<string> KnownFaults =
     [
         "drop=P", "drop-at-line=N", "flip=P", "flip-at-line=N", "delay-ok=MS", "lose-ok-at-line=N",
-        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "seed=N",
+        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "garble-status=P", "garble-status-at-dot=N[:COUNT]", "seed=N",
     ];
 
     /// <summary>Seed of the random faults (<c>seed=N</c>). Default 1.</summary>
@@ -78,6 +78,24 @@ public sealed record FaultPlan
     /// <summary><c>disconnect-at-dot=N</c>: when plunge N completes, the cable is pulled (<see cref="SimulatedGantry.Disconnect"/>); the board goes on with what it has.</summary>
     public int? DisconnectAtDot { get; init; }
 
+    /// <summary>
+    /// <c>garble-status=P</c> (board → host): each status report the firmware sends has, with this probability,
+    /// one byte between its <c>&lt;</c> and <c>&gt;</c> damaged on the way: a random bit flipped, or (one time in
+    /// three) the byte lost; never turned into a line end. Drawn once per report from its own seeded
+    /// generator; how many reports a run asks for depends on wall-clock timing, so which ones are hit may
+    /// differ between runs. 0: off.
+    /// </summary>
+    public double GarbleStatusProbability { get; init; }
+
+    /// <summary>
+    /// <c>garble-status-at-dot=N[:COUNT]</c> (board → host): once plunge N starts, the next COUNT status reports
+    /// arrive with their first digit turned into a letter (bit 6 flipped), so they cannot be read. COUNT defaults to 1.
+    /// </summary>
+    public int? GarbleStatusAtDot { get; init; }
+
+    /// <summary>How many reports in a row <see cref="GarbleStatusAtDot"/> damages. Default 1.</summary>
+    public int GarbleStatusCount { get; init; } = 1;
+
     /// <summary>True when the plan injects nothing.</summary>
     public bool IsEmpty => this == new FaultPlan { Seed = Seed };
 
@@ -119,6 +137,8 @@ public sealed record FaultPlan
                 "rx" => plan with { RxBufferBytes = Integer(spec, name, value, 2) },
                 "stall-at-dot" => ParseStall(plan, spec, value),
                 "disconnect-at-dot" => plan with { DisconnectAtDot = Integer(spec, name, value, 1) },
+                "garble-status" => plan with { GarbleStatusProbability = Probability(spec, name, value) },
+                "garble-status-at-dot" => ParseGarbleAt(plan, spec, value),
                 _ => throw Bad(spec, $"unknown fault '{name}'"),
             };
         }
@@ -144,6 +164,8 @@ public sealed record FaultPlan
         Add("rx", RxBufferBytes);
         Add("stall-at-dot", StallAtDot is { } s ? s.ToString(CultureInfo.InvariantCulture) + (StallMs is { } ms ? ":" + ms.ToString("R", CultureInfo.InvariantCulture) : "") : null);
         Add("disconnect-at-dot", DisconnectAtDot);
+        Add("garble-status", GarbleStatusProbability > 0 ? GarbleStatusProbability.ToString("R", CultureInfo.InvariantCulture) : null);
+        Add("garble-status-at-dot", GarbleStatusAtDot is { } g ? g.ToString(CultureInfo.InvariantCulture) + (GarbleStatusCount != 1 ? ":" + GarbleStatusCount.ToString(CultureInfo.InvariantCulture) : "") : null);
         if (Seed != 1) Add("seed", Seed);
         return string.Join(",", items);
     }
@@ -156,6 +178,17 @@ public sealed record FaultPlan
         {
             StallAtDot = Integer(spec, "stall-at-dot", value[..colon], 1),
             StallMs = Milliseconds(spec, "stall-at-dot", value[(colon + 1)..]),
+        };
+    }
+
+    private static FaultPlan ParseGarbleAt(FaultPlan plan, string spec, string value)
+    {
+        var colon = value.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0) return plan with { GarbleStatusAtDot = Integer(spec, "garble-status-at-dot", value, 1), GarbleStatusCount = 1 };
+        return plan with
+        {
+            GarbleStatusAtDot = Integer(spec, "garble-status-at-dot", value[..colon], 1),
+            GarbleStatusCount = Integer(spec, "garble-status-at-dot", value[(colon + 1)..], 1),
         };
     }
 
@@ -211,7 +244,10 @@ internal sealed class FaultInjector
     // Bytes of a line that an *-at-line fault will change, held until its newline arrives.
     private readonly List<byte> _heldLine = [];
     private readonly List<Ingress> _buffer = [];
+    private readonly Random _garbleRandom;
     private int _hostLine = 1; // the host line the next byte belongs to
+    private int _statusReports; // status reports sent since power-on
+    private int _garbleLeft = -1; // reports garble-status-at-dot still damages; -1: not armed yet
     private bool _dropAtLineDone;
     private bool _flipAtLineDone;
 
@@ -221,6 +257,55 @@ internal sealed class FaultInjector
         _dropRandom = new Random(plan.Seed);
         // A separate stream, so that adding drop to a spec does not move the flips.
         _flipRandom = new Random(unchecked((plan.Seed * 7919) + 104729));
+        _garbleRandom = new Random(unchecked((plan.Seed * 104723) + 7907));
+    }
+
+    /// <summary>garble-status-at-dot: plunge <paramref name="plunge"/> started.</summary>
+    public void PlungeStarted(int plunge)
+    {
+        if (_garbleLeft < 0 && _plan.GarbleStatusAtDot == plunge) _garbleLeft = _plan.GarbleStatusCount;
+    }
+
+    /// <summary>A status report (with its line end) as it reaches the host after the board → host faults.</summary>
+    public string StatusReportOnTheWire(string report)
+    {
+        _statusReports++;
+        var n = _statusReports;
+        var end = report.IndexOf('>', StringComparison.Ordinal);
+        if (end < 2) return report;
+        if (_garbleLeft > 0)
+        {
+            _garbleLeft--;
+            var digit = report.AsSpan(0, end).IndexOfAnyInRange('0', '9');
+            if (digit > 0)
+            {
+                var damaged = report[..digit] + (char)(report[digit] ^ 0x40) + report[(digit + 1)..];
+                Record("garble-status-at-dot", NowSim, null, null, string.Create(CultureInfo.InvariantCulture, $"status report {n} damaged: \"{report.TrimEnd()}\" became \"{damaged.TrimEnd()}\""));
+                return damaged;
+            }
+        }
+        if (_plan.GarbleStatusProbability > 0 && _garbleRandom.NextDouble() < _plan.GarbleStatusProbability)
+        {
+            var at = 1 + _garbleRandom.Next(end - 1); // strictly between '<' and '>'
+            string damaged;
+            if (_garbleRandom.Next(3) == 0)
+            {
+                damaged = report.Remove(at, 1);
+            }
+            else
+            {
+                char flipped;
+                do
+                {
+                    flipped = (char)((report[at] ^ (1 << _garbleRandom.Next(8))) & 0xff);
+                }
+                while (flipped is '\n' or '\r');
+                damaged = report[..at] + flipped + report[(at + 1)..];
+            }
+            Record("garble-status", NowSim, null, null, string.Create(CultureInfo.InvariantCulture, $"status report {n} damaged at column {at + 1}: \"{report.TrimEnd()}\" became \"{damaged.TrimEnd()}\""));
+            return damaged;
+        }
+        return report;
     }
 
     public FaultPlan Plan => _plan;

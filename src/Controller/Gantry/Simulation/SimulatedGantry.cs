@@ -383,7 +383,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         switch (command)
         {
             case (byte)'?':
-                Emit(StatusReport(now));
+                _faults.NowSim = now;
+                Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
                 break;
             case (byte)'!':
                 FeedHold(now);
@@ -645,9 +646,10 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         Wake();
     }
 
-    /// <summary>alarm-at-dot strikes as plunge N starts, reset-at-dot halfway through it.</summary>
+    /// <summary>alarm-at-dot strikes as plunge N starts, reset-at-dot halfway through it, garble-status-at-dot from its start.</summary>
     private void ArmPlungeFault(Block block, double startSim, double durationSeconds)
     {
+        _faults.PlungeStarted(block.Plunge);
         if (!_alarmFired && _faults.Plan.AlarmAtDot == block.Plunge)
         {
             _alarmFired = true;
@@ -729,7 +731,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         var held = _heldOutput.ToString();
         _heldOutput.Clear();
         Emit(held);
-        if (_statusAskedDuringStall) Emit(StatusReport(now));
+        if (_statusAskedDuringStall) Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
         _statusAskedDuringStall = false;
         Pulse();
     }
