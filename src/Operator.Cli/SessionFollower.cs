@@ -322,6 +322,7 @@ internal sealed class SessionFollower
             if (ev.Machine is not null) machine = ev.Machine;
             if (!string.IsNullOrEmpty(ev.Message)) lastEvent = ev.Message;
             if (session is null) return null;
+            RingBellWhenAttentionStarts(session);
             if (ExitCodes.IsEndState(session.State)) return session;
             if (!ReadsKeys && IsHeldForOperator(session))
             {
@@ -330,6 +331,19 @@ internal sealed class SessionFollower
             }
             return null;
         }
+    }
+
+    private bool needsAttention;
+
+    /// <summary>
+    /// The terminal bell, once, as the session starts needing the operator (held, faulted, e-stopped), at the
+    /// same moments as the controller's attention output (hardware/WIRING.md); only on a live view in a terminal.
+    /// </summary>
+    private void RingBellWhenAttentionStarts(Session s)
+    {
+        var now = s.State is SessionState.Faulted or SessionState.EmergencyStopped || IsHeldForOperator(s);
+        if (now && !needsAttention && ReadsKeys) ctx.Stderr.Write('\a');
+        needsAttention = now;
     }
 
     private SessionSnapshot? Snapshot()
