@@ -56,26 +56,33 @@ public static class FirmwareSettings
     public const string NotReported = "(not reported)";
 
     /// <summary>
-    /// The settings <paramref name="profile"/> depends on, in a stable order: $2 and $3 (informative),
-    /// $13=0 (report mm), $20 soft limits, $22 homing, $100-$102 steps/mm, $110-$112 max rates mm/min,
-    /// $120-$122 accelerations mm/s², $130-$132 max travel mm.
+    /// The settings <paramref name="profile"/> depends on, in an order grbl accepts when they are pasted
+    /// line by line: $2 and $3 (informative), $10 status report mask, $13=0 (report mm), $22 homing,
+    /// $23 homing direction mask, $27 homing pull-off, $100-$102 steps/mm, $110-$112 max rates mm/min,
+    /// $120-$122 accelerations mm/s², $130-$132 max travel mm, and $20 soft limits last (grbl refuses
+    /// <c>$20=1</c> with error:10 while homing is off).
     /// </summary>
     public static IReadOnlyList<FirmwareSetting> Expected(MachineProfile profile)
     {
         ArgumentNullException.ThrowIfNull(profile);
-        var list = new List<FirmwareSetting>(17)
+        var list = new List<FirmwareSetting>(21)
         {
             new(2, "step pulse invert mask", "0", FirmwareSettingKind.Mask, Informative: true),
             new(3, "direction invert mask", "0", FirmwareSettingKind.Mask, Informative: true),
+            // Machine position and the buffer state in every status report: the controller reads both.
+            new(10, "status report mask", profile.StatusReportMask.ToString(CultureInfo.InvariantCulture), FirmwareSettingKind.Mask),
             // Status reports and settings must be in mm: every position the controller reads is mm.
             new(13, "report in inches", "0", FirmwareSettingKind.Boolean),
-            new(20, "soft limits", profile.SoftLimits ? "1" : "0", FirmwareSettingKind.Boolean),
             new(22, "homing cycle", profile.HomingEnabled ? "1" : "0", FirmwareSettingKind.Boolean),
+            // Where homing ends and so where the machine frame lies (MachineProfile.Envelope).
+            new(23, "homing direction invert mask", profile.HomingDirectionMask.ToString(CultureInfo.InvariantCulture), FirmwareSettingKind.Mask),
+            Number(27, "homing pull-off, mm", profile.HomingPullOffMm),
         };
         for (var a = 0; a < 3; a++) list.Add(Number(100 + a, $"{"XYZ"[a]} steps/mm", profile.StepsPerMm[a]));
         for (var a = 0; a < 3; a++) list.Add(Number(110 + a, $"{"XYZ"[a]} max rate, mm/min", profile.MaxRateMmPerMin[a]));
         for (var a = 0; a < 3; a++) list.Add(Number(120 + a, $"{"XYZ"[a]} acceleration, mm/s^2", profile.AccelerationMmPerS2[a]));
         for (var a = 0; a < 3; a++) list.Add(Number(130 + a, $"{"XYZ"[a]} max travel, mm", profile.MaxTravelMm[a]));
+        list.Add(new(20, "soft limits", profile.SoftLimits ? "1" : "0", FirmwareSettingKind.Boolean));
         return list;
     }
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using SmpRobot.Geometry;
@@ -119,8 +120,10 @@ public sealed record TrackingSettings
 
 /// <summary>
 /// A machine profile (hardware/profiles/*.json): kinematic limits of the gantry, its envelope,
-/// needle limits, plan limits and safety timings. Machine frame G: X/Y horizontal, Z up, the
-/// envelope is [0, maxTravel] on each axis after homing (homing ends at X=0, Y=0, Z=max).
+/// needle limits, plan limits and safety timings. Machine frame G is the firmware's: X/Y horizontal,
+/// Z up (the needle rises with +Z), and where the envelope lies follows from the homing settings
+/// exactly as grbl 1.1 sets it (see <see cref="Envelope"/>): by default all travel is in negative
+/// space, [−maxTravel, 0], and homing ends at −pull-off on each axis.
 /// </summary>
 public sealed record MachineProfile
 {
@@ -138,6 +141,22 @@ public sealed record MachineProfile
     public bool SoftLimits { get; init; } = true;
     /// <summary>Firmware $22.</summary>
     public bool HomingEnabled { get; init; } = true;
+    /// <summary>
+    /// Firmware $23, the homing direction invert mask: bit 0 X, bit 1 Y, bit 2 Z. A clear bit homes
+    /// the axis towards +, a set bit towards −. Default 0 (grbl's). Z must home up (bit 2 clear): the
+    /// homing cycle starts with Z to take the needle away from the skin.
+    /// </summary>
+    public int HomingDirectionMask { get; init; }
+    /// <summary>Firmware $27, how far homing backs off the switches, mm. Default 1 (grbl's).</summary>
+    public double HomingPullOffMm { get; init; } = 1.0;
+    /// <summary>
+    /// True when the board's grbl was built with HOMING_FORCE_SET_ORIGIN (config.h): homing then sets
+    /// every axis to 0, and the soft limits lie on the side the axis homed from. Default false (the
+    /// default build). Not a $ setting: it cannot be read from the board, the profile must say it.
+    /// </summary>
+    public bool HomingForceSetOrigin { get; init; }
+    /// <summary>Firmware $10, status report mask: bit 0 machine position, bit 1 buffer state. Default 3.</summary>
+    public int StatusReportMask { get; init; } = 3;
     /// <summary>Needle tip height above the skin surface while travelling between dots, mm.</summary>
     public double HoverHeightMm { get; init; } = 2.0;
     /// <summary>Feed for travel at hover height, mm/min (capped by the axis limits).</summary>
@@ -229,6 +248,11 @@ public sealed record MachineProfile
             if (!(AccelerationMmPerS2[a] > 0)) errors.Add($"accelerationMmPerS2.{axis} must be > 0");
             if (!(MaxTravelMm[a] > 0)) errors.Add($"maxTravelMm.{axis} must be > 0");
         }
+        if (HomingDirectionMask is < 0 or > 7) errors.Add("homingDirectionMask must be a 3-bit axis mask (0-7: bit 0 X, bit 1 Y, bit 2 Z)");
+        if ((HomingDirectionMask & 4) != 0) errors.Add("homingDirectionMask must home Z up (bit 2 clear): homing starts with Z to take the needle away from the skin");
+        if (!(HomingPullOffMm >= 0 && HomingPullOffMm < 0.5 * Math.Min(MaxTravelMm.X, Math.Min(MaxTravelMm.Y, MaxTravelMm.Z)))) errors.Add("homingPullOffMm must be >= 0 and less than half the shortest travel");
+        if (StatusReportMask != 3) errors.Add("statusReportMask must be 3 (machine position and buffer state in every status report: the controller reads both)");
+        if (SoftLimits && !HomingEnabled) errors.Add("softLimits needs homingEnabled (grbl refuses $20=1 without $22=1: error:10)");
         if (!(Needle.MinDepthMm > 0 && Needle.MaxDepthMm >= Needle.MinDepthMm)) errors.Add("needle depth limits must satisfy 0 < min <= max");
         if (!(Needle.MinDwellMs >= 0 && Needle.MaxDwellMs >= Needle.MinDwellMs)) errors.Add("needle dwell limits must satisfy 0 <= min <= max");
         if (!(HoverHeightMm > 0)) errors.Add("hoverHeightMm must be > 0");
@@ -251,10 +275,69 @@ public sealed record MachineProfile
         }
     }
 
-    /// <summary>True when <paramref name="p"/> lies inside the envelope [0, maxTravel].</summary>
-    public bool InEnvelope(Vec3 p) =>
-        p.IsFinite && p.X >= 0 && p.X <= MaxTravelMm.X && p.Y >= 0 && p.Y <= MaxTravelMm.Y && p.Z >= 0 && p.Z <= MaxTravelMm.Z;
+    /// <summary>True when homing moves axis <paramref name="axis"/> (0 X, 1 Y, 2 Z) towards − ($23 bit set).</summary>
+    public bool HomesTowardsMinus(int axis) => (HomingDirectionMask & (1 << axis)) != 0;
 
-    /// <summary>The position homing ends at.</summary>
-    public Vec3 HomePosition => new(0, 0, MaxTravelMm.Z);
+    /// <summary>
+    /// Where grbl 1.1's soft limits allow targets after homing, per axis, mm. Without
+    /// HOMING_FORCE_SET_ORIGIN every axis is [−maxTravel, 0] whichever way it homes (grbl's machine
+    /// space is all negative). With it, an axis that homes towards − is [0, maxTravel] and one that
+    /// homes towards + is [−maxTravel, 0].
+    /// </summary>
+    public (Vec3 Min, Vec3 Max) Envelope
+    {
+        get
+        {
+            double Min(int a) => HomingForceSetOrigin && HomesTowardsMinus(a) ? 0 : -MaxTravelMm[a];
+            double Max(int a) => HomingForceSetOrigin && HomesTowardsMinus(a) ? MaxTravelMm[a] : 0;
+            return (new Vec3(Min(0), Min(1), Min(2)), new Vec3(Max(0), Max(1), Max(2)));
+        }
+    }
+
+    /// <summary>True when <paramref name="p"/> lies inside the <see cref="Envelope"/> (bounds included).</summary>
+    public bool InEnvelope(Vec3 p)
+    {
+        const double tolerance = 1e-9;
+        var (min, max) = Envelope;
+        return p.IsFinite
+            && p.X >= min.X - tolerance && p.X <= max.X + tolerance
+            && p.Y >= min.Y - tolerance && p.Y <= max.Y + tolerance
+            && p.Z >= min.Z - tolerance && p.Z <= max.Z + tolerance;
+    }
+
+    /// <summary>The envelope as text for messages, e.g. "x −200..0, y −200..0, z −40..0 mm".</summary>
+    public string EnvelopeText()
+    {
+        var (min, max) = Envelope;
+        static string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
+        return $"x {F(min.X)}..{F(max.X)}, y {F(min.Y)}..{F(max.Y)}, z {F(min.Z)}..{F(max.Z)} mm";
+    }
+
+    /// <summary>The highest Z the needle may be raised to (the top of the envelope), mm.</summary>
+    public double TopZMm => Envelope.Max.Z;
+
+    /// <summary>
+    /// The machine position grbl 1.1 reports right after a homing cycle: 0 with HOMING_FORCE_SET_ORIGIN;
+    /// otherwise −pull-off on an axis that homes towards + and −maxTravel + pull-off on one that homes
+    /// towards −.
+    /// </summary>
+    public Vec3 HomePosition
+    {
+        get
+        {
+            double Home(int a) => HomingForceSetOrigin ? 0 : HomesTowardsMinus(a) ? -MaxTravelMm[a] + HomingPullOffMm : -HomingPullOffMm;
+            return new Vec3(Home(0), Home(1), Home(2));
+        }
+    }
+
+    /// <summary>Where the homing switch of each axis trips, in the machine frame after homing: the home position pulled back onto the switch.</summary>
+    public Vec3 HomingSwitchPosition
+    {
+        get
+        {
+            var home = HomePosition;
+            double Back(int a) => HomesTowardsMinus(a) ? -HomingPullOffMm : HomingPullOffMm;
+            return new Vec3(home.X + Back(0), home.Y + Back(1), home.Z + Back(2));
+        }
+    }
 }

@@ -150,8 +150,7 @@ public sealed class PlanValidator(MachineProfile profile)
             (false, true) => $"at hover height {hover}",
             _ => $"at depth {depth}",
         };
-        var t = _profile.MaxTravelMm;
-        sink.Add(label, "envelope", Inv($"{who}: gantry target {where} mm is outside the envelope X 0-{t.X:0.###}, Y 0-{t.Y:0.###}, Z 0-{t.Z:0.###} mm"));
+        sink.Add(label, "envelope", Inv($"{who}: gantry target {where} mm is outside the envelope ({_profile.EnvelopeText()})"));
     }
 
     /// <summary>1..64 printable ASCII characters (0x21-0x7E), so no whitespace and no control characters.</summary>

@@ -12,6 +12,9 @@ internal static class TestProfiles
 
     public static MachineProfile Sim() => MachineProfile.Load(Path.Combine(RepoRoot, "hardware", "profiles", "sim.json"));
 
+    /// <summary>The simulated gantry on a grbl built with HOMING_FORCE_SET_ORIGIN: home is (0, 0, 0), X/Y run [0, 200], Z [−40, 0].</summary>
+    public static MachineProfile SimOrigin() => MachineProfile.Load(Path.Combine(RepoRoot, "hardware", "profiles", "sim-origin.json"));
+
     private static string FindRepoRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

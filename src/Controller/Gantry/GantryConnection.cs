@@ -184,9 +184,23 @@ public sealed class GantryConnection : IAsyncDisposable
         {
             throw new GantryFaultException(GantryFaultKind.Protocol, ack.ErrorCode, $"homing failed: error:{ack.ErrorCode} {ack.ErrorText}");
         }
+        // The frame every target was checked in is the one grbl's rules give for the profile's settings:
+        // a board homing elsewhere (another $23, $27 or build option) is not homed for this profile.
+        var status = await client.QueryStatusAsync(cancellationToken);
+        var home = Profile.HomePosition;
+        var difference = status.MachinePosition - home;
+        var tolerance = HomeToleranceMm;
+        if (Math.Abs(difference.X) > tolerance || Math.Abs(difference.Y) > tolerance || Math.Abs(difference.Z) > tolerance)
+        {
+            _lastAlarm = $"homing ended at {status.MachinePosition}, not at the profile's home {home} (difference {difference}): check $23, $27 and homingForceSetOrigin of profile {Profile.Name}";
+            throw new GantryFaultException(GantryFaultKind.Protocol, 0, "not homed: " + _lastAlarm);
+        }
         _homed = true;
         _lastAlarm = "";
     }
+
+    /// <summary>How far the position after homing may be from the profile's home position, mm (grbl prints 3 decimals; the step grid is finer than 0.01 mm).</summary>
+    public const double HomeToleranceMm = 0.01;
 
     /// <summary>
     /// Reads the board's settings now and compares them with <paramref name="expected"/> (e.g. the

@@ -32,6 +32,8 @@ public sealed class SafetySupervisor : IDisposable
     private readonly GantryConnection _gantry;
     private readonly MachineProfile _profile;
     private readonly LedgerStore _ledger;
+    // Cancelled when the controller shuts down: a background stop must not outlive the store it writes to.
+    private readonly CancellationTokenSource _shutdown = new();
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly Lock _gate = new();
@@ -327,9 +329,19 @@ public sealed class SafetySupervisor : IDisposable
         Interlocked.Increment(ref _stopsInProgress);
         try
         {
-            var error = await StopWhenAnsweringAsync(client, BackgroundRecontactWindow, CancellationToken.None);
+            var error = await StopWhenAnsweringAsync(client, BackgroundRecontactWindow, _shutdown.Token);
+            if (_shutdown.IsCancellationRequested)
+            {
+                _log.LogWarning("Background stop abandoned as the controller stops: {Outcome}", error ?? "stopped");
+                return;
+            }
+
             _ledger.Audit(null, "fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
             _log.LogWarning("Background stop after a silent firmware: {Outcome}", error ?? "stopped");
+        }
+        catch (Exception e) when (_shutdown.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
+        {
+            _log.LogWarning("Background stop abandoned as the controller stops: {Message}", e.Message);
         }
         catch (Exception e)
         {
@@ -453,7 +465,7 @@ public sealed class SafetySupervisor : IDisposable
                 _gantry.InvalidateHoming();
                 await ExpectOkAsync(client, "$X", cancellationToken);
             }
-            var retractZ = Math.Min(status.MachinePosition.Z + _profile.HoverHeightMm + _profile.Needle.MaxDepthMm, _profile.MaxTravelMm.Z);
+            var retractZ = Math.Min(status.MachinePosition.Z + _profile.HoverHeightMm + _profile.Needle.MaxDepthMm, _profile.TopZMm);
             await ExpectOkAsync(client, "M5", cancellationToken);
             var retractMm = new StepGrid(_profile.StepsPerMm).Quantise(new Vec3(0, 0, retractZ - status.MachinePosition.Z)).Z;
             if (retractMm > 0)
@@ -474,6 +486,8 @@ public sealed class SafetySupervisor : IDisposable
 
     public void Dispose()
     {
+        _shutdown.Cancel();
+        _shutdown.Dispose();
         _sequenceLock.Dispose();
         Volatile.Read(ref _motionHoldInterrupt).Dispose();
         Volatile.Read(ref _sequenceRestart).Dispose();

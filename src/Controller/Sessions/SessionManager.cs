@@ -435,7 +435,7 @@ public sealed class SessionManager : IAsyncDisposable
         var target = grid.Quantise(status.MachinePosition + deltaMm);
         if (!_profile.InEnvelope(target))
         {
-            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog target {target} is outside the machine envelope 0..{_profile.MaxTravelMm.X}/{_profile.MaxTravelMm.Y}/{_profile.MaxTravelMm.Z} mm");
+            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog target {target} is outside the machine envelope ({_profile.EnvelopeText()}, profile {_profile.Name})");
         }
         var line = "$J=G90 G21 X" + StepGrid.Format(target.X) + " Y" + StepGrid.Format(target.Y) + " Z" + StepGrid.Format(target.Z) + " F" + feed.ToString("0", System.Globalization.CultureInfo.InvariantCulture);
         var ack = await client.ExecuteAsync(line, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10), _time, CancellationToken.None);
@@ -764,6 +764,8 @@ public sealed class SessionManager : IAsyncDisposable
             {
                 // Normal end, pause or hold: needle drive off at hover.
                 await AckAsync(await client.SendLineAsync("M5", ct), 0, ct);
+                // A status report from after the M5, so that the end state shown to the operator is measured after the fact.
+                await client.QueryStatusAsync(ct);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException or PlacementMismatchException or MotionHoldException)
@@ -924,7 +926,7 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Lifts the needle <c>tracking.holdClearanceMm</c> above where it is (within the envelope) and waits until it is there.</summary>
     private async Task<Vec3> RaiseAsync(GrblClient client, Vec3 position, CancellationToken ct)
     {
-        var targetZ = Math.Min(position.Z + _profile.Tracking.HoldClearanceMm, _profile.MaxTravelMm.Z);
+        var targetZ = Math.Min(position.Z + _profile.Tracking.HoldClearanceMm, _profile.TopZMm);
         if (_profile.Tracking.HoldClearanceMm <= 0 || targetZ <= position.Z) return position;
         var current = position;
         var up = _program.MoveZ(ref current, _program.Grid.Quantise(current with { Z = targetZ }).Z, _profile.PlungeFeedMmPerMin);

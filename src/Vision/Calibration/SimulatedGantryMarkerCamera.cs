@@ -14,11 +14,15 @@ namespace SmpRobot.Vision.Calibration;
 /// <param name="GantryFromTouchPlate">Pose of the touch plate (the same board design, lying flat on the table) in gantry coordinates.</param>
 public sealed record GantryMarkerTruth(RigidTransform GantryFromCamera, Vec3 MarkerFromTipGantryMm, RigidTransform GantryFromMarkerRotation, RigidTransform GantryFromTouchPlate)
 {
+    // The touch plate relative to the nominal camera (the sim profile's layout).
+    private static readonly Vec3 TouchPlateFromNominalCameraMm = new(102 - 77.200536, 98 - 125.935679, 12 - 124.469015);
+
     /// <summary>
     /// A truth for the synthetic camera of the sim profile: <paramref name="nominalGantryFromCamera"/>
     /// moved by (1.2, −0.8, 0.6) mm and turned by 0.5° (so a calibration has something to find), the
     /// marker level (axes along the gantry's) 12 mm to the −X side of and 10 mm above the tip, and
-    /// the touch plate flat at (102, 98, 12) mm, in the middle of the view.
+    /// the touch plate flat on the table in the middle of the view, 112.5 mm below the nominal camera
+    /// (at (102, 98, 12) mm from a gantry's minimum corner, wherever the firmware puts its zero).
     /// </summary>
     public static GantryMarkerTruth Default(RigidTransform nominalGantryFromCamera)
     {
@@ -26,7 +30,7 @@ public sealed record GantryMarkerTruth(RigidTransform GantryFromCamera, Vec3 Mar
         var turn = Rotations.MatrixFromVector(new Vec3(0.3, -0.25, 0.3) * (0.5 * deg / Math.Sqrt(0.3 * 0.3 + 0.25 * 0.25 + 0.3 * 0.3)));
         var rotation = Rotations.Multiply(turn, Rotations.RotationMatrix(nominalGantryFromCamera));
         var truth = Rotations.FromMatrix(rotation, nominalGantryFromCamera.Translation + new Vec3(1.2, -0.8, 0.6));
-        return new GantryMarkerTruth(truth, new Vec3(-12, 0, 10), RigidTransform.Identity, new RigidTransform(1, 0, 0, 0, 1, 0, 0, 0, 1, new Vec3(102, 98, 12)));
+        return new GantryMarkerTruth(truth, new Vec3(-12, 0, 10), RigidTransform.Identity, new RigidTransform(1, 0, 0, 0, 1, 0, 0, 0, 1, nominalGantryFromCamera.Translation + TouchPlateFromNominalCameraMm));
     }
 
     /// <summary>The same truth with the camera moved by <paramref name="shiftMm"/> (gantry axes): a bumped camera.</summary>

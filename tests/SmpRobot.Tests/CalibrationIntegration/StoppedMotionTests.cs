@@ -39,7 +39,7 @@ public sealed class StoppedMotionTests
         await using var c = await CalibrationHost.StartAsync(timeScale: 1);
         await c.HomeAsync();
         using var stop = new CancellationTokenSource();
-        var jog = c.Machine.JogAsync(new JogRequest { DxMm = 60, FeedMmPerMin = 600 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
+        var jog = c.Machine.JogAsync(new JogRequest { DxMm = -60, FeedMmPerMin = 600 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
         for (var i = 0; i < 500 && c.Simulator.State != "Jog"; i++) await Task.Delay(10);
         Assert.Equal("Jog", c.Simulator.State);
         await stop.CancelAsync();
@@ -48,7 +48,7 @@ public sealed class StoppedMotionTests
         Assert.Equal("Idle", c.Simulator.State);
         var moved = c.Simulator.MotionRecord.Last(m => m.Kind == SimMotionKind.Jog);
         Assert.False(moved.Completed);
-        Assert.True(moved.To.X - moved.From.X < 30, $"the jog ran on to {moved.To}");
+        Assert.True(moved.From.X - moved.To.X < 30, $"the jog ran on to {moved.To}");
         Assert.Contains(c.Simulator.RealtimeLog, b => b.Command == 0x85);
     }
 }

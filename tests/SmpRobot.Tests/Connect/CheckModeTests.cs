@@ -17,7 +17,7 @@ public class CheckModeTests
     [Fact]
     public async Task A_clean_program_passes_and_nothing_moves()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         string[] program = ["G21 G90", "M3 S1000", "G90 G1 X50 Y60 F6000", "G91 G1 Z-5 F1200", "G4 P0.2", "G91 G1 Z5 F1200", "G4 P0", "M5"];
 
         var report = await CheckMode.RunAsync(rig.Client, program, CancellationToken.None).WaitAsync(Timeout);
@@ -42,7 +42,7 @@ public class CheckModeTests
     [Fact]
     public async Task Bad_lines_and_an_out_of_envelope_move_are_reported_with_line_numbers_and_meanings()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         string[] program =
         [
             "G21 G90",
@@ -89,7 +89,7 @@ public class CheckModeTests
     [Fact]
     public async Task Without_the_unlock_option_the_machine_stays_alarm_locked_after_a_soft_limit()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         var options = new CheckModeOptions { UnlockAfterSoftLimit = false };
         var report = await CheckMode.RunAsync(rig.Client, ["G90 G1 X10 Y250 F6000"], options, CancellationToken.None).WaitAsync(Timeout);
 
@@ -111,7 +111,7 @@ public class CheckModeTests
     [Fact]
     public async Task A_refused_send_stops_the_check_and_the_firmware_still_leaves_check_mode()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         var sent = 0;
         var options = new CheckModeOptions
         {
@@ -131,7 +131,7 @@ public class CheckModeTests
     [Fact]
     public async Task Errors_beyond_the_listed_maximum_are_counted()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         var program = Enumerable.Range(0, 30).Select(i => i % 2 == 0 ? "G5" : "G90 G1 X1 F600").ToList();
         var report = await CheckMode.RunAsync(rig.Client, program, new CheckModeOptions { MaxListedErrors = 4 }, CancellationToken.None).WaitAsync(Timeout);
 
@@ -144,7 +144,7 @@ public class CheckModeTests
     [Fact]
     public async Task A_sessions_program_is_checked_through_the_connection_and_errors_name_their_dot()
     {
-        await using var rig = await SimRig.StartAsync();
+        await using var rig = await SimRig.StartAsync(profile: TestProfiles.SimOrigin());
         var profile = rig.Profile;
         var aiming = new Aiming(profile, new FixedHeadPoseSource(profile.FixedHead.ToTransform(), TimeProvider.System));
         PlannedDot[] dots =

@@ -16,7 +16,7 @@ public class FirmwareSettingsTests
         var expected = FirmwareSettings.Expected(TestProfiles.Desk());
         var byNumber = expected.ToDictionary(s => s.Number);
 
-        int[] required = [13, 20, 22, 100, 101, 102, 110, 111, 112, 120, 121, 122, 130, 131, 132];
+        int[] required = [10, 13, 20, 22, 23, 27, 100, 101, 102, 110, 111, 112, 120, 121, 122, 130, 131, 132];
         Assert.Equal(required.Concat([2, 3]).Order(), byNumber.Keys.Order());
         Assert.All(required, n => Assert.False(byNumber[n].Informative, $"${n} must be required"));
         Assert.True(byNumber[2].Informative);
@@ -33,6 +33,12 @@ public class FirmwareSettingsTests
         Assert.Equal("$13=0", byNumber[13].Line);
         Assert.Equal("$20=1", byNumber[20].Line);
         Assert.Equal("$22=1", byNumber[22].Line);
+        Assert.Equal("$10=3", byNumber[10].Line);
+        Assert.Equal("$23=0", byNumber[23].Line);
+        Assert.Equal("$27=1.000", byNumber[27].Line);
+        // In an order grbl accepts line by line: homing before soft limits (else error:10).
+        var order = expected.Select(s => s.Number).ToList();
+        Assert.True(order.IndexOf(22) < order.IndexOf(20), string.Join(",", order));
 
         var noLimits = FirmwareSettings.Expected(TestProfiles.Desk() with { SoftLimits = false, HomingEnabled = false }).ToDictionary(s => s.Number);
         Assert.Equal("0", noLimits[20].Value);
@@ -48,7 +54,7 @@ public class FirmwareSettingsTests
         board[132] = "40.0000001";
         board[20] = " 1 ";
         board[3] = "0";
-        board[10] = "1";             // settings the profile does not depend on are ignored
+        board[11] = "0.020";         // settings the profile does not depend on are ignored
         Assert.Empty(FirmwareSettings.Compare(FirmwareSettings.Expected(profile), board));
     }
 
@@ -66,7 +72,7 @@ public class FirmwareSettingsTests
 
         var differences = FirmwareSettings.Compare(FirmwareSettings.Expected(profile), board);
 
-        Assert.Equal([13, 20, 100, 112, 120, 131], differences.Select(d => d.Number));
+        Assert.Equal([13, 100, 112, 120, 131, 20], differences.Select(d => d.Number));
         var steps = differences.Single(d => d.Number == 100);
         Assert.Equal(("X steps/mm", "80.000", "100.000", false), (steps.Name, steps.Expected, steps.Actual, steps.Informative));
         Assert.Equal(FirmwareSettings.NotReported, differences.Single(d => d.Number == 131).Actual);
@@ -99,7 +105,7 @@ public class FirmwareSettingsTests
     public void Lines_are_the_required_settings_ready_to_paste()
     {
         var lines = FirmwareSettings.ToLines(FirmwareSettings.Expected(TestProfiles.Sim())).Split('\n');
-        Assert.Equal(15, lines.Length);
+        Assert.Equal(18, lines.Length);
         Assert.All(lines, l => Assert.Matches(@"^\$\d+=\d+(\.\d{3})?$", l));
         Assert.DoesNotContain(lines, l => l.StartsWith("$3=", StringComparison.Ordinal) || l.StartsWith("$2=", StringComparison.Ordinal));
     }

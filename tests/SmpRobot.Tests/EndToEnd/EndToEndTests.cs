@@ -27,6 +27,10 @@ public class EndToEndTests
         Assert.True(kinematic > 0 && elapsed >= kinematic * 0.99, $"elapsed {elapsed} s vs kinematic {kinematic} s");
         Assert.StartsWith("s-", json.GetProperty("sessionId").GetString());
         Assert.False(json.GetProperty("tracking").GetProperty("tracking").GetBoolean());
+        // The machine as measured after the end: needle drive off, homed in grbl's negative machine space.
+        var machine = json.GetProperty("machine");
+        Assert.False(machine.GetProperty("needleOn").GetBoolean());
+        Assert.True(machine.GetProperty("position").GetProperty("zMm").GetDouble() <= 0);
     }
 
     [Fact]
@@ -178,6 +182,8 @@ public class ConsoleTruthEndToEndTests
         Assert.Contains("Stop      feed-hold, needle-off, queue-flushed, retracted", output, StringComparison.Ordinal);
         // The machine as measured after the stop: needle drive off.
         Assert.Contains("Needle    off;", output, StringComparison.Ordinal);
+        // The terminal bell rang as the session started needing the operator.
+        Assert.Contains('\a', output);
     }
 
     [Fact]

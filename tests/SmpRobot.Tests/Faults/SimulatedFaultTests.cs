@@ -153,7 +153,7 @@ public class SimulatedFaultTests
         Assert.False(link.Gantry.SpindleOn);
         // The travel descent (Z-3 after an XY move) ran; the plunge (Z-2 after G4 P0) never moved.
         var z = link.Gantry.MotionRecord.Where(m => m.Kind == SimMotionKind.Feed).Select(m => m.To.Z).ToList();
-        Assert.Equal(37, z[^1], 6);
+        Assert.Equal(-3, z[^1], 6);
         var fault = Assert.Single(link.Gantry.FaultLog);
         Assert.Equal(("alarm-at-dot", 1, 7), (fault.Fault, fault.Dot, fault.Line));
         // Nothing is taken (not even answered with error:9) until a reset; the reset answers with the banner and the lock message.
@@ -180,7 +180,7 @@ public class SimulatedFaultTests
         var plunge = link.Gantry.MotionRecord.Last(m => m.Kind == SimMotionKind.Feed);
         Assert.Equal("G91 G1 Z-2 F1200", plunge.Line);
         Assert.False(plunge.Completed);
-        Assert.InRange(plunge.To.Z, 35.001, 36.999); // stopped mid-way down from 37 to 35
+        Assert.InRange(plunge.To.Z, -4.999, -3.001); // stopped mid-way down from -3 to -5
         Assert.Equal(plunge.To, link.Gantry.Position);
         Assert.Equal("reset-at-dot", Assert.Single(link.Gantry.FaultLog).Fault);
     }
@@ -227,7 +227,7 @@ public class SimulatedFaultTests
         await link.RealtimeAsync((byte)'?');
         Assert.Equal(0, link.Gantry.OutputBytesPending); // no ok, no status
         Assert.True(link.Gantry.SpindleOn);
-        Assert.Equal(35, link.Gantry.Position.Z, 6);
+        Assert.Equal(-5, link.Gantry.Position.Z, 6);
 
         link.AdvanceSim(6);
         var status = (await link.ReadUntilAsync(l => l.StartsWith('<')))[^1];
@@ -247,7 +247,7 @@ public class SimulatedFaultTests
         await link.RealtimeAsync((byte)'?');
         Assert.Equal(0, link.Gantry.OutputBytesPending);
         // The needle stays down with the drive on: only a hard-wired stop helps a hung firmware.
-        Assert.Equal(35, link.Gantry.Position.Z, 6);
+        Assert.Equal(-5, link.Gantry.Position.Z, 6);
         Assert.True(link.Gantry.SpindleOn);
     }
 
@@ -264,7 +264,7 @@ public class SimulatedFaultTests
         var fault = Assert.Single(link.Gantry.FaultLog);
         Assert.Equal(("disconnect-at-dot", 1), (fault.Fault, fault.Dot));
         // Dwell and retract were already in the firmware's buffer: they ran.
-        Assert.Equal(37, link.Gantry.Position.Z, 6);
+        Assert.Equal(-3, link.Gantry.Position.Z, 6);
         Assert.True(link.Gantry.MotionRecord[^1].Completed);
     }
 }

@@ -231,12 +231,13 @@ public class PlanValidatorTests
     }
 
     [Theory]
-    [InlineData(150, -10, 1, "at hover height")]   // gantry X 250 > 200
-    [InlineData(-10, -101, 1, "at hover height")]  // gantry Y -1 < 0
-    [InlineData(-10, -10, 19, "at hover height")]  // hover at gantry Z 20 + 19 + 1.5 = 40.5 > 40; depth at 38 is fine
-    [InlineData(-10, -10, -19.5, "at depth")]      // depth at gantry Z 20 - 19.5 - 1 = -0.5 < 0
-    [InlineData(-10, -10, -19, null)]              // depth exactly at gantry Z 0: inside
-    [InlineData(-100, 100, -19, null)]             // the corner (0, 200, 0): inside
+    // desk-200: head origin at gantry (-100, -100, -20), envelope [-200, 0] x [-200, 0] x [-40, 0] (grbl's negative space).
+    [InlineData(150, -10, 1, "at hover height")]   // gantry X 50 > 0
+    [InlineData(-10, -101, 1, "at hover height")]  // gantry Y -201 < -200
+    [InlineData(-10, -10, 19, "at hover height")]  // hover at gantry Z -20 + 19 + 1.5 = 0.5 > 0; depth at -2 is fine
+    [InlineData(-10, -10, -19.5, "at depth")]      // depth at gantry Z -20 - 19.5 - 1 = -40.5 < -40
+    [InlineData(-10, -10, -19, null)]              // depth exactly at gantry Z -40: inside
+    [InlineData(-100, 100, -19, null)]             // the corner (-200, 0, -40): inside
     public void Targets_outside_the_envelope_are_rejected(double xMm, double yMm, double zMm, string? where)
     {
         var plan = ValidPlan();
@@ -251,15 +252,15 @@ public class PlanValidatorTests
         }
         var v = Only(result, "envelope");
         Assert.Equal("edge", v.DotId);
-        Assert.Contains("outside the envelope X 0-200, Y 0-200, Z 0-40 mm", v.Message);
+        Assert.Contains("outside the envelope (x -200..0, y -200..0, z -40..0 mm)", v.Message);
         Assert.Contains(where, v.Message);
     }
 
     [Fact]
     public void Envelope_uses_the_fixed_head_yaw()
     {
-        // Yaw 90°: head +X maps to gantry +Y. x = 90 mm stays inside (gantry Y 190), x = -120 leaves (Y -20).
-        var profile = TestProfiles.Desk() with { FixedHead = new FixedHeadPose(100, 100, 20, 90) };
+        // Yaw 90°: head +X maps to gantry +Y. x = 90 mm stays inside (gantry Y -10), x = -120 leaves (Y -220).
+        var profile = TestProfiles.Desk() with { FixedHead = new FixedHeadPose(-100, -100, -20, 90) };
         var plan = ValidPlan();
         plan.Dots.Add(Dot("far-x", 90, 0));
         Assert.True(new PlanValidator(profile).Validate(plan).IsValid);

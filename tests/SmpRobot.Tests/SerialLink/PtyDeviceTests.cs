@@ -59,10 +59,10 @@ public sealed class PtyDeviceTests : IAsyncLifetime
 
             await link.WriteAsync("$X\n");
             await link.ReadUntilAsync("ok\r\n");
-            await link.WriteAsync("G91 G1 X1 F6000\nG4 P0\n");
+            await link.WriteAsync("G91 G1 X-1 F6000\nG4 P0\n");
             await link.ReadUntilAsync("ok\r\nok\r\n");
         }
-        Assert.True(_gantry.Position.X > 0, "the move executed");
+        Assert.True(_gantry.Position.X < _gantry.Profile.HomePosition.X, "the move executed");
 
         // A second open is a DTR pulse: banner again, the unlock is forgotten.
         await using (var again = await OpenAsync())
@@ -80,7 +80,7 @@ public sealed class PtyDeviceTests : IAsyncLifetime
         await using (var link = await OpenAsync())
         {
             await link.ReadUntilAsync("Grbl 1.1h");
-            await link.WriteAsync("$X\nG91 G1 X2 Y1 F6000\nM3 S1000\nG4 P0.01\nM5\nG4 P0\n");
+            await link.WriteAsync("$X\nG91 G1 X-2 Y-1 F6000\nM3 S1000\nG4 P0.01\nM5\nG4 P0\n");
             await link.ReadUntilAsync("ok\r\nok\r\nok\r\nok\r\nok\r\nok\r\n");
             var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _gantry.RealtimeByteReceived += (b, _) =>
@@ -96,7 +96,7 @@ public sealed class PtyDeviceTests : IAsyncLifetime
         var read = SimulationRecord.Read(path);
 
         Assert.Equal(written.Motions, read.Motions);
-        Assert.Contains(read.Motions, m => m.Kind == SimMotionKind.Feed && m.Line == "G91 G1 X2 Y1 F6000" && m.Completed);
+        Assert.Contains(read.Motions, m => m.Kind == SimMotionKind.Feed && m.Line == "G91 G1 X-2 Y-1 F6000" && m.Completed);
         Assert.Equal(written.Spindle, read.Spindle);
         Assert.Equal([true, false], read.Spindle.Select(s => s.On));
         Assert.Equal(written.Realtime, read.Realtime);
@@ -151,9 +151,9 @@ public sealed class PtyDeviceTests : IAsyncLifetime
         var settings = new List<string>();
         for (var line = port.ReadLine(); line != "ok"; line = port.ReadLine()) settings.Add(line);
         Assert.Contains("$110=6000.000", settings);
-        Assert.Equal(15, settings.Count(l => l.StartsWith('$')));
+        Assert.Equal(34, settings.Count(l => l.StartsWith('$'))); // grbl 1.1 lists $0-$6, $10-$13, $20-$27, $30-$32 and the 12 axis settings
         port.Write("?");
-        Assert.StartsWith("<Alarm|MPos:0.000,0.000,40.000|", port.ReadLine(), StringComparison.Ordinal);
+        Assert.StartsWith("<Alarm|MPos:0.000,0.000,0.000|", port.ReadLine(), StringComparison.Ordinal);
         Assert.Equal(1, _host.ResetsByOpen);
     }
 

@@ -31,11 +31,15 @@ internal sealed class SimLink : IAsyncDisposable
     /// <summary>The fake clock, when the link was opened on one.</summary>
     public FakeTimeProvider? Fake { get; }
 
-    /// <summary>Opens a transport on a new simulator (FakeTimeProvider unless <paramref name="time"/> is given) and reads the banner.</summary>
+    /// <summary>
+    /// Opens a transport on a new simulator (FakeTimeProvider unless <paramref name="time"/> is given) and reads the banner.
+    /// The default profile is sim-origin: home (0, 0, 0), X/Y in [0, 200] and Z in [−40, 0], so protocol tests read plainly;
+    /// the tests of the frame itself pass each profile.
+    /// </summary>
     public static async Task<SimLink> OpenAsync(MachineProfile? profile = null, TimeProvider? time = null, SimulatedGantryOptions? options = null)
     {
         var fake = time is null ? new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero)) : null;
-        var gantry = new SimulatedGantry(profile ?? TestProfiles.Sim(), time ?? fake!, options);
+        var gantry = new SimulatedGantry(profile ?? TestProfiles.SimOrigin(), time ?? fake!, options);
         var transport = new InProcessGantryTransport(gantry);
         await transport.OpenAsync(CancellationToken.None).WaitAsync(Timeout);
         return new SimLink(gantry, transport, fake);

@@ -82,7 +82,7 @@ public class SimulatedGantryTests
         Assert.Equal($"Bf:0,{128 - lastLineBytes}", Regex.Match(settled[^1], @"Bf:\d+,\d+").Value);
         Assert.DoesNotContain(link.Gantry.MotionRecord, m => m.Completed && m.Kind == SimMotionKind.Feed); // all those oks, nothing finished yet
 
-        var first = new Kinematics(link.Gantry.Profile).Move(link.Gantry.Profile.HomePosition, new Vec3(10, 0, 40), 6000);
+        var first = new Kinematics(link.Gantry.Profile).Move(link.Gantry.Profile.HomePosition, new Vec3(10, 0, 0), 6000);
         link.AdvanceSim(first.DurationSeconds);
         settled = await link.SettleAsync();
         Assert.Equal(["ok"], settled[..^1]); // one block done, one more line queued
@@ -91,7 +91,7 @@ public class SimulatedGantryTests
         link.AdvanceSim(60);
         settled = await link.SettleAsync();
         Assert.Equal(["ok"], settled[..^1]);
-        Assert.StartsWith("<Idle|MPos:10.000,0.000,40.000|Bf:15,128|", settled[^1], StringComparison.Ordinal);
+        Assert.StartsWith("<Idle|MPos:10.000,0.000,0.000|Bf:15,128|", settled[^1], StringComparison.Ordinal);
         Assert.Equal(planner + 2, link.Gantry.MotionRecord.Count(m => m.Kind == SimMotionKind.Feed && m.Completed));
         // Even across one big clock jump, the queued lines ran back to back, as on a real board.
         var feeds = link.Gantry.MotionRecord.Where(m => m.Kind == SimMotionKind.Feed).ToList();
@@ -106,7 +106,7 @@ public class SimulatedGantryTests
         await link.HomeAsync();
         var homingCount = link.Gantry.MotionRecord.Count;
         var start = link.Gantry.SimulatedSeconds;
-        string[] program = ["G0 X50 Y30", "G1 Z38.5 F600", "G1 X52.5 Y31 F3000", "G0 Z40", "G0 X0 Y0"];
+        string[] program = ["G0 X50 Y30", "G1 Z-1.5 F600", "G1 X52.5 Y31 F3000", "G0 Z0", "G0 X0 Y0"];
         foreach (var line in program) Assert.Equal("ok", await link.AckAsync(line));
         link.AdvanceSim(30);
         await link.SettleAsync();
@@ -125,7 +125,7 @@ public class SimulatedGantryTests
             previousEnd = m.EndSimSeconds;
         }
         Assert.Equal([SimMotionKind.Rapid, SimMotionKind.Feed, SimMotionKind.Feed, SimMotionKind.Rapid, SimMotionKind.Rapid], motions.Select(m => m.Kind));
-        Assert.Equal(new Vec3(52.5, 31, 38.5), motions[2].To);
+        Assert.Equal(new Vec3(52.5, 31, -1.5), motions[2].To);
     }
 
     [Fact]
@@ -140,7 +140,7 @@ public class SimulatedGantryTests
         await link.SendAsync("G4 P0.5");
         Assert.Equal(["ok"], (await link.SettleAsync())[..^1]); // the move's ok only
 
-        var move = new Kinematics(link.Gantry.Profile).Move(link.Gantry.Profile.HomePosition, new Vec3(10, 0, 40), 600);
+        var move = new Kinematics(link.Gantry.Profile).Move(link.Gantry.Profile.HomePosition, new Vec3(10, 0, 0), 600);
         link.AdvanceSim(move.DurationSeconds + 0.4);
         Assert.Empty((await link.SettleAsync())[..^1]); // still dwelling
         link.AdvanceSim(0.1);
@@ -153,7 +153,7 @@ public class SimulatedGantryTests
         Assert.Equal(0.5, dwell.DurationSeconds, 9);
         Assert.True(dwell.SpindleOn);
         Assert.True(dwell.Completed);
-        Assert.Equal(new Vec3(10, 0, 40), dwell.From);
+        Assert.Equal(new Vec3(10, 0, 0), dwell.From);
     }
 
     [Fact]
@@ -187,7 +187,7 @@ public class SimulatedGantryTests
         await link.RealtimeAsync((byte)'~');
         Assert.Equal("Run", link.Gantry.State);
         link.AdvanceSim(5);
-        Assert.Equal(new Vec3(100, 0, 40), link.Gantry.Position);
+        Assert.Equal(new Vec3(100, 0, 0), link.Gantry.Position);
         var rest = link.Gantry.MotionRecord[^1];
         Assert.True(rest.Completed);
         Assert.Equal(partial.To, rest.From);
@@ -265,7 +265,7 @@ public class SimulatedGantryTests
         var settled = await link.SettleAsync();
         Assert.Equal("Grbl 1.1h ['$' for help]", settled[0]);
         Assert.DoesNotContain(settled, l => l.StartsWith("ALARM", StringComparison.Ordinal) || l.StartsWith("[MSG", StringComparison.Ordinal));
-        Assert.StartsWith("<Idle|MPos:50.000,0.000,40.000|", settled[^1], StringComparison.Ordinal);
+        Assert.StartsWith("<Idle|MPos:50.000,0.000,0.000|", settled[^1], StringComparison.Ordinal);
         Assert.True(link.Gantry.Homed);
         Assert.Equal(held, link.Gantry.Position);
         link.AdvanceSim(5);
@@ -302,7 +302,7 @@ public class SimulatedGantryTests
         link.AdvanceSim(0.2);
         Assert.Equal("Run", link.Gantry.State);
         link.AdvanceSim(10);
-        Assert.Equal(new Vec3(50, 0, 40), link.Gantry.Position);
+        Assert.Equal(new Vec3(50, 0, 0), link.Gantry.Position);
         Assert.Equal([true, false, true], link.Gantry.SpindleLog.Select(s => s.On));
         var last = link.Gantry.MotionRecord[^1];
         Assert.True(last.SpindleOn);
@@ -395,7 +395,7 @@ public class SimulatedGantryTests
         Assert.Equal("ok", await link.AckAsync("G1 X10 Y10 F600"));
         Assert.Equal("ok", await link.AckAsync("G4 P100")); // no waiting in check mode
         Assert.Equal("error:22", await link.AckAsync("G1 X1 F0"));
-        Assert.Equal("ok", await link.AckAsync("G0 Z0"));
+        Assert.Equal("ok", await link.AckAsync("G0 Z-40"));
         Assert.Empty(link.Gantry.MotionRecord);
         Assert.Empty(link.Gantry.SpindleLog);
         Assert.Equal(link.Gantry.Profile.HomePosition, link.Gantry.Position);
@@ -405,7 +405,7 @@ public class SimulatedGantryTests
         Assert.Equal("Idle", link.Gantry.State);
         Assert.Equal("ok", await link.AckAsync("G0 X10"));
         link.AdvanceSim(10);
-        Assert.Equal(new Vec3(10, 0, 40), link.Gantry.Position); // from the physical position, not the checked program's
+        Assert.Equal(new Vec3(10, 0, 0), link.Gantry.Position); // from the physical position, not the checked program's
     }
 
     [Fact]
@@ -413,13 +413,13 @@ public class SimulatedGantryTests
     {
         await using var link = await SimLink.OpenAsync();
         await link.ReadUntilAsync(l => l.StartsWith("[MSG", StringComparison.Ordinal));
-        Assert.Equal("<Alarm|MPos:0.000,0.000,40.000|Bf:15,128|FS:0,0>", await link.StatusAsync());
+        Assert.Equal("<Alarm|MPos:0.000,0.000,0.000|Bf:15,128|FS:0,0>", await link.StatusAsync());
         await link.HomeAsync();
         Assert.Equal("ok", await link.AckAsync("M3 S750"));
         Assert.Equal("ok", await link.AckAsync("G1 X12.34567 Y0.5 F1200"));
-        Assert.Matches(@"^<Run\|MPos:0\.000,0\.000,40\.000\|Bf:14,128\|FS:0,750>$", await link.StatusAsync());
+        Assert.Matches(@"^<Run\|MPos:0\.000,0\.000,0\.000\|Bf:14,128\|FS:0,750>$", await link.StatusAsync());
         link.AdvanceSim(60);
-        Assert.Equal("<Idle|MPos:12.350,0.500,40.000|Bf:15,128|FS:0,750>", await link.StatusAsync()); // on the step grid
+        Assert.Equal("<Idle|MPos:12.350,0.500,0.000|Bf:15,128|FS:0,750>", await link.StatusAsync()); // on the step grid
     }
 
     [Fact]
@@ -436,13 +436,13 @@ public class SimulatedGantryTests
         Assert.Equal("error:21", await link.AckAsync("G0 G1 X1"));
         Assert.Equal("error:25", await link.AckAsync("G0 X1 X2"));
         Assert.Equal("error:28", await link.AckAsync("G4"));
-        Assert.Equal("error:3", await link.AckAsync("$100=5"));
+        Assert.Equal("error:3", await link.AckAsync("$99=5")); // no such setting
         Assert.Equal("ok", await link.AckAsync("g21 g90 (comment) g0 x1 ; trailing"));
         Assert.Equal("ok", await link.AckAsync(""));
         Assert.Equal("ok", await link.AckAsync("G91 G0 X1"));
         Assert.Equal("ok", await link.AckAsync("G53 G0 Y5"));
         link.AdvanceSim(10);
-        Assert.Equal(new Vec3(2, 5, 40), link.Gantry.Position);
+        Assert.Equal(new Vec3(2, 5, 0), link.Gantry.Position);
     }
 
     [Fact]
@@ -495,7 +495,7 @@ public class SimulatedGantryTests
         }
         Assert.Equal("\r\nGrbl 1.1h ['$' for help]\r\n[MSG:'$H'|'$X' to unlock]\r\n", text.ToString());
         Assert.False(link.Gantry.Homed);
-        Assert.Equal(new Vec3(20, 0, 40), link.Gantry.Position); // a reset does not move the machine
+        Assert.Equal(new Vec3(20, 0, 0), link.Gantry.Position); // a reset does not move the machine
         Assert.Equal("sim", second.Description);
     }
 
@@ -505,15 +505,15 @@ public class SimulatedGantryTests
         await using var link = await SimLink.OpenAsync(time: TimeProvider.System, options: new SimulatedGantryOptions { TimeScale = 1000 });
         await link.ReadUntilAsync(l => l.StartsWith("[MSG", StringComparison.Ordinal));
         Assert.Equal("ok", await link.AckAsync("$H"));
-        Assert.Equal("ok", await link.AckAsync("G1 X100 Y50 Z20 F3000"));
+        Assert.Equal("ok", await link.AckAsync("G1 X100 Y50 Z-20 F3000"));
         Assert.Equal("ok", await link.AckAsync("G0 X10"));
         Assert.Equal("ok", await link.AckAsync("G4 P0"));
-        Assert.Equal(new Vec3(10, 50, 20), link.Gantry.Position);
+        Assert.Equal(new Vec3(10, 50, -20), link.Gantry.Position);
         Assert.Equal("Idle", link.Gantry.State);
         var record = link.Gantry.MotionRecord;
         Assert.Equal(SimMotionKind.Dwell, record[^1].Kind);
         Assert.Equal("G0 X10", record[^2].Line);
-        Assert.Equal("G1 X100 Y50 Z20 F3000", record[^3].Line);
+        Assert.Equal("G1 X100 Y50 Z-20 F3000", record[^3].Line);
         Assert.True(record[^2].StartSimSeconds >= record[^3].EndSimSeconds - 1e-9);
         Assert.Equal(new Kinematics(link.Gantry.Profile).Seconds(record[^3].From, record[^3].To, 3000), record[^3].DurationSeconds, 9);
     }

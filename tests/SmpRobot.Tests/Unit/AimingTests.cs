@@ -27,16 +27,16 @@ public class AimingTests
     private (AimedDot? Aim, string? Hold) AimWith(HeadPoseSample? pose) =>
         new Aiming(TestProfiles.Desk(), new StubPose(pose, _time)).Aim(Dot);
 
-    private HeadPoseSample Pose(double quality = 1, double speed = 0, double originX = 100) =>
-        new(RigidTransform.FromYawDegrees(0, new Vec3(originX, 100, 20)), _time.GetTimestamp(), quality, speed);
+    private HeadPoseSample Pose(double quality = 1, double speed = 0, double originX = -100) =>
+        new(RigidTransform.FromYawDegrees(0, new Vec3(originX, -100, -20)), _time.GetTimestamp(), quality, speed);
 
     [Fact]
     public void A_fresh_good_pose_gives_hover_and_depth_points_on_the_step_grid()
     {
         var (aim, hold) = AimWith(Pose());
         Assert.Null(hold);
-        Assert.Equal(new Vec3(101, 102, 23 + 1.5), aim!.HoverMm);   // skin z 23, hover 1.5 mm above
-        Assert.Equal(new Vec3(101, 102, 22), aim.DepthMm);          // depth 1 mm below the skin
+        Assert.Equal(new Vec3(-99, -98, -17 + 1.5), aim!.HoverMm);  // skin z -17, hover 1.5 mm above
+        Assert.Equal(new Vec3(-99, -98, -18), aim.DepthMm);         // depth 1 mm below the skin
     }
 
     [Fact]
@@ -48,7 +48,7 @@ public class AimingTests
         Assert.Contains("stale", AimWith(old).Hold);
         Assert.Contains("quality", AimWith(Pose(quality: 0.4)).Hold);
         Assert.Contains("moving", AimWith(Pose(speed: 5.1)).Hold);
-        Assert.Contains("envelope", AimWith(Pose(originX: 199.5)).Hold);
+        Assert.Contains("envelope", AimWith(Pose(originX: -0.5)).Hold);
         Assert.Null(AimWith(Pose(quality: 0.5, speed: 5.0)).Hold); // limits are inclusive
     }
 }

@@ -11,6 +11,8 @@ internal static class GrblError
     public const int NegativeValue = 4;
     public const int SettingDisabled = 5;
     public const int IdleError = 8;
+    /// <summary>grbl's STATUS_SOFT_LIMIT_ERROR: soft limits cannot be enabled without homing.</summary>
+    public const int SoftLimitError = 10;
     public const int SystemGcLock = 9;
     public const int Overflow = 11;
     public const int TravelExceeded = 15;

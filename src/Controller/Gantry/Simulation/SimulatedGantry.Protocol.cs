@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
+using SmpRobot.Controller.Motion;
 using SmpRobot.Geometry;
+using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Gantry.Simulation;
 
@@ -159,7 +161,8 @@ public sealed partial class SimulatedGantry
                 return;
             }
             var incremental = block.Distance is { } d ? d == 91 : _incremental;
-            target = block.HasAxisWords ? Target(block, incremental && !block.MachineCoordinates, _parserPosition) : null;
+            // Words are machine (counter) coordinates; inside, the simulator works in physical ones.
+            target = block.HasAxisWords ? Target(block, incremental && !block.MachineCoordinates, _parserPosition + _counterOffset) - _counterOffset : null;
             // A plunge, for the *-at-dot faults: relative, Z only, downwards, right after a G4 (see FaultPlan).
             isPlunge = afterDwell && incremental && !block.MachineCoordinates && block.Z < 0 && block.X is null && block.Y is null;
             if (target is { } t && !t.IsFinite)
@@ -216,7 +219,7 @@ public sealed partial class SimulatedGantry
         if (target is { } goal)
         {
             bool outside;
-            lock (_gate) outside = Profile.SoftLimits && !InEnvelope(goal);
+            lock (_gate) outside = Profile.SoftLimits && !Profile.InEnvelope(goal + _counterOffset);
             if (outside)
             {
                 await SoftLimitAlarmAsync(epoch).ConfigureAwait(false);
@@ -241,16 +244,6 @@ public sealed partial class SimulatedGantry
     private static Vec3 Target(GcodeBlock block, bool incremental, Vec3 from) => incremental
         ? new Vec3(from.X + (block.X ?? 0), from.Y + (block.Y ?? 0), from.Z + (block.Z ?? 0))
         : new Vec3(block.X ?? from.X, block.Y ?? from.Y, block.Z ?? from.Z);
-
-    private bool InEnvelope(Vec3 p)
-    {
-        const double tolerance = 1e-9;
-        var max = Profile.MaxTravelMm;
-        return p.IsFinite
-            && p.X >= -tolerance && p.X <= max.X + tolerance
-            && p.Y >= -tolerance && p.Y <= max.Y + tolerance
-            && p.Z >= -tolerance && p.Z <= max.Z + tolerance;
-    }
 
     /// <summary>Queues a motion block (zero-length blocks are dropped, as grbl's planner does) and starts it if the machine is free.</summary>
     private void Enqueue(Block block, double lineTime)
@@ -473,8 +466,8 @@ public sealed partial class SimulatedGantry
                     Pulse();
                     break;
                 default:
-                    // Settings are the profile's: writes ($x=val), startup lines and the rest are not supported.
-                    Respond(epoch, GrblError.InvalidStatement);
+                    // $N=value writes the setting as grbl does; startup lines ($Nx=line) and the rest are not supported.
+                    Respond(epoch, idleOrAlarm ? WriteSetting(text) : GrblError.IdleError);
                     break;
             }
         }
@@ -483,17 +476,84 @@ public sealed partial class SimulatedGantry
     private string SettingsReport()
     {
         var p = Profile;
-        var sb = new StringBuilder();
-        void Line(int number, string value) => sb.Append(CultureInfo.InvariantCulture, $"${number}={value}\r\n");
         static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
-        Line(13, "0");
-        Line(20, p.SoftLimits ? "1" : "0");
-        Line(22, p.HomingEnabled ? "1" : "0");
-        for (var a = 0; a < 3; a++) Line(100 + a, F(p.StepsPerMm[a]));
-        for (var a = 0; a < 3; a++) Line(110 + a, F(p.MaxRateMmPerMin[a]));
-        for (var a = 0; a < 3; a++) Line(120 + a, F(p.AccelerationMmPerS2[a]));
-        for (var a = 0; a < 3; a++) Line(130 + a, F(p.MaxTravelMm[a]));
+        static string I(int v) => v.ToString(CultureInfo.InvariantCulture);
+        var all = new SortedDictionary<int, string>(_otherSettings)
+        {
+            [10] = I(p.StatusReportMask),
+            [13] = _reportInches ? "1" : "0",
+            [20] = p.SoftLimits ? "1" : "0",
+            [22] = p.HomingEnabled ? "1" : "0",
+            [23] = I(p.HomingDirectionMask),
+            [27] = F(p.HomingPullOffMm),
+        };
+        for (var a = 0; a < 3; a++)
+        {
+            all[100 + a] = F(p.StepsPerMm[a]);
+            all[110 + a] = F(p.MaxRateMmPerMin[a]);
+            all[120 + a] = F(p.AccelerationMmPerS2[a]);
+            all[130 + a] = F(p.MaxTravelMm[a]);
+        }
+        var sb = new StringBuilder();
+        foreach (var (number, value) in all) sb.Append(CultureInfo.InvariantCulture, $"${number}={value}\r\n");
         return sb.ToString();
+    }
+
+    // grbl 1.1's settings that the simulator stores without modelling them (pulse, inversions, junction deviation, ...).
+    private static readonly HashSet<int> StoredOnlySettings = [0, 1, 2, 3, 4, 5, 6, 11, 12, 21, 24, 25, 26, 30, 31, 32];
+
+    /// <summary>
+    /// <c>$N=value</c> as grbl 1.1's settings_store_global_setting takes it: a number it does not know
+    /// is error:3, an unreadable value error:2, a negative one error:4; <c>$20=1</c> while homing is
+    /// off is error:10, and <c>$22=0</c> turns soft limits off as well. Returns the error (0: ok).
+    /// </summary>
+    private int WriteSetting(string text)
+    {
+        var equals = text.IndexOf('=', StringComparison.Ordinal);
+        if (equals < 2 || !int.TryParse(text.AsSpan(1, equals - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var number)) return GrblError.InvalidStatement;
+        var valueText = text[(equals + 1)..];
+        if (!double.TryParse(valueText, NumberStyles.AllowDecimalPoint | NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value)) return GrblError.BadNumberFormat;
+        if (value < 0) return GrblError.NegativeValue;
+        var p = Profile;
+        var flag = value != 0;
+        MachineProfile next;
+        switch (number)
+        {
+            case 10: next = p with { StatusReportMask = (int)value }; break;
+            case 13: _reportInches = flag; return 0;
+            case 20:
+                if (flag && !p.HomingEnabled) return GrblError.SoftLimitError;
+                next = p with { SoftLimits = flag };
+                break;
+            case 22: next = flag ? p with { HomingEnabled = true } : p with { HomingEnabled = false, SoftLimits = false }; break;
+            case 23: next = p with { HomingDirectionMask = (int)value & 7 }; break;
+            case 27: next = p with { HomingPullOffMm = value }; break;
+            case >= 100 and <= 102 or >= 110 and <= 112 or >= 120 and <= 122 or >= 130 and <= 132:
+                if (number < 130 && value == 0) return GrblError.InvalidStatement; // grbl: STATUS_SETTING_STEP_PULSE_MIN-like guard; a zero rate divides by zero
+                next = WithAxisSetting(p, number, value);
+                break;
+            default:
+                if (!StoredOnlySettings.Contains(number)) return GrblError.InvalidStatement;
+                _otherSettings[number] = number is 11 or 12 or 24 or 25 or 26 ? value.ToString("0.000", CultureInfo.InvariantCulture) : ((int)value).ToString(CultureInfo.InvariantCulture);
+                return 0;
+        }
+        Profile = next;
+        _kinematics = new Kinematics(next);
+        _grid = new StepGrid(next.StepsPerMm);
+        return 0;
+    }
+
+    private static MachineProfile WithAxisSetting(MachineProfile p, int number, double value)
+    {
+        static AxisValues With(AxisValues v, int axis, double value) => axis switch { 0 => v with { X = value }, 1 => v with { Y = value }, _ => v with { Z = value } };
+        var axis = number % 10;
+        return (number / 10) switch
+        {
+            10 => p with { StepsPerMm = With(p.StepsPerMm, axis, value) },
+            11 => p with { MaxRateMmPerMin = With(p.MaxRateMmPerMin, axis, value) },
+            12 => p with { AccelerationMmPerS2 = With(p.AccelerationMmPerS2, axis, value) },
+            _ => p with { MaxTravelMm = With(p.MaxTravelMm, axis, value) },
+        };
     }
 
     private async Task JogAsync(string words, string raw, double lineTime, long epoch)
@@ -517,9 +577,9 @@ public sealed partial class SimulatedGantry
                 return;
             }
             var incremental = (block.Distance is { } d ? d == 91 : _incremental) && !block.MachineCoordinates;
-            target = Target(block, incremental, _parserPosition);
+            target = Target(block, incremental, _parserPosition + _counterOffset) - _counterOffset;
             feed = block.F!.Value;
-            if (!target.IsFinite || (Profile.SoftLimits && !InEnvelope(target)))
+            if (!target.IsFinite || (Profile.SoftLimits && !Profile.InEnvelope(target + _counterOffset)))
             {
                 Respond(epoch, GrblError.TravelExceeded);
                 return;
@@ -554,23 +614,26 @@ public sealed partial class SimulatedGantry
             }
             _homing = true;
             _alarm = false; // state Home while the cycle runs; a failed cycle alarms again
-            // grbl's default cycle: Z first (clear the work), then X and Y together; each axis seeks
-            // its switch, pulls off, and locates it again slowly.
+            // grbl's default cycle: Z first (clear the work), then X and Y together; each axis seeks its
+            // switch, pulls off, locates it again slowly and pulls off once more. Switches and home are
+            // physical places: where grbl's rules put them in the frame homing sets up (MachineProfile).
             var home = Profile.HomePosition;
-            var pullOff = Math.Max(0, _options.HomingPullOffMm);
+            var switches = Profile.HomingSwitchPosition;
             var seek = _options.HomingSeekMmPerMin ?? Profile.TravelFeedMmPerMin;
             var locate = _options.HomingLocateMmPerMin;
             var start = _position;
-            var zTop = new Vec3(start.X, start.Y, home.Z);
-            var zOff = new Vec3(start.X, start.Y, Math.Max(0, home.Z - pullOff));
-            var xyOff = new Vec3(Math.Min(Profile.MaxTravelMm.X, home.X + pullOff), Math.Min(Profile.MaxTravelMm.Y, home.Y + pullOff), home.Z);
+            var zSwitch = new Vec3(start.X, start.Y, switches.Z);
+            var zHome = new Vec3(start.X, start.Y, home.Z);
+            var xySwitch = new Vec3(switches.X, switches.Y, home.Z);
             _plannerPosition = start;
-            Enqueue(new Block(SimMotionKind.Homing, zTop, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, zOff, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, zTop, locate, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zSwitch, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zSwitch, locate, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, xySwitch, seek, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, xyOff, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, home, locate, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, xySwitch, locate, raw), lineTime);
+            Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
             Pulse();
         }
         if (!await WaitUntilAsync(epoch, () => _planner.Count == 0 && _active is null).ConfigureAwait(false)) return;
@@ -581,7 +644,9 @@ public sealed partial class SimulatedGantry
             _alarm = false;
             _homed = true;
             _loopTimeSim = Math.Max(lineTime, _syncedAtSim);
+            // The step counters are set to grbl's home position: from here counter and physical frames agree.
             _position = _parserPosition = _plannerPosition = Profile.HomePosition;
+            _counterOffset = Vec3.Zero;
             Respond(epoch, 0);
             Pulse();
         }

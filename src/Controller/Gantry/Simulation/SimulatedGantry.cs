@@ -29,8 +29,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
     private readonly SimulatedGantryOptions _options;
-    private readonly Kinematics _kinematics;
-    private readonly StepGrid _grid;
+    private Kinematics _kinematics; // rebuilt when a $1xx setting is written
+    private StepGrid _grid;
     private readonly CancellationTokenSource _stop = new();
     private Task? _protocolTask;
     private Task? _executorTask;
@@ -76,6 +76,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     // Machine.
     private Vec3 _position;        // physical position while no motion segment is active
+    // grbl's step counters minus the physical position: what MPos reports and G-code targets mean is
+    // physical + this. Zero once homed (the physical frame is the one homing sets up); at power-on and
+    // after a hard reset the counters restart at 0 wherever the machine stands.
+    private Vec3 _counterOffset;
+    private bool _reportInches;
+    private readonly SortedDictionary<int, string> _otherSettings = new() { [0] = "10", [1] = "25", [2] = "0", [3] = "0", [4] = "0", [5] = "0", [6] = "0", [11] = "0.010", [12] = "0.002", [21] = "0", [24] = "25.000", [25] = "500.000", [26] = "250", [30] = "1000", [31] = "0", [32] = "0" };
     private Vec3 _plannerPosition; // end of the last queued block, on the step grid
     private readonly LinkedList<Block> _planner = new();
     private Segment? _active;
@@ -130,6 +136,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         _kinematics = new Kinematics(profile);
         _grid = new StepGrid(profile.StepsPerMm);
         _position = _parserPosition = _plannerPosition = profile.HomePosition;
+        _counterOffset = Vec3.Zero - profile.HomePosition;
         _faults = new FaultInjector(_options.Faults ?? new FaultPlan());
     }
 
@@ -139,8 +146,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>The receive buffer size in effect: the profile's, or the <c>rx=N</c> fault's.</summary>
     public int RxBufferBytes => _faults.Plan.RxBufferBytes ?? Profile.RxBufferBytes;
 
-    /// <summary>The profile whose machine is simulated.</summary>
-    public MachineProfile Profile { get; }
+    /// <summary>The profile whose machine is simulated, with the settings written to it since (<c>$N=value</c>).</summary>
+    public MachineProfile Profile { get; private set; }
 
     /// <summary>Simulated seconds per wall second.</summary>
     public double TimeScale => _options.TimeScale;
@@ -166,7 +173,11 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Spindle (needle drive) switching, simulated seconds (snapshot copy).</summary>
     public IReadOnlyList<(double SimSeconds, bool On)> SpindleLog { get { lock (_gate) return _spindleLog.ToArray(); } }
 
-    /// <summary>Physical position now (interpolated mid-move), mm.</summary>
+    /// <summary>
+    /// Physical position now (interpolated mid-move), mm, in the frame a homing cycle sets up (where grbl's
+    /// rules put home for the profile's settings). Equal to the reported machine position once homed;
+    /// before that the firmware counts from wherever it powered on.
+    /// </summary>
     public Vec3 Position { get { lock (_gate) { var now = NowSim(); Advance(now); return CurrentPosition(now); } } }
 
     /// <summary>State as the status report shows it (Idle, Run, Hold:0, Hold:1, Jog, Alarm, Door:0/2/3, Check, Home).</summary>
@@ -192,7 +203,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     /// <summary>
     /// Powers the board on: banner <c>"\r\nGrbl 1.1h ['$' for help]\r\n"</c>, and with homing enabled the
-    /// unlock message and state Alarm. The physical position starts at <see cref="MachineProfile.HomePosition"/>.
+    /// unlock message and state Alarm. The physical position starts at <see cref="MachineProfile.HomePosition"/>
+    /// (where the last homing left it) and the step counters at 0, as on a real board.
     /// Throws <see cref="InvalidOperationException"/> when already on.
     /// </summary>
     public void PowerOn()
@@ -205,6 +217,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _connected = true;
             _powerOnTimestamp = _time.GetTimestamp();
             _position = Profile.HomePosition;
+            _counterOffset = Vec3.Zero - _position;
             _alarm = Profile.HomingEnabled;
             _homed = false;
             ResetFirmware(0, NowSim());
@@ -234,6 +247,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _heldOutput.Clear();
             _alarm = Profile.HomingEnabled;
             _homed = false;
+            _counterOffset = Vec3.Zero - _position; // the board restarts: its counters begin at 0 here
             ResetFirmware(0, now);
         }
     }
@@ -699,6 +713,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _faults.Record("reset-at-dot", atSim, segment.Block.HostLine, segment.Block.Plunge, "spontaneous reset halfway through plunge " + segment.Block.Plunge.ToString(CultureInfo.InvariantCulture) + ": " + where);
             _alarm = Profile.HomingEnabled;
             _homed = false;
+            _counterOffset = Vec3.Zero - _position; // the board restarts: its counters begin at 0 here
             ResetFirmware(0, atSim);
         }
     }
@@ -996,7 +1011,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     private string StatusReport(double now)
     {
-        var p = CurrentPosition(now);
+        var p = CurrentPosition(now) + _counterOffset;
         var blocksFree = Math.Max(0, Profile.PlannerBlocks - MotionBlockCount());
         var rxFree = RxBufferBytes - _rx.Count;
         var feed = CurrentSpeed(now) * 60;

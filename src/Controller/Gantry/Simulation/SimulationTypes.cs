@@ -23,9 +23,6 @@ public sealed record SimulatedGantryOptions
     /// <summary>Feed of the slow locate approach onto each homing switch, mm/min (grbl $24). Default 100.</summary>
     public double HomingLocateMmPerMin { get; init; } = 100;
 
-    /// <summary>Distance pulled off the switch before the locate approach, mm (grbl $27). Default 1.</summary>
-    public double HomingPullOffMm { get; init; } = 1;
-
     /// <summary>Faults to inject (see <see cref="FaultPlan"/>); null or empty: a healthy board. Each injected fault is logged in <see cref="SimulatedGantry.FaultLog"/>.</summary>
     public FaultPlan? Faults { get; init; }
 }
