@@ -25,4 +25,31 @@ public class HomingFrameTests
         var check = await c.Sessions.CheckStartAsync(new CheckStartRequest());
         Assert.False(check.Ready);
     }
+
+    [Theory]
+    [InlineData("sim.json")]
+    [InlineData("sim-origin.json")]
+    public async Task A_whole_session_places_every_dot_once_in_each_machine_frame(string file)
+    {
+        var path = Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", file);
+        var profile = SmpRobot.Machine.MachineProfile.Load(path);
+        var simulator = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 200 });
+        await using var c = await ControllerFixture.StartAsync(simulator: simulator, configure: o => o with { ProfilePath = path });
+        await c.HomeAsync();
+        Assert.Equal(profile.HomePosition, simulator.Position);
+        await c.StartHeartbeatAsync();
+        var plan = SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(20, seed: 4);
+        var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        var final = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded);
+
+        Assert.Equal(SessionState.Completed, final.State);
+        Assert.Equal(20, final.Dots.Placed);
+        // Every motion after homing (whose switches may lie beyond the soft limits) stayed inside the firmware's
+        // envelope, and each dot's plunge reached its target in that frame.
+        Assert.All(simulator.MotionRecord.Where(m => m.Kind != SimMotionKind.Homing), m => Assert.True(profile.InEnvelope(m.To), $"{m} outside {profile.EnvelopeText()}"));
+        var feeds = simulator.MotionRecord.Where(m => m.Kind == SimMotionKind.Feed && m.Completed).ToList();
+        var targets = MotionTruth.DepthTargets(plan, profile);
+        Assert.All(plan.Dots, dot => Assert.Contains(feeds, m => m.To.DistanceTo(targets[dot.Id]) < 1e-6));
+    }
 }
