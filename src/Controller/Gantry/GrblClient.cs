@@ -59,6 +59,8 @@ public sealed class GrblClient : IAsyncDisposable
     private int _lineLength;
     private bool _lineOverflow;
     private long _garbledStatusTotal;
+    // Answers still to come for lines an alarm failed (see HandleAlarm); a reset's banner clears them.
+    private int _answersOwedAfterAlarm;
     private int _garbledStatusInARow;
     private string? _lastGarbledStatus;
     private readonly Queue<long> _garbledStatusTimes = new();
@@ -896,6 +898,12 @@ public sealed class GrblClient : IAsyncDisposable
                 return;
             }
 
+            if (_answersOwedAfterAlarm > 0)
+            {
+                _answersOwedAfterAlarm--;
+                return;
+            }
+
             if (_inFlight.TryDequeue(out pending))
             {
                 _bytesInFlight -= pending.ByteCount;
@@ -921,6 +929,13 @@ public sealed class GrblClient : IAsyncDisposable
         lock (_gate)
         {
             _lastAlarmCode = code;
+            // grbl still answers the line it was executing (soft limit: ALARM:2, [MSG:Reset to continue], ok;
+            // failed $H: ALARM:9, ok). After a hard or soft limit (critical) it then answers nothing until a
+            // reset flushes the rest; after another alarm it goes on answering the lines behind (error:9).
+            // Those answers belong to lines whose callers the alarm fails now, and come before any answer
+            // to a line sent after the alarm.
+            var critical = code is 1 or 2;
+            _answersOwedAfterAlarm += critical ? Math.Min(1, _inFlight.Count) : _inFlight.Count;
         }
 
         // grbl flushes its buffers on an alarm, so counting restarts at zero.
@@ -1047,6 +1062,7 @@ public sealed class GrblClient : IAsyncDisposable
         lock (_gate)
         {
             _banner = banner;
+            _answersOwedAfterAlarm = 0; // a restarted board answers nothing it had before
             expected = _expectingBanner;
             if (expected)
             {
@@ -1062,6 +1078,7 @@ public sealed class GrblClient : IAsyncDisposable
                     _lastWorkOffset = null;
                     _garbledStatusInARow = 0;
                     _garbledStatusTimes.Clear();
+                    _answersOwedAfterAlarm = 0;
                 }
             }
         }

@@ -323,6 +323,8 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
         Assert.Equal(1, _client.LastAlarmCode);
         Assert.Equal(0, _client.BytesInFlight);
         Assert.Equal(0, _client.LinesInFlight);
+        // grbl still answers the line it was executing; that ok belongs to a line already failed.
+        _transport.PushOk();
         // The firmware enforces its own alarm lock; the client still lets $X through.
         var unlock = await SendAsync("$X");
         _transport.PushOk();
@@ -344,6 +346,7 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
         await Assert.ThrowsAsync<GantryFaultException>(() => big.Ack.WaitAsync(Guard));
         var sent = await waiting.WaitAsync(Guard);
         Assert.Equal(12, _client.BytesInFlight);
+        _transport.PushOk(); // the ok grbl sends for the line that raised the alarm, owed to 'big'
         _transport.PushError(9);
         Assert.Equal(9, (await sent.Ack.WaitAsync(Guard)).ErrorCode);
         Assert.False(GrblProtocol.AlarmLosesPosition(_client.LastAlarmCode!.Value));
@@ -482,6 +485,27 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
 
         Assert.Equal(GantryFaultKind.Protocol, (await faultRaised.WaitAsync(Guard)).Kind);
         Assert.Equal(0, _client.GarbledStatusReports);
+    }
+
+    [Fact]
+    public async Task The_ok_grbl_sends_after_an_alarm_for_the_line_that_raised_it_is_not_out_of_step()
+    {
+        await ConnectAsync();
+        var raising = await SendAsync("G0 X100 Y100");
+        var faultRaised = NextFault();
+        _transport.PushLine("ALARM:2");
+        _transport.PushLine("[MSG:Reset to continue]");
+        _transport.PushLine("ok");
+
+        Assert.Equal(GantryFaultKind.Alarm, (await faultRaised.WaitAsync(Guard)).Kind);
+        Assert.Equal(GantryFaultKind.Alarm, (await Assert.ThrowsAsync<GantryFaultException>(() => raising.Ack.WaitAsync(Guard))).Kind);
+        // The trailing ok is consumed: the link is not latched as out of step, and a status query still works.
+        var status = _client.QueryStatusAsync(CancellationToken.None);
+        await _transport.WaitForByteAsync((byte)'?');
+        _transport.PushLine("<Alarm|MPos:-100.000,-100.000,-1.000|Bf:15,128|FS:0,0>");
+        Assert.Equal("Alarm", (await status.WaitAsync(Guard)).State);
+        Assert.Single(Faults());
+        Assert.Equal(2, _client.LastAlarmCode);
     }
 
     [Fact]

@@ -323,7 +323,8 @@ public class SimulatedGantryTests
         await link.SendAsync("G0 X0");
         Assert.StartsWith("<Hold:1|", await link.StatusAsync(), StringComparison.Ordinal); // grbl holds first
         link.AdvanceSim(0.2);
-        Assert.Equal(["ALARM:2", "[MSG:Reset to continue]"], (await link.SettleAsync())[..^1]); // no ok, next line not run
+        // As grbl 1.1h sends it: the alarm, the message, then the ok of the line that raised it; the next line is not run.
+        Assert.Equal(["ALARM:2", "[MSG:Reset to continue]", "ok"], (await link.SettleAsync())[..^1]);
         Assert.Equal("Alarm", link.Gantry.State);
         Assert.True(link.Gantry.Homed); // position kept
         var stopped = link.Gantry.Position.X;

@@ -302,6 +302,8 @@ public sealed partial class SimulatedGantry
             _alarm = true;
             _awaitingReset = true;
             Emit("ALARM:2\r\n[MSG:Reset to continue]\r\n");
+            // grbl 1.1 still answers the line that raised the alarm, after the alarm lines.
+            Respond(epoch, 0);
             Pulse();
         }
     }
