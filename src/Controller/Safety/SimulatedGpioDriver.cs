@@ -106,12 +106,21 @@ public sealed class SimulatedGpioDriver : GpioDriver
     /// <summary>An output (a lamp, a buzzer): the level is kept and reads back; writing an input is refused, as hardware would ignore it.</summary>
     protected override void Write(int pinNumber, PinValue value)
     {
+        TaskCompletionSource written;
         lock (_gate)
         {
             if (!_modes.TryGetValue(pinNumber, out var mode) || mode != PinMode.Output) throw new InvalidOperationException($"pin {pinNumber} is not an output");
             _levels[pinNumber] = value;
+            written = _written;
+            _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+        written.TrySetResult();
     }
+
+    private TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes at the next write to an output: wait on it (then read <see cref="LevelOf"/>) instead of polling.</summary>
+    public Task NextWrite { get { lock (_gate) return _written.Task; } }
 
     protected override WaitForEventResult WaitForEvent(int pinNumber, PinEventTypes eventTypes, CancellationToken cancellationToken) =>
         throw new NotSupportedException("callbacks only");

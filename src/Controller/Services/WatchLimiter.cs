@@ -19,9 +19,13 @@ public sealed class WatchLimiter(int maxPerConnection, int maxTotal)
     private readonly Lock _gate = new();
     private readonly Dictionary<string, int> _perConnection = new(StringComparer.Ordinal);
     private int _total;
+    private TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Watches open now, over all connections.</summary>
     public int Open { get { lock (_gate) return _total; } }
+
+    /// <summary>Completes when the next slot is given back (a watch ended): wait on it instead of retrying.</summary>
+    public Task NextRelease { get { lock (_gate) return _released.Task; } }
 
     /// <summary>Takes a slot for a watch on <paramref name="connectionId"/>; dispose it when the watch ends.</summary>
     /// <exception cref="RpcException">RESOURCE_EXHAUSTED when a cap is reached.</exception>
@@ -48,11 +52,15 @@ public sealed class WatchLimiter(int maxPerConnection, int maxTotal)
 
     private void Release(string connectionId)
     {
+        TaskCompletionSource released;
         lock (_gate)
         {
             _total--;
             if (--_perConnection[connectionId] == 0) _perConnection.Remove(connectionId);
+            released = _released;
+            _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+        released.TrySetResult();
     }
 
     private sealed class Slot(WatchLimiter owner, string connectionId) : IDisposable

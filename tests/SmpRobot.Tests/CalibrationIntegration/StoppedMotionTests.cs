@@ -1,6 +1,7 @@
 using Grpc.Core;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
+using SmpRobot.Tests.Simulation;
 
 namespace SmpRobot.Tests.CalibrationIntegration;
 
@@ -8,6 +9,8 @@ namespace SmpRobot.Tests.CalibrationIntegration;
 [Collection(CalibrationCollection.Name)]
 public sealed class StoppedMotionTests
 {
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
     [Fact]
     public async Task A_gantry_calibration_stopped_by_its_caller_stops_the_gantry_and_stores_nothing()
     {
@@ -17,15 +20,15 @@ public sealed class StoppedMotionTests
         using var stop = new CancellationTokenSource();
         var call = c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
         // Let it travel a few stops, then the engineer presses Ctrl+C.
-        for (var i = 0; i < 500 && c.Simulator.MotionRecord.Count(m => m.Kind == SimMotionKind.Feed || m.Kind == SimMotionKind.Rapid) < 6; i++) await Task.Delay(20);
+        await c.Simulator.UntilAsync(g => g.MotionRecord.Count(m => m.Kind == SimMotionKind.Feed || m.Kind == SimMotionKind.Rapid) >= 6, "six calibration moves", Wait);
         await stop.CancelAsync();
         var e = await Assert.ThrowsAsync<RpcException>(() => call);
         Assert.Equal(StatusCode.Cancelled, e.StatusCode);
 
         // The controller stops the motion (feed hold byte) and leaves the gantry idle, not on its way to the next stop.
-        for (var i = 0; i < 500 && !c.Simulator.RealtimeLog.Any(b => b.Command == (byte)'!'); i++) await Task.Delay(20);
+        await c.Simulator.UntilAsync(g => g.RealtimeLog.Any(b => b.Command == (byte)'!'), "a feed hold", Wait);
         var hold = c.Simulator.RealtimeLog.First(b => b.Command == (byte)'!');
-        for (var i = 0; i < 500 && c.Simulator.State != "Idle"; i++) await Task.Delay(20);
+        await c.Simulator.UntilAsync(g => g.State == "Idle", "Idle", Wait);
         Assert.Equal("Idle", c.Simulator.State);
         Assert.All(c.Simulator.MotionRecord.Where(m => m.StartSimSeconds > hold.SimSeconds), m => Assert.True(m.To.X == m.From.X && m.To.Y == m.From.Y && m.To.Z >= m.From.Z, $"{m} after the stop"));
         var after = await c.Calibration.ListCalibrationsAsync(new ListCalibrationsRequest());
@@ -40,11 +43,11 @@ public sealed class StoppedMotionTests
         await c.HomeAsync();
         using var stop = new CancellationTokenSource();
         var jog = c.Machine.JogAsync(new JogRequest { DxMm = -60, FeedMmPerMin = 600 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
-        for (var i = 0; i < 500 && c.Simulator.State != "Jog"; i++) await Task.Delay(10);
+        await c.Simulator.UntilAsync(g => g.State == "Jog", "Jog", Wait);
         Assert.Equal("Jog", c.Simulator.State);
         await stop.CancelAsync();
         await Assert.ThrowsAsync<RpcException>(() => jog);
-        for (var i = 0; i < 500 && c.Simulator.State != "Idle"; i++) await Task.Delay(20);
+        await c.Simulator.UntilAsync(g => g.State == "Idle", "Idle", Wait);
         Assert.Equal("Idle", c.Simulator.State);
         var moved = c.Simulator.MotionRecord.Last(m => m.Kind == SimMotionKind.Jog);
         Assert.False(moved.Completed);

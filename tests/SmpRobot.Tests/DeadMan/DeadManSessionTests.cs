@@ -79,8 +79,21 @@ public sealed class DeadManSessionTests
         await c.HomeAsync();
         async Task ExpectAsync(PinValue level)
         {
-            // The output is looked at every 100 ms.
-            for (var i = 0; i < 100 && driver.LevelOf(lampPin) != level; i++) await Task.Delay(20);
+            // The output is written every 100 ms: wait for writes until it has the level, bounded.
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                while (true)
+                {
+                    var next = driver.NextWrite; // before the check: a write after it completes this task
+                    if (driver.LevelOf(lampPin) == level) break;
+                    await next.WaitAsync(bound.Token);
+                }
+            }
+            catch (OperationCanceledException) when (bound.IsCancellationRequested)
+            {
+                // Not reached in time: the assertion below says which level it kept.
+            }
             Assert.Equal(level, driver.LevelOf(lampPin));
         }
         await ExpectAsync(PinValue.Low);

@@ -6,6 +6,7 @@ using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Services;
 using SmpRobot.Controller.Storage;
 
 namespace SmpRobot.Tests.Integration;
@@ -168,22 +169,12 @@ public class EstopUnderLoadTests
             Assert.Equal("", stop.StopError);
             Assert.True(stop.EstopLatched);
 
-            // A watch that ends gives its slot back (the server notices the cancellation).
+            // A watch that ends gives its slot back once the server sees the reset stream; then the connection may watch again.
+            var limiter = c.Services.GetRequiredService<WatchLimiter>();
+            var released = limiter.NextRelease;
             calls[0].Dispose();
-            var reopened = false;
-            for (var attempt = 0; attempt < 50 && !reopened; attempt++)
-            {
-                try
-                {
-                    await OpenAsync(c.Channel);
-                    reopened = true;
-                }
-                catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted)
-                {
-                    await Task.Delay(20, cts.Token); // the server releases the slot when it sees the reset stream
-                }
-            }
-            Assert.True(reopened);
+            await released.WaitAsync(cts.Token);
+            await OpenAsync(c.Channel);
         }
         finally
         {

@@ -98,14 +98,14 @@ public class ServiceBoundaryTests
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest())).Status);
         await c.HomeAsync();
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest())).Status);
+        using var watch = c.Machine.WatchStatus(new WatchMachineStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
         c.Simulator.Disconnect();
-        var notServing = false;
-        for (var i = 0; i < 100 && !notServing; i++)
+        // The link loss shows once a status poll goes unanswered (10 Hz, 1 s timeout); the machine watch says when.
+        while (watch.ResponseStream.Current.Connected)
         {
-            // The link loss shows once a status poll goes unanswered (10 Hz, 1 s timeout).
-            notServing = (await health.CheckAsync(new HealthCheckRequest())).Status == HealthCheckResponse.Types.ServingStatus.NotServing;
-            if (!notServing) await Task.Delay(50);
+            Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None), "the machine watch ended while still connected");
         }
-        Assert.True(notServing);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, (await health.CheckAsync(new HealthCheckRequest())).Status);
     }
 }

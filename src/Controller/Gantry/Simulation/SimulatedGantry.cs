@@ -62,6 +62,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private bool _homing;
     private bool _homed;
     private TaskCompletionSource _changed = NewSignal(); // pulsed on every state change (protocol loop waits)
+    private TaskCompletionSource _observed = NewSignal(); // completed on every change an observer can see (NextChange)
     private TaskCompletionSource _wake = NewSignal();    // pulsed when the executor's next event changed
     private bool _protocolBlocked;
     private readonly List<TaskCompletionSource> _blockedWaiters = [];
@@ -198,6 +199,13 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Test hook: firmware output written and not yet read (answers are written synchronously, so 0 right after a write proves there was no answer).</summary>
     internal int OutputBytesPending { get { lock (_gate) return _output.Count; } }
 
+    /// <summary>
+    /// Completes at the next change an observer can see: a motion started, ended or recorded, a hold, a real-time
+    /// byte received, a line taken. Take it before reading the state, then await it, to wait for a condition
+    /// without polling.
+    /// </summary>
+    public Task NextChange { get { lock (_gate) return _observed.Task; } }
+
     /// <summary>Motion blocks in the planner, including the one executing.</summary>
     public int PlannerBlocksQueued { get { lock (_gate) { Advance(NowSim()); return MotionBlockCount(); } } }
 
@@ -325,6 +333,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 ThrowIfUnplugged();
                 if (!_poweredOn) continue;
                 _realtimeLog.Add(new SimRealtimeByte(command, timestamp, NowSim()));
+                NotifyObservers();
             }
             RealtimeByteReceived?.Invoke(command, timestamp);
             lock (_gate) ActOnRealtime(command);
@@ -860,6 +869,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     {
         if (!completed && endSim <= segment.StartSim + TimeEpsilon && to == segment.From) return; // never moved
         _motions.Add(new SimMotion(segment.Block.Kind, segment.From, to, segment.StartSim, endSim, segment.SpindleOn, completed, segment.Block.Line));
+        NotifyObservers();
     }
 
     private void SetSpindle(bool on, double now)
@@ -967,6 +977,13 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         _protocolBlocked = false;
         _changed.TrySetResult();
         _changed = NewSignal();
+        NotifyObservers();
+    }
+
+    private void NotifyObservers()
+    {
+        _observed.TrySetResult();
+        _observed = NewSignal();
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
