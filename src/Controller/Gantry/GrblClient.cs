@@ -49,7 +49,8 @@ public sealed class GrblClient : IAsyncDisposable
     private readonly CancellationTokenSource _lifetime = new();
 
     private readonly Queue<PendingLine> _inFlight = new();
-    private readonly List<TaskCompletionSource<GrblStatus>> _statusWaiters = [];
+    // A waiter gets the next report, or null when that report arrived garbled (the query asks again).
+    private readonly List<TaskCompletionSource<GrblStatus?>> _statusWaiters = [];
     // Reused under _writeLock: the line hot path does not allocate an encoding buffer.
     private readonly byte[] _lineWriteBuffer;
     private readonly byte[] _realtimeWriteBuffer = new byte[1];
@@ -345,7 +346,7 @@ public sealed class GrblClient : IAsyncDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
         while (true)
         {
-            var waiter = new TaskCompletionSource<GrblStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var waiter = new TaskCompletionSource<GrblStatus?>(TaskCreationOptions.RunContinuationsAsynchronously);
             lock (_gate)
             {
                 ThrowIfLinkUnusable();
@@ -357,12 +358,11 @@ public sealed class GrblClient : IAsyncDisposable
                 await WriteRealtimeCoreAsync((byte)GrblRealtime.StatusQuery, ct);
                 try
                 {
-                    return await waiter.Task.WaitAsync(linked.Token);
-                }
-                catch (GarbledStatusException)
-                {
-                    // Counted and dropped by the reader; the next report answers (too many is a fault, raised there).
-                    continue;
+                    // Null: the report was garbled, counted and dropped by the reader; ask again (too many is a fault, raised there).
+                    if (await waiter.Task.WaitAsync(linked.Token) is { } status)
+                    {
+                        return status;
+                    }
                 }
                 catch (OperationCanceledException) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
                 {
@@ -435,7 +435,7 @@ public sealed class GrblClient : IAsyncDisposable
             var flushed = new GantryFaultException(GantryFaultKind.Reset, 0, "flushed by soft reset");
             TaskCompletionSource<string> bannerWaiter;
             PendingLine[] pending;
-            TaskCompletionSource<GrblStatus>[] statusWaiters;
+            TaskCompletionSource<GrblStatus?>[] statusWaiters;
             TaskCompletionSource? room;
             lock (_gate)
             {
@@ -965,7 +965,7 @@ public sealed class GrblClient : IAsyncDisposable
             return;
         }
 
-        TaskCompletionSource<GrblStatus>[] waiters;
+        TaskCompletionSource<GrblStatus?>[] waiters;
         lock (_gate)
         {
             _garbledStatusInARow = 0;
@@ -993,7 +993,7 @@ public sealed class GrblClient : IAsyncDisposable
     /// </summary>
     private void HandleGarbledStatus(string text, long timestamp)
     {
-        TaskCompletionSource<GrblStatus>[] waiters;
+        TaskCompletionSource<GrblStatus?>[] waiters;
         string? tooMany = null;
         lock (_gate)
         {
@@ -1032,7 +1032,7 @@ public sealed class GrblClient : IAsyncDisposable
 
         foreach (var waiter in waiters)
         {
-            waiter.TrySetException(GarbledStatusException.Instance);
+            waiter.TrySetResult(null);
         }
 
         Raise(GarbledStatusReceived, text);
@@ -1113,7 +1113,7 @@ public sealed class GrblClient : IAsyncDisposable
     private void EnterFault(GantryFaultException fault, bool latch, bool terminal, bool raise = true)
     {
         PendingLine[] pending;
-        TaskCompletionSource<GrblStatus>[] statusWaiters = [];
+        TaskCompletionSource<GrblStatus?>[] statusWaiters = [];
         TaskCompletionSource? room;
         TaskCompletionSource<string>? bannerWaiter = null;
         lock (_gate)
@@ -1167,7 +1167,7 @@ public sealed class GrblClient : IAsyncDisposable
         }
     }
 
-    private static void FailAll(PendingLine[] pending, TaskCompletionSource<GrblStatus>[] statusWaiters, TaskCompletionSource? room, GantryFaultException fault)
+    private static void FailAll(PendingLine[] pending, TaskCompletionSource<GrblStatus?>[] statusWaiters, TaskCompletionSource? room, GantryFaultException fault)
     {
         // Wake a sender waiting for room: it re-checks the state and throws.
         room?.TrySetResult();
@@ -1196,7 +1196,7 @@ public sealed class GrblClient : IAsyncDisposable
         return lines;
     }
 
-    private TaskCompletionSource<GrblStatus>[] DrainStatusWaiters()
+    private TaskCompletionSource<GrblStatus?>[] DrainStatusWaiters()
     {
         // Caller holds _gate.
         if (_statusWaiters.Count == 0)
@@ -1239,16 +1239,5 @@ public sealed class GrblClient : IAsyncDisposable
         public string Line { get; } = line;
         public int ByteCount { get; } = byteCount;
         public TaskCompletionSource<LineAck> Ack { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-}
-
-/// <summary>Tells a waiting status query that the report it waited for arrived damaged and was dropped: ask again.</summary>
-internal sealed class GarbledStatusException : Exception
-{
-    public static readonly GarbledStatusException Instance = new();
-
-    private GarbledStatusException()
-        : base("a garbled status report was dropped")
-    {
     }
 }

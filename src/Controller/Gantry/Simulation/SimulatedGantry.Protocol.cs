@@ -531,7 +531,8 @@ public sealed partial class SimulatedGantry
             case 23: next = p with { HomingDirectionMask = (int)value & 7 }; break;
             case 27: next = p with { HomingPullOffMm = value }; break;
             case >= 100 and <= 102 or >= 110 and <= 112 or >= 120 and <= 122 or >= 130 and <= 132:
-                if (number < 130 && value == 0) return GrblError.InvalidStatement; // grbl: STATUS_SETTING_STEP_PULSE_MIN-like guard; a zero rate divides by zero
+                // Unlike grbl, which stores it, a zero steps/mm, rate or acceleration is refused (error:3): it cannot be simulated.
+                if (number < 130 && value == 0) return GrblError.InvalidStatement;
                 next = WithAxisSetting(p, number, value);
                 break;
             default:
