@@ -243,6 +243,32 @@ public sealed class GantryConnection : IAsyncDisposable
         }
         _log.LogWarning("Gantry fault ({Kind}): {Message}", fault.Kind, fault.Message);
         Faulted?.Invoke(this, fault);
+        if (fault.Kind == GantryFaultKind.Alarm && sender is GrblClient { LockedByAlarm: not null } locked)
+        {
+            _ = Task.Run(() => ResetAfterLockingAlarmAsync(locked, fault.Code));
+        }
+    }
+
+    /// <summary>
+    /// A hard or soft limit locks grbl until it is reset; motion and the needle drive are already stopped by
+    /// it. Reset it (repeated until the banner comes: SoftResetAsync), then read its settings again. Nothing
+    /// is re-sent: every line in flight failed with the alarm. Homing stays lost after a hard limit.
+    /// </summary>
+    private async Task ResetAfterLockingAlarmAsync(GrblClient client, int code)
+    {
+        var alarm = "ALARM:" + code.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            await client.SoftResetAsync(CancellationToken.None);
+            _settings = await CheckSettingsAsync(client, CancellationToken.None);
+            _lastAlarm = $"{alarm} {GrblProtocol.AlarmText(code)}; the firmware was reset and answers again (unlock with $X or home)";
+            _log.LogWarning("Gantry reset after {Alarm}: it answers again", alarm);
+        }
+        catch (Exception e) when (e is GantryFaultException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            _lastAlarm = $"{alarm}: the firmware could not be reset ({e.Message}): reconnect (smp machine connect) or power-cycle the board";
+            _log.LogError("Gantry reset after {Alarm} failed: {Message}", alarm, e.Message);
+        }
     }
 
     private async Task<SettingsCheck> CheckSettingsAsync(GrblClient client, CancellationToken cancellationToken)

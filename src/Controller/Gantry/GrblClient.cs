@@ -62,6 +62,11 @@ public sealed class GrblClient : IAsyncDisposable
     private long _garbledStatusTotal;
     // Answers still to come for lines an alarm failed (see HandleAlarm); a reset's banner clears them.
     private int _answersOwedAfterAlarm;
+    // A hard or soft limit alarm locks grbl until a reset: it answers nothing, not even '?'.
+    private int? _lockingAlarm;
+    private long _lockingAlarmTimestamp;
+    // Banners of resets repeated while the first one's banner was on its way (see SoftResetAsync).
+    private int _extraBannersTolerated;
     private int _garbledStatusInARow;
     private string? _lastGarbledStatus;
     private readonly Queue<long> _garbledStatusTimes = new();
@@ -116,6 +121,19 @@ public sealed class GrblClient : IAsyncDisposable
 
     /// <summary>The code of the last <c>ALARM:N</c> received, or null when none arrived. Not cleared by a reset.</summary>
     public int? LastAlarmCode { get { lock (_gate) { return _lastAlarmCode; } } }
+
+    /// <summary>
+    /// The hard or soft limit alarm (1 or 2) that locked the firmware, or null. grbl then answers nothing,
+    /// not even status queries, until a soft reset (<see cref="SoftResetAsync"/>); status polling pauses and
+    /// <see cref="QueryStatusAsync"/> fails at once with that alarm, so the silence is not taken for a lost link.
+    /// </summary>
+    public int? LockedByAlarm { get { lock (_gate) { return _lockingAlarm; } } }
+
+    /// <summary>grbl discards a reset received within about 500 ms after it printed a hard or soft limit alarm: the first reset after one waits this long after the alarm.</summary>
+    public static readonly TimeSpan CriticalAlarmResetDelay = TimeSpan.FromMilliseconds(600);
+
+    /// <summary>After a locking alarm a reset whose banner does not come within this is sent again (until BannerTimeout).</summary>
+    public static readonly TimeSpan ResetRepeatInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>Character counting: bytes (newline included) of lines written and not yet acknowledged.</summary>
     public int BytesInFlight { get { lock (_gate) { return _bytesInFlight; } } }
@@ -350,6 +368,11 @@ public sealed class GrblClient : IAsyncDisposable
             lock (_gate)
             {
                 ThrowIfLinkUnusable();
+                if (_lockingAlarm is { } code)
+                {
+                    throw new GantryFaultException(GantryFaultKind.Alarm, code, $"the firmware is locked after ALARM:{code.ToString(CultureInfo.InvariantCulture)} ({GrblProtocol.AlarmText(code)}) until it is reset: it answers nothing, not even status queries");
+                }
+
                 _statusWaiters.Add(waiter);
             }
 
@@ -456,10 +479,50 @@ public sealed class GrblClient : IAsyncDisposable
             FailAll(pending, statusWaiters, room, flushed);
 
             using var timeout = new CancellationTokenSource(_options.BannerTimeout, _time);
-            await WriteRealtimeCoreAsync((byte)GrblRealtime.SoftReset, ct);
-            if (await WaitBannerAsync(bannerWaiter.Task, timeout, ct) is string banner)
+            long? lockedSince;
+            lock (_gate)
             {
-                return banner;
+                lockedSince = _lockingAlarm is null ? null : _lockingAlarmTimestamp;
+            }
+
+            if (lockedSince is { } alarmAt)
+            {
+                // grbl would discard a reset this soon after the alarm; sending it anyway costs nothing, but
+                // waiting out the window first makes the first one count.
+                var wait = CriticalAlarmResetDelay - _time.GetElapsedTime(alarmAt);
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, _time, ct);
+                }
+            }
+
+            var resetsSent = 0;
+            while (true)
+            {
+                // After a locking alarm a reset swallowed by the firmware gets no banner: send it again until one
+                // comes (timer first, then the byte).
+                using var repeat = lockedSince is null ? null : new CancellationTokenSource(ResetRepeatInterval, _time);
+                using var attempt = repeat is null
+                    ? CancellationTokenSource.CreateLinkedTokenSource(timeout.Token)
+                    : CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, repeat.Token);
+
+                await WriteRealtimeCoreAsync((byte)GrblRealtime.SoftReset, ct);
+                resetsSent++;
+
+                if (await WaitBannerAsync(bannerWaiter.Task, attempt, ct) is string banner)
+                {
+                    lock (_gate)
+                    {
+                        _extraBannersTolerated = resetsSent - 1;
+                    }
+
+                    return banner;
+                }
+
+                if (timeout.IsCancellationRequested || lockedSince is null)
+                {
+                    break;
+                }
             }
 
             var fault = new GantryFaultException(GantryFaultKind.LinkLost, 0, $"no welcome banner within {_options.BannerTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s after a soft reset on {_transport.Description}");
@@ -706,7 +769,7 @@ public sealed class GrblClient : IAsyncDisposable
                     }
 
                     // Nothing to learn while a reset is settling or the link is already known lost.
-                    if (_expectingBanner || _latchedFault?.Kind == GantryFaultKind.LinkLost)
+                    if (_expectingBanner || _latchedFault?.Kind == GantryFaultKind.LinkLost || _lockingAlarm is not null)
                     {
                         continue;
                     }
@@ -936,6 +999,11 @@ public sealed class GrblClient : IAsyncDisposable
             // to a line sent after the alarm.
             var critical = code is 1 or 2;
             _answersOwedAfterAlarm += critical ? Math.Min(1, _inFlight.Count) : _inFlight.Count;
+            if (critical)
+            {
+                _lockingAlarm = code;
+                _lockingAlarmTimestamp = _time.GetTimestamp();
+            }
         }
 
         // grbl flushes its buffers on an alarm, so counting restarts at zero.
@@ -1063,7 +1131,17 @@ public sealed class GrblClient : IAsyncDisposable
         {
             _banner = banner;
             _answersOwedAfterAlarm = 0; // a restarted board answers nothing it had before
+            _lockingAlarm = null;
             expected = _expectingBanner;
+            if (!expected && _extraBannersTolerated > 0 && _inFlight.Count == 0)
+            {
+                // The board reset once more for a repeated reset whose first banner was already on its way:
+                // nothing was in flight, nothing is lost.
+                _extraBannersTolerated--;
+                return;
+            }
+
+            _extraBannersTolerated = 0;
             if (expected)
             {
                 _expectingBanner = false;

@@ -442,6 +442,15 @@ public sealed class SafetySupervisor : IDisposable
         try
         {
             var client = _gantry.Client ?? throw new GantryFaultException(GantryFaultKind.LinkLost, 0, "no gantry client");
+            var flushed = false;
+            if (client.LockedByAlarm is not null)
+            {
+                // A hard or soft limit: grbl already stopped the motion and the needle drive, and answers
+                // nothing until it is reset. Reset it (again after its deaf half second if need be); never re-send a line.
+                await client.SoftResetAsync(cancellationToken);
+                steps.Add("reset-after-alarm");
+                flushed = true;
+            }
             // Wait for motion to decelerate to a stop, so the reset below keeps the position.
             var deadline = _time.GetTimestamp();
             GrblStatus status;
@@ -456,7 +465,7 @@ public sealed class SafetySupervisor : IDisposable
                 await Task.Delay(TimeSpan.FromMilliseconds(5), _time, cancellationToken);
             }
             // No motion line can follow the stop bytes (see SendMotionLineAsync): the flush removes every one queued.
-            await client.SoftResetAsync(cancellationToken);
+            if (!flushed) await client.SoftResetAsync(cancellationToken);
             steps.Add("queue-flushed");
             status = await client.QueryStatusAsync(cancellationToken);
             if (status.IsAlarm)

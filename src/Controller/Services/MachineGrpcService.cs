@@ -121,7 +121,7 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
     /// <summary>A fresh status report when the link is up; the last known one otherwise.</summary>
     private async Task<MachineStatus> Status(CancellationToken cancellationToken)
     {
-        if (gantry.IsConnected)
+        if (gantry.IsConnected && gantry.Client?.LockedByAlarm is null)
         {
             await gantry.FreshStatusAsync(cancellationToken);
         }

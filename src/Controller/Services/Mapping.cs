@@ -84,7 +84,8 @@ internal static class Mapping
         var proto = new MachineStatus
         {
             Connected = gantry.IsConnected,
-            State = gantry.IsConnected ? status?.State ?? "Unknown" : "Disconnected",
+            // Locked by a hard or soft limit, grbl answers nothing: its ALARM line is the last measurement.
+            State = !gantry.IsConnected ? "Disconnected" : client?.LockedByAlarm is not null ? "Alarm" : status?.State ?? "Unknown",
             Homed = gantry.IsHomed,
             LastAlarm = gantry.LastAlarm,
             ProfileName = gantry.Profile.Name,

@@ -488,7 +488,7 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     }
 
     [Fact]
-    public async Task The_ok_grbl_sends_after_an_alarm_for_the_line_that_raised_it_is_not_out_of_step()
+    public async Task After_a_soft_limit_the_trailing_ok_is_consumed_and_the_locked_firmware_is_reset_after_its_deaf_half_second()
     {
         await ConnectAsync();
         var raising = await SendAsync("G0 X100 Y100");
@@ -499,7 +499,26 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
 
         Assert.Equal(GantryFaultKind.Alarm, (await faultRaised.WaitAsync(Guard)).Kind);
         Assert.Equal(GantryFaultKind.Alarm, (await Assert.ThrowsAsync<GantryFaultException>(() => raising.Ack.WaitAsync(Guard))).Kind);
-        // The trailing ok is consumed: the link is not latched as out of step, and a status query still works.
+        // The trailing ok is consumed: the link is not latched as out of step. But grbl is locked now:
+        // it answers nothing, not even '?', so a status query fails at once with the alarm instead of timing out.
+        Assert.Equal(2, _client.LockedByAlarm);
+        var locked = await Assert.ThrowsAsync<GantryFaultException>(() => _client.QueryStatusAsync(CancellationToken.None).WaitAsync(Guard));
+        Assert.Equal(GantryFaultKind.Alarm, locked.Kind);
+        Assert.Contains("locked after ALARM:2", locked.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain((byte)'?', _transport.Written());
+
+        // The reset waits out grbl's deaf half second after the alarm, and is repeated until the banner comes.
+        var reset = _client.SoftResetAsync(CancellationToken.None);
+        _time.Advance(TimeSpan.FromMilliseconds(599));
+        Assert.DoesNotContain((byte)0x18, _transport.Written());
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        await _transport.WaitForByteAsync(0x18);
+        _time.Advance(Client.ResetRepeatInterval);
+        await _transport.WaitForByteAsync(0x18, 2);
+        _transport.PushLine(BannerLine);
+        Assert.Equal(BannerLine, await reset.WaitAsync(Guard));
+        Assert.Null(_client.LockedByAlarm);
+
         var status = _client.QueryStatusAsync(CancellationToken.None);
         await _transport.WaitForByteAsync((byte)'?');
         _transport.PushLine("<Alarm|MPos:-100.000,-100.000,-1.000|Bf:15,128|FS:0,0>");

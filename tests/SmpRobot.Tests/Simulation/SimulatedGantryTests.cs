@@ -310,6 +310,26 @@ public class SimulatedGantryTests
     }
 
     [Fact]
+    public async Task A_reset_within_half_a_second_of_a_limit_alarm_is_discarded_as_grbl_does()
+    {
+        await using var link = await SimLink.OpenAsync();
+        await link.ReadUntilAsync(l => l.StartsWith("[MSG", StringComparison.Ordinal));
+        await link.HomeAsync();
+        await link.SendAsync("G0 X250"); // beyond the soft limit while idle: ALARM:2 at once
+        Assert.Equal(["ALARM:2", "[MSG:Reset to continue]", "ok"], await link.ReadUntilAsync(SimLink.IsAck));
+
+        link.AdvanceSim(SimulatedGantry.CriticalAlarmResetDeafSeconds / 2);
+        await link.RealtimeAsync(0x18); // swallowed: no banner
+        await link.Gantry.WhenProtocolBlockedAsync().WaitAsync(SimLink.Timeout);
+        Assert.Equal(0, link.Gantry.OutputBytesPending);
+        Assert.Equal("Alarm", link.Gantry.State);
+
+        link.AdvanceSim(SimulatedGantry.CriticalAlarmResetDeafSeconds);
+        await link.RealtimeAsync(0x18);
+        Assert.Equal("Grbl 1.1h ['$' for help]", (await link.ReadUntilAsync(l => l.StartsWith("Grbl", StringComparison.Ordinal)))[^1]);
+    }
+
+    [Fact]
     public async Task Soft_limit_alarms_without_executing_and_waits_for_reset()
     {
         await using var link = await SimLink.OpenAsync();
@@ -324,7 +344,7 @@ public class SimulatedGantryTests
         Assert.StartsWith("<Hold:1|", await link.StatusAsync(), StringComparison.Ordinal); // grbl holds first
         link.AdvanceSim(0.2);
         // As grbl 1.1h sends it: the alarm, the message, then the ok of the line that raised it; the next line is not run.
-        Assert.Equal(["ALARM:2", "[MSG:Reset to continue]", "ok"], (await link.SettleAsync())[..^1]);
+        Assert.Equal(["ALARM:2", "[MSG:Reset to continue]", "ok"], await link.ReadUntilAsync(SimLink.IsAck));
         Assert.Equal("Alarm", link.Gantry.State);
         Assert.True(link.Gantry.Homed); // position kept
         var stopped = link.Gantry.Position.X;
@@ -333,8 +353,11 @@ public class SimulatedGantryTests
         Assert.Equal(stopped, link.Gantry.Position.X);
         Assert.DoesNotContain(link.Gantry.MotionRecord.Skip(motionsBefore), m => m.To.X > 200 || m.Line == "G0 X0");
 
-        await link.SendAsync("$X"); // ignored until reset: grbl blocks everything
-        Assert.Empty((await link.SettleAsync())[..^1]);
+        // Locked until reset: nothing is answered, not even a status query.
+        await link.SendAsync("$X");
+        await link.RealtimeAsync((byte)'?');
+        await link.Gantry.WhenProtocolBlockedAsync().WaitAsync(SimLink.Timeout);
+        Assert.Equal(0, link.Gantry.OutputBytesPending);
         await link.RealtimeAsync(0x18);
         Assert.Equal(["Grbl 1.1h ['$' for help]", "[MSG:'$H'|'$X' to unlock]"], (await link.SettleAsync())[..^1]);
         Assert.Equal(["[MSG:Caution: Unlocked]", "ok"], await link.CommandAsync("$X"));

@@ -301,6 +301,7 @@ public sealed partial class SimulatedGantry
             _parserPosition = _plannerPosition = _position;
             _alarm = true;
             _awaitingReset = true;
+            _criticalAlarmSim = now;
             Emit("ALARM:2\r\n[MSG:Reset to continue]\r\n");
             // grbl 1.1 still answers the line that raised the alarm, after the alarm lines.
             Respond(epoch, 0);

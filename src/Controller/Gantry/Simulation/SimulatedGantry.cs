@@ -57,7 +57,15 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     // Firmware state.
     private long _epoch; // bumped by every reset: work of an older epoch is abandoned without an answer
     private bool _alarm;
-    private bool _awaitingReset; // after a soft-limit alarm grbl blocks until the host resets it
+    private bool _awaitingReset; // after a hard or soft limit alarm grbl blocks until the host resets it
+    private double _criticalAlarmSim; // when that alarm was printed: a reset within CriticalAlarmResetDeafSeconds after it is discarded
+
+    /// <summary>
+    /// After printing a hard or soft limit alarm grbl 1.1 waits about half a second and then discards any reset
+    /// already received (seen on the wire with grbl 1.1h's own code): the host must reset again after that.
+    /// Simulated seconds.
+    /// </summary>
+    public const double CriticalAlarmResetDeafSeconds = 0.5;
     private bool _checkMode;
     private bool _homing;
     private bool _homed;
@@ -406,6 +414,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         switch (command)
         {
             case (byte)'?':
+                // Locked after a hard or soft limit: grbl answers nothing until it is reset, not even '?'.
+                if (_awaitingReset) break;
                 _faults.NowSim = now;
                 Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
                 break;
@@ -416,6 +426,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 CycleStart(now);
                 break;
             case 0x18:
+                if (_awaitingReset && now < _criticalAlarmSim + CriticalAlarmResetDeafSeconds) break; // discarded, as grbl does
                 SoftReset(now);
                 break;
             case 0x84:
@@ -710,6 +721,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _alarm = true;
             _homed = false;
             _awaitingReset = true;
+            _criticalAlarmSim = atSim;
             _syncedAtSim = atSim;
             _epoch++;
             Emit("ALARM:1\r\n[MSG:Reset to continue]\r\n");
