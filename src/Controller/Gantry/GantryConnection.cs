@@ -176,6 +176,11 @@ public sealed class GantryConnection : IAsyncDisposable
         {
             ack = await client.ExecuteAsync("$H", cancellationToken);
         }
+        catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm)
+        {
+            // grbl answers a failed cycle with ALARM:6..9, the $H's ok and a reset of its own: the link stays usable.
+            throw new GantryFaultException(GantryFaultKind.Alarm, e.Code, $"homing failed: {e.Message}; the board reset itself and is not homed: check the limit switches and their wiring, then home again");
+        }
         finally
         {
             client.StartStatusPolling(TimeSpan.FromSeconds(1.0 / Profile.StatusPollHz));

@@ -67,6 +67,8 @@ public sealed class GrblClient : IAsyncDisposable
     private long _lockingAlarmTimestamp;
     // Banners of resets repeated while the first one's banner was on its way (see SoftResetAsync).
     private int _extraBannersTolerated;
+    // A homing failure alarm: grbl resets itself right after it (see HandleBanner).
+    private bool _bannerAfterHomingAlarm;
     private int _garbledStatusInARow;
     private string? _lastGarbledStatus;
     private readonly Queue<long> _garbledStatusTimes = new();
@@ -1004,6 +1006,9 @@ public sealed class GrblClient : IAsyncDisposable
                 _lockingAlarm = code;
                 _lockingAlarmTimestamp = _time.GetTimestamp();
             }
+
+            // Homing failures (6 reset, 7 door, 8 pull-off, 9 switch not found) end with grbl resetting itself.
+            _bannerAfterHomingAlarm = code is >= 6 and <= 9;
         }
 
         // grbl flushes its buffers on an alarm, so counting restarts at zero.
@@ -1142,6 +1147,17 @@ public sealed class GrblClient : IAsyncDisposable
             }
 
             _extraBannersTolerated = 0;
+            if (!expected && _bannerAfterHomingAlarm && _inFlight.Count == 0)
+            {
+                // A failed homing cycle: grbl answers ALARM:6..9, the $H's ok, then resets itself. The alarm
+                // already failed whatever was in flight; this banner is that reset, not a surprise.
+                _bannerAfterHomingAlarm = false;
+                _bytesInFlight = 0;
+                _lastWorkOffset = null;
+                return;
+            }
+
+            _bannerAfterHomingAlarm = false;
             if (expected)
             {
                 _expectingBanner = false;

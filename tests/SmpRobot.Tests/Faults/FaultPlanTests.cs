@@ -7,7 +7,7 @@ public class FaultPlanTests
     [Fact]
     public void Parses_every_fault_and_reads_its_own_text_back()
     {
-        var plan = FaultPlan.Parse(" drop=0.001, drop-at-line=12,flip=0.5,flip-at-line=3, delay-ok=2.5,lose-ok-at-line=40,alarm-at-dot=4,reset-at-dot=5,rx=100,stall-at-dot=6:250,disconnect-at-dot=7,garble-status=0.25,garble-status-at-dot=8:3,seed=42 ");
+        var plan = FaultPlan.Parse(" drop=0.001, drop-at-line=12,flip=0.5,flip-at-line=3, delay-ok=2.5,lose-ok-at-line=40,alarm-at-dot=4,reset-at-dot=5,rx=100,stall-at-dot=6:250,disconnect-at-dot=7,garble-status=0.25,garble-status-at-dot=8:3,homing-fail=9,seed=42 ");
         Assert.Equal(0.001, plan.DropProbability);
         Assert.Equal(12, plan.DropAtLine);
         Assert.Equal(0.5, plan.FlipProbability);
@@ -23,6 +23,7 @@ public class FaultPlanTests
         Assert.Equal(0.25, plan.GarbleStatusProbability);
         Assert.Equal(8, plan.GarbleStatusAtDot);
         Assert.Equal(3, plan.GarbleStatusCount);
+        Assert.Equal(9, plan.HomingFailAlarm);
         Assert.Equal(42, plan.Seed);
         Assert.False(plan.IsEmpty);
         Assert.Equal(plan, FaultPlan.Parse(plan.ToString()));
@@ -57,6 +58,8 @@ public class FaultPlanTests
     [InlineData("stall-at-dot=:100", "whole number")]
     [InlineData("drop", "'drop' needs a value")]
     [InlineData("garble-status=2", "probability")]
+    [InlineData("homing-fail=4", ">= 8")]
+    [InlineData("homing-fail=10", "alarm 8 or 9")]
     [InlineData("garble-status-at-dot=3:0", ">= 1")]
     [InlineData("reset-at-dot=2,reset-at-dot=3", "given twice")]
     [InlineData("drop=0.1,,flip=0.1", "empty item")]

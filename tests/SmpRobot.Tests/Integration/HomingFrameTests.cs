@@ -52,4 +52,27 @@ public class HomingFrameTests
         var targets = MotionTruth.DepthTargets(plan, profile);
         Assert.All(plan.Dots, dot => Assert.Contains(feeds, m => m.To.DistanceTo(targets[dot.Id]) < 1e-6));
     }
+
+    [Fact]
+    public async Task A_failed_homing_cycle_is_said_so_and_the_link_stays_usable_for_the_next_one()
+    {
+        var simulator = new SimulatedGantry(TestProfiles.Sim(), TimeProvider.System, new SimulatedGantryOptions { TimeScale = 200, Faults = FaultPlan.Parse("homing-fail=9") });
+        await using var c = await ControllerFixture.StartAsync(simulator: simulator);
+
+        // grbl 1.1h: ALARM:9, the $H's ok, then its own reset's banner; none of it is "out of step".
+        var failed = await Assert.ThrowsAsync<RpcException>(c.HomeAsync);
+        Assert.Contains("homing failed: ALARM:9", failed.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("limit switches", failed.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal("homing-fail", Assert.Single(simulator.FaultLog).Fault);
+        var status = await c.Machine.GetStatusAsync(new GetMachineStatusRequest());
+        Assert.True(status.Connected);
+        Assert.False(status.Homed);
+
+        await c.HomeAsync();
+        Assert.Equal(TestProfiles.Sim().HomePosition, simulator.Position);
+        await c.StartHeartbeatAsync();
+        var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(5, seed: 3) });
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        Assert.Equal(SessionState.Completed, (await c.WaitForAsync(session.Id, ControllerFixture.IsEnded)).State);
+    }
 }

@@ -134,4 +134,18 @@ public class GrblMachineFrameTests
         var status = await link.StatusAsync();
         Assert.StartsWith("<Idle|MPos:" + string.Join(",", new[] { -197.5, -197.5, -2.5 }.Select(v => v.ToString("0.000", CultureInfo.InvariantCulture))) + "|", status, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_failed_homing_cycle_answers_the_alarm_the_ok_then_the_banner()
+    {
+        await using var link = await SimLink.OpenAsync(TestProfiles.Sim(), options: new SmpRobot.Controller.Gantry.Simulation.SimulatedGantryOptions { Faults = SmpRobot.Controller.Gantry.Simulation.FaultPlan.Parse("homing-fail=9") });
+        await link.ReadUntilAsync(l => l.StartsWith("[MSG", StringComparison.Ordinal));
+        await link.SendAsync("$H");
+        await link.SettleAsync();
+        link.AdvanceSim(120);
+        var lines = await link.ReadUntilAsync(l => l.StartsWith("[MSG", StringComparison.Ordinal));
+        Assert.Equal(["ALARM:9", "ok", "Grbl 1.1h ['$' for help]", "[MSG:'$H'|'$X' to unlock]"], lines);
+        Assert.False(link.Gantry.Homed);
+        Assert.Equal("Alarm", link.Gantry.State);
+    }
 }

@@ -26,7 +26,7 @@ public sealed record FaultPlan
     public static readonly IReadOnlyList<string> KnownFaults =
     [
         "drop=P", "drop-at-line=N", "flip=P", "flip-at-line=N", "delay-ok=MS", "lose-ok-at-line=N",
-        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "garble-status=P", "garble-status-at-dot=N[:COUNT]", "seed=N",
+        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "garble-status=P", "garble-status-at-dot=N[:COUNT]", "homing-fail=CODE", "seed=N",
     ];
 
     /// <summary>Seed of the random faults (<c>seed=N</c>). Default 1.</summary>
@@ -96,6 +96,13 @@ public sealed record FaultPlan
     /// <summary>How many reports in a row <see cref="GarbleStatusAtDot"/> damages. Default 1.</summary>
     public int GarbleStatusCount { get; init; } = 1;
 
+    /// <summary>
+    /// <c>homing-fail=CODE</c>: the first homing cycle fails with ALARM:CODE (8 pull-off did not clear the
+    /// switch, 9 switch not found): the X/Y switches never trip, and grbl answers the alarm, the $H's ok, then
+    /// resets itself (banner, homing lock). Later cycles succeed.
+    /// </summary>
+    public int? HomingFailAlarm { get; init; }
+
     /// <summary>True when the plan injects nothing.</summary>
     public bool IsEmpty => this == new FaultPlan { Seed = Seed };
 
@@ -139,6 +146,7 @@ public sealed record FaultPlan
                 "disconnect-at-dot" => plan with { DisconnectAtDot = Integer(spec, name, value, 1) },
                 "garble-status" => plan with { GarbleStatusProbability = Probability(spec, name, value) },
                 "garble-status-at-dot" => ParseGarbleAt(plan, spec, value),
+                "homing-fail" => plan with { HomingFailAlarm = Integer(spec, name, value, 8) is var code && code <= 9 ? code : throw Bad(spec, $"'homing-fail' needs alarm 8 or 9, not '{value}'") },
                 _ => throw Bad(spec, $"unknown fault '{name}'"),
             };
         }
@@ -166,6 +174,7 @@ public sealed record FaultPlan
         Add("disconnect-at-dot", DisconnectAtDot);
         Add("garble-status", GarbleStatusProbability > 0 ? GarbleStatusProbability.ToString("R", CultureInfo.InvariantCulture) : null);
         Add("garble-status-at-dot", GarbleStatusAtDot is { } g ? g.ToString(CultureInfo.InvariantCulture) + (GarbleStatusCount != 1 ? ":" + GarbleStatusCount.ToString(CultureInfo.InvariantCulture) : "") : null);
+        Add("homing-fail", HomingFailAlarm);
         if (Seed != 1) Add("seed", Seed);
         return string.Join(",", items);
     }

@@ -602,6 +602,7 @@ public sealed partial class SimulatedGantry
 
     private async Task HomeAsync(string raw, double lineTime, long epoch)
     {
+        bool failing;
         lock (_gate)
         {
             if (_epoch != epoch) return;
@@ -630,17 +631,41 @@ public sealed partial class SimulatedGantry
             var zHome = new Vec3(start.X, start.Y, home.Z);
             var xySwitch = new Vec3(switches.X, switches.Y, home.Z);
             _plannerPosition = start;
+            failing = !_homingFailFired && _faults.Plan.HomingFailAlarm is not null;
+            _homingFailFired |= failing;
             Enqueue(new Block(SimMotionKind.Homing, zSwitch, seek, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zSwitch, locate, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
+            // homing-fail: the X/Y switches never trip; the seek runs out of search distance.
             Enqueue(new Block(SimMotionKind.Homing, xySwitch, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, xySwitch, locate, raw), lineTime);
-            Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
+            if (!failing)
+            {
+                Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
+                Enqueue(new Block(SimMotionKind.Homing, xySwitch, locate, raw), lineTime);
+                Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
+            }
             Pulse();
         }
         if (!await WaitUntilAsync(epoch, () => _planner.Count == 0 && _active is null).ConfigureAwait(false)) return;
+        if (failing)
+        {
+            lock (_gate)
+            {
+                if (_epoch != epoch) return;
+                var code = _faults.Plan.HomingFailAlarm!.Value;
+                var now = NowSim();
+                _faults.Record("homing-fail", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"homing failed: ALARM:{code}"));
+                // As grbl 1.1h sends it: the alarm, the $H's ok, then a reset (banner) with homing still to do.
+                Emit(string.Create(CultureInfo.InvariantCulture, $"ALARM:{code}\r\n"));
+                Respond(epoch, 0);
+                _homing = false;
+                _alarm = true;
+                _homed = false;
+                ResetFirmware(0, now);
+            }
+            return;
+        }
         lock (_gate)
         {
             if (_epoch != epoch) return;

@@ -57,6 +57,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     // Firmware state.
     private long _epoch; // bumped by every reset: work of an older epoch is abandoned without an answer
     private bool _alarm;
+    private bool _homingFailFired;
     private bool _awaitingReset; // after a hard or soft limit alarm grbl blocks until the host resets it
     private double _criticalAlarmSim; // when that alarm was printed: a reset within CriticalAlarmResetDeafSeconds after it is discarded
 
