@@ -45,6 +45,12 @@ public sealed record ControllerOptions
     /// in machine time.
     /// </summary>
     public string? Camera { get; init; }
+    /// <summary>
+    /// The camera's intrinsics as OpenCV's calibration file (cv::FileStorage YAML/JSON/XML: image_width,
+    /// image_height, camera_matrix, distortion_coefficients); null = the newest valid intrinsics calibration
+    /// of this camera in the store, if any. A real camera has no default: without either it tracks nothing.
+    /// </summary>
+    public string? IntrinsicsPath { get; init; }
     /// <summary>Tests and benches: builds the head-pose source instead of <see cref="Camera"/>.</summary>
     public Func<IServiceProvider, IHeadPoseSource>? HeadPoseSource { get; init; }
     /// <summary>
@@ -127,6 +133,12 @@ public static class ControllerHost
         var cameraSpec = (options.Camera ?? profile.Tracking.Camera).Trim();
         // Parsed now, so a bad --camera fails at start with a clear message.
         var camera = options.HeadPoseSource is null ? CameraSetup.Create(cameraSpec, profile, options.TimeProvider, gantrySpec.Kind == GantryLinkKind.Simulated ? options.Simulator?.TimeScale ?? options.TimeScale : options.TimeScale) : null;
+        if (options.IntrinsicsPath is { } intrinsicsPath)
+        {
+            if (camera is not TrackedHeadPoseSource tracked) throw new ArgumentException($"--intrinsics needs a camera that tracks the head (--camera device:N or file:PATH), not '{cameraSpec}'");
+            var full = Path.GetFullPath(intrinsicsPath);
+            tracked.SetIntrinsics(CameraIntrinsicsFile.Load(full), "file " + full);
+        }
         services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? camera!);
         services.AddHostedService<TrackingLoop>();
         System.Device.Gpio.GpioDriver GpioChip(int chip) => options.GpioDriver?.Invoke(chip) ?? new System.Device.Gpio.Drivers.LibGpiodDriver(chip);
@@ -224,11 +236,12 @@ public static class ControllerHost
     }
 }
 
-/// <summary>At start, head tracking uses the newest valid camera-to-gantry calibration (instead of the profile's nominal mounting).</summary>
+/// <summary>At start, head tracking uses the newest valid intrinsics of its camera (when it has none of its own or from a file) and camera-to-gantry calibration (instead of the profile's nominal mounting).</summary>
 internal sealed class CalibrationStartup(CalibrationProcedures procedures) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        procedures.ApplyLatestIntrinsics();
         procedures.ApplyLatest();
         return Task.CompletedTask;
     }

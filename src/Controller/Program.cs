@@ -22,11 +22,16 @@ internal static class Program
                 + "synthetic[:SCENARIO][@WxH] (still, drift, sway, jerk[:SECONDS], occlusion, blur, noise, lighting, lost). Default: the profile's tracking.camera. "
                 + "A synthetic scene runs on the simulated clock: keep --time-scale low enough for tracking to keep up (1 at 720p on 2 cores), or sessions hold on stale poses",
         };
+        var intrinsics = new Option<string?>("--intrinsics")
+        {
+            Description = "The camera's intrinsics as OpenCV's calibration file (cv::FileStorage YAML/JSON/XML with image_width, image_height, camera_matrix, distortion_coefficients). "
+                + "Default: the newest valid `smp calibrate intrinsics` of this camera; a real camera without either tracks nothing",
+        };
         var maxWatchesPerConnection = new Option<int>("--max-watches-per-connection") { Description = "Most session/machine watches on one HTTP/2 connection; more are refused with RESOURCE_EXHAUSTED", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxPerConnection };
         var maxWatches = new Option<int>("--max-watches") { Description = "Most session/machine watches over all connections", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxTotal };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale, camera, maxWatchesPerConnection, maxWatches,
+            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches,
         };
         root.SetAction(parse =>
         {
@@ -40,6 +45,7 @@ internal static class Program
                     Urls = parse.GetValue(urls)!,
                     TimeScale = parse.GetValue(timeScale),
                     Camera = parse.GetValue(camera),
+                    IntrinsicsPath = parse.GetValue(intrinsics),
                     MaxWatchesPerConnection = parse.GetValue(maxWatchesPerConnection),
                     MaxWatchesTotal = parse.GetValue(maxWatches),
                 };

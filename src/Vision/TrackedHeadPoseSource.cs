@@ -15,7 +15,11 @@ namespace SmpRobot.Vision;
 /// <param name="FramesProcessed">Frames tracked since start.</param>
 /// <param name="FramesLost">Frames without a pose since start.</param>
 /// <param name="Jerks">Times a jerk restarted the filter.</param>
-public sealed record TrackingSnapshot(string Camera, long FrameTimestamp, bool BoardFound, int MarkersSeen, int CornersSeen, double ReprojectionErrorPx, double Quality, double HeadSpeedMmPerS, long FramesProcessed, long FramesLost, int Jerks);
+/// <param name="FrameSequence">The last frame's place in its source (0, 1, ...; a folder's images in name order).</param>
+/// <param name="RawCameraFromHead">T_CH measured in the last frame before filtering; null without a pose.</param>
+/// <param name="Intrinsics">Where the intrinsics in use come from ("synthetic camera", "file …", "calibration …"); empty when there are none.</param>
+public sealed record TrackingSnapshot(string Camera, long FrameTimestamp, bool BoardFound, int MarkersSeen, int CornersSeen, double ReprojectionErrorPx, double Quality, double HeadSpeedMmPerS, long FramesProcessed, long FramesLost, int Jerks,
+    long FrameSequence = 0, RigidTransform? RawCameraFromHead = null, string Intrinsics = "");
 
 /// <summary>
 /// <see cref="IHeadPoseSource"/> from a camera: reads frames, tracks the board, and reports
@@ -26,7 +30,12 @@ public sealed record TrackingSnapshot(string Camera, long FrameTimestamp, bool B
 public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 {
     private readonly IFrameSource _frames;
-    private readonly HeadTracker _tracker;
+    private readonly MarkerBoard _board;
+    private readonly HeadTrackerOptions? _options;
+    // Null until the camera has intrinsics: frames are read (the camera stays held, previews work) but nothing is tracked.
+    private HeadTracker? _tracker;
+    private string _intrinsicsOrigin = "";
+    private static readonly BoardDetection NothingDetected = new([], [], [], []);
     private RigidTransform _gantryFromCamera;
     private readonly TimeProvider _timeProvider;
     private readonly Lock _lock = new();
@@ -42,17 +51,61 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     private long _framesLost;
 
     /// <summary>
-    /// Tracks <paramref name="board"/> in <paramref name="frames"/>. Intrinsics default to the
-    /// source's own (synthetic scenes); a camera needs them given. Takes ownership of
-    /// <paramref name="frames"/> (disposed with this).
+    /// Tracks <paramref name="board"/> in <paramref name="frames"/>. Intrinsics default to the source's own
+    /// (synthetic scenes); a real camera has none until they are given here or with <see cref="SetIntrinsics"/>
+    /// (a calibration of this very camera, or a calibration file): until then frames are read but no pose is
+    /// published (<see cref="HasIntrinsics"/> false). Takes ownership of <paramref name="frames"/> (disposed with this).
     /// </summary>
     public TrackedHeadPoseSource(IFrameSource frames, MarkerBoard board, RigidTransform gantryFromCamera, TimeProvider timeProvider, CameraIntrinsics? intrinsics = null, HeadTrackerOptions? options = null)
     {
-        var k = intrinsics ?? frames.Intrinsics ?? throw new ArgumentException($"frame source {frames.Description} has no intrinsics; calibrate the camera and pass them");
         _frames = frames;
+        _board = board;
+        _options = options;
         _gantryFromCamera = gantryFromCamera;
         _timeProvider = timeProvider;
-        _tracker = new HeadTracker(board, k, timeProvider, options);
+        var k = intrinsics ?? frames.Intrinsics;
+        if (k is not null)
+        {
+            _tracker = new HeadTracker(board, k, timeProvider, options);
+            _intrinsicsOrigin = intrinsics is null ? "the source's own (" + frames.Description + ")" : "given";
+        }
+    }
+
+    /// <summary>True once the tracker has intrinsics; without them it publishes no pose and sessions that need tracking are refused.</summary>
+    public bool HasIntrinsics { get { lock (_lock) return _tracker is not null; } }
+
+    /// <summary>Where the intrinsics in use come from; empty when there are none.</summary>
+    public string IntrinsicsOrigin { get { lock (_lock) return _intrinsicsOrigin; } }
+
+    /// <summary>The intrinsics in use, or null.</summary>
+    public CameraIntrinsics? Intrinsics { get { lock (_lock) return _tracker?.Intrinsics; } }
+
+    /// <summary>
+    /// Uses <paramref name="intrinsics"/> from the next frame on (a new calibration of this camera, or a file);
+    /// tracking starts over (the filter forgets the poses measured with the old ones). <paramref name="origin"/>
+    /// says where they come from, for status displays and records. Thread-safe.
+    /// </summary>
+    /// <exception cref="ArgumentException">The intrinsics are for another image size than the camera's frames.</exception>
+    public void SetIntrinsics(CameraIntrinsics intrinsics, string origin)
+    {
+        ArgumentNullException.ThrowIfNull(intrinsics);
+        HeadTracker? old;
+        lock (_processing)
+        {
+            if (_lastFrame is { } last && (last.Image.Width != intrinsics.WidthPx || last.Image.Height != intrinsics.HeightPx))
+            {
+                throw new ArgumentException($"intrinsics for {intrinsics.WidthPx}x{intrinsics.HeightPx} px, but {_frames.Description} delivers {last.Image.Width}x{last.Image.Height} px frames");
+            }
+            var tracker = new HeadTracker(_board, intrinsics, _timeProvider, _options);
+            lock (_lock)
+            {
+                old = _tracker;
+                _tracker = tracker;
+                _intrinsicsOrigin = origin;
+                _seen = false;
+            }
+        }
+        old?.Dispose();
     }
 
     public string Description => "tracked:" + _frames.Description;
@@ -89,14 +142,17 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     {
         var frame = _frames.Read();
         if (frame is null) return null;
-        var (raw, detection) = _tracker.Detect(frame.Image, frame.CapturedTimestamp);
+        HeadTracker? tracker;
+        lock (_lock) tracker = _tracker;
+        // Without intrinsics nothing can be measured: the frame is kept for previews, and no pose is published.
+        (TrackedPose? raw, BoardDetection detection) = tracker is null ? (null, NothingDetected) : tracker.Detect(frame.Image, frame.CapturedTimestamp);
         TrackingResult result;
         Frame? previous;
         lock (_lock)
         {
-            result = _tracker.Fold(raw, detection, frame.CapturedTimestamp);
+            result = tracker is null ? new TrackingResult(null, null, detection) : tracker.Fold(raw, detection, frame.CapturedTimestamp);
             _lastFrameTimestamp = frame.CapturedTimestamp;
-            _lastQuality = _tracker.Trusted ? result.Raw!.Quality : 0.0;
+            _lastQuality = tracker is { Trusted: true } ? result.Raw!.Quality : 0.0;
             _seen |= result.Filtered is not null;
             // The last frame is kept (not copied) for previews; the one it replaces is released.
             previous = _lastFrame;
@@ -122,7 +178,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
             var raw = _lastResult.Raw;
             return new TrackingSnapshot(Description, _lastFrameTimestamp, raw is not null, raw?.MarkersSeen ?? _lastResult.Detection.MarkerIds.Length,
                 _lastResult.Detection.CharucoIds.Length, raw?.ReprojectionErrorPx ?? double.NaN, _lastQuality, _lastResult.Filtered?.HeadSpeedMmPerS ?? double.NaN,
-                _framesProcessed, _framesLost, _tracker.JerkCount);
+                _framesProcessed, _framesLost, _tracker?.JerkCount ?? 0, _lastFrame?.Sequence ?? 0, raw?.CameraFromHead, _intrinsicsOrigin);
         }
     }
 
@@ -135,7 +191,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         lock (_lock)
         {
             if (_lastFrame is null || _lastResult is null) return null;
-            using var drawn = TrackingPreview.Draw(_lastFrame.Image, _lastResult.Detection, _lastResult.Raw, _tracker.Intrinsics);
+            using var drawn = TrackingPreview.Draw(_lastFrame.Image, _lastResult.Detection, _lastResult.Raw, _tracker?.Intrinsics);
             return drawn.ImEncode(".png");
         }
     }
@@ -168,7 +224,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         lock (_lock)
         {
             gantryFromCamera = _gantryFromCamera;
-            if (!_seen) return null;
+            if (!_seen || _tracker is null) return null;
             frameTs = _lastFrameTimestamp;
             quality = _lastQuality;
             predicted = _tracker.Predict(_timeProvider.GetTimestamp() + (long)(lookAhead.TotalSeconds * _timeProvider.TimestampFrequency));
@@ -190,7 +246,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
             _lastFrame?.Dispose();
             _lastFrame = null;
         }
-        _tracker.Dispose();
+        _tracker?.Dispose();
         _frames.Dispose();
     }
 }

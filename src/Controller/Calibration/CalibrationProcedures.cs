@@ -111,6 +111,37 @@ public sealed class CalibrationProcedures(
     /// <summary>The camera identity calibrations are filed under.</summary>
     public string CameraId => cameras.CameraId;
 
+    /// <summary>
+    /// Gives the tracking camera the newest valid intrinsics calibration of its identity, when it has none
+    /// (a real camera started without --intrinsics). Returns the calibration's id, or null.
+    /// </summary>
+    public string? ApplyLatestIntrinsics()
+    {
+        if (headPose is not TrackedHeadPoseSource { HasIntrinsics: false } tracked) return null;
+        var stored = ledger.LatestValidCalibration(CalibrationKind.Intrinsics, cameras.CameraId, profile.Name);
+        if (stored is null)
+        {
+            log.LogWarning("Camera {Camera} has no intrinsics: the head is not tracked and sessions are refused until `smp calibrate intrinsics` or --intrinsics FILE", cameras.CameraId);
+            return null;
+        }
+        UseIntrinsics(tracked, stored);
+        return stored.Id;
+    }
+
+    private void UseIntrinsics(TrackedHeadPoseSource tracked, CalibrationRecord stored)
+    {
+        var k = CalibrationJson.Read<IntrinsicsData>(stored.DataJson).ToIntrinsics();
+        try
+        {
+            tracked.SetIntrinsics(k, $"calibration {stored.Id} of {stored.CreatedAt:u}");
+            log.LogInformation("Tracking with intrinsics calibration {Id} of {CreatedAt:u}", stored.Id, stored.CreatedAt);
+        }
+        catch (ArgumentException e)
+        {
+            log.LogWarning("Intrinsics calibration {Id} does not fit the camera: {Message}", stored.Id, e.Message);
+        }
+    }
+
     /// <summary>Uses the newest valid gantry calibration (if any) in the tracked head-pose source; returns its id.</summary>
     public string? ApplyLatest()
     {
@@ -333,6 +364,11 @@ public sealed class CalibrationProcedures(
             var record = ledger.SaveCalibration(CalibrationKind.Intrinsics, cameraId, profile.Name, "charuco-views opencv calibrateCamera (k1 k2 p1 p2 k3)",
                 CalibrationJson.Write(IntrinsicsData.Of(result.Intrinsics, board.Spec.Name)), CalibrationJson.Write(stats), result.RmsPx, double.NaN,
                 result.Views.Where(v => v.Status == ViewStatus.Used).Select(v => v.RmsPx).DefaultIfEmpty(double.NaN).Max(), result.ViewsUsed, allNotes, valid);
+            // A new calibration of the camera the tracker holds is used at once (a synthetic camera keeps its true intrinsics).
+            if (valid && headPose is TrackedHeadPoseSource tracked && tracked.Frames.Intrinsics is null && CameraIdentity.Of(tracked.Frames.Description) == cameraId)
+            {
+                UseIntrinsics(tracked, record);
+            }
             var png = CalibrationPictures.HistogramPng([.. result.Views.Where(v => v.Status == ViewStatus.Used).Select(v => v.RmsPx)], options: new PictureOptions
             {
                 Title = "per-view RMS reprojection error",

@@ -58,6 +58,7 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly CalibrationGate? _calibration;
+    private readonly IHeadPoseSource _headPose;
     private readonly Lock _gate = new();
     private ActiveRun? _active;
     private volatile bool _shuttingDown;
@@ -87,6 +88,7 @@ public sealed class SessionManager : IAsyncDisposable
         _validator = new PlanValidator(profile);
         _program = new DotProgram(profile);
         _aiming = new Aiming(profile, headPose);
+        _headPose = headPose;
         headPose.PoseUpdated += OnPoseUpdated;
         // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
@@ -543,6 +545,11 @@ public sealed class SessionManager : IAsyncDisposable
         if (RunningSessionId is { } running) refusals.Add($"session {running} is running");
         if (consoleId is not null && _presence.AbsenceReason(consoleId) is { } absent) refusals.Add("no operator is supervising: " + absent);
         if (_patientSwitch is { IsEngaged: false }) refusals.Add(PatientPressed + ": ask the patient, then resume");
+        // Wrong intrinsics are invisible in the tracker's own figures: no default, and no override.
+        if (_headPose is TrackedHeadPoseSource { HasIntrinsics: false } camera)
+        {
+            refusals.Add($"the camera ({camera.Frames.Description}) has no intrinsics, so the head is not tracked: run smp calibrate intrinsics (with this camera), or start smp-controller with --intrinsics FILE");
+        }
         return refusals;
     }
 
