@@ -35,6 +35,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     // Null until the camera has intrinsics: frames are read (the camera stays held, previews work) but nothing is tracked.
     private HeadTracker? _tracker;
     private string _intrinsicsOrigin = "";
+    private bool _sizeMismatch; // the intrinsics in use are for another image size than the frames
     private static readonly BoardDetection NothingDetected = new([], [], [], []);
     private RigidTransform _gantryFromCamera;
     private readonly TimeProvider _timeProvider;
@@ -72,7 +73,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     }
 
     /// <summary>True once the tracker has intrinsics; without them it publishes no pose and sessions that need tracking are refused.</summary>
-    public bool HasIntrinsics { get { lock (_lock) return _tracker is not null; } }
+    public bool HasIntrinsics { get { lock (_lock) return _tracker is not null && !_sizeMismatch; } }
 
     /// <summary>Where the intrinsics in use come from; empty when there are none.</summary>
     public string IntrinsicsOrigin { get { lock (_lock) return _intrinsicsOrigin; } }
@@ -102,6 +103,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
                 old = _tracker;
                 _tracker = tracker;
                 _intrinsicsOrigin = origin;
+                _sizeMismatch = false;
                 _seen = false;
             }
         }
@@ -144,6 +146,19 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         if (frame is null) return null;
         HeadTracker? tracker;
         lock (_lock) tracker = _tracker;
+        // Intrinsics belong to one image size: frames of another size are not measured with them.
+        if (tracker is not null && (tracker.Intrinsics.WidthPx != frame.Image.Width || tracker.Intrinsics.HeightPx != frame.Image.Height))
+        {
+            lock (_lock)
+            {
+                _sizeMismatch = true;
+                if (!_intrinsicsOrigin.StartsWith("NOT USED", StringComparison.Ordinal))
+                {
+                    _intrinsicsOrigin = $"NOT USED: {_intrinsicsOrigin} is for {tracker.Intrinsics.WidthPx}x{tracker.Intrinsics.HeightPx} px, the frames are {frame.Image.Width}x{frame.Image.Height} px";
+                }
+            }
+            tracker = null;
+        }
         // Without intrinsics nothing can be measured: the frame is kept for previews, and no pose is published.
         (TrackedPose? raw, BoardDetection detection) = tracker is null ? (null, NothingDetected) : tracker.Detect(frame.Image, frame.CapturedTimestamp);
         TrackingResult result;
@@ -179,6 +194,18 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
             return new TrackingSnapshot(Description, _lastFrameTimestamp, raw is not null, raw?.MarkersSeen ?? _lastResult.Detection.MarkerIds.Length,
                 _lastResult.Detection.CharucoIds.Length, raw?.ReprojectionErrorPx ?? double.NaN, _lastQuality, _lastResult.Filtered?.HeadSpeedMmPerS ?? double.NaN,
                 _framesProcessed, _framesLost, _tracker?.JerkCount ?? 0, _lastFrame?.Sequence ?? 0, raw?.CameraFromHead, _intrinsicsOrigin);
+        }
+    }
+
+    /// <summary>
+    /// A copy of the last frame the camera delivered and its sequence number, or null before the first: lets a
+    /// calibration use the camera the tracker holds (a device can be opened once).
+    /// </summary>
+    public (Mat Image, long Sequence)? CopyLastFrame()
+    {
+        lock (_lock)
+        {
+            return _lastFrame is null ? null : (_lastFrame.Image.Clone(), _lastFrame.Sequence);
         }
     }
 

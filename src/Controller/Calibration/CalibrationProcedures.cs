@@ -332,10 +332,26 @@ public sealed class CalibrationProcedures(
                     Keep(calibrator.AddView(image, "synthetic view " + (i + 1).ToString(CultureInfo.InvariantCulture)));
                 }
             }
+            else if (kind == "device" && headPose is TrackedHeadPoseSource holder && CameraIdentity.Of(holder.Frames.Description) == CameraIdentity.Of(spec))
+            {
+                // The tracker holds this camera (a device opens once): take its frames, about one a second while the engineer moves the board.
+                long? lastSequence = null;
+                for (var i = 0; i < views; i++)
+                {
+                    if (i > 0) await Task.Delay(DeviceViewInterval, time, ct);
+                    var (image, sequence) = await NextTrackerFrameAsync(holder, lastSequence, ct);
+                    using (image)
+                    {
+                        lastSequence = sequence;
+                        calibrator ??= new IntrinsicsCalibrator(board, image.Width, image.Height);
+                        Keep(calibrator.AddView(image, "frame " + sequence.ToString(CultureInfo.InvariantCulture)));
+                    }
+                }
+            }
             else
             {
                 using var source = Open(spec);
-                var interval = kind == "device" ? TimeSpan.FromSeconds(1) : TimeSpan.Zero;
+                var interval = kind == "device" ? DeviceViewInterval : TimeSpan.Zero;
                 for (var i = 0; i < views; i++)
                 {
                     using var frame = source.Read();
@@ -385,6 +401,39 @@ public sealed class CalibrationProcedures(
         void Keep(ViewAddResult added)
         {
             if (!added.Accepted) refused.Add(added.Message);
+        }
+    }
+
+    /// <summary>Time between the views an intrinsics calibration takes from a camera (the engineer moves the board meanwhile).</summary>
+    public static readonly TimeSpan DeviceViewInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>A frame of the tracker's camera newer than <paramref name="after"/>; waits for the next one (bounded) when there is none yet.</summary>
+    private async Task<(OpenCvSharp.Mat Image, long Sequence)> NextTrackerFrameAsync(TrackedHeadPoseSource tracked, long? after, CancellationToken ct)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), time);
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        while (true)
+        {
+            var next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            void OnFrame(object? sender, EventArgs e) => next.TrySetResult();
+            tracked.PoseUpdated += OnFrame;
+            try
+            {
+                if (tracked.CopyLastFrame() is { } frame)
+                {
+                    if (after is null || frame.Sequence != after) return frame;
+                    frame.Image.Dispose();
+                }
+                await next.Task.WaitAsync(bound.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw Precondition($"camera {tracked.Frames.Description} delivered no new frame within 5 s");
+            }
+            finally
+            {
+                tracked.PoseUpdated -= OnFrame;
+            }
         }
     }
 

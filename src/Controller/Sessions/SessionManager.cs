@@ -548,7 +548,8 @@ public sealed class SessionManager : IAsyncDisposable
         // Wrong intrinsics are invisible in the tracker's own figures: no default, and no override.
         if (_headPose is TrackedHeadPoseSource { HasIntrinsics: false } camera)
         {
-            refusals.Add($"the camera ({camera.Frames.Description}) has no intrinsics, so the head is not tracked: run smp calibrate intrinsics (with this camera), or start smp-controller with --intrinsics FILE");
+            var why = camera.IntrinsicsOrigin.StartsWith("NOT USED", StringComparison.Ordinal) ? $" for its image size ({camera.IntrinsicsOrigin})" : "";
+            refusals.Add($"the camera ({camera.Frames.Description}) has no intrinsics{why}, so the head is not tracked: run smp calibrate intrinsics (with this camera), or start smp-controller with --intrinsics FILE");
         }
         return refusals;
     }

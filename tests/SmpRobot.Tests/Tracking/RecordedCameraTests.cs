@@ -48,11 +48,13 @@ public sealed class RecordedCameraTests : IDisposable
         return Rotations.FromMatrix(Rotations.Multiply(tilt, facing), new Vec3(xMm, yMm, zMm));
     }
 
-    [Fact]
-    public async Task A_recorded_camera_with_an_opencv_calibration_file_tracks_the_true_poses()
+    [Theory]
+    [InlineData("camera.yml")]
+    [InlineData("camera.json")]
+    public async Task A_recorded_camera_with_an_opencv_calibration_file_tracks_the_true_poses(string calibrationFile)
     {
         RenderFrames();
-        var yaml = Path.Combine(_dir, "camera.yml");
+        var yaml = Path.Combine(_dir, calibrationFile);
         WriteOpenCvCalibration(yaml);
 
         var seen = new ConcurrentDictionary<long, TrackingSnapshot>();
@@ -98,6 +100,26 @@ public sealed class RecordedCameraTests : IDisposable
         var readiness = await c.Sessions.CheckStartAsync(new CheckStartRequest());
         Assert.False(readiness.Ready);
         Assert.Contains(readiness.Refusals, r => r.Contains("has no intrinsics", StringComparison.Ordinal) && r.Contains("smp calibrate intrinsics", StringComparison.Ordinal) && r.Contains("--intrinsics FILE", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Intrinsics_for_another_image_size_are_not_used_and_sessions_are_refused_saying_so()
+    {
+        RenderFrames();
+        var yaml = Path.Combine(_dir, "camera-640.yml");
+        WriteOpenCvCalibration(yaml, Truth with { WidthPx = 640, HeightPx = 480, CxPx = 320, CyPx = 240 });
+        await using var c = await ControllerFixture.StartAsync(configure: o => o with { Camera = "file:" + Path.Combine(_dir, "frames"), IntrinsicsPath = yaml });
+        var tracked = Assert.IsType<TrackedHeadPoseSource>(c.Services.GetRequiredService<IHeadPoseSource>());
+        var processed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracked.PoseUpdated += (_, _) => processed.TrySetResult();
+        if (tracked.Snapshot() is not null) processed.TrySetResult();
+        await processed.Task.WaitAsync(Timeout);
+
+        Assert.False(tracked.HasIntrinsics);
+        Assert.Null(tracked.Latest());
+        Assert.StartsWith("NOT USED", tracked.IntrinsicsOrigin, StringComparison.Ordinal);
+        var readiness = await c.Sessions.CheckStartAsync(new CheckStartRequest());
+        Assert.Contains(readiness.Refusals, r => r.Contains("640x480", StringComparison.Ordinal) && r.Contains("1280x720", StringComparison.Ordinal));
     }
 
     [Theory]
@@ -180,14 +202,70 @@ public sealed class RecordedCameraTests : IDisposable
     }
 
     /// <summary>The calibration file as OpenCV's own calibration sample writes it (cv::FileStorage).</summary>
-    private static void WriteOpenCvCalibration(string path)
+    private static void WriteOpenCvCalibration(string path, CameraIntrinsics? intrinsics = null)
     {
+        var truth = intrinsics ?? Truth;
         using var fs = new FileStorage(path, FileStorage.Modes.Write);
-        fs.Write("image_width", Truth.WidthPx);
-        fs.Write("image_height", Truth.HeightPx);
-        using var k = Truth.CameraMatrix();
+        fs.Write("image_width", truth.WidthPx);
+        fs.Write("image_height", truth.HeightPx);
+        using var k = truth.CameraMatrix();
         fs.Write("camera_matrix", k);
-        using var d = Truth.DistortionMat();
+        using var d = truth.DistortionMat();
         fs.Write("distortion_coefficients", d);
+    }
+}
+
+/// <summary>
+/// A camera held by the tracker: <c>smp calibrate intrinsics</c> of it takes the tracker's frames (a device opens
+/// once), and the tracker uses the new intrinsics at once.
+/// </summary>
+[Collection(ControllerCollection.Name)]
+public sealed class HeldCameraIntrinsicsTests
+{
+    [Fact]
+    public async Task Calibrating_the_trackers_own_camera_uses_its_frames_and_tracking_starts_at_once()
+    {
+        var truth = new CameraIntrinsics(1280, 720, 1100, 1100, 650, 355, [-0.05, 0.01, 0, 0, 0]);
+        var board = MarkerBoard.Load(Path.Combine(TestProfiles.RepoRoot, "hardware", ControllerFixture.Profile.Tracking.IntrinsicsBoard));
+        using var scene = new SyntheticScene(SyntheticScenario.Still, truth, board, seed: 5);
+        var poses = SmpRobot.Vision.Calibration.SyntheticCalibrationViews.Poses(truth, 8);
+        var views = poses.Select((p, i) => scene.RenderAt(p, i)).ToList();
+        var camera = new CyclingCamera("device:7@1280x720", views);
+        await using var c = await ControllerFixture.StartAsync(headPose: _ => Controller.CameraSetup.CreateTracked(camera, MarkerBoard.DefaultHeadBoard(), ControllerFixture.Profile, TimeProvider.System));
+        var tracked = Assert.IsType<TrackedHeadPoseSource>(c.Services.GetRequiredService<IHeadPoseSource>());
+        Assert.False(tracked.HasIntrinsics);
+
+        var calibration = new CalibrationService.CalibrationServiceClient(c.Channel);
+        var reply = await calibration.CalibrateIntrinsicsAsync(new CalibrateIntrinsicsRequest { Camera = "device:7", Views = 8 }, deadline: DateTime.UtcNow.AddSeconds(60));
+
+        Assert.True(reply.Calibration.Valid, string.Join("; ", reply.Refused));
+        Assert.Equal("device:7", reply.Calibration.Camera);
+        Assert.InRange(reply.FxPx, truth.FxPx * 0.99, truth.FxPx * 1.01);
+        Assert.True(tracked.HasIntrinsics);
+        Assert.StartsWith("calibration " + reply.Calibration.Id, tracked.IntrinsicsOrigin, StringComparison.Ordinal);
+        Assert.DoesNotContain((await c.Sessions.CheckStartAsync(new CheckStartRequest())).Refusals, r => r.Contains("intrinsics", StringComparison.Ordinal));
+        board.Dispose();
+    }
+
+    /// <summary>A camera that shows the given pictures over and over, about 30 a second.</summary>
+    private sealed class CyclingCamera(string description, IReadOnlyList<Mat> pictures) : IFrameSource
+    {
+        private long _sequence;
+
+        public string Description => description;
+        public CameraIntrinsics? Intrinsics => null;
+        public bool PacesItself => false;
+        public TimeSpan FrameInterval => TimeSpan.FromSeconds(1.0 / 30);
+
+        public Frame? Read()
+        {
+            var n = _sequence++;
+            return new Frame(pictures[(int)(n % pictures.Count)].Clone(), TimeProvider.System.GetTimestamp(), n);
+        }
+
+        public void Dispose()
+        {
+            foreach (var p in pictures) p.Dispose();
+        }
     }
 }
