@@ -582,6 +582,14 @@ public sealed class SessionManager : IAsyncDisposable
                     ? $"{verb} with camera-to-gantry calibration {calibration.CalibrationId}"
                     : $"{verb} WITHOUT a valid camera-to-gantry calibration: overridden by {calibration.Override.Operator}: {calibration.Override.Reason}");
             }
+            if (_headPose is TrackedHeadPoseSource camera)
+            {
+                // Wrong intrinsics cannot be seen afterwards in the poses: which ones placed these dots is recorded with the session.
+                var k = camera.Intrinsics;
+                _ledger.Audit(record.Id, "intrinsics", k is null
+                    ? $"{verb} with camera {camera.Frames.Description} and no intrinsics"
+                    : FormattableString.Invariant($"{verb} with camera {camera.Frames.Description}, intrinsics {camera.IntrinsicsOrigin}: {k.WidthPx}x{k.HeightPx} px, fx {k.FxPx:0.###} fy {k.FyPx:0.###} cx {k.CxPx:0.###} cy {k.CyPx:0.###}, distortion {string.Join(' ', k.Distortion.Select(d => d.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)))}"));
+            }
             var startedAt = record.StartedAt ?? _time.GetUtcNow();
             var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp()) { ConsoleId = console };
             _active = run;

@@ -69,6 +69,9 @@ public class TrackedSessionTests(ITestOutputHelper output)
         Assert.True(done.Dots.Placed >= 9, $"only {done.Dots.Placed} of 12 dots placed ({done.Reason})");
         Assert.True(done.Tracking.Tracking);
         Assert.StartsWith("tracked:synthetic", done.Tracking.Source);
+        // The intrinsics that placed these dots are recorded with the session.
+        var recorded = c.Services.GetRequiredService<LedgerStore>().ReadAudit(session.Id).Single(a => a.Kind == "intrinsics");
+        Assert.Contains("fx 1400", recorded.Message, StringComparison.Ordinal);
 
         var errors = PlacementAudit.Evaluate(c.Simulator.MotionRecord, Commanded(c, session.Id, plan), Truth(c.Simulator, frames()));
         Assert.Equal(done.Dots.Placed, errors.Count);
