@@ -146,10 +146,5 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
         ? new ResidualSummary()
         : new ResidualSummary { Count = s.Count, Rms = s.RmsMm, Mean = s.MeanMm, P95 = s.P95Mm, Max = s.MaxMm, R63 = s.R63Mm, R98 = s.R98Mm };
 
-    private static RigidTransformMessage ToProto(RigidTransform t)
-    {
-        var m = new RigidTransformMessage { TranslationMm = ToProto(t.Translation), RotationVectorDeg = ToProto(Rotations.VectorFromMatrix(Rotations.RotationMatrix(t)) * (180 / Math.PI)) };
-        m.Rotation.Add(Rotations.RotationMatrix(t));
-        return m;
-    }
+    private static RigidTransformMessage ToProto(RigidTransform t) => Mapping.ToProto(t);
 }

@@ -49,7 +49,10 @@ internal sealed class CameraGrpcService(IHeadPoseSource headPose) : CameraServic
             Jerks = snapshot.Jerks,
             // On the tracker's clock (simulated time for a synthetic camera), like the gates.
             FrameAgeMs = tracked.Clock.GetElapsedTime(snapshot.FrameTimestamp).TotalMilliseconds,
+            Intrinsics = snapshot.Intrinsics,
+            FrameSequence = snapshot.FrameSequence,
         };
+        if (snapshot.RawCameraFromHead is { } cameraFromHead) reply.CameraFromHead = Mapping.ToProto(cameraFromHead);
         if (double.IsFinite(snapshot.ReprojectionErrorPx)) reply.ReprojectionErrorPx = snapshot.ReprojectionErrorPx;
         if (double.IsFinite(snapshot.HeadSpeedMmPerS)) reply.HeadSpeedMmPerS = snapshot.HeadSpeedMmPerS;
         return Task.FromResult(reply);

@@ -7,6 +7,7 @@ using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
 using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Services;
@@ -75,6 +76,19 @@ internal static class Mapping
             proto.InDoubt.Add(status);
         }
         return proto;
+    }
+
+    /// <summary>A rigid transform as its rotation matrix, translation and rotation vector (degrees).</summary>
+    public static RigidTransformMessage ToProto(RigidTransform t)
+    {
+        var m = new RigidTransformMessage
+        {
+            TranslationMm = new Position { XMm = t.Translation.X, YMm = t.Translation.Y, ZMm = t.Translation.Z },
+        };
+        var v = Rotations.VectorFromMatrix(Rotations.RotationMatrix(t)) * (180 / Math.PI);
+        m.RotationVectorDeg = new Position { XMm = v.X, YMm = v.Y, ZMm = v.Z };
+        m.Rotation.Add(Rotations.RotationMatrix(t));
+        return m;
     }
 
     public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, SafetySwitches? switches = null)

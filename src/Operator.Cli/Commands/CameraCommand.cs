@@ -37,10 +37,15 @@ internal static class CameraCommand
         sb.Append("Wrote     ").Append(path).Append(" (").Append(p.WidthPx.ToString(inv)).Append(" x ").Append(p.HeightPx.ToString(inv)).Append(" px")
             .Append(p.Downscaled ? ", downscaled to fit a reply" : "").AppendLine(")");
         sb.Append("Camera    ").AppendLine(p.Camera);
+        sb.Append("Intrinsics ").AppendLine(p.Intrinsics.Length == 0 ? "NONE: nothing is tracked (smp calibrate intrinsics, or smp-controller --intrinsics FILE)" : p.Intrinsics);
         sb.Append("Board     ").Append(p.BoardFound ? "found" : "NOT FOUND").Append(": ").Append(p.MarkersSeen.ToString(inv)).Append(" markers, ")
             .Append(p.CornersSeen.ToString(inv)).Append(" corners");
         if (p.HasReprojectionErrorPx) sb.Append(", reprojection ").Append(Formatting.Number(p.ReprojectionErrorPx, "0.00")).Append(" px");
         sb.AppendLine();
+        if (p.CameraFromHead?.TranslationMm is { } t)
+        {
+            sb.Append("Pose      board at x ").Append(Formatting.Mm(t.XMm)).Append(" y ").Append(Formatting.Mm(t.YMm)).Append(" z ").Append(Formatting.Mm(t.ZMm)).AppendLine(" mm from the camera");
+        }
         sb.Append("Quality   ").AppendLine(Formatting.Number(p.Quality, "0.00"));
         sb.Append("Head      ").AppendLine(p.HasHeadSpeedMmPerS ? Formatting.Number(p.HeadSpeedMmPerS, "0.0") + " mm/s" : "speed unknown (board not seen yet)");
         sb.Append("Frames    ").Append(p.FramesProcessed.ToString(inv)).Append(" processed, ").Append(p.FramesLost.ToString(inv)).Append(" lost, ")

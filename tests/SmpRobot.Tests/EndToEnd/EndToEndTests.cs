@@ -53,6 +53,36 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task A_recorded_camera_with_an_opencv_calibration_file_runs_through_the_real_controller()
+    {
+        var dir = Directory.CreateTempSubdirectory("smp-e2e-camera-").FullName;
+        var frames = Tracking.RecordedCameraTests.RenderFrames(dir);
+        var calibration = Path.Combine(dir, "camera.yml");
+        Tracking.RecordedCameraTests.WriteOpenCvCalibration(calibration);
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", Path.Combine(dir, "data"), "--camera", "file:" + frames, "--intrinsics", calibration);
+        // The folder is played once; the tracker keeps its last frame.
+        await controller.WaitForLineAsync(l => l.Contains("ended", StringComparison.Ordinal) && l.Contains("file:", StringComparison.Ordinal), Timeout);
+
+        var png = Path.Combine(dir, "preview.png");
+        await using var preview = RealProcess.Start("smp", "camera", "preview", "--png", png, "--json", "--controller", url);
+        Assert.Equal(0, await preview.ExitCodeAsync(Timeout));
+        var json = JsonDocument.Parse(preview.Stdout).RootElement;
+        Assert.True(json.GetProperty("boardFound").GetBoolean());
+        Assert.Equal("file " + Path.GetFullPath(calibration), json.GetProperty("intrinsics").GetString());
+        var last = Tracking.RecordedCameraTests.Poses.Length - 1;
+        Assert.Equal(last, json.GetProperty("frameSequence").GetInt64());
+        var t = json.GetProperty("cameraFromHead").GetProperty("translationMm");
+        var measured = new SmpRobot.Geometry.Vec3(t.GetProperty("xMm").GetDouble(), t.GetProperty("yMm").GetDouble(), t.GetProperty("zMm").GetDouble());
+        Assert.True(measured.DistanceTo(Tracking.RecordedCameraTests.Poses[last].Translation) < 0.15, $"the board was measured at {measured}, truly at {Tracking.RecordedCameraTests.Poses[last].Translation}");
+        Assert.True(File.Exists(png));
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Fact]
     public async Task Estop_from_a_second_terminal_stops_a_running_session()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";

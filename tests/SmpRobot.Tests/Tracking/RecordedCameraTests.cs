@@ -29,7 +29,7 @@ public sealed class RecordedCameraTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>Board poses (T_CH) 95–135 mm from the camera, tilted up to about 25°, off centre.</summary>
-    private static readonly RigidTransform[] Poses =
+    internal static readonly RigidTransform[] Poses =
     [
         Pose(0, 0, 0, 0, 0, 120),
         Pose(12, -8, 5, -10, 8, 110),
@@ -53,7 +53,7 @@ public sealed class RecordedCameraTests : IDisposable
     [InlineData("camera.json")]
     public async Task A_recorded_camera_with_an_opencv_calibration_file_tracks_the_true_poses(string calibrationFile)
     {
-        RenderFrames();
+        RenderFrames(_dir);
         var yaml = Path.Combine(_dir, calibrationFile);
         WriteOpenCvCalibration(yaml);
 
@@ -91,7 +91,7 @@ public sealed class RecordedCameraTests : IDisposable
     [Fact]
     public async Task A_real_camera_without_intrinsics_tracks_nothing_and_tracked_sessions_are_refused_naming_the_fix()
     {
-        RenderFrames();
+        RenderFrames(_dir);
         await using var c = await ControllerFixture.StartAsync(configure: o => o with { Camera = "file:" + Path.Combine(_dir, "frames") });
         var tracked = Assert.IsType<TrackedHeadPoseSource>(c.Services.GetRequiredService<IHeadPoseSource>());
         Assert.False(tracked.HasIntrinsics);
@@ -105,7 +105,7 @@ public sealed class RecordedCameraTests : IDisposable
     [Fact]
     public async Task Intrinsics_for_another_image_size_are_not_used_and_sessions_are_refused_saying_so()
     {
-        RenderFrames();
+        RenderFrames(_dir);
         var yaml = Path.Combine(_dir, "camera-640.yml");
         WriteOpenCvCalibration(yaml, Truth with { WidthPx = 640, HeightPx = 480, CxPx = 320, CyPx = 240 });
         await using var c = await ControllerFixture.StartAsync(configure: o => o with { Camera = "file:" + Path.Combine(_dir, "frames"), IntrinsicsPath = yaml });
@@ -144,9 +144,9 @@ public sealed class RecordedCameraTests : IDisposable
     }
 
     /// <summary>One PNG per pose: the board's own OpenCV image on a white page, warped into a 1280×720 grey frame.</summary>
-    private void RenderFrames()
+    internal static string RenderFrames(string dir)
     {
-        var frames = Directory.CreateDirectory(Path.Combine(_dir, "frames")).FullName;
+        var frames = Directory.CreateDirectory(Path.Combine(dir, "frames")).FullName;
         using var board = MarkerBoard.DefaultHeadBoard();
         var boardPx = new Size((int)Math.Round(board.WidthMm * PixelsPerMm), (int)Math.Round(board.HeightMm * PixelsPerMm));
         using var boardImage = new Mat();
@@ -165,6 +165,7 @@ public sealed class RecordedCameraTests : IDisposable
             Cv2.Resize(large, image, new Size(Truth.WidthPx, Truth.HeightPx), 0, 0, InterpolationFlags.Area);
             Cv2.ImWrite(Path.Combine(frames, $"frame-{i:000}.png"), image);
         }
+        return frames;
     }
 
     /// <summary>Page pixel → image pixel: K · [r1 r2 t] · (page pixel → H), H's origin at the board centre, X right, Y up.</summary>
@@ -202,7 +203,7 @@ public sealed class RecordedCameraTests : IDisposable
     }
 
     /// <summary>The calibration file as OpenCV's own calibration sample writes it (cv::FileStorage).</summary>
-    private static void WriteOpenCvCalibration(string path, CameraIntrinsics? intrinsics = null)
+    internal static void WriteOpenCvCalibration(string path, CameraIntrinsics? intrinsics = null)
     {
         var truth = intrinsics ?? Truth;
         using var fs = new FileStorage(path, FileStorage.Modes.Write);
