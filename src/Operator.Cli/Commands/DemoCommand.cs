@@ -19,6 +19,12 @@ internal static class DemoCommand
     /// <summary>Default speed-up with a camera: real time, because tracking (render + detect, ~15-40 ms a frame on this 2-core machine) must keep poses under 100 ms of simulated time.</summary>
     public const double TrackedTimeScale = 1;
 
+    /// <summary>
+    /// The fastest simulation the synthetic camera is tracked at: its frames are rendered and tracked in wall time
+    /// (15-40 ms each), while a pose must stay under 100 ms of simulated time; faster, every dot holds on a stale pose.
+    /// </summary>
+    public const double MaxTrackedTimeScale = 1;
+
     /// <summary>Default speed-up without a camera.</summary>
     public const double FixedHeadTimeScale = 20;
 
@@ -58,6 +64,11 @@ internal static class DemoCommand
             var cameraSpec = parse.GetValue(camera)!;
             var scale = parse.GetValue(timeScale) ?? (cameraSpec.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? FixedHeadTimeScale : TrackedTimeScale);
             if (!double.IsFinite(scale) || scale <= 0) throw new CliException(ExitCodes.Usage, "--time-scale must be a positive number");
+            if (scale > MaxTrackedTimeScale && cameraSpec.Trim().StartsWith("synthetic", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CliException(ExitCodes.Usage, string.Create(CultureInfo.InvariantCulture,
+                    $"--time-scale {scale} is faster than the synthetic camera can be tracked (at most {MaxTrackedTimeScale}: each frame is rendered and tracked in real time, and a pose older than 100 ms of machine time holds the session); use --time-scale {MaxTrackedTimeScale}, or --camera none (a still head) with --time-scale up to 200"));
+            }
             if (parse.GetValue(dots) is < 1) throw new CliException(ExitCodes.Usage, "--dots must be at least 1");
             var planPath = parse.GetValue(plan) ?? FindDefaultPlan(ctx.Host);
             var planJson = LoadPlan(planPath, parse.GetValue(dots));

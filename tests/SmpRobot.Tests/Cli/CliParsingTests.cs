@@ -85,6 +85,16 @@ public class CliParsingTests
     }
 
     [Fact]
+    public async Task A_demo_faster_than_the_tracker_can_follow_is_refused_at_once_naming_the_highest_scale()
+    {
+        var (code, stdout, stderr) = await CliRunner.RunAsync("demo", "--time-scale", "50");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("", stdout);
+        Assert.Contains("--time-scale 50 is faster than the synthetic camera can be tracked (at most 1", stderr, StringComparison.Ordinal);
+        Assert.Contains("--camera none", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Bad_usage_with_json_prints_one_error_object()
     {
         var (code, stdout, _) = await CliRunner.RunAsync("machine", "jog", "--json");
