@@ -103,6 +103,34 @@ public sealed class SerialLinkEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_hard_limit_over_the_pty_is_reset_after_grbls_deaf_half_second_and_the_controller_still_stops_on_sigterm()
+    {
+        var plan = WritePlan(20, out var planPath);
+        var tty = Path.Combine(_dir, "ttySIM");
+        var record = Path.Combine(_dir, "record.json");
+        await using var simulator = await StartSimulatorAsync("--pty", tty, "--time-scale", "20", "--record", record, "--faults", "alarm-at-dot=5");
+        var controller = await StartControllerAsync($"serial:{tty}@115200", "20");
+
+        await using var run = RealProcess.Start("smp", "run", planPath, "--no-ui", "--json", "--controller", controller.Url);
+        Assert.Equal(1, await run.ExitCodeAsync(Timeout));
+        var result = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.Equal("FAULTED", result.GetProperty("state").GetString());
+        Assert.Contains("ALARM:1", result.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        // grbl locks after a hard limit, answering nothing, not even '?'; the controller resets it once it listens again.
+        await controller.Process.WaitForLineAsync(l => l.Contains("reset after ALARM:1: it answers again", StringComparison.Ordinal), Timeout);
+        await using var status = RealProcess.Start("smp", "machine", "status", "--json", "--controller", controller.Url);
+        Assert.Equal(0, await status.ExitCodeAsync(Timeout));
+        var machine = JsonDocument.Parse(status.Stdout).RootElement;
+        Assert.True(machine.GetProperty("connected").GetBoolean());
+        Assert.False(machine.GetProperty("homed").GetBoolean());
+
+        // SIGTERM is honoured after all this.
+        await StopAsync(controller.Process);
+        var truth = await StopAndReadRecordAsync(simulator, record);
+        Assert.All(MotionTruth.PlacementsPerDot(plan, TestProfiles.Sim(), truth.Motions), p => Assert.True(p.Value <= 1, $"dot {p.Key} was placed {p.Value} times"));
+    }
+
+    [Fact]
     public async Task A_session_over_tcp_completes_and_places_every_dot_exactly_once()
     {
         var plan = WritePlan(30, out var planPath);
