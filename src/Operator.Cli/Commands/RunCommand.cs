@@ -38,6 +38,54 @@ internal static class RunCommand
     }
 
     /// <summary>
+    /// <c>smp session resume S</c>: this console supervises the resumed session as <c>smp run</c> does (operator
+    /// heartbeat, live view and keys, summary and exit code by the end state); a stopped, faulted or e-stopped
+    /// session is resumed once its dots in doubt are resolved, the e-stop reset and the machine homed.
+    /// </summary>
+    public static Command BuildResume(CliCommands app)
+    {
+        var id = new Argument<string>("SESSION") { Description = "Session id" };
+        var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
+        var overrideReason = new Option<string?>("--calibration-override")
+        {
+            Description = "Resume a tracked session although there is no valid camera-to-gantry calibration (or it is too old); REASON is recorded with the session",
+            HelpName = "REASON",
+        };
+        var command = new Command("resume", "Resume a paused, held, faulted or e-stopped session and supervise it to its end, as smp run does "
+            + "(operator heartbeat; e / Esc / Ctrl+C = EMERGENCY STOP, space = pause/resume). Refused while dots are in doubt "
+            + "(smp session resolve), while the e-stop is latched (smp estop --reset) or the machine is not homed (smp machine home). "
+            + "Exit 0 COMPLETED, 3 EMERGENCY_STOPPED/ABORTED or held, 1 FAULTED or error.")
+        {
+            id,
+            noUi,
+            overrideReason,
+        };
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            var sessionId = parse.GetValue(id)!;
+            await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
+            if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))
+            {
+                ctx.Info("warning: the controller has not acknowledged the operator heartbeat yet");
+            }
+            var reason = parse.GetValue(overrideReason);
+            var session = await conn.Sessions.ResumeAsync(new SessionRef
+            {
+                SessionId = sessionId,
+                ConsoleId = heartbeat.ConsoleId,
+                CalibrationOverride = reason is null ? null : new CalibrationOverride { Reason = reason },
+            }, deadline: conn.Deadline(), cancellationToken: ct);
+            ctx.Info($"session {session.Id} resumed: {Formatting.StateName(session.State)}");
+            var follower = new SessionFollower(ctx, conn, new FollowOptions(ctx.CanUseLiveView(parse.GetValue(noUi)), InterruptAlwaysStops: true, () => heartbeat.Latest, heartbeat.ConsoleId));
+            var result = await follower.FollowAsync(session.Id, ct);
+            if (heartbeat.Failure is { } failure) ctx.Info("note: the operator heartbeat failed during the session: " + failure.Message);
+            return WriteSummary(ctx, result);
+        });
+        return command;
+    }
+
+    /// <summary>
     /// The session flow shared by <c>run</c> and <c>demo</c>: safety check, home if needed, create, heartbeat, start,
     /// follow to the end, summary (text or JSON). Returns the exit code.
     /// </summary>

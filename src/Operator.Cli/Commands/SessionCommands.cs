@@ -76,7 +76,7 @@ internal static class SessionCommands
         var session = new Command("session", "One session: show, pause, resume, abort, resolve dots in doubt");
         session.Subcommands.Add(Simple(app, "show", "Show a session's summary", (c, r, ct) => c.Sessions.GetAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
         session.Subcommands.Add(Simple(app, "pause", "Pause: the current dot is finished safely, then the needle holds at hover", (c, r, ct) => c.Sessions.PauseAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
-        session.Subcommands.Add(Simple(app, "resume", "Resume a paused (or reset) session; refused while dots are in doubt", (c, r, ct) => c.Sessions.ResumeAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
+        session.Subcommands.Add(RunCommand.BuildResume(app));
         session.Subcommands.Add(Simple(app, "abort", "End the session for good (ABORTED); pending dots stay pending", (c, r, ct) => c.Sessions.AbortAsync(r, deadline: c.Deadline(), cancellationToken: ct).ResponseAsync));
         session.Subcommands.Add(BuildResolve(app));
         session.Subcommands.Add(Simple(app, "continue", "Move a stopped session's remaining dots to a new session of the same plan (its id is printed); the old one ends ABORTED and keeps the dots it placed",

@@ -89,9 +89,11 @@ public class EndToEndTests
         var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
         await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
         await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
-        var plan = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+        var plan = Path.Combine(data, "plan-150.json");
+        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(150, seed: 13)));
         await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
-        await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+        var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+        var sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
 
         await using var estop = RealProcess.Start("smp", "estop", "--json", "--controller", url);
         Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
@@ -108,6 +110,21 @@ public class EndToEndTests
         Assert.Equal(0, await reset.ExitCodeAsync(Timeout));
         Assert.False(JsonDocument.Parse(reset.Stdout).RootElement.GetProperty("estopLatched").GetBoolean());
 
+        // After the e-stop: resolve what is in doubt, home, and resume with this console supervising to the end.
+        if (dots.GetProperty("inDoubt").GetInt32() > 0)
+        {
+            await using var resolve = RealProcess.Start("smp", "session", "resolve", sessionId, "--all-in-doubt", "--as", "skip", "--controller", url);
+            Assert.Equal(0, await resolve.ExitCodeAsync(Timeout));
+        }
+        await using var home = RealProcess.Start("smp", "machine", "home", "--controller", url);
+        Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+        await using var resume = RealProcess.Start("smp", "session", "resume", sessionId, "--no-ui", "--json", "--controller", url);
+        Assert.Equal(0, await resume.ExitCodeAsync(Timeout));
+        var resumed = JsonDocument.Parse(resume.Stdout).RootElement;
+        Assert.Equal("COMPLETED", resumed.GetProperty("state").GetString());
+        var after = resumed.GetProperty("dots");
+        Assert.Equal(150, after.GetProperty("placed").GetInt32() + after.GetProperty("skipped").GetInt32());
+
         controller.Terminate();
         Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
     }
@@ -121,7 +138,8 @@ public class EndToEndTests
         await using (var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20"))
         {
             await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
-            var plan = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+            var plan = Path.Combine(data, "plan-80.json");
+            File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(80, seed: 12)));
             await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
             var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
             sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
@@ -151,10 +169,22 @@ public class EndToEndTests
         if (dots.GetProperty("inDoubt").GetInt32() > 0)
         {
             // A dot that may have been placed is never redone by itself: resuming is refused until the operator decides.
-            await using var resume = RealProcess.Start("smp", "session", "resume", sessionId, "--controller", url);
-            Assert.Equal(1, await resume.ExitCodeAsync(Timeout));
-            Assert.Contains("in doubt", resume.Stderr + resume.Stdout);
+            await using var refused = RealProcess.Start("smp", "session", "resume", sessionId, "--no-ui", "--controller", url);
+            Assert.Equal(1, await refused.ExitCodeAsync(Timeout));
+            Assert.Contains("in doubt", refused.Stderr + refused.Stdout);
+            // The operator looked at the skin: pigment there, the dot counts as placed.
+            await using var resolve = RealProcess.Start("smp", "session", "resolve", sessionId, "--all-in-doubt", "--as", "placed", "--controller", url);
+            Assert.Equal(0, await resolve.ExitCodeAsync(Timeout));
         }
+
+        // The way forward after a crash: home, then resume with this console supervising to the end.
+        await using var home = RealProcess.Start("smp", "machine", "home", "--controller", url);
+        Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+        await using var resume = RealProcess.Start("smp", "session", "resume", sessionId, "--no-ui", "--json", "--controller", url);
+        Assert.Equal(0, await resume.ExitCodeAsync(Timeout));
+        var resumed = JsonDocument.Parse(resume.Stdout).RootElement;
+        Assert.Equal("COMPLETED", resumed.GetProperty("state").GetString());
+        Assert.Equal(80, resumed.GetProperty("dots").GetProperty("placed").GetInt32());
         restarted.Terminate();
         Assert.Equal(0, await restarted.ExitCodeAsync(Timeout));
     }
