@@ -28,8 +28,18 @@ internal static class EstopCommand
             }
             else
             {
-                status = await conn.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "smp estop", Reason = parse.GetValue(reason) ?? "" },
-                    deadline: conn.Deadline(ControllerConnection.EmergencyStopTimeout), cancellationToken: ct);
+                try
+                {
+                    status = await conn.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "smp estop", Reason = parse.GetValue(reason) ?? "" },
+                        deadline: conn.Deadline(ControllerConnection.EmergencyStopTimeout), cancellationToken: ct);
+                }
+                catch (Grpc.Core.RpcException e) when (e.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
+                {
+                    // Never leave the operator believing the machine stopped.
+                    throw new CliException(ExitCodes.Failure, e.StatusCode == Grpc.Core.StatusCode.Unavailable
+                        ? $"EMERGENCY STOP NOT SENT: the controller at {conn.Address} cannot be reached ({e.Status.Detail}): PRESS THE HARD-WIRED E-STOP"
+                        : $"EMERGENCY STOP NOT CONFIRMED: the controller at {conn.Address} did not answer in time: PRESS THE HARD-WIRED E-STOP");
+                }
             }
             var exitCode = string.IsNullOrEmpty(status.StopError) ? ExitCodes.Success : ExitCodes.Failure;
             var json = JsonOutput.Message(status);

@@ -6,7 +6,7 @@ using SmpRobot.Contracts.V1;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
-/// <summary><c>smp machine status|home|jog|settings</c>.</summary>
+/// <summary><c>smp machine status|connect|home|jog|settings</c>.</summary>
 internal static class MachineCommand
 {
     public static Command Build(CliCommands app)
@@ -18,6 +18,15 @@ internal static class MachineCommand
         {
             using var conn = ctx.Connect();
             return Print(ctx, await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct));
+        });
+
+        var connect = new Command("connect", "Connect (or reconnect) to the gantry after the link dropped or the board was power-cycled: opens the port "
+            + "(which resets most boards), waits for grbl's banner and reads its settings. The machine must be homed again. Refused while a session runs.");
+        app.Bind(connect, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            ctx.Info("connecting to the gantry…");
+            return Print(ctx, await conn.Machine.ConnectAsync(new ConnectRequest(), deadline: conn.Deadline(TimeSpan.FromSeconds(30)), cancellationToken: ct));
         });
 
         var home = new Command("home", "Run the homing cycle (the gantry moves to its home switches). Refused while a session runs or the e-stop is latched.");
@@ -86,6 +95,7 @@ internal static class MachineCommand
         });
 
         machine.Subcommands.Add(status);
+        machine.Subcommands.Add(connect);
         machine.Subcommands.Add(home);
         machine.Subcommands.Add(jog);
         machine.Subcommands.Add(settings);

@@ -95,6 +95,16 @@ public class CliParsingTests
     }
 
     [Fact]
+    public async Task An_estop_that_cannot_reach_the_controller_says_it_was_not_sent_and_names_the_hard_wired_stop()
+    {
+        var (code, stdout, stderr) = await CliRunner.RunAsync("estop", "--controller", $"http://127.0.0.1:{EndToEnd.RealProcess.FreePort()}");
+        Assert.Equal(ExitCodes.Failure, code);
+        Assert.Equal("", stdout);
+        Assert.Contains("EMERGENCY STOP NOT SENT", stderr, StringComparison.Ordinal);
+        Assert.Contains("PRESS THE HARD-WIRED E-STOP", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Bad_usage_with_json_prints_one_error_object()
     {
         var (code, stdout, _) = await CliRunner.RunAsync("machine", "jog", "--json");

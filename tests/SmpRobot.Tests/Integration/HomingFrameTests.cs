@@ -75,4 +75,26 @@ public class HomingFrameTests
         await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
         Assert.Equal(SessionState.Completed, (await c.WaitForAsync(session.Id, ControllerFixture.IsEnded)).State);
     }
+
+    [Fact]
+    public async Task After_the_link_drops_a_reconnect_brings_the_gantry_back_unhomed_and_homing_works_again()
+    {
+        await using var c = await ControllerFixture.StartAsync();
+        await c.HomeAsync();
+        using var watch = c.Machine.WatchStatus(new WatchMachineStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(15));
+        Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+        c.Simulator.Disconnect();
+        while (watch.ResponseStream.Current.Connected)
+        {
+            Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None), "the machine watch ended while still connected");
+        }
+
+        // smp machine connect: no controller restart needed.
+        var reconnected = await c.Machine.ConnectAsync(new ConnectRequest(), deadline: DateTime.UtcNow.AddSeconds(30));
+        Assert.True(reconnected.Connected);
+        Assert.False(reconnected.Homed);
+        Assert.True(reconnected.SettingsChecked);
+        await c.HomeAsync();
+        Assert.True((await c.Machine.GetStatusAsync(new GetMachineStatusRequest())).Homed);
+    }
 }
