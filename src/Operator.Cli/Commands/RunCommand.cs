@@ -101,6 +101,16 @@ internal static class RunCommand
                 + "make the machine safe, then run 'smp estop --reset'");
         }
 
+        // Everything that would refuse the start, asked before anything moves or is created (no orphan session, no homing for nothing).
+        var readiness = await conn.Sessions.CheckStartAsync(new CheckStartRequest
+        {
+            CalibrationOverride = calibrationOverride is null ? null : new CalibrationOverride { Reason = calibrationOverride },
+        }, deadline: conn.Deadline(), cancellationToken: ct);
+        if (readiness.Refusals.Count > 0)
+        {
+            throw new CliException(ExitCodes.Failure, "cannot start a session (nothing was moved or created): " + string.Join("; ", readiness.Refusals));
+        }
+
         var machine = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct);
         if (!machine.Homed)
         {

@@ -122,6 +122,14 @@ internal sealed class FakeSessions(FakeState state) : SessionService.SessionServ
         });
     }
 
+    public override Task<StartReadiness> CheckStart(CheckStartRequest request, ServerCallContext context)
+    {
+        // As the controller: the latch refuses (and is named with its fix); nothing else here would.
+        var readiness = new StartReadiness { Ready = !state.EstopLatched };
+        if (state.EstopLatched) readiness.Refusals.Add("the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset");
+        return Task.FromResult(readiness);
+    }
+
     public override Task<Session> CreateSession(CreateSessionRequest request, ServerCallContext context)
     {
         ThrowIfBad(request.PlanJson, context);

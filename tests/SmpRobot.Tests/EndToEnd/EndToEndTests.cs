@@ -83,6 +83,33 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task Run_without_a_calibration_is_refused_before_homing_or_creating_anything_naming_the_override()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--camera", "synthetic:still");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        var plan = Path.Combine(data, "plan.json");
+        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(5, seed: 2)));
+
+        await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--controller", url);
+        Assert.Equal(1, await run.ExitCodeAsync(Timeout));
+        Assert.Contains("no valid camera-to-gantry calibration", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--calibration-override", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("nothing was moved or created", run.Stderr, StringComparison.Ordinal);
+
+        await using var sessions = RealProcess.Start("smp", "sessions", "--json", "--controller", url);
+        Assert.Equal(0, await sessions.ExitCodeAsync(Timeout));
+        Assert.Equal(0, JsonDocument.Parse(sessions.Stdout).RootElement.GetProperty("sessions").GetArrayLength());
+        await using var machine = RealProcess.Start("smp", "machine", "status", "--json", "--controller", url);
+        Assert.Equal(0, await machine.ExitCodeAsync(Timeout));
+        Assert.False(JsonDocument.Parse(machine.Stdout).RootElement.GetProperty("homed").GetBoolean());
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
     public async Task Estop_from_a_second_terminal_stops_a_running_session()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
