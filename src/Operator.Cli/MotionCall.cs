@@ -19,15 +19,31 @@ internal static class MotionCall
     /// <summary>
     /// Runs <paramref name="call"/>; <paramref name="what"/> names it for the operator ("homing", "calibration",
     /// "the jog", "the drift check"). Throws <see cref="CliException"/> with exit 3 when an e-stop latched while it ran.
+    /// Ctrl+C while it runs is a controlled stop: the call is cancelled (the controller then stops the motion:
+    /// jog cancel, feed hold and retract, or a reset of the homing cycle; a calibration stopped part-way is not
+    /// stored), the console waits until the machine reports it is no longer moving, and exits 3 saying where it stands.
     /// </summary>
-    public static async Task<T> RunAsync<T>(CommandContext ctx, ControllerConnection conn, string what, Func<Task<T>> call, CancellationToken ct)
+    public static async Task<T> RunAsync<T>(CommandContext ctx, ControllerConnection conn, string what, Func<CancellationToken, Task<T>> call, CancellationToken ct)
     {
         // Also warms the safety channel. Latched before the call: the controller refuses it with its own message,
         // which is the truth; only a latch that appears during the call is "an emergency stop during" it.
         var before = await conn.Safety.GetSafetyStatusAsync(new GetSafetyStatusRequest(), deadline: conn.Deadline(PreflightTimeout), cancellationToken: ct).ConfigureAwait(false);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var interrupted = 0;
+        using var subscription = ctx.Host.Interrupts?.Subscribe(() =>
+        {
+            if (Interlocked.Exchange(ref interrupted, 1) != 0) return;
+            ctx.Info($"Ctrl+C: stopping {what} (the controller stops the motion)…");
+            stop.Cancel();
+        });
+        if (subscription is not null) ctx.Info($"{what}: Ctrl+C stops it, `smp estop` from any terminal is the emergency stop");
         try
         {
-            return await call().ConfigureAwait(false);
+            return await call(stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Volatile.Read(ref interrupted) == 1 && e is RpcException or OperationCanceledException)
+        {
+            throw await StoppedByOperatorAsync(ctx, conn, what).ConfigureAwait(false);
         }
         catch (RpcException e) when (!before.EstopLatched)
         {
@@ -35,6 +51,49 @@ internal static class MotionCall
             if (after is not { EstopLatched: true }) throw;
             throw await StoppedDuringAsync(ctx, conn, what, after, e).ConfigureAwait(false);
         }
+    }
+
+    private static bool IsMoving(MachineStatus m) => m.State is "Run" or "Jog" or "Home" or "Hold:1" or "Door:2" or "Door:3";
+
+    /// <summary>How long the console waits, after Ctrl+C, for the machine to report it stopped moving.</summary>
+    private static readonly TimeSpan StoppedTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>The exit-3 error after Ctrl+C: the machine's state once it reports it is not moving (measured, not assumed).</summary>
+    private static async Task<CliException> StoppedByOperatorAsync(CommandContext ctx, ControllerConnection conn, string what)
+    {
+        MachineStatus? machine = null;
+        try
+        {
+            // Each answer is a fresh firmware report (GetStatus); the watch only paces the asking (one tick per status poll).
+            using var watch = conn.Machine.WatchStatus(new WatchMachineStatusRequest(), deadline: conn.Deadline(StoppedTimeout));
+            while (true)
+            {
+                try
+                {
+                    machine = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(TimeSpan.FromSeconds(3))).ConfigureAwait(false);
+                    if (!IsMoving(machine)) break;
+                }
+                catch (RpcException e) when (e.StatusCode != StatusCode.DeadlineExceeded)
+                {
+                    // The controller may be resetting the board just now: ask again at the next tick.
+                }
+                if (!await watch.ResponseStream.MoveNext(CancellationToken.None).ConfigureAwait(false)) break;
+            }
+        }
+        catch (RpcException)
+        {
+            // Reported below from what was last read, if anything.
+        }
+        if (machine is null)
+        {
+            return new CliException(ExitCodes.Stopped, $"{what} stopped by Ctrl+C, but the machine's state could not be read afterwards: check it (smp machine status) before anything else");
+        }
+        var moving = IsMoving(machine);
+        var p = machine.Position;
+        var where = p is null ? "" : $" at x {Formatting.Mm(p.XMm)} y {Formatting.Mm(p.YMm)} z {Formatting.Mm(p.ZMm)} mm";
+        return new CliException(ExitCodes.Stopped, moving
+            ? $"{what} stopped by Ctrl+C, but the gantry still reports {machine.State}{where} after {StoppedTimeout.TotalSeconds:0} s: USE THE HARD-WIRED E-STOP"
+            : $"{what} stopped by Ctrl+C: gantry {machine.State}{where}, needle {(machine.NeedleOn ? "ON" : "off")}{(machine.Homed ? "" : ", NOT homed")}");
     }
 
     /// <summary>The exit-3 error for an e-stop during <paramref name="what"/>, once the stop sequence is over (bounded).</summary>

@@ -96,7 +96,7 @@ internal static class CalibrateCommand
                 Notes = parse.GetValue(notes) ?? "",
             };
             var reply = await MotionCall.RunAsync(ctx, conn, "calibration",
-                () => conn.Calibration.CalibrateGantryAsync(request, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
+                token => conn.Calibration.CalibrateGantryAsync(request, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: token).ResponseAsync, ct);
             if (pngPath is not null) OutputFile.Write(pngPath, reply.ResidualsPng.Span);
             if (histogramPath is not null) OutputFile.Write(histogramPath, reply.HistogramPng.Span);
             var json = JsonOutput.Message(reply);
@@ -144,7 +144,7 @@ internal static class CalibrateCommand
             if (tol < 0 || !double.IsFinite(tol)) throw new CliException(ExitCodes.Usage, "--tolerance must be a positive number of mm");
             using var conn = ctx.Connect();
             var reply = await MotionCall.RunAsync(ctx, conn, "the drift check",
-                () => conn.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = tol }, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
+                token => conn.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = tol }, deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: token).ResponseAsync, ct);
             if (pngPath is not null) OutputFile.Write(pngPath, reply.ResidualsPng.Span);
             var json = JsonOutput.Message(reply);
             json.Remove("residualsPng");

@@ -165,12 +165,12 @@ internal static class DemoCommand
         {
             ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
             await MotionCall.RunAsync(ctx, conn, "homing",
-                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct);
+                token => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: token).ResponseAsync, ct);
         }
         ctx.Info($"camera {list.Camera} has no camera-to-gantry calibration: calibrating first (smp calibrate gantry --points 15)…");
         var reply = await MotionCall.RunAsync(ctx, conn, "calibration",
-            () => conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 15, Notes = "smp demo" },
-                deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: ct).ResponseAsync, ct);
+            token => conn.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 15, Notes = "smp demo" },
+                deadline: conn.Deadline(ControllerConnection.CalibrationTimeout), cancellationToken: token).ResponseAsync, ct);
         if (!reply.Calibration.Valid) throw new CliException(ExitCodes.Failure, $"the demo's calibration {reply.Calibration.Id} is not valid: {string.Join("; ", reply.Warnings)}");
         ctx.Info($"calibration {reply.Calibration.Id}: validation RMS {Formatting.Mm(reply.Validation.Rms)} mm, p95 {Formatting.Mm(reply.Validation.P95)} mm ({Formatting.Number(reply.Seconds, "0.0")} s)");
     }

@@ -35,7 +35,7 @@ internal static class MachineCommand
             using var conn = ctx.Connect();
             ctx.Info("homing…");
             return Print(ctx, await MotionCall.RunAsync(ctx, conn, "homing",
-                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct));
+                token => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: token).ResponseAsync, ct));
         });
 
         var dx = new Option<double>("--dx") { Description = "Relative X move, mm", HelpName = "MM" };
@@ -57,7 +57,7 @@ internal static class MachineCommand
             using var conn = ctx.Connect();
             var request = new JogRequest { DxMm = parse.GetValue(dx), DyMm = parse.GetValue(dy), DzMm = parse.GetValue(dz), FeedMmPerMin = parse.GetValue(feed) };
             return Print(ctx, await MotionCall.RunAsync(ctx, conn, "the jog",
-                () => conn.Machine.JogAsync(request, deadline: conn.Deadline(TimeSpan.FromSeconds(60)), cancellationToken: ct).ResponseAsync, ct));
+                token => conn.Machine.JogAsync(request, deadline: conn.Deadline(TimeSpan.FromSeconds(60)), cancellationToken: token).ResponseAsync, ct));
         });
 
         var profile = new Option<string?>("--profile") { Description = "A profile file (hardware/profiles/*.json) instead of the controller's active profile", HelpName = "FILE" };

@@ -116,7 +116,7 @@ internal static class RunCommand
         {
             ctx.Info("machine is not homed: homing now (the gantry moves to its home switches)…");
             machine = await MotionCall.RunAsync(ctx, conn, "homing",
-                () => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: ct).ResponseAsync, ct);
+                token => conn.Machine.HomeAsync(new HomeRequest(), deadline: conn.Deadline(ControllerConnection.HomeTimeout), cancellationToken: token).ResponseAsync, ct);
             ctx.Info($"homed: {machine.State} at x {Formatting.Mm(machine.Position?.XMm ?? 0)} y {Formatting.Mm(machine.Position?.YMm ?? 0)} z {Formatting.Mm(machine.Position?.ZMm ?? 0)} mm");
         }
 

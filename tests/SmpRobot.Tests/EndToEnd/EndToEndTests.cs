@@ -110,6 +110,32 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task Ctrl_c_during_homing_stops_the_gantry_and_exits_3_saying_where_it_stands()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "1");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        using var channel = GrpcChannel.ForAddress(url);
+        var machineService = new MachineService.MachineServiceClient(channel);
+
+        await using var home = RealProcess.Start("smp", "machine", "home", "--controller", url);
+        // The console shows its stop key once Ctrl+C is its own (a homing cycle takes several seconds at time scale 1): press it.
+        await home.WaitForLineAsync(l => l.Contains("homing: Ctrl+C stops it", StringComparison.Ordinal), Timeout);
+        home.Interrupt();
+
+        Assert.Equal(3, await home.ExitCodeAsync(Timeout));
+        Assert.Contains("homing stopped by Ctrl+C: gantry ", home.Stderr, StringComparison.Ordinal);
+        Assert.Contains("NOT homed", home.Stderr, StringComparison.Ordinal);
+        var status = await machineService.GetStatusAsync(new GetMachineStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.NotEqual("Home", status.State);
+        Assert.False(status.Homed);
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
     public async Task Estop_from_a_second_terminal_stops_a_running_session()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";

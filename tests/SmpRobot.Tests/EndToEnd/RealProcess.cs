@@ -106,6 +106,9 @@ internal sealed class RealProcess : IAsyncDisposable
     /// <summary>Sends SIGTERM (as systemd or Ctrl+C in a service manager would).</summary>
     public void Terminate() => _ = SysKill(_process.Id, 15);
 
+    /// <summary>Sends SIGINT, as Ctrl+C in its terminal does.</summary>
+    public void Interrupt() => _ = SysKill(_process.Id, 2);
+
     /// <summary>Kills the process at once (SIGKILL): a crash, as far as the ledger can tell.</summary>
     public void Crash() => _process.Kill();
 
