@@ -36,10 +36,42 @@ internal static class MotionCall
             ctx.Info($"Ctrl+C: stopping {what} (the controller stops the motion)…");
             stop.Cancel();
         });
-        if (subscription is not null) ctx.Info($"{what}: Ctrl+C stops it, `smp estop` from any terminal is the emergency stop");
+        // In a terminal the keys are read as during a session: e / Esc = emergency stop, Ctrl+C (a key in raw mode) = stop.
+        using var keysStop = new CancellationTokenSource();
+        Task<SafetyStatus>? emergencyStop = null;
+        var keys = ctx.Host.Keys is { } input && ctx.Host.StdoutIsTerminal && !ctx.Json
+            ? KeyLoopAsync(input, key =>
+            {
+                var ctrlC = key.KeyChar == '\u0003' || (key.Key == ConsoleKey.C && key.Modifiers.HasFlag(ConsoleModifiers.Control));
+                if (ctrlC)
+                {
+                    if (Interlocked.Exchange(ref interrupted, 1) == 0)
+                    {
+                        ctx.Info($"Ctrl+C: stopping {what} (the controller stops the motion)…");
+                        stop.Cancel();
+                    }
+                }
+                else if ((key.Key == ConsoleKey.Escape || key.KeyChar is 'e' or 'E') && emergencyStop is null)
+                {
+                    var how = key.Key == ConsoleKey.Escape ? "Esc key" : "e key";
+                    ctx.Info($"EMERGENCY STOP ({how})");
+                    emergencyStop = conn.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "smp console (" + how + ")", Reason = $"operator pressed {how} during {what}" },
+                        deadline: conn.Deadline(ControllerConnection.EmergencyStopTimeout)).ResponseAsync;
+                }
+            }, ctx.Host.Time, keysStop.Token)
+            : null;
+        if (keys is not null) ctx.Info($"{what}: e / Esc = EMERGENCY STOP, Ctrl+C stops it");
+        else if (subscription is not null) ctx.Info($"{what}: Ctrl+C stops it, `smp estop` from any terminal is the emergency stop");
         try
         {
-            return await call(stop.Token).ConfigureAwait(false);
+            var result = await call(stop.Token).ConfigureAwait(false);
+            // An e-stop pressed as the call finished is still reported, never swallowed by a success.
+            if (emergencyStop is not null) throw await EmergencyStopKeyAsync(ctx, conn, what, emergencyStop, null).ConfigureAwait(false);
+            return result;
+        }
+        catch (RpcException e) when (emergencyStop is not null && Volatile.Read(ref interrupted) == 0)
+        {
+            throw await EmergencyStopKeyAsync(ctx, conn, what, emergencyStop, e).ConfigureAwait(false);
         }
         catch (Exception e) when (Volatile.Read(ref interrupted) == 1 && e is RpcException or OperationCanceledException)
         {
@@ -50,6 +82,47 @@ internal static class MotionCall
             var (after, _) = await StopSequence.TryReadAsync(conn).ConfigureAwait(false);
             if (after is not { EstopLatched: true }) throw;
             throw await StoppedDuringAsync(ctx, conn, what, after, e).ConfigureAwait(false);
+        }
+        finally
+        {
+            await keysStop.CancelAsync().ConfigureAwait(false);
+            if (keys is not null) await keys.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The outcome of an e-stop key during <paramref name="what"/>: its answer first (bounded by its deadline), then the latch as the controller reports it.</summary>
+    private static async Task<CliException> EmergencyStopKeyAsync(CommandContext ctx, ControllerConnection conn, string what, Task<SafetyStatus> emergencyStop, RpcException? failure)
+    {
+        try
+        {
+            await emergencyStop.ConfigureAwait(false);
+        }
+        catch (RpcException)
+        {
+            // Reported from the safety status read below.
+        }
+        var (after, _) = await StopSequence.TryReadAsync(conn).ConfigureAwait(false);
+        if (after is not { EstopLatched: true }) return new CliException(ExitCodes.Failure, $"EMERGENCY STOP NOT CONFIRMED during {what}: PRESS THE HARD-WIRED E-STOP");
+        return await StoppedDuringAsync(ctx, conn, what, after, failure).ConfigureAwait(false);
+    }
+
+    private static readonly TimeSpan KeyPollEvery = TimeSpan.FromMilliseconds(30);
+
+    /// <summary>Reads keys (raw mode: Ctrl+C arrives as a key) until <paramref name="ct"/>; TryReadKey never blocks, so it is asked every 30 ms.</summary>
+    private static async Task KeyLoopAsync(IKeyInput keys, Action<ConsoleKeyInfo> onKey, TimeProvider time, CancellationToken ct)
+    {
+        using var raw = keys.EnterRawMode();
+        while (!ct.IsCancellationRequested)
+        {
+            while (keys.TryReadKey(out var key)) onKey(key);
+            try
+            {
+                await Task.Delay(KeyPollEvery, time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
         }
     }
 
@@ -97,7 +170,7 @@ internal static class MotionCall
     }
 
     /// <summary>The exit-3 error for an e-stop during <paramref name="what"/>, once the stop sequence is over (bounded).</summary>
-    private static async Task<CliException> StoppedDuringAsync(CommandContext ctx, ControllerConnection conn, string what, SafetyStatus latched, RpcException failure)
+    private static async Task<CliException> StoppedDuringAsync(CommandContext ctx, ControllerConnection conn, string what, SafetyStatus latched, RpcException? failure)
     {
         if (!StopSequence.IsOver(latched)) ctx.Info($"emergency stop during {what}: waiting for the controller to finish the stop sequence…");
         var (status, _) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, latched).ConfigureAwait(false);
@@ -122,7 +195,7 @@ internal static class MotionCall
         {
             ["during"] = what,
             ["safety"] = JsonOutput.Message(status),
-            ["callError"] = CommandContext.DescribeRpcError(failure, conn.Address),
+            ["callError"] = failure is null ? null : CommandContext.DescribeRpcError(failure, conn.Address),
         };
         if (machine is not null) details["machine"] = JsonOutput.Message(machine);
         return new CliException(ExitCodes.Stopped, message, details, failure);

@@ -136,6 +136,31 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task Pressing_e_during_homing_in_a_terminal_is_an_emergency_stop_and_exits_3_with_the_stop_steps()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "1");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+
+        await using var home = RealProcess.StartInTerminal("smp", "machine", "home", "--controller", url);
+        await home.WaitForLineAsync(l => l.Contains("homing: e / Esc = EMERGENCY STOP", StringComparison.Ordinal), Timeout);
+        home.Press("e");
+
+        Assert.Equal(3, await home.ExitCodeAsync(Timeout));
+        var output = home.Stdout + "\n" + home.Stderr;
+        Assert.Contains("EMERGENCY STOP (e key)", output, StringComparison.Ordinal);
+        Assert.Contains("emergency stop during homing", output, StringComparison.Ordinal);
+        using var channel = GrpcChannel.ForAddress(url);
+        var safety = await new SafetyService.SafetyServiceClient(channel).GetSafetyStatusAsync(new GetSafetyStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.True(safety.EstopLatched);
+        Assert.Contains("e key", safety.EstopSource, StringComparison.Ordinal);
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
     public async Task Estop_from_a_second_terminal_stops_a_running_session()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
