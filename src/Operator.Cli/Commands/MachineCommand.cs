@@ -102,12 +102,15 @@ internal static class MachineCommand
         return machine;
     }
 
+    /// <summary>Prints the status; exit 1 when the gantry is not connected (nothing on it can be trusted or moved).</summary>
     private static int Print(CommandContext ctx, MachineStatus s)
     {
+        var exitCode = s.Connected ? ExitCodes.Success : ExitCodes.Failure;
         var json = JsonOutput.Message(s);
-        json["exitCode"] = ExitCodes.Success;
+        json["exitCode"] = exitCode;
         ctx.Result(Describe(s), json);
-        return ExitCodes.Success;
+        if (!s.Connected) ctx.Info("the gantry is not connected: check the cable and power, then smp machine connect");
+        return exitCode;
     }
 
     /// <summary>Human text of a machine status.</summary>
@@ -123,7 +126,9 @@ internal static class MachineCommand
         sb.Append("E-stop    ").AppendLine(s.EstopLatched ? "LATCHED" : "clear");
         sb.Append("Pedal     ").AppendLine(!s.PedalConfigured ? "none" : s.PedalPressed ? "held" : "released (the machine works only while it is held)");
         sb.Append("Patient   ").AppendLine(!s.PatientSwitchConfigured ? "no hand switch" : s.PatientSwitchPressed ? "hand switch PRESSED (sessions pause)" : "hand switch ready");
-        sb.Append("Alarm     ").AppendLine(string.IsNullOrEmpty(s.LastAlarm) ? "-" : s.LastAlarm);
+        sb.Append("Alarm     ").AppendLine(!string.IsNullOrEmpty(s.LastAlarm) ? s.LastAlarm
+            : s.State == "Alarm" ? "locked until homed (grbl's alarm state after power-on or a reset): smp machine home"
+            : "-");
         sb.Append("Link      ").AppendLine(s.GarbledStatusReports == 0
             ? "no damaged status reports"
             : $"{s.GarbledStatusReports.ToString(CultureInfo.InvariantCulture)} damaged status report{(s.GarbledStatusReports == 1 ? "" : "s")} dropped (last '{s.LastGarbledStatus}'): check the USB cable and adapter");

@@ -118,4 +118,22 @@ public sealed class MachineSettingsCliTests : IDisposable
         var e = await Assert.ThrowsAsync<RpcException>(() => controller.Machine.FirmwareSettingsAsync(new FirmwareSettingsRequest { ProfileJson = "[]" }).ResponseAsync).WaitAsync(ControllerFixture.Timeout);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
     }
+
+    [Fact]
+    public async Task Status_exits_1_while_the_gantry_is_not_connected_and_the_power_on_alarm_lock_is_explained()
+    {
+        await using var offline = await ControllerFixture.StartAsync(configure: o => o with { ConnectAtStart = false });
+        var (code, stdout, stderr) = await Smp(offline, "machine", "status");
+        Assert.Equal(ExitCodes.Failure, code);
+        Assert.Contains("NOT CONNECTED", stdout, StringComparison.Ordinal);
+        Assert.Contains("smp machine connect", stderr, StringComparison.Ordinal);
+
+        // Connected, not homed: grbl's alarm lock is not shown as "State Alarm" next to "Alarm -".
+        await using var online = await ControllerFixture.StartAsync();
+        (code, stdout, _) = await Smp(online, "machine", "status");
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("State     Alarm, NOT homed", stdout, StringComparison.Ordinal);
+        Assert.Contains("Alarm     locked until homed", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("Alarm     -", stdout, StringComparison.Ordinal);
+    }
 }
