@@ -14,7 +14,12 @@ namespace SmpRobot.Operator.Cli;
 /// </param>
 /// <param name="Safety">Latest safety status from the heartbeat stream, when there is one.</param>
 /// <param name="ConsoleId">This console's heartbeat id, when it sends heartbeats: a resume from here makes it the supervising console.</param>
-internal sealed record FollowOptions(bool LiveView, bool InterruptAlwaysStops, Func<SafetyStatus?>? Safety = null, string? ConsoleId = null);
+/// <param name="OfferResume">
+/// True for <c>smp watch</c> with keys and a heartbeat: a FAULTED or EMERGENCY_STOPPED session does not end the view; it
+/// shows what still stands in the way of a resume (measured every <see cref="SessionFollower.StoppedPollEvery"/>) and
+/// space / r resumes it with this console supervising. Needs <paramref name="ConsoleId"/>.
+/// </param>
+internal sealed record FollowOptions(bool LiveView, bool InterruptAlwaysStops, Func<SafetyStatus?>? Safety = null, string? ConsoleId = null, bool OfferResume = false);
 
 /// <summary>The machine and safety state read after the session ended (and after any e-stop of this console was answered).</summary>
 /// <param name="Machine">MachineService.GetStatus after the end; null when it could not be read.</param>
@@ -67,6 +72,9 @@ internal sealed class SessionFollower
     private static readonly TimeSpan KeyPollEvery = TimeSpan.FromMilliseconds(30);
     private static readonly TimeSpan FinalReadTimeout = TimeSpan.FromSeconds(3);
 
+    /// <summary>How often a stopped session's readiness to resume is measured while the view offers a resume.</summary>
+    public static readonly TimeSpan StoppedPollEvery = TimeSpan.FromMilliseconds(500);
+
     // An e-stop request is answered within its deadline, or the console asks the safety status and waits for the
     // stop sequence: this bounds the whole of that, so ending never hangs on an e-stop that gets no answer.
     private static readonly TimeSpan EmergencyStopWait = ControllerConnection.EmergencyStopTimeout + StopSequence.FinishTimeout + TimeSpan.FromSeconds(8);
@@ -94,6 +102,9 @@ internal sealed class SessionFollower
     private long lastProgressTimestamp;
     private SessionState lastPrintedState = (SessionState)(-1);
     private string? lastPrintedReason;
+    private volatile bool stopped;
+    private volatile bool supervising;
+    private ResumeReadiness? readiness;
 
     public SessionFollower(CommandContext ctx, ControllerConnection conn, FollowOptions options)
     {
@@ -172,13 +183,26 @@ internal sealed class SessionFollower
             var gotEvent = false;
             try
             {
-                using var call = conn.Sessions.Watch(new WatchSessionRequest { SessionId = sessionId }, cancellationToken: ct);
-                while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+                Session? stoppedSession = null;
+                using (var call = conn.Sessions.Watch(new WatchSessionRequest { SessionId = sessionId }, cancellationToken: ct))
                 {
-                    gotEvent = true;
-                    var ended = Apply(call.ResponseStream.Current);
-                    refresh();
-                    if (ended is not null) return new FollowResult(ended, false, estopSent);
+                    while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+                    {
+                        gotEvent = true;
+                        var ended = Apply(call.ResponseStream.Current);
+                        refresh();
+                        if (ended is null) continue;
+                        if (!OffersResume(ended)) return new FollowResult(ended, false, estopSent);
+                        stoppedSession = ended;
+                        break;
+                    }
+                }
+                if (stoppedSession is not null)
+                {
+                    if (!await WaitWhileStoppedAsync(stoppedSession.Id, ct).ConfigureAwait(false)) return Detached(sessionId);
+                    sessionId = stoppedSession.Id;
+                    emptyStreams = 0;
+                    continue;
                 }
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
@@ -211,6 +235,64 @@ internal sealed class SessionFollower
         Session? last;
         lock (gate) last = session;
         return new FollowResult(last ?? new Session { Id = CurrentId(sessionId) ?? "" }, true, estopSent);
+    }
+
+    /// <summary>A stopped session this view keeps showing with a resume key (see <see cref="FollowOptions.OfferResume"/>).</summary>
+    private bool OffersResume(Session s) =>
+        options.OfferResume && ReadsKeys && !string.IsNullOrEmpty(options.ConsoleId) && IsResumableStop(s.State);
+
+    /// <summary>FAULTED and EMERGENCY_STOPPED end a run, not the session: once the way is clear it can be resumed.</summary>
+    public static bool IsResumableStop(SessionState state) => state is SessionState.Faulted or SessionState.EmergencyStopped;
+
+    /// <summary>
+    /// While the session stays FAULTED or EMERGENCY_STOPPED: measures, every <see cref="StoppedPollEvery"/>, the session,
+    /// the machine and what would refuse a resume from this console, and shows it. Returns true once the session left the
+    /// stop (resumed from here or elsewhere, aborted, continued in a new session): watching goes on; false when the
+    /// operator stopped watching.
+    /// </summary>
+    private async Task<bool> WaitWhileStoppedAsync(string sessionId, CancellationToken ct)
+    {
+        stopped = true;
+        refresh();
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    var s = await conn.Sessions.GetAsync(new SessionRef { SessionId = sessionId }, deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+                    var start = await conn.Sessions.CheckStartAsync(new CheckStartRequest { ConsoleId = options.ConsoleId ?? "" }, deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+                    var m = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+                    lock (gate)
+                    {
+                        session = s;
+                        machine = m;
+                        readiness = ResumeReadiness.Of(s, start);
+                    }
+                    refresh();
+                    if (!IsResumableStop(s.State)) return true;
+                }
+                catch (RpcException e) when (!ct.IsCancellationRequested)
+                {
+                    lock (gate) readiness = new ResumeReadiness(false, "cannot tell: " + CommandContext.DescribeRpcError(e, conn.Address));
+                    refresh();
+                }
+                await Task.Delay(StoppedPollEvery, ctx.Host.Time, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
+        {
+            return false;
+        }
+        finally
+        {
+            stopped = false;
+            lock (gate) readiness = null;
+        }
     }
 
     /// <summary>
@@ -364,7 +446,7 @@ internal sealed class SessionFollower
             var currentSafety = replySafety is not null && (heartbeat is null || ReferenceEquals(heartbeat, heartbeatAtReply))
                 ? replySafety
                 : heartbeat ?? replySafety;
-            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, ReadsKeys);
+            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, ReadsKeys) { Resume = stopped ? readiness ?? new ResumeReadiness(false, "measuring…") : null };
         }
     }
 
@@ -391,7 +473,7 @@ internal sealed class SessionFollower
         SessionState? state;
         lock (gate) state = session?.State;
         var mayMove = state is null or SessionState.Running or SessionState.Pausing;
-        if (options.InterruptAlwaysStops || mayMove)
+        if (options.InterruptAlwaysStops || (supervising && !stopped) || mayMove)
         {
             _ = EmergencyStopAsync("Ctrl+C");
             if (count >= 2)
@@ -424,11 +506,23 @@ internal sealed class SessionFollower
         }
     }
 
-    /// <summary>e, Esc, Ctrl+C → emergency stop at once; space → pause/resume.</summary>
+    /// <summary>
+    /// e, Esc, Ctrl+C → emergency stop at once; space → pause/resume. While a stopped session is shown with its resume
+    /// offer, nothing moves: Ctrl+C and q stop watching, space and r resume (e and Esc stay the e-stop).
+    /// </summary>
     internal void HandleKey(ConsoleKeyInfo key)
     {
         var ctrlC = key.KeyChar == '\u0003' || (key.Key == ConsoleKey.C && key.Modifiers.HasFlag(ConsoleModifiers.Control));
-        if (ctrlC || key.Key == ConsoleKey.Escape || key.KeyChar is 'e' or 'E')
+        if (stopped && (ctrlC || key.KeyChar is 'q' or 'Q'))
+        {
+            SetNotice("stopped watching; the session is not moving");
+            watchCts?.Cancel();
+        }
+        else if (stopped && key.KeyChar is 'r' or 'R')
+        {
+            _ = TogglePauseAsync();
+        }
+        else if (ctrlC || key.Key == ConsoleKey.Escape || key.KeyChar is 'e' or 'E')
         {
             _ = EmergencyStopAsync(ctrlC ? "Ctrl+C" : key.Key == ConsoleKey.Escape ? "Esc key" : "e key");
             if (ctrlC && Interlocked.Increment(ref interrupts) >= 2) watchCts?.Cancel();
@@ -533,10 +627,20 @@ internal sealed class SessionFollower
                 SetNotice("pausing: the current dot is finished safely first…");
                 await conn.Sessions.PauseAsync(reference, deadline: conn.Deadline()).ConfigureAwait(false);
             }
-            else if (current.State == SessionState.Paused)
+            else if (current.State == SessionState.Paused || (stopped && IsResumableStop(current.State)))
             {
                 SetNotice("resuming…");
-                await conn.Sessions.ResumeAsync(reference, deadline: conn.Deadline()).ConfigureAwait(false);
+                var resumed = await conn.Sessions.ResumeAsync(reference, deadline: conn.Deadline()).ConfigureAwait(false);
+                if (!string.IsNullOrEmpty(options.ConsoleId))
+                {
+                    // Resumed with this console's id: only its heartbeats keep the session going, so Ctrl+C is now an e-stop.
+                    supervising = true;
+                    SetNotice($"resumed ({Formatting.StateName(resumed.State)}): this console supervises the session");
+                }
+                else
+                {
+                    SetNotice($"resumed ({Formatting.StateName(resumed.State)})");
+                }
             }
             else
             {

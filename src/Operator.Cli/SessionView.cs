@@ -29,6 +29,34 @@ internal sealed record SessionSnapshot(
 
     /// <summary>What could not be read after the end, when <see cref="Ended"/>.</summary>
     public string? Problem { get; init; }
+
+    /// <summary>
+    /// Set while a stopped (FAULTED / EMERGENCY_STOPPED) session is shown with a resume key: what still refuses a
+    /// resume, as last measured. Null otherwise.
+    /// </summary>
+    public ResumeReadiness? Resume { get; init; }
+}
+
+/// <summary>Whether a stopped session can be resumed from this console now, and if not, every reason with its fix.</summary>
+/// <param name="Ready">Nothing refuses a resume.</param>
+/// <param name="Text">"ready…" or the reasons, each naming the command that clears it.</param>
+internal sealed record ResumeReadiness(bool Ready, string Text)
+{
+    /// <summary>
+    /// From the session (its dots in doubt) and the controller's start check for this console (latch, connection,
+    /// settings, calibration, patient switch, homing). The controller decides again when the resume is asked.
+    /// </summary>
+    public static ResumeReadiness Of(Session s, StartReadiness start)
+    {
+        var reasons = new List<string>();
+        var inDoubt = s.Dots?.InDoubt ?? 0;
+        if (inDoubt > 0) reasons.Add($"{inDoubt} dot(s) in doubt: look at the skin, then smp session resolve {s.Id} --all-in-doubt --as placed|redo|skip");
+        reasons.AddRange(start.Refusals.Select(r => r.Replace("smp run --calibration-override", $"smp session resume {s.Id} --calibration-override", StringComparison.Ordinal)));
+        if (start.NeedsHoming) reasons.Add("the machine is not homed: smp machine home");
+        return reasons.Count == 0
+            ? new ResumeReadiness(true, "ready: press space to resume with this console supervising")
+            : new ResumeReadiness(false, "not yet: " + string.Join("; ", reasons));
+    }
 }
 
 /// <summary>
@@ -38,6 +66,12 @@ internal sealed record SessionSnapshot(
 internal static class SessionView
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    /// <summary>
+    /// Width of the live view's box, columns (narrower terminals get their full width): one width for the whole session,
+    /// so the box does not jump as texts come and go; longer values wrap inside it.
+    /// </summary>
+    public const int LiveViewWidth = 100;
 
     /// <summary>The live view: progress bar, rate, ETA, states, position, needle, latch, reasons and the key legend.</summary>
     public static IRenderable Render(SessionSnapshot snapshot)
@@ -54,7 +88,7 @@ internal static class SessionView
         {
             Header = new PanelHeader(Markup.Escape($" smp session {s.Id} · {s.PlanName} ")),
             Border = BoxBorder.Rounded,
-            Expand = false,
+            Width = LiveViewWidth,
         };
     }
 
@@ -115,6 +149,12 @@ internal static class SessionView
         if (!string.IsNullOrEmpty(snapshot.LastEvent)) rows.Add(("Event", snapshot.LastEvent, null));
         if (!string.IsNullOrEmpty(snapshot.Notice)) rows.Add(("Console", snapshot.Notice, "bold"));
         if (!string.IsNullOrEmpty(snapshot.Problem)) rows.Add(("Not read", snapshot.Problem, "red"));
+        if (snapshot.Resume is { } resume)
+        {
+            rows.Add(("Resume", resume.Text, resume.Ready ? "bold green" : "yellow"));
+            rows.Add(("Keys", "space / r = resume, supervised from here · q / Ctrl+C = stop watching · e / Esc = EMERGENCY STOP", "bold"));
+            return rows;
+        }
         rows.Add(snapshot.Ended
             ? ("Keys", "session view ended · e-stop from any terminal: smp estop", "grey")
             : ("Keys", snapshot.KeysEnabled

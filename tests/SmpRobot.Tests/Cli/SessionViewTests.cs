@@ -85,6 +85,53 @@ public class SessionViewTests
         }
     }
 
+    private static string[] RenderLines(SessionSnapshot snapshot, int terminalWidth)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
+        console.Profile.Width = terminalWidth;
+        console.Write(SessionView.Render(snapshot));
+        return writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+    }
+
+    [Fact]
+    public void The_live_box_keeps_one_width_whatever_its_texts_and_wraps_long_ones()
+    {
+        var quiet = new SessionSnapshot(Sample(SessionState.Running), new MachineStatus { State = "Run", Connected = true });
+        var busy = new SessionSnapshot(Sample(SessionState.Paused), new MachineStatus { State = "Hold:0", Connected = true, LastAlarm = "ALARM:2 soft limit" },
+            new SafetyStatus { EstopLatched = true, EstopReason = "operator" }, "held: " + new string('x', 300), "pausing…");
+        foreach (var snapshot in new[] { quiet, busy })
+        {
+            var lines = RenderLines(snapshot, 160);
+            Assert.All(lines, l => Assert.Equal(SessionView.LiveViewWidth, l.Length));
+        }
+        // A narrower terminal: the box takes its width, never more.
+        Assert.All(RenderLines(busy, 72), l => Assert.Equal(72, l.Length));
+    }
+
+    [Fact]
+    public void A_stopped_session_shown_for_resume_names_every_obstacle_with_its_command_and_then_says_ready()
+    {
+        var faulted = Sample(SessionState.Faulted);
+        faulted.Dots.InDoubt = 1;
+        var start = new StartReadiness { NeedsHoming = true };
+        start.Refusals.Add("the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset");
+        var blocked = ResumeReadiness.Of(faulted, start);
+        Assert.False(blocked.Ready);
+        Assert.Contains("1 dot(s) in doubt", blocked.Text, StringComparison.Ordinal);
+        Assert.Contains($"smp session resolve {faulted.Id} --all-in-doubt", blocked.Text, StringComparison.Ordinal);
+        Assert.Contains("smp estop --reset", blocked.Text, StringComparison.Ordinal);
+        Assert.Contains("smp machine home", blocked.Text, StringComparison.Ordinal);
+
+        faulted.Dots.InDoubt = 0;
+        var ready = ResumeReadiness.Of(faulted, new StartReadiness { Ready = true });
+        Assert.True(ready.Ready);
+        var text = string.Join("\n", RenderLines(new SessionSnapshot(faulted, new MachineStatus { State = "Idle", Connected = true, Homed = true }) { Resume = ready }, 160));
+        Assert.Contains("ready: press space to resume", text, StringComparison.Ordinal);
+        Assert.Contains("q / Ctrl+C = stop watching", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("e / Esc / Ctrl+C = EMERGENCY STOP", text, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(0, 10, "░░░░░░░░░░")]
     [InlineData(5, 10, "█████░░░░░")]

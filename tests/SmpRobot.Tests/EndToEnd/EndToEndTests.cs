@@ -208,6 +208,55 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task Watch_in_a_terminal_shows_an_estopped_session_with_what_blocks_its_resume_and_space_resumes_it_to_completed()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
+        await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        var plan = Path.Combine(data, "plan-60.json");
+        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(60, seed: 14)));
+        await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
+        var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+        var sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
+        await using (var estop = RealProcess.Start("smp", "estop", "--controller", url))
+        {
+            Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
+        }
+        Assert.Equal(3, await run.ExitCodeAsync(Timeout));
+        var stoppedDots = JsonDocument.Parse(run.Stdout).RootElement.GetProperty("dots");
+
+        // The watch stays on the stopped session and says what still refuses a resume, measured as it changes.
+        await using var watch = RealProcess.StartInTerminal("smp", "watch", sessionId, "--controller", url);
+        await watch.WaitForLineAsync(l => l.Contains("Resume", StringComparison.Ordinal) && l.Contains("not yet:", StringComparison.Ordinal), Timeout);
+        await using (var reset = RealProcess.Start("smp", "estop", "--reset", "--controller", url))
+        {
+            Assert.Equal(0, await reset.ExitCodeAsync(Timeout));
+        }
+        if (stoppedDots.GetProperty("inDoubt").GetInt32() > 0)
+        {
+            await using var resolve = RealProcess.Start("smp", "session", "resolve", sessionId, "--all-in-doubt", "--as", "skip", "--controller", url);
+            Assert.Equal(0, await resolve.ExitCodeAsync(Timeout));
+        }
+        await using (var home = RealProcess.Start("smp", "machine", "home", "--controller", url))
+        {
+            Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+        }
+        await watch.WaitForLineAsync(l => l.Contains("ready: press space to resume", StringComparison.Ordinal), Timeout);
+        watch.Press(" ");
+
+        Assert.Equal(0, await watch.ExitCodeAsync(Timeout));
+        Assert.Contains("State     COMPLETED", watch.Stdout, StringComparison.Ordinal);
+        using var channel = GrpcChannel.ForAddress(url);
+        var done = await new SessionService.SessionServiceClient(channel).GetAsync(new SessionRef { SessionId = sessionId }, deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.Equal(SessionState.Completed, done.State);
+        Assert.Equal(60, done.Dots.Placed + done.Dots.Skipped);
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
     public async Task A_crashed_controller_restarts_with_every_dot_known_and_never_redoes_a_dot_in_doubt()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
