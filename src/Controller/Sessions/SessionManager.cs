@@ -74,7 +74,6 @@ public sealed class SessionManager : IAsyncDisposable
     /// </summary>
     public static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(25);
     // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
-    private readonly Dictionary<string, (int Holds, string LastHoldReason, int Retracts)> _lastRunHolds = [];
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
     {
@@ -591,7 +590,8 @@ public sealed class SessionManager : IAsyncDisposable
                     : FormattableString.Invariant($"{verb} with camera {camera.Frames.Description}, intrinsics {camera.IntrinsicsOrigin}: {k.WidthPx}x{k.HeightPx} px, fx {k.FxPx:0.###} fy {k.FyPx:0.###} cx {k.CxPx:0.###} cy {k.CyPx:0.###}, distortion {string.Join(' ', k.Distortion.Select(d => d.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)))}"));
             }
             var startedAt = record.StartedAt ?? _time.GetUtcNow();
-            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp()) { ConsoleId = console };
+            // Holds count over the whole session: a resumed run goes on from the stored tally.
+            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp(), record.Holds) { ConsoleId = console };
             _active = run;
             _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
             _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
@@ -835,7 +835,7 @@ public sealed class SessionManager : IAsyncDisposable
         lock (_gate)
         {
             _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, final ? _time.GetUtcNow() : null);
-            _lastRunHolds[run.SessionId] = (run.Holds, run.LastHoldReason, run.Retracts);
+            _ledger.RecordHolds(run.SessionId, new HoldTally(run.Holds, run.Retracts, run.LastHoldReason));
             _active = null;
             if (_shuttingDown) _quiesced.Cancel();
         }
@@ -1210,23 +1210,20 @@ public sealed class SessionManager : IAsyncDisposable
                 }
             }
         }
-        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, sessionId));
+        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, record.Holds));
     }
 
     /// <summary>Tracking and the hold as the cycle sees them now; hold fields only for the running session.</summary>
     public TrackingView Tracking() => Tracking(null);
 
-    private TrackingView Tracking(ActiveRun? run, string? sessionId = null)
+    private TrackingView Tracking(ActiveRun? run, HoldTally? stored = null)
     {
         var clock = _aiming.Source.Clock;
         var hold = run?.CurrentHold(clock);
         var (holds, lastReason, retracts) = run is not null ? (run.Holds, run.LastHoldReason, run.Retracts) : (0, "", 0);
-        if (run is null && sessionId is not null)
+        if (run is null && stored is not null)
         {
-            lock (_gate)
-            {
-                if (_lastRunHolds.TryGetValue(sessionId, out var last)) (holds, lastReason, retracts) = last;
-            }
+            (holds, lastReason, retracts) = (stored.Holds, stored.LastHoldReason, stored.Retracts);
         }
         return new TrackingView(_aiming.Source.Description, _aiming.Source.IsTracking, _aiming.Read(), hold is not null, hold?.Reason ?? "", hold?.Seconds ?? 0,
             holds, lastReason, retracts, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
@@ -1271,7 +1268,7 @@ public sealed class SessionManager : IAsyncDisposable
     }
 
     /// <summary>The running session's clock and stop request.</summary>
-    private sealed class ActiveRun(string sessionId, DateTimeOffset startedAt, double elapsedBefore, double kinematicBefore, long runningSince)
+    private sealed class ActiveRun(string sessionId, DateTimeOffset startedAt, double elapsedBefore, double kinematicBefore, long runningSince, HoldTally holdsBefore)
     {
         private readonly Lock _gate = new();
         private double _kinematic = kinematicBefore;
@@ -1351,11 +1348,11 @@ public sealed class SessionManager : IAsyncDisposable
 
         public bool Holding { get { lock (_gate) return _holdReason is not null; } }
 
-        public int Holds { get; private set; }
+        public int Holds { get; private set; } = holdsBefore.Holds;
 
-        public int Retracts { get; private set; }
+        public int Retracts { get; private set; } = holdsBefore.Retracts;
 
-        public string LastHoldReason { get; private set; } = "";
+        public string LastHoldReason { get; private set; } = holdsBefore.LastHoldReason;
 
         public void CountRetract() => Retracts++;
 

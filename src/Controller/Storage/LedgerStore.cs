@@ -15,10 +15,10 @@ namespace SmpRobot.Controller.Storage;
 public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
-    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason";
+    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason";
 
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
@@ -163,6 +163,30 @@ public sealed partial class LedgerStore : IDisposable
     }
 
     /// <summary>Stores the session's phase, reason, timers and start/end times (durable on return).</summary>
+    /// <summary>
+    /// Stores the session's hold tally over all its runs so far (a run starts from the stored one and adds its own).
+    /// Counts must be >= 0.
+    /// </summary>
+    public void RecordHolds(string id, HoldTally holds)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(holds);
+        ArgumentOutOfRangeException.ThrowIfNegative(holds.Holds);
+        ArgumentOutOfRangeException.ThrowIfNegative(holds.Retracts);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var tx = _connection.BeginTransaction();
+            var changed = Execute(tx, "UPDATE sessions SET holds = $holds, retracts = $retracts, last_hold_reason = $last WHERE id = $id",
+                ("$holds", holds.Holds), ("$retracts", holds.Retracts), ("$last", holds.LastHoldReason), ("$id", id));
+            if (changed == 0)
+            {
+                throw UnknownSession(id);
+            }
+            tx.Commit();
+        }
+    }
+
     public void UpdateSession(string id, SessionPhase phase, string reason, double elapsedSeconds, double kinematicSeconds, DateTimeOffset? startedAt, DateTimeOffset? endedAt)
     {
         ArgumentNullException.ThrowIfNull(id);
@@ -620,13 +644,20 @@ public sealed partial class LedgerStore : IDisposable
                 CREATE INDEX audit_by_session ON audit (session_id, id);
                 """);
             MigrateToVersion2(tx);
+            MigrateToVersion3(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
         }
-        else if (version == 1)
+        else if (version is 1 or 2)
         {
-            // A ledger of the first controller: add calibrations and the sessions' calibration columns.
-            MigrateToVersion2(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (2, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            // A ledger of an earlier controller, brought up step by step: 1 → 2 adds calibrations and the sessions'
+            // calibration columns, 2 → 3 the sessions' hold tally.
+            if (version == 1)
+            {
+                MigrateToVersion2(tx);
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (2, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            }
+            MigrateToVersion3(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (3, $now)", ("$now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {
@@ -682,7 +713,17 @@ public sealed partial class LedgerStore : IDisposable
         r.IsDBNull(9) ? null : FromTicks(r.GetInt64(9)),
         r.IsDBNull(10) ? null : r.GetString(10),
         r.IsDBNull(11) ? null : r.GetString(11),
-        r.IsDBNull(12) ? null : r.GetString(12));
+        r.IsDBNull(12) ? null : r.GetString(12))
+    {
+        Holds = new HoldTally(r.GetInt32(13), r.GetInt32(14), r.GetString(15)),
+    };
+
+    /// <summary>Schema version 3: the automatic holds of a session over all its runs, so resumes and restarts keep them.</summary>
+    private void MigrateToVersion3(SqliteTransaction tx) => Execute(tx, """
+        ALTER TABLE sessions ADD COLUMN holds INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN retracts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN last_hold_reason TEXT NOT NULL DEFAULT '';
+        """);
 
     private static DateTimeOffset FromTicks(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 

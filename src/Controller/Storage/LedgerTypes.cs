@@ -56,7 +56,21 @@ public sealed record SessionRecord(
     DateTimeOffset? EndedAt,
     string? CalibrationId = null,
     string? OverrideBy = null,
-    string? OverrideReason = null);
+    string? OverrideReason = null)
+{
+    /// <summary>The automatic holds of all the session's finished runs (default: none).</summary>
+    public HoldTally Holds { get; init; } = HoldTally.None;
+}
+
+/// <summary>A session's automatic holds over all its runs.</summary>
+/// <param name="Holds">Automatic holds (tracking, motion, verification), counted as the cycle began each.</param>
+/// <param name="Retracts">Needles pulled out mid-dot.</param>
+/// <param name="LastHoldReason">The reason of the latest hold; empty when none.</param>
+public sealed record HoldTally(int Holds, int Retracts, string LastHoldReason)
+{
+    /// <summary>No hold yet.</summary>
+    public static readonly HoldTally None = new(0, 0, "");
+}
 
 /// <summary>How many dots of a session are in each state.</summary>
 public sealed record DotTally(int Total, int Pending, int Commanded, int Placed, int Skipped, int InDoubt);

@@ -83,6 +83,40 @@ public sealed class LedgerStoreTests : IDisposable
     }
 
     [Fact]
+    public void A_version_2_ledger_is_brought_to_version_3_keeping_its_sessions_with_no_holds()
+    {
+        string id;
+        using (var store = Open())
+        {
+            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
+        }
+        // As an earlier controller left it: no hold columns, version 2.
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = """
+                ALTER TABLE sessions DROP COLUMN holds;
+                ALTER TABLE sessions DROP COLUMN retracts;
+                ALTER TABLE sessions DROP COLUMN last_hold_reason;
+                DELETE FROM schema_version;
+                INSERT INTO schema_version (version, applied_at) VALUES (1, 0), (2, 0);
+                """;
+            cmd.ExecuteNonQuery();
+        }
+        using (var store = Open())
+        {
+            Assert.Equal(HoldTally.None, store.FindSession(id)!.Holds);
+            store.RecordHolds(id, new HoldTally(3, 1, "pose quality 0.05 < 0.5"));
+        }
+        using var reopened = Open();
+        Assert.Equal(new HoldTally(3, 1, "pose quality 0.05 < 0.5"), reopened.FindSession(id)!.Holds);
+        Assert.Equal(2, reopened.Tally(id).Total);
+        Assert.Throws<KeyNotFoundException>(() => reopened.RecordHolds("s-none", HoldTally.None));
+        Assert.Throws<ArgumentOutOfRangeException>(() => reopened.RecordHolds(id, new HoldTally(-1, 0, "")));
+    }
+
+    [Fact]
     public void Dot_states_follow_the_allowed_transitions_only()
     {
         using var store = Open();
