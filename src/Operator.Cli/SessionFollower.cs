@@ -135,7 +135,7 @@ internal sealed class SessionFollower
             var settled = false;
             try
             {
-                var plain = await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+                var plain = await WatchWithMachineAsync(sessionId, cts.Token).ConfigureAwait(false);
                 settled = true;
                 return await SettleAsync(plain, sessionId).ConfigureAwait(false);
             }
@@ -159,7 +159,7 @@ internal sealed class SessionFollower
             var settled = false;
             try
             {
-                var ended = await WatchLoopAsync(sessionId, cts.Token).ConfigureAwait(false);
+                var ended = await WatchWithMachineAsync(sessionId, cts.Token).ConfigureAwait(false);
                 settled = true;
                 // Keys stay live while the console waits for the stop to finish: e still means e-stop.
                 result = await SettleAsync(ended, sessionId).ConfigureAwait(false);
@@ -173,6 +173,57 @@ internal sealed class SessionFollower
             }
         }).ConfigureAwait(false);
         return result!;
+    }
+
+    /// <summary>
+    /// The session watch, with the machine's own status stream beside it: session events come when dots change, so
+    /// the gantry state they carry is that of the moment between dots (Idle); the machine stream gives the state
+    /// grbl reports now (Run while it moves), at the controller's status rate. The newer of the two is shown.
+    /// </summary>
+    private async Task<FollowResult> WatchWithMachineAsync(string sessionId, CancellationToken ct)
+    {
+        using var machineCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var machineWatch = MachineLoopAsync(machineCts.Token);
+        try
+        {
+            return await WatchLoopAsync(sessionId, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await machineCts.CancelAsync().ConfigureAwait(false);
+            await machineWatch.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Follows MachineService.WatchStatus until cancelled; without it (refused, unavailable) the session events' status is shown. Never throws.</summary>
+    private async Task MachineLoopAsync(CancellationToken ct)
+    {
+        try
+        {
+            using var call = conn.Machine.WatchStatus(new WatchMachineStatusRequest(), cancellationToken: ct);
+            while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                TakeMachine(call.ResponseStream.Current);
+                refresh();
+            }
+        }
+        catch (RpcException)
+        {
+            // Cancelled at the end, or not available: the session events still carry the machine status.
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Keeps <paramref name="status"/> when it is at least as new as the one shown (the controller stamps both streams on its clock).</summary>
+    internal void TakeMachine(MachineStatus status)
+    {
+        lock (gate)
+        {
+            if (machine?.At is { } shown && status.At is { } at && at < shown) return;
+            machine = status;
+        }
     }
 
     private async Task<FollowResult> WatchLoopAsync(string sessionId, CancellationToken ct)
@@ -396,12 +447,12 @@ internal sealed class SessionFollower
     }
 
     /// <summary>Takes an event in; returns the session when following ends with it (end state, or held with nobody at the keys).</summary>
-    private Session? Apply(SessionEvent ev)
+    internal Session? Apply(SessionEvent ev)
     {
         lock (gate)
         {
             if (ev.Session is not null) session = ev.Session;
-            if (ev.Machine is not null) machine = ev.Machine;
+            if (ev.Machine is not null && (machine?.At is not { } shown || ev.Machine.At is not { } at || at >= shown)) machine = ev.Machine;
             if (!string.IsNullOrEmpty(ev.Message)) lastEvent = ev.Message;
             if (session is null) return null;
             RingBellWhenAttentionStarts(session);
@@ -412,6 +463,15 @@ internal sealed class SessionFollower
                 return session;
             }
             return null;
+        }
+    }
+
+    /// <summary>The machine status the view shows now (tests).</summary>
+    internal MachineStatus? ShownMachine
+    {
+        get
+        {
+            lock (gate) return machine;
         }
     }
 

@@ -53,6 +53,30 @@ public sealed class LiveViewTests : IDisposable
     }
 
     [Fact]
+    public void The_gantry_state_shown_is_the_newest_measured_one_whichever_stream_brought_it()
+    {
+        using var stderr = new StringWriter();
+        var ctx = new CommandContext(TextWriter.Null, stderr, CliRunner.IsolatedHost(), json: false, new Uri("http://127.0.0.1:9"));
+        using var conn = ctx.Connect();
+        var follower = new SessionFollower(ctx, conn, new FollowOptions(LiveView: false, InterruptAlwaysStops: true));
+        var t0 = DateTimeOffset.UtcNow;
+        SmpRobot.Contracts.V1.MachineStatus At(string state, double seconds) =>
+            new() { Connected = true, State = state, At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(t0.AddSeconds(seconds)) };
+        SmpRobot.Contracts.V1.SessionEvent Event(SmpRobot.Contracts.V1.MachineStatus m) =>
+            new() { Session = new SmpRobot.Contracts.V1.Session { Id = "s-1", State = SmpRobot.Contracts.V1.SessionState.Running }, Machine = m };
+
+        follower.Apply(Event(At("Idle", 0)));
+        follower.TakeMachine(At("Run", 0.1));           // the machine stream, newer: shown
+        Assert.Equal("Run", follower.ShownMachine?.State);
+        follower.Apply(Event(At("Idle", 0.05)));        // a session event built before it: not shown
+        Assert.Equal("Run", follower.ShownMachine?.State);
+        follower.TakeMachine(At("Hold:0", 0.08));       // a late stream message, older: not shown
+        Assert.Equal("Run", follower.ShownMachine?.State);
+        follower.Apply(Event(At("Idle", 0.2)));         // newer again
+        Assert.Equal("Idle", follower.ShownMachine?.State);
+    }
+
+    [Fact]
     public async Task The_estop_key_path_goes_to_the_safety_service_with_the_console_as_source()
     {
         await using var fake = await FakeController.StartAsync();
