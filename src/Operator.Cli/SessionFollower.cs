@@ -226,7 +226,46 @@ internal sealed class SessionFollower
         }
     }
 
+    /// <summary>
+    /// The watch loop; a controller that stops answering while a session is followed (crash, power, network) is told
+    /// in plain words with what to do, not as the transport's error.
+    /// </summary>
     private async Task<FollowResult> WatchLoopAsync(string sessionId, CancellationToken ct)
+    {
+        try
+        {
+            return await WatchLoopCoreAsync(sessionId, ct).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (!ct.IsCancellationRequested && e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown && HasFollowed)
+        {
+            if (ReadsKeys) ctx.Stderr.Write('\a');
+            throw new CliException(ExitCodes.Failure, ControllerLostText(CurrentId(sessionId) ?? sessionId, conn.Address, e));
+        }
+    }
+
+    private bool HasFollowed
+    {
+        get
+        {
+            lock (gate) return session is not null;
+        }
+    }
+
+    /// <summary>What the operator reads when the controller went away mid-follow: what it means, the hard-wired e-stop, and the way back.</summary>
+    public static string ControllerLostText(string sessionId, Uri controller, RpcException e)
+    {
+        var how = CommandContext.IsConnectFailure(e) ? "it refuses connections"
+            : e.Status.Detail.Contains("prematurely", StringComparison.OrdinalIgnoreCase) || e.Status.Detail.Contains("reading next message", StringComparison.OrdinalIgnoreCase)
+                ? "its connection closed in the middle of the session"
+                : "it no longer answers";
+        return $"THE CONTROLLER STOPPED during session {sessionId}: {how} (it crashed, was killed, lost power or the network). "
+            + "Nothing supervises the machine from here: if the gantry still moves or the needle is in the skin, PRESS THE HARD-WIRED E-STOP. "
+            + $"Once smp-controller runs again, every dot is known (a dot being placed is marked in doubt): smp session show {sessionId}, "
+            + $"then smp session resolve, smp machine home and smp session resume {sessionId}. "
+            + $"(controller {CommandContext.Display(controller)}: {e.StatusCode}, {e.Status.Detail})";
+    }
+
+    private async Task<FollowResult> WatchLoopCoreAsync(string sessionId, CancellationToken ct)
     {
         var emptyStreams = 0;
         while (true)
