@@ -33,6 +33,9 @@ internal sealed partial class ControllerProcess : IAsyncDisposable
 
     public bool HasExited => process.HasExited;
 
+    /// <summary>The controller process (id and start time), for the demo folder's marker.</summary>
+    public DemoProcess Identity => DemoProcess.Of(process);
+
     /// <summary>
     /// The controller executable: $SMP_CONTROLLER_EXE, else <c>smp-controller</c> next to <c>smp</c>; null when neither exists.
     /// </summary>

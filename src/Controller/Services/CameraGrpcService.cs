@@ -11,12 +11,6 @@ internal sealed class CameraGrpcService(IHeadPoseSource headPose) : CameraServic
     /// <summary>Largest picture sent (3.5 MiB), leaving room under gRPC's default 4 MB receive limit.</summary>
     public const int MaxPictureBytes = 3584 * 1024;
 
-    /// <summary>Largest board JSON text accepted (as a board file).</summary>
-    public const int MaxBoardJsonChars = 64 * 1024;
-
-    /// <summary>PNG resolution when the request gives none.</summary>
-    public const int DefaultDpi = 600;
-
     public override Task<CameraPreview> GetPreview(GetPreviewRequest request, ServerCallContext context)
     {
         if (headPose is not TrackedHeadPoseSource tracked)
@@ -58,74 +52,59 @@ internal sealed class CameraGrpcService(IHeadPoseSource headPose) : CameraServic
         return Task.FromResult(reply);
     }
 
+    /// <summary>A thin mapping of <see cref="BoardPrint.Render"/> (the console renders a local board file with the same function).</summary>
     public override Task<BoardPicture> RenderBoard(RenderBoardRequest request, ServerCallContext context)
     {
         var boardsDirectory = BoardsDirectory();
-        if (request.Format is not (BoardFormat.Unspecified or BoardFormat.Png or BoardFormat.Pdf))
+        var format = request.Format switch
         {
-            throw Invalid($"unknown board format {(int)request.Format}: PNG or PDF");
-        }
-        var pdf = request.Format == BoardFormat.Pdf;
-        var dpi = request.Dpi == 0 ? DefaultDpi : request.Dpi;
-        if (!pdf && dpi is < BoardPage.MinDpi or > BoardPage.MaxDpi)
+            BoardFormat.Unspecified or BoardFormat.Png => BoardPrintFormat.Png,
+            BoardFormat.Pdf => BoardPrintFormat.Pdf,
+            _ => throw Invalid($"unknown board format {(int)request.Format}: PNG or PDF"),
+        };
+        var source = request.BoardCase switch
         {
-            throw Invalid($"dpi must be {BoardPage.MinDpi}..{BoardPage.MaxDpi} (0 = {DefaultDpi}), not {request.Dpi}");
-        }
-        if (request.BoardCase == RenderBoardRequest.BoardOneofCase.BoardJson && request.BoardJson.Length > MaxBoardJsonChars)
-        {
-            throw Invalid($"the board text is longer than {MaxBoardJsonChars} characters");
-        }
+            RenderBoardRequest.BoardOneofCase.Name => BoardSource.Named(boardsDirectory, request.Name),
+            RenderBoardRequest.BoardOneofCase.BoardJson => BoardSource.FromJson(request.BoardJson, boardsDirectory),
+            _ => throw Invalid("give a board name or a board file's JSON text: " + BoardFiles.AvailableText(boardsDirectory)),
+        };
+        BoardPrintout printout;
         try
         {
-            using var board = request.BoardCase switch
-            {
-                RenderBoardRequest.BoardOneofCase.Name => BoardFiles.Load(boardsDirectory, request.Name),
-                RenderBoardRequest.BoardOneofCase.BoardJson => BoardPage.ParseBoard(request.BoardJson),
-                _ => throw new ArgumentException("give a board name or a board file's JSON text: " + BoardFiles.AvailableText(boardsDirectory)),
-            };
-            var page = BoardPage.For(board);
-            var reply = new BoardPicture
-            {
-                Format = pdf ? BoardFormat.Pdf : BoardFormat.Png,
-                BoardName = board.Spec.Name,
-                BoardDescription = page.Description,
-                BoardWidthMm = page.BoardWidthMm,
-                BoardHeightMm = page.BoardHeightMm,
-                PageWidthMm = page.PageWidthMm,
-                PageHeightMm = page.PageHeightMm,
-                ScaleBarMm = page.ScaleBarMm,
-                PrintNote = page.PrintNote(pdf ? 0 : dpi),
-                MeasureHint = page.MeasureHint,
-            };
-            byte[] data;
-            if (pdf)
-            {
-                data = BoardPdf.Write(page);
-            }
-            else
-            {
-                data = page.ToPng(dpi, out var size);
-                reply.WidthPx = size.Width;
-                reply.HeightPx = size.Height;
-                reply.Dpi = dpi;
-            }
-            if (data.Length > MaxPictureBytes)
-            {
-                throw Invalid($"the {(pdf ? "PDF" : "PNG")} would be {data.Length / 1024} KiB, more than the {MaxPictureBytes / 1024} KiB a reply may carry: {(pdf ? "the board is too large" : "use a lower dpi or the PDF")}");
-            }
-            reply.Data = ByteString.CopyFrom(data);
-            return Task.FromResult(reply);
+            printout = BoardPrint.Render(source, format, request.Dpi);
         }
-        catch (ArgumentException e)
+        catch (BoardPrintException e)
         {
-            // Bad names, bad JSON (JsonException is one), unusable boards, dpi too high for the page.
-            var detail = e.ParamName is null ? e.Message : e.Message.Split(" (Parameter", 2)[0];
-            if (e is not ArgumentOutOfRangeException && !detail.Contains("available boards", StringComparison.Ordinal) && request.BoardCase != RenderBoardRequest.BoardOneofCase.Name)
-            {
-                detail += "; " + BoardFiles.AvailableText(boardsDirectory);
-            }
-            throw Invalid(detail);
+            throw Invalid(e.Message);
         }
+        var pdf = printout.Format == BoardPrintFormat.Pdf;
+        if (printout.Data.Length > MaxPictureBytes)
+        {
+            throw Invalid($"the {(pdf ? "PDF" : "PNG")} would be {printout.Data.Length / 1024} KiB, more than the {MaxPictureBytes / 1024} KiB a reply may carry: {(pdf ? "the board is too large" : "use a lower dpi or the PDF")}");
+        }
+        return Task.FromResult(ToProto(printout));
+    }
+
+    /// <summary>The reply of a rendered board (the console builds the same message from its own rendering of a local file).</summary>
+    private static BoardPicture ToProto(BoardPrintout p)
+    {
+        return new BoardPicture
+        {
+            Format = p.Format == BoardPrintFormat.Pdf ? BoardFormat.Pdf : BoardFormat.Png,
+            BoardName = p.BoardName,
+            BoardDescription = p.BoardDescription,
+            BoardWidthMm = p.BoardWidthMm,
+            BoardHeightMm = p.BoardHeightMm,
+            PageWidthMm = p.PageWidthMm,
+            PageHeightMm = p.PageHeightMm,
+            ScaleBarMm = p.ScaleBarMm,
+            PrintNote = p.PrintNote,
+            MeasureHint = p.MeasureHint,
+            WidthPx = p.WidthPx,
+            HeightPx = p.HeightPx,
+            Dpi = p.Dpi,
+            Data = ByteString.CopyFrom(p.Data),
+        };
     }
 
     private static string BoardsDirectory()

@@ -2,14 +2,16 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using Google.Protobuf;
 using SmpRobot.Contracts.V1;
+using SmpRobot.Vision;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
 /// <summary><c>smp board print BOARD (--png FILE | --pdf FILE) [--dpi N]</c>.</summary>
 internal static class BoardCommand
 {
-    /// <summary>Largest board file read (boards are a few hundred bytes; the controller takes 64 KiB).</summary>
+    /// <summary>Largest board file read (boards are a few hundred bytes; <see cref="BoardPrint.MaxBoardJsonChars"/> is the same 64 Ki).</summary>
     public const long MaxBoardFileBytes = 64 * 1024;
 
     /// <summary>Rendering a large board at a high dpi takes a few seconds on a small controller.</summary>
@@ -49,13 +51,20 @@ internal static class BoardCommand
             var isPdf = parse.GetValue(pdf) is not null;
             var path = (isPdf ? parse.GetValue(pdf) : parse.GetValue(png))!;
             OutputFile.Check(path);
-            var request = new RenderBoardRequest { Format = isPdf ? BoardFormat.Pdf : BoardFormat.Png, Dpi = parse.GetValue(dpi) ?? 0 };
             var boardArg = parse.GetValue(board)!;
-            if (IsLocalFile(boardArg)) request.BoardJson = ReadBoardFile(boardArg);
-            else request.Name = boardArg;
-
-            using var conn = ctx.Connect();
-            var picture = await conn.Camera.RenderBoardAsync(request, deadline: conn.Deadline(RenderTimeout), cancellationToken: ct);
+            BoardPicture picture;
+            if (IsLocalFile(boardArg))
+            {
+                // A board file on this computer is rendered here, with the controller's own function: no controller needed.
+                picture = ToPicture(RenderLocal(boardArg, isPdf, parse.GetValue(dpi) ?? 0));
+            }
+            else
+            {
+                // A bare name is a board of the controller's hardware/boards/ folder: that folder is the truth.
+                var request = new RenderBoardRequest { Format = isPdf ? BoardFormat.Pdf : BoardFormat.Png, Dpi = parse.GetValue(dpi) ?? 0, Name = boardArg };
+                using var conn = ctx.Connect();
+                picture = await conn.Camera.RenderBoardAsync(request, deadline: conn.Deadline(RenderTimeout), cancellationToken: ct);
+            }
             OutputFile.Write(path, picture.Data.Span);
             ctx.Result(Describe(picture, path), OutputFile.Json(picture, "data", path, picture.Data.Length));
             return ExitCodes.Success;
@@ -85,10 +94,51 @@ internal static class BoardCommand
 
     private static string Mm(double value) => Formatting.Number(value, "0.#");
 
-    /// <summary>An existing file given as a path (a bare board name is the controller's).</summary>
-    private static bool IsLocalFile(string arg) =>
-        (arg.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || arg.Contains('/', StringComparison.Ordinal) || arg.Contains(Path.DirectorySeparatorChar, StringComparison.Ordinal))
-        && File.Exists(arg);
+    /// <summary>
+    /// An existing file given as a path (a bare board name is the controller's). A path with a folder in it that
+    /// does not exist is refused (exit 2): it can never be a board name, and asking the controller would only
+    /// hide the typo behind "unknown board".
+    /// </summary>
+    private static bool IsLocalFile(string arg)
+    {
+        var hasFolder = arg.Contains('/', StringComparison.Ordinal) || arg.Contains(Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        if ((hasFolder || arg.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) && File.Exists(arg)) return true;
+        if (hasFolder) throw new CliException(ExitCodes.Usage, $"board file {arg} does not exist");
+        return false;
+    }
+
+    /// <summary>Renders a local board file in this process; a board that is not usable (or a bad dpi) → exit code 2, nothing written.</summary>
+    private static BoardPrintout RenderLocal(string path, bool pdf, int dpi)
+    {
+        var json = ReadBoardFile(path);
+        try
+        {
+            return BoardPrint.Render(BoardSource.FromJson(json), pdf ? BoardPrintFormat.Pdf : BoardPrintFormat.Png, dpi);
+        }
+        catch (BoardPrintException e)
+        {
+            throw new CliException(ExitCodes.Usage, $"cannot print board file {path}: {e.Message}");
+        }
+    }
+
+    /// <summary>The controller's reply for the same rendering (CameraService.RenderBoard maps it the same way), so text and --json keep one shape.</summary>
+    internal static BoardPicture ToPicture(BoardPrintout p) => new()
+    {
+        Format = p.Format == BoardPrintFormat.Pdf ? BoardFormat.Pdf : BoardFormat.Png,
+        BoardName = p.BoardName,
+        BoardDescription = p.BoardDescription,
+        BoardWidthMm = p.BoardWidthMm,
+        BoardHeightMm = p.BoardHeightMm,
+        PageWidthMm = p.PageWidthMm,
+        PageHeightMm = p.PageHeightMm,
+        ScaleBarMm = p.ScaleBarMm,
+        PrintNote = p.PrintNote,
+        MeasureHint = p.MeasureHint,
+        WidthPx = p.WidthPx,
+        HeightPx = p.HeightPx,
+        Dpi = p.Dpi,
+        Data = ByteString.CopyFrom(p.Data),
+    };
 
     private static string ReadBoardFile(string path)
     {
@@ -105,7 +155,7 @@ internal static class BoardCommand
     }
 }
 
-/// <summary>Files the CLI writes (pictures): checked before the controller does any work, written whole.</summary>
+/// <summary>Files the CLI writes (pictures): checked before any rendering (here or on the controller), written whole.</summary>
 internal static class OutputFile
 {
     /// <summary>Refuses (exit code 2) a path that cannot be a new or replaced file: bad, a folder, or in a missing folder.</summary>

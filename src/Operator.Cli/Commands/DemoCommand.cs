@@ -1,12 +1,15 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text;
+using Grpc.Core;
 using SmpRobot.Contracts.V1;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
 /// <summary>
 /// <c>smp demo</c>: starts a controller process on the simulated gantry, runs a plan exactly as <c>smp run</c>,
-/// then stops the controller.
+/// then stops the controller. Its data folder is removed after a clean end; otherwise it is kept and the demo says
+/// how to bring that controller back on it (the advice to resolve and resume must be one the operator can follow).
 /// </summary>
 internal static class DemoCommand
 {
@@ -48,15 +51,22 @@ internal static class DemoCommand
         };
         var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
         var plan = new Option<string?>("--plan") { Description = "Plan file (default: hardware/" + DefaultPlan + ")", HelpName = "FILE" };
+        var keep = new Option<bool>("--keep")
+        {
+            Description = "Keep the demo's data folder (database and log) even after a completed session, and print how to start its controller again",
+        };
         var command = new Command("demo", "Start a controller on the simulated gantry, run a plan as 'smp run' does "
             + "(e / Esc / Ctrl+C = EMERGENCY STOP, space = pause/resume), then stop the controller. The controller is "
-            + "$SMP_CONTROLLER_EXE or smp-controller next to smp; its log goes to a new temporary folder.")
+            + "$SMP_CONTROLLER_EXE or smp-controller next to smp; its data and log go to a new folder $TMPDIR/smp-demo-*, "
+            + "removed after a session COMPLETED with nothing in doubt; otherwise (or with --keep) it is kept and the demo "
+            + "prints how to start that controller again to resolve and resume the session.")
         {
             dots,
             camera,
             timeScale,
             noUi,
             plan,
+            keep,
         };
         // Validated in the action: option defaults are not applied yet when command validators run.
         app.Bind(command, async (ctx, parse, ct) =>
@@ -76,7 +86,11 @@ internal static class DemoCommand
                 $"cannot find smp-controller: set SMP_CONTROLLER_EXE or install it next to smp ({ctx.Host.BaseDirectory})");
             ControllerProcess.EnsurePortFree(ctx.Controller);
 
-            var dataDir = Directory.CreateTempSubdirectory("smp-demo-").FullName;
+            // Folders of earlier demos that were not kept and whose demo no longer runs (a console killed mid-demo).
+            var stale = DemoFolder.RemoveStale(Path.GetTempPath());
+            if (stale.Count > 0) ctx.Info($"removed {stale.Count} data folder(s) left by earlier demos that no longer run and were not kept: {string.Join(", ", stale)}");
+            var folder = DemoFolder.Create(DemoProcess.Current());
+            var dataDir = folder.Path;
             var logPath = Path.Combine(dataDir, "controller.log");
             var url = ctx.Controller.ToString().TrimEnd('/');
             string[] args =
@@ -87,16 +101,28 @@ internal static class DemoCommand
                 "--data", dataDir,
                 "--urls", url,
             ];
-            ctx.Info($"starting {exe} on the simulated gantry at {url} (log: {logPath})");
-            await using var controller = ControllerProcess.Start(exe, args, logPath);
+            ctx.Info($"starting {exe} on the simulated gantry at {url} (data and log: {dataDir})");
+            ControllerProcess controller;
             try
             {
+                controller = ControllerProcess.Start(exe, args, logPath);
+            }
+            catch (CliException)
+            {
+                folder.Remove(); // nothing ran on it: nothing to keep
+                throw;
+            }
+            int? exitCode = null;
+            try
+            {
+                folder.SetController(controller.Identity);
                 using (var probe = ctx.Connect())
                 {
                     await controller.WaitUntilReadyAsync(probe, ctx.Host.Time, ReadyTimeout, ct);
                 }
                 await CalibrateIfNeededAsync(ctx, ct);
-                return await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct);
+                exitCode = await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct);
+                return exitCode.Value;
             }
             catch (CliException e) when (e.ExitCode == ExitCodes.Failure && !e.Message.Contains(logPath, StringComparison.Ordinal))
             {
@@ -104,11 +130,23 @@ internal static class DemoCommand
             }
             finally
             {
-                // A stop sequence still under way (an e-stop from another terminal, one that outlasted the console's
-                // wait) must finish before its controller goes: stopping the controller would cut it short.
-                await WaitForStopSequenceAsync(ctx, controller);
-                var code = await controller.StopAsync();
-                ctx.Info($"controller stopped (exit code {code?.ToString(CultureInfo.InvariantCulture) ?? "?"}); log: {logPath}");
+                IReadOnlyList<Session>? sessions = null;
+                try
+                {
+                    // A stop sequence still under way (an e-stop from another terminal, one that outlasted the console's
+                    // wait) must finish before its controller goes: stopping the controller would cut it short.
+                    await WaitForStopSequenceAsync(ctx, controller);
+                    sessions = await ReadSessionsAsync(ctx, controller);
+                    var code = await controller.StopAsync();
+                    ctx.Info($"controller stopped (exit code {code?.ToString(CultureInfo.InvariantCulture) ?? "?"}); log: {logPath}");
+                }
+                finally
+                {
+                    // Once more if the stop above was cut short by an error: the folder may only go once the controller is gone.
+                    var stopped = await StopQuietlyAsync(controller);
+                    await controller.DisposeAsync();
+                    Conclude(ctx, folder, new DemoEnd(parse.GetValue(keep), exitCode, sessions, stopped), exe, args, url);
+                }
             }
         });
         return command;
@@ -129,6 +167,141 @@ internal static class DemoCommand
         var (last, _) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, status);
         ctx.Info(last is null ? "the controller no longer answers the safety status" : StopSequence.Verdict(last).Text);
     }
+
+    /// <summary>Stops the controller (a no-op when it already exited); true once it has exited.</summary>
+    private static async Task<bool> StopQuietlyAsync(ControllerProcess controller)
+    {
+        try
+        {
+            await controller.StopAsync();
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or System.ComponentModel.Win32Exception)
+        {
+            // Reported below as a controller that did not stop.
+        }
+        return controller.HasExited;
+    }
+
+    /// <summary>The sessions of the demo's controller, read before it stops (short deadline); null when it does not answer.</summary>
+    private static async Task<IReadOnlyList<Session>?> ReadSessionsAsync(CommandContext ctx, ControllerProcess controller)
+    {
+        if (controller.HasExited) return null;
+        using var conn = ctx.Connect();
+        try
+        {
+            // Not the command's token: after Ctrl+C it is cancelled, and this answer decides whether the folder is kept.
+            var reply = await conn.Sessions.ListAsync(new ListSessionsRequest(), deadline: conn.Deadline(TimeSpan.FromSeconds(5)));
+            return [.. reply.Sessions];
+        }
+        catch (RpcException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>How a demo ended, as far as keeping its folder goes.</summary>
+    /// <param name="KeepAsked">--keep was given.</param>
+    /// <param name="ExitCode">The session's exit code; null when the demo failed or was interrupted before it ended.</param>
+    /// <param name="Sessions">The controller's sessions after the end; null when they could not be read.</param>
+    /// <param name="ControllerStopped">The controller process has exited.</param>
+    internal sealed record DemoEnd(bool KeepAsked, int? ExitCode, IReadOnlyList<Session>? Sessions, bool ControllerStopped)
+    {
+        /// <summary>Why the folder is kept, or null when it may go: only a clean end (every session COMPLETED, nothing in doubt, exit 0) loses nothing.</summary>
+        public string? KeepReason()
+        {
+            if (!ControllerStopped) return "its controller did not stop";
+            if (KeepAsked) return "--keep";
+            if (ExitCode is null) return "the demo did not finish";
+            if (Sessions is null) return "the controller's sessions could not be read at the end";
+            var open = Sessions.FirstOrDefault(s => s.State != SessionState.Completed || (s.Dots?.InDoubt ?? 0) > 0);
+            if (open is not null) return $"session {open.Id} ended {Formatting.StateName(open.State)}{((open.Dots?.InDoubt ?? 0) > 0 ? $" with {open.Dots!.InDoubt} dot(s) in doubt" : "")}";
+            if (ExitCode != ExitCodes.Success) return $"the demo ended with exit code {ExitCode}";
+            return Sessions.Count == 0 ? "no session ran" : null;
+        }
+    }
+
+    /// <summary>After the controller stopped: removes the folder after a clean end, else marks it kept and says how to go on with it.</summary>
+    private static void Conclude(CommandContext ctx, DemoFolder folder, DemoEnd end, string exe, IReadOnlyList<string> args, string url)
+    {
+        var reason = end.KeepReason();
+        if (reason is null)
+        {
+            try
+            {
+                folder.Remove();
+                ctx.Info($"removed the demo's data folder {folder.Path}: the session completed with nothing in doubt (--keep keeps it)");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                ctx.Info($"could not remove the demo's data folder {folder.Path}: {e.Message}");
+            }
+            return;
+        }
+        try
+        {
+            folder.MarkKept(reason);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            ctx.Info($"note: could not mark {folder.Path} as kept ({e.Message}); a later demo may remove it");
+        }
+        ctx.Info(KeptText(folder.Path, reason, end, exe, args, url, CliCommands.ControllerArg(ctx)));
+    }
+
+    /// <summary>
+    /// The kept folder's advice: the exact command line that starts the demo's controller again on its folder, then the
+    /// commands to use against it for the sessions that did not complete (resolve the dots in doubt, home, resume).
+    /// </summary>
+    internal static string KeptText(string dataDir, string reason, DemoEnd end, string exe, IReadOnlyList<string> args, string url, string? controllerArg)
+    {
+        var target = string.IsNullOrEmpty(controllerArg) ? "" : " " + controllerArg;
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"kept the demo's data folder {dataDir} ({reason}).");
+        if (!end.ControllerStopped)
+        {
+            sb.AppendLine().Append(CultureInfo.InvariantCulture, $"Its controller still runs at {url}: stop it before starting another on this folder.");
+        }
+        sb.AppendLine().Append("To go on with it, start its controller again on that folder (in another terminal; Ctrl+C there stops it):");
+        sb.AppendLine().Append("  ").Append(string.Join(' ', new[] { exe }.Concat(args).Select(ShellWord)));
+        var open = end.Sessions?.Where(s => s.State != SessionState.Completed && s.State != SessionState.Aborted).ToList() ?? [];
+        if (open.Count > 0)
+        {
+            sb.AppendLine().Append("then, against it:");
+            foreach (var s in open)
+            {
+                var inDoubt = s.Dots?.InDoubt ?? 0;
+                if (inDoubt > 0)
+                {
+                    var ids = s.InDoubt.Select(d => d.DotId).ToList();
+                    var dots = ids.Count == inDoubt && ids.Count <= 5 ? string.Concat(ids.Select(id => " --dot " + id)) : " --all-in-doubt";
+                    sb.AppendLine().Append(CultureInfo.InvariantCulture, $"  inspect the skin, then ONE of:");
+                    foreach (var resolution in new[] { "placed", "redo", "skip" })
+                    {
+                        sb.AppendLine().Append(CultureInfo.InvariantCulture, $"    smp session resolve {s.Id}{dots} --as {resolution}{target}");
+                    }
+                }
+                sb.AppendLine().Append(CultureInfo.InvariantCulture, $"  smp machine home{target}");
+                sb.AppendLine().Append(CultureInfo.InvariantCulture, $"  smp session resume {s.Id}{target}");
+            }
+        }
+        else if (end.Sessions is { Count: > 0 } all)
+        {
+            sb.AppendLine().Append("then, against it:");
+            foreach (var s in all) sb.AppendLine().Append(CultureInfo.InvariantCulture, $"  smp session show {s.Id}{target}");
+        }
+        else
+        {
+            sb.AppendLine().Append(CultureInfo.InvariantCulture, $"then, against it: smp sessions{target}");
+        }
+        sb.AppendLine().Append(CultureInfo.InvariantCulture, $"Later demos leave it alone; remove it when done: rm -r {ShellWord(dataDir)}");
+        return sb.ToString();
+    }
+
+    /// <summary><paramref name="word"/> as one POSIX shell word: as is when plain, else in single quotes.</summary>
+    internal static string ShellWord(string word) =>
+        word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/' or ':' or '=' or '@' or '%' or '+' or ',')
+            ? word
+            : "'" + word.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
     /// <summary>Reads the plan (size-checked) and keeps its first <paramref name="dots"/> dots when given.</summary>
     public static string LoadPlan(string path, int? dots)

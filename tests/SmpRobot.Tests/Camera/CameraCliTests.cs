@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using OpenCvSharp;
+using SmpRobot.Contracts.V1;
 using SmpRobot.Operator.Cli;
 using SmpRobot.Tests.Cli;
 using SmpRobot.Vision;
@@ -57,17 +58,31 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         Assert.Equal((int)Math.Round((double)obj["pageHeightMm"]! * 300 / 25.4), size.Height);
     }
 
-    [Fact]
-    public async Task Board_print_sends_a_local_board_file()
+    [Theory]
+    [InlineData("--pdf", 0)]
+    [InlineData("--png", 300)]
+    public async Task Board_print_renders_a_local_board_file_here_exactly_as_the_controller_would(string flag, int dpi)
     {
         var board = Out("mine.json");
-        File.WriteAllText(board, "{ \"name\": \"mine\", \"squaresX\": 4, \"squaresY\": 3, \"squareMm\": 8, \"markerMm\": 6 }");
-        var file = Out("mine.pdf");
-        var (code, stdout, stderr) = await CliRunner.RunAsync(CliRunner.IsolatedHost(), hosts.Fixed.Args("board", "print", board, "--pdf", file));
-
+        const string json = "{ \"name\": \"mine\", \"squaresX\": 4, \"squaresY\": 3, \"squareMm\": 8, \"markerMm\": 6 }";
+        File.WriteAllText(board, json);
+        var file = Out("mine" + flag.Replace("--", ".", StringComparison.Ordinal));
+        string[] args = dpi > 0 ? ["board", "print", board, flag, file, "--dpi", dpi.ToString(System.Globalization.CultureInfo.InvariantCulture), "--json"] : ["board", "print", board, flag, file, "--json"];
+        var (code, stdout, stderr) = await CliRunner.RunAsync(CliRunner.IsolatedHost(), hosts.Fixed.Args(args));
         Assert.True(code == ExitCodes.Success, stderr);
-        Assert.Contains("mine: DICT_4X4_50, 4 x 3 squares of 8 mm", stdout, StringComparison.Ordinal);
-        Assert.True(File.Exists(file));
+
+        // The controller's reply for the same board text: the console's JSON is that reply, field for field, and the same bytes.
+        var host = hosts.Fixed;
+        var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = flag == "--pdf" ? BoardFormat.Pdf : BoardFormat.Png, Dpi = dpi },
+            deadline: host.Deadline());
+        var expected = JsonOutput.Message(reply);
+        expected.Remove("data");
+        var actual = SingleJsonObject(stdout);
+        Assert.Equal(file, (string)actual["file"]!);
+        Assert.Equal(reply.Data.Length, (int)actual["bytes"]!);
+        foreach (var key in new[] { "file", "bytes", "exitCode" }) actual.Remove(key);
+        Assert.Equal(expected.ToJsonString(), actual.ToJsonString());
+        Assert.Equal(reply.Data.ToByteArray(), File.ReadAllBytes(file));
     }
 
     [Fact]

@@ -37,8 +37,11 @@ public class EndToEndTests
     public async Task Demo_by_default_follows_a_swaying_head_with_the_synthetic_camera()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
-        await using var smp = RealProcess.Start("smp", "demo", "--dots", "6", "--no-ui", "--json", "--controller", url);
+        // Its own temporary folder: a dot left in doubt keeps the demo's data folder, which must not pile up in /tmp.
+        var tmp = Directory.CreateTempSubdirectory("smp-e2e-demo-tmp-");
+        await using var smp = RealProcess.StartWith(DemoFolderEndToEndTests.TempDirEnvironment(tmp.FullName), "smp", "demo", "--dots", "6", "--no-ui", "--json", "--controller", url);
         var code = await smp.ExitCodeAsync(Timeout);
+        tmp.Delete(recursive: true);
 
         var json = JsonDocument.Parse(smp.Stdout).RootElement;
         var tracking = json.GetProperty("tracking");
@@ -359,7 +362,8 @@ public class ConsoleTruthEndToEndTests
     public async Task Pressing_e_in_the_demo_stops_it_and_the_summary_says_latched_with_the_stop_steps()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
-        await using var demo = RealProcess.StartInTerminal("smp", "demo", "--dots", "400", "--camera", "none", "--time-scale", "20", "--controller", url);
+        var tmp = Directory.CreateTempSubdirectory("smp-e2e-demo-tmp-");
+        await using var demo = RealProcess.StartInTerminalWith(DemoFolderEndToEndTests.TempDirEnvironment(tmp.FullName), "smp", "demo", "--dots", "400", "--camera", "none", "--time-scale", "20", "--controller", url);
         // The live view shows dots being placed: press e mid-session.
         await demo.WaitForLineAsync(l => l.Contains(" placed (", StringComparison.Ordinal) && !l.Contains(" 0/400", StringComparison.Ordinal), Timeout);
         demo.Press("e");
@@ -375,6 +379,12 @@ public class ConsoleTruthEndToEndTests
         Assert.Contains("Needle    off;", output, StringComparison.Ordinal);
         // The terminal bell rang as the session started needing the operator.
         Assert.Contains('\a', output);
+        // The demo keeps its data folder and names the controller line that reaches it again.
+        var folder = Assert.Single(Directory.GetDirectories(tmp.FullName, "smp-demo-*"));
+        Assert.Contains($"kept the demo's data folder {folder} (session ", output, StringComparison.Ordinal);
+        Assert.Contains($" --gantry sim --camera none --time-scale 20 --data {folder} --urls {url}", output, StringComparison.Ordinal);
+        Assert.Contains("smp session resume ", output, StringComparison.Ordinal);
+        tmp.Delete(recursive: true);
     }
 
     [Fact]

@@ -24,7 +24,10 @@ internal sealed class RealProcess : IAsyncDisposable
     public static string ExecutablePath(string exe) => Path.Combine(TestProfiles.RepoRoot, "src", exe == "smp" ? "Operator.Cli" : "Controller", "bin", Configuration, "net10.0", exe);
 
     /// <summary>Starts <paramref name="exe"/> (smp or smp-controller from the test output) with the project's hardware folder.</summary>
-    public static RealProcess Start(string exe, params string[] args)
+    public static RealProcess Start(string exe, params string[] args) => StartWith(null, exe, args);
+
+    /// <summary>As <see cref="Start"/>, with <paramref name="environment"/> set in the child (e.g. its own TMPDIR).</summary>
+    public static RealProcess StartWith(IReadOnlyDictionary<string, string>? environment, string exe, params string[] args)
     {
         var info = new ProcessStartInfo(exe.StartsWith('/') ? exe : ExecutablePath(exe))
         {
@@ -37,6 +40,7 @@ internal sealed class RealProcess : IAsyncDisposable
         info.Environment["SMP_HARDWARE_DIR"] = Path.Combine(TestProfiles.RepoRoot, "hardware");
         info.Environment["SMP_CONTROLLER_EXE"] = ExecutablePath("smp-controller");
         info.Environment.Remove("SMP_CONTROLLER");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var rp = new RealProcess(process);
         process.OutputDataReceived += (_, e) => rp.OnLine(e.Data, rp._stdout);
@@ -52,10 +56,13 @@ internal sealed class RealProcess : IAsyncDisposable
     /// <c>script</c> (Debian's essential bsdutils) gives it the pty and forwards what <see cref="Press"/>
     /// writes as keys. Output lines arrive with the terminal's escape sequences removed.
     /// </summary>
-    public static RealProcess StartInTerminal(string exe, params string[] args)
+    public static RealProcess StartInTerminal(string exe, params string[] args) => StartInTerminalWith(null, exe, args);
+
+    /// <summary>As <see cref="StartInTerminal"/>, with <paramref name="environment"/> set in the child.</summary>
+    public static RealProcess StartInTerminalWith(IReadOnlyDictionary<string, string>? environment, string exe, params string[] args)
     {
         var command = string.Join(' ', new[] { ExecutablePath(exe) }.Concat(args).Select(a => "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'"));
-        var rp = Start("/usr/bin/script", "-qfec", command, "/dev/null");
+        var rp = StartWith(environment, "/usr/bin/script", "-qfec", command, "/dev/null");
         rp._stripTerminal = true;
         return rp;
     }
