@@ -30,10 +30,12 @@ internal static class MotionCall
         var before = await conn.Safety.GetSafetyStatusAsync(new GetSafetyStatusRequest(), deadline: conn.Deadline(PreflightTimeout), cancellationToken: ct).ConfigureAwait(false);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var interrupted = 0;
+        // In a terminal the progress line is rewritten in place: a message first clears it.
+        void Say(string message) => ctx.Info(ctx.Host.StdoutIsTerminal && !ctx.Json ? "\r\u001b[K" + message : message);
         using var subscription = ctx.Host.Interrupts?.Subscribe(() =>
         {
             if (Interlocked.Exchange(ref interrupted, 1) != 0) return;
-            ctx.Info($"Ctrl+C: stopping {what} (the controller stops the motion)…");
+            Say($"Ctrl+C: stopping {what} (the controller stops the motion)…");
             stop.Cancel();
         });
         // In a terminal the keys are read as during a session: e / Esc = emergency stop, Ctrl+C (a key in raw mode) = stop.
@@ -47,14 +49,14 @@ internal static class MotionCall
                 {
                     if (Interlocked.Exchange(ref interrupted, 1) == 0)
                     {
-                        ctx.Info($"Ctrl+C: stopping {what} (the controller stops the motion)…");
+                        Say($"Ctrl+C: stopping {what} (the controller stops the motion)…");
                         stop.Cancel();
                     }
                 }
                 else if ((key.Key == ConsoleKey.Escape || key.KeyChar is 'e' or 'E') && emergencyStop is null)
                 {
                     var how = key.Key == ConsoleKey.Escape ? "Esc key" : "e key";
-                    ctx.Info($"EMERGENCY STOP ({how})");
+                    Say($"EMERGENCY STOP ({how})");
                     emergencyStop = conn.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "smp console (" + how + ")", Reason = $"operator pressed {how} during {what}" },
                         deadline: conn.Deadline(ControllerConnection.EmergencyStopTimeout)).ResponseAsync;
                 }
@@ -62,6 +64,8 @@ internal static class MotionCall
             : null;
         if (keys is not null) ctx.Info($"{what}: e / Esc = EMERGENCY STOP, Ctrl+C stops it");
         else if (subscription is not null) ctx.Info($"{what}: Ctrl+C stops it, `smp estop` from any terminal is the emergency stop");
+        using var progressStop = new CancellationTokenSource();
+        var progress = ctx.Json ? Task.CompletedTask : ProgressLoopAsync(ctx, conn, progressStop.Token);
         try
         {
             var result = await call(stop.Token).ConfigureAwait(false);
@@ -85,9 +89,85 @@ internal static class MotionCall
         }
         finally
         {
+            await progressStop.CancelAsync().ConfigureAwait(false);
+            await progress.ConfigureAwait(false);
             await keysStop.CancelAsync().ConfigureAwait(false);
             if (keys is not null) await keys.ConfigureAwait(false);
         }
+    }
+
+    /// <summary>How often the progress line is written: rewritten in place in a terminal, a new line otherwise.</summary>
+    private static readonly TimeSpan ProgressInTerminalEvery = TimeSpan.FromMilliseconds(500);
+
+    private static readonly TimeSpan ProgressLineEvery = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// While the call runs: the controller's machine status stream (its activity: stops done / total, the step,
+    /// the gantry state) as one progress line on stderr. Never throws; the line is cleared when it ends.
+    /// </summary>
+    private static async Task ProgressLoopAsync(CommandContext ctx, ControllerConnection conn, CancellationToken ct)
+    {
+        var inPlace = ctx.Host.StdoutIsTerminal;
+        var every = inPlace ? ProgressInTerminalEvery : ProgressLineEvery;
+        long? last = null;
+        var written = false;
+        try
+        {
+            using var watch = conn.Machine.WatchStatus(new WatchMachineStatusRequest(), cancellationToken: ct);
+            while (await watch.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                var m = watch.ResponseStream.Current;
+                if (m.Activity is null) continue;
+                var now = ctx.Host.Time.GetTimestamp();
+                if (last is { } before && ctx.Host.Time.GetElapsedTime(before, now) < every) continue;
+                last = now;
+                var text = ProgressText(m, ctx.Host.Time.GetLocalNow());
+                if (inPlace) ctx.Stderr.Write("\r\u001b[K" + text);
+                else ctx.Stderr.WriteLine(text);
+                written = true;
+            }
+        }
+        catch (RpcException)
+        {
+            // Cancelled as the call ends, or the stream is not available: the call's own outcome is what counts.
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            if (inPlace && written) ctx.Stderr.Write("\r\u001b[K");
+        }
+    }
+
+    /// <summary>
+    /// "gantry calibration · stop 4 of 15 · 12 s · ETA 14:32:10 (33 s left) · stop 5: moving … · gantry Run x … y … z …":
+    /// elapsed on the controller's clock (its status time minus the activity's start), the ETA from the mean time per
+    /// step so far, in this computer's wall time.
+    /// </summary>
+    public static string ProgressText(MachineStatus m, DateTimeOffset localNow)
+    {
+        var a = m.Activity;
+        var parts = new List<string> { a.Name };
+        var elapsedS = m.At is not null && a.StartedAt is not null ? Math.Max(0, (m.At.ToDateTimeOffset() - a.StartedAt.ToDateTimeOffset()).TotalSeconds) : double.NaN;
+        if (a.StepsTotal > 0) parts.Add($"{a.StepsDone}/{a.StepsTotal} done");
+        if (double.IsFinite(elapsedS)) parts.Add(Formatting.Duration(elapsedS) + " elapsed");
+        if (a.StepsTotal > 0 && a.StepsDone > 0 && double.IsFinite(elapsedS))
+        {
+            var leftS = elapsedS / a.StepsDone * (a.StepsTotal - a.StepsDone);
+            parts.Add($"ETA {localNow.AddSeconds(leftS).ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)} ({Formatting.Duration(leftS)} left)");
+        }
+        else if (a.StepsTotal > 0)
+        {
+            parts.Add("ETA after the first step");
+        }
+        if (!string.IsNullOrEmpty(a.Step)) parts.Add(a.Step);
+        var p = m.Position;
+        // grbl answers no status query during its homing cycle: the last report is from before it, so none is shown.
+        parts.Add(a.Name == "homing"
+            ? "no position reports during the homing cycle"
+            : $"gantry {(string.IsNullOrEmpty(m.State) ? "?" : m.State)}" + (p is null ? "" : $" x {Formatting.Mm(p.XMm)} y {Formatting.Mm(p.YMm)} z {Formatting.Mm(p.ZMm)}"));
+        return string.Join(" · ", parts);
     }
 
     /// <summary>The outcome of an e-stop key during <paramref name="what"/>: its answer first (bounded by its deadline), then the latch as the controller reports it.</summary>

@@ -181,10 +181,14 @@ public sealed class CalibrationProcedures(
         var observations = new List<MarkerObservation>();
         var skipped = new List<string>();
         var position = (await client.QueryStatusAsync(ct)).MachinePosition;
+        using var activity = gantry.Activity.Begin("gantry calibration", stops.Count);
         foreach (var stop in stops)
         {
+            activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
             position = await MoveAsync(client, position, stop, ct);
+            activity.Doing($"stop {activity.Progress.StepsDone + 1}: measuring the marker");
             var pose = MeasurePose(camera, estimator);
+            activity.StepDone();
             if (pose is null)
             {
                 skipped.Add($"no marker pose at {position}");
@@ -203,10 +207,14 @@ public sealed class CalibrationProcedures(
             {
                 using var plateEstimator = new BoardPoseEstimator(touchPlate.PlateBoard, RequireIntrinsics(camera));
                 var platePose = MeasurePose(camera, plateEstimator) ?? throw Precondition("the touch plate is not in view: no tip touch-off possible");
-                foreach (var point in touchPlate.TouchPoints())
+                var touchPoints = touchPlate.TouchPoints().ToList();
+                activity.SetTotal(stops.Count + touchPoints.Count);
+                foreach (var point in touchPoints)
                 {
+                    activity.Doing($"tip touch-off {activity.Progress.StepsDone - stops.Count + 1} of {touchPoints.Count}");
                     position = await MoveAsync(client, position, _program.Grid.Quantise(point.GantryMm), ct);
                     touches.Add(new TipTouch(position, platePose.Apply(touchPlate.PlateBoard.CornerInHead(point.CornerId))));
+                    activity.StepDone();
                 }
                 position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
             }
@@ -287,12 +295,16 @@ public sealed class CalibrationProcedures(
         var position = (await client.QueryStatusAsync(ct)).MachinePosition;
         var cameraPoints = new List<Vec3>();
         var gantryPoints = new List<Vec3>();
-        foreach (var stop in DriftCheck.SuggestedPoints(volume.Min, volume.Max).Select(_program.Grid.Quantise))
+        var driftStops = DriftCheck.SuggestedPoints(volume.Min, volume.Max).Select(_program.Grid.Quantise).ToList();
+        using var activity = gantry.Activity.Begin("drift check", driftStops.Count);
+        foreach (var stop in driftStops)
         {
+            activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
             position = await MoveAsync(client, position, stop, ct);
             var pose = MeasurePose(camera, estimator) ?? throw Precondition($"no marker pose with the tip at {position}: is the marker on the head and in view?");
             cameraPoints.Add(pose.Apply(data.TipInMarker));
             gantryPoints.Add(position);
+            activity.StepDone();
         }
         var result = DriftCheck.Check(gantryFromCamera, cameraPoints, gantryPoints, toleranceMm);
         ledger.Audit(null, result.Passed ? "drift-check-passed" : "drift-check-failed", $"calibration {current.Id}: {result.Summary}");

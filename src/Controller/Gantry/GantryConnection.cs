@@ -29,12 +29,16 @@ public sealed class GantryConnection : IAsyncDisposable
         Description = description;
         Profile = profile;
         _time = timeProvider;
+        Activity = new MachineActivity(timeProvider);
         TimeScale = timeScale;
         _log = log;
     }
 
     public string Description { get; }
     public MachineProfile Profile { get; }
+
+    /// <summary>The operation moving the machine outside a session (homing, jog, calibration), with its progress; shown in the machine status.</summary>
+    public MachineActivity Activity { get; }
     /// <summary>Simulated seconds per wall second; 1 on real hardware.</summary>
     public double TimeScale { get; }
 
@@ -168,6 +172,7 @@ public sealed class GantryConnection : IAsyncDisposable
     {
         if (IsChecking) throw new InvalidOperationException("a program is being checked in check mode; home afterwards");
         var client = RequireClient();
+        using var activity = Activity.Begin("homing");
         _homed = false;
         // grbl does not answer status queries during the homing cycle: polling would read that as a dead link.
         await client.StopStatusPollingAsync();

@@ -114,6 +114,17 @@ internal static class Mapping
             GarbledStatusReports = (ulong)Math.Max(0, gantry.GarbledStatusReports),
             LastGarbledStatus = client?.LastGarbledStatus ?? "",
         };
+        if (gantry.Activity.Current is { } activity)
+        {
+            proto.Activity = new Contracts.V1.MachineActivity
+            {
+                Name = activity.Name,
+                StepsDone = activity.StepsDone,
+                StepsTotal = activity.StepsTotal,
+                StartedAt = Timestamp.FromDateTimeOffset(activity.StartedAt),
+                Step = activity.Step,
+            };
+        }
         if (status is not null)
         {
             proto.Position = new Position { XMm = status.MachinePosition.X, YMm = status.MachinePosition.Y, ZMm = status.MachinePosition.Z };

@@ -431,6 +431,7 @@ public sealed class SessionManager : IAsyncDisposable
         }
         var feed = feedMmPerMin > 0 ? feedMmPerMin : _profile.TravelFeedMmPerMin;
         var client = _gantry.RequireClient();
+        using var activity = _gantry.Activity.Begin("jog", 1);
         var status = await client.QueryStatusAsync(cancellationToken);
         var grid = new StepGrid(_profile.StepsPerMm);
         var target = grid.Quantise(status.MachinePosition + deltaMm);

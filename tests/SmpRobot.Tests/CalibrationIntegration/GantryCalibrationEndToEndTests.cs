@@ -25,7 +25,36 @@ public sealed class GantryCalibrationEndToEndTests
         await c.HomeAsync();
         var truth = c.Camera.Truth;
 
+        // The machine status carries the calibration's progress while it runs (the console's progress line reads it).
+        using var watchCts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var seen = new List<Contracts.V1.MachineActivity>();
+        var watching = Task.Run(async () =>
+        {
+            using var watch = c.Machine.WatchStatus(new WatchMachineStatusRequest(), cancellationToken: watchCts.Token);
+            try
+            {
+                while (await watch.ResponseStream.MoveNext(watchCts.Token))
+                {
+                    if (watch.ResponseStream.Current.Activity is { } a) lock (seen) seen.Add(a);
+                }
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+            }
+        });
         var reply = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2, Notes = "end-to-end test" }, deadline: c.Deadline);
+        await watchCts.CancelAsync();
+        await watching.WaitAsync(TimeSpan.FromSeconds(10));
+        lock (seen)
+        {
+            Assert.NotEmpty(seen);
+            Assert.All(seen, a => Assert.Equal("gantry calibration", a.Name));
+            Assert.True(seen.Max(a => a.StepsTotal) > 25, "the tip touch-offs are counted after the 25 stops");
+            for (var i = 1; i < seen.Count; i++) Assert.True(seen[i].StepsDone >= seen[i - 1].StepsDone, "stops done went backwards");
+            Assert.True(seen[^1].StepsDone > seen[0].StepsDone, "the progress did not advance");
+            Assert.Contains(seen, a => a.Step.Contains("moving to", StringComparison.Ordinal));
+        }
+        Assert.Null((await c.Machine.GetStatusAsync(new GetMachineStatusRequest())).Activity);
 
         Assert.True(reply.Calibration.Valid, string.Join("; ", reply.Warnings));
         Assert.True(reply.Applied);

@@ -3,7 +3,7 @@ using SmpRobot.Controller.Storage;
 
 namespace SmpRobot.Tests.CalibrationIntegration;
 
-/// <summary>A ledger written by the first controller (schema version 1) is migrated to version 2 in place, keeping its sessions.</summary>
+/// <summary>A ledger written by the first controller (schema version 1) is migrated in place to the current version (2: calibrations, 3: hold tallies), keeping its sessions.</summary>
 public sealed class LedgerMigrationTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("smp-migrate-").FullName;
@@ -38,6 +38,7 @@ public sealed class LedgerMigrationTests : IDisposable
             Assert.Equal(("old plan", SessionPhase.Completed, 12.5), (old.PlanName, old.Phase, old.ElapsedSeconds));
             Assert.Null(old.CalibrationId);
             Assert.Null(old.OverrideReason);
+            Assert.Equal(HoldTally.None, old.Holds);
             var saved = store.SaveCalibration(CalibrationKind.Gantry, "synthetic@1280x720", "sim", "test", "{}", "{}", 0.01, double.NaN, 0.02, 20, "", valid: true);
             store.RecordSessionCalibration("s-old", saved.Id, null, null);
             Assert.Equal(saved.Id, store.FindSession("s-old")!.CalibrationId);
@@ -49,7 +50,9 @@ public sealed class LedgerMigrationTests : IDisposable
         using var versions = check.CreateCommand();
         versions.CommandText = "SELECT MAX(version) FROM schema_version";
         Assert.Equal((long)LedgerStore.SchemaVersion, versions.ExecuteScalar());
-        Assert.Equal(2, LedgerStore.SchemaVersion);
+        Assert.Equal(3, LedgerStore.SchemaVersion);
+        versions.CommandText = "SELECT group_concat(version) FROM (SELECT version FROM schema_version ORDER BY version)";
+        Assert.Equal("1,2,3", versions.ExecuteScalar());
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);

@@ -140,3 +140,36 @@ public class SessionViewTests
     public void Progress_bar_fills_proportionally(int done, int total, string expected) =>
         Assert.Equal(expected, SessionView.Bar(done, total, 10));
 }
+
+public class MotionProgressTests
+{
+    private static readonly DateTimeOffset Start = new(2026, 12, 3, 14, 0, 0, TimeSpan.Zero);
+
+    private static MachineStatus Status(string name, int done, int total, double elapsedS, string step = "") => new()
+    {
+        State = "Run",
+        Position = new Position { XMm = -60, YMm = -50, ZMm = -20 },
+        At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(Start.AddSeconds(elapsedS)),
+        Activity = new MachineActivity
+        {
+            Name = name, StepsDone = done, StepsTotal = total, Step = step,
+            StartedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(Start),
+        },
+    };
+
+    [Fact]
+    public void Calibration_progress_shows_stops_done_elapsed_and_an_eta_in_wall_time_from_the_mean_stop_time()
+    {
+        // 4 of 16 stops in 12 s: 3 s a stop, 36 s left.
+        var text = SmpRobot.Operator.Cli.MotionCall.ProgressText(Status("gantry calibration", 4, 16, 12, "stop 5: moving to (-60, -50, -20)"), new DateTimeOffset(2026, 12, 3, 15, 10, 0, TimeSpan.FromHours(1)));
+        Assert.Equal("gantry calibration · 4/16 done · 12.0 s elapsed · ETA 15:10:36 (36.0 s left) · stop 5: moving to (-60, -50, -20) · gantry Run x -60.000 y -50.000 z -20.000", text);
+    }
+
+    [Fact]
+    public void Before_the_first_stop_and_for_homing_no_eta_is_made_up()
+    {
+        Assert.Contains("ETA after the first step", SmpRobot.Operator.Cli.MotionCall.ProgressText(Status("drift check", 0, 5, 1.5), Start), StringComparison.Ordinal);
+        var homing = SmpRobot.Operator.Cli.MotionCall.ProgressText(Status("homing", 0, 0, 8), Start);
+        Assert.Equal("homing · 8.0 s elapsed · no position reports during the homing cycle", homing);
+    }
+}
