@@ -29,9 +29,14 @@ internal static class Program
         };
         var maxWatchesPerConnection = new Option<int>("--max-watches-per-connection") { Description = "Most session/machine watches on one HTTP/2 connection; more are refused with RESOURCE_EXHAUSTED", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxPerConnection };
         var maxWatches = new Option<int>("--max-watches") { Description = "Most session/machine watches over all connections", DefaultValueFactory = _ => Services.WatchLimiter.DefaultMaxTotal };
+        var simRecord = new Option<string?>("--record")
+        {
+            Description = "With --gantry sim: on exit (SIGTERM, Ctrl+C) write what the simulated gantry physically did (motions, real-time bytes, spindle) to this JSON file, as simulate --record does",
+            HelpName = "FILE",
+        };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches,
+            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord,
         };
         root.SetAction(parse =>
         {
@@ -49,8 +54,16 @@ internal static class Program
                     MaxWatchesPerConnection = parse.GetValue(maxWatchesPerConnection),
                     MaxWatchesTotal = parse.GetValue(maxWatches),
                 };
+                var recordPath = parse.GetValue(simRecord);
+                if (recordPath is not null && !options.Gantry.Trim().Equals("sim", StringComparison.OrdinalIgnoreCase))
+                {
+                    throw new ArgumentException("--record needs --gantry sim: only the in-process simulator knows what physically happened (for a device on a pty use smp-controller simulate --record)");
+                }
                 var app = ControllerHost.Build(options);
+                // Taken before the host runs: its services are disposed when it stops.
+                var simulator = recordPath is null ? null : app.Services.GetService(typeof(SimulatedGantry)) as SimulatedGantry;
                 app.Run();
+                if (recordPath is not null && simulator is not null) SimulationRecord.From(simulator).Write(recordPath);
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or InvalidDataException)

@@ -388,6 +388,70 @@ public class ConsoleTruthEndToEndTests
     }
 
     [Fact]
+    public async Task In_a_terminal_ctrl_c_during_a_calibration_and_a_jog_and_e_during_a_jog_stop_the_gantry_at_once_and_exit_3()
+    {
+        var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+        var data = Directory.CreateTempSubdirectory("smp-e2e-keys-").FullName;
+        var record = Path.Combine(data, "record.json");
+        var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "5", "--camera", "none", "--record", record);
+        await using var _ = controller;
+        await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+        using var channel = GrpcChannel.ForAddress(url);
+        var machine = new MachineService.MachineServiceClient(channel);
+        await using (var home = RealProcess.Start("smp", "machine", "home", "--controller", url)) Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+
+        // Ctrl+C (a key in the terminal's raw mode) once two stops are done: stopped, exit 3, nothing stored.
+        await using (var calibrate = RealProcess.StartInTerminal("smp", "calibrate", "gantry", "--points", "25", "--controller", url))
+        {
+            await calibrate.WaitForLineAsync(l => l.Contains("calibration: e / Esc = EMERGENCY STOP, Ctrl+C stops it", StringComparison.Ordinal), Timeout);
+            await WaitForActivityAsync(machine, a => a.Name == "gantry calibration" && a.StepsDone >= 2);
+            calibrate.Press("\u0003");
+            Assert.Equal(3, await calibrate.ExitCodeAsync(Timeout));
+            Assert.Contains("calibration stopped by Ctrl+C: gantry ", calibrate.Stdout + calibrate.Stderr, StringComparison.Ordinal);
+        }
+        var calibrations = await new CalibrationService.CalibrationServiceClient(channel).ListCalibrationsAsync(new ListCalibrationsRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.DoesNotContain(calibrations.Calibrations, c => c.Kind == CalibrationKind.Gantry);
+
+        // A long jog: Ctrl+C, then e (the emergency stop).
+        foreach (var (key, expected) in new[] { ("\u0003", "the jog stopped by Ctrl+C"), ("e", "emergency stop during the jog") })
+        {
+            await using var jog = RealProcess.StartInTerminal("smp", "machine", "jog", "--dx", "-100", "--feed", "300", "--controller", url);
+            await jog.WaitForLineAsync(l => l.Contains("the jog: e / Esc = EMERGENCY STOP", StringComparison.Ordinal), Timeout);
+            await WaitForActivityAsync(machine, a => a.Name == "jog");
+            jog.Press(key);
+            Assert.Equal(3, await jog.ExitCodeAsync(Timeout));
+            Assert.Contains(expected, jog.Stdout + jog.Stderr, StringComparison.Ordinal);
+        }
+
+        controller.Terminate();
+        Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+        // What the gantry physically did: after each stop byte, the motion under way ends within the stop bound and no
+        // new move starts but a lift of Z (the needle goes up, never sideways or down).
+        var truth = SmpRobot.Controller.Gantry.Simulation.SimulationRecord.Read(record);
+        var stops = truth.Realtime.Where(r => r.Command is (byte)'!' or 0x85 or 0x18).Select(r => r.SimSeconds).ToList();
+        Assert.True(stops.Count >= 3, $"{stops.Count} stop bytes for three stops");
+        const double stopBoundSimSeconds = 0.5;
+        foreach (var t in stops)
+        {
+            Assert.All(truth.Motions.Where(m => m.StartSimSeconds < t && m.EndSimSeconds > t), m =>
+                Assert.True(m.EndSimSeconds <= t + stopBoundSimSeconds, $"a {m.Kind} move ran on {m.EndSimSeconds - t:0.000} s after the stop byte"));
+            Assert.All(truth.Motions.Where(m => m.StartSimSeconds >= t && m.StartSimSeconds < t + stopBoundSimSeconds && m.Kind != SmpRobot.Controller.Gantry.Simulation.SimMotionKind.Dwell), m =>
+                Assert.True(m.To.X == m.From.X && m.To.Y == m.From.Y && m.To.Z >= m.From.Z, $"a {m.Kind} move from {m.From} to {m.To} began {m.StartSimSeconds - t:0.000} s after the stop byte"));
+        }
+    }
+
+    private static async Task WaitForActivityAsync(MachineService.MachineServiceClient machine, Func<SmpRobot.Contracts.V1.MachineActivity, bool> until)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        using var watch = machine.WatchStatus(new WatchMachineStatusRequest(), cancellationToken: cts.Token);
+        while (await watch.ResponseStream.MoveNext(cts.Token))
+        {
+            if (watch.ResponseStream.Current.Activity is { } a && until(a)) return;
+        }
+        throw new InvalidOperationException("the machine status stream ended before the activity was seen");
+    }
+
+    [Fact]
     public async Task An_estop_during_a_gantry_calibration_exits_3_and_says_so_with_the_stop_steps()
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
