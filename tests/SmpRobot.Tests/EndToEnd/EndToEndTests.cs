@@ -468,6 +468,17 @@ public class ConsoleTruthEndToEndTests
         Assert.Contains("emergency stop during calibration", calibrate.Stderr, StringComparison.Ordinal);
         Assert.Contains("feed-hold, needle-off, queue-flushed, retracted", calibrate.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("flushed by soft reset", calibrate.Stderr, StringComparison.Ordinal);
+
+        // Again with the e key in the calibrating console's own terminal.
+        await using (var reset = RealProcess.Start("smp", "estop", "--reset", "--controller", url)) Assert.Equal(0, await reset.ExitCodeAsync(Timeout));
+        await using (var home = RealProcess.Start("smp", "machine", "home", "--controller", url)) Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+        await using var inTerminal = RealProcess.StartInTerminal("smp", "calibrate", "gantry", "--points", "25", "--controller", url);
+        await inTerminal.WaitForLineAsync(l => l.Contains("calibration: e / Esc = EMERGENCY STOP", StringComparison.Ordinal), Timeout);
+        inTerminal.Press("e");
+        Assert.Equal(3, await inTerminal.ExitCodeAsync(Timeout));
+        var output = inTerminal.Stdout + "\n" + inTerminal.Stderr;
+        Assert.Contains("EMERGENCY STOP (e key)", output, StringComparison.Ordinal);
+        Assert.Contains("emergency stop during calibration", output, StringComparison.Ordinal);
         controller.Terminate();
         Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
     }

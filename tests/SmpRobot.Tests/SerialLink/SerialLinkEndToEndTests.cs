@@ -131,6 +131,52 @@ public sealed class SerialLinkEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task After_the_device_goes_away_smp_machine_connect_brings_it_back_unhomed_and_a_session_runs_without_a_controller_restart()
+    {
+        WritePlan(8, out var planPath);
+        var tty = Path.Combine(_dir, "ttySIM");
+        var firstDevice = await StartSimulatorAsync("--pty", tty, "--time-scale", "50");
+        var controller = await StartControllerAsync($"serial:{tty}@115200");
+        await using (var home = RealProcess.Start("smp", "machine", "home", "--controller", controller.Url)) Assert.Equal(0, await home.ExitCodeAsync(Timeout));
+
+        // The board goes away (unplugged, powered off): the controller sees the link drop.
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(controller.Url);
+        var machine = new MachineService.MachineServiceClient(channel);
+        using (var cts = new CancellationTokenSource(Timeout))
+        {
+            using var watch = machine.WatchStatus(new WatchMachineStatusRequest(), cancellationToken: cts.Token);
+            Assert.True(await watch.ResponseStream.MoveNext(cts.Token));
+            firstDevice.Terminate();
+            Assert.Equal(0, await firstDevice.ExitCodeAsync(Timeout));
+            await firstDevice.DisposeAsync();
+            while (watch.ResponseStream.Current.Connected) Assert.True(await watch.ResponseStream.MoveNext(cts.Token), "the status stream ended while still connected");
+        }
+        await using (var status = RealProcess.Start("smp", "machine", "status", "--controller", controller.Url))
+        {
+            Assert.Equal(1, await status.ExitCodeAsync(Timeout));
+            Assert.Contains("smp machine connect", status.Stdout + status.Stderr, StringComparison.Ordinal);
+        }
+
+        // Plugged in again: the same controller process reconnects on the operator's word; homing is required again.
+        await using var secondDevice = await StartSimulatorAsync("--pty", tty, "--time-scale", "50");
+        await using (var connect = RealProcess.Start("smp", "machine", "connect", "--json", "--controller", controller.Url))
+        {
+            Assert.Equal(0, await connect.ExitCodeAsync(Timeout));
+            var reconnected = JsonDocument.Parse(connect.Stdout).RootElement;
+            Assert.True(reconnected.GetProperty("connected").GetBoolean());
+            Assert.False(reconnected.GetProperty("homed").GetBoolean());
+        }
+        await using (var run = RealProcess.Start("smp", "run", planPath, "--no-ui", "--json", "--controller", controller.Url))
+        {
+            Assert.Equal(0, await run.ExitCodeAsync(Timeout)); // smp run homes first
+            Assert.Equal("COMPLETED", JsonDocument.Parse(run.Stdout).RootElement.GetProperty("state").GetString());
+        }
+        await StopAsync(controller.Process);
+        secondDevice.Terminate();
+        Assert.Equal(0, await secondDevice.ExitCodeAsync(Timeout));
+    }
+
+    [Fact]
     public async Task A_session_over_tcp_completes_and_places_every_dot_exactly_once()
     {
         var plan = WritePlan(30, out var planPath);
