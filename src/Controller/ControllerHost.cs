@@ -330,7 +330,12 @@ internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop>
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
 internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
 {
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>Before the server listens (every hosted service's StartingAsync runs before any StartAsync): restart recovery.</summary>
+    public Task StartingAsync(CancellationToken cancellationToken)
+    {
+        sessions.RecoverAfterRestart();
+        return Task.CompletedTask;
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {

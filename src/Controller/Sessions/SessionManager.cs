@@ -97,15 +97,35 @@ public sealed class SessionManager : IAsyncDisposable
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
-        foreach (var id in _ledger.RecoverAfterRestart("the controller stopped while this session was running"))
-        {
-            _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
-        }
         _safety.EmergencyStopLatched += (_, s) => StopActiveRun(StopKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
         _gantry.Faulted += (_, fault) => StopActiveRun(StopKind.Fault, "gantry fault: " + fault.Message);
     }
 
     public MachineProfile Profile => _profile;
+
+    private int _recovered;
+
+    /// <summary>
+    /// Restart recovery, once, at start-up before the server listens (ControllerLifetime.StartingAsync): every
+    /// session the ledger still calls RUNNING or PAUSING was cut off by the last controller's end, so it becomes
+    /// FAULTED and its commanded dot (if any) in doubt. Not in the constructor: building the object graph writes
+    /// nothing. Later calls do nothing. Returns the sessions recovered.
+    /// </summary>
+    public IReadOnlyList<string> RecoverAfterRestart()
+    {
+        if (Interlocked.Exchange(ref _recovered, 1) == 1) return [];
+        lock (_gate)
+        {
+            if (_active is not null) throw new InvalidOperationException($"restart recovery must run before any session: session {_active.SessionId} is running");
+        }
+        var recovered = _ledger.RecoverAfterRestart("the controller stopped while this session was running");
+        foreach (var id in recovered)
+        {
+            _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
+        }
+        if (recovered.Count > 0) Changed();
+        return recovered;
+    }
 
     /// <summary>Parses and validates a plan file's text against the profile.</summary>
     public PlanValidationResult ValidatePlanJson(string planJson) => _validator.ValidateJson(planJson);
