@@ -528,7 +528,7 @@ public sealed class CalibrationProcedures(
         if (safety.IsLatched) throw Precondition("the emergency stop is latched (smp estop --reset)");
         if (gantry.IsChecking) throw Precondition("a program is being checked in check mode");
         if (!gantry.IsConnected) throw Precondition($"the gantry ({gantry.Description}) is not connected");
-        if (!gantry.IsHomed) throw Precondition("the machine is not homed: run smp machine home first");
+        if (!gantry.IsHomed) throw Precondition(GantryConnection.NotHomedRefusal);
         var client = gantry.RequireClient();
         var status = await client.QueryStatusAsync(ct);
         if (!status.IsIdle) throw Precondition($"the gantry is {status.State}, not Idle");

@@ -37,6 +37,9 @@ public sealed class GantryConnection : IAsyncDisposable
     public string Description { get; }
     public MachineProfile Profile { get; }
 
+    /// <summary>The one refusal text for anything that needs a homed machine (sessions, jogs, calibrations).</summary>
+    public const string NotHomedRefusal = "the machine is not homed: run smp machine home first";
+
     /// <summary>The operation moving the machine outside a session (homing, jog, calibration), with its progress; shown in the machine status.</summary>
     public MachineActivity Activity { get; }
     /// <summary>Simulated seconds per wall second; 1 on real hardware.</summary>

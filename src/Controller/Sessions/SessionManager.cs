@@ -246,7 +246,7 @@ public sealed class SessionManager : IAsyncDisposable
             throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
         }
         RequireMachineFree("check the program");
-        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
         if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
         var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
         var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot);
@@ -447,7 +447,7 @@ public sealed class SessionManager : IAsyncDisposable
         RequireMachineFree("jog");
         if (!_gantry.IsHomed)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+            throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
         }
         var feed = feedMmPerMin > 0 ? feedMmPerMin : _profile.TravelFeedMmPerMin;
         var client = _gantry.RequireClient();
@@ -580,7 +580,7 @@ public sealed class SessionManager : IAsyncDisposable
         var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
         // The calibration is decided below (with the override and its operator); everything else refuses here, first reason first.
         if (MachineRefusals(console ?? "").FirstOrDefault() is { } refusal) throw new SessionException(SessionErrorKind.FailedPrecondition, refusal);
-        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, "the machine is not homed: run smp machine home first");
+        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
         if (console is null) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
         var operatorName = _presence.OperatorName(console);
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
