@@ -258,7 +258,8 @@ internal sealed class SessionFollower
             : e.Status.Detail.Contains("prematurely", StringComparison.OrdinalIgnoreCase) || e.Status.Detail.Contains("reading next message", StringComparison.OrdinalIgnoreCase)
                 ? "its connection closed in the middle of the session"
                 : "it no longer answers";
-        return $"THE CONTROLLER STOPPED during session {sessionId}: {how} (it crashed, was killed, lost power or the network). "
+        // Only the loss of contact is known here, not its cause: the controller may be gone or only the network.
+        return $"CONTACT WITH THE CONTROLLER LOST during session {sessionId}: {how} (it may have crashed, been killed or lost power, or the network failed). "
             + "Nothing supervises the machine from here: if the gantry still moves or the needle is in the skin, PRESS THE HARD-WIRED E-STOP. "
             + $"Once smp-controller runs again, every dot is known (a dot being placed is marked in doubt): smp session show {sessionId}, "
             + $"then smp session resolve, smp machine home and smp session resume {sessionId}. "

@@ -284,7 +284,7 @@ public class EndToEndTests
             await controller.ExitCodeAsync(Timeout);
             Assert.Equal(1, await run.ExitCodeAsync(Timeout)); // the console lost its controller
             // … and says so in plain words, with the hard-wired e-stop and the way back.
-            Assert.Contains($"THE CONTROLLER STOPPED during session {sessionId}", run.Stderr, StringComparison.Ordinal);
+            Assert.Contains($"CONTACT WITH THE CONTROLLER LOST during session {sessionId}", run.Stderr, StringComparison.Ordinal);
             Assert.Contains("PRESS THE HARD-WIRED E-STOP", run.Stderr, StringComparison.Ordinal);
             Assert.Contains($"smp session resume {sessionId}", run.Stderr, StringComparison.Ordinal);
         }
