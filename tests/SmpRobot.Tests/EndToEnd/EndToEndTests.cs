@@ -163,6 +163,27 @@ public class EndToEndTests
         Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
     }
 
+    /// <summary>
+    /// <c>smp run</c> of a demo plan of <paramref name="dots"/> dots (written into <paramref name="data"/>) with
+    /// --no-ui --json, once it says the session is RUNNING: the console process and the session id.
+    /// </summary>
+    private static async Task<(RealProcess Run, string SessionId)> StartRunAsync(string url, string data, int dots, int seed)
+    {
+        var plan = Path.Combine(data, $"plan-{dots}.json");
+        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(dots, seed)));
+        var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
+        try
+        {
+            var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
+            return (run, started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal)));
+        }
+        catch
+        {
+            await run.DisposeAsync();
+            throw;
+        }
+    }
+
     [Fact]
     public async Task Estop_from_a_second_terminal_stops_a_running_session()
     {
@@ -170,11 +191,9 @@ public class EndToEndTests
         var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
         await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
         await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
-        var plan = Path.Combine(data, "plan-150.json");
-        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(150, seed: 13)));
-        await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
-        var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
-        var sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
+        var started = await StartRunAsync(url, data, 150, 13);
+        await using var run = started.Run;
+        var sessionId = started.SessionId;
 
         await using var estop = RealProcess.Start("smp", "estop", "--json", "--controller", url);
         Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
@@ -217,11 +236,9 @@ public class EndToEndTests
         var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
         await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20");
         await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
-        var plan = Path.Combine(data, "plan-60.json");
-        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(60, seed: 14)));
-        await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
-        var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
-        var sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
+        var started = await StartRunAsync(url, data, 60, 14);
+        await using var run = started.Run;
+        var sessionId = started.SessionId;
         await using (var estop = RealProcess.Start("smp", "estop", "--controller", url))
         {
             Assert.Equal(0, await estop.ExitCodeAsync(Timeout));
@@ -268,11 +285,9 @@ public class EndToEndTests
         await using (var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "20"))
         {
             await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
-            var plan = Path.Combine(data, "plan-80.json");
-            File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(80, seed: 12)));
-            await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
-            var started = await run.WaitForLineAsync(l => l.Contains("started", StringComparison.Ordinal) && l.Contains("RUNNING", StringComparison.Ordinal), Timeout);
-            sessionId = started.Split(' ').First(w => w.StartsWith("s-", StringComparison.Ordinal));
+            var started = await StartRunAsync(url, data, 80, 12);
+            await using var run = started.Run;
+            sessionId = started.SessionId;
             using var channel = GrpcChannel.ForAddress(url);
             var sessions = new SessionService.SessionServiceClient(channel);
             using var cts = new CancellationTokenSource(Timeout);
