@@ -51,7 +51,7 @@ internal sealed record ResumeReadiness(bool Ready, string Text)
         var reasons = new List<string>();
         var inDoubt = s.Dots?.InDoubt ?? 0;
         if (inDoubt > 0) reasons.Add($"{inDoubt} dot(s) in doubt: look at the skin, then smp session resolve {s.Id} --all-in-doubt --as placed|redo|skip");
-        reasons.AddRange(start.Refusals.Select(r => r.Replace("smp run --calibration-override", $"smp session resume {s.Id} --calibration-override", StringComparison.Ordinal)));
+        reasons.AddRange(start.Refusals);
         if (start.NeedsHoming) reasons.Add("the machine is not homed: smp machine home");
         return reasons.Count == 0
             ? new ResumeReadiness(true, "ready: press space to resume with this console supervising")

@@ -547,7 +547,7 @@ public sealed class SessionManager : IAsyncDisposable
         }
         catch (SessionException e)
         {
-            refusals.Add(e.Message + (calibrationOverride is null ? " (smp run --calibration-override REASON)" : ""));
+            refusals.Add(e.Message + (calibrationOverride is null ? " (or start anyway with --calibration-override REASON: smp run, smp session resume)" : ""));
         }
         return new StartCheck(refusals, NeedsHoming: _gantry.IsConnected && !_gantry.IsHomed);
     }
