@@ -164,6 +164,9 @@ public static class ControllerHost
             return new CalibrationCameras(() => options.CalibrationCamera is { } make ? make(sp) : DefaultCalibrationCamera(sp, profile, options.TimeProvider), cameraId);
         });
         services.AddSingleton(sp => new CalibrationGate(sp.GetRequiredService<LedgerStore>(), profile, sp.GetRequiredService<IHeadPoseSource>(), options.TimeProvider, sp.GetRequiredService<CalibrationCameras>().CameraId));
+        services.AddSingleton<MachineReadiness>();
+        services.AddSingleton<MotionLink>();
+        services.AddSingleton(sp => new ManualMotion(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<MachineReadiness>(), sp.GetRequiredService<LedgerStore>(), profile, options.TimeProvider));
         services.AddSingleton<SessionManager>();
         services.AddSingleton(new WatchLimiter(options.MaxWatchesPerConnection, options.MaxWatchesTotal));
         services.AddSingleton<SessionEventCache>();

@@ -1,6 +1,5 @@
 using System.Globalization;
 using SmpRobot.Controller.Motion;
-using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Machine;
 using SmpRobot.Vision;
@@ -16,41 +15,18 @@ public sealed record CalibrationOverrideRequest(string Operator, string Reason);
 public sealed record SessionCalibration(string? CalibrationId, CalibrationOverrideRequest? Override);
 
 /// <summary>
-/// The calibration side of starting a session, and the machine's "a calibration is moving it" flag.
+/// The calibration side of starting a session (who moves the machine is the lease's business: <see cref="Gantry.MachineLease"/>).
 /// A tracked camera needs a valid gantry calibration for its camera and the profile, no older than
 /// tracking.calibrationMaxAgeHours, unless the operator overrides explicitly; a fixed head needs none.
 /// Thread-safe.
 /// </summary>
 public sealed class CalibrationGate(LedgerStore ledger, MachineProfile profile, IHeadPoseSource headPose, TimeProvider timeProvider, string cameraId)
 {
-    private string? _busyWith;
-
     /// <summary>Identity of the controller's camera (see <see cref="CameraIdentity"/>); "none" for a fixed head.</summary>
     public string CameraId => cameraId;
 
     /// <summary>True when sessions need a gantry calibration (the head is tracked by a camera).</summary>
     public bool Required => headPose.IsTracking;
-
-    /// <summary>What a calibration procedure is doing with the machine now ("gantry calibration"), or null.</summary>
-    public string? BusyWith => Volatile.Read(ref _busyWith);
-
-    /// <summary>
-    /// Marks the machine as used by a calibration until the scope is disposed. The flag is set before
-    /// <paramref name="runningSession"/> is asked, so a session start either sees the flag or is seen
-    /// here. Throws <see cref="SessionException"/> (FailedPrecondition) when another calibration or a session runs.
-    /// </summary>
-    public IDisposable BeginMachineUse(string what, Func<string?> runningSession)
-    {
-        ArgumentNullException.ThrowIfNull(runningSession);
-        var other = Interlocked.CompareExchange(ref _busyWith, what, null);
-        if (other is not null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot run the {what}: a {other} is already running");
-        if (runningSession() is { } session)
-        {
-            Volatile.Write(ref _busyWith, null);
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot run the {what}: session {session} is running (pause or finish it first)");
-        }
-        return new Scope(this);
-    }
 
     /// <summary>The newest valid gantry calibration of this camera and profile, or null.</summary>
     public CalibrationRecord? Current() => ledger.LatestValidCalibration(CalibrationKind.Gantry, cameraId, profile.Name);
@@ -58,7 +34,7 @@ public sealed class CalibrationGate(LedgerStore ledger, MachineProfile profile, 
     /// <summary>
     /// Decides what a session starts with. Fixed head: nothing. Tracked: the current calibration when
     /// it is young enough; otherwise the override when one is given (a reason is required); otherwise
-    /// throws <see cref="SessionException"/> (FailedPrecondition) saying which command to run.
+    /// throws <see cref="RefusedException"/> (FailedPrecondition) saying which command to run.
     /// </summary>
     public SessionCalibration ForSessionStart(CalibrationOverrideRequest? calibrationOverride)
     {
@@ -81,23 +57,13 @@ public sealed class CalibrationGate(LedgerStore ledger, MachineProfile profile, 
         if (problem is null) return new SessionCalibration(current!.Id, null);
         if (calibrationOverride is null)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition,
+            throw new RefusedException(RefusalKind.FailedPrecondition,
                 problem + ": run `smp calibrate gantry` (then `smp calibrate check` each treatment day), or start with an explicit override and a reason");
         }
         if (string.IsNullOrWhiteSpace(calibrationOverride.Reason))
         {
-            throw new SessionException(SessionErrorKind.InvalidArgument, "a calibration override needs a reason (it is recorded with the session)");
+            throw new RefusedException(RefusalKind.InvalidArgument, "a calibration override needs a reason (it is recorded with the session)");
         }
         return new SessionCalibration(null, calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? "unknown operator" : calibrationOverride.Operator.Trim(), Reason = calibrationOverride.Reason.Trim() });
-    }
-
-    private sealed class Scope(CalibrationGate gate) : IDisposable
-    {
-        private int _disposed;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) Volatile.Write(ref gate._busyWith, null);
-        }
     }
 }

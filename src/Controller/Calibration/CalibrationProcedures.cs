@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Safety;
-using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
 using SmpRobot.Machine;
@@ -61,8 +60,8 @@ public sealed record GantryCalibrationRequest
 /// The engineer's calibration procedures on the machine: camera intrinsics from board views, the
 /// camera-to-gantry mapping from a marker carried by the needle head, and the daily drift check.
 /// <para>
-/// Gantry moves. The machine must be homed, not e-stopped, with no session running (and sessions
-/// cannot start while a procedure moves it). The needle drive is switched off (M5) first; every
+/// Gantry moves. The machine must be homed and not e-stopped; a procedure holds the machine's lease
+/// (<see cref="MachineLease"/>) while it moves it, so no session, jog or other procedure can start meanwhile. The needle drive is switched off (M5) first; every
 /// move is a travel move (climb first, descend last, Z in single-digit relative steps) sent through
 /// the safety supervisor's motion gate, followed by a G4 P0 sync, an Idle status and a settle time
 /// (tracking.calibrationSettleMs of machine time). Nothing plunges.
@@ -78,7 +77,8 @@ public sealed record GantryCalibrationRequest
 public sealed class CalibrationProcedures(
     GantryConnection gantry,
     SafetySupervisor safety,
-    SessionManager sessions,
+    MachineReadiness readiness,
+    MotionLink motion,
     LedgerStore ledger,
     MachineProfile profile,
     IHeadPoseSource headPose,
@@ -173,7 +173,7 @@ public sealed class CalibrationProcedures(
             throw Precondition("the needle tip's offset to the head marker is unknown: give tracking.needleTipInMarkerMm (from the needle head's drawing) in the profile; this camera offers no touch plate for tip touch-offs");
         }
         var start = time.GetTimestamp();
-        using var use = gate.BeginMachineUse("gantry calibration", () => sessions.RunningSessionId);
+        using var use = readiness.Take(MachineUse.Calibration, "gantry calibration", "run the gantry calibration");
         var client = await PrepareAsync(ct);
         using var board = LoadBoard(profile.Tracking.CalibrationBoard);
         using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
@@ -288,7 +288,7 @@ public sealed class CalibrationProcedures(
         var current = gate.Current() ?? throw Precondition($"there is no valid camera-to-gantry calibration for camera {cameras.CameraId} on profile {profile.Name}: run `smp calibrate gantry` first");
         var data = CalibrationJson.Read<GantryCalibrationData>(current.DataJson);
         var gantryFromCamera = data.GantryFromCamera.ToTransform();
-        using var use = gate.BeginMachineUse("drift check", () => sessions.RunningSessionId);
+        using var use = readiness.Take(MachineUse.Calibration, "drift check", "run the drift check");
         var client = await PrepareAsync(ct);
         using var board = LoadBoard(profile.Tracking.CalibrationBoard);
         using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
@@ -522,18 +522,14 @@ public sealed class CalibrationProcedures(
         }
     }
 
-    /// <summary>Checks the machine and switches the needle drive off; returns the client.</summary>
+    /// <summary>Once the lease is held: checks the gantry is idle and switches the needle drive off; returns the client.</summary>
     private async Task<GrblClient> PrepareAsync(CancellationToken ct)
     {
-        if (safety.IsLatched) throw Precondition("the emergency stop is latched (smp estop --reset)");
-        if (gantry.IsChecking) throw Precondition("a program is being checked in check mode");
-        if (!gantry.IsConnected) throw Precondition($"the gantry ({gantry.Description}) is not connected");
-        if (!gantry.IsHomed) throw Precondition(GantryConnection.NotHomedRefusal);
         var client = gantry.RequireClient();
         var status = await client.QueryStatusAsync(ct);
         if (!status.IsIdle) throw Precondition($"the gantry is {status.State}, not Idle");
         // Needle drive off and absolute millimetres before anything moves.
-        await SendAndSyncAsync(client, ["M5", "G21 G90"], 0, ct);
+        await RefusedOnErrorAsync(() => motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct));
         return client;
     }
 
@@ -541,8 +537,7 @@ public sealed class CalibrationProcedures(
     private async Task<Vec3> MoveAsync(GrblClient client, Vec3 from, Vec3 target, CancellationToken ct)
     {
         if (!profile.InEnvelope(target)) throw Precondition($"calibration stop {target} is outside the machine envelope");
-        var lines = _program.Travel(from, target);
-        await SendAndSyncAsync(client, [.. lines.Select(l => l.Line)], lines.Sum(l => l.KinematicSeconds), ct);
+        await RefusedOnErrorAsync(() => motion.MoveAndSyncAsync(_program.Travel(from, target), ct));
         GrblStatus status;
         var waited = time.GetTimestamp();
         while (true)
@@ -553,23 +548,31 @@ public sealed class CalibrationProcedures(
             if (time.GetElapsedTime(waited) > TimeSpan.FromSeconds(10)) throw new TimeoutException($"the gantry did not become Idle at {target} within 10 s");
             await Task.Delay(TimeSpan.FromMilliseconds(5), time, ct);
         }
+        // Only the sync's ok is awaited: a travel line the firmware refused shows here, as a stop not reached.
+        if (status.MachinePosition.DistanceTo(target) > PositionReportToleranceMm)
+        {
+            throw Precondition($"the gantry stopped at {status.MachinePosition}, not at the calibration stop {target}: a travel line was refused or changed on the wire");
+        }
         var settle = TimeSpan.FromMilliseconds(profile.Tracking.CalibrationSettleMs / gantry.TimeScale);
         if (settle > TimeSpan.Zero) await Task.Delay(settle, time, ct);
         return status.MachinePosition;
     }
 
-    private async Task SendAndSyncAsync(GrblClient client, IReadOnlyList<string> lines, double machineSeconds, CancellationToken ct)
-    {
-        foreach (var line in lines) Check(await (await safety.SendMotionLineAsync(client, line, ct)).Ack.WaitAsync(AckBound(machineSeconds), time, ct));
-        Check(await (await safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct)).Ack.WaitAsync(AckBound(machineSeconds), time, ct));
+    /// <summary>Status reports carry 3 decimals: a reached stop may differ from its target by their rounding, nothing more, mm.</summary>
+    private const double PositionReportToleranceMm = 0.002;
 
-        static void Check(LineAck ack)
+    /// <summary>A line the firmware refuses is a refusal of the procedure (the operator sees the firmware's error).</summary>
+    private static async Task RefusedOnErrorAsync(Func<Task> move)
+    {
+        try
         {
-            if (!ack.Ok) throw Precondition($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
+            await move();
+        }
+        catch (LineRefusedException e)
+        {
+            throw Precondition(e.Message);
         }
     }
-
-    private TimeSpan AckBound(double machineSeconds) => TimeSpan.FromSeconds((2 * machineSeconds / gantry.TimeScale) + 5);
 
     /// <summary>
     /// The median marker pose over tracking.calibrationFramesPerStop frames (component-wise median of
@@ -601,7 +604,7 @@ public sealed class CalibrationProcedures(
         return sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
     }
 
-    private static SessionException Precondition(string message) => new(SessionErrorKind.FailedPrecondition, message);
+    private static RefusedException Precondition(string message) => new(RefusalKind.FailedPrecondition, message);
 
-    private static SessionException Invalid(string message) => new(SessionErrorKind.InvalidArgument, message);
+    private static RefusedException Invalid(string message) => new(RefusalKind.InvalidArgument, message);
 }

@@ -18,7 +18,6 @@ public sealed class GantryConnection : IAsyncDisposable
     private volatile bool _homed;
     private volatile string _lastAlarm = "";
     private volatile SettingsCheck _settings = SettingsCheck.NotYet;
-    private int _checking;
 
     /// <param name="transportFactory">Makes a fresh transport for each (re)connect.</param>
     /// <param name="description">What the link is, e.g. "sim" or "serial:/dev/ttyUSB0@115200".</param>
@@ -39,6 +38,9 @@ public sealed class GantryConnection : IAsyncDisposable
 
     /// <summary>The one refusal text for anything that needs a homed machine (sessions, jogs, calibrations).</summary>
     public const string NotHomedRefusal = "the machine is not homed: run smp machine home first";
+
+    /// <summary>The machine's single owner (session, calibration, check mode, jog, homing): see <see cref="MachineLease"/>.</summary>
+    public MachineLease Lease { get; } = new();
 
     /// <summary>The operation moving the machine outside a session (homing, jog, calibration), with its progress; shown in the machine status.</summary>
     public MachineActivity Activity { get; }
@@ -96,7 +98,7 @@ public sealed class GantryConnection : IAsyncDisposable
     }
 
     /// <summary>True while a program is being checked in the firmware's check mode (<c>$C</c>): nothing may be streamed for real.</summary>
-    public bool IsChecking => Volatile.Read(ref _checking) != 0;
+    public bool IsChecking => Lease.Holder?.Use == MachineUse.Check;
 
     /// <summary>Raised for every firmware fault (alarm, unexpected reset, link loss, protocol).</summary>
     public event EventHandler<GantryFaultException>? Faulted;
@@ -182,7 +184,7 @@ public sealed class GantryConnection : IAsyncDisposable
         LineAck ack;
         try
         {
-            ack = await client.ExecuteAsync("$H", cancellationToken);
+            ack = await client.ExecuteAsync(MachineLines.Home, cancellationToken);
         }
         catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm)
         {
@@ -231,18 +233,12 @@ public sealed class GantryConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Marks the firmware as being in check mode until the returned scope is disposed (see
-    /// <see cref="IsChecking"/>). Only one check at a time.
+    /// Takes the machine's lease for check mode until the returned scope is disposed (see
+    /// <see cref="IsChecking"/>): nothing else may use the machine meanwhile.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A check is already running.</exception>
-    public IDisposable BeginCheckMode()
-    {
-        if (Interlocked.CompareExchange(ref _checking, 1, 0) != 0)
-        {
-            throw new InvalidOperationException("a program is already being checked");
-        }
-        return new CheckScope(this);
-    }
+    /// <exception cref="InvalidOperationException">The machine is taken (a check, a session, a calibration, a jog or homing).</exception>
+    public IDisposable BeginCheckMode() =>
+        Lease.TryAcquire(MachineUse.Check, "program check in check mode", out var holder) ?? throw new InvalidOperationException("cannot check the program: " + holder!.BusyText);
 
     /// <summary>Marks the machine as needing homing (e.g. after a reset that lost position).</summary>
     public void InvalidateHoming() => _homed = false;
@@ -332,15 +328,5 @@ public sealed class GantryConnection : IAsyncDisposable
     private sealed record SettingsCheck(bool Checked, IReadOnlyList<SettingDifference> Differences, string Error)
     {
         public static readonly SettingsCheck NotYet = new(false, [], "");
-    }
-
-    private sealed class CheckScope(GantryConnection owner) : IDisposable
-    {
-        private int _disposed;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) Volatile.Write(ref owner._checking, 0);
-        }
     }
 }

@@ -27,12 +27,12 @@ public sealed class DotProgram(MachineProfile profile)
     /// <summary>Lines that set the modal state a session relies on, and start the needle drive.</summary>
     public IReadOnlyList<ProgramLine> SessionPreamble() =>
     [
-        new("G21 G90", 0),
+        MachineLines.AbsoluteMm,
         new(FormattableString.Invariant($"M3 S{profile.Needle.SpindleSpeed:0}"), 0),
     ];
 
     /// <summary>Lines that stop the needle drive.</summary>
-    public static IReadOnlyList<ProgramLine> SessionPostamble() => [new("M5", 0)];
+    public static IReadOnlyList<ProgramLine> SessionPostamble() => [MachineLines.DriveOff];
 
     /// <summary>
     /// Travel from <paramref name="from"/> to the hover point <paramref name="hover"/> without

@@ -472,17 +472,17 @@ public sealed class SafetySupervisor : IDisposable
             {
                 // Position may be lost (e.g. ALARM:3); a straight-up retract is still safe, homing is required after.
                 _gantry.InvalidateHoming();
-                await ExpectOkAsync(client, "$X", cancellationToken);
+                await ExpectOkAsync(client, MachineLines.Unlock, cancellationToken);
             }
             var retractZ = Math.Min(status.MachinePosition.Z + _profile.HoverHeightMm + _profile.Needle.MaxDepthMm, _profile.TopZMm);
-            await ExpectOkAsync(client, "M5", cancellationToken);
+            await ExpectOkAsync(client, MachineLines.DriveOff, cancellationToken);
             var retractMm = new StepGrid(_profile.StepsPerMm).Quantise(new Vec3(0, 0, retractZ - status.MachinePosition.Z)).Z;
             if (retractMm > 0)
             {
                 // Relative and single-digit, like every session Z move: a corrupted byte cannot turn "up" into "deep".
-                await ExpectOkAsync(client, "G91 G0 Z" + StepGrid.Format(Math.Min(retractMm, DotProgram.MaxVerticalStepMm)), cancellationToken);
+                await ExpectOkAsync(client, MachineLines.RetractStraightUp(retractMm), cancellationToken);
             }
-            await ExpectOkAsync(client, "G4 P0", cancellationToken);
+            await ExpectOkAsync(client, DotProgram.Sync, cancellationToken);
             steps.Add("retracted");
             return (steps, "");
         }
@@ -502,9 +502,10 @@ public sealed class SafetySupervisor : IDisposable
         Volatile.Read(ref _sequenceRestart).Dispose();
     }
 
-    private async Task ExpectOkAsync(GrblClient client, string line, CancellationToken cancellationToken)
+    /// <summary>A stop-sequence line, outside the motion gate (the sequence is the stop), acknowledged within <see cref="AckPolicy"/>.</summary>
+    private async Task ExpectOkAsync(GrblClient client, ProgramLine line, CancellationToken cancellationToken)
     {
-        var ack = await client.ExecuteAsync(line, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), _time, cancellationToken);
-        if (!ack.Ok) throw new InvalidOperationException($"'{line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
+        var ack = await client.ExecuteAsync(line.Line, cancellationToken).WaitAsync(AckPolicy.Bound(line.KinematicSeconds, _gantry.TimeScale), _time, cancellationToken);
+        if (!ack.Ok) throw new InvalidOperationException($"'{line.Line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
     }
 }

@@ -65,7 +65,7 @@ internal sealed class ErrorInterceptor : Interceptor
         RpcException => null,
         // A streamed request message that does not parse (unary requests are checked by RequestValidation).
         Google.Protobuf.InvalidProtocolBufferException p => new RpcException(new Status(StatusCode.InvalidArgument, "a request message is not valid: " + p.Message)),
-        SessionException s => Mapping.ToRpc(s),
+        RefusedException s => Mapping.ToRpc(s),
         GantryFaultException g => new RpcException(new Status(StatusCode.FailedPrecondition, $"gantry: {g.Message}")),
         MotionRefusedException m => new RpcException(new Status(StatusCode.FailedPrecondition, m.Message)),
         GantryInUseException u => new RpcException(new Status(StatusCode.FailedPrecondition, "gantry: " + u.Message)),

@@ -2,34 +2,34 @@ using Grpc.Core;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Safety;
-using SmpRobot.Controller.Sessions;
+using SmpRobot.Controller.Motion;
 using SmpRobot.Geometry;
 using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Services;
 
 /// <summary>smprobot.v1.MachineService: connect, home, jog, status and firmware settings.</summary>
-internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager sessions, SafetySupervisor safety, SafetySwitches switches, WatchLimiter watches, TimeProvider time) : MachineService.MachineServiceBase
+internal sealed class MachineGrpcService(GantryConnection gantry, ManualMotion manual, SafetySupervisor safety, SafetySwitches switches, WatchLimiter watches, TimeProvider time) : MachineService.MachineServiceBase
 {
     /// <summary>Largest profile text accepted by FirmwareSettings (profiles are a few KiB).</summary>
     public const int MaxProfileJsonChars = 256 * 1024;
 
     public override async Task<MachineStatus> Connect(ConnectRequest request, ServerCallContext context)
     {
-        RequireNoSessionRunning("reconnecting");
+        RequireMachineFree("reconnect");
         await gantry.ConnectAsync(context.CancellationToken);
         return await Status(context.CancellationToken);
     }
 
     public override async Task<MachineStatus> Home(HomeRequest request, ServerCallContext context)
     {
-        await sessions.HomeAsync(context.CancellationToken);
+        await manual.HomeAsync(context.CancellationToken);
         return await Status(context.CancellationToken);
     }
 
     public override async Task<MachineStatus> Jog(JogRequest request, ServerCallContext context)
     {
-        await sessions.JogAsync(new Vec3(request.DxMm, request.DyMm, request.DzMm), request.FeedMmPerMin, context.CancellationToken);
+        await manual.JogAsync(new Vec3(request.DxMm, request.DyMm, request.DzMm), request.FeedMmPerMin, context.CancellationToken);
         return await Status(context.CancellationToken);
     }
 
@@ -86,9 +86,9 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
             response.Differences.Add(gantry.SettingsDifferences.Select(ToProto));
             return response;
         }
-        if (IsSessionRunning(out var id))
+        if (gantry.Lease.Holder is { } holder)
         {
-            response.CheckError = $"session {id} is running: the board is compared with another profile only while no session runs";
+            response.CheckError = $"{holder.BusyText}: the board is compared with another profile only while nothing uses the machine";
             return response;
         }
         try
@@ -128,17 +128,9 @@ internal sealed class MachineGrpcService(GantryConnection gantry, SessionManager
         return Snapshot();
     }
 
-    private bool IsSessionRunning(out string id)
+    /// <summary>Refuses while anything holds the machine's lease (a session, a calibration, a check, a jog, homing).</summary>
+    private void RequireMachineFree(string what)
     {
-        id = sessions.CurrentSessionId ?? "";
-        return id.Length > 0 && sessions.Get(id).Record.Phase is Storage.SessionPhase.Running or Storage.SessionPhase.Pausing;
-    }
-
-    private void RequireNoSessionRunning(string what)
-    {
-        if (IsSessionRunning(out var id))
-        {
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"session {id} is running; pause it before {what}"));
-        }
+        if (gantry.Lease.Holder is { } holder) throw new RefusedException(RefusalKind.FailedPrecondition, $"cannot {what}: {holder.BusyText}");
     }
 }

@@ -165,10 +165,10 @@ internal static class Mapping
         return new RpcException(new Status(StatusCode.InvalidArgument, $"plan rejected ({result.TotalViolations} violation(s)): {string.Join("; ", lines)}{more}"), trailers);
     }
 
-    public static RpcException ToRpc(SessionException e) => new(new Status(e.Kind switch
+    public static RpcException ToRpc(RefusedException e) => new(new Status(e.Kind switch
     {
-        SessionErrorKind.NotFound => StatusCode.NotFound,
-        SessionErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+        RefusalKind.NotFound => StatusCode.NotFound,
+        RefusalKind.InvalidArgument => StatusCode.InvalidArgument,
         _ => StatusCode.FailedPrecondition,
     }, e.Message));
 

@@ -39,13 +39,14 @@ public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IRead
 }
 
 /// <summary>
-/// The session state machine and the per-dot cycle. One session runs at a time (there is one
-/// machine). Every dot's state lives in the durable ledger; the in-memory state here is only the
-/// running session's clock and its stop request.
+/// The session lifecycle: create, start, resume, pause, abort, continue, resolve (each checked against
+/// <see cref="SessionPhases"/>), the start readiness, snapshots and watches. One session runs at a time
+/// (it holds the machine's lease); its run is a <see cref="SessionRun"/> driven by the
+/// <see cref="SessionRunner"/> through the <see cref="DotCycle"/>. Every dot's state lives in the
+/// durable ledger; the in-memory state here is only the running session's run.
 /// </summary>
 public sealed class SessionManager : IAsyncDisposable
 {
-    private const int MaxVerifyTries = 3;
     private const int MaxInDoubtListed = 100;
     private readonly LedgerStore _ledger;
     private readonly GantryConnection _gantry;
@@ -55,15 +56,18 @@ public sealed class SessionManager : IAsyncDisposable
     private readonly PlanValidator _validator;
     private readonly DotProgram _program;
     private readonly Aiming _aiming;
+    private readonly MachineReadiness _readiness;
+    private readonly SessionRunner _runner;
+    private readonly PoseUpdates _poses;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly CalibrationGate? _calibration;
     private readonly IHeadPoseSource _headPose;
     private readonly Lock _gate = new();
-    private ActiveRun? _active;
+    private SessionRun? _active;
+    private IDisposable? _activeLease;
     private volatile bool _shuttingDown;
     private readonly SessionSnapshots _snapshots;
-    private TaskCompletionSource _poseUpdated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ITimer _watchdog;
     private readonly ISafetySwitch? _patientSwitch;
 
@@ -73,10 +77,10 @@ public sealed class SessionManager : IAsyncDisposable
     /// as something that keeps aging.
     /// </summary>
     public static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(25);
-    // Hold counts of each session's last run, for snapshots after the run ended (in memory only).
 
-    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
     {
+        _readiness = readiness;
         _patientSwitch = switches?.PatientSwitch;
         _calibration = calibration;
         _ledger = ledger;
@@ -88,6 +92,8 @@ public sealed class SessionManager : IAsyncDisposable
         _program = new DotProgram(profile);
         _aiming = new Aiming(profile, headPose);
         _headPose = headPose;
+        _poses = new PoseUpdates(timeProvider);
+        _runner = new SessionRunner(ledger, gantry, safety, motion, presence, profile, _program, _aiming, _poses, timeProvider, log, Changed);
         headPose.PoseUpdated += OnPoseUpdated;
         // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
@@ -97,8 +103,8 @@ public sealed class SessionManager : IAsyncDisposable
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
-        _safety.EmergencyStopLatched += (_, s) => StopActiveRun(StopKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
-        _gantry.Faulted += (_, fault) => StopActiveRun(StopKind.Fault, "gantry fault: " + fault.Message);
+        _safety.EmergencyStopLatched += (_, s) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
+        _gantry.Faulted += (_, fault) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + fault.Message);
     }
 
     public MachineProfile Profile => _profile;
@@ -152,7 +158,7 @@ public sealed class SessionManager : IAsyncDisposable
         return seconds;
     }
 
-    /// <summary>Validates and stores a new session (CREATED). Throws <see cref="SessionException"/> (InvalidArgument) with the violations.</summary>
+    /// <summary>Validates and stores a new session (CREATED). Throws <see cref="RefusedException"/> (InvalidArgument) with the violations.</summary>
     public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation)
     {
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
@@ -225,10 +231,7 @@ public sealed class SessionManager : IAsyncDisposable
     public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
     {
         var record = Find(sessionId);
-        if (record.Phase != SessionPhase.Created)
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
-        }
+        SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
         return Launch(record, "started", calibrationOverride, consoleId);
     }
 
@@ -241,19 +244,18 @@ public sealed class SessionManager : IAsyncDisposable
     {
         if (!checkFirst) return Start(sessionId, calibrationOverride, consoleId);
         var record = Find(sessionId);
-        if (record.Phase != SessionPhase.Created)
+        SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
+        // Refused here with the readiness text; CheckMode.RunAsync then takes the lease for the check itself.
+        if (_readiness.Refusals(needsHoming: true, needsMatchingSettings: true).FirstOrDefault() is { } refusal)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a CREATED session can be started (use resume)");
+            throw new RefusedException(RefusalKind.FailedPrecondition, "cannot check the program: " + refusal);
         }
-        RequireMachineFree("check the program");
-        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
-        if (_gantry.SettingsMismatch is { } settings) throw new SessionException(SessionErrorKind.FailedPrecondition, settings);
         var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
         var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot);
         var program = CheckMode.SessionProgram(_program, _aiming, pending, status.MachinePosition);
         if (program.NotAimed.Count > 0)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"{program.NotAimed.Count} dot(s) cannot be aimed: " + string.Join("; ", program.NotAimed.Take(10)));
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"{program.NotAimed.Count} dot(s) cannot be aimed: " + string.Join("; ", program.NotAimed.Take(10)));
         }
         CheckReport report;
         try
@@ -262,11 +264,11 @@ public sealed class SessionManager : IAsyncDisposable
         }
         catch (Exception e) when (e is InvalidOperationException or GantryFaultException or TimeoutException)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, "check mode could not run: " + e.Message);
+            throw new RefusedException(RefusalKind.FailedPrecondition, "check mode could not run: " + e.Message);
         }
         var text = report.Describe(program.DotIds);
         _ledger.Audit(sessionId, "checked", text);
-        if (!report.Passed) throw new SessionException(SessionErrorKind.FailedPrecondition, text);
+        if (!report.Passed) throw new RefusedException(RefusalKind.FailedPrecondition, text);
         return Launch(Find(sessionId), "started", calibrationOverride, consoleId);
     }
 
@@ -274,15 +276,12 @@ public sealed class SessionManager : IAsyncDisposable
     public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
     {
         var record = Find(sessionId);
-        if (record.Phase is not (SessionPhase.Paused or SessionPhase.Faulted or SessionPhase.EmergencyStopped))
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a PAUSED, FAULTED or EMERGENCY_STOPPED session can be resumed");
-        }
-        RequireNotLatched();
+        SessionPhases.Require(SessionStep.Resume, sessionId, record.Phase);
+        if (_safety.IsLatched) throw new RefusedException(RefusalKind.FailedPrecondition, MachineReadiness.LatchedRefusal);
         var tally = _ledger.Tally(sessionId);
         if (tally.InDoubt > 0)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition,
+            throw new RefusedException(RefusalKind.FailedPrecondition,
                 $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
         }
         return Launch(record, "resumed", calibrationOverride, consoleId);
@@ -294,14 +293,15 @@ public sealed class SessionManager : IAsyncDisposable
         var record = Find(sessionId);
         lock (_gate)
         {
-            if (_active?.SessionId == sessionId && _active.Stop == StopKind.None)
+            if (_active?.SessionId == sessionId && _active.Commands.Posted is null)
             {
-                _active.Request(StopKind.Pause, "paused by the operator");
+                _active.Commands.Post(RunCommandKind.Pause, "paused by the operator");
                 _ledger.UpdateSession(sessionId, SessionPhase.Pausing, "pausing: finishing the current dot", _active.ElapsedSeconds(_time, _gantry.TimeScale), _active.KinematicSeconds, record.StartedAt, null);
             }
-            else if (record.Phase is not (SessionPhase.Pausing or SessionPhase.Paused))
+            else if (_active?.SessionId != sessionId && record.Phase is not (SessionPhase.Pausing or SessionPhase.Paused))
             {
-                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a RUNNING session can be paused");
+                // Pausing a run that already stops (paused, aborting, held) or a paused session is no error.
+                SessionPhases.Require(SessionStep.Pause, sessionId, record.Phase);
             }
         }
         Changed();
@@ -316,14 +316,11 @@ public sealed class SessionManager : IAsyncDisposable
         {
             if (_active?.SessionId == sessionId)
             {
-                _active.Request(StopKind.Abort, "aborted by the operator");
-            }
-            else if (record.Phase is SessionPhase.Completed or SessionPhase.Aborted)
-            {
-                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is already {Name(record.Phase)}");
+                _active.Commands.Post(RunCommandKind.Abort, "aborted by the operator");
             }
             else
             {
+                SessionPhases.Require(SessionStep.Abort, sessionId, record.Phase);
                 _ledger.UpdateSession(sessionId, SessionPhase.Aborted, "aborted by the operator", record.ElapsedSeconds, record.KinematicSeconds, record.StartedAt, _time.GetUtcNow());
                 _ledger.Audit(sessionId, "aborted", "aborted by the operator");
             }
@@ -344,26 +341,23 @@ public sealed class SessionManager : IAsyncDisposable
         var record = Find(sessionId);
         lock (_gate)
         {
-            if (_active?.SessionId == sessionId) throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is running; pause it first");
+            if (_active?.SessionId == sessionId) throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is running; pause it first");
         }
-        if (record.Phase is SessionPhase.Running or SessionPhase.Pausing or SessionPhase.Completed)
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}; only a stopped session (PAUSED, FAULTED, EMERGENCY_STOPPED, ABORTED or CREATED) can be continued in a new one");
-        }
+        SessionPhases.Require(SessionStep.Continue, sessionId, record.Phase);
         var tally = _ledger.Tally(sessionId);
         if (tally.InDoubt > 0)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition,
+            throw new RefusedException(RefusalKind.FailedPrecondition,
                 $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
         }
-        if (tally.Pending == 0) throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} has no dot left to place");
-        var plan = Plan.Parser.ParseJson(_ledger.LoadPlanJson(sessionId) ?? throw new SessionException(SessionErrorKind.NotFound, $"no plan stored for session {sessionId}"));
+        if (tally.Pending == 0) throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} has no dot left to place");
+        var plan = Plan.Parser.ParseJson(_ledger.LoadPlanJson(sessionId) ?? throw new RefusedException(RefusalKind.NotFound, $"no plan stored for session {sessionId}"));
         var pending = _ledger.LoadDotsInState(sessionId, DotLedgerState.Pending).Select(d => d.Dot.DotId).ToHashSet(StringComparer.Ordinal);
         var remaining = plan.Clone();
         remaining.Dots.Clear();
         remaining.Dots.Add(plan.Dots.Where(d => pending.Contains(d.Id)));
         var (created, validation) = Create(ValidatePlan(remaining));
-        if (created is null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"the remaining dots of session {sessionId} no longer pass this profile's checks: " + string.Join("; ", validation.Violations.Take(5).Select(v => v.Message)));
+        if (created is null) throw new RefusedException(RefusalKind.FailedPrecondition, $"the remaining dots of session {sessionId} no longer pass this profile's checks: " + string.Join("; ", validation.Violations.Take(5).Select(v => v.Message)));
         var newId = created.Record.Id;
         _ledger.Audit(newId, "continued", $"continues session {sessionId}: its {remaining.Dots.Count} remaining dot(s) of plan '{plan.Name}'");
         var reason = $"its {remaining.Dots.Count} remaining dot(s) continue in session {newId}";
@@ -381,19 +375,19 @@ public sealed class SessionManager : IAsyncDisposable
         {
             if (_active?.SessionId == sessionId)
             {
-                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is running; pause it before resolving dots");
+                throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is running; pause it before resolving dots");
             }
         }
-        if (record.Phase is SessionPhase.Completed or SessionPhase.Aborted && to == DotLedgerState.Pending)
+        if (SessionPhases.IsFinal(record.Phase) && to == DotLedgerState.Pending)
         {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}: a dot cannot be redone");
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is {Name(record.Phase)}: a dot cannot be redone");
         }
         var ids = allInDoubt
             ? _ledger.LoadDotsInState(sessionId, DotLedgerState.InDoubt).Select(d => d.Dot.DotId).ToList()
             : dotIds.ToList();
         if (ids.Count == 0)
         {
-            throw new SessionException(SessionErrorKind.InvalidArgument, allInDoubt ? $"session {sessionId} has no dots in doubt" : "name the dots to resolve (or all in doubt)");
+            throw new RefusedException(RefusalKind.InvalidArgument, allInDoubt ? $"session {sessionId} has no dots in doubt" : "name the dots to resolve (or all in doubt)");
         }
         try
         {
@@ -401,85 +395,10 @@ public sealed class SessionManager : IAsyncDisposable
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            throw new SessionException(SessionErrorKind.InvalidArgument, e.Message);
+            throw new RefusedException(RefusalKind.InvalidArgument, e.Message);
         }
         Changed();
         return Snapshot(sessionId);
-    }
-
-    /// <summary>Runs the homing cycle; refused while a session runs or the e-stop is latched.</summary>
-    public async Task HomeAsync(CancellationToken cancellationToken)
-    {
-        RequireMachineFree("home");
-        var client = _gantry.RequireClient();
-        var status = await client.QueryStatusAsync(cancellationToken);
-        if (status.IsHold)
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, $"the gantry is in {status.State}; reset the e-stop or resume before homing");
-        }
-        try
-        {
-            await _gantry.HomeAsync(cancellationToken);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && _gantry.IsConnected)
-        {
-            // Stopped by its caller: a homing cycle cannot be held, only reset (grbl then reports it
-            // failed and the machine stays unhomed). Not left to run on unwatched.
-            await client.SoftResetAsync(CancellationToken.None);
-            _ledger.Audit(null, "homing-stopped", "homing cycle stopped by its caller (soft reset): the machine is not homed");
-            throw;
-        }
-        _ledger.Audit(null, "homed", "homing cycle completed");
-    }
-
-    /// <summary>A relative jog inside the envelope; refused while a session runs, the e-stop is latched or the machine is not homed.</summary>
-    public async Task JogAsync(Vec3 deltaMm, double feedMmPerMin, CancellationToken cancellationToken)
-    {
-        if (!deltaMm.IsFinite || deltaMm.Length > Math.Max(_profile.MaxTravelMm.X, _profile.MaxTravelMm.Y))
-        {
-            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog {deltaMm} mm is not a finite move inside the machine");
-        }
-        if (!double.IsFinite(feedMmPerMin) || feedMmPerMin < 0 || feedMmPerMin > _profile.TravelFeedMmPerMin)
-        {
-            throw new SessionException(SessionErrorKind.InvalidArgument, FormattableString.Invariant(
-                $"jog feed {feedMmPerMin} mm/min is not allowed: give 0 (the profile's travel feed) or up to {_profile.TravelFeedMmPerMin:0} mm/min (profile {_profile.Name})"));
-        }
-        RequireMachineFree("jog");
-        if (!_gantry.IsHomed)
-        {
-            throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
-        }
-        var feed = feedMmPerMin > 0 ? feedMmPerMin : _profile.TravelFeedMmPerMin;
-        var client = _gantry.RequireClient();
-        using var activity = _gantry.Activity.Begin("jog", 1);
-        var status = await client.QueryStatusAsync(cancellationToken);
-        var grid = new StepGrid(_profile.StepsPerMm);
-        var target = grid.Quantise(status.MachinePosition + deltaMm);
-        if (!_profile.InEnvelope(target))
-        {
-            throw new SessionException(SessionErrorKind.InvalidArgument, $"jog target {target} is outside the machine envelope ({_profile.EnvelopeText()}, profile {_profile.Name})");
-        }
-        var line = "$J=G90 G21 X" + StepGrid.Format(target.X) + " Y" + StepGrid.Format(target.Y) + " Z" + StepGrid.Format(target.Z) + " F" + feed.ToString("0", System.Globalization.CultureInfo.InvariantCulture);
-        var ack = await client.ExecuteAsync(line, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10), _time, CancellationToken.None);
-        if (!ack.Ok) throw new SessionException(SessionErrorKind.FailedPrecondition, $"jog refused by the firmware: error:{ack.ErrorCode} {ack.ErrorText}");
-        try
-        {
-            // grbl answers other G-code with error:9 while it jogs (no G4 sync): follow its state until the jog has ended.
-            var bound = TimeSpan.FromSeconds((2 * new Kinematics(_profile).Move(status.MachinePosition, target, feed).DurationSeconds / _gantry.TimeScale) + 5);
-            var started = _time.GetTimestamp();
-            while ((await client.QueryStatusAsync(cancellationToken)).State == "Jog")
-            {
-                if (_time.GetElapsedTime(started) > bound) throw new TimeoutException(FormattableString.Invariant($"the jog did not end within {bound.TotalSeconds:0.0} s"));
-                await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // Stopped by its caller: grbl's jog cancel decelerates and drops the rest of the jog.
-            await client.SendRealtimeAsync(GrblRealtime.JogCancel, CancellationToken.None);
-            _ledger.Audit(null, "jog-stopped", "jog stopped by its caller (jog cancel)");
-            throw;
-        }
     }
 
     /// <summary>
@@ -498,7 +417,7 @@ public sealed class SessionManager : IAsyncDisposable
     public void BeginShutdown()
     {
         _shuttingDown = true;
-        StopActiveRun(StopKind.Pause, "the controller is shutting down");
+        StopActiveRun(RunCommandKind.Pause, "the controller is shutting down");
         Changed();
         bool idle;
         lock (_gate) idle = _active is null;
@@ -522,17 +441,6 @@ public sealed class SessionManager : IAsyncDisposable
         if (running is not null) await running.WaitAsync(timeout);
     }
 
-    private void RequireMachineFree(string what)
-    {
-        if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: the emergency stop is latched (smp estop --reset)");
-        if (_gantry.IsChecking) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: a program is being checked in check mode");
-        if (_calibration?.BusyWith is { } calibrating) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: a {calibrating} is moving the machine");
-        lock (_gate)
-        {
-            if (_active is not null) throw new SessionException(SessionErrorKind.FailedPrecondition, $"cannot {what}: session {_active.SessionId} is running");
-        }
-    }
-
     /// <summary>
     /// Whether a session could start now, before anything moves or is created: every reason it would
     /// be refused, each naming the command or flag that fixes it (homing apart: a console may home
@@ -545,7 +453,7 @@ public sealed class SessionManager : IAsyncDisposable
         {
             _calibration?.ForSessionStart(calibrationOverride);
         }
-        catch (SessionException e)
+        catch (RefusedException e)
         {
             refusals.Add(e.Message + (calibrationOverride is null ? " (or start anyway with --calibration-override REASON: smp run, smp session resume)" : ""));
         }
@@ -555,14 +463,9 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Every refusal but the calibration's, in the order they are reported.</summary>
     private List<string> MachineRefusals(string? consoleId)
     {
-        var refusals = new List<string>();
-        if (_safety.IsLatched) refusals.Add(LatchedRefusal);
-        if (_shuttingDown) refusals.Add("the controller is shutting down");
-        if (!_gantry.IsConnected) refusals.Add($"the gantry ({_gantry.Description}) is not connected: check the cable and run smp machine connect");
-        else if (_gantry.SettingsMismatch is { } settings) refusals.Add(settings);
-        if (_gantry.IsChecking) refusals.Add("a program is being checked in check mode; start when the check is over");
-        if (_calibration?.BusyWith is { } calibrating) refusals.Add($"a {calibrating} is moving the machine; start when it is over");
-        if (RunningSessionId is { } running) refusals.Add($"session {running} is running");
+        // The machine's own (latch, link, settings, who holds it), then the session's; homing is told apart.
+        var refusals = _readiness.Refusals(needsHoming: false, needsMatchingSettings: true);
+        if (_shuttingDown) refusals.Insert(_safety.IsLatched ? 1 : 0, "the controller is shutting down");
         if (consoleId is not null && _presence.AbsenceReason(consoleId) is { } absent) refusals.Add("no operator is supervising: " + absent);
         if (_patientSwitch is { IsEngaged: false }) refusals.Add(PatientPressed + ": ask the patient, then resume");
         // Wrong intrinsics are invisible in the tracker's own figures: no default, and no override.
@@ -579,9 +482,9 @@ public sealed class SessionManager : IAsyncDisposable
         // The run belongs to one console: only its heartbeats keep it going.
         var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
         // The calibration is decided below (with the override and its operator); everything else refuses here, first reason first.
-        if (MachineRefusals(console ?? "").FirstOrDefault() is { } refusal) throw new SessionException(SessionErrorKind.FailedPrecondition, refusal);
-        if (!_gantry.IsHomed) throw new SessionException(SessionErrorKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
-        if (console is null) throw new SessionException(SessionErrorKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
+        if (MachineRefusals(console ?? "").FirstOrDefault() is { } refusal) throw new RefusedException(RefusalKind.FailedPrecondition, refusal);
+        if (!_gantry.IsHomed) throw new RefusedException(RefusalKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
+        if (console is null) throw new RefusedException(RefusalKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
         var operatorName = _presence.OperatorName(console);
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
         var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
@@ -589,627 +492,91 @@ public sealed class SessionManager : IAsyncDisposable
         {
             if (_active is not null)
             {
-                throw new SessionException(SessionErrorKind.FailedPrecondition, $"session {_active.SessionId} is already running");
+                throw new RefusedException(RefusalKind.FailedPrecondition, $"session {_active.SessionId} is already running");
             }
-            if (_calibration?.BusyWith is { } calibrating)
+            // The run holds the machine until it ends; whoever took it since the check above wins.
+            var lease = _readiness.Lease.TryAcquire(MachineUse.Session, "session " + record.Id, out var holder)
+                ?? throw new RefusedException(RefusalKind.FailedPrecondition, holder!.BusyText);
+            try
             {
-                throw new SessionException(SessionErrorKind.FailedPrecondition, $"a {calibrating} is moving the machine; start when it is over");
+                _active = Begin(record, verb, calibration, console, operatorName);
+                _activeLease = lease;
             }
-            if (calibration is not null && _calibration!.Required)
+            catch
             {
-                _ledger.RecordSessionCalibration(record.Id, calibration.CalibrationId, calibration.Override?.Operator, calibration.Override?.Reason);
-                _ledger.Audit(record.Id, calibration.Override is null ? "calibration" : "calibration-override", calibration.Override is null
-                    ? $"{verb} with camera-to-gantry calibration {calibration.CalibrationId}"
-                    : $"{verb} WITHOUT a valid camera-to-gantry calibration: overridden by {calibration.Override.Operator}: {calibration.Override.Reason}");
+                lease.Dispose();
+                throw;
             }
-            if (_headPose is TrackedHeadPoseSource camera)
-            {
-                // Wrong intrinsics cannot be seen afterwards in the poses: which ones placed these dots is recorded with the session.
-                var k = camera.Intrinsics;
-                _ledger.Audit(record.Id, "intrinsics", k is null
-                    ? $"{verb} with camera {camera.Frames.Description} and no intrinsics"
-                    : FormattableString.Invariant($"{verb} with camera {camera.Frames.Description}, intrinsics {camera.IntrinsicsOrigin}: {k.WidthPx}x{k.HeightPx} px, fx {k.FxPx:0.###} fy {k.FyPx:0.###} cx {k.CxPx:0.###} cy {k.CyPx:0.###}, distortion {string.Join(' ', k.Distortion.Select(d => d.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)))}"));
-            }
-            var startedAt = record.StartedAt ?? _time.GetUtcNow();
-            // Holds count over the whole session: a resumed run goes on from the stored tally.
-            var run = new ActiveRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp(), record.Holds) { ConsoleId = console };
-            _active = run;
-            _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
-            _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
-            run.Task = Task.Run(() => RunAsync(run));
+            var run = _active;
+            run.Task = Task.Run(async () => End(run, await _runner.RunAsync(run)));
         }
         Changed();
         return Snapshot(record.Id);
     }
 
-    private void RequireNotLatched()
+    /// <summary>Records what the run starts with and makes it (under the manager's lock, with the lease held).</summary>
+    private SessionRun Begin(SessionRecord record, string verb, SessionCalibration? calibration, string console, string operatorName)
     {
-        if (_safety.IsLatched) throw new SessionException(SessionErrorKind.FailedPrecondition, LatchedRefusal);
+        if (calibration is not null && _calibration!.Required)
+        {
+            _ledger.RecordSessionCalibration(record.Id, calibration.CalibrationId, calibration.Override?.Operator, calibration.Override?.Reason);
+            _ledger.Audit(record.Id, calibration.Override is null ? "calibration" : "calibration-override", calibration.Override is null
+                ? $"{verb} with camera-to-gantry calibration {calibration.CalibrationId}"
+                : $"{verb} WITHOUT a valid camera-to-gantry calibration: overridden by {calibration.Override.Operator}: {calibration.Override.Reason}");
+        }
+        if (_headPose is TrackedHeadPoseSource camera)
+        {
+            // Wrong intrinsics cannot be seen afterwards in the poses: which ones placed these dots is recorded with the session.
+            var k = camera.Intrinsics;
+            _ledger.Audit(record.Id, "intrinsics", k is null
+                ? $"{verb} with camera {camera.Frames.Description} and no intrinsics"
+                : FormattableString.Invariant($"{verb} with camera {camera.Frames.Description}, intrinsics {camera.IntrinsicsOrigin}: {k.WidthPx}x{k.HeightPx} px, fx {k.FxPx:0.###} fy {k.FyPx:0.###} cx {k.CxPx:0.###} cy {k.CyPx:0.###}, distortion {string.Join(' ', k.Distortion.Select(d => d.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)))}"));
+        }
+        var startedAt = record.StartedAt ?? _time.GetUtcNow();
+        // Holds count over the whole session: a resumed run goes on from the stored tally.
+        var hold = new MotionHold(record.Id, _aiming.Source.Clock, record.Holds, _ledger, _log, Changed);
+        var run = new SessionRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp(), hold, new TrackingGuard(_aiming, _profile, _safety)) { ConsoleId = console };
+        _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
+        _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
+        return run;
     }
 
-    private const string LatchedRefusal = "the emergency stop is latched: check the patient and the machine, then reset it with smp estop --reset";
+    /// <summary>Stores how the run ended, releases the machine and tells the watchers.</summary>
+    private void End(SessionRun run, (SessionPhase Phase, string Reason) end)
+    {
+        var (outcome, reason) = end;
+        var record = _ledger.FindSession(run.SessionId)!;
+        if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
+        {
+            _log.LogError("Session {SessionId}: a run ending {Phase} from {From} is not in the phase table", run.SessionId, outcome, record.Phase);
+        }
+        lock (_gate)
+        {
+            _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, SessionPhases.IsFinal(outcome) ? _time.GetUtcNow() : null);
+            _ledger.RecordHolds(run.SessionId, run.Hold.Tally);
+            _active = null;
+            _activeLease?.Dispose();
+            _activeLease = null;
+            if (_shuttingDown) _quiesced.Cancel();
+        }
+        _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
+        _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
+        run.Commands.Cancellation.Dispose();
+        Changed();
+    }
 
     /// <summary>
     /// Asks the running session (if any) to stop. Called from the e-stop path and the gantry's reader
     /// loop: takes no lock of this manager (those are held across ledger writes) and cancels the run
     /// asynchronously, so the caller never runs the runner's clean-up.
     /// </summary>
-    private void StopActiveRun(StopKind kind, string reason)
+    private void StopActiveRun(RunCommandKind kind, string reason)
     {
-        Volatile.Read(ref _active)?.Request(kind, reason);
+        Volatile.Read(ref _active)?.Commands.Post(kind, reason);
     }
-
-    /// <summary>The per-dot cycle over every pending dot, in ledger order.</summary>
-    private async Task RunAsync(ActiveRun run)
-    {
-        var ct = run.Cancellation.Token;
-        PlannedDot? commanded = null;
-        var outcome = SessionPhase.Completed;
-        var reason = "";
-        var safeStopNeeded = false;
-        try
-        {
-            var client = _gantry.RequireClient();
-            var pending = _ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
-            await SendPreambleAsync(client, ct);
-            var position = _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
-            for (var i = 0; i < pending.Count && run.Stop == StopKind.None;)
-            {
-                // A retract the guard asked for just before the runner disarmed (e.g. on its way back to
-                // the hold from verify) is finished before anything else moves.
-                if (run.RetractRequested) position = await FinishMotionHoldAsync(client, run, ct);
-
-                // 1. Aim. A tracking hold waits here, needle raised, until tracking has settled.
-                var (aimed, cause, raisedTo) = await AimOrHoldAsync(client, run, pending[i], position, ct);
-                position = raisedTo;
-                if (aimed is null)
-                {
-                    if (cause is not null)
-                    {
-                        outcome = SessionPhase.Paused;
-                        reason = "held: " + cause.Reason;
-                    }
-                    break;
-                }
-                var aim = aimed;
-
-                // 2-5 run with the tracking guard armed: if tracking fails while the needle is at or
-                // below its hover point, the guard stops the motion and retracts the needle at once.
-                run.Arm();
-                try
-                {
-                    // 2. Travel at hover height.
-                    var travel = _program.Travel(position, aim.HoverMm);
-                    foreach (var line in travel)
-                    {
-                        await _safety.SendMotionLineAsync(client, line.Line, ct);
-                    }
-                    var travelSeconds = travel.Sum(l => l.KinematicSeconds);
-                    await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), travelSeconds, ct);
-                    position = aim.HoverMm;
-                    run.Raised = false;
-                    if (run.Stop != StopKind.None) break;
-
-                    // 3. Verify before plunge: the gantry is where it should be, idle, and the target is still right.
-                    HoldCause? hold = null;
-                    var maxTries = _aiming.Source.IsTracking ? _profile.Tracking.MaxAimCorrections : MaxVerifyTries;
-                    for (var tries = 0; ; tries++)
-                    {
-                        (var verified, hold, var correctionSeconds) = await VerifyAsync(client, run, aim, ct);
-                        travelSeconds += correctionSeconds;
-                        position = verified.HoverMm;
-                        if (hold is not null || verified == aim) break;
-                        aim = verified;
-                        if (tries + 1 >= maxTries)
-                        {
-                            hold = new HoldCause($"dot {aim.Dot.DotId}: the target kept moving after {maxTries} corrections", WaitsForTracking: true);
-                            break;
-                        }
-                    }
-                    run.AddKinematic(travelSeconds);
-                    if (hold is not null)
-                    {
-                        // A guard retract moves the gantry under the verify: that is the hold, not a mismatch.
-                        if (run.RetractRequested) throw new MotionHoldException();
-                        if (hold.WaitsForTracking)
-                        {
-                            run.PendingHold = hold.Reason;
-                            continue; // the same dot again, through the hold at the top
-                        }
-                        outcome = SessionPhase.Paused;
-                        reason = "held: " + hold.Reason;
-                        break;
-                    }
-
-                    // 4. Record intent durably, then plunge, dwell, retract, and confirm at a sync point.
-                    if (run.RetractRequested) throw new MotionHoldException();
-                    _ledger.MarkCommanded(run.SessionId, aim.Dot.Seq, aim.DepthMm);
-                    commanded = aim.Dot;
-                    Changed();
-                    var place = _program.Place(aim.HoverMm, aim.DepthMm, aim.Dot.DwellMs);
-                    var placeSeconds = place.Sum(l => l.KinematicSeconds);
-                    var sentPlace = new SentLine[place.Count];
-                    for (var l = 0; l < place.Count; l++)
-                    {
-                        sentPlace[l] = await _safety.SendMotionLineAsync(client, place[l].Line, ct);
-                    }
-                    run.AddKinematic(placeSeconds);
-                    foreach (var sent in sentPlace)
-                    {
-                        await AckAsync(sent, placeSeconds, ct);
-                    }
-
-                    // 5. Confirm: the sync ok proves the lines ran; the position proves they ran as written.
-                    // Z moves are relative, so a plunge or retract that lost a byte leaves the needle off
-                    // its hover point, and that dot is in doubt, never Placed.
-                    var after = await client.QueryStatusAsync(ct);
-                    var offMm = after.MachinePosition.DistanceTo(aim.HoverMm);
-                    if (!after.IsIdle || offMm > PositionReportToleranceMm)
-                    {
-                        if (run.RetractRequested) throw new MotionHoldException();
-                        throw new PlacementMismatchException(FormattableString.Invariant(
-                            $"after dot {aim.Dot.DotId} the gantry is {after.State} at {after.MachinePosition}, not back at its hover point {aim.HoverMm} ({offMm:0.000} mm off): the plunge or retract did not run as commanded"));
-                    }
-                    _ledger.MarkPlaced(run.SessionId, aim.Dot.Seq);
-                    commanded = null;
-                    PersistTimersIfDue(run);
-                    i++;
-                    Changed();
-                    if (run.RetractRequested) throw new MotionHoldException();
-                }
-                catch (Exception e) when (run.RetractRequested
-                    && e is MotionHoldException or GantryFaultException or MotionRefusedException or TimeoutException or LineRefusedException or PlacementMismatchException)
-                {
-                    // The guard stopped the motion and is retracting the needle (see CheckGuard).
-                    run.Disarm();
-                    if (commanded is not null)
-                    {
-                        MarkRetractedInDoubt(run, commanded);
-                        commanded = null;
-                        i++;
-                    }
-                    position = await FinishMotionHoldAsync(client, run, ct);
-                }
-                finally
-                {
-                    run.Disarm();
-                }
-                // A retract asked for after the runner's last look, before it disarmed (the dot was
-                // confirmed or not yet commanded): the needle is going up; set the firmware up again.
-                if (run.RetractRequested) position = await FinishMotionHoldAsync(client, run, ct);
-            }
-            if (run.Stop != StopKind.None)
-            {
-                (outcome, reason) = run.Outcome();
-                safeStopNeeded = run.Stop == StopKind.Fault;
-            }
-            else if (outcome == SessionPhase.Completed)
-            {
-                var tally = _ledger.Tally(run.SessionId);
-                if (tally.InDoubt > 0)
-                {
-                    outcome = SessionPhase.Paused;
-                    reason = $"all other dots done; {tally.InDoubt} dot(s) in doubt await the operator's decision";
-                }
-                else if (tally.Pending > 0)
-                {
-                    outcome = SessionPhase.Paused;
-                    reason = $"{tally.Pending} dot(s) still pending";
-                }
-            }
-            if (outcome != SessionPhase.EmergencyStopped && !safeStopNeeded)
-            {
-                // Normal end, pause or hold: needle drive off at hover.
-                await AckAsync(await client.SendLineAsync("M5", ct), 0, ct);
-                // A status report from after the M5, so that the end state shown to the operator is measured after the fact.
-                await client.QueryStatusAsync(ct);
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or MotionRefusedException or GantryFaultException or LineRefusedException or TimeoutException or PlacementMismatchException or MotionHoldException)
-        {
-            (outcome, reason) = run.Stop != StopKind.None ? run.Outcome()
-                : _safety.IsLatched ? (SessionPhase.EmergencyStopped, "emergency stop")
-                : (SessionPhase.Faulted, FaultText(e));
-            safeStopNeeded = outcome == SessionPhase.Faulted;
-        }
-        catch (Exception e)
-        {
-            _log.LogError(e, "Session {SessionId} failed", run.SessionId);
-            (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
-            safeStopNeeded = true;
-        }
-
-        if (run.RetractTask is { } pendingRetract)
-        {
-            // The run ended while the guard was pulling the needle out: that is finished first, and what it could not do is said.
-            string retractError;
-            try
-            {
-                retractError = await pendingRetract.WaitAsync(TimeSpan.FromSeconds(30), _time, CancellationToken.None);
-            }
-            catch (TimeoutException)
-            {
-                retractError = "the motion-hold retract did not finish within 30 s";
-            }
-            run.ClearRetract();
-            if (retractError.Length > 0 && outcome != SessionPhase.EmergencyStopped)
-            {
-                _log.LogError("Motion-hold retract failed: {Error}", retractError);
-                reason += "; motion-hold retract: " + retractError;
-                outcome = SessionPhase.Faulted;
-                safeStopNeeded = true;
-            }
-        }
-        if (commanded is not null)
-        {
-            // The plunge may or may not have happened: never redo it automatically.
-            _ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
-            _ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
-        }
-        if (safeStopNeeded)
-        {
-            var stopError = await _safety.SafeStopAfterFaultAsync(CancellationToken.None);
-            if (stopError.Length > 0) reason += "; " + stopError;
-        }
-        var record = _ledger.FindSession(run.SessionId)!;
-        var final = outcome is SessionPhase.Completed or SessionPhase.Aborted;
-        lock (_gate)
-        {
-            _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, final ? _time.GetUtcNow() : null);
-            _ledger.RecordHolds(run.SessionId, new HoldTally(run.Holds, run.Retracts, run.LastHoldReason));
-            _active = null;
-            if (_shuttingDown) _quiesced.Cancel();
-        }
-        _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
-        _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
-        run.Cancellation.Dispose();
-        Changed();
-    }
-
-    /// <summary>The running session's time reaches the ledger every few seconds (one small write), so a restart after a crash shows it.</summary>
-    private void PersistTimersIfDue(ActiveRun run)
-    {
-        if (_time.GetElapsedTime(run.TimersPersistedAt) < TimersPersistEvery) return;
-        run.TimersPersistedAt = _time.GetTimestamp();
-        _ledger.UpdateTimers(run.SessionId, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds);
-    }
-
-    private static readonly TimeSpan TimersPersistEvery = TimeSpan.FromSeconds(2);
-
-    /// <summary>Why the cycle cannot go on; <paramref name="WaitsForTracking"/> holds resume by themselves once tracking settles.</summary>
-    private sealed record HoldCause(string Reason, bool WaitsForTracking);
-
-    /// <summary>Thrown inside the cycle when the tracking guard retracted the needle after the last line ran.</summary>
-    private sealed class MotionHoldException() : Exception("motion hold");
-
-    private async Task SendPreambleAsync(GrblClient client, CancellationToken ct)
-    {
-        foreach (var line in _program.SessionPreamble())
-        {
-            await AckAsync(await _safety.SendMotionLineAsync(client, line.Line, ct), 0, ct);
-        }
-    }
-
-    /// <summary>
-    /// Step 1 with the automatic motion hold: aims <paramref name="dot"/> with the pose predicted for
-    /// the moment its plunge reaches depth. While a tracking gate fails the session holds: the
-    /// needle goes <c>tracking.holdClearanceMm</c> up, the hold and its reason are published, and the
-    /// cycle goes on by itself only after every gate has passed for <c>tracking.settleMs</c>. Returns
-    /// the aim, or null with the cause when the session must pause for the operator (operator absent,
-    /// target outside the envelope, hold longer than <c>tracking.maxHoldSeconds</c>), or null without
-    /// a cause when a stop was requested. Also returns where the gantry now is.
-    /// </summary>
-    private async Task<(AimedDot? Aim, HoldCause? Cause, Vec3 Position)> AimOrHoldAsync(GrblClient client, ActiveRun run, PlannedDot dot, Vec3 position, CancellationToken ct)
-    {
-        var clock = _aiming.Source.Clock;
-        long? goodSince = null;
-        if (run.PendingHold is { } carried)
-        {
-            run.PendingHold = null;
-            BeginHold(run, carried, clock, dot);
-        }
-        while (true)
-        {
-            if (run.Stop != StopKind.None) return (null, null, position);
-            if (_presence.AbsenceReason(run.ConsoleId) is { } absent) return (null, new HoldCause(absent, false), position);
-            var result = _aiming.AimOrHold(dot, LookAhead(dot, position));
-            if (result.Aim is not null)
-            {
-                if (!run.Holding) return (result.Aim, null, position);
-                goodSince ??= clock.GetTimestamp();
-                var goodMs = clock.GetElapsedTime(goodSince.Value).TotalMilliseconds;
-                if (goodMs >= _profile.Tracking.SettleMs)
-                {
-                    var heldS = run.EndHold(clock);
-                    _ledger.Audit(run.SessionId, "resumed", FormattableString.Invariant($"tracking settled for {goodMs:0} ms after a {heldS:0.0} s hold ({run.LastHoldReason}); going on"));
-                    _log.LogInformation("Session {SessionId} resumes after a {Seconds:0.0} s hold", run.SessionId, heldS);
-                    Changed();
-                    continue; // aim again with the freshest pose
-                }
-            }
-            else if (!result.TrackingHold)
-            {
-                return (null, new HoldCause(result.HoldReason!, false), position);
-            }
-            else
-            {
-                goodSince = null;
-                if (!run.Holding) BeginHold(run, result.HoldReason!, clock, dot);
-                else run.UpdateHold(result.HoldReason!);
-                var heldS = run.HoldSeconds(clock);
-                if (heldS > _profile.Tracking.MaxHoldSeconds)
-                {
-                    run.EndHold(clock);
-                    return (null, new HoldCause(FormattableString.Invariant($"tracking did not settle within {_profile.Tracking.MaxHoldSeconds:0} s ({result.HoldReason})"), false), position);
-                }
-            }
-            if (run.Holding && !run.Raised)
-            {
-                position = await RaiseAsync(client, position, ct);
-                run.Raised = true;
-            }
-            await WaitForPoseUpdateAsync(ct);
-        }
-    }
-
-    private void BeginHold(ActiveRun run, string reason, TimeProvider clock, PlannedDot dot)
-    {
-        run.BeginHold(reason, clock, dot.Seq);
-        _ledger.Audit(run.SessionId, "hold", "motion hold: " + reason);
-        _log.LogWarning("Session {SessionId} holds: {Reason}", run.SessionId, reason);
-        Changed();
-    }
-
-    /// <summary>Lifts the needle <c>tracking.holdClearanceMm</c> above where it is (within the envelope) and waits until it is there.</summary>
-    private async Task<Vec3> RaiseAsync(GrblClient client, Vec3 position, CancellationToken ct)
-    {
-        var targetZ = Math.Min(position.Z + _profile.Tracking.HoldClearanceMm, _profile.TopZMm);
-        if (_profile.Tracking.HoldClearanceMm <= 0 || targetZ <= position.Z) return position;
-        var current = position;
-        var up = _program.MoveZ(ref current, _program.Grid.Quantise(current with { Z = targetZ }).Z, _profile.PlungeFeedMmPerMin);
-        await _safety.SendMotionLineAsync(client, up.Line, ct);
-        await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), up.KinematicSeconds, ct);
-        return current;
-    }
-
-    /// <summary>
-    /// How far ahead to predict the head for a dot aimed now: the travel from where the gantry is, the
-    /// verify round trip, and the plunge down to depth (machine time, on the tracking clock).
-    /// </summary>
-    private TimeSpan LookAhead(PlannedDot dot, Vec3 position)
-    {
-        if (!_aiming.Source.IsTracking) return TimeSpan.Zero;
-        var (first, _) = _aiming.Aim(dot, PlungeLookAhead(dot));
-        if (first is null) return TimeSpan.Zero;
-        var travelSeconds = _program.Travel(position, first.HoverMm).Sum(l => l.KinematicSeconds);
-        return TimeSpan.FromSeconds(travelSeconds) + VerifyRoundTrip + PlungeLookAhead(dot);
-    }
-
-    /// <summary>From the verify decision to the needle at depth: the plunge's own time plus the ledger write and the wire.</summary>
-    private TimeSpan PlungeLookAhead(PlannedDot dot)
-    {
-        var hover = Vec3.Zero with { Z = _profile.HoverHeightMm + dot.DepthMm };
-        var plunge = _program.Place(hover, Vec3.Zero, dot.DwellMs)[0];
-        return TimeSpan.FromSeconds(plunge.KinematicSeconds) + DecisionToMotion;
-    }
-
-    /// <summary>Ledger fsync and the line on the wire before the plunge starts (measured ~5-15 ms here).</summary>
-    private static readonly TimeSpan DecisionToMotion = TimeSpan.FromMilliseconds(10);
-
-    /// <summary>Arrival sync and the status query of verify-before-plunge.</summary>
-    private static readonly TimeSpan VerifyRoundTrip = TimeSpan.FromMilliseconds(30);
-
-    /// <summary>Waits for the next tracked frame, at most 50 ms (a camera that stops sending frames shows up as a stale pose).</summary>
-    private async Task WaitForPoseUpdateAsync(CancellationToken ct)
-    {
-        Task next;
-        lock (_gate) next = _poseUpdated.Task;
-        try
-        {
-            await next.WaitAsync(TimeSpan.FromMilliseconds(50), _time, ct);
-        }
-        catch (TimeoutException)
-        {
-            // No frame: look again (the stale gate decides).
-        }
-    }
-
-    /// <summary>
-    /// The tracking guard, on the tracking thread after every frame: while the needle is at or below
-    /// its hover point (travel, verify, plunge, dwell, retract) a failing gate (a jerk, a lost board,
-    /// a head too fast, a tracker stalled for twice the stale limit) stops the motion and retracts the
-    /// needle before anything else.
-    /// </summary>
-    private void OnPoseUpdated(object? sender, EventArgs e)
-    {
-        TaskCompletionSource updated;
-        lock (_gate)
-        {
-            updated = _poseUpdated;
-            _poseUpdated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
-        updated.TrySetResult();
-        CheckGuard();
-    }
-
-    private void Watchdog()
-    {
-        CheckOperator();
-        if (_aiming.Source.IsTracking) CheckGuard();
-    }
-
-    /// <summary>
-    /// The dead-man during a run, from the watchdog and at once when a console hangs up or the pedal
-    /// is released: when the run's console no longer supervises, the motion stops now — mid-dot the
-    /// needle is pulled out (the dot is then in doubt) — and the run pauses for the operator. Pressing
-    /// the pedal again or a console coming back never resumes it: resuming is a console's request.
-    /// </summary>
-    private void CheckOperator()
-    {
-        var run = Volatile.Read(ref _active);
-        if (run is null || run.Stop is not StopKind.None) return;
-        string reason;
-        if (_patientSwitch is { IsEngaged: false }) reason = "paused by the patient (" + PatientPressed + ")";
-        else if (_presence.AbsenceReason(run.ConsoleId) is { } absent) reason = "held: " + absent;
-        else return;
-        if (run.TryRequestRetract(reason) is { } done)
-        {
-            // Started on this thread: the hold byte goes on the wire before anything else here.
-            var retract = _safety.HoldAndRetractAsync(reason, CancellationToken.None);
-            _ = retract.ContinueWith(t => done.TrySetResult(t.IsCompletedSuccessfully ? t.Result : "retract failed: " + (t.Exception?.GetBaseException().Message ?? "cancelled")), TaskScheduler.Default);
-        }
-        run.Request(StopKind.Pause, reason);
-        _log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
-        OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
-        Changed();
-    }
-
-    private const string PatientPressed = "the patient's hand switch is pressed (or its circuit is open)";
-
-    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run (session id, TimeProvider timestamp of the decision).</summary>
-    public event Action<string, long>? OperatorHoldStarted;
-
-    /// <summary>
-    /// The guard's check, after every frame and from a watchdog timer (a camera or tracker that stops
-    /// delivering frames shows up only as a pose that keeps aging). Pause and abort keep it on (the
-    /// current dot is still finished); an e-stop or a fault has its own stop sequence.
-    /// </summary>
-    private void CheckGuard()
-    {
-        var run = _active;
-        if (run is null || !run.Armed || run.Stop is StopKind.EmergencyStop or StopKind.Fault) return;
-        var reading = _aiming.Read();
-        if (reading.HoldReason is null) return;
-        // A frame that arrives a little late says nothing about the head, and the pose was checked
-        // fresh right before the plunge: pulling a needle out mid-dot leaves the dot in doubt, so
-        // mid-dot only a stalled tracker (twice the limit) counts. Jerks, a lost board and a head
-        // too fast always do.
-        if (reading.Quality >= _profile.MinPoseQuality && reading.HeadSpeedMmPerS <= _profile.MaxHeadSpeedMmPerS
-            && reading.PoseAgeMs <= 2 * _profile.PoseMaxAgeMs) return;
-        if (run.TryRequestRetract(reading.HoldReason) is not { } done) return;
-        // Started on this thread: the hold byte goes on the wire before this returns to the tracker.
-        var retract = _safety.HoldAndRetractAsync(reading.HoldReason, CancellationToken.None);
-        _ = retract.ContinueWith(t => done.TrySetResult(t.IsCompletedSuccessfully ? t.Result : "retract failed: " + (t.Exception?.GetBaseException().Message ?? "cancelled")), TaskScheduler.Default);
-    }
-
-    /// <summary>
-    /// After the guard's retract (the dot that was being placed, if any, is already in doubt): waits
-    /// for the retract, sets the firmware up again (a flush resets its modal state and stops the
-    /// needle drive) and leaves the hold to the next aim. Returns the gantry's position. Throws when
-    /// the retract failed or the position was lost (the session faults and stops the machine).
-    /// </summary>
-    private async Task<Vec3> FinishMotionHoldAsync(GrblClient client, ActiveRun run, CancellationToken ct)
-    {
-        var reason = run.RetractReason;
-        var error = run.RetractTask is { } task ? await task.WaitAsync(TimeSpan.FromSeconds(30), _time, ct) : "";
-        run.ClearRetract();
-        if (error.Length > 0) throw new GantryFaultException(GantryFaultKind.LinkLost, 0, "retract after a motion hold failed: " + error);
-        if (!_gantry.IsHomed)
-        {
-            throw new GantryFaultException(GantryFaultKind.Alarm, 0, "the firmware lost its position while stopping for a motion hold: home the machine");
-        }
-        run.Raised = true;
-        run.PendingHold = reason;
-        if (run.Stop == StopKind.None) await SendPreambleAsync(client, ct);
-        Changed();
-        return _program.Grid.Quantise((await client.QueryStatusAsync(ct)).MachinePosition);
-    }
-
-    /// <summary>Marks the dot whose plunge the guard interrupted as in doubt (never redone automatically).</summary>
-    private void MarkRetractedInDoubt(ActiveRun run, PlannedDot dot)
-    {
-        var note = "the needle was retracted mid-dot by a motion hold: " + run.RetractReason;
-        _ledger.MarkInDoubt(run.SessionId, dot.Seq, note);
-        _ledger.Audit(run.SessionId, "in-doubt", $"dot {dot.DotId} is in doubt: {note}");
-        run.CountRetract();
-    }
-
-    /// <summary>
-    /// Verify before plunge: the firmware says idle at the hover point, the operator is present, and
-    /// re-aiming with the pose predicted for the moment the needle reaches depth lands within
-    /// tolerance (verifyToleranceMm for a fixed head, tracking.aimToleranceMm for a tracked one). A
-    /// moved target is corrected (a new travel) and verified again by the caller.
-    /// </summary>
-    private async Task<(AimedDot Aim, HoldCause? Hold, double CorrectionSeconds)> VerifyAsync(GrblClient client, ActiveRun run, AimedDot aim, CancellationToken ct)
-    {
-        if (_presence.AbsenceReason(run.ConsoleId) is { } absent) return (aim, new HoldCause(absent, false), 0);
-        var status = await client.QueryStatusAsync(ct);
-        if (!status.IsIdle) return (aim, new HoldCause($"gantry is {status.State} at dot {aim.Dot.DotId}, expected Idle", false), 0);
-        var offMm = status.MachinePosition.DistanceTo(aim.HoverMm);
-        if (offMm > PositionReportToleranceMm)
-        {
-            return (aim, new HoldCause(FormattableString.Invariant($"gantry is at {status.MachinePosition}, not at dot {aim.Dot.DotId}'s hover point {aim.HoverMm} ({offMm:0.000} mm off)"), false), 0);
-        }
-        // The decision to plunge is taken on the next frame (at most one frame period away): the
-        // pose it predicts from is then as fresh as the camera allows.
-        if (_aiming.Source.IsTracking) await WaitForPoseUpdateAsync(ct);
-        var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
-        if (fresh.Aim is null) return (aim, new HoldCause(fresh.HoldReason!, fresh.TrackingHold), 0);
-        var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
-        _log.LogDebug("Verify {Dot}: the target predicted at depth is {OffMm:0.000} mm from the hover point", aim.Dot.DotId, fresh.Aim.HoverMm.DistanceTo(aim.HoverMm));
-        if (fresh.Aim.HoverMm.DistanceTo(aim.HoverMm) <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
-        {
-            return (aim, null, 0);
-        }
-        var target = fresh.Aim;
-        if (_aiming.Source.IsTracking)
-        {
-            // The head keeps moving while the correction runs: aim where it will be when the
-            // corrected plunge reaches depth, so the next verify agrees instead of chasing it.
-            var correction = TimeSpan.FromSeconds(_program.Travel(aim.HoverMm, target.HoverMm).Sum(l => l.KinematicSeconds));
-            var ahead = _aiming.AimOrHold(aim.Dot, correction + VerifyRoundTrip + PlungeLookAhead(aim.Dot));
-            if (ahead.Aim is null) return (aim, new HoldCause(ahead.HoldReason!, ahead.TrackingHold), 0);
-            target = ahead.Aim;
-        }
-        var travel = _program.Travel(aim.HoverMm, target.HoverMm);
-        foreach (var line in travel)
-        {
-            await _safety.SendMotionLineAsync(client, line.Line, ct);
-        }
-        var correctionSeconds = travel.Sum(l => l.KinematicSeconds);
-        await AckAsync(await _safety.SendMotionLineAsync(client, DotProgram.Sync.Line, ct), correctionSeconds, ct);
-        return (target, null, correctionSeconds);
-    }
-
-    /// <summary>
-    /// Awaits a line's ok, bounded: the firmware owes it once the motion queued ahead of it
-    /// (<paramref name="queuedMachineSeconds"/> of machine time) has run. A lost ok would otherwise
-    /// hang the session while status reports keep saying the link is alive.
-    /// </summary>
-    private async Task AckAsync(SentLine sent, double queuedMachineSeconds, CancellationToken ct)
-    {
-        var bound = TimeSpan.FromSeconds((queuedMachineSeconds / _gantry.TimeScale * AckTimeFactor) + AckMarginSeconds);
-        LineAck ack;
-        try
-        {
-            ack = await sent.Ack.WaitAsync(bound, _time, ct);
-        }
-        catch (TimeoutException)
-        {
-            throw new TimeoutException(FormattableString.Invariant($"the firmware did not acknowledge '{sent.Line}' within {bound.TotalSeconds:0.0} s"));
-        }
-        if (!ack.Ok) throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
-    }
-
-    /// <summary>Status reports carry 3 decimals: a position may differ by their rounding, nothing more, mm.</summary>
-    private const double PositionReportToleranceMm = 0.002;
-
-    /// <summary>An ack may take this many times its motion's nominal duration…</summary>
-    private const double AckTimeFactor = 2;
-
-    /// <summary>…plus this (status round trips, host scheduling), seconds.</summary>
-    private const double AckMarginSeconds = 2;
-
-    private static string FaultText(Exception e) => e switch
-    {
-        GantryFaultException g when g.Kind == GantryFaultKind.Alarm => $"gantry alarm {g.Code}: {g.Message}",
-        GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
-        TimeoutException => e.Message,
-        _ => e.Message,
-    };
 
     private SessionRecord Find(string sessionId) =>
-        _ledger.FindSession(sessionId) ?? throw new SessionException(SessionErrorKind.NotFound, $"no session '{sessionId}'");
+        _ledger.FindSession(sessionId) ?? throw new RefusedException(RefusalKind.NotFound, $"no session '{sessionId}'");
 
     private SessionSnapshot Snapshot(string sessionId)
     {
@@ -1217,7 +584,7 @@ public sealed class SessionManager : IAsyncDisposable
         var tally = _ledger.Tally(sessionId);
         var inDoubt = tally.InDoubt == 0 ? [] : _ledger.LoadDotsInState(sessionId, DotLedgerState.InDoubt, MaxInDoubtListed);
         double elapsed = record.ElapsedSeconds, kinematic = record.KinematicSeconds;
-        ActiveRun? running = null;
+        SessionRun? running = null;
         lock (_gate)
         {
             if (_active?.SessionId == sessionId)
@@ -1225,9 +592,9 @@ public sealed class SessionManager : IAsyncDisposable
                 running = _active;
                 elapsed = _active.ElapsedSeconds(_time, _gantry.TimeScale);
                 kinematic = _active.KinematicSeconds;
-                if (record.Phase == SessionPhase.Running && _active.Stop is StopKind.Pause or StopKind.Abort)
+                if (record.Phase == SessionPhase.Running && _active.Commands.Posted is { Kind: RunCommandKind.Pause or RunCommandKind.Abort } stopping)
                 {
-                    record = record with { Phase = SessionPhase.Pausing, Reason = _active.StopReason };
+                    record = record with { Phase = SessionPhase.Pausing, Reason = stopping.Reason };
                 }
             }
         }
@@ -1237,15 +604,11 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Tracking and the hold as the cycle sees them now; hold fields only for the running session.</summary>
     public TrackingView Tracking() => Tracking(null);
 
-    private TrackingView Tracking(ActiveRun? run, HoldTally? stored = null)
+    private TrackingView Tracking(SessionRun? run, HoldTally? stored = null)
     {
-        var clock = _aiming.Source.Clock;
-        var hold = run?.CurrentHold(clock);
-        var (holds, lastReason, retracts) = run is not null ? (run.Holds, run.LastHoldReason, run.Retracts) : (0, "", 0);
-        if (run is null && stored is not null)
-        {
-            (holds, lastReason, retracts) = (stored.Holds, stored.LastHoldReason, stored.Retracts);
-        }
+        var hold = run?.Hold.Current;
+        var tally = run?.Hold.Tally ?? stored ?? new HoldTally(0, 0, "");
+        var (holds, lastReason, retracts) = (tally.Holds, tally.LastHoldReason, tally.Retracts);
         return new TrackingView(_aiming.Source.Description, _aiming.Source.IsTracking, _aiming.Read(), hold is not null, hold?.Reason ?? "", hold?.Seconds ?? 0,
             holds, lastReason, retracts, _profile.PoseMaxAgeMs, _profile.MinPoseQuality, _profile.MaxHeadSpeedMmPerS);
     }
@@ -1253,20 +616,42 @@ public sealed class SessionManager : IAsyncDisposable
     private void Changed() => _snapshots.Changed();
 
     /// <summary>The proto-style upper-case name of a phase, for messages.</summary>
-    public static string Name(SessionPhase phase) => phase switch
+    public static string Name(SessionPhase phase) => SessionPhases.Name(phase);
+
+    /// <summary>A new tracked frame: wakes the cycle's waits, and the guard looks at it at once (tracking thread).</summary>
+    private void OnPoseUpdated(object? sender, EventArgs e)
     {
-        SessionPhase.EmergencyStopped => "EMERGENCY_STOPPED",
-        _ => phase.ToString().ToUpperInvariant(),
-    };
+        _poses.Signal();
+        if (Volatile.Read(ref _active) is { } run) run.Guard.CheckPose(run.Commands.Posted);
+    }
+
+    private void Watchdog()
+    {
+        CheckOperator();
+        if (_aiming.Source.IsTracking && Volatile.Read(ref _active) is { } run) run.Guard.CheckPose(run.Commands.Posted);
+    }
+
+    /// <summary>The dead-man and the patient's switch, from the watchdog and at once on a hang-up or a released switch (see <see cref="SessionRunner.CheckOperator"/>).</summary>
+    private void CheckOperator()
+    {
+        if (Volatile.Read(ref _active) is not { } run || _runner.CheckOperator(run, _patientSwitch) is null) return;
+        OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
+        Changed();
+    }
+
+    internal const string PatientPressed = "the patient's hand switch is pressed (or its circuit is open)";
+
+    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run (session id, TimeProvider timestamp of the decision).</summary>
+    public event Action<string, long>? OperatorHoldStarted;
 
     public async ValueTask DisposeAsync()
     {
         await _watchdog.DisposeAsync();
-        ActiveRun? run;
+        SessionRun? run;
         lock (_gate) run = _active;
         if (run is not null)
         {
-            run.Request(StopKind.Pause, "the controller is shutting down");
+            run.Commands.Post(RunCommandKind.Pause, "the controller is shutting down");
             try
             {
                 await run.Task!.WaitAsync(TimeSpan.FromSeconds(30));
@@ -1278,201 +663,4 @@ public sealed class SessionManager : IAsyncDisposable
         }
         await _snapshots.DisposeAsync();
     }
-
-    private enum StopKind
-    {
-        None,
-        Pause,
-        Abort,
-        Fault,
-        EmergencyStop,
-    }
-
-    /// <summary>The running session's clock and stop request.</summary>
-    private sealed class ActiveRun(string sessionId, DateTimeOffset startedAt, double elapsedBefore, double kinematicBefore, long runningSince, HoldTally holdsBefore)
-    {
-        private readonly Lock _gate = new();
-        private double _kinematic = kinematicBefore;
-
-        public string SessionId { get; } = sessionId;
-        public DateTimeOffset StartedAt { get; } = startedAt;
-
-        /// <summary>TimeProvider timestamp at which the run's timers were last written to the ledger.</summary>
-        public long TimersPersistedAt { get; set; }
-
-        /// <summary>The console whose heartbeats keep this run going (it started or resumed it).</summary>
-        public required string ConsoleId { get; init; }
-        public CancellationTokenSource Cancellation { get; } = new();
-        public Task? Task { get; set; }
-        public StopKind Stop { get; private set; }
-        public string StopReason { get; private set; } = "";
-
-        public double KinematicSeconds { get { lock (_gate) return _kinematic; } }
-
-        // Tracking guard: armed while the needle is at or below its hover point. Arming, disarming and
-        // a retract request (with the task that carries it out) change together under _guardGate, so
-        // the runner never sees a request without its task, and nothing is requested once disarmed.
-        private readonly Lock _guardGate = new();
-        private bool _armed;
-        private TaskCompletionSource<string>? _retract;
-        private string? _holdReason;
-        private long _holdSince;
-        private long _holdDotSeq = -1;
-        private long _firstHoldForDot;
-
-        public bool Armed { get { lock (_guardGate) return _armed; } }
-
-        public void Arm()
-        {
-            lock (_guardGate) _armed = true;
-        }
-
-        public void Disarm()
-        {
-            lock (_guardGate) _armed = false;
-        }
-
-        /// <summary>True once the guard asked for a retract (until <see cref="ClearRetract"/>).</summary>
-        public bool RetractRequested { get { lock (_guardGate) return _retract is not null; } }
-
-        public string RetractReason { get; private set; } = "";
-
-        /// <summary>The retract's outcome ("" when done, else what could not be done); null when none was requested.</summary>
-        public Task<string>? RetractTask { get { lock (_guardGate) return _retract?.Task; } }
-
-        /// <summary>
-        /// Only the first failing frame while armed starts a retract: returns the completion the guard
-        /// must complete with the retract's outcome, or null.
-        /// </summary>
-        public TaskCompletionSource<string>? TryRequestRetract(string reason)
-        {
-            lock (_guardGate)
-            {
-                if (!_armed || _retract is not null) return null;
-                RetractReason = reason;
-                _retract = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-                return _retract;
-            }
-        }
-
-        /// <summary>Forgets a retract that has been awaited and dealt with.</summary>
-        public void ClearRetract()
-        {
-            lock (_guardGate) _retract = null;
-        }
-
-        /// <summary>The needle is already clear of the skin (raised for a hold, or retracted).</summary>
-        public bool Raised { get; set; }
-
-        /// <summary>A hold found mid-cycle (verify), started by the next aim.</summary>
-        public string? PendingHold { get; set; }
-
-        public bool Holding { get { lock (_gate) return _holdReason is not null; } }
-
-        public int Holds { get; private set; } = holdsBefore.Holds;
-
-        public int Retracts { get; private set; } = holdsBefore.Retracts;
-
-        public string LastHoldReason { get; private set; } = holdsBefore.LastHoldReason;
-
-        public void CountRetract() => Retracts++;
-
-        /// <summary>
-        /// Starts a hold for dot <paramref name="dotSeq"/>. Repeated holds on the same dot (a target that
-        /// keeps moving, verify finding a gate failing again) count from the first, so maxHoldSeconds
-        /// cannot be dodged by short holds.
-        /// </summary>
-        public void BeginHold(string reason, TimeProvider clock, long dotSeq)
-        {
-            lock (_gate)
-            {
-                _holdReason = reason;
-                if (dotSeq != _holdDotSeq)
-                {
-                    _holdDotSeq = dotSeq;
-                    _firstHoldForDot = clock.GetTimestamp();
-                }
-                _holdSince = _firstHoldForDot;
-                LastHoldReason = reason;
-                Holds++;
-            }
-        }
-
-        public void UpdateHold(string reason)
-        {
-            lock (_gate)
-            {
-                if (_holdReason is null) return;
-                _holdReason = reason;
-                LastHoldReason = reason;
-            }
-        }
-
-        /// <summary>Ends the hold; returns how long it lasted, s.</summary>
-        public double EndHold(TimeProvider clock)
-        {
-            lock (_gate)
-            {
-                var seconds = _holdReason is null ? 0 : clock.GetElapsedTime(_holdSince).TotalSeconds;
-                _holdReason = null;
-                return seconds;
-            }
-        }
-
-        public double HoldSeconds(TimeProvider clock)
-        {
-            lock (_gate) return _holdReason is null ? 0 : clock.GetElapsedTime(_holdSince).TotalSeconds;
-        }
-
-        public (string Reason, double Seconds)? CurrentHold(TimeProvider clock)
-        {
-            lock (_gate) return _holdReason is null ? null : (_holdReason, clock.GetElapsedTime(_holdSince).TotalSeconds);
-        }
-
-        public void AddKinematic(double seconds)
-        {
-            lock (_gate) _kinematic += seconds;
-        }
-
-        /// <summary>Machine time: wall time while running × the simulator's time scale.</summary>
-        public double ElapsedSeconds(TimeProvider time, double timeScale) => elapsedBefore + (time.GetElapsedTime(runningSince).TotalSeconds * timeScale);
-
-        /// <summary>Asks the run to stop. Stronger requests win; e-stops and faults cancel at once.</summary>
-        public void Request(StopKind kind, string reason)
-        {
-            lock (_gate)
-            {
-                if (kind <= Stop) return;
-                Stop = kind;
-                StopReason = reason;
-            }
-            if (kind is StopKind.EmergencyStop or StopKind.Fault)
-            {
-                try
-                {
-                    // Callbacks run on the thread pool: the caller (an e-stop, the gantry's reader)
-                    // must not run the runner's clean-up (ledger writes) before its own work.
-                    _ = Cancellation.CancelAsync();
-                }
-                catch (ObjectDisposedException)
-                {
-                    // The run already ended.
-                }
-            }
-        }
-
-        public (SessionPhase, string) Outcome() => Stop switch
-        {
-            StopKind.Pause => (SessionPhase.Paused, StopReason),
-            StopKind.Abort => (SessionPhase.Aborted, StopReason),
-            StopKind.EmergencyStop => (SessionPhase.EmergencyStopped, StopReason),
-            _ => (SessionPhase.Faulted, StopReason),
-        };
-    }
 }
-
-/// <summary>The gantry is not where the lines it acknowledged should have left it.</summary>
-public sealed class PlacementMismatchException(string message) : Exception(message);
-
-/// <summary>The firmware answered error:N to a session line.</summary>
-public sealed class LineRefusedException(string message) : Exception(message);

@@ -286,7 +286,7 @@ public sealed class SessionSnapshots : IAsyncDisposable
             {
                 built = _build(id);
             }
-            catch (Exception e) when (e is SessionException or InvalidOperationException or ObjectDisposedException)
+            catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException)
             {
                 _log.LogWarning("Could not build the snapshot of session {SessionId}: {Message}", id, e.Message);
                 continue;

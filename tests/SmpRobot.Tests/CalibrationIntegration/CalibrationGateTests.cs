@@ -1,3 +1,5 @@
+using SmpRobot.Controller;
+using SmpRobot.Controller.Gantry;
 using System.Globalization;
 using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Controller.Calibration;
@@ -44,8 +46,8 @@ public sealed class CalibrationGateTests : IDisposable
 
         // The sim profile allows 24 h.
         _time.Advance(TimeSpan.FromHours(24));
-        var e = Assert.Throws<SessionException>(() => gate.ForSessionStart(null));
-        Assert.Equal(SessionErrorKind.FailedPrecondition, e.Kind);
+        var e = Assert.Throws<RefusedException>(() => gate.ForSessionStart(null));
+        Assert.Equal(RefusalKind.FailedPrecondition, e.Kind);
         Assert.Contains("more than the profile's limit of 24 h", e.Message, StringComparison.Ordinal);
         Assert.Contains("smp calibrate gantry", e.Message, StringComparison.Ordinal);
 
@@ -57,18 +59,24 @@ public sealed class CalibrationGateTests : IDisposable
     [Fact]
     public void Only_one_procedure_moves_the_machine_and_never_while_a_session_runs()
     {
-        var gate = Gate(tracked: true);
-        var running = Assert.Throws<SessionException>(() => gate.BeginMachineUse("gantry calibration", () => "s-1"));
-        Assert.Contains("session s-1 is running", running.Message, StringComparison.Ordinal);
-        Assert.Null(gate.BusyWith);
-
-        using (gate.BeginMachineUse("gantry calibration", () => null))
+        var lease = new MachineLease();
+        using (lease.Acquire(MachineUse.Session, "session s-1", "start session s-1"))
         {
-            Assert.Equal("gantry calibration", gate.BusyWith);
-            var busy = Assert.Throws<SessionException>(() => gate.BeginMachineUse("drift check", () => null));
-            Assert.Contains("a gantry calibration is already running", busy.Message, StringComparison.Ordinal);
+            var running = Assert.Throws<RefusedException>(() => lease.Acquire(MachineUse.Calibration, "gantry calibration", "run the gantry calibration"));
+            Assert.Contains("session s-1 is running", running.Message, StringComparison.Ordinal);
+            Assert.Equal(RefusalKind.FailedPrecondition, running.Kind);
         }
-        Assert.Null(gate.BusyWith);
+        Assert.Null(lease.Holder);
+
+        using (lease.Acquire(MachineUse.Calibration, "gantry calibration", "run the gantry calibration"))
+        {
+            Assert.Equal(new MachineHolder(MachineUse.Calibration, "gantry calibration"), lease.Holder);
+            var busy = Assert.Throws<RefusedException>(() => lease.Acquire(MachineUse.Calibration, "drift check", "run the drift check"));
+            Assert.Contains("a gantry calibration is already running", busy.Message, StringComparison.Ordinal);
+            Assert.Null(lease.TryAcquire(MachineUse.Jog, "jog", out var holder));
+            Assert.Equal("gantry calibration", holder!.What);
+        }
+        Assert.Null(lease.Holder);
     }
 
     [Fact]

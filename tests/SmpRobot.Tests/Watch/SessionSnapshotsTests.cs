@@ -1,3 +1,4 @@
+using SmpRobot.Controller;
 using Microsoft.Extensions.Logging.Abstractions;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
@@ -18,7 +19,7 @@ public class SessionSnapshotsTests
 
         public SessionSnapshot Build(string id)
         {
-            if (id == "missing") throw new SessionException(SessionErrorKind.NotFound, "no session 'missing'");
+            if (id == "missing") throw new RefusedException(RefusalKind.NotFound, "no session 'missing'");
             Gate.Wait(Timeout);
             var n = Interlocked.Increment(ref _builds);
             var record = new SessionRecord(id, "plan", "sim", Phase, "", n, 0, DateTimeOffset.UnixEpoch, null, null);
@@ -137,7 +138,7 @@ public class SessionSnapshotsTests
         await using var hub = Hub(builder);
         using var cts = new CancellationTokenSource(Timeout);
         await using var missing = hub.WatchAsync("missing", _ => false, cts.Token).GetAsyncEnumerator(cts.Token);
-        await Assert.ThrowsAsync<SessionException>(() => missing.MoveNextAsync().AsTask().WaitAsync(Timeout));
+        await Assert.ThrowsAsync<RefusedException>(() => missing.MoveNextAsync().AsTask().WaitAsync(Timeout));
 
         await using var watcher = hub.WatchAsync("s1", s => s.Record.Phase == SessionPhase.Completed, cts.Token).GetAsyncEnumerator(cts.Token);
         Assert.True(await watcher.MoveNextAsync().AsTask().WaitAsync(Timeout));

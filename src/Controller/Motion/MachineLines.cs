@@ -1,0 +1,45 @@
+using System.Globalization;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
+
+namespace SmpRobot.Controller.Motion;
+
+/// <summary>
+/// The firmware lines that are not part of a dot's program: the needle drive off, the modal state a
+/// manual move relies on, a jog, and the stop sequence's straight-up retract. With
+/// <see cref="DotProgram"/>, the only place G-code is written.
+/// </summary>
+public static class MachineLines
+{
+    /// <summary>Stops the needle drive (grbl's spindle off).</summary>
+    public static readonly ProgramLine DriveOff = new("M5", 0);
+
+    /// <summary>Absolute millimetres: the modal state every absolute travel line relies on.</summary>
+    public static readonly ProgramLine AbsoluteMm = new("G21 G90", 0);
+
+    /// <summary>Clears grbl's alarm lock (<c>$X</c>) after a reset that kept the gantry where it stopped.</summary>
+    public static readonly ProgramLine Unlock = new("$X", 0);
+
+    /// <summary>The homing cycle (<c>$H</c>; its ok arrives when homing is done).</summary>
+    public const string Home = "$H";
+
+    /// <summary>
+    /// A jog to <paramref name="targetMm"/> (machine coordinates, on the step grid) at
+    /// <paramref name="feedMmPerMin"/>: grbl's <c>$J=</c>, which a jog cancel stops and which never
+    /// changes the modal state of the program around it.
+    /// </summary>
+    public static ProgramLine Jog(Vec3 targetMm, double feedMmPerMin, double kinematicSeconds) =>
+        new("$J=G90 G21 X" + StepGrid.Format(targetMm.X) + " Y" + StepGrid.Format(targetMm.Y) + " Z" + StepGrid.Format(targetMm.Z)
+            + " F" + feedMmPerMin.ToString("0", CultureInfo.InvariantCulture), kinematicSeconds);
+
+    /// <summary>
+    /// The stop sequence's retract: straight up by <paramref name="upMm"/> (positive, on the grid) at the
+    /// rapid rate, relative and at most <see cref="DotProgram.MaxVerticalStepMm"/>, like every session Z
+    /// move, so a corrupted byte cannot turn "up" into "deep".
+    /// </summary>
+    public static ProgramLine RetractStraightUp(double upMm)
+    {
+        if (!(upMm > 0)) throw new ArgumentOutOfRangeException(nameof(upMm), "a retract goes up");
+        return new("G91 G0 Z" + StepGrid.Format(Math.Min(upMm, DotProgram.MaxVerticalStepMm)), 0);
+    }
+}

@@ -1,0 +1,200 @@
+using Microsoft.Extensions.Logging;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Motion;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Machine;
+
+namespace SmpRobot.Controller.Sessions;
+
+/// <summary>
+/// Runs a session's pending dots through the <see cref="DotCycle"/> in ledger order, obeying the run's
+/// commands (<see cref="RunCommands"/>) between steps, and ends the run: needle drive off at hover, a
+/// safe stop after a fault, the dot in doubt marked, and the phase it ends in. The lifecycle stores
+/// that end (<see cref="SessionManager"/>). One run at a time.
+/// </summary>
+public sealed class SessionRunner(
+    LedgerStore ledger,
+    GantryConnection gantry,
+    SafetySupervisor safety,
+    MotionLink motion,
+    OperatorPresence presence,
+    MachineProfile profile,
+    DotProgram program,
+    Aiming aiming,
+    PoseUpdates poses,
+    TimeProvider timeProvider,
+    ILogger log,
+    Action changed)
+{
+    /// <summary>How often the running session's time reaches the ledger (one small write), so a restart after a crash shows it.</summary>
+    private static readonly TimeSpan TimersPersistEvery = TimeSpan.FromSeconds(2);
+
+    /// <summary>Runs <paramref name="run"/> to its end; returns the phase it ends in and why (empty for a plain completion).</summary>
+    public async Task<(SessionPhase Phase, string Reason)> RunAsync(SessionRun run)
+    {
+        var ct = run.Commands.Cancellation.Token;
+        var cycle = new DotCycle(run, motion, gantry, program, aiming, profile, presence, poses, ledger, timeProvider, log, changed);
+        var outcome = SessionPhase.Completed;
+        var reason = "";
+        var safeStopNeeded = false;
+        try
+        {
+            var pending = ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
+            await cycle.BeginAsync(ct);
+            var failed = false;
+            for (var i = 0; i < pending.Count && !run.Commands.StopRequested;)
+            {
+                var result = await cycle.PlaceAsync(pending[i], ct);
+                if (result.Kind == DotOutcomeKind.Placed)
+                {
+                    PersistTimersIfDue(run);
+                    i++;
+                    changed();
+                }
+                else if (result.Kind == DotOutcomeKind.GuardTripped)
+                {
+                    if (result.InDoubt is not null) i++; // never redone automatically
+                    continue;
+                }
+                else if (result.Kind == DotOutcomeKind.Held && result.WaitsForTracking)
+                {
+                    continue; // the same dot again, through the hold at the top
+                }
+                else if (result.Kind == DotOutcomeKind.Held)
+                {
+                    (outcome, reason) = (SessionPhase.Paused, "held: " + result.Reason);
+                    break;
+                }
+                else if (result.Kind == DotOutcomeKind.Stopped)
+                {
+                    break;
+                }
+                else
+                {
+                    (outcome, reason) = Failure(run, result.Error!);
+                    safeStopNeeded = outcome == SessionPhase.Faulted;
+                    failed = true;
+                    break;
+                }
+                // A retract asked for after the cycle's last look, before it disarmed (the dot was
+                // confirmed): the needle is going up; set the firmware up again.
+                await cycle.FinishRetractIfRequestedAsync(ct);
+            }
+            if (!failed)
+            {
+                if (run.Commands.Take() is { } stop)
+                {
+                    (outcome, reason) = (stop.EndPhase, stop.Reason);
+                    safeStopNeeded = stop.Kind == RunCommandKind.Fault;
+                }
+                else if (outcome == SessionPhase.Completed)
+                {
+                    (outcome, reason) = Unfinished(run.SessionId) ?? (outcome, reason);
+                }
+                if (outcome != SessionPhase.EmergencyStopped && !safeStopNeeded)
+                {
+                    // Normal end, pause or hold: needle drive off at hover.
+                    await motion.DriveOffAsync(ct);
+                    // A status report from after the M5, so that the end state shown to the operator is measured after the fact.
+                    await motion.StatusAsync(ct);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException || DotCycle.IsMachineFailure(e))
+        {
+            (outcome, reason) = Failure(run, e);
+            safeStopNeeded = outcome == SessionPhase.Faulted;
+        }
+        catch (Exception e)
+        {
+            log.LogError(e, "Session {SessionId} failed", run.SessionId);
+            (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
+            safeStopNeeded = true;
+        }
+
+        if (run.Guard.RetractTask is { } pendingRetract)
+        {
+            // The run ended while the guard was pulling the needle out: that is finished first, and what it could not do is said.
+            string retractError;
+            try
+            {
+                retractError = await pendingRetract.WaitAsync(DotCycle.RetractWait, timeProvider, CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                retractError = "the motion-hold retract did not finish within 30 s";
+            }
+            run.Guard.ClearRetract();
+            if (retractError.Length > 0 && outcome != SessionPhase.EmergencyStopped)
+            {
+                log.LogError("Motion-hold retract failed: {Error}", retractError);
+                reason += "; motion-hold retract: " + retractError;
+                outcome = SessionPhase.Faulted;
+                safeStopNeeded = true;
+            }
+        }
+        if (cycle.Commanded is { } commanded)
+        {
+            // The plunge may or may not have happened: never redo it automatically.
+            ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
+            ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
+        }
+        if (safeStopNeeded)
+        {
+            var stopError = await safety.SafeStopAfterFaultAsync(CancellationToken.None);
+            if (stopError.Length > 0) reason += "; " + stopError;
+        }
+        return (outcome, reason);
+    }
+
+    /// <summary>
+    /// The dead-man during a run, from the watchdog and at once when a console hangs up or the pedal
+    /// is released: when the run's console no longer supervises, the motion stops now — mid-dot the
+    /// needle is pulled out (the dot is then in doubt) — and the run pauses for the operator. Pressing
+    /// the pedal again or a console coming back never resumes it: resuming is a console's request.
+    /// Returns the reason when it stopped the run.
+    /// </summary>
+    public string? CheckOperator(SessionRun run, ISafetySwitch? patientSwitch)
+    {
+        if (run.Commands.Posted is not null) return null;
+        string reason;
+        if (patientSwitch is { IsEngaged: false }) reason = "paused by the patient (" + SessionManager.PatientPressed + ")";
+        else if (presence.AbsenceReason(run.ConsoleId) is { } absent) reason = "held: " + absent;
+        else return null;
+        // Started on this thread: the hold byte goes on the wire before anything else here.
+        run.Guard.TryRetract(reason);
+        run.Commands.Post(RunCommandKind.Pause, reason);
+        log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
+        return reason;
+    }
+
+    /// <summary>The end of a run that placed what it could: paused when dots are in doubt or still pending, else null (completed).</summary>
+    private (SessionPhase, string)? Unfinished(string sessionId)
+    {
+        var tally = ledger.Tally(sessionId);
+        if (tally.InDoubt > 0) return (SessionPhase.Paused, $"all other dots done; {tally.InDoubt} dot(s) in doubt await the operator's decision");
+        if (tally.Pending > 0) return (SessionPhase.Paused, $"{tally.Pending} dot(s) still pending");
+        return null;
+    }
+
+    /// <summary>Why a run ended on a failure: the command it was obeying, else the latch, else the failure itself.</summary>
+    private (SessionPhase, string) Failure(SessionRun run, Exception e) =>
+        run.Commands.Take() is { } stop ? (stop.EndPhase, stop.Reason)
+        : safety.IsLatched ? (SessionPhase.EmergencyStopped, "emergency stop")
+        : (SessionPhase.Faulted, FaultText(e));
+
+    private void PersistTimersIfDue(SessionRun run)
+    {
+        if (timeProvider.GetElapsedTime(run.TimersPersistedAt) < TimersPersistEvery) return;
+        run.TimersPersistedAt = timeProvider.GetTimestamp();
+        ledger.UpdateTimers(run.SessionId, run.ElapsedSeconds(timeProvider, gantry.TimeScale), run.KinematicSeconds);
+    }
+
+    private static string FaultText(Exception e) => e switch
+    {
+        GantryFaultException g when g.Kind == GantryFaultKind.Alarm => $"gantry alarm {g.Code}: {g.Message}",
+        GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
+        _ => e.Message,
+    };
+}
