@@ -24,6 +24,12 @@ public static class MachineLines
     public const string Home = "$H";
 
     /// <summary>
+    /// grbl's check-mode toggle (<c>$C</c>): on, the firmware parses and limit-checks lines without
+    /// moving; sent again (or after any reset) it is off. See <c>Sessions.CheckMode</c>.
+    /// </summary>
+    public const string CheckModeToggle = "$C";
+
+    /// <summary>
     /// A jog to <paramref name="targetMm"/> (machine coordinates, on the step grid) at
     /// <paramref name="feedMmPerMin"/>: grbl's <c>$J=</c>, which a jog cancel stops and which never
     /// changes the modal state of the program around it.

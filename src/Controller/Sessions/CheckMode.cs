@@ -228,7 +228,7 @@ public static class CheckMode
                 throw new InvalidOperationException($"check mode needs an Idle machine; the firmware is {before.State} (home or unlock it, and let it stop first)");
             }
             // $C toggles: it is sent only when the firmware is not in check mode already.
-            var ack = await client.ExecuteAsync("$C", ct).WaitAsync(timeout, time, ct);
+            var ack = await client.ExecuteAsync(MachineLines.CheckModeToggle, ct).WaitAsync(timeout, time, ct);
             if (!ack.Ok)
             {
                 throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"the firmware refused check mode ($C): error:{ack.ErrorCode} {ack.ErrorText}"));
@@ -312,7 +312,7 @@ public static class CheckMode
             }
             if (status.IsAlarm && run.AlarmCode == 2 && options.UnlockAfterSoftLimit)
             {
-                var ack = await client.ExecuteAsync("$X", token);
+                var ack = await client.ExecuteAsync(MachineLines.Unlock.Line, token);
                 return ack.Ok;
             }
             return false;
