@@ -15,7 +15,10 @@ namespace SmpRobot.Machine;
 internal static class PlanJsonLocator
 {
     /// <summary>"line L, column C: …" for the first problem found; null when none is found (the parser's message then stands alone).</summary>
-    public static string? Locate(string json)
+    public static string? Locate(string json) => Locate(json, Plan.Descriptor);
+
+    /// <summary>The same for the JSON of any message, <paramref name="root"/> being the outermost object's (a treatment design's, say).</summary>
+    public static string? Locate(string json, MessageDescriptor root)
     {
         var bytes = Encoding.UTF8.GetBytes(json);
         var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 64 });
@@ -31,7 +34,7 @@ internal static class PlanJsonLocator
                 switch (reader.TokenType)
                 {
                     case JsonTokenType.StartObject:
-                        objects.Push(objects.Count == 0 ? Plan.Descriptor : ValueField(pendingField, arrays)?.MessageType);
+                        objects.Push(objects.Count == 0 ? root : ValueField(pendingField, arrays)?.MessageType);
                         pendingField = null;
                         break;
                     case JsonTokenType.EndObject:
