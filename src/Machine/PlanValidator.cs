@@ -7,7 +7,8 @@ namespace SmpRobot.Machine;
 /// <summary>
 /// Checks a plan against a machine profile. Rules (stable names): "units", "name", "empty-plan",
 /// "max-dots", "id-missing", "id-format", "duplicate-id", "non-finite", "depth-range", "dwell-range",
-/// "pigment-unknown", "min-spacing", "envelope". Every violation is counted; at most
+/// "pigment-unknown", "min-spacing", "envelope"; for plans made from designs also "patch-number",
+/// "patch-unknown", "normal", "needle-tilt" and "label". Every violation is counted; at most
 /// <see cref="MaxListedViolations"/> are listed, plan-level ones first, then in dot order.
 /// All work is linear in the number of dots (hash sets and a spatial grid), so a hostile plan cannot
 /// make validation quadratic.
@@ -62,8 +63,12 @@ public sealed class PlanValidator(MachineProfile profile)
         var needle = _profile.Needle;
         var pigments = new HashSet<string>(_profile.Pigments, StringComparer.Ordinal);
         var firstIndexById = new Dictionary<string, int>(plan.Dots.Count, StringComparer.Ordinal);
-        var spacing = new SpacingGrid(_profile.MinDotSpacingMm);
+        // A plan with skin normals lies on a curved scalp: spacing is measured on the skin (3-D), since the
+        // XY of a steep part of the head says little. A flat plan keeps XY in the head frame.
+        var curved = plan.Dots.Any(HasNormal);
+        var spacing = new SpacingGrid(_profile.MinDotSpacingMm, curved);
         var headToGantry = _profile.FixedHead.ToTransform();
+        var patchPoses = PatchPoses(plan, sink);
         var labels = new string[plan.Dots.Count];
 
         for (var i = 0; i < plan.Dots.Count; i++)
@@ -117,21 +122,81 @@ public sealed class PlanValidator(MachineProfile profile)
                 sink.Add(label, "pigment-unknown", $"{who}: pigment \"{Shorten(dot.PigmentId)}\" is not loaded on machine {_profile.Name} (loaded: {string.Join(", ", _profile.Pigments)})");
             }
 
+            foreach (var (text, name) in new[] { (dot.Zone, "zone"), (dot.Layer, "layer"), (dot.Needle, "needle") })
+            {
+                if (text.Length > MaxLabelLength || text.Any(c => c is < ' ' or > '~'))
+                {
+                    sink.Add(label, "label", Inv($"{who}: {name} \"{Shorten(text)}\" must be at most {MaxLabelLength} printable ASCII characters"));
+                }
+            }
+
             if (nonFinite.Count == 0)
             {
-                if (Math.Abs(dot.XMm) <= SpacingGridLimitMm && Math.Abs(dot.YMm) <= SpacingGridLimitMm)
+                if (Math.Abs(dot.XMm) <= SpacingGridLimitMm && Math.Abs(dot.YMm) <= SpacingGridLimitMm && Math.Abs(dot.ZMm) <= SpacingGridLimitMm)
                 {
-                    var conflict = spacing.AddOrFindConflict(i, dot.XMm, dot.YMm, out var distanceMm);
+                    var conflict = spacing.AddOrFindConflict(i, dot.XMm, dot.YMm, dot.ZMm, out var distanceMm);
                     if (conflict >= 0)
                     {
-                        sink.Add(label, "min-spacing", Inv($"{who}: {distanceMm:0.00} mm from dot {labels[conflict]} (XY, head frame); the minimum spacing is {_profile.MinDotSpacingMm:0.00} mm"));
+                        sink.Add(label, "min-spacing", Inv($"{who}: {distanceMm:0.00} mm from dot {labels[conflict]} ({(curved ? "on the skin" : "XY, head frame")}); the minimum spacing is {_profile.MinDotSpacingMm:0.00} mm"));
                     }
                 }
-                CheckEnvelope(sink, label, who, dot, headToGantry);
+                RigidTransform? patchPose = RigidTransform.Identity;
+                if (dot.Patch > 0)
+                {
+                    patchPose = patchPoses.TryGetValue(dot.Patch, out var pose) ? pose : null;
+                    if (patchPose is null) sink.Add(label, "patch-unknown", Inv($"{who}: patch {dot.Patch} is not one of the plan's patches ({(patchPoses.Count == 0 ? "it has none" : string.Join(", ", patchPoses.Keys.Order()))})"));
+                }
+                if (patchPose is { } headPose)
+                {
+                    var gantryFromHead = headToGantry * headPose;
+                    CheckEnvelope(sink, label, who, dot, gantryFromHead);
+                    if (HasNormal(dot)) CheckNormal(sink, label, who, dot, gantryFromHead);
+                }
             }
         }
 
         return new PlanValidationResult(plan, sink.Listed, sink.Total);
+    }
+
+    /// <summary>Longest zone, layer or needle label, characters.</summary>
+    public const int MaxLabelLength = 64;
+
+    /// <summary>A dot carries a skin normal when any of its components is not zero.</summary>
+    private static bool HasNormal(Dot dot) => dot.NormalX != 0 || dot.NormalY != 0 || dot.NormalZ != 0;
+
+    /// <summary>The plan's patches by number, each head pose checked ("patch-number": numbers unique and positive, poses finite).</summary>
+    private static Dictionary<uint, RigidTransform> PatchPoses(Plan plan, Sink sink)
+    {
+        var poses = new Dictionary<uint, RigidTransform>();
+        foreach (var patch in plan.Patches)
+        {
+            var pose = patch.HeadPose ?? new FrameTransform();
+            double[] values = [pose.RxDeg, pose.RyDeg, pose.RzDeg, pose.TxMm, pose.TyMm, pose.TzMm];
+            if (patch.Number == 0 || poses.ContainsKey(patch.Number) || values.Any(v => !double.IsFinite(v)) || Math.Sqrt((pose.RxDeg * pose.RxDeg) + (pose.RyDeg * pose.RyDeg) + (pose.RzDeg * pose.RzDeg)) > 180)
+            {
+                sink.Add("", "patch-number", Inv($"patch {patch.Number}: patches need unique numbers from 1 and a finite head pose turning at most 180°"));
+                continue;
+            }
+            poses.Add(patch.Number, Rotations.FromRotationVector(new Vec3(pose.RxDeg, pose.RyDeg, pose.RzDeg) * (Math.PI / 180), new Vec3(pose.TxMm, pose.TyMm, pose.TzMm)));
+        }
+        return poses;
+    }
+
+    /// <summary>A normal must be a unit vector ("normal"), and the needle along the machine's Z must meet it within the profile's tilt ("needle-tilt").</summary>
+    private void CheckNormal(Sink sink, string label, string who, Dot dot, RigidTransform gantryFromHead)
+    {
+        var normal = new Vec3(dot.NormalX, dot.NormalY, dot.NormalZ);
+        if (Math.Abs(normal.Length - 1) > 0.01)
+        {
+            sink.Add(label, "normal", Inv($"{who}: the skin normal {normal} has length {normal.Length:0.###}; it must be a unit vector"));
+            return;
+        }
+        var inGantry = gantryFromHead.Apply(normal) - gantryFromHead.Translation;
+        var tiltDeg = Math.Acos(Math.Clamp(inGantry.Z / inGantry.Length, -1, 1)) * 180 / Math.PI;
+        if (tiltDeg > _profile.MaxNeedleTiltDeg + 1e-6)
+        {
+            sink.Add(label, "needle-tilt", Inv($"{who}: the needle meets the skin {tiltDeg:0.0}° off its normal{(dot.Patch > 0 ? $" in patch {dot.Patch}" : "")}; machine {_profile.Name} allows {_profile.MaxNeedleTiltDeg:0.#}° (maxNeedleTiltDeg): place it in a head position that faces the needle"));
+        }
     }
 
     private void CheckEnvelope(Sink sink, string label, string who, Dot dot, RigidTransform headToGantry)
@@ -178,6 +243,9 @@ public sealed class PlanValidator(MachineProfile profile)
         Check(dot.ZMm, "zMm");
         Check(dot.DepthMm, "depthMm");
         Check(dot.DwellMs, "dwellMs");
+        Check(dot.NormalX, "normalX");
+        Check(dot.NormalY, "normalY");
+        Check(dot.NormalZ, "normalZ");
         return fields;
 
         void Check(double value, string name)
@@ -221,43 +289,49 @@ public sealed class PlanValidator(MachineProfile profile)
     /// handful of dots, and each query is O(1) even for a plan of identical points. Removing every reported
     /// dot leaves a plan that satisfies the rule.
     /// </summary>
-    private sealed class SpacingGrid(double minSpacingMm)
+    private sealed class SpacingGrid(double minSpacingMm, bool threeD)
     {
-        private readonly Dictionary<(long, long), List<(int Index, double X, double Y)>> _cells = [];
+        private readonly Dictionary<(long, long, long), List<(int Index, double X, double Y, double Z)>> _cells = [];
 
-        public int AddOrFindConflict(int index, double xMm, double yMm, out double distanceMm)
+        public int AddOrFindConflict(int index, double xMm, double yMm, double zMm, out double distanceMm)
         {
+            // Flat plans are compared in XY only: every dot sits in the one Z layer 0.
+            if (!threeD) zMm = 0;
             var cx = (long)Math.Floor(xMm / minSpacingMm);
             var cy = (long)Math.Floor(yMm / minSpacingMm);
+            var cz = (long)Math.Floor(zMm / minSpacingMm);
             var best = -1;
             distanceMm = double.PositiveInfinity;
             for (var dx = -1L; dx <= 1; dx++)
             {
                 for (var dy = -1L; dy <= 1; dy++)
                 {
-                    if (!_cells.TryGetValue((cx + dx, cy + dy), out var cell))
+                    for (var dz = -1L; dz <= 1; dz++)
                     {
-                        continue;
-                    }
-                    foreach (var (other, ox, oy) in cell)
-                    {
-                        var d = Math.Sqrt(((xMm - ox) * (xMm - ox)) + ((yMm - oy) * (yMm - oy)));
-                        if (d < minSpacingMm && (d < distanceMm || (d == distanceMm && other < best)))
+                        if (!_cells.TryGetValue((cx + dx, cy + dy, cz + dz), out var cell))
                         {
-                            best = other;
-                            distanceMm = d;
+                            continue;
+                        }
+                        foreach (var (other, ox, oy, oz) in cell)
+                        {
+                            var d = Math.Sqrt(((xMm - ox) * (xMm - ox)) + ((yMm - oy) * (yMm - oy)) + ((zMm - oz) * (zMm - oz)));
+                            if (d < minSpacingMm && (d < distanceMm || (d == distanceMm && other < best)))
+                            {
+                                best = other;
+                                distanceMm = d;
+                            }
                         }
                     }
                 }
             }
             if (best < 0)
             {
-                if (!_cells.TryGetValue((cx, cy), out var home))
+                if (!_cells.TryGetValue((cx, cy, cz), out var home))
                 {
-                    home = new List<(int, double, double)>(2);
-                    _cells.Add((cx, cy), home);
+                    home = new List<(int, double, double, double)>(2);
+                    _cells.Add((cx, cy, cz), home);
                 }
-                home.Add((index, xMm, yMm));
+                home.Add((index, xMm, yMm, zMm));
             }
             return best;
         }
