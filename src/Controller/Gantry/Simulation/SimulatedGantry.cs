@@ -768,6 +768,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         var held = _heldOutput.ToString();
         _heldOutput.Clear();
         Emit(held);
+        _faults.NowSim = now; // a report damaged here is logged at the stall's end, not at the last byte received
         if (_statusAskedDuringStall) Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
         _statusAskedDuringStall = false;
         Pulse();
