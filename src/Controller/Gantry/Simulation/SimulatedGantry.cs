@@ -920,22 +920,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             {
                 if (_wake.Task.IsCompleted) _wake = NewSignal();
                 wake = _wake.Task;
-                computedAt = _time.GetTimestamp(); // before NowSim: any later move of the clock is seen below
+                computedAt = _time.GetTimestamp(); // before NowSim: a later move of the clock ends the wait at once
                 var now = NowSim();
                 Advance(now);
                 delay = NextEventSim() is { } next ? SimToWall(next - now) : Timeout.InfiniteTimeSpan;
             }
-            using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
-            var timer = Task.Delay(delay, _time, timerCts.Token);
-            // A clock that moved between computing the delay and starting the timer (a test's fake
-            // clock advanced by another thread) would make the timer fire late: look again at once.
-            if (delay != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(computedAt) > TimeSpan.FromMilliseconds(1))
-            {
-                await timerCts.CancelAsync().ConfigureAwait(false);
-                continue;
-            }
-            await Task.WhenAny(timer, wake).ConfigureAwait(false);
-            await timerCts.CancelAsync().ConfigureAwait(false);
+            await MovableClockWait.WaitForSignalOrDelayAsync(_time, computedAt, delay, wake, token).ConfigureAwait(false);
         }
     }
 
@@ -960,17 +950,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 }
                 if (_delayedResponses.TryPeek(out var next)) wait = _time.GetElapsedTime(now, next.DueTimestamp);
             }
-            using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
-            var timer = Task.Delay(wait, _time, timerCts.Token);
-            // The clock may have moved between reading it and starting the timer (a test's fake clock
-            // advanced by another thread): the timer would then fire late, so look again at once.
-            if (wait != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(now) > TimeSpan.FromMilliseconds(1))
-            {
-                await timerCts.CancelAsync().ConfigureAwait(false);
-                continue;
-            }
-            await Task.WhenAny(timer, signal).ConfigureAwait(false);
-            await timerCts.CancelAsync().ConfigureAwait(false);
+            await MovableClockWait.WaitForSignalOrDelayAsync(_time, now, wait, signal, token).ConfigureAwait(false);
         }
     }
 
