@@ -25,17 +25,29 @@ public class MovableClockWaitTests
         Assert.Equal(Outcome.ClockMoved, outcome);
     }
 
-    [Fact]
-    public async Task A_move_within_the_tolerance_waits_the_whole_delay_counted_from_the_timer_start()
+    [Theory]
+    [InlineData(1.0)] // a test that advances by exactly the last millisecond of a delay
+    [InlineData(0.0001)] // one tick
+    public async Task On_a_clock_that_only_moves_when_told_any_move_returns_at_once(double movedMs)
     {
         var clock = new FakeTimeProvider();
         var computedAt = clock.GetTimestamp();
-        clock.Advance(TimeSpan.FromMilliseconds(ClockMovedToleranceMs / 2));
+        clock.Advance(TimeSpan.FromMilliseconds(movedMs));
+
+        var outcome = await WaitForSignalOrDelayAsync(clock, computedAt, TimeSpan.FromMilliseconds(10), Never(), CancellationToken.None).WaitAsync(Bound);
+
+        Assert.Equal(Outcome.ClockMoved, outcome);
+    }
+
+    [Fact]
+    public async Task A_clock_that_runs_by_itself_may_move_within_the_tolerance_and_the_wait_goes_on()
+    {
+        var clock = new TickingClock();
+        var computedAt = clock.GetTimestamp();
 
         var wait = WaitForSignalOrDelayAsync(clock, computedAt, TimeSpan.FromMilliseconds(10), Never(), CancellationToken.None);
-        clock.Advance(TimeSpan.FromMilliseconds(9.9));
-        Assert.False(wait.IsCompleted);
-        clock.Advance(TimeSpan.FromMilliseconds(0.1));
+        Assert.False(wait.IsCompleted); // it moved by a few microseconds since computedAt: not stale
+        clock.Advance(TimeSpan.FromMilliseconds(10));
 
         Assert.Equal(Outcome.DelayElapsed, await wait.WaitAsync(Bound));
     }
@@ -96,4 +108,12 @@ public class MovableClockWaitTests
     }
 
     private static Task Never() => new TaskCompletionSource().Task;
+
+    /// <summary>A fake clock that also runs by itself: each read of its timestamp is 1 µs later than the one before (its timers still follow Advance).</summary>
+    private sealed class TickingClock : FakeTimeProvider
+    {
+        private long _reads;
+
+        public override long GetTimestamp() => base.GetTimestamp() + (Interlocked.Increment(ref _reads) * 10); // 10 ticks: 1 µs
+    }
 }

@@ -9,15 +9,19 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 /// A loop reads the clock, computes how long to wait for its next due event, then starts
 /// <c>Task.Delay(delay, time)</c>. A timer counts from the moment it is created, so if the clock moved in
 /// between, the timer ends that much after the event was due; with a fake clock that only moves when a
-/// test advances it, it may not end at all. The wait therefore returns at once when the clock moved by
-/// more than <see cref="ClockMovedToleranceMs"/> since <c>computedAtTimestamp</c>: the loop then
-/// computes again from the new time.
+/// test advances it, it may not end at all. The wait therefore returns at once when the clock moved
+/// since <c>computedAtTimestamp</c>, and the loop computes again from the new time. "Moved" depends on
+/// the clock: one that runs by itself (the system clock) always moves a little between two reads, and a
+/// timer late by less than <see cref="ClockMovedToleranceMs"/> is harmless there; one that only moves
+/// when told to (a fake clock) must not have moved at all, however little: a test that advances it by
+/// exactly the last millisecond and then waits would otherwise wait for good.
 /// </remarks>
 internal static class MovableClockWait
 {
     /// <summary>
-    /// How far the clock may move between computing a delay and starting the timer before the wait
-    /// returns at once: a real clock always moves a little, and a late timer by less than this is harmless.
+    /// How far a clock that runs by itself may move between computing a delay and starting the timer
+    /// before the wait returns at once: it always moves a little, and a timer late by less than this is
+    /// harmless. A clock that does not run by itself has no tolerance.
     /// </summary>
     public const double ClockMovedToleranceMs = 1;
 
@@ -37,8 +41,8 @@ internal static class MovableClockWait
     /// <summary>
     /// Waits until <paramref name="signal"/> completes, <paramref name="delay"/> has elapsed on
     /// <paramref name="time"/>, or <paramref name="ct"/> is cancelled; returns at once (without waiting)
-    /// when the clock has moved by more than <see cref="ClockMovedToleranceMs"/> since
-    /// <paramref name="computedAtTimestamp"/>. Never throws for cancellation.
+    /// when the clock has moved since <paramref name="computedAtTimestamp"/> (by more than
+    /// <see cref="ClockMovedToleranceMs"/> for a clock that runs by itself). Never throws for cancellation.
     /// </summary>
     /// <param name="time">The clock the delay is measured on.</param>
     /// <param name="computedAtTimestamp"><paramref name="time"/>'s GetTimestamp() read before the delay was computed from it.</param>
@@ -54,7 +58,8 @@ internal static class MovableClockWait
         using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var timer = Task.Delay(delay, time, timerCts.Token);
         // Checked after the timer started: a move before this point is seen here, a later one moves the timer too.
-        if (delay != Timeout.InfiniteTimeSpan && time.GetElapsedTime(computedAtTimestamp) > TimeSpan.FromMilliseconds(ClockMovedToleranceMs))
+        var moved = time.GetElapsedTime(computedAtTimestamp);
+        if (delay != Timeout.InfiniteTimeSpan && moved > TimeSpan.Zero && (moved > TimeSpan.FromMilliseconds(ClockMovedToleranceMs) || !RunsByItself(time)))
         {
             await timerCts.CancelAsync().ConfigureAwait(false);
             return Outcome.ClockMoved;
@@ -64,4 +69,10 @@ internal static class MovableClockWait
         if (first == signal) return Outcome.Signalled;
         return timer.IsCanceled ? Outcome.Cancelled : Outcome.DelayElapsed;
     }
+
+    /// <summary>
+    /// True for a clock that moves between two reads in a row (the system clock, or one scaled from it);
+    /// false for one that only moves when told to (a test's FakeTimeProvider).
+    /// </summary>
+    private static bool RunsByItself(TimeProvider time) => time.GetTimestamp() != time.GetTimestamp();
 }
