@@ -11,8 +11,8 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 // makes "ok" mean "parsed and queued".
 public sealed partial class SimulatedGantry
 {
-    /// <param name="LineNumber">The host line whose newline ended it (see <see cref="FaultPlan"/>).</param>
-    private sealed record PendingLine(string Compact, string Raw, bool Overflow, double ArrivalSim, int LineNumber);
+    /// <param name="HostLine">The host line whose newline ended it, as the fault side numbers them (<see cref="FaultInjector.HostBytesArriving"/>).</param>
+    private sealed record PendingLine(string Compact, string Raw, bool Overflow, double ArrivalSim, int HostLine);
 
     private async Task ProtocolLoopAsync()
     {
@@ -25,8 +25,8 @@ public sealed partial class SimulatedGantry
             lock (_gate)
             {
                 if (_poweredOn) Advance(NowSim()); // a stall may be over
-                line = _poweredOn && !_awaitingReset && !_stalled ? TryTakeLine() : null;
-                if (line is not null) _currentLine = line.LineNumber;
+                line = _poweredOn && !_awaitingReset && !_faults.MainLoopHung ? TryTakeLine() : null;
+                if (line is not null) _faults.LineTaken(line.HostLine);
                 epoch = _epoch;
                 changed = _changed.Task;
             }
@@ -95,13 +95,7 @@ public sealed partial class SimulatedGantry
         // The moment an infinitely fast firmware would take this line: when it arrived, but not
         // before the previous line was done. Keeps timing exact when the clock jumps (FakeTimeProvider).
         double lineTime;
-        bool afterDwell;
-        lock (_gate)
-        {
-            lineTime = Math.Max(line.ArrivalSim, _loopTimeSim);
-            afterDwell = _previousLineWasDwell;
-            _previousLineWasDwell = false;
-        }
+        lock (_gate) lineTime = Math.Max(line.ArrivalSim, _loopTimeSim);
         if (line.Overflow)
         {
             Respond(epoch, GrblError.Overflow);
@@ -127,12 +121,12 @@ public sealed partial class SimulatedGantry
                 return;
             }
         }
-        await ExecuteGcodeAsync(text, line.Raw, lineTime, epoch, afterDwell, line.LineNumber).ConfigureAwait(false);
+        await ExecuteGcodeAsync(text, line.Raw, lineTime, epoch, line.HostLine).ConfigureAwait(false);
     }
 
     // ---------------------------------------------------------------- G-code
 
-    private async Task ExecuteGcodeAsync(string text, string raw, double lineTime, long epoch, bool afterDwell, int lineNumber)
+    private async Task ExecuteGcodeAsync(string text, string raw, double lineTime, long epoch, int hostLine)
     {
         var error = GcodeBlock.Parse(text, jog: false, out var block);
         if (error != 0)
@@ -140,14 +134,11 @@ public sealed partial class SimulatedGantry
             Respond(epoch, error);
             return;
         }
-        if (block.Dwell)
-        {
-            lock (_gate) _previousLineWasDwell = true;
-        }
+        lock (_gate) _faults.GcodeParsed(block);
 
         Vec3? target;
         bool check;
-        bool isPlunge;
+        bool relative;
         lock (_gate)
         {
             if (_epoch != epoch) return;
@@ -161,10 +152,9 @@ public sealed partial class SimulatedGantry
                 return;
             }
             var incremental = block.Distance is { } d ? d == 91 : _incremental;
+            relative = incremental && !block.MachineCoordinates;
             // Words are machine (counter) coordinates; inside, the simulator works in physical ones.
-            target = block.HasAxisWords ? Target(block, incremental && !block.MachineCoordinates, _parserPosition + _counterOffset) - _counterOffset : null;
-            // A plunge, for the *-at-dot faults: relative, Z only, downwards, right after a G4 (see FaultPlan).
-            isPlunge = afterDwell && incremental && !block.MachineCoordinates && block.Z < 0 && block.X is null && block.Y is null;
+            target = block.HasAxisWords ? Target(block, relative, _parserPosition + _counterOffset) - _counterOffset : null;
             if (target is { } t && !t.IsFinite)
             {
                 Respond(epoch, GrblError.BadNumberFormat);
@@ -232,8 +222,8 @@ public sealed partial class SimulatedGantry
                 var kind = _motionMode == 0 ? SimMotionKind.Rapid : SimMotionKind.Feed;
                 if (!_checkMode)
                 {
-                    var plunge = isPlunge && kind == SimMotionKind.Feed ? ++_plungesParsed : 0;
-                    Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw) { Plunge = plunge, HostLine = lineNumber }, lineTime);
+                    var plunge = _faults.MotionQueued(kind == SimMotionKind.Feed, relative, block);
+                    Enqueue(new Block(kind, _grid.Quantise(goal), kind == SimMotionKind.Rapid ? null : _feedMmPerMin, raw) { Plunge = plunge, HostLine = hostLine }, lineTime);
                 }
                 _parserPosition = goal;
             }
@@ -319,7 +309,7 @@ public sealed partial class SimulatedGantry
             {
                 if (_epoch != epoch) return false;
                 Advance(NowSim());
-                if (!_stalled && condition()) return true;
+                if (!_faults.MainLoopHung && condition()) return true;
                 changed = _changed.Task;
                 MarkProtocolBlocked(changed);
             }
@@ -358,24 +348,8 @@ public sealed partial class SimulatedGantry
         lock (_gate)
         {
             if (_epoch != epoch) return;
-            var now = NowSim();
-            if (error == 0 && !_loseOkFired && _faults.Plan.LoseOkAtLine == _currentLine)
-            {
-                _loseOkFired = true;
-                _faults.Record("lose-ok-at-line", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"the ok of line {_currentLine} was never sent"));
-                return;
-            }
             var text = error == 0 ? "ok\r\n" : string.Create(CultureInfo.InvariantCulture, $"error:{error}\r\n");
-            if (_faults.Plan.DelayOkMs > 0 && (error == 0 || _delayedResponses.Count > 0))
-            {
-                // Answers stay in order: an error behind a delayed ok waits for it.
-                var due = _time.GetTimestamp() + (long)(_faults.Plan.DelayOkMs / 1000 * _time.TimestampFrequency);
-                _delayedResponses.Enqueue((due, epoch, text));
-                _delayedSignal.TrySetResult();
-                _faults.Record("delay-ok", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"answer to line {_currentLine} delayed by {_faults.Plan.DelayOkMs} ms"));
-                return;
-            }
-            Emit(text);
+            if (_faults.LineAnswered(text, error == 0, epoch, NowSim())) Emit(text); // else lose-ok or delay-ok took it
         }
     }
 
@@ -602,7 +576,7 @@ public sealed partial class SimulatedGantry
 
     private async Task HomeAsync(string raw, double lineTime, long epoch)
     {
-        bool failing;
+        int? failAlarm; // homing-fail: the alarm this cycle fails with
         lock (_gate)
         {
             if (_epoch != epoch) return;
@@ -631,15 +605,14 @@ public sealed partial class SimulatedGantry
             var zHome = new Vec3(start.X, start.Y, home.Z);
             var xySwitch = new Vec3(switches.X, switches.Y, home.Z);
             _plannerPosition = start;
-            failing = !_homingFailFired && _faults.Plan.HomingFailAlarm is not null;
-            _homingFailFired |= failing;
+            failAlarm = _faults.HomingStarting();
             Enqueue(new Block(SimMotionKind.Homing, zSwitch, seek, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zSwitch, locate, raw), lineTime);
             Enqueue(new Block(SimMotionKind.Homing, zHome, seek, raw), lineTime);
             // homing-fail: the X/Y switches never trip; the seek runs out of search distance.
             Enqueue(new Block(SimMotionKind.Homing, xySwitch, seek, raw), lineTime);
-            if (!failing)
+            if (failAlarm is null)
             {
                 Enqueue(new Block(SimMotionKind.Homing, home, seek, raw), lineTime);
                 Enqueue(new Block(SimMotionKind.Homing, xySwitch, locate, raw), lineTime);
@@ -648,14 +621,13 @@ public sealed partial class SimulatedGantry
             Pulse();
         }
         if (!await WaitUntilAsync(epoch, () => _planner.Count == 0 && _active is null).ConfigureAwait(false)) return;
-        if (failing)
+        if (failAlarm is { } code)
         {
             lock (_gate)
             {
                 if (_epoch != epoch) return;
-                var code = _faults.Plan.HomingFailAlarm!.Value;
                 var now = NowSim();
-                _faults.Record("homing-fail", now, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"homing failed: ALARM:{code}"));
+                _faults.HomingFailed(code, now);
                 // As grbl 1.1h sends it: the alarm, the $H's ok, then a reset (banner) with homing still to do.
                 Emit(string.Create(CultureInfo.InvariantCulture, $"ALARM:{code}\r\n"));
                 Respond(epoch, 0);

@@ -19,10 +19,13 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 /// Position and state are computed analytically from the executing block and the current time, so
 /// they are exact whenever they are read; a background executor only wakes to emit what is due.
 /// One lock guards all state; everything is safe to call from any thread.
+/// Faults live apart, in <see cref="FaultInjector"/>: this class calls its hooks where a fault can strike and
+/// carries out what they answer, so what it models is the firmware.
 /// </remarks>
 public sealed partial class SimulatedGantry : IAsyncDisposable
 {
-    private const double TimeEpsilon = 1e-9;
+    /// <summary>Simulated seconds within which two times count as the same (the fault side compares with it too).</summary>
+    internal const double TimeEpsilon = 1e-9;
     /// <summary>grbl's LINE_BUFFER_SIZE: a block may hold at most 79 characters after compaction.</summary>
     private const int LineBufferSize = 80;
 
@@ -34,6 +37,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _protocolTask;
     private Task? _executorTask;
+    private Task? _faultTask; // the fault side's own loop (delay-ok), when it has one
 
     // Power and link.
     private bool _poweredOn;
@@ -57,7 +61,6 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     // Firmware state.
     private long _epoch; // bumped by every reset: work of an older epoch is abandoned without an answer
     private bool _alarm;
-    private bool _homingFailFired;
     private bool _awaitingReset; // after a hard or soft limit alarm grbl blocks until the host resets it
     private double _criticalAlarmSim; // when that alarm was printed: a reset within CriticalAlarmResetDeafSeconds after it is discarded
 
@@ -110,21 +113,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private double _loopTimeSim; // when the protocol loop finished its last line (see ExecuteLineAsync)
     private readonly Queue<(double Sim, int Line)> _newlineArrivals = new(); // arrival time and host line of each '\n' in the receive buffer
 
-    // Fault injection (FaultPlan, Faults.cs).
+    // Fault injection: every fault's decisions and state live in the FaultInjector, called through its hooks.
     private readonly FaultInjector _faults;
-    private int _currentLine;            // host line number of the line the protocol loop is executing
-    private bool _previousLineWasDwell;  // the last line was a G4: a G91 Z-down move now is a plunge
-    private int _plungesParsed;
-    private bool _alarmFired, _resetFired, _stallFired, _disconnectFired, _loseOkFired;
-    private Block? _faultBlock;          // the plunge an alarm or reset will strike ...
-    private double _faultAtSim = double.PositiveInfinity; // ... at this time
-    private bool _stalled;
-    private double _stallEndSim;
-    private bool _statusAskedDuringStall;
-    private readonly StringBuilder _heldOutput = new();
-    private readonly Queue<(long DueTimestamp, long Epoch, string Text)> _delayedResponses = new();
-    private TaskCompletionSource _delayedSignal = NewSignal();
-    private Task? _delayTask;
 
     // Records.
     private readonly List<SimMotion> _motions = [];
@@ -147,14 +137,14 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         _grid = new StepGrid(profile.StepsPerMm);
         _position = _parserPosition = _plannerPosition = profile.HomePosition;
         _counterOffset = Vec3.Zero - profile.HomePosition;
-        _faults = new FaultInjector(_options.Faults ?? new FaultPlan());
+        _faults = new FaultInjector(_options.Faults ?? new FaultPlan(), timeProvider, _options.TimeScale, _gate, WriteLateAnswer);
     }
 
     /// <summary>Every fault injected so far (see <see cref="SimulatedGantryOptions.Faults"/>), in order (snapshot copy).</summary>
     public IReadOnlyList<FaultEvent> FaultLog { get { lock (_gate) { Advance(NowSim()); return _faults.Log.ToArray(); } } }
 
     /// <summary>The receive buffer size in effect: the profile's, or the <c>rx=N</c> fault's.</summary>
-    public int RxBufferBytes => _faults.Plan.RxBufferBytes ?? Profile.RxBufferBytes;
+    public int RxBufferBytes => _faults.ReceiveBufferBytes(Profile.RxBufferBytes);
 
     /// <summary>The profile whose machine is simulated, with the settings written to it since (<c>$N=value</c>).</summary>
     public MachineProfile Profile { get; private set; }
@@ -241,7 +231,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         }
         _protocolTask = Task.Run(ProtocolLoopAsync);
         _executorTask = Task.Run(ExecutorLoopAsync);
-        if (_faults.Plan.DelayOkMs > 0) _delayTask = Task.Run(DelayedResponseLoopAsync);
+        _faultTask = _faults.StartLateAnswers(_stop.Token);
     }
 
     /// <summary>
@@ -260,8 +250,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             StopActiveNow(now);
             _output.Clear();
             _connected = true;
-            _stalled = false; // a hardware reset restarts a hung main loop
-            _heldOutput.Clear();
+            _faults.BoardRestarted(); // a hardware reset restarts a hung main loop
             _alarm = Profile.HomingEnabled;
             _homed = false;
             _counterOffset = Vec3.Zero - _position; // the board restarts: its counters begin at 0 here
@@ -298,8 +287,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             ThrowIfUnplugged();
             if (!_poweredOn) return;
             // The wire: injected faults drop or change bytes before the firmware sees them.
-            _faults.NowSim = NowSim();
-            bytes = [.. _faults.Transform(data, IsRealtime)];
+            bytes = [.. _faults.HostBytesArriving(data, IsRealtime, NowSim())];
         }
         var i = 0;
         while (i < bytes.Length)
@@ -326,11 +314,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                         overflowed++;
                     }
                 }
-                if (overflowed > 0 && _faults.Plan.RxBufferBytes.HasValue)
-                {
-                    _faults.Record("rx", NowSim(), bytes[i - 1].Line, null,
-                        string.Create(CultureInfo.InvariantCulture, $"receive buffer of {capacity} bytes full: {overflowed} byte(s) of line {bytes[i - 1].Line} dropped"));
-                }
+                if (overflowed > 0) _faults.ReceiveBufferOverflowed(capacity, overflowed, bytes[i - 1].Line, NowSim());
                 if (added) Pulse();
             }
             if (i >= bytes.Length) break;
@@ -382,7 +366,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _outputSignal.TrySetResult();
         }
         await _stop.CancelAsync().ConfigureAwait(false);
-        foreach (var task in new[] { _protocolTask, _executorTask, _delayTask })
+        foreach (var task in new[] { _protocolTask, _executorTask, _faultTask })
         {
             if (task is null) continue;
             try
@@ -406,19 +390,13 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         if (!_poweredOn || _disposed) return;
         var now = NowSim();
         Advance(now);
-        if (_stalled)
-        {
-            // A hung main loop acts on nothing; it remembers that a status report was asked for.
-            if (command == (byte)'?') _statusAskedDuringStall = true;
-            return;
-        }
+        if (_faults.RealtimeIgnored(command)) return; // the main loop hangs (stall-at-dot): nothing acts
         switch (command)
         {
             case (byte)'?':
                 // Locked after a hard or soft limit: grbl answers nothing until it is reset, not even '?'.
                 if (_awaitingReset) break;
-                _faults.NowSim = now;
-                Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
+                Emit(_faults.StatusReportOnTheWire(StatusReport(now), now));
                 break;
             case (byte)'!':
                 FeedHold(now);
@@ -676,43 +654,24 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         {
             var move = _kinematics.Move(_position, block.Target, block.FeedMmPerMin);
             _active = new Segment(block, _position, startSim, move, move.DurationSeconds, _spindleOn);
-            if (block.Plunge > 0) ArmPlungeFault(block, startSim, move.DurationSeconds);
+            if (block.Plunge > 0) _faults.PlungeStarting(block.Plunge, startSim, move.DurationSeconds);
         }
         Wake();
     }
 
-    /// <summary>alarm-at-dot strikes as plunge N starts, reset-at-dot halfway through it, garble-status-at-dot from its start.</summary>
-    private void ArmPlungeFault(Block block, double startSim, double durationSeconds)
-    {
-        _faults.PlungeStarted(block.Plunge);
-        if (!_alarmFired && _faults.Plan.AlarmAtDot == block.Plunge)
-        {
-            _alarmFired = true;
-            _faultBlock = block;
-            _faultAtSim = startSim;
-        }
-        else if (!_resetFired && _faults.Plan.ResetAtDot == block.Plunge)
-        {
-            _resetFired = true;
-            _faultBlock = block;
-            _faultAtSim = startSim + (durationSeconds / 2);
-        }
-    }
-
-    /// <summary>The armed alarm or reset strikes the plunge it was armed for, at <paramref name="atSim"/>.</summary>
+    /// <summary>
+    /// An alarm-at-dot or reset-at-dot strikes the moving plunge at <paramref name="atSim"/>: it stops there at once,
+    /// and the firmware does what the fault side answers.
+    /// </summary>
     private void StrikePlunge(Segment segment, double atSim)
     {
-        var alarm = _faults.Plan.AlarmAtDot == segment.Block.Plunge;
-        _faultBlock = null;
-        _faultAtSim = double.PositiveInfinity;
         var from = segment.From;
         StopActiveNow(atSim);
-        var where = string.Create(CultureInfo.InvariantCulture, $"\"{segment.Block.Line}\" from Z{from.Z:0.###} stopped at Z{_position.Z:0.###}");
-        if (alarm)
+        var strike = _faults.PlungeStruck(segment.Block.Plunge, segment.Block.HostLine, segment.Block.Line, from.Z, _position.Z, atSim);
+        if (strike == FaultInjector.PlungeStrike.HardLimit)
         {
             // Hard limit: steps and needle drive killed at once, position lost, and (a critical event in
             // grbl) everything refused until the host resets; the line being executed gets no answer.
-            _faults.Record("alarm-at-dot", atSim, segment.Block.HostLine, segment.Block.Plunge, "hard limit (ALARM:1) as plunge " + segment.Block.Plunge.ToString(CultureInfo.InvariantCulture) + " started: " + where);
             _planner.Clear();
             EndHold();
             _flushOnStop = false;
@@ -732,7 +691,6 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         else
         {
             // Brown-out: the board restarts as on power-up (no ALARM line, homing lost, homing lock).
-            _faults.Record("reset-at-dot", atSim, segment.Block.HostLine, segment.Block.Plunge, "spontaneous reset halfway through plunge " + segment.Block.Plunge.ToString(CultureInfo.InvariantCulture) + ": " + where);
             _alarm = Profile.HomingEnabled;
             _homed = false;
             _counterOffset = Vec3.Zero - _position; // the board restarts: its counters begin at 0 here
@@ -740,36 +698,19 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         }
     }
 
-    /// <summary>stall-at-dot and disconnect-at-dot strike when plunge N has reached its depth.</summary>
-    private void OnPlungeCompleted(Block block, double atSim)
+    /// <summary>A plunge reached its depth: stall-at-dot and disconnect-at-dot strike here.</summary>
+    private void PlungeReachedDepth(Block block, double atSim)
     {
-        if (!_stallFired && _faults.Plan.StallAtDot == block.Plunge)
-        {
-            _stallFired = true;
-            _stalled = true;
-            _stallEndSim = _faults.Plan.StallMs is { } ms ? atSim + (ms / 1000 * _options.TimeScale) : double.PositiveInfinity;
-            _faults.Record("stall-at-dot", atSim, block.HostLine, block.Plunge, _faults.Plan.StallMs is { } wallMs
-                ? string.Create(CultureInfo.InvariantCulture, $"firmware hangs for {wallMs} ms (wall) after plunge {block.Plunge} reached depth")
-                : string.Create(CultureInfo.InvariantCulture, $"firmware hangs for good after plunge {block.Plunge} reached depth"));
-            Wake();
-        }
-        if (!_disconnectFired && _faults.Plan.DisconnectAtDot == block.Plunge)
-        {
-            _disconnectFired = true;
-            _faults.Record("disconnect-at-dot", atSim, block.HostLine, block.Plunge, string.Create(CultureInfo.InvariantCulture, $"cable pulled after plunge {block.Plunge} reached depth"));
-            DisconnectCore();
-        }
+        var strike = _faults.PlungeReachedDepth(block.Plunge, block.HostLine, atSim);
+        if (strike.MainLoopHangs) Wake(); // the executor wakes when the hang ends
+        if (strike.PullsCable) DisconnectCore();
     }
 
-    private void EndStall(double now)
+    /// <summary>A main loop hung by stall-at-dot runs again: it writes what it held, then the status report asked for meanwhile.</summary>
+    private void ResumeMainLoop(FaultInjector.MainLoopResume resume, double now)
     {
-        _stalled = false;
-        _faults.Record("stall-at-dot", now, null, null, "firmware answers again");
-        var held = _heldOutput.ToString();
-        _heldOutput.Clear();
-        Emit(held);
-        if (_statusAskedDuringStall) Emit(_faults.StatusReportOnTheWire(StatusReport(now)));
-        _statusAskedDuringStall = false;
+        Emit(resume.HeldOutput);
+        if (resume.StatusAsked) Emit(_faults.StatusReportOnTheWire(StatusReport(now), now));
         Pulse();
     }
 
@@ -777,7 +718,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private void Advance(double now)
     {
         AdvanceMotion(now);
-        if (_stalled && now + TimeEpsilon >= _stallEndSim) EndStall(now);
+        if (_faults.MainLoopResumes(now) is { } resume) ResumeMainLoop(resume, now);
     }
 
     private void AdvanceMotion(double now)
@@ -787,9 +728,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         {
             if (_active is { } segment)
             {
-                if (ReferenceEquals(segment.Block, _faultBlock) && _holdPhase == HoldPhase.None && now + TimeEpsilon >= _faultAtSim)
+                if (_holdPhase == HoldPhase.None && _faults.PlungeStrikeSim(segment.Block.Plunge) is var strikeSim && now + TimeEpsilon >= strikeSim)
                 {
-                    StrikePlunge(segment, _faultAtSim);
+                    StrikePlunge(segment, strikeSim);
                     continue;
                 }
                 if (_holdPhase == HoldPhase.Decelerating && !_holdAtBlockEnd)
@@ -810,8 +751,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 _active = null;
                 _planner.RemoveFirst();
                 _syncedAtSim = end;
-                if (ReferenceEquals(segment.Block, _faultBlock)) _faultBlock = null;
-                if (segment.Block.Plunge > 0) OnPlungeCompleted(segment.Block, end);
+                if (segment.Block.Plunge > 0) PlungeReachedDepth(segment.Block, end);
                 if (_holdPhase == HoldPhase.Decelerating)
                 {
                     HoldStopped();
@@ -837,10 +777,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private double? NextEventSim()
     {
         var next = NextMotionEventSim();
-        if (_active is { } segment && ReferenceEquals(segment.Block, _faultBlock) && _holdPhase == HoldPhase.None) next = Math.Min(next ?? double.PositiveInfinity, _faultAtSim);
-        if (_stalled && double.IsFinite(_stallEndSim)) next = Math.Min(next ?? double.PositiveInfinity, _stallEndSim);
-        return next;
+        if (_active is { } segment && _holdPhase == HoldPhase.None) next = Earliest(next, _faults.PlungeStrikeSim(segment.Block.Plunge));
+        return Earliest(next, _faults.MainLoopHungUntilSim);
     }
+
+    /// <summary>The earlier of two event times; an infinite <paramref name="sim"/> is no event.</summary>
+    private static double? Earliest(double? next, double sim) => double.IsFinite(sim) ? Math.Min(next ?? double.PositiveInfinity, sim) : next;
 
     private double? NextMotionEventSim()
     {
@@ -919,58 +861,19 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             {
                 if (_wake.Task.IsCompleted) _wake = NewSignal();
                 wake = _wake.Task;
-                computedAt = _time.GetTimestamp(); // before NowSim: any later move of the clock is seen below
+                computedAt = _time.GetTimestamp(); // before NowSim: a later move of the clock ends the wait at once
                 var now = NowSim();
                 Advance(now);
                 delay = NextEventSim() is { } next ? SimToWall(next - now) : Timeout.InfiniteTimeSpan;
             }
-            using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
-            var timer = Task.Delay(delay, _time, timerCts.Token);
-            // A clock that moved between computing the delay and starting the timer (a test's fake
-            // clock advanced by another thread) would make the timer fire late: look again at once.
-            if (delay != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(computedAt) > TimeSpan.FromMilliseconds(1))
-            {
-                await timerCts.CancelAsync().ConfigureAwait(false);
-                continue;
-            }
-            await Task.WhenAny(timer, wake).ConfigureAwait(false);
-            await timerCts.CancelAsync().ConfigureAwait(false);
+            await MovableClockWait.WaitForSignalOrDelayAsync(_time, computedAt, delay, wake, token).ConfigureAwait(false);
         }
     }
 
-    /// <summary>delay-ok: writes the delayed answers when they are due, in order; answers of an older epoch (before a reset) are dropped.</summary>
-    private async Task DelayedResponseLoopAsync()
+    /// <summary>An answer delay-ok held back is due (called by the fault side under the lock): written unless a reset came since it was given.</summary>
+    private void WriteLateAnswer(long epoch, string text)
     {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
-        {
-            Task signal;
-            var wait = Timeout.InfiniteTimeSpan;
-            long now;
-            lock (_gate)
-            {
-                if (_delayedSignal.Task.IsCompleted) _delayedSignal = NewSignal();
-                signal = _delayedSignal.Task;
-                now = _time.GetTimestamp();
-                while (_delayedResponses.TryPeek(out var due) && due.DueTimestamp <= now)
-                {
-                    _delayedResponses.Dequeue();
-                    if (due.Epoch == _epoch) Emit(due.Text);
-                }
-                if (_delayedResponses.TryPeek(out var next)) wait = _time.GetElapsedTime(now, next.DueTimestamp);
-            }
-            using var timerCts = CancellationTokenSource.CreateLinkedTokenSource(token);
-            var timer = Task.Delay(wait, _time, timerCts.Token);
-            // The clock may have moved between reading it and starting the timer (a test's fake clock
-            // advanced by another thread): the timer would then fire late, so look again at once.
-            if (wait != Timeout.InfiniteTimeSpan && _time.GetElapsedTime(now) > TimeSpan.FromMilliseconds(1))
-            {
-                await timerCts.CancelAsync().ConfigureAwait(false);
-                continue;
-            }
-            await Task.WhenAny(timer, signal).ConfigureAwait(false);
-            await timerCts.CancelAsync().ConfigureAwait(false);
-        }
+        if (epoch == _epoch) Emit(text);
     }
 
     private TimeSpan SimToWall(double simSeconds)
@@ -1006,11 +909,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private void Emit(string text)
     {
         if (!_connected || _disposed) return;
-        if (_stalled)
-        {
-            _heldOutput.Append(text); // written once the hung main loop runs again
-            return;
-        }
+        if (_faults.OutputHeld(text)) return; // the main loop hangs (stall-at-dot): written when it runs again
         foreach (var c in text) _output.Enqueue((byte)c);
         _outputSignal.TrySetResult();
     }
@@ -1059,9 +958,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>A planner block. Dwell blocks only ever run alone (G4 synchronises first).</summary>
     private sealed class Block(SimMotionKind kind, Vec3 target, double? feedMmPerMin, string line)
     {
-        /// <summary>1-based plunge number (see <see cref="FaultPlan"/>); 0: not a plunge.</summary>
+        /// <summary>1-based plunge number the fault side gave it (<see cref="FaultInjector.MotionQueued"/>); 0: not a plunge.</summary>
         public int Plunge { get; init; }
-        /// <summary>The host line that commanded it.</summary>
+        /// <summary>The host line that commanded it, as the fault side numbers them.</summary>
         public int HostLine { get; init; }
         public SimMotionKind Kind { get; } = kind;
         public Vec3 Target { get; } = target;
