@@ -63,9 +63,9 @@ public sealed class PlanValidator(MachineProfile profile)
         var needle = _profile.Needle;
         var pigments = new HashSet<string>(_profile.Pigments, StringComparer.Ordinal);
         var firstIndexById = new Dictionary<string, int>(plan.Dots.Count, StringComparer.Ordinal);
-        // A plan with skin normals lies on a curved scalp: spacing is measured on the skin (3-D), since the
-        // XY of a steep part of the head says little. A flat plan keeps XY in the head frame.
-        var curved = plan.Dots.Any(HasNormal);
+        // A plan with skin normals or head positions lies on a curved scalp: spacing is measured on the skin
+        // (3-D), since the XY of a steep part of the head says little. A flat plan keeps XY in the head frame.
+        var curved = plan.Patches.Count > 0 || plan.Dots.Any(HasNormal);
         var spacing = new SpacingGrid(_profile.MinDotSpacingMm, curved);
         var headToGantry = _profile.FixedHead.ToTransform();
         var patchPoses = PatchPoses(plan, sink);

@@ -81,6 +81,7 @@ internal sealed class CliCommands
         Root.Subcommands.Add(WatchCommand.Build(this));
         Root.Subcommands.Add(EstopCommand.Build(this));
         Root.Subcommands.Add(PlanCommand.Build(this));
+        Root.Subcommands.Add(DesignCommand.Build(this));
         Root.Subcommands.Add(SessionCommands.BuildList(this));
         Root.Subcommands.Add(SessionCommands.Build(this));
         Root.Subcommands.Add(MachineCommand.Build(this));

@@ -40,13 +40,26 @@ public interface IHeadPoseSource
 /// </summary>
 public sealed class FixedHeadPoseSource(RigidTransform gantryFromHead, TimeProvider timeProvider) : IHeadPoseSource
 {
+    private RigidTransform _headPose = RigidTransform.Identity;
+    private readonly Lock _gate = new();
+
     public string Description => "fixed head (no camera)";
 
     public bool IsTracking => false;
 
     public TimeProvider Clock => timeProvider;
 
-    public HeadPoseSample Latest(TimeSpan lookAhead = default) => new(gantryFromHead, timeProvider.GetTimestamp(), 1.0, 0.0);
+    /// <summary>
+    /// The head's turn from its nominal pose, frame H (a plan's head position: the operator has turned the still
+    /// head, e.g. a practice head on its stand, as the plan's patch says); identity for the nominal pose.
+    /// </summary>
+    public RigidTransform HeadPose
+    {
+        get { lock (_gate) return _headPose; }
+        set { lock (_gate) _headPose = value; }
+    }
+
+    public HeadPoseSample Latest(TimeSpan lookAhead = default) => new(gantryFromHead * HeadPose, timeProvider.GetTimestamp(), 1.0, 0.0);
 
     HeadPoseSample? IHeadPoseSource.Latest(TimeSpan lookAhead) => Latest(lookAhead);
 

@@ -13,6 +13,32 @@ namespace SmpRobot.Controller.Plans;
 public static class PathOrdering
 {
     /// <summary>
+    /// The visiting order of a plan's dots: head position by head position (the nominal one first, then the
+    /// patches in their numbers' order), each ordered as <see cref="Order(IReadOnlyList{Dot})"/> in the head
+    /// frame as the head is turned for that position (what the machine sees).
+    /// </summary>
+    public static int[] Order(Plan plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.Patches.Count == 0) return Order(plan.Dots);
+        var patches = PlanPatches.Of(plan);
+        var order = new List<int>(plan.Dots.Count);
+        foreach (var group in Enumerable.Range(0, plan.Dots.Count).GroupBy(i => (int)plan.Dots[i].Patch).OrderBy(g => g.Key))
+        {
+            var members = group.ToList();
+            var pose = patches.HeadPose(group.Key);
+            var turned = members.Select(i =>
+            {
+                var d = plan.Dots[i];
+                var p = pose.Apply(new Geometry.Vec3(d.XMm, d.YMm, d.ZMm));
+                return new Dot { Id = d.Id, XMm = p.X, YMm = p.Y, ZMm = p.Z };
+            }).ToList();
+            order.AddRange(Order(turned).Select(k => members[k]));
+        }
+        return [.. order];
+    }
+
+    /// <summary>
     /// Returns a permutation of 0..dots.Count-1: the visiting order. Dots with a non-finite x or y
     /// (which a valid plan never has) go last, in file order.
     /// </summary>

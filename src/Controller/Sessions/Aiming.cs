@@ -58,6 +58,20 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
         return new AimResult(new AimedDot(dot, hover, depth, pose), null, TrackingHold: false);
     }
 
+    /// <summary>
+    /// Aims <paramref name="dot"/> for a given head pose <paramref name="gantryFromHead"/> (no tracking gates: a
+    /// program checked ahead of time, for a still head in each of a plan's head positions).
+    /// </summary>
+    public (AimedDot? Aim, string? HoldReason) AimAt(PlannedDot dot, RigidTransform gantryFromHead)
+    {
+        ArgumentNullException.ThrowIfNull(dot);
+        var skin = gantryFromHead.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+        var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
+        var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
+        if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth)) return (null, $"dot {dot.DotId} target {depth} is outside the machine envelope");
+        return (new AimedDot(dot, hover, depth, new HeadPoseSample(gantryFromHead, headPose.Clock.GetTimestamp(), 1.0, 0.0)), null);
+    }
+
     /// <summary>The tracking gates on the freshest pose (no look-ahead).</summary>
     public GateReading Read() => Gate(headPose.Latest());
 

@@ -185,7 +185,12 @@ public static class CheckMode
     /// sync line and the plunge/dwell/retract lines, then the postamble. Dots that cannot be aimed
     /// are listed in <see cref="CheckProgram.NotAimed"/> and left out.
     /// </summary>
-    public static CheckProgram SessionProgram(DotProgram program, Aiming aiming, IEnumerable<PlannedDot> dots, Vec3 startMm)
+    /// <param name="program">The lines of a dot.</param>
+    /// <param name="aiming">Aims each dot with the pose available now…</param>
+    /// <param name="dots">The dots, in order.</param>
+    /// <param name="startMm">Where the gantry is.</param>
+    /// <param name="gantryFromHead">…or, when given, with this pose of each dot's head position (a still head turned as a plan's patch says).</param>
+    public static CheckProgram SessionProgram(DotProgram program, Aiming aiming, IEnumerable<PlannedDot> dots, Vec3 startMm, Func<PlannedDot, RigidTransform>? gantryFromHead = null)
     {
         ArgumentNullException.ThrowIfNull(program);
         ArgumentNullException.ThrowIfNull(aiming);
@@ -197,7 +202,7 @@ public static class CheckMode
         var current = program.Grid.Quantise(startMm);
         foreach (var dot in dots)
         {
-            var (aim, hold) = aiming.Aim(dot);
+            var (aim, hold) = gantryFromHead is null ? aiming.Aim(dot) : aiming.AimAt(dot, gantryFromHead(dot));
             if (aim is null)
             {
                 notAimed.Add(hold ?? $"dot {dot.DotId} could not be aimed");

@@ -139,17 +139,18 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Validates a plan given as a message (its size is checked as canonical JSON).</summary>
     public PlanValidationResult ValidatePlan(Plan plan) => _validator.ValidateJson(JsonFormatter.Default.Format(plan));
 
-    /// <summary>Pure motion + dwell time of a valid plan on this profile, from the fixed head pose, seconds.</summary>
+    /// <summary>Pure motion + dwell time of a valid plan on this profile, from the fixed head pose (turned for each head position), seconds; the time to turn the head between positions is not in it.</summary>
     public double EstimateKinematicSeconds(Plan plan)
     {
         var head = _profile.FixedHead.ToTransform();
+        var patches = PlanPatches.Of(plan);
         var grid = new StepGrid(_profile.StepsPerMm);
         var current = _profile.HomePosition;
         double seconds = 0;
-        foreach (var index in PathOrdering.Order(plan.Dots))
+        foreach (var index in PathOrdering.Order(plan))
         {
             var d = plan.Dots[index];
-            var skin = head.Apply(new Vec3(d.XMm, d.YMm, d.ZMm));
+            var skin = (head * patches.HeadPose((int)d.Patch)).Apply(new Vec3(d.XMm, d.YMm, d.ZMm));
             var hover = grid.Quantise(skin with { Z = skin.Z + _profile.HoverHeightMm });
             var depth = grid.Quantise(skin with { Z = skin.Z - d.DepthMm });
             seconds += _program.Travel(current, hover).Sum(l => l.KinematicSeconds) + _program.Place(hover, depth, d.DwellMs).Sum(l => l.KinematicSeconds);
@@ -163,12 +164,12 @@ public sealed class SessionManager : IAsyncDisposable
     {
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
         var plan = validation.Plan;
-        var order = PathOrdering.Order(plan.Dots);
+        var order = PathOrdering.Order(plan);
         var dots = new List<PlannedDot>(order.Length);
         for (var seq = 0; seq < order.Length; seq++)
         {
             var d = plan.Dots[order[seq]];
-            dots.Add(new PlannedDot(seq, d.Id, d.XMm, d.YMm, d.ZMm, d.DepthMm, d.DwellMs, d.PigmentId));
+            dots.Add(new PlannedDot(seq, d.Id, d.XMm, d.YMm, d.ZMm, d.DepthMm, d.DwellMs, d.PigmentId, (int)d.Patch));
         }
         var record = _ledger.CreateSession(string.IsNullOrEmpty(plan.Name) ? "unnamed plan" : plan.Name, JsonFormatter.Default.Format(plan), _profile.Name, dots);
         _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
@@ -251,8 +252,12 @@ public sealed class SessionManager : IAsyncDisposable
             throw new RefusedException(RefusalKind.FailedPrecondition, "cannot check the program: " + refusal);
         }
         var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
-        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot);
-        var program = CheckMode.SessionProgram(_program, _aiming, pending, status.MachinePosition);
+        var patches = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId));
+        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot with { Patch = patches.Of(d.Dot.DotId) });
+        // A still head is checked in each of the plan's head positions; a tracked one where it is now.
+        var stillHead = _profile.FixedHead.ToTransform();
+        var program = CheckMode.SessionProgram(_program, _aiming, pending, status.MachinePosition,
+            _headPose is FixedHeadPoseSource && patches.Count > 0 ? d => stillHead * patches.HeadPose(d.Patch) : null);
         if (program.NotAimed.Count > 0)
         {
             throw new RefusedException(RefusalKind.FailedPrecondition, $"{program.NotAimed.Count} dot(s) cannot be aimed: " + string.Join("; ", program.NotAimed.Take(10)));
@@ -535,7 +540,11 @@ public sealed class SessionManager : IAsyncDisposable
         var startedAt = record.StartedAt ?? _time.GetUtcNow();
         // Holds count over the whole session: a resumed run goes on from the stored tally.
         var hold = new MotionHold(record.Id, _aiming.Source.Clock, record.Holds, _ledger, _log, Changed);
-        var run = new SessionRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp(), hold, new TrackingGuard(_aiming, _profile, _safety)) { ConsoleId = console };
+        var run = new SessionRun(record.Id, startedAt, record.ElapsedSeconds, record.KinematicSeconds, _time.GetTimestamp(), hold, new TrackingGuard(_aiming, _profile, _safety))
+        {
+            ConsoleId = console,
+            Patches = PlanPatches.OfJson(_ledger.LoadPlanJson(record.Id)),
+        };
         _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
         _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
         return run;

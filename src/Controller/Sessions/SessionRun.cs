@@ -114,6 +114,9 @@ public sealed class SessionRun(string sessionId, DateTimeOffset startedAt, doubl
     /// <summary>The console whose heartbeats keep this run going (it started or resumed it).</summary>
     public required string ConsoleId { get; init; }
 
+    /// <summary>The session plan's head positions (patches) and which dot is in which; none for most plans.</summary>
+    public Plans.PlanPatches Patches { get; init; } = Plans.PlanPatches.None;
+
     /// <summary>Pause, abort, fault and e-stop requests.</summary>
     public RunCommands Commands { get; } = new();
 

@@ -40,11 +40,23 @@ public sealed class SessionRunner(
         var safeStopNeeded = false;
         try
         {
-            var pending = ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot).ToList();
+            var pending = ledger.LoadDots(run.SessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot with { Patch = run.Patches.Of(d.Dot.DotId) }).ToList();
             await cycle.BeginAsync(ct);
             var failed = false;
+            int? patch = null;
             for (var i = 0; i < pending.Count && !run.Commands.StopRequested;)
             {
+                if (pending[i].Patch != patch)
+                {
+                    if (patch is { } done)
+                    {
+                        // A new head position: the operator turns the head as the plan says, then resumes.
+                        (outcome, reason) = (SessionPhase.Paused, "held: " + NextPositionText(run, done, pending[i].Patch));
+                        break;
+                    }
+                    patch = pending[i].Patch;
+                    EnterPosition(run, patch.Value);
+                }
                 var result = await cycle.PlaceAsync(pending[i], ct);
                 if (result.Kind == DotOutcomeKind.Placed)
                 {
@@ -167,6 +179,31 @@ public sealed class SessionRunner(
         run.Commands.Post(RunCommandKind.Pause, reason);
         log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
         return reason;
+    }
+
+    /// <summary>
+    /// The run starts (or goes on after a hold) in head position <paramref name="patch"/>: a still head takes that
+    /// position's pose (the operator has turned it, as the plan says, before starting or resuming); a tracked head
+    /// is measured wherever it is. Audited, so the record says in which position each part was placed.
+    /// </summary>
+    private void EnterPosition(SessionRun run, int patch)
+    {
+        if (run.Patches.Count == 0) return;
+        var position = run.Patches.Position(patch);
+        if (aiming.Source is Vision.FixedHeadPoseSource still) still.HeadPose = run.Patches.HeadPose(patch);
+        ledger.Audit(run.SessionId, "head-position", position is null
+            ? "placing in the head's nominal position"
+            : $"placing in head position {patch} of {run.Patches.Count}: {position.Instruction}");
+    }
+
+    /// <summary>The hold's words at the end of a head position: what is done and what the operator does next.</summary>
+    private static string NextPositionText(SessionRun run, int done, int next)
+    {
+        var position = run.Patches.Position(next);
+        var finished = done == 0 ? "the dots of the head's nominal position are placed" : $"head position {done} of {run.Patches.Count} is done";
+        return position is null
+            ? $"{finished}; next, the head's nominal position: put the head back upright, then resume"
+            : $"{finished}; next, head position {next} of {run.Patches.Count}: {position.Instruction}; position the head, then resume";
     }
 
     /// <summary>The end of a run that placed what it could: paused when dots are in doubt or still pending, else null (completed).</summary>

@@ -29,8 +29,11 @@ public enum SessionPhase
     Faulted = 8,
 }
 
-/// <summary>A dot of a session in head frame H. <paramref name="Seq"/> is its 0-based place in the execution order.</summary>
-public sealed record PlannedDot(int Seq, string DotId, double XMm, double YMm, double ZMm, double DepthMm, double DwellMs, string PigmentId);
+/// <summary>
+/// A dot of a session in head frame H. <paramref name="Seq"/> is its 0-based place in the execution order;
+/// <paramref name="Patch"/> the head position it is placed in (0: the nominal one), from the session's plan.
+/// </summary>
+public sealed record PlannedDot(int Seq, string DotId, double XMm, double YMm, double ZMm, double DepthMm, double DwellMs, string PigmentId, int Patch = 0);
 
 /// <summary>
 /// A dot and where it stands. <paramref name="TargetMm"/> is the gantry-frame target recorded when it was

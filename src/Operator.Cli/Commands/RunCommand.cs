@@ -37,6 +37,21 @@ internal static class RunCommand
         return command;
     }
 
+    /// <summary>The head positions (patches) of a plan's JSON, in the order they are placed; empty when it has none or does not parse.</summary>
+    internal static IReadOnlyList<PlanPatch> HeadPositions(string planJson)
+    {
+        try
+        {
+            var plan = Plan.Parser.ParseJson(planJson);
+            var used = plan.Dots.Select(d => d.Patch).ToHashSet();
+            return [.. plan.Patches.Where(p => used.Contains(p.Number)).OrderBy(p => p.Number)];
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return [];
+        }
+    }
+
     /// <summary>
     /// <c>smp session resume S</c>: this console supervises the resumed session as <c>smp run</c> does (operator
     /// heartbeat, live view and keys, summary and exit code by the end state); a stopped, faulted or e-stopped
@@ -130,6 +145,12 @@ internal static class RunCommand
             throw PlanViolationReport.Report(ctx, e, source);
         }
         ctx.Info($"session {session.Id} created: plan {session.PlanName}, {session.Dots?.Total ?? 0} dots, profile {session.ProfileName}");
+        if (HeadPositions(planJson) is { Count: > 0 } positions)
+        {
+            // A curved scalp is placed in head positions: the first one is the operator's to set before the start.
+            ctx.Info($"this plan is placed in {positions.Count} head positions; the session holds after each, saying how to turn the head for the next. "
+                + $"First, position {positions[0].Number}: {positions[0].Instruction}");
+        }
 
         await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
         if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))

@@ -28,8 +28,9 @@ public sealed record DesignDots(ResolvedDesign Design, IReadOnlyList<DesignDot> 
 /// <summary>
 /// Turns a checked design into the dots of every session: blue-noise sampling on the mesh
 /// (<see cref="BlueNoiseSampler"/>), then each dot's settings from its region and layer — the hairline
-/// band's own needle, depth and dwell; a scar's lighter first pass; a dwell varied per dot (uniform dots look
-/// artificial) — and its smooth normal from the mesh.
+/// band's own finer needle, depth and dwell (blending into the zone's over the back 60 % of the band); a
+/// scar's lighter first pass; a dwell varied per dot (uniform dots look artificial) — and its smooth normal
+/// from the mesh.
 /// </summary>
 public static class DesignPlanner
 {
@@ -47,7 +48,9 @@ public static class DesignPlanner
         foreach (var s in sampling.Dots.OrderBy(d => d.Session).ThenBy(d => Math.Atan2(d.PointMm.X, d.PointMm.Y)).ThenBy(d => d.PointMm.Z))
         {
             var region = design.Regions[s.Region];
-            var hairline = s.Layer == DotLayer.Hairline && design.Hairline is { } h ? h : null;
+            // Hairline dots are finer; towards the back of the band more and more of them take the zone's
+            // needle, so the dot size grows across the band instead of stepping at its edge.
+            var hairline = s.Layer == DotLayer.Hairline && design.Hairline is { } h && s.Draw >= DensityField.Ramp((s.BandPosition - 0.4) / 0.6, 0) ? h : null;
             var needle = hairline?.Needle ?? region.Needle;
             var depth = hairline?.Source.DepthMm ?? region.DepthMm;
             var nominalDwell = hairline?.Source.DwellMs ?? region.DwellMs;

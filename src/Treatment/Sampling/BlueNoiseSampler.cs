@@ -11,7 +11,8 @@ namespace SmpRobot.Treatment.Sampling;
 /// <param name="BandPosition">Across the hairline band (0 front, 1 back); NaN outside it.</param>
 /// <param name="Session">The session that places it, 1-based.</param>
 /// <param name="DwellScale">Its own dwell as a share of the region's (within ±<see cref="DotSettings.DwellJitter"/>).</param>
-public sealed record SampledDot(Vec3 PointMm, int Face, double U, double V, int Region, DotLayer Layer, double BandPosition, int Session, double DwellScale);
+/// <param name="Draw">A uniform number in [0, 1) of its own, for choices made per dot (seeded).</param>
+public sealed record SampledDot(Vec3 PointMm, int Face, double U, double V, int Region, DotLayer Layer, double BandPosition, int Session, double DwellScale, double Draw);
 
 /// <summary>What sampling produced, and how it went.</summary>
 /// <param name="Dots">Every dot of every session.</param>
@@ -70,6 +71,7 @@ public sealed class BlueNoiseSampler(DensityField field)
         public required double Density;
         public required double MinSpacing;
         public required double DwellScale;
+        public required double Draw;
 
         /// <summary>What its quota counts: the region's body (or a scar), or the region's hairline band (see <see cref="DensityField.Group"/>).</summary>
         public required int Group;
@@ -115,7 +117,7 @@ public sealed class BlueNoiseSampler(DensityField field)
         {
             if (session[i] == 0) continue;
             var c = candidates[i];
-            dots.Add(new SampledDot(c.P, c.Face, c.U, c.V, c.Region, c.Layer, c.BandPosition, session[i], c.DwellScale));
+            dots.Add(new SampledDot(c.P, c.Face, c.U, c.V, c.Region, c.Layer, c.BandPosition, session[i], c.DwellScale, c.Draw));
         }
         var violations = CountSpacingViolations(dots, design);
         var perRegion = new int[design.Regions.Count];
@@ -157,6 +159,7 @@ public sealed class BlueNoiseSampler(DensityField field)
                 var scatter = Gaussian(rng);
                 var sample = field.AtFacePoint(f, p, scatter);
                 var dwell = 1 + (DotSettings.DwellJitter * ((2 * rng.NextDouble()) - 1));
+                var draw = rng.NextDouble();
                 if (sample.Region < 0 || rng.NextDouble() * bound >= sample.DensityPerMm2) continue;
                 list.Add(new Candidate
                 {
@@ -170,6 +173,7 @@ public sealed class BlueNoiseSampler(DensityField field)
                     Density = sample.DensityPerMm2,
                     MinSpacing = design.Regions[sample.Region].MinSpacingMm,
                     DwellScale = dwell,
+                    Draw = draw,
                     Group = DensityField.Group(sample),
                 });
             }

@@ -38,14 +38,15 @@ internal static class MotionTruth
 
     private static (double, double) Key(Vec3 p) => (Math.Round(p.X, 4), Math.Round(p.Y, 4));
 
-    /// <summary>The gantry-frame depth point of each dot for the profile's still head, on the step grid.</summary>
+    /// <summary>The gantry-frame depth point of each dot for the profile's still head (turned for the dot's head position), on the step grid.</summary>
     public static Dictionary<string, Vec3> DepthTargets(Plan plan, MachineProfile profile)
     {
         var head = profile.FixedHead.ToTransform();
+        var patches = SmpRobot.Controller.Plans.PlanPatches.Of(plan);
         var grid = new StepGrid(profile.StepsPerMm);
         return plan.Dots.ToDictionary(d => d.Id, d =>
         {
-            var skin = head.Apply(new Vec3(d.XMm, d.YMm, d.ZMm));
+            var skin = (head * patches.HeadPose((int)d.Patch)).Apply(new Vec3(d.XMm, d.YMm, d.ZMm));
             return grid.Quantise(skin with { Z = skin.Z - d.DepthMm });
         });
     }

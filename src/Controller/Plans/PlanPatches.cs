@@ -1,0 +1,70 @@
+using Google.Protobuf;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Geometry;
+
+namespace SmpRobot.Controller.Plans;
+
+/// <summary>One head position of a plan: its number, the operator's instruction and the head's turn (frame H).</summary>
+public sealed record HeadPosition(int Number, string Instruction, RigidTransform HeadPose);
+
+/// <summary>
+/// A plan's head positions (patches) and which dot is placed in which. A plan without patches has none, and
+/// every dot is in position 0: the head's nominal place.
+/// </summary>
+public sealed class PlanPatches
+{
+    private readonly Dictionary<int, HeadPosition> _positions;
+    private readonly Dictionary<string, int> _patchOf;
+
+    /// <summary>No patches: every dot in the nominal position.</summary>
+    public static readonly PlanPatches None = new([], []);
+
+    private PlanPatches(Dictionary<int, HeadPosition> positions, Dictionary<string, int> patchOf)
+    {
+        _positions = positions;
+        _patchOf = patchOf;
+    }
+
+    /// <summary>The head positions of <paramref name="plan"/> (a valid plan: numbers unique and poses finite).</summary>
+    public static PlanPatches Of(Plan plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.Patches.Count == 0) return None;
+        var positions = new Dictionary<int, HeadPosition>();
+        foreach (var patch in plan.Patches)
+        {
+            var pose = patch.HeadPose ?? new FrameTransform();
+            positions[(int)patch.Number] = new HeadPosition((int)patch.Number, patch.Instruction,
+                Rotations.FromRotationVector(new Vec3(pose.RxDeg, pose.RyDeg, pose.RzDeg) * (Math.PI / 180), new Vec3(pose.TxMm, pose.TyMm, pose.TzMm)));
+        }
+        var patchOf = new Dictionary<string, int>(plan.Dots.Count, StringComparer.Ordinal);
+        foreach (var dot in plan.Dots) patchOf[dot.Id] = (int)dot.Patch;
+        return new PlanPatches(positions, patchOf);
+    }
+
+    /// <summary>The head positions of a stored plan's JSON; none when the text is missing or does not parse.</summary>
+    public static PlanPatches OfJson(string? planJson)
+    {
+        if (string.IsNullOrEmpty(planJson)) return None;
+        try
+        {
+            return Of(Plan.Parser.ParseJson(planJson));
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            return None;
+        }
+    }
+
+    /// <summary>How many head positions the plan has.</summary>
+    public int Count => _positions.Count;
+
+    /// <summary>The patch of dot <paramref name="dotId"/> (0: the nominal position).</summary>
+    public int Of(string dotId) => _patchOf.GetValueOrDefault(dotId);
+
+    /// <summary>Head position <paramref name="number"/>; null for 0 (nominal) or an unknown number.</summary>
+    public HeadPosition? Position(int number) => _positions.GetValueOrDefault(number);
+
+    /// <summary>The head's turn for patch <paramref name="number"/> (identity for the nominal position).</summary>
+    public RigidTransform HeadPose(int number) => Position(number)?.HeadPose ?? RigidTransform.Identity;
+}
