@@ -17,6 +17,7 @@ internal static class Program
         ["tracking"] = TrackingBench.RunAsync,
         ["tracking-search"] = TrackingBench.RunFullSearchAsync,
         ["calibration"] = CalibrationBench.RunAsync,
+        ["design"] = DesignBench.RunAsync,
     };
 
     // Figures are read by people too: "<=" stays "<=", not "\u003C=".

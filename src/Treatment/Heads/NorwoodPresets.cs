@@ -74,10 +74,11 @@ public static class NorwoodPresets
         if (stage >= 6)
         {
             // Mid-scalp and crown merged: the whole top back to the crown's far side.
-            var reach = stage == 6 ? 1.0 : 1.25;
+            // Stage VI is about 300 cm² of bald scalp; VII reaches down to the fringe.
+            var reach = stage == 6 ? 1.25 : 1.35;
             var mid = Sector(-80 * reach, 80 * reach, az => 0, az => HairlineRho(Math.Clamp(az, -66, 66)) - frontalDepth).Union(Disc(new MapPoint(0, 0), 30 * reach));
             zones.Add(("mid-scalp", mid.Difference(Taken()), 70, "3RL", 0.20));
-            var crown = Disc(crownMap, (stage == 6 ? 52 : 70)).Union(Sector(100, 260, az => 0, az => stage == 6 ? 60 : 85));
+            var crown = Disc(crownMap, stage == 6 ? 70 : 82).Union(Sector(100, 260, az => 0, az => stage == 6 ? 85 : 100));
             zones.Add(("crown", crown.Difference(Taken()), 65, "3RL", 0.20));
         }
         else if (stage >= 4)

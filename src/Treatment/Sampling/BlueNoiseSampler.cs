@@ -37,9 +37,9 @@ public sealed record SamplingResult(IReadOnlyList<SampledDot> Dots, int Candidat
 /// <item>Sessions, progressively: from the final set, elimination again to the density of all sessions but
 /// the last (radius grown by 1/√share); what it removes is the last session. Then again for the one before,
 /// and so on: what remains is session 1. Every session's cumulative set is itself a blue-noise set at its
-/// density (pairs closer than <see cref="HardCoreShare"/> of its hexagonal spacing go first, and the few a
-/// pass leaves are repaired by moving one dot of the pair to a free place nearby), the first session is
-/// spread over the whole area, and each later session fills between the dots before it.</item>
+/// density (pairs closer than a hard core of <see cref="HardCoreShares"/> of its hexagonal spacing go first,
+/// and the few a pass leaves are repaired by moving one dot of the pair to a freer place nearby), the first
+/// session is spread over the whole area, and each later session fills between the dots before it.</item>
 /// </list>
 /// </summary>
 /// <remarks>
@@ -98,11 +98,18 @@ public sealed class BlueNoiseSampler(DensityField field)
         for (var k = shares.Count; k >= 1; k--)
         {
             var keep = quota.Select(q => (int)Math.Round(q * cumulative[k])).ToArray();
-            var share = k == shares.Count ? FinalHardCoreShare : HardCoreShare;
-            var hardCore = candidates.Select(c => Math.Max(c.MinSpacing, share * DotSettings.HexSpacingMm(c.Density * cumulative[k]))).ToArray();
             var before = (bool[])alive.Clone();
-            Eliminate(candidates, points, alive, none, keep, cumulative[k], hardCore);
-            Repair(candidates, points, before, alive, none, hardCore);
+            // The final set has every candidate to choose from. The earlier sessions are subsets: the highest hard
+            // core that leaves no close pair is taken (a 30 % session within a 65 % one sometimes has no room at 0.665).
+            var ladder = k == shares.Count ? [FinalHardCoreShare] : HardCoreShares;
+            var pairs = NeighbourPairs(candidates, points, before, keep.Sum(), cumulative[k]);
+            foreach (var share in ladder)
+            {
+                Array.Copy(before, alive, before.Length);
+                var hardCore = candidates.Select(c => Math.Max(c.MinSpacing, share * DotSettings.HexSpacingMm(c.Density * cumulative[k]))).ToArray();
+                Eliminate(candidates, pairs, alive, none, keep, hardCore);
+                if (Repair(candidates, points, before, alive, none, hardCore) == 0) break;
+            }
             for (var i = 0; i < candidates.Count; i++)
             {
                 if (before[i] && !alive[i] && k < shares.Count) session[i] = k + 1;
@@ -193,63 +200,60 @@ public sealed class BlueNoiseSampler(DensityField field)
     private static readonly (double U, double V)[] Probes = [(0, 0), (1, 0), (0, 1), (1.0 / 3, 1.0 / 3), (0.5, 0), (0, 0.5), (0.5, 0.5)];
 
     /// <summary>
-    /// A pair closer than this share of the hexagonal spacing of the density being thinned to weighs
-    /// prohibitively, and one that is left is repaired: every session's cumulative set keeps its closest pair at
-    /// least this far apart, so its ρ is at least this (measured: 0.66 where 0.65 is the goal). Higher shares are
-    /// not reachable for the subsets the earlier sessions are: elimination then stops at the quotas with close
-    /// pairs left, and ρ comes out lower (0.64 at 0.67-0.68, measured on the Norwood presets).
+    /// The hard cores tried for an earlier session's cumulative set, highest first: a pair closer than this share of
+    /// the hexagonal spacing of the density being thinned to weighs prohibitively, and one that is left is repaired.
+    /// The first share that leaves no close pair is kept, so every cumulative set's closest pair is at least that far
+    /// apart and its ρ at least that (the goal is 0.65). A 30 % session is a subset of the 65 % one after it and
+    /// sometimes has no room at the highest share: elimination then stops at the quotas with close pairs left
+    /// (measured on the Norwood presets: ρ down to 0.64 at a fixed 0.66).
     /// </summary>
-    public const double HardCoreShare = 0.66;
+    public static readonly IReadOnlyList<double> HardCoreShares = [0.665, 0.66, 0.655, 0.652];
 
-    /// <summary>The hard core of the final set, which has every candidate to choose from (see <see cref="HardCoreShare"/>).</summary>
+    /// <summary>The hard core of the final set, which has every candidate to choose from (see <see cref="HardCoreShares"/>).</summary>
     public const double FinalHardCoreShare = 0.67;
 
+    /// <summary>Neighbour pairs of a pass, both ways in flat arrays (CSR): the other end, the distance and the weight without the hard core.</summary>
+    private sealed record Pairs(int[] Start, int[] Other, double[] Distance, double[] Weight);
+
     /// <summary>
-    /// One elimination pass: among the alive candidates, removes the heaviest that is not
-    /// <paramref name="frozen"/> until each quota group keeps <paramref name="keep"/>[group] (frozen ones count);
-    /// radii are those of the density times <paramref name="densityShare"/>; pairs closer than the larger of their
-    /// <paramref name="hardCore"/> distances weigh prohibitively.
+    /// The neighbour pairs among the alive candidates: within 2r (r the mean of the two Poisson-disk radii of the
+    /// density times <paramref name="densityShare"/>), weighted (1 − d̂ / 2r)^8 with d̂ limited from below as in the paper.
     /// </summary>
-    private static void Eliminate(List<Candidate> candidates, Vec3[] points, bool[] alive, bool[] frozen, int[] keep, double densityShare, double[] hardCore)
+    private static Pairs NeighbourPairs(List<Candidate> candidates, Vec3[] points, bool[] alive, int keepTotal, double densityShare)
     {
         var n = candidates.Count;
-        if (n == 0) return;
         var radius = new double[n];
         for (var i = 0; i < n; i++) radius[i] = Math.Sqrt(1 / (2 * Math.Sqrt(3) * candidates[i].Density * densityShare));
         var inPlay = alive.Count(a => a);
-        var limitShare = Beta * (1 - Math.Pow(Math.Min(1, (double)keep.Sum() / Math.Max(1, inPlay)), Gamma));
-        // Cells sized for the typical radius; the few wide radii (the sparse front of the hairline band) reach further.
+        var limitShare = Beta * (1 - Math.Pow(Math.Min(1, (double)keepTotal / Math.Max(1, inPlay)), Gamma));
+        // Cells sized for the typical radius. A pair lies within r_i + r_j ≤ 2·max(r_i, r_j): each pair is found from
+        // its end with the larger radius, which searches 2·r around itself (the few wide radii of the sparse front of
+        // the hairline band reach further; the dense rest looks at the 27 cells around it).
         var typical = radius.Order().ElementAt(n / 2);
-        var maxRadius = radius.Max();
         var grid = new PointGrid(points, 2 * typical);
-
-        // Neighbour pairs once each (i < j), then both ways in flat arrays: the weight of a pair is shared.
-        var pairI = new List<int>(n * 16);
-        var pairJ = new List<int>(n * 16);
-        var pairW = new List<double>(n * 16);
-        var weight = new double[n];
+        var pairI = new List<int>(n * 8);
+        var pairJ = new List<int>(n * 8);
+        var pairD = new List<double>(n * 8);
+        var pairW = new List<double>(n * 8);
         var found = new List<int>();
         for (var i = 0; i < n; i++)
         {
             if (!alive[i]) continue;
             var p = points[i];
-            grid.Within(p, radius[i] + maxRadius, found);
+            grid.Within(p, 2 * radius[i], found);
             foreach (var j in found)
             {
-                if (j <= i || !alive[j]) continue;
+                if (j == i || !alive[j] || radius[j] > radius[i] || (radius[j] == radius[i] && j < i)) continue;
                 var rij = (radius[i] + radius[j]) / 2;
                 var d = p.DistanceTo(points[j]);
                 if (d >= 2 * rij) continue;
                 var x = 1 - (Math.Max(d, rij * limitShare) / (2 * rij));
                 var x2 = x * x;
                 var x4 = x2 * x2;
-                var w = x4 * x4; // (1 - d / 2r)^8
-                if (d < Math.Max(hardCore[i], hardCore[j])) w += HardCoreWeight;
                 pairI.Add(i);
                 pairJ.Add(j);
-                pairW.Add(w);
-                weight[i] += w;
-                weight[j] += w;
+                pairD.Add(d);
+                pairW.Add(x4 * x4); // (1 - d / 2r)^8
             }
         }
         var start = new int[n + 1];
@@ -258,16 +262,42 @@ public sealed class BlueNoiseSampler(DensityField field)
         for (var i = 0; i < n; i++) start[i + 1] += start[i];
         var fill = (int[])start.Clone();
         var other = new int[start[n]];
-        var pairWeight = new double[start[n]];
+        var distance = new double[start[n]];
+        var weight = new double[start[n]];
         for (var e = 0; e < pairI.Count; e++)
         {
-            var (i, j, w) = (pairI[e], pairJ[e], pairW[e]);
-            other[fill[i]] = j;
-            pairWeight[fill[i]++] = w;
-            other[fill[j]] = i;
-            pairWeight[fill[j]++] = w;
+            var (i, j) = (pairI[e], pairJ[e]);
+            (other[fill[i]], distance[fill[i]], weight[fill[i]]) = (j, pairD[e], pairW[e]);
+            fill[i]++;
+            (other[fill[j]], distance[fill[j]], weight[fill[j]]) = (i, pairD[e], pairW[e]);
+            fill[j]++;
         }
+        return new Pairs(start, other, distance, weight);
+    }
 
+    /// <summary>
+    /// One elimination pass: among the alive candidates, removes the heaviest that is not
+    /// <paramref name="frozen"/> until each quota group keeps <paramref name="keep"/>[group] (frozen ones count);
+    /// pairs closer than the larger of their <paramref name="hardCore"/> distances weigh prohibitively.
+    /// </summary>
+    private static void Eliminate(List<Candidate> candidates, Pairs pairs, bool[] alive, bool[] frozen, int[] keep, double[] hardCore)
+    {
+        var n = candidates.Count;
+        var (start, other) = (pairs.Start, pairs.Other);
+        var pairWeight = new double[other.Length];
+        var weight = new double[n];
+        for (var i = 0; i < n; i++)
+        {
+            if (!alive[i]) continue;
+            for (var e = start[i]; e < start[i + 1]; e++)
+            {
+                var j = other[e];
+                if (!alive[j]) continue;
+                var w = pairs.Weight[e] + (pairs.Distance[e] < Math.Max(hardCore[i], hardCore[j]) ? HardCoreWeight : 0);
+                pairWeight[e] = w;
+                weight[i] += w;
+            }
+        }
         var count = new int[keep.Length];
         for (var i = 0; i < n; i++)
         {
@@ -296,10 +326,11 @@ public sealed class BlueNoiseSampler(DensityField field)
     }
 
     /// <summary>
-    /// Breaks up the pairs closer than their hard-core distance that elimination left (it stops at the quotas):
-    /// one dot of such a pair moves to the point of <paramref name="pool"/> (what the pass started from) that
-    /// elimination removed, of the same quota group and nearby, lying clearest of every other dot — if that one
-    /// is clear of them all. Counts, quotas and the nesting of the sessions stay as they are. Returns the pairs left.
+    /// Opens up the pairs closer than their hard-core distance that elimination left (it stops at the quotas): one
+    /// dot of such a pair moves to the point of <paramref name="pool"/> (what the pass started from) that elimination
+    /// removed, of the same quota group and nearby, lying clearest of every other dot — when that is clearer than the
+    /// pair was. No pair ever closes, so the closest pair only opens; rounds repeat while dots move (at most 8).
+    /// Counts, quotas and the nesting of the sessions stay as they are. Returns the pairs left.
     /// </summary>
     private static int Repair(List<Candidate> candidates, Vec3[] points, bool[] pool, bool[] alive, bool[] frozen, double[] hardCore)
     {
@@ -326,17 +357,19 @@ public sealed class BlueNoiseSampler(DensityField field)
             return best;
         }
 
-        bool Move(int i)
+        // Moves i to the unused candidate of its group nearby that lies clearest of every other dot, when that is
+        // clearer than i is now (by a margin): the closest pair around i then opens up, and no pair elsewhere closes.
+        bool Move(int i, double current)
         {
             grid.Within(points[i], 2 * hardCore[i], options);
             var best = -1;
-            var bestShare = 1.0;
+            var bestShare = current + 0.01;
             foreach (var b in options.ToArray())
             {
                 var c = ids[b];
                 if (alive[c] || candidates[c].Group != candidates[i].Group) continue;
                 var (share, _) = Clearance(c, i);
-                if (share >= bestShare)
+                if (share > bestShare)
                 {
                     best = c;
                     bestShare = share;
@@ -348,22 +381,29 @@ public sealed class BlueNoiseSampler(DensityField field)
             return true;
         }
 
-        var left = 0;
-        for (var round = 0; round < 3; round++)
+        // The dots of close pairs, found once: a move never closes a pair, so no new ones appear.
+        var close = ids.Where(i => alive[i] && !frozen[i] && Clearance(i, -1).Share < 1).ToList();
+        for (var round = 0; round < 8 && close.Count > 0; round++)
         {
-            left = 0;
             var moved = 0;
-            foreach (var i in ids)
+            var still = new List<int>();
+            foreach (var i in close)
             {
-                if (!alive[i] || frozen[i]) continue;
+                if (!alive[i]) continue;
                 var (share, j) = Clearance(i, -1);
                 if (share >= 1) continue;
-                if ((!frozen[i] && Move(i)) || (!frozen[j] && Move(j))) moved++;
-                else left++;
+                if (Move(i, share))
+                {
+                    moved++;
+                    continue;
+                }
+                if (j >= 0 && !frozen[j] && Move(j, share)) moved++;
+                if (Clearance(i, -1).Share < 1) still.Add(i);
             }
+            close = still;
             if (moved == 0) break;
         }
-        return left;
+        return close.Count(i => alive[i] && Clearance(i, -1).Share < 1);
     }
 
     /// <summary>Pairs of dots closer than the larger of their regions' minimum spacings.</summary>

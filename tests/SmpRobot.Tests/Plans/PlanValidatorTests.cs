@@ -35,15 +35,19 @@ public class PlanValidatorTests
 
     [Theory]
     [MemberData(nameof(Profiles))]
-    public void Bundled_demo_plan_is_valid_and_has_about_1500_dots(string profile)
+    public void Bundled_demo_plan_is_session_1_of_the_demo_design_in_one_head_position_and_valid(string profile)
     {
         var path = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
         var parsed = PlanLoader.ParseFile(path, Profile(profile).MaxPlanBytes);
         Assert.NotNull(parsed.Plan);
         var result = new PlanValidator(Profile(profile)).Validate(parsed.Plan);
         Assert.True(result.IsValid, string.Join("; ", result.Violations));
-        Assert.InRange(result.Plan!.Dots.Count, 1400, 1600);
+        Assert.InRange(result.Plan!.Dots.Count, 400, 600);
         Assert.Equal("mm", result.Plan.Units);
+        Assert.Equal("demo crown", result.Plan.Source.DesignName);
+        Assert.Equal(1u, result.Plan.Source.Session);
+        // One head position: the demo never stops to have the head turned.
+        Assert.Single(result.Plan.Patches);
     }
 
     [Fact]
