@@ -8,10 +8,11 @@ config=Release
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages the project needs at run time (OpenCV's runtime links GTK 3).
+# Debian packages the project needs at run time: OpenCV's runtime links GTK 3; SkiaSharp (design previews)
+# links fontconfig and draws its labels with DejaVu.
 ensure_packages() {
   local missing=()
-  for pkg in libgtk-3-0; do
+  for pkg in libgtk-3-0 libfontconfig1 fonts-dejavu-core; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
