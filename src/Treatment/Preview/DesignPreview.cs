@@ -144,8 +144,11 @@ public static class DesignPreview
     private static ViewBounds Bounds(ResolvedDesign design, View view)
     {
         double minU = double.MaxValue, maxU = double.MinValue, minV = double.MaxValue, maxV = double.MinValue;
+        // From the front, the scalp and forehead down to below the brows: the model's open edge stays out of the picture.
+        var lowest = Vec3.Dot(design.Landmarks.Glabella - design.Map.Center, design.Map.Up) - 25;
         foreach (var p in design.Mesh.Vertices)
         {
+            if (view == View.Front && Vec3.Dot(p - design.Map.Center, design.Map.Up) < lowest) continue;
             var (u, v, _) = Project(design.Map, view, p);
             (minU, maxU, minV, maxV) = (Math.Min(minU, u), Math.Max(maxU, u), Math.Min(minV, v), Math.Max(maxV, v));
         }
@@ -157,6 +160,7 @@ public static class DesignPreview
     {
         var map = design.Map;
         var toward = Towards(map, view);
+        canvas.ClipRect(new SKRect(0, 0, (float)((b.MaxU - b.MinU) * scale), (float)((b.MaxV - b.MinV) * scale)));
         SKPoint P(Vec3 p)
         {
             var (u, v, _) = Project(map, view, p);
