@@ -198,6 +198,7 @@ public sealed class GantryCalibrationEndToEndTests
 }
 
 [CollectionDefinition(Name)]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "xunit finds collection definitions only on public classes (xUnit1027)")]
 public sealed class CalibrationCollection
 {
     public const string Name = "calibration integration";

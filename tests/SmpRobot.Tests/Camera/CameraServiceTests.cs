@@ -7,6 +7,7 @@ using SmpRobot.Vision;
 namespace SmpRobot.Tests.Camera;
 
 /// <summary>Hosts shared by the tests of one class: a fixed-head controller and one tracking a still synthetic head.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "the class fixture of public test classes (IClassFixture<CameraHosts>) must be as visible as they are")]
 public sealed class CameraHosts : IAsyncLifetime
 {
     internal CameraHost Fixed { get; private set; } = null!;
