@@ -83,6 +83,7 @@ public static class ControllerHost
 
     public static WebApplication Build(ControllerOptions options, string[]? args = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var profile = MachineProfile.Load(options.ProfilePath);
         var gantrySpec = GantrySpec.Parse(options.Gantry);
         if (!(options.TimeScale > 0) || !double.IsFinite(options.TimeScale))
@@ -263,6 +264,8 @@ public static class CameraSetup
     /// </summary>
     public static IHeadPoseSource Create(string cameraSpec, MachineProfile profile, TimeProvider timeProvider, double timeScale)
     {
+        ArgumentNullException.ThrowIfNull(cameraSpec);
+        ArgumentNullException.ThrowIfNull(profile);
         if (cameraSpec.Equals("none", StringComparison.OrdinalIgnoreCase)) return new FixedHeadPoseSource(profile.FixedHead.ToTransform(), timeProvider);
         if (profile.Tracking.GantryFromCamera is null) throw new InvalidDataException($"profile '{profile.Name}' has no tracking.gantryFromCamera: a camera needs its mounting (T_GC)");
         var synthetic = cameraSpec.StartsWith("synthetic", StringComparison.OrdinalIgnoreCase);
@@ -289,6 +292,7 @@ public static class CameraSetup
     /// </summary>
     public static TrackedHeadPoseSource CreateTracked(IFrameSource frames, MarkerBoard board, MachineProfile profile, TimeProvider clock)
     {
+        ArgumentNullException.ThrowIfNull(profile);
         var mount = profile.Tracking.GantryFromCamera ?? throw new InvalidDataException($"profile '{profile.Name}' has no tracking.gantryFromCamera: a camera needs its mounting (T_GC)");
         // Predictions reach as far as the look-ahead of a dot (travel + plunge, ~200 ms for the
         // verify); the stale gate separately bounds how old the frame behind them may be. A

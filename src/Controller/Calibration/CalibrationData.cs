@@ -23,7 +23,11 @@ public sealed record GantryCalibrationData(TransformData GantryFromCamera, doubl
 /// <summary>The result part of a stored intrinsics calibration.</summary>
 public sealed record IntrinsicsData(int WidthPx, int HeightPx, double FxPx, double FyPx, double CxPx, double CyPx, double[] Distortion, string Board)
 {
-    public static IntrinsicsData Of(CameraIntrinsics k, string board) => new(k.WidthPx, k.HeightPx, k.FxPx, k.FyPx, k.CxPx, k.CyPx, [.. k.Distortion], board);
+    public static IntrinsicsData Of(CameraIntrinsics k, string board)
+    {
+        ArgumentNullException.ThrowIfNull(k);
+        return new(k.WidthPx, k.HeightPx, k.FxPx, k.FyPx, k.CxPx, k.CyPx, [.. k.Distortion], board);
+    }
 
     public CameraIntrinsics ToIntrinsics() => new(WidthPx, HeightPx, FxPx, FyPx, CxPx, CyPx, Distortion);
 }

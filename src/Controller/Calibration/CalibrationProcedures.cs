@@ -321,6 +321,7 @@ public sealed class CalibrationProcedures(
     /// </summary>
     public async Task<IntrinsicsOutcome> CalibrateIntrinsicsAsync(string? cameraSpec, int views, string notes, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(notes);
         var spec = string.IsNullOrWhiteSpace(cameraSpec) ? DefaultIntrinsicsCamera() : cameraSpec.Trim();
         if (views == 0) views = DefaultViews;
         if (views is < 5 or > 200) throw Invalid($"views must be 5..200, not {views}");

@@ -27,6 +27,7 @@ public sealed class AttentionOutput : IDisposable
     /// <param name="reason">Why the operator is needed now; null when not.</param>
     public AttentionOutput(int pin, bool activeHigh, GpioDriver driver, Func<string?> reason, TimeProvider timeProvider, ILogger<AttentionOutput> log)
     {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _pin = pin;
         _activeHigh = activeHigh;
         _reason = reason;

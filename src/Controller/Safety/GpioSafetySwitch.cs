@@ -54,6 +54,7 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
     /// <param name="driver">The chip (owned).</param>
     public GpioSafetySwitch(string name, int chip, int pin, bool engagedLow, TimeSpan debounce, GpioDriver driver, TimeProvider timeProvider, ILogger<GpioSafetySwitch> log, TimeSpan? pollInterval = null)
     {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         Name = name;
         _pin = pin;
         _engagedLow = engagedLow;

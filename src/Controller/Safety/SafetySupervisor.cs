@@ -380,6 +380,7 @@ public sealed class SafetySupervisor : IDisposable
     /// </summary>
     public async ValueTask<SentLine> SendMotionLineAsync(GrblClient client, string line, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(client);
         ThrowIfStopping();
         try
         {

@@ -113,6 +113,7 @@ public sealed class DotCycle
     /// </summary>
     public async Task<DotOutcome> PlaceAsync(PlannedDot dot, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(dot);
         // A retract the guard asked for just before the last pass disarmed is finished before anything else moves.
         await FinishRetractIfRequestedAsync(ct);
         _commanded = null;

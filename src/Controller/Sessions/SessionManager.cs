@@ -80,6 +80,9 @@ public sealed class SessionManager : IAsyncDisposable
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
     {
+        ArgumentNullException.ThrowIfNull(presence);
+        ArgumentNullException.ThrowIfNull(headPose);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _readiness = readiness;
         _patientSwitch = switches?.PatientSwitch;
         _calibration = calibration;
@@ -142,6 +145,7 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Pure motion + dwell time of a valid plan on this profile, from the fixed head pose, seconds.</summary>
     public double EstimateKinematicSeconds(Plan plan)
     {
+        ArgumentNullException.ThrowIfNull(plan);
         var head = _profile.FixedHead.ToTransform();
         var grid = new StepGrid(_profile.StepsPerMm);
         var current = _profile.HomePosition;
@@ -161,6 +165,7 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Validates and stores a new session (CREATED). Throws <see cref="RefusedException"/> (InvalidArgument) with the violations.</summary>
     public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation)
     {
+        ArgumentNullException.ThrowIfNull(validation);
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
         var plan = validation.Plan;
         var order = PathOrdering.Order(plan.Dots);
@@ -246,7 +251,7 @@ public sealed class SessionManager : IAsyncDisposable
         var record = Find(sessionId);
         SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
         // Refused here with the readiness text; CheckMode.RunAsync then takes the lease for the check itself.
-        if (_readiness.Refusals(needsHoming: true, needsMatchingSettings: true).FirstOrDefault() is { } refusal)
+        if (_readiness.Refusals(needsHoming: true, needsMatchingSettings: true) is [var refusal, ..])
         {
             throw new RefusedException(RefusalKind.FailedPrecondition, "cannot check the program: " + refusal);
         }
@@ -464,7 +469,7 @@ public sealed class SessionManager : IAsyncDisposable
     private List<string> MachineRefusals(string? consoleId)
     {
         // The machine's own (latch, link, settings, who holds it), then the session's; homing is told apart.
-        var refusals = _readiness.Refusals(needsHoming: false, needsMatchingSettings: true);
+        var refusals = _readiness.Refusals(needsHoming: false, needsMatchingSettings: true).ToList();
         if (_shuttingDown) refusals.Insert(_safety.IsLatched ? 1 : 0, "the controller is shutting down");
         if (consoleId is not null && _presence.AbsenceReason(consoleId) is { } absent) refusals.Add("no operator is supervising: " + absent);
         if (_patientSwitch is { IsEngaged: false }) refusals.Add(PatientPressed + ": ask the patient, then resume");

@@ -33,6 +33,7 @@ public sealed class SessionRunner(
     /// <summary>Runs <paramref name="run"/> to its end; returns the phase it ends in and why (empty for a plain completion).</summary>
     public async Task<(SessionPhase Phase, string Reason)> RunAsync(SessionRun run)
     {
+        ArgumentNullException.ThrowIfNull(run);
         var ct = run.Commands.Cancellation.Token;
         var cycle = new DotCycle(run, motion, gantry, program, aiming, profile, presence, poses, ledger, timeProvider, log, changed);
         var outcome = SessionPhase.Completed;
@@ -157,6 +158,7 @@ public sealed class SessionRunner(
     /// </summary>
     public string? CheckOperator(SessionRun run, ISafetySwitch? patientSwitch)
     {
+        ArgumentNullException.ThrowIfNull(run);
         if (run.Commands.Posted is not null) return null;
         string reason;
         if (patientSwitch is { IsEngaged: false }) reason = "paused by the patient (" + SessionManager.PatientPressed + ")";

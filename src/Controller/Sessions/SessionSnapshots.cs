@@ -108,6 +108,7 @@ public sealed class SessionSnapshots : IAsyncDisposable
     /// </summary>
     public async IAsyncEnumerable<PublishedSnapshot> WatchAsync(string sessionId, Func<SessionSnapshot, bool> isLast, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(isLast);
         Entry entry;
         lock (_gate)
         {
