@@ -88,7 +88,7 @@ internal static class TrackedSessionBench
 
     private static async Task<Dictionary<string, object>> PlacementAsync(int dots)
     {
-        Console.Error.WriteLine($"tracking: a {dots}-dot session with breathing sway at time scale 1");
+        await Console.Error.WriteLineAsync($"tracking: a {dots}-dot session with breathing sway at time scale 1");
         var scene = new SyntheticScene(SyntheticScenario.Sway, CameraIntrinsics.Synthetic());
         var (rig, gantry, frames, profile) = await StartAsync(scene);
         await using var _ = rig;
@@ -119,7 +119,7 @@ internal static class TrackedSessionBench
 
     private static async Task<Dictionary<string, object>> JerkAsync(int dots)
     {
-        Console.Error.WriteLine($"tracking: a {dots}-dot session with a 5 mm jerk every 4 s at time scale 1");
+        await Console.Error.WriteLineAsync($"tracking: a {dots}-dot session with a 5 mm jerk every 4 s at time scale 1");
         var scene = new SyntheticScene(SyntheticScenario.Jerk, CameraIntrinsics.Synthetic()) { JerkAtSeconds = 1e6, JerkRepeatSeconds = 4 };
         var (rig, gantry, frames, _) = await StartAsync(scene);
         await using var __ = rig;

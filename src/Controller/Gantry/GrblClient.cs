@@ -723,7 +723,9 @@ public sealed class GrblClient : IAsyncDisposable
         // A real-time byte waits only for a line write already in progress (microseconds in process,
         // one short write to the port's driver on a wire): waiting for it synchronously keeps a stop
         // byte off a busy thread pool's queue. Only if it takes longer does the wait become async.
+#pragma warning disable CA1849 // deliberate: a wait of at most RealtimeLockSpin keeps the stop byte off a busy thread pool (above)
         if (!_writeLock.Wait(RealtimeLockSpin, ct))
+#pragma warning restore CA1849
         {
             await _writeLock.WaitAsync(ct);
         }

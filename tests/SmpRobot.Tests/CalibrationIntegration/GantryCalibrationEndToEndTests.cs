@@ -65,7 +65,7 @@ public sealed class GantryCalibrationEndToEndTests
         var found = ToTransform(reply.GantryFromCamera);
         var error = MaxMappingErrorMm(found, truth.GantryFromCamera);
         Assert.True(error <= 0.05, $"T_GC differs from the truth by up to {error:0.0000} mm over the calibration volume");
-        Console.Error.WriteLine(FormattableString.Invariant($"calibration e2e: T_GC error {error:0.0000} mm, {Rotations.AngleBetweenDeg(found, truth.GantryFromCamera):0.0000} deg, validation RMS {reply.Validation.Rms:0.0000} mm, {reply.Seconds:0.0} s"));
+        await Console.Error.WriteLineAsync(FormattableString.Invariant($"calibration e2e: T_GC error {error:0.0000} mm, {Rotations.AngleBetweenDeg(found, truth.GantryFromCamera):0.0000} deg, validation RMS {reply.Validation.Rms:0.0000} mm, {reply.Seconds:0.0} s"));
         Assert.True(Rotations.AngleBetweenDeg(found, truth.GantryFromCamera) <= 0.05);
         var tip = new Vec3(reply.TipInMarkerMm.XMm, reply.TipInMarkerMm.YMm, reply.TipInMarkerMm.ZMm);
         Assert.True(tip.DistanceTo(truth.TipInMarkerMm) <= 0.1, $"tip offset {tip} vs true {truth.TipInMarkerMm}");

@@ -52,7 +52,7 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         Assert.Equal(1, fake.State.HomeCalls);
         Assert.Contains("not homed", stderr, StringComparison.Ordinal);
         Assert.True(fake.State.HeartbeatsAtStart >= 1, "Start came before any operator heartbeat");
-        Assert.Equal(File.ReadAllText(plan), fake.State.CreatedPlanJson);
+        Assert.Equal(await File.ReadAllTextAsync(plan), fake.State.CreatedPlanJson);
     }
 
     [Fact]
@@ -153,7 +153,7 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         fake.State.FinalState = SessionState.Paused;
         fake.State.FinalReason = "held: tracking did not settle within 120 s (head pose is stale)";
         var plan = Path.Combine(Directory.CreateTempSubdirectory("smp-held-").FullName, "plan.json");
-        File.WriteAllText(plan, "{\"name\":\"p\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":1,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
+        await File.WriteAllTextAsync(plan, "{\"name\":\"p\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":1,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
         var (code, stdout, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--no-ui"));
         Assert.Equal(ExitCodes.Stopped, code);
         Assert.Contains("session held for the operator (held: tracking did not settle within 120 s", stdout + stderr, StringComparison.Ordinal);

@@ -35,7 +35,7 @@ public sealed class LiveViewTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync();
         var plan = Path.Combine(dir.FullName, "plan.json");
-        File.WriteAllText(plan, PlanFileTests.PlanJson(6));
+        await File.WriteAllTextAsync(plan, PlanFileTests.PlanJson(6));
         var keys = new ScriptedKeys();
         var host = new CliHost
         {
