@@ -59,7 +59,9 @@ internal static class SerialBench
         await using var gantry = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 1000 });
         await using var host = new SimulatorHost(gantry, Baud, TimeProvider.System);
         var pty = host.AddPty(Path.Combine(dir, "ttyThroughput"));
+#pragma warning disable CA2000 // the GrblClient owns the transport and disposes it
         await using var client = new GrblClient(new SerialGantryTransport(pty.LinkPath, Baud), TimeProvider.System, new GrblClientOptions { RxBufferBytes = profile.RxBufferBytes });
+#pragma warning restore CA2000
         using var cts = new CancellationTokenSource(Timeout);
         await client.ConnectAsync(cts.Token);
         await client.ExecuteAsync("$X", cts.Token);

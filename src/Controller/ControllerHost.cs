@@ -120,7 +120,9 @@ public static class ControllerHost
         services.AddSingleton(sp => new LedgerStore(Path.Combine(options.DataDirectory, "smp.db"), options.TimeProvider));
         if (gantrySpec.Kind == GantryLinkKind.Simulated)
         {
+#pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
             var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale });
+#pragma warning restore CA2000
             services.AddSingleton(simulator);
             services.AddSingleton(sp => new GantryConnection(
                 () => new InProcessGantryTransport(simulator), "sim", profile, options.TimeProvider, simulator.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));

@@ -503,7 +503,9 @@ public sealed class GrblClient : IAsyncDisposable
             {
                 // After a locking alarm a reset swallowed by the firmware gets no banner: send it again until one
                 // comes (timer first, then the byte).
+#pragma warning disable CA2000 // false positive: the using declaration disposes it on every path
                 using var repeat = lockedSince is null ? null : new CancellationTokenSource(ResetRepeatInterval, _time);
+#pragma warning restore CA2000
                 using var attempt = repeat is null
                     ? CancellationTokenSource.CreateLinkedTokenSource(timeout.Token)
                     : CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, repeat.Token);

@@ -70,7 +70,9 @@ public sealed class GpioSafetyInputs : IDisposable
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Check();
+#pragma warning disable CA2000 // the GpioSafetyInputs owns the driver (its GpioController disposes it)
         return new GpioSafetyInputs(config, new LibGpiodDriver(config.Chip), trip, timeProvider, log);
+#pragma warning restore CA2000
     }
 
     /// <summary>Polling period backing the edge events.</summary>

@@ -74,6 +74,7 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
     }
 
     /// <summary>A switch on the host's GPIO chip through libgpiod.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "the GpioSafetySwitch owns the driver (its GpioController disposes it)")]
     public static GpioSafetySwitch Open(string name, int chip, int pin, bool engagedLow, TimeSpan debounce, TimeProvider timeProvider, ILogger<GpioSafetySwitch> log) =>
         new(name, chip, pin, engagedLow, debounce, new LibGpiodDriver(chip), timeProvider, log);
 

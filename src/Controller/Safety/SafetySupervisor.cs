@@ -417,7 +417,9 @@ public sealed class SafetySupervisor : IDisposable
             while (true)
             {
                 var restart = Volatile.Read(ref _sequenceRestart).Token;
+#pragma warning disable CA2000 // false positive: the using declaration disposes it on every path
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, restart);
+#pragma warning restore CA2000
                 try
                 {
                     var result = await StopStepsAsync(linked.Token);
