@@ -35,13 +35,13 @@ public sealed class CalibrationCameras(Func<IFrameSource?> openGantryCamera, str
 
 /// <summary>A gantry calibration as run: the stored record, the fit, and its pictures.</summary>
 public sealed record GantryCalibrationOutcome(CalibrationRecord Record, GantryCalibration Result, IReadOnlyList<MarkerObservation> Observations, IReadOnlyList<string> Skipped,
-    double Seconds, byte[] ResidualsPng, byte[] HistogramPng, bool Applied);
+    double Seconds, ReadOnlyMemory<byte> ResidualsPng, ReadOnlyMemory<byte> HistogramPng, bool Applied);
 
 /// <summary>A drift check as run.</summary>
-public sealed record DriftCheckOutcome(DriftCheckResult Result, string CalibrationId, byte[] ResidualsPng);
+public sealed record DriftCheckOutcome(DriftCheckResult Result, string CalibrationId, ReadOnlyMemory<byte> ResidualsPng);
 
 /// <summary>An intrinsics calibration as run.</summary>
-public sealed record IntrinsicsOutcome(CalibrationRecord Record, IntrinsicsResult Result, IReadOnlyList<string> Refused, byte[] ViewErrorsPng);
+public sealed record IntrinsicsOutcome(CalibrationRecord Record, IntrinsicsResult Result, IReadOnlyList<string> Refused, ReadOnlyMemory<byte> ViewErrorsPng);
 
 /// <summary>Settings of a gantry calibration run.</summary>
 public sealed record GantryCalibrationRequest
