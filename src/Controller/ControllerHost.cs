@@ -309,19 +309,19 @@ public static class CameraSetup
 }
 
 /// <summary>Tracks the camera's frames in the background for as long as the controller runs (nothing to do for a fixed head). The DI container disposes the source.</summary>
-internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop> log) : BackgroundService
+internal sealed partial class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (source is not TrackedHeadPoseSource tracked) return;
-        log.LogInformation("Tracking the head with {Camera}", tracked.Description);
+        Log.Tracking(log, tracked.Description);
         // A thread of its own: detection is CPU-bound and must not starve the gRPC and gantry work.
         await Task.Factory.StartNew(async () =>
         {
             try
             {
                 await tracked.RunAsync(stoppingToken);
-                if (!stoppingToken.IsCancellationRequested) log.LogWarning("The camera {Camera} ended: the pose goes stale and sessions hold", tracked.Description);
+                if (!stoppingToken.IsCancellationRequested) Log.CameraEnded(log, tracked.Description);
             }
             catch (OperationCanceledException)
             {
@@ -329,15 +329,28 @@ internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop>
             }
             catch (Exception e)
             {
-                log.LogError(e, "Tracking stopped: the pose goes stale and sessions hold");
+                Log.TrackingStopped(log, e);
             }
         }, stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Tracking the head with {Camera}")]
+        public static partial void Tracking(ILogger log, string camera);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "The camera {Camera} ended: the pose goes stale and sessions hold")]
+        public static partial void CameraEnded(ILogger log, string camera);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Tracking stopped: the pose goes stale and sessions hold")]
+        public static partial void TrackingStopped(ILogger log, Exception error);
+    }
 }
 
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
-internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
+internal sealed partial class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
 {
     /// <summary>Before the server listens (every hosted service's StartingAsync runs before any StartAsync): restart recovery.</summary>
     public Task StartingAsync(CancellationToken cancellationToken)
@@ -352,7 +365,7 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
         // as soon as stopping is announced, not in StopAsync.
         lifetime.ApplicationStopping.Register(() =>
         {
-            log.LogInformation("Shutting down: the running session (if any) finishes its dot and pauses");
+            Log.ShuttingDown(log);
             sessions.BeginShutdown();
         });
         return Task.CompletedTask;
@@ -373,12 +386,12 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
         }
         catch (GantryInUseException e)
         {
-            log.LogCritical("{Message}", e.Message);
+            Log.StartFailed(log, e.Message);
             throw;
         }
         catch (Exception e) when (e is GantryFaultException or IOException)
         {
-            log.LogError("Could not connect to the gantry {Gantry}: {Message}", gantry.Description, e.Message);
+            Log.CouldNotConnect(log, gantry.Description, e.Message);
         }
     }
 
@@ -390,5 +403,18 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
     {
         await sessions.DisposeAsync();
         await gantry.DisposeAsync();
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: the running session (if any) finishes its dot and pauses")]
+        public static partial void ShuttingDown(ILogger log);
+
+        [LoggerMessage(Level = LogLevel.Critical, Message = "{Message}")]
+        public static partial void StartFailed(ILogger log, string message);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Could not connect to the gantry {Gantry}: {Message}")]
+        public static partial void CouldNotConnect(ILogger log, string gantry, string message);
     }
 }

@@ -26,7 +26,7 @@ public sealed class MotionRefusedException(string message) : Exception(message);
 /// the reset never restarts motion), the stop sequence on the wire, and the gate every motion line
 /// of a session passes through so nothing is sent once a stop has begun.
 /// </summary>
-public sealed class SafetySupervisor : IDisposable
+public sealed partial class SafetySupervisor : IDisposable
 {
     private static readonly TimeSpan HoldSettleTimeout = TimeSpan.FromSeconds(3);
     private readonly GantryConnection _gantry;
@@ -137,7 +137,7 @@ public sealed class SafetySupervisor : IDisposable
             }
             catch (Exception e)
             {
-                _log.LogError(e, "An e-stop listener failed");
+                Log.ListenerFailed(_log, e);
             }
         }
         // A repeated e-stop runs the whole sequence again: its stop bytes put the firmware in a hold
@@ -156,7 +156,7 @@ public sealed class SafetySupervisor : IDisposable
         // and fsync (shared with snapshots and the session runner) must not delay the stop.
         if (firstLatch)
         {
-            _log.LogWarning("EMERGENCY STOP from {Source}: {Reason}", source, reason);
+            Log.EmergencyStop(_log, source, reason);
             _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}", latchedAt);
         }
         if (stopError.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + stopError);
@@ -248,7 +248,7 @@ public sealed class SafetySupervisor : IDisposable
             await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
             Volatile.Write(ref _lastMotionHoldTimestamp, _time.GetTimestamp());
             await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
-            _log.LogWarning("Motion hold, retracting the needle: {Reason}", reason);
+            Log.MotionHold(_log, reason);
             // An emergency stop takes over at once: it must not wait behind this sequence.
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Volatile.Read(ref _motionHoldInterrupt).Token);
             var (_, error) = await FinishStopAsync(linked.Token);
@@ -332,20 +332,20 @@ public sealed class SafetySupervisor : IDisposable
             var error = await StopWhenAnsweringAsync(client, BackgroundRecontactWindow, _shutdown.Token);
             if (_shutdown.IsCancellationRequested)
             {
-                _log.LogWarning("Background stop abandoned as the controller stops: {Outcome}", error ?? "stopped");
+                Log.BackgroundStopAbandoned(_log, error ?? "stopped");
                 return;
             }
 
             _ledger.Audit(null, "fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
-            _log.LogWarning("Background stop after a silent firmware: {Outcome}", error ?? "stopped");
+            Log.BackgroundStopDone(_log, error ?? "stopped");
         }
         catch (Exception e) when (_shutdown.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
         {
-            _log.LogWarning("Background stop abandoned as the controller stops: {Message}", e.Message);
+            Log.BackgroundStopInterrupted(_log, e.Message);
         }
         catch (Exception e)
         {
-            _log.LogError(e, "Background stop failed");
+            Log.BackgroundStopFailed(_log, e);
         }
         finally
         {
@@ -369,7 +369,7 @@ public sealed class SafetySupervisor : IDisposable
             Volatile.Write(ref _latched, 0);
             _state = _state with { Latched = false };
         }
-        _log.LogWarning("Emergency stop reset by {Source}", source);
+        Log.Reset(_log, source);
         _ledger.Audit(null, "estop-reset", $"emergency stop reset by {source}");
         return State;
     }
@@ -428,7 +428,7 @@ public sealed class SafetySupervisor : IDisposable
                 }
                 catch (OperationCanceledException) when (restart.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
-                    _log.LogInformation("Another emergency stop arrived during the stop sequence: starting it over");
+                    Log.StopSequenceRestarted(_log);
                 }
             }
         }
@@ -491,7 +491,7 @@ public sealed class SafetySupervisor : IDisposable
         }
         catch (Exception e) when (e is IOException or GantryFaultException or InvalidOperationException or TimeoutException)
         {
-            _log.LogError("Stop sequence failed: {Message}", e.Message);
+            Log.StopSequenceFailed(_log, e.Message);
             return (steps, $"stop sequence failed after [{string.Join(", ", steps)}]: {e.Message}; use the hard-wired e-stop");
         }
     }
@@ -510,5 +510,39 @@ public sealed class SafetySupervisor : IDisposable
     {
         var ack = await client.ExecuteAsync(line.Line, cancellationToken).WaitAsync(AckPolicy.Bound(line.KinematicSeconds, _gantry.TimeScale), _time, cancellationToken);
         if (!ack.Ok) throw new InvalidOperationException($"'{line.Line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Error, Message = "An e-stop listener failed")]
+        public static partial void ListenerFailed(ILogger log, Exception error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "EMERGENCY STOP from {Source}: {Reason}")]
+        public static partial void EmergencyStop(ILogger log, string source, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Motion hold, retracting the needle: {Reason}")]
+        public static partial void MotionHold(ILogger log, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop abandoned as the controller stops: {Outcome}")]
+        public static partial void BackgroundStopAbandoned(ILogger log, string outcome);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop after a silent firmware: {Outcome}")]
+        public static partial void BackgroundStopDone(ILogger log, string outcome);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop abandoned as the controller stops: {Message}")]
+        public static partial void BackgroundStopInterrupted(ILogger log, string message);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Background stop failed")]
+        public static partial void BackgroundStopFailed(ILogger log, Exception error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Emergency stop reset by {Source}")]
+        public static partial void Reset(ILogger log, string source);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Another emergency stop arrived during the stop sequence: starting it over")]
+        public static partial void StopSequenceRestarted(ILogger log);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Stop sequence failed: {Message}")]
+        public static partial void StopSequenceFailed(ILogger log, string message);
     }
 }

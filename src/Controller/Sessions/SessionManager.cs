@@ -45,7 +45,7 @@ public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IRead
 /// <see cref="SessionRunner"/> through the <see cref="DotCycle"/>. Every dot's state lives in the
 /// durable ledger; the in-memory state here is only the running session's run.
 /// </summary>
-public sealed class SessionManager : IAsyncDisposable
+public sealed partial class SessionManager : IAsyncDisposable
 {
     private const int MaxInDoubtListed = 100;
     private readonly LedgerStore _ledger;
@@ -130,7 +130,7 @@ public sealed class SessionManager : IAsyncDisposable
         var recovered = _ledger.RecoverAfterRestart("the controller stopped while this session was running");
         foreach (var id in recovered)
         {
-            _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
+            Log.Recovered(_log, id);
         }
         if (recovered.Count > 0) Changed();
         return recovered;
@@ -553,7 +553,7 @@ public sealed class SessionManager : IAsyncDisposable
         var record = _ledger.FindSession(run.SessionId)!;
         if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
         {
-            _log.LogError("Session {SessionId}: a run ending {Phase} from {From} is not in the phase table", run.SessionId, outcome, record.Phase);
+            Log.NotInPhaseTable(_log, run.SessionId, outcome, record.Phase);
         }
         lock (_gate)
         {
@@ -565,7 +565,7 @@ public sealed class SessionManager : IAsyncDisposable
             if (_shuttingDown) _quiesced.Cancel();
         }
         _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
-        _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
+        Log.RunEnded(_log, run.SessionId, outcome, reason);
         run.Commands.Cancellation.Dispose();
         Changed();
     }
@@ -663,9 +663,25 @@ public sealed class SessionManager : IAsyncDisposable
             }
             catch (TimeoutException)
             {
-                _log.LogError("Session {SessionId} did not stop within 30 s of shutdown", run.SessionId);
+                Log.DidNotStop(_log, run.SessionId);
             }
         }
         await _snapshots.DisposeAsync();
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Recovered session {SessionId} after a restart: now FAULTED")]
+        public static partial void Recovered(ILogger log, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: a run ending {Phase} from {From} is not in the phase table")]
+        public static partial void NotInPhaseTable(ILogger log, string sessionId, SessionPhase phase, SessionPhase from);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId} is {Phase}: {Reason}")]
+        public static partial void RunEnded(ILogger log, string sessionId, SessionPhase phase, string reason);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} did not stop within 30 s of shutdown")]
+        public static partial void DidNotStop(ILogger log, string sessionId);
     }
 }

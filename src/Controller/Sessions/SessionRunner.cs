@@ -13,7 +13,7 @@ namespace SmpRobot.Controller.Sessions;
 /// safe stop after a fault, the dot in doubt marked, and the phase it ends in. The lifecycle stores
 /// that end (<see cref="SessionManager"/>). One run at a time.
 /// </summary>
-public sealed class SessionRunner(
+public sealed partial class SessionRunner(
     LedgerStore ledger,
     GantryConnection gantry,
     SafetySupervisor safety,
@@ -109,7 +109,7 @@ public sealed class SessionRunner(
         }
         catch (Exception e)
         {
-            log.LogError(e, "Session {SessionId} failed", run.SessionId);
+            Log.Failed(log, e, run.SessionId);
             (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
             safeStopNeeded = true;
         }
@@ -129,7 +129,7 @@ public sealed class SessionRunner(
             run.Guard.ClearRetract();
             if (retractError.Length > 0 && outcome != SessionPhase.EmergencyStopped)
             {
-                log.LogError("Motion-hold retract failed: {Error}", retractError);
+                Log.RetractFailed(log, retractError);
                 reason += "; motion-hold retract: " + retractError;
                 outcome = SessionPhase.Faulted;
                 safeStopNeeded = true;
@@ -167,7 +167,7 @@ public sealed class SessionRunner(
         // Started on this thread: the hold byte goes on the wire before anything else here.
         run.Guard.TryRetract(reason);
         run.Commands.Post(RunCommandKind.Pause, reason);
-        log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
+        Log.HoldsForOperator(log, run.SessionId, reason);
         return reason;
     }
 
@@ -199,4 +199,17 @@ public sealed class SessionRunner(
         GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
         _ => e.Message,
     };
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
+        public static partial void Failed(ILogger log, Exception error, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Motion-hold retract failed: {Error}")]
+        public static partial void RetractFailed(ILogger log, string error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId} holds for the operator: {Reason}")]
+        public static partial void HoldsForOperator(ILogger log, string sessionId, string reason);
+    }
 }
