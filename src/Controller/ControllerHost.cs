@@ -327,7 +327,9 @@ internal sealed partial class TrackingLoop(IHeadPoseSource source, ILogger<Track
             {
                 // Shutting down.
             }
+#pragma warning disable CA1031 // last resort of the tracking thread: the failure is logged and the pose goes stale, so sessions hold instead of the controller stopping
             catch (Exception e)
+#pragma warning restore CA1031
             {
                 Log.TrackingStopped(log, e);
             }

@@ -626,7 +626,9 @@ public sealed class GrblClient : IAsyncDisposable
         {
             await _transport.DisposeAsync();
         }
+#pragma warning disable CA1031 // disposing a broken link may fail in any way; the client is gone either way
         catch (Exception)
+#pragma warning restore CA1031
         {
             // Disposing a broken link may fail; the client is gone either way.
         }
@@ -637,7 +639,9 @@ public sealed class GrblClient : IAsyncDisposable
             {
                 await _readerTask;
             }
+#pragma warning disable CA1031 // the reader reported its failures as faults already; dispose must finish
             catch (Exception)
+#pragma warning restore CA1031
             {
                 // The reader reports its own failures as faults; nothing left to report on dispose.
             }
@@ -823,7 +827,9 @@ public sealed class GrblClient : IAsyncDisposable
         {
             // Disposed.
         }
+#pragma warning disable CA1031 // whatever a transport throws on read, the link is lost: it becomes a LinkLost fault
         catch (Exception ex)
+#pragma warning restore CA1031
         {
             EnterFault(new GantryFaultException(GantryFaultKind.LinkLost, 0, $"read from {_transport.Description} failed: {ex.Message}"), latch: true, terminal: true);
         }
@@ -1326,7 +1332,9 @@ public sealed class GrblClient : IAsyncDisposable
         {
             handler(this, args);
         }
+#pragma warning disable CA1031 // a subscriber's bug must not stop the reader loop (and with it fault detection)
         catch (Exception)
+#pragma warning restore CA1031
         {
             // A subscriber's bug must not stop the reader loop (and with it fault detection).
         }

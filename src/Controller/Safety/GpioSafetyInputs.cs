@@ -220,7 +220,9 @@ public sealed partial class GpioSafetyInputs : IDisposable
         {
             await _trip(source, reason);
         }
+#pragma warning disable CA1031 // runs unobserved from the poll timer and pin events: a trip's failure is logged, never thrown (as documented)
         catch (Exception e)
+#pragma warning restore CA1031
         {
             Log.TripFailed(_log, e, source);
         }

@@ -135,7 +135,9 @@ public sealed partial class SafetySupervisor : IDisposable
                 // Listeners only take note (the runner is cancelled asynchronously): nothing here may wait.
                 EmergencyStopLatched?.Invoke(this, State);
             }
+#pragma warning disable CA1031 // the e-stop path must never throw: a listener's failure is logged
             catch (Exception e)
+#pragma warning restore CA1031
             {
                 Log.ListenerFailed(_log, e);
             }
@@ -186,7 +188,9 @@ public sealed partial class SafetySupervisor : IDisposable
             {
                 mine.SetResult(await FinishStopAsync(cancellationToken));
             }
+#pragma warning disable CA1031 // not swallowed: handed to the sequence's task, whose await below rethrows it to this caller and to every joiner
             catch (Exception e)
+#pragma warning restore CA1031
             {
                 mine.SetException(e);
             }
@@ -343,7 +347,9 @@ public sealed partial class SafetySupervisor : IDisposable
         {
             Log.BackgroundStopInterrupted(_log, e.Message);
         }
+#pragma warning disable CA1031 // runs unobserved in the background after a fault: its failure is logged
         catch (Exception e)
+#pragma warning restore CA1031
         {
             Log.BackgroundStopFailed(_log, e);
         }

@@ -107,7 +107,9 @@ public sealed partial class SessionRunner(
             (outcome, reason) = Failure(run, e);
             safeStopNeeded = outcome == SessionPhase.Faulted;
         }
+#pragma warning disable CA1031 // the runner's last resort: an unexpected failure faults the session and the safe stop below still runs
         catch (Exception e)
+#pragma warning restore CA1031
         {
             Log.Failed(log, e, run.SessionId);
             (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
