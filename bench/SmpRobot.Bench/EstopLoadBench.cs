@@ -145,8 +145,9 @@ internal static class EstopLoadBench
                 if (b != (byte)GrblRealtime.FeedHold) return;
                 lock (_gate) _holdBytes.Add(ts);
             };
-            rig.Supervisor.StopBytesWritten += (arrived, _) =>
+            rig.Supervisor.StopBytesWritten += (_, e) =>
             {
+                var arrived = e.ArrivedTimestamp;
                 TaskCompletionSource<long>? first;
                 lock (_gate)
                 {

@@ -101,7 +101,7 @@ public sealed partial class GantryConnection : IAsyncDisposable
     public bool IsChecking => Lease.Holder?.Use == MachineUse.Check;
 
     /// <summary>Raised for every firmware fault (alarm, unexpected reset, link loss, protocol).</summary>
-    public event EventHandler<GantryFaultException>? Faulted;
+    public event EventHandler<GantryFaultEventArgs>? Faulted;
 
     private long _garbledOnEarlierLinks;
 
@@ -243,15 +243,16 @@ public sealed partial class GantryConnection : IAsyncDisposable
     /// <summary>Marks the machine as needing homing (e.g. after a reset that lost position).</summary>
     public void InvalidateHoming() => _homed = false;
 
-    private void OnFaulted(object? sender, GantryFaultException fault)
+    private void OnFaulted(object? sender, GantryFaultEventArgs e)
     {
+        var fault = e.Fault;
         _lastAlarm = fault.Kind == GantryFaultKind.Alarm ? $"ALARM:{fault.Code} {fault.Message}" : fault.Message;
         if (fault.Kind != GantryFaultKind.Alarm || GrblProtocol.AlarmLosesPosition(fault.Code))
         {
             _homed = false;
         }
         Log.Fault(_log, fault.Kind, fault.Message);
-        Faulted?.Invoke(this, fault);
+        Faulted?.Invoke(this, e);
         if (fault.Kind == GantryFaultKind.Alarm && sender is GrblClient { LockedByAlarm: not null } locked)
         {
             _ = Task.Run(() => ResetAfterLockingAlarmAsync(locked, fault.Code));

@@ -150,16 +150,16 @@ public sealed class GrblClient : IAsyncDisposable
     public string? LastGarbledStatus { get { lock (_gate) { return _lastGarbledStatus; } } }
 
     /// <summary>Raised on the reader loop for a garbled status report that was dropped (not for the one that makes it a link fault).</summary>
-    public event EventHandler<string>? GarbledStatusReceived;
+    public event EventHandler<GrblTextEventArgs>? GarbledStatusReceived;
 
     /// <summary>Raised on the reader loop for every status report.</summary>
-    public event EventHandler<GrblStatus>? StatusReceived;
+    public event EventHandler<GrblStatusEventArgs>? StatusReceived;
 
     /// <summary>Raised on the reader loop for bracketed feedback (<c>[MSG:…]</c>, <c>[GC:…]</c>, …), startup-line echoes (<c>&gt;…</c>) and <c>$N</c>-style lines.</summary>
-    public event EventHandler<string>? MessageReceived;
+    public event EventHandler<GrblTextEventArgs>? MessageReceived;
 
     /// <summary>Raised when an alarm, unexpected reset, protocol confusion or link loss is detected (not on dispose).</summary>
-    public event EventHandler<GantryFaultException>? Faulted;
+    public event EventHandler<GantryFaultEventArgs>? Faulted;
 
     /// <summary>
     /// Opens the transport, starts the reader loop and waits up to BannerTimeout for the welcome
@@ -920,7 +920,7 @@ public sealed class GrblClient : IAsyncDisposable
                 return;
             case '[':
             case '>':
-                Raise(MessageReceived, text);
+                Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
                 return;
             case '$':
                 HandleDollarLine(text);
@@ -1066,7 +1066,7 @@ public sealed class GrblClient : IAsyncDisposable
             waiter.TrySetResult(status);
         }
 
-        Raise(StatusReceived, status);
+        Raise(StatusReceived, status, static s => new GrblStatusEventArgs(s));
     }
 
     /// <summary>
@@ -1118,7 +1118,7 @@ public sealed class GrblClient : IAsyncDisposable
             waiter.TrySetResult(null);
         }
 
-        Raise(GarbledStatusReceived, text);
+        Raise(GarbledStatusReceived, text, static t => new GrblTextEventArgs(t));
     }
 
     private void HandleDollarLine(string text)
@@ -1135,7 +1135,7 @@ public sealed class GrblClient : IAsyncDisposable
             return;
         }
 
-        Raise(MessageReceived, text);
+        Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
     }
 
     private void HandleBanner(string banner)
@@ -1267,7 +1267,7 @@ public sealed class GrblClient : IAsyncDisposable
         bannerWaiter?.TrySetException(fault);
         if (raise)
         {
-            Raise(Faulted, fault);
+            Raise(Faulted, fault, static x => new GantryFaultEventArgs(x));
         }
     }
 
@@ -1321,7 +1321,9 @@ public sealed class GrblClient : IAsyncDisposable
         return signal;
     }
 
-    private void Raise<T>(EventHandler<T>? handler, T args)
+    // The arguments are made only when someone listens (status reports and messages come many times a second).
+    private void Raise<T, TArgs>(EventHandler<TArgs>? handler, T value, Func<T, TArgs> args)
+        where TArgs : EventArgs
     {
         if (handler is null)
         {
@@ -1330,7 +1332,7 @@ public sealed class GrblClient : IAsyncDisposable
 
         try
         {
-            handler(this, args);
+            handler(this, args(value));
         }
 #pragma warning disable CA1031 // a subscriber's bug must not stop the reader loop (and with it fault detection)
         catch (Exception)
@@ -1346,4 +1348,25 @@ public sealed class GrblClient : IAsyncDisposable
         public int ByteCount { get; } = byteCount;
         public TaskCompletionSource<LineAck> Ack { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+}
+
+/// <summary>A line the firmware sent (<see cref="GrblClient.MessageReceived"/>, <see cref="GrblClient.GarbledStatusReceived"/>).</summary>
+public sealed class GrblTextEventArgs(string text) : EventArgs
+{
+    /// <summary>The line as received.</summary>
+    public string Text { get; } = text;
+}
+
+/// <summary>A status report (<see cref="GrblClient.StatusReceived"/>).</summary>
+public sealed class GrblStatusEventArgs(GrblStatus status) : EventArgs
+{
+    /// <summary>The report.</summary>
+    public GrblStatus Status { get; } = status;
+}
+
+/// <summary>A firmware fault (<see cref="GrblClient.Faulted"/>, <see cref="GantryConnection.Faulted"/>).</summary>
+public sealed class GantryFaultEventArgs(GantryFaultException fault) : EventArgs
+{
+    /// <summary>The fault.</summary>
+    public GantryFaultException Fault { get; } = fault;
 }

@@ -18,7 +18,7 @@ public interface ISafetySwitch
     bool IsEngaged { get; }
 
     /// <summary>Raised at once when the switch disengages (on the thread that saw it). Engaging again raises nothing: resuming is the operator's decision at the console.</summary>
-    event Action? Disengaged;
+    event EventHandler? Disengaged;
 }
 
 /// <summary>
@@ -88,7 +88,7 @@ public sealed partial class GpioSafetySwitch : ISafetySwitch, IDisposable
     public bool IsEngaged { get { lock (_gate) return _engaged; } }
 
     /// <inheritdoc />
-    public event Action? Disengaged;
+    public event EventHandler? Disengaged;
 
     public void Dispose()
     {
@@ -136,7 +136,7 @@ public sealed partial class GpioSafetySwitch : ISafetySwitch, IDisposable
             _engaged = engaged;
         }
         Log.Changed(_log, Name, how);
-        if (!engaged) Disengaged?.Invoke();
+        if (!engaged) Disengaged?.Invoke(this, EventArgs.Empty);
     }
 
     /// <summary>Log messages (source-generated).</summary>

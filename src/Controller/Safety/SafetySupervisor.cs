@@ -63,21 +63,21 @@ public sealed partial class SafetySupervisor : IDisposable
     /// Raised synchronously right after the stop bytes are on the wire, so the session runner stops
     /// queueing before the queue is flushed. Handlers must be quick and must not throw.
     /// </summary>
-    public event EventHandler<EmergencyStopState>? EmergencyStopLatched;
+    public event EventHandler<EmergencyStopEventArgs>? EmergencyStopLatched;
 
     /// <summary>
     /// Raised by every emergency-stop request right after its stop bytes were written (arguments: the
     /// request's arrival and the feed-hold byte's TimeProvider timestamps; 0 when not written), for
     /// latency figures. Handlers must be quick and must not throw.
     /// </summary>
-    public event Action<long, long>? StopBytesWritten;
+    public event EventHandler<StopBytesWrittenEventArgs>? StopBytesWritten;
 
     /// <summary>
     /// Raised when a stop sequence (flush, needle off, retract) ended, with the steps it did and its
     /// error ("" when complete), before the request that ran it is answered. Handlers must be quick
     /// and must not throw.
     /// </summary>
-    public event Action<IReadOnlyList<string>, string>? StopSequenceFinished;
+    public event EventHandler<StopSequenceFinishedEventArgs>? StopSequenceFinished;
 
     /// <summary>
     /// Emergency stop. Feed hold and safety door (needle drive off) go on the wire first, ahead of
@@ -111,7 +111,7 @@ public sealed partial class SafetySupervisor : IDisposable
         {
             linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
         }
-        StopBytesWritten?.Invoke(arrivedTimestamp, holdWritten);
+        StopBytesWritten?.Invoke(this, new StopBytesWrittenEventArgs(arrivedTimestamp, holdWritten));
         // A motion hold's stop sequence in progress gives way at once (it holds the sequence lock).
         var interrupted = Interlocked.Exchange(ref _motionHoldInterrupt, new CancellationTokenSource());
         _ = interrupted.CancelAsync();
@@ -133,7 +133,7 @@ public sealed partial class SafetySupervisor : IDisposable
             try
             {
                 // Listeners only take note (the runner is cancelled asynchronously): nothing here may wait.
-                EmergencyStopLatched?.Invoke(this, State);
+                EmergencyStopLatched?.Invoke(this, new EmergencyStopEventArgs(State));
             }
 #pragma warning disable CA1031 // the e-stop path must never throw: a listener's failure is logged
             catch (Exception e)
@@ -429,7 +429,7 @@ public sealed partial class SafetySupervisor : IDisposable
                 try
                 {
                     var result = await StopStepsAsync(linked.Token);
-                    StopSequenceFinished?.Invoke(result.Steps, result.Error);
+                    StopSequenceFinished?.Invoke(this, new StopSequenceFinishedEventArgs(result.Steps, result.Error));
                     return result;
                 }
                 catch (OperationCanceledException) when (restart.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -551,4 +551,31 @@ public sealed partial class SafetySupervisor : IDisposable
         [LoggerMessage(Level = LogLevel.Error, Message = "Stop sequence failed: {Message}")]
         public static partial void StopSequenceFailed(ILogger log, string message);
     }
+}
+
+/// <summary>The latch of an emergency stop (<see cref="SafetySupervisor.EmergencyStopLatched"/>).</summary>
+public sealed class EmergencyStopEventArgs(EmergencyStopState state) : EventArgs
+{
+    /// <summary>The state as latched.</summary>
+    public EmergencyStopState State { get; } = state;
+}
+
+/// <summary>An emergency-stop request's stop bytes written (<see cref="SafetySupervisor.StopBytesWritten"/>).</summary>
+public sealed class StopBytesWrittenEventArgs(long arrivedTimestamp, long holdWrittenTimestamp) : EventArgs
+{
+    /// <summary>TimeProvider timestamp of the request's arrival.</summary>
+    public long ArrivedTimestamp { get; } = arrivedTimestamp;
+
+    /// <summary>TimeProvider timestamp of the feed-hold byte's write; 0 when it was not written.</summary>
+    public long HoldWrittenTimestamp { get; } = holdWrittenTimestamp;
+}
+
+/// <summary>A stop sequence that ended (<see cref="SafetySupervisor.StopSequenceFinished"/>).</summary>
+public sealed class StopSequenceFinishedEventArgs(IReadOnlyList<string> steps, string error) : EventArgs
+{
+    /// <summary>The steps it did.</summary>
+    public IReadOnlyList<string> Steps { get; } = steps;
+
+    /// <summary>Its error; "" when complete.</summary>
+    public string Error { get; } = error;
 }

@@ -102,12 +102,12 @@ public sealed partial class SessionManager : IAsyncDisposable
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
         // A console that hangs up, or a released foot pedal, holds the run at once (not at the next look).
         presence.Lost += (_, _) => CheckOperator();
-        if (_patientSwitch is not null) _patientSwitch.Disengaged += CheckOperator;
+        if (_patientSwitch is not null) _patientSwitch.Disengaged += (_, _) => CheckOperator();
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
-        _safety.EmergencyStopLatched += (_, s) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
-        _gantry.Faulted += (_, fault) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + fault.Message);
+        _safety.EmergencyStopLatched += (_, e) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {e.State.Source}" + (e.State.Reason.Length > 0 ? ": " + e.State.Reason : ""));
+        _gantry.Faulted += (_, e) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + e.Fault.Message);
     }
 
     public MachineProfile Profile => _profile;
@@ -640,14 +640,14 @@ public sealed partial class SessionManager : IAsyncDisposable
     private void CheckOperator()
     {
         if (Volatile.Read(ref _active) is not { } run || _runner.CheckOperator(run, _patientSwitch) is null) return;
-        OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
+        OperatorHoldStarted?.Invoke(this, new OperatorHoldEventArgs(run.SessionId, _time.GetTimestamp()));
         Changed();
     }
 
     internal const string PatientPressed = "the patient's hand switch is pressed (or its circuit is open)";
 
-    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run (session id, TimeProvider timestamp of the decision).</summary>
-    public event Action<string, long>? OperatorHoldStarted;
+    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run.</summary>
+    public event EventHandler<OperatorHoldEventArgs>? OperatorHoldStarted;
 
     public async ValueTask DisposeAsync()
     {
@@ -684,4 +684,14 @@ public sealed partial class SessionManager : IAsyncDisposable
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} did not stop within 30 s of shutdown")]
         public static partial void DidNotStop(ILogger log, string sessionId);
     }
+}
+
+/// <summary>A run stopped for the operator (<see cref="SessionManager.OperatorHoldStarted"/>).</summary>
+public sealed class OperatorHoldEventArgs(string sessionId, long timestamp) : EventArgs
+{
+    /// <summary>The session whose run stopped.</summary>
+    public string SessionId { get; } = sessionId;
+
+    /// <summary>TimeProvider timestamp of the decision.</summary>
+    public long Timestamp { get; } = timestamp;
 }

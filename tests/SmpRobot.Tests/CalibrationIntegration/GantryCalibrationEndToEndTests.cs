@@ -199,6 +199,7 @@ public sealed class GantryCalibrationEndToEndTests
 
 [CollectionDefinition(Name)]
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "xunit finds collection definitions only on public classes (xUnit1027)")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1711", Justification = "an xunit test-collection definition, named the way xunit names them; the test classes refer to it by this name")]
 public sealed class CalibrationCollection
 {
     public const string Name = "calibration integration";
