@@ -163,7 +163,7 @@ internal static class SerialBench
     }
 
     /// <summary>Gantry idle time per dot, ms: gaps between consecutive motions up to and including each dot's retract.</summary>
-    private static List<double> IdlePerDotMs(IReadOnlyList<SimMotion> record)
+    private static List<double> IdlePerDotMs(List<SimMotion> record)
     {
         var perDot = new List<double>();
         double idle = 0;

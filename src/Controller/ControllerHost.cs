@@ -231,7 +231,7 @@ public static class ControllerHost
         headPose is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
 
     /// <summary>The simulator's synthetic gantry-marker camera (same intrinsics as a synthetic tracking camera); null for a real gantry.</summary>
-    private static IFrameSource? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
+    private static SimulatedGantryMarkerCamera? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
     {
         var simulator = sp.GetService<SimulatedGantry>();
         if (simulator is null || profile.Tracking.GantryFromCamera is not { } nominal) return null;

@@ -95,7 +95,7 @@ public static class DemoPlanGenerator
     /// <summary>Bridson's algorithm with a per-point exclusion radius.</summary>
     private static List<Point> Grow(Field field, double regionRadiusMm, Random rng)
     {
-        var maxRadiusMm = field.MaxExclusionMm;
+        var maxRadiusMm = Field.MaxExclusionMm;
         var cellMm = InteriorSpacingMm / Math.Sqrt(2);
         var halfMm = (regionRadiusMm * 1.25) + 2;
         var n = (int)Math.Ceiling(2 * halfMm / cellMm) + 1;
@@ -175,7 +175,7 @@ public static class DemoPlanGenerator
         public double P6 { get; } = rng.NextDouble() * 2 * Math.PI;
         public double P7 { get; } = rng.NextDouble() * 2 * Math.PI;
 
-        public double MaxExclusionMm => InteriorSpacingMm + 1.1;
+        public const double MaxExclusionMm = InteriorSpacingMm + 1.1;
 
         /// <summary>Normalised radius (1 = region edge), feather 0..1 and exclusion radius at (x, y).</summary>
         public (double Rho, double Feather, double RadiusMm) At(double x, double y, double regionRadiusMm)

@@ -75,7 +75,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         // The controller's reply for the same board text: the console's JSON is that reply, field for field, and the same bytes.
         var host = hosts.Fixed;
         var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = flag == "--pdf" ? BoardFormat.Pdf : BoardFormat.Png, Dpi = dpi },
-            deadline: host.Deadline());
+            deadline: CameraHost.Deadline());
         var expected = JsonOutput.Message(reply);
         expected.Remove("data");
         var actual = SingleJsonObject(stdout);

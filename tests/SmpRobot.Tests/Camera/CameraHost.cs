@@ -97,7 +97,7 @@ internal sealed class CameraHost : IAsyncDisposable
     /// <summary>The CLI arguments with this controller's address.</summary>
     public string[] Args(params string[] args) => [.. args, "--controller", Address.ToString()];
 
-    public DateTime Deadline() => DateTime.UtcNow.Add(Timeout);
+    public static DateTime Deadline() => DateTime.UtcNow.Add(Timeout);
 
     public async ValueTask DisposeAsync()
     {

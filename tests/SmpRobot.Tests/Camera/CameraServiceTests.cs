@@ -36,7 +36,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task Preview_is_the_trackers_last_frame_with_its_snapshot()
     {
         var host = hosts.Tracked;
-        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline());
+        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline());
 
         Assert.True(reply.Png.Length is > 1000 and <= 3584 * 1024);
         using var image = Cv2.ImDecode(reply.Png.ToByteArray(), ImreadModes.Color);
@@ -66,7 +66,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task Preview_without_a_camera_is_a_failed_precondition_that_says_so()
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         Assert.Contains("no camera", e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("fixed", e.Status.Detail, StringComparison.Ordinal);
@@ -81,13 +81,13 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
         var tracked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         source.PoseUpdated += (_, _) => tracked.TrySetResult();
         await using var host = await CameraHost.StartAsync(source);
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         Assert.Contains("has not delivered a frame yet", e.Status.Detail, StringComparison.Ordinal);
 
         gate.Release();
         await tracked.Task.WaitAsync(TimeSpan.FromSeconds(20));
-        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline());
+        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline());
         Assert.True(reply.BoardFound);
     }
 
@@ -95,7 +95,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_by_name_gives_a_true_scale_pdf_and_a_png_at_the_default_600_dpi()
     {
         var host = hosts.Fixed;
-        var pdf = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Format = BoardFormat.Pdf }, deadline: host.Deadline());
+        var pdf = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Format = BoardFormat.Pdf }, deadline: CameraHost.Deadline());
         Assert.Equal(BoardFormat.Pdf, pdf.Format);
         Assert.StartsWith("%PDF-", Encoding.ASCII.GetString(pdf.Data.Span[..8]), StringComparison.Ordinal);
         Assert.Equal("head-charuco-5x4", pdf.BoardName);
@@ -108,7 +108,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
         Assert.Contains("30 mm", pdf.MeasureHint, StringComparison.Ordinal);
         Assert.Contains("DICT_4X4_50", pdf.BoardDescription, StringComparison.Ordinal);
 
-        var png = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4.json" }, deadline: host.Deadline());
+        var png = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4.json" }, deadline: CameraHost.Deadline());
         Assert.Equal(BoardFormat.Png, png.Format);
         Assert.Equal(600, png.Dpi);
         Assert.Equal(pdf.PageWidthMm, png.PageWidthMm, 9);
@@ -125,7 +125,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     {
         var host = hosts.Fixed;
         const string json = "{ \"name\": \"tiny\", \"squaresX\": 3, \"squaresY\": 3, \"squareMm\": 10, \"markerMm\": 7, }";
-        var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = BoardFormat.Png, Dpi = 300 }, deadline: host.Deadline());
+        var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = BoardFormat.Png, Dpi = 300 }, deadline: CameraHost.Deadline());
         Assert.Equal("tiny", reply.BoardName);
         Assert.Equal(30, reply.BoardWidthMm, 9);
         Assert.Equal(300, reply.Dpi);
@@ -140,7 +140,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     {
         var host = hosts.Fixed;
         var request = name.Length == 0 ? new RenderBoardRequest() : new RenderBoardRequest { Name = name };
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(request, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(request, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains(expected, e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("available boards: head-charuco-5x4", e.Status.Detail, StringComparison.Ordinal);
@@ -153,7 +153,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_refuses_board_text_that_is_not_a_board(string json, string expected)
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json }, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json }, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains(expected, e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("available boards", e.Status.Detail, StringComparison.Ordinal);
@@ -166,7 +166,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_refuses_a_dpi_out_of_range(int dpi)
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Dpi = dpi }, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Dpi = dpi }, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains("150..2400", e.Status.Detail, StringComparison.Ordinal);
     }
