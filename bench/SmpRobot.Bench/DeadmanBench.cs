@@ -36,7 +36,7 @@ internal static class DeadmanBench
             var presence = rig.Services.GetRequiredService<OperatorPresence>();
             var sessions = rig.Services.GetRequiredService<SessionManager>();
             long decidedAt = 0;
-            sessions.OperatorHoldStarted += (_, ts) => Interlocked.Exchange(ref decidedAt, ts);
+            sessions.OperatorHoldStarted += (_, e) => Interlocked.Exchange(ref decidedAt, e.Timestamp);
             await rig.Machine.HomeAsync(new HomeRequest());
             var session = await rig.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(1500, seed: 7) });
             var holdMs = new List<double>();

@@ -59,7 +59,9 @@ internal static class SerialBench
         await using var gantry = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 1000 });
         await using var host = new SimulatorHost(gantry, Baud, TimeProvider.System);
         var pty = host.AddPty(Path.Combine(dir, "ttyThroughput"));
+#pragma warning disable CA2000 // the GrblClient owns the transport and disposes it
         await using var client = new GrblClient(new SerialGantryTransport(pty.LinkPath, Baud), TimeProvider.System, new GrblClientOptions { RxBufferBytes = profile.RxBufferBytes });
+#pragma warning restore CA2000
         using var cts = new CancellationTokenSource(Timeout);
         await client.ConnectAsync(cts.Token);
         await client.ExecuteAsync("$X", cts.Token);
@@ -161,7 +163,7 @@ internal static class SerialBench
     }
 
     /// <summary>Gantry idle time per dot, ms: gaps between consecutive motions up to and including each dot's retract.</summary>
-    private static List<double> IdlePerDotMs(IReadOnlyList<SimMotion> record)
+    private static List<double> IdlePerDotMs(List<SimMotion> record)
     {
         var perDot = new List<double>();
         double idle = 0;

@@ -88,8 +88,10 @@ internal static class TrackedSessionBench
 
     private static async Task<Dictionary<string, object>> PlacementAsync(int dots)
     {
-        Console.Error.WriteLine($"tracking: a {dots}-dot session with breathing sway at time scale 1");
+        await Console.Error.WriteLineAsync($"tracking: a {dots}-dot session with breathing sway at time scale 1");
+#pragma warning disable CA2000 // StartAsync hands it to the synthetic frame source that disposes it, which the rig owns
         var scene = new SyntheticScene(SyntheticScenario.Sway, CameraIntrinsics.Synthetic());
+#pragma warning restore CA2000
         var (rig, gantry, frames, profile) = await StartAsync(scene);
         await using var _ = rig;
         var plan = DemoPlanGenerator.Generate(dots, seed: 5);
@@ -119,8 +121,10 @@ internal static class TrackedSessionBench
 
     private static async Task<Dictionary<string, object>> JerkAsync(int dots)
     {
-        Console.Error.WriteLine($"tracking: a {dots}-dot session with a 5 mm jerk every 4 s at time scale 1");
+        await Console.Error.WriteLineAsync($"tracking: a {dots}-dot session with a 5 mm jerk every 4 s at time scale 1");
+#pragma warning disable CA2000 // StartAsync hands it to the synthetic frame source that disposes it, which the rig owns
         var scene = new SyntheticScene(SyntheticScenario.Jerk, CameraIntrinsics.Synthetic()) { JerkAtSeconds = 1e6, JerkRepeatSeconds = 4 };
+#pragma warning restore CA2000
         var (rig, gantry, frames, _) = await StartAsync(scene);
         await using var __ = rig;
         var plan = DemoPlanGenerator.Generate(dots, seed: 9);

@@ -83,6 +83,7 @@ public static class ControllerHost
 
     public static WebApplication Build(ControllerOptions options, string[]? args = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var profile = MachineProfile.Load(options.ProfilePath);
         var gantrySpec = GantrySpec.Parse(options.Gantry);
         if (!(options.TimeScale > 0) || !double.IsFinite(options.TimeScale))
@@ -119,7 +120,9 @@ public static class ControllerHost
         services.AddSingleton(sp => new LedgerStore(Path.Combine(options.DataDirectory, "smp.db"), options.TimeProvider));
         if (gantrySpec.Kind == GantryLinkKind.Simulated)
         {
+#pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
             var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale });
+#pragma warning restore CA2000
             services.AddSingleton(simulator);
             services.AddSingleton(sp => new GantryConnection(
                 () => new InProcessGantryTransport(simulator), "sim", profile, options.TimeProvider, simulator.TimeScale, sp.GetRequiredService<ILogger<GantryConnection>>()));
@@ -228,7 +231,7 @@ public static class ControllerHost
         headPose is TrackedHeadPoseSource { Frames.Intrinsics: { } k } ? k : CameraIntrinsics.Synthetic();
 
     /// <summary>The simulator's synthetic gantry-marker camera (same intrinsics as a synthetic tracking camera); null for a real gantry.</summary>
-    private static IFrameSource? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
+    private static SimulatedGantryMarkerCamera? DefaultCalibrationCamera(IServiceProvider sp, MachineProfile profile, TimeProvider timeProvider)
     {
         var simulator = sp.GetService<SimulatedGantry>();
         if (simulator is null || profile.Tracking.GantryFromCamera is not { } nominal) return null;
@@ -263,6 +266,8 @@ public static class CameraSetup
     /// </summary>
     public static IHeadPoseSource Create(string cameraSpec, MachineProfile profile, TimeProvider timeProvider, double timeScale)
     {
+        ArgumentNullException.ThrowIfNull(cameraSpec);
+        ArgumentNullException.ThrowIfNull(profile);
         if (cameraSpec.Equals("none", StringComparison.OrdinalIgnoreCase)) return new FixedHeadPoseSource(profile.FixedHead.ToTransform(), timeProvider);
         if (profile.Tracking.GantryFromCamera is null) throw new InvalidDataException($"profile '{profile.Name}' has no tracking.gantryFromCamera: a camera needs its mounting (T_GC)");
         var synthetic = cameraSpec.StartsWith("synthetic", StringComparison.OrdinalIgnoreCase);
@@ -289,6 +294,7 @@ public static class CameraSetup
     /// </summary>
     public static TrackedHeadPoseSource CreateTracked(IFrameSource frames, MarkerBoard board, MachineProfile profile, TimeProvider clock)
     {
+        ArgumentNullException.ThrowIfNull(profile);
         var mount = profile.Tracking.GantryFromCamera ?? throw new InvalidDataException($"profile '{profile.Name}' has no tracking.gantryFromCamera: a camera needs its mounting (T_GC)");
         // Predictions reach as far as the look-ahead of a dot (travel + plunge, ~200 ms for the
         // verify); the stale gate separately bounds how old the frame behind them may be. A
@@ -303,35 +309,50 @@ public static class CameraSetup
 }
 
 /// <summary>Tracks the camera's frames in the background for as long as the controller runs (nothing to do for a fixed head). The DI container disposes the source.</summary>
-internal sealed class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop> log) : BackgroundService
+internal sealed partial class TrackingLoop(IHeadPoseSource source, ILogger<TrackingLoop> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (source is not TrackedHeadPoseSource tracked) return;
-        log.LogInformation("Tracking the head with {Camera}", tracked.Description);
+        Log.Tracking(log, tracked.Description);
         // A thread of its own: detection is CPU-bound and must not starve the gRPC and gantry work.
         await Task.Factory.StartNew(async () =>
         {
             try
             {
                 await tracked.RunAsync(stoppingToken);
-                if (!stoppingToken.IsCancellationRequested) log.LogWarning("The camera {Camera} ended: the pose goes stale and sessions hold", tracked.Description);
+                if (!stoppingToken.IsCancellationRequested) Log.CameraEnded(log, tracked.Description);
             }
             catch (OperationCanceledException)
             {
                 // Shutting down.
             }
+#pragma warning disable CA1031 // last resort of the tracking thread: the failure is logged and the pose goes stale, so sessions hold instead of the controller stopping
             catch (Exception e)
+#pragma warning restore CA1031
             {
-                log.LogError(e, "Tracking stopped: the pose goes stale and sessions hold");
+                Log.TrackingStopped(log, e);
             }
         }, stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Tracking the head with {Camera}")]
+        public static partial void Tracking(ILogger log, string camera);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "The camera {Camera} ended: the pose goes stale and sessions hold")]
+        public static partial void CameraEnded(ILogger log, string camera);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Tracking stopped: the pose goes stale and sessions hold")]
+        public static partial void TrackingStopped(ILogger log, Exception error);
+    }
 }
 
 /// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
-internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
+internal sealed partial class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
 {
     /// <summary>Before the server listens (every hosted service's StartingAsync runs before any StartAsync): restart recovery.</summary>
     public Task StartingAsync(CancellationToken cancellationToken)
@@ -346,7 +367,7 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
         // as soon as stopping is announced, not in StopAsync.
         lifetime.ApplicationStopping.Register(() =>
         {
-            log.LogInformation("Shutting down: the running session (if any) finishes its dot and pauses");
+            Log.ShuttingDown(log);
             sessions.BeginShutdown();
         });
         return Task.CompletedTask;
@@ -367,12 +388,12 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
         }
         catch (GantryInUseException e)
         {
-            log.LogCritical("{Message}", e.Message);
+            Log.StartFailed(log, e.Message);
             throw;
         }
         catch (Exception e) when (e is GantryFaultException or IOException)
         {
-            log.LogError("Could not connect to the gantry {Gantry}: {Message}", gantry.Description, e.Message);
+            Log.CouldNotConnect(log, gantry.Description, e.Message);
         }
     }
 
@@ -384,5 +405,18 @@ internal sealed class ControllerLifetime(GantryConnection gantry, SessionManager
     {
         await sessions.DisposeAsync();
         await gantry.DisposeAsync();
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: the running session (if any) finishes its dot and pauses")]
+        public static partial void ShuttingDown(ILogger log);
+
+        [LoggerMessage(Level = LogLevel.Critical, Message = "{Message}")]
+        public static partial void StartFailed(ILogger log, string message);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Could not connect to the gantry {Gantry}: {Message}")]
+        public static partial void CouldNotConnect(ILogger log, string gantry, string message);
     }
 }

@@ -17,8 +17,11 @@ public static class Rotations
     }
 
     /// <summary>Builds a transform from a row-major rotation matrix and a translation.</summary>
-    public static RigidTransform FromMatrix(double[] r, Vec3 translation) =>
-        new(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], translation);
+    public static RigidTransform FromMatrix(double[] r, Vec3 translation)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        return new(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], translation);
+    }
 
     /// <summary>Builds a transform from a rotation vector (rad) and a translation.</summary>
     public static RigidTransform FromRotationVector(Vec3 rotationVectorRad, Vec3 translation) =>
@@ -60,6 +63,7 @@ public static class Rotations
     /// <summary>Inverse Rodrigues: row-major rotation matrix → rotation vector (rad), angle in [0, π].</summary>
     public static Vec3 VectorFromMatrix(double[] r)
     {
+        ArgumentNullException.ThrowIfNull(r);
         var cos = Math.Clamp((r[0] + r[4] + r[8] - 1) / 2, -1, 1);
         var angle = Math.Acos(cos);
         var axis = new Vec3(r[7] - r[5], r[2] - r[6], r[3] - r[1]);
@@ -75,6 +79,8 @@ public static class Rotations
     /// <summary>Row-major product a · b of two 3×3 matrices.</summary>
     public static double[] Multiply(double[] a, double[] b)
     {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
         var m = new double[9];
         for (var i = 0; i < 3; i++)
         {
@@ -87,7 +93,11 @@ public static class Rotations
     }
 
     /// <summary>Transpose (= inverse for a rotation).</summary>
-    public static double[] Transpose(double[] r) => [r[0], r[3], r[6], r[1], r[4], r[7], r[2], r[5], r[8]];
+    public static double[] Transpose(double[] r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        return [r[0], r[3], r[6], r[1], r[4], r[7], r[2], r[5], r[8]];
+    }
 
     /// <summary>Angle of the rotation taking <paramref name="a"/>'s rotation to <paramref name="b"/>'s, degrees.</summary>
     public static double AngleBetweenDeg(RigidTransform a, RigidTransform b)

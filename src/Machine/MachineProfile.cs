@@ -101,8 +101,8 @@ public sealed record TrackingSettings
     /// <summary>Marker poses per stop; the stop's position is their component-wise median. Default 5.</summary>
     public int CalibrationFramesPerStop { get; init; } = 5;
 
-    /// <summary>Throws when a value is out of range.</summary>
-    public void Check(List<string> errors)
+    /// <summary>Adds to <paramref name="errors"/> a message for each value out of range.</summary>
+    internal void Check(List<string> errors)
     {
         if (string.IsNullOrWhiteSpace(Camera)) errors.Add("tracking.camera must name a camera or \"none\"");
         if (!(SettleMs >= 0 && SettleMs <= 60000)) errors.Add("tracking.settleMs must be in [0, 60000]");

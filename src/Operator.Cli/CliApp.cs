@@ -28,8 +28,8 @@ internal static class CliApp
         if (parse.Errors.Count > 0)
         {
             var message = string.Join("; ", parse.Errors.Select(e => e.Message));
-            stderr.WriteLine("smp: " + message);
-            stderr.WriteLine("Run 'smp --help' (or 'smp COMMAND --help') for usage.");
+            await stderr.WriteLineAsync("smp: " + message).ConfigureAwait(false);
+            await stderr.WriteLineAsync("Run 'smp --help' (or 'smp COMMAND --help') for usage.").ConfigureAwait(false);
             if (args.Contains("--json")) JsonOutput.Write(stdout, JsonOutput.Error(message, ExitCodes.Usage));
             return ExitCodes.Usage;
         }
@@ -47,7 +47,7 @@ internal static class CliApp
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // Last resort (commands map their own errors): one line, no stack trace.
-            stderr.WriteLine("smp: internal error: " + e.Message);
+            await stderr.WriteLineAsync("smp: internal error: " + e.Message).ConfigureAwait(false);
             return ExitCodes.Failure;
         }
     }

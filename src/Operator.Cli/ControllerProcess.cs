@@ -53,7 +53,7 @@ internal sealed partial class ControllerProcess : IAsyncDisposable
         IPAddress? address = url.IsLoopback && !IPAddress.TryParse(url.Host, out _) ? IPAddress.Loopback
             : IPAddress.TryParse(url.Host.Trim('[', ']'), out var parsed) ? parsed : null;
         if (address is null) return; // a host name: let the controller report a bind failure
-        var listener = new TcpListener(address, url.Port);
+        using var listener = new TcpListener(address, url.Port);
         try
         {
             listener.Start();
@@ -62,10 +62,6 @@ internal sealed partial class ControllerProcess : IAsyncDisposable
         {
             throw new CliException(ExitCodes.Failure,
                 $"port {url.Port} on {url.Host} is taken ({e.SocketErrorCode}): is another smp-controller running? Stop it, or pass --controller http://127.0.0.1:OTHER_PORT");
-        }
-        finally
-        {
-            listener.Stop();
         }
     }
 

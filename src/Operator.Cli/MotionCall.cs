@@ -122,8 +122,8 @@ internal static class MotionCall
                 if (last is { } before && ctx.Host.Time.GetElapsedTime(before, now) < every) continue;
                 last = now;
                 var text = ProgressText(m, ctx.Host.Time.GetLocalNow());
-                if (inPlace) ctx.Stderr.Write("\r\u001b[K" + text);
-                else ctx.Stderr.WriteLine(text);
+                if (inPlace) await ctx.Stderr.WriteAsync("\r\u001b[K" + text).ConfigureAwait(false);
+                else await ctx.Stderr.WriteLineAsync(text).ConfigureAwait(false);
                 written = true;
             }
         }
@@ -136,7 +136,7 @@ internal static class MotionCall
         }
         finally
         {
-            if (inPlace && written) ctx.Stderr.Write("\r\u001b[K");
+            if (inPlace && written) await ctx.Stderr.WriteAsync("\r\u001b[K").ConfigureAwait(false);
         }
     }
 

@@ -238,7 +238,7 @@ internal sealed class SessionFollower
         }
         catch (RpcException e) when (!ct.IsCancellationRequested && e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown && HasFollowed)
         {
-            if (ReadsKeys) ctx.Stderr.Write('\a');
+            if (ReadsKeys) await ctx.Stderr.WriteAsync('\a').ConfigureAwait(false);
             throw new CliException(ExitCodes.Failure, ControllerLostText(CurrentId(sessionId) ?? sessionId, conn.Address, e));
         }
     }
@@ -417,7 +417,7 @@ internal sealed class SessionFollower
         {
             const string waiting = "EMERGENCY STOP latched: waiting for the controller to finish the stop sequence…";
             SetNotice(waiting);
-            if (!options.LiveView) ctx.Stderr.WriteLine(waiting);
+            if (!options.LiveView) await ctx.Stderr.WriteLineAsync(waiting).ConfigureAwait(false);
             (safetyNow, safetyError) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout, safetyNow).ConfigureAwait(false);
         }
         if (safetyNow is null) problems.Add("safety status: " + safetyError);
@@ -648,7 +648,7 @@ internal sealed class SessionFollower
     {
         estopSent = true;
         SetNotice($"EMERGENCY STOP sent ({how})…");
-        if (!options.LiveView) ctx.Stderr.WriteLine($"EMERGENCY STOP ({how})");
+        if (!options.LiveView) await ctx.Stderr.WriteLineAsync($"EMERGENCY STOP ({how})").ConfigureAwait(false);
         StopVerdict verdict;
         try
         {
@@ -675,7 +675,7 @@ internal sealed class SessionFollower
             var error = CommandContext.DescribeRpcError(e, conn.Address);
             var unconfirmed = $"E-STOP NOT CONFIRMED ({error}): USE THE HARD-WIRED E-STOP; asking the controller whether it latched…";
             SetNotice(unconfirmed);
-            ctx.Stderr.WriteLine(unconfirmed);
+            await ctx.Stderr.WriteLineAsync(unconfirmed).ConfigureAwait(false);
             var (status, readError) = await StopSequence.WaitUntilOverAsync(conn, ctx.Host.Time, StopSequence.FinishTimeout).ConfigureAwait(false);
             if (status is null)
             {
@@ -690,7 +690,7 @@ internal sealed class SessionFollower
         }
         lock (gate) emergencyStopVerdict = verdict;
         SetNotice(verdict.Text);
-        if (!options.LiveView || verdict.Failed) ctx.Stderr.WriteLine(verdict.Text);
+        if (!options.LiveView || verdict.Failed) await ctx.Stderr.WriteLineAsync(verdict.Text).ConfigureAwait(false);
     }
 
     private void RecordReply(SafetyStatus status)

@@ -15,6 +15,8 @@ internal static class TestAssemblySetup
 
 /// <summary>Tests that run a whole controller share the machine one at a time, like the real machine.</summary>
 [CollectionDefinition(Name)]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "xunit finds collection definitions only on public classes (xUnit1027)")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1711", Justification = "an xunit test-collection definition, named the way xunit names them; the test classes refer to it by this name")]
 public sealed class ControllerCollection
 {
     public const string Name = "controller";

@@ -35,13 +35,13 @@ public sealed class CalibrationCameras(Func<IFrameSource?> openGantryCamera, str
 
 /// <summary>A gantry calibration as run: the stored record, the fit, and its pictures.</summary>
 public sealed record GantryCalibrationOutcome(CalibrationRecord Record, GantryCalibration Result, IReadOnlyList<MarkerObservation> Observations, IReadOnlyList<string> Skipped,
-    double Seconds, byte[] ResidualsPng, byte[] HistogramPng, bool Applied);
+    double Seconds, ReadOnlyMemory<byte> ResidualsPng, ReadOnlyMemory<byte> HistogramPng, bool Applied);
 
 /// <summary>A drift check as run.</summary>
-public sealed record DriftCheckOutcome(DriftCheckResult Result, string CalibrationId, byte[] ResidualsPng);
+public sealed record DriftCheckOutcome(DriftCheckResult Result, string CalibrationId, ReadOnlyMemory<byte> ResidualsPng);
 
 /// <summary>An intrinsics calibration as run.</summary>
-public sealed record IntrinsicsOutcome(CalibrationRecord Record, IntrinsicsResult Result, IReadOnlyList<string> Refused, byte[] ViewErrorsPng);
+public sealed record IntrinsicsOutcome(CalibrationRecord Record, IntrinsicsResult Result, IReadOnlyList<string> Refused, ReadOnlyMemory<byte> ViewErrorsPng);
 
 /// <summary>Settings of a gantry calibration run.</summary>
 public sealed record GantryCalibrationRequest
@@ -74,7 +74,7 @@ public sealed record GantryCalibrationRequest
 /// simulated engineer jogs the tip exactly onto the plate's corners); otherwise the run is refused.
 /// </para>
 /// </summary>
-public sealed class CalibrationProcedures(
+public sealed partial class CalibrationProcedures(
     GantryConnection gantry,
     SafetySupervisor safety,
     MachineReadiness readiness,
@@ -121,7 +121,7 @@ public sealed class CalibrationProcedures(
         var stored = ledger.LatestValidCalibration(CalibrationKind.Intrinsics, cameras.CameraId, profile.Name);
         if (stored is null)
         {
-            log.LogWarning("Camera {Camera} has no intrinsics: the head is not tracked and sessions are refused until `smp calibrate intrinsics` or --intrinsics FILE", cameras.CameraId);
+            Log.NoIntrinsics(log, cameras.CameraId);
             return null;
         }
         UseIntrinsics(tracked, stored);
@@ -134,11 +134,11 @@ public sealed class CalibrationProcedures(
         try
         {
             tracked.SetIntrinsics(k, $"calibration {stored.Id} of {stored.CreatedAt:u}");
-            log.LogInformation("Tracking with intrinsics calibration {Id} of {CreatedAt:u}", stored.Id, stored.CreatedAt);
+            Log.TrackingWithIntrinsics(log, stored.Id, stored.CreatedAt);
         }
         catch (ArgumentException e)
         {
-            log.LogWarning("Intrinsics calibration {Id} does not fit the camera: {Message}", stored.Id, e.Message);
+            Log.IntrinsicsDoNotFit(log, stored.Id, e.Message);
         }
     }
 
@@ -148,7 +148,7 @@ public sealed class CalibrationProcedures(
         var current = gate.Current();
         if (current is null) return null;
         Apply(CalibrationJson.Read<GantryCalibrationData>(current.DataJson).GantryFromCamera.ToTransform());
-        log.LogInformation("Using camera-to-gantry calibration {Id} of {CreatedAt:u}", current.Id, current.CreatedAt);
+        Log.UsingGantryCalibration(log, current.Id, current.CreatedAt);
         return current.Id;
     }
 
@@ -271,7 +271,7 @@ public sealed class CalibrationProcedures(
         var (residualsPng, _) = CalibrationPictures.ResidualsPng(fit, pictureNotes);
         var histogramPng = CalibrationPictures.HistogramPng(fit, pictureNotes);
         var seconds = time.GetElapsedTime(start).TotalSeconds;
-        log.LogInformation("Gantry calibration {Id}: {Valid}, validation {Stats}, {Seconds:0.0} s", record.Id, valid ? "valid" : "NOT valid", fit.Validation, seconds);
+        Log.GantryCalibrated(log, record.Id, valid ? "valid" : "NOT valid", fit.Validation, seconds);
         return new GantryCalibrationOutcome(record, result, observations, skipped, seconds, residualsPng, histogramPng, valid);
     }
 
@@ -321,6 +321,7 @@ public sealed class CalibrationProcedures(
     /// </summary>
     public async Task<IntrinsicsOutcome> CalibrateIntrinsicsAsync(string? cameraSpec, int views, string notes, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(notes);
         var spec = string.IsNullOrWhiteSpace(cameraSpec) ? DefaultIntrinsicsCamera() : cameraSpec.Trim();
         if (views == 0) views = DefaultViews;
         if (views is < 5 or > 200) throw Invalid($"views must be 5..200, not {views}");
@@ -516,7 +517,7 @@ public sealed class CalibrationProcedures(
         {
             var error = await safety.HoldAndRetractAsync($"{what} stopped by its caller", CancellationToken.None);
             var outcome = error.Length == 0 ? "motion stopped (feed hold, queue flushed, needle up); nothing stored" : "stopping the motion failed: " + error;
-            log.LogWarning("The {What} was stopped by its caller: {Outcome}", what, outcome);
+            Log.StoppedByCaller(log, what, outcome);
             ledger.Audit(null, "calibration-stopped", $"{what} stopped by its caller: {outcome}");
             throw;
         }
@@ -607,4 +608,26 @@ public sealed class CalibrationProcedures(
     private static RefusedException Precondition(string message) => new(RefusalKind.FailedPrecondition, message);
 
     private static RefusedException Invalid(string message) => new(RefusalKind.InvalidArgument, message);
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Camera {Camera} has no intrinsics: the head is not tracked and sessions are refused until `smp calibrate intrinsics` or --intrinsics FILE")]
+        public static partial void NoIntrinsics(ILogger log, string camera);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Tracking with intrinsics calibration {Id} of {CreatedAt:u}")]
+        public static partial void TrackingWithIntrinsics(ILogger log, string id, DateTimeOffset createdAt);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Intrinsics calibration {Id} does not fit the camera: {Message}")]
+        public static partial void IntrinsicsDoNotFit(ILogger log, string id, string message);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Using camera-to-gantry calibration {Id} of {CreatedAt:u}")]
+        public static partial void UsingGantryCalibration(ILogger log, string id, DateTimeOffset createdAt);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Gantry calibration {Id}: {Valid}, validation {Stats}, {Seconds:0.0} s")]
+        public static partial void GantryCalibrated(ILogger log, string id, string valid, ResidualStats stats, double seconds);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "The {What} was stopped by its caller: {Outcome}")]
+        public static partial void StoppedByCaller(ILogger log, string what, string outcome);
+    }
 }

@@ -8,7 +8,7 @@ namespace SmpRobot.Controller.Gantry;
 /// Owns the link to the firmware: opens it, knows whether the machine is homed, polls status, and
 /// reports faults. Knows nothing about sessions; callers decide when homing or jogging is allowed.
 /// </summary>
-public sealed class GantryConnection : IAsyncDisposable
+public sealed partial class GantryConnection : IAsyncDisposable
 {
     private readonly Func<IGantryTransport> _transportFactory;
     private readonly TimeProvider _time;
@@ -101,7 +101,7 @@ public sealed class GantryConnection : IAsyncDisposable
     public bool IsChecking => Lease.Holder?.Use == MachineUse.Check;
 
     /// <summary>Raised for every firmware fault (alarm, unexpected reset, link loss, protocol).</summary>
-    public event EventHandler<GantryFaultException>? Faulted;
+    public event EventHandler<GantryFaultEventArgs>? Faulted;
 
     private long _garbledOnEarlierLinks;
 
@@ -128,7 +128,7 @@ public sealed class GantryConnection : IAsyncDisposable
             client.Faulted += OnFaulted;
             _client = client;
             var banner = await client.ConnectAsync(cancellationToken);
-            _log.LogInformation("Connected to {Gantry}: {Banner}", Description, banner);
+            Log.Connected(_log, Description, banner);
             _settings = await CheckSettingsAsync(client, cancellationToken);
             client.StartStatusPolling(TimeSpan.FromSeconds(1.0 / Profile.StatusPollHz));
         }
@@ -243,15 +243,16 @@ public sealed class GantryConnection : IAsyncDisposable
     /// <summary>Marks the machine as needing homing (e.g. after a reset that lost position).</summary>
     public void InvalidateHoming() => _homed = false;
 
-    private void OnFaulted(object? sender, GantryFaultException fault)
+    private void OnFaulted(object? sender, GantryFaultEventArgs e)
     {
+        var fault = e.Fault;
         _lastAlarm = fault.Kind == GantryFaultKind.Alarm ? $"ALARM:{fault.Code} {fault.Message}" : fault.Message;
         if (fault.Kind != GantryFaultKind.Alarm || GrblProtocol.AlarmLosesPosition(fault.Code))
         {
             _homed = false;
         }
-        _log.LogWarning("Gantry fault ({Kind}): {Message}", fault.Kind, fault.Message);
-        Faulted?.Invoke(this, fault);
+        Log.Fault(_log, fault.Kind, fault.Message);
+        Faulted?.Invoke(this, e);
         if (fault.Kind == GantryFaultKind.Alarm && sender is GrblClient { LockedByAlarm: not null } locked)
         {
             _ = Task.Run(() => ResetAfterLockingAlarmAsync(locked, fault.Code));
@@ -271,12 +272,12 @@ public sealed class GantryConnection : IAsyncDisposable
             await client.SoftResetAsync(CancellationToken.None);
             _settings = await CheckSettingsAsync(client, CancellationToken.None);
             _lastAlarm = $"{alarm} {GrblProtocol.AlarmText(code)}; the firmware was reset and answers again (unlock with $X or home)";
-            _log.LogWarning("Gantry reset after {Alarm}: it answers again", alarm);
+            Log.ResetAfterAlarm(_log, alarm);
         }
         catch (Exception e) when (e is GantryFaultException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
         {
             _lastAlarm = $"{alarm}: the firmware could not be reset ({e.Message}): reconnect (smp machine connect) or power-cycle the board";
-            _log.LogError("Gantry reset after {Alarm} failed: {Message}", alarm, e.Message);
+            Log.ResetAfterAlarmFailed(_log, alarm, e.Message);
         }
     }
 
@@ -288,15 +289,15 @@ public sealed class GantryConnection : IAsyncDisposable
             var differences = FirmwareSettings.Compare(ExpectedSettings, actual);
             foreach (var d in differences)
             {
-                if (d.Informative) _log.LogInformation("Firmware setting {Difference}", d);
-                else _log.LogWarning("Firmware setting differs from profile {Profile}: {Difference}", Profile.Name, d);
+                if (d.Informative) Log.SettingInformative(_log, d);
+                else Log.SettingDiffers(_log, Profile.Name, d);
             }
             return new SettingsCheck(true, differences, "");
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or GantryFaultException)
         {
             // Still connected: the operator sees why in the status and can reconnect; sessions are refused.
-            _log.LogError("Could not read the firmware settings of {Gantry}: {Message}", Description, e.Message);
+            Log.SettingsUnreadable(_log, Description, e.Message);
             return new SettingsCheck(false, [], e.Message);
         }
     }
@@ -328,5 +329,30 @@ public sealed class GantryConnection : IAsyncDisposable
     private sealed record SettingsCheck(bool Checked, IReadOnlyList<SettingDifference> Differences, string Error)
     {
         public static readonly SettingsCheck NotYet = new(false, [], "");
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Connected to {Gantry}: {Banner}")]
+        public static partial void Connected(ILogger log, string gantry, string banner);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Gantry fault ({Kind}): {Message}")]
+        public static partial void Fault(ILogger log, GantryFaultKind kind, string message);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Gantry reset after {Alarm}: it answers again")]
+        public static partial void ResetAfterAlarm(ILogger log, string alarm);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Gantry reset after {Alarm} failed: {Message}")]
+        public static partial void ResetAfterAlarmFailed(ILogger log, string alarm, string message);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Firmware setting {Difference}")]
+        public static partial void SettingInformative(ILogger log, SettingDifference difference);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Firmware setting differs from profile {Profile}: {Difference}")]
+        public static partial void SettingDiffers(ILogger log, string profile, SettingDifference difference);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Could not read the firmware settings of {Gantry}: {Message}")]
+        public static partial void SettingsUnreadable(ILogger log, string gantry, string message);
     }
 }

@@ -150,16 +150,16 @@ public sealed class GrblClient : IAsyncDisposable
     public string? LastGarbledStatus { get { lock (_gate) { return _lastGarbledStatus; } } }
 
     /// <summary>Raised on the reader loop for a garbled status report that was dropped (not for the one that makes it a link fault).</summary>
-    public event EventHandler<string>? GarbledStatusReceived;
+    public event EventHandler<GrblTextEventArgs>? GarbledStatusReceived;
 
     /// <summary>Raised on the reader loop for every status report.</summary>
-    public event EventHandler<GrblStatus>? StatusReceived;
+    public event EventHandler<GrblStatusEventArgs>? StatusReceived;
 
     /// <summary>Raised on the reader loop for bracketed feedback (<c>[MSG:…]</c>, <c>[GC:…]</c>, …), startup-line echoes (<c>&gt;…</c>) and <c>$N</c>-style lines.</summary>
-    public event EventHandler<string>? MessageReceived;
+    public event EventHandler<GrblTextEventArgs>? MessageReceived;
 
     /// <summary>Raised when an alarm, unexpected reset, protocol confusion or link loss is detected (not on dispose).</summary>
-    public event EventHandler<GantryFaultException>? Faulted;
+    public event EventHandler<GantryFaultEventArgs>? Faulted;
 
     /// <summary>
     /// Opens the transport, starts the reader loop and waits up to BannerTimeout for the welcome
@@ -503,7 +503,9 @@ public sealed class GrblClient : IAsyncDisposable
             {
                 // After a locking alarm a reset swallowed by the firmware gets no banner: send it again until one
                 // comes (timer first, then the byte).
+#pragma warning disable CA2000 // false positive: the using declaration disposes it on every path
                 using var repeat = lockedSince is null ? null : new CancellationTokenSource(ResetRepeatInterval, _time);
+#pragma warning restore CA2000
                 using var attempt = repeat is null
                     ? CancellationTokenSource.CreateLinkedTokenSource(timeout.Token)
                     : CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, repeat.Token);
@@ -624,7 +626,9 @@ public sealed class GrblClient : IAsyncDisposable
         {
             await _transport.DisposeAsync();
         }
+#pragma warning disable CA1031 // disposing a broken link may fail in any way; the client is gone either way
         catch (Exception)
+#pragma warning restore CA1031
         {
             // Disposing a broken link may fail; the client is gone either way.
         }
@@ -635,7 +639,9 @@ public sealed class GrblClient : IAsyncDisposable
             {
                 await _readerTask;
             }
+#pragma warning disable CA1031 // the reader reported its failures as faults already; dispose must finish
             catch (Exception)
+#pragma warning restore CA1031
             {
                 // The reader reports its own failures as faults; nothing left to report on dispose.
             }
@@ -723,7 +729,9 @@ public sealed class GrblClient : IAsyncDisposable
         // A real-time byte waits only for a line write already in progress (microseconds in process,
         // one short write to the port's driver on a wire): waiting for it synchronously keeps a stop
         // byte off a busy thread pool's queue. Only if it takes longer does the wait become async.
+#pragma warning disable CA1849 // deliberate: a wait of at most RealtimeLockSpin keeps the stop byte off a busy thread pool (above)
         if (!_writeLock.Wait(RealtimeLockSpin, ct))
+#pragma warning restore CA1849
         {
             await _writeLock.WaitAsync(ct);
         }
@@ -819,7 +827,9 @@ public sealed class GrblClient : IAsyncDisposable
         {
             // Disposed.
         }
+#pragma warning disable CA1031 // whatever a transport throws on read, the link is lost: it becomes a LinkLost fault
         catch (Exception ex)
+#pragma warning restore CA1031
         {
             EnterFault(new GantryFaultException(GantryFaultKind.LinkLost, 0, $"read from {_transport.Description} failed: {ex.Message}"), latch: true, terminal: true);
         }
@@ -910,7 +920,7 @@ public sealed class GrblClient : IAsyncDisposable
                 return;
             case '[':
             case '>':
-                Raise(MessageReceived, text);
+                Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
                 return;
             case '$':
                 HandleDollarLine(text);
@@ -1056,7 +1066,7 @@ public sealed class GrblClient : IAsyncDisposable
             waiter.TrySetResult(status);
         }
 
-        Raise(StatusReceived, status);
+        Raise(StatusReceived, status, static s => new GrblStatusEventArgs(s));
     }
 
     /// <summary>
@@ -1108,7 +1118,7 @@ public sealed class GrblClient : IAsyncDisposable
             waiter.TrySetResult(null);
         }
 
-        Raise(GarbledStatusReceived, text);
+        Raise(GarbledStatusReceived, text, static t => new GrblTextEventArgs(t));
     }
 
     private void HandleDollarLine(string text)
@@ -1125,7 +1135,7 @@ public sealed class GrblClient : IAsyncDisposable
             return;
         }
 
-        Raise(MessageReceived, text);
+        Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
     }
 
     private void HandleBanner(string banner)
@@ -1257,7 +1267,7 @@ public sealed class GrblClient : IAsyncDisposable
         bannerWaiter?.TrySetException(fault);
         if (raise)
         {
-            Raise(Faulted, fault);
+            Raise(Faulted, fault, static x => new GantryFaultEventArgs(x));
         }
     }
 
@@ -1311,7 +1321,9 @@ public sealed class GrblClient : IAsyncDisposable
         return signal;
     }
 
-    private void Raise<T>(EventHandler<T>? handler, T args)
+    // The arguments are made only when someone listens (status reports and messages come many times a second).
+    private void Raise<T, TArgs>(EventHandler<TArgs>? handler, T value, Func<T, TArgs> args)
+        where TArgs : EventArgs
     {
         if (handler is null)
         {
@@ -1320,9 +1332,11 @@ public sealed class GrblClient : IAsyncDisposable
 
         try
         {
-            handler(this, args);
+            handler(this, args(value));
         }
+#pragma warning disable CA1031 // a subscriber's bug must not stop the reader loop (and with it fault detection)
         catch (Exception)
+#pragma warning restore CA1031
         {
             // A subscriber's bug must not stop the reader loop (and with it fault detection).
         }
@@ -1334,4 +1348,25 @@ public sealed class GrblClient : IAsyncDisposable
         public int ByteCount { get; } = byteCount;
         public TaskCompletionSource<LineAck> Ack { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+}
+
+/// <summary>A line the firmware sent (<see cref="GrblClient.MessageReceived"/>, <see cref="GrblClient.GarbledStatusReceived"/>).</summary>
+public sealed class GrblTextEventArgs(string text) : EventArgs
+{
+    /// <summary>The line as received.</summary>
+    public string Text { get; } = text;
+}
+
+/// <summary>A status report (<see cref="GrblClient.StatusReceived"/>).</summary>
+public sealed class GrblStatusEventArgs(GrblStatus status) : EventArgs
+{
+    /// <summary>The report.</summary>
+    public GrblStatus Status { get; } = status;
+}
+
+/// <summary>A firmware fault (<see cref="GrblClient.Faulted"/>, <see cref="GantryConnection.Faulted"/>).</summary>
+public sealed class GantryFaultEventArgs(GantryFaultException fault) : EventArgs
+{
+    /// <summary>The fault.</summary>
+    public GantryFaultException Fault { get; } = fault;
 }

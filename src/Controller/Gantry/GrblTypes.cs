@@ -3,6 +3,7 @@ using SmpRobot.Geometry;
 namespace SmpRobot.Controller.Gantry;
 
 /// <summary>grbl real-time command bytes: they bypass the receive buffer and act at once.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1028", Justification = "the values are the bytes written on the wire")]
 public enum GrblRealtime : byte
 {
     StatusQuery = (byte)'?',

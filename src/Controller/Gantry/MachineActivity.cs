@@ -17,7 +17,7 @@ public sealed record ActivityProgress(string Name, int StepsDone, int StepsTotal
 public sealed class MachineActivity(TimeProvider time)
 {
     private readonly Lock _gate = new();
-    private readonly List<Scope> _open = [];
+    private readonly List<ActivityScope> _open = [];
 
     /// <summary>The innermost activity now, or null when nothing moves the machine outside a session.</summary>
     public ActivityProgress? Current
@@ -29,50 +29,55 @@ public sealed class MachineActivity(TimeProvider time)
     }
 
     /// <summary>Begins <paramref name="name"/> with <paramref name="stepsTotal"/> steps (0 = not countable); dispose the scope when it ends, however it ends.</summary>
-    public Scope Begin(string name, int stepsTotal = 0)
+    public ActivityScope Begin(string name, int stepsTotal = 0)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentOutOfRangeException.ThrowIfNegative(stepsTotal);
-        var scope = new Scope(this, new ActivityProgress(name, 0, stepsTotal, time.GetUtcNow(), ""));
+        var scope = new ActivityScope(this, new ActivityProgress(name, 0, stepsTotal, time.GetUtcNow(), ""));
         lock (_gate) _open.Add(scope);
         return scope;
     }
 
-    /// <summary>One activity's handle: report its steps, then dispose it.</summary>
-    public sealed class Scope : IDisposable
+    /// <summary>The lock under which the open activities and their progress change.</summary>
+    internal Lock Gate => _gate;
+
+    internal void End(ActivityScope scope)
     {
-        private readonly MachineActivity _owner;
-
-        internal Scope(MachineActivity owner, ActivityProgress progress)
-        {
-            _owner = owner;
-            Progress = progress;
-        }
-
-        /// <summary>This activity's progress (written under the owner's lock).</summary>
-        public ActivityProgress Progress { get; private set; }
-
-        /// <summary>Says what the current step does (e.g. "stop 4: moving").</summary>
-        public void Doing(string step) => Change(p => p with { Step = step });
-
-        /// <summary>One more step done.</summary>
-        public void StepDone() => Change(p => p with { StepsDone = p.StepsDone + 1 });
-
-        /// <summary>The plan grew (touch-offs after the stops): <paramref name="stepsTotal"/> steps in all.</summary>
-        public void SetTotal(int stepsTotal)
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(stepsTotal);
-            Change(p => p with { StepsTotal = stepsTotal });
-        }
-
-        private void Change(Func<ActivityProgress, ActivityProgress> change)
-        {
-            lock (_owner._gate) Progress = change(Progress);
-        }
-
-        public void Dispose()
-        {
-            lock (_owner._gate) _owner._open.Remove(this);
-        }
+        lock (_gate) _open.Remove(scope);
     }
+}
+
+/// <summary>One activity's handle (<see cref="MachineActivity.Begin"/>): report its steps, then dispose it.</summary>
+public sealed class ActivityScope : IDisposable
+{
+    private readonly MachineActivity _owner;
+
+    internal ActivityScope(MachineActivity owner, ActivityProgress progress)
+    {
+        _owner = owner;
+        Progress = progress;
+    }
+
+    /// <summary>This activity's progress (written under the owner's lock).</summary>
+    public ActivityProgress Progress { get; private set; }
+
+    /// <summary>Says what the current step does (e.g. "stop 4: moving").</summary>
+    public void Doing(string step) => Change(p => p with { Step = step });
+
+    /// <summary>One more step done.</summary>
+    public void StepDone() => Change(p => p with { StepsDone = p.StepsDone + 1 });
+
+    /// <summary>The plan grew (touch-offs after the stops): <paramref name="stepsTotal"/> steps in all.</summary>
+    public void SetTotal(int stepsTotal)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(stepsTotal);
+        Change(p => p with { StepsTotal = stepsTotal });
+    }
+
+    private void Change(Func<ActivityProgress, ActivityProgress> change)
+    {
+        lock (_owner.Gate) Progress = change(Progress);
+    }
+
+    public void Dispose() => _owner.End(this);
 }

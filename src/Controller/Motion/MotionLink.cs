@@ -30,6 +30,7 @@ public sealed class MotionLink(GantryConnection gantry, SafetySupervisor safety,
     /// <exception cref="LineRefusedException">The firmware answered error:N.</exception>
     public async Task AckAsync(SentLine sent, double queuedMachineSeconds, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(sent);
         var bound = AckPolicy.Bound(queuedMachineSeconds, gantry.TimeScale);
         LineAck ack;
         try
@@ -52,6 +53,7 @@ public sealed class MotionLink(GantryConnection gantry, SafetySupervisor safety,
     /// </summary>
     public async Task<double> MoveAndSyncAsync(IReadOnlyList<ProgramLine> lines, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(lines);
         var seconds = 0.0;
         foreach (var line in lines)
         {
@@ -69,6 +71,7 @@ public sealed class MotionLink(GantryConnection gantry, SafetySupervisor safety,
     /// </summary>
     public async Task<double> RunAsync(IReadOnlyList<ProgramLine> lines, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(lines);
         var sent = new SentLine[lines.Count];
         var seconds = 0.0;
         for (var i = 0; i < lines.Count; i++)
@@ -83,6 +86,7 @@ public sealed class MotionLink(GantryConnection gantry, SafetySupervisor safety,
     /// <summary>Sends lines that do not move (modal state, needle drive) and awaits each ok.</summary>
     public async Task SetUpAsync(IReadOnlyList<ProgramLine> lines, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(lines);
         foreach (var line in lines) await AckAsync(await SendAsync(line, cancellationToken), 0, cancellationToken);
     }
 

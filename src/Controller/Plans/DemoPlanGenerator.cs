@@ -13,6 +13,7 @@ namespace SmpRobot.Controller.Plans;
 /// Written by hand (Bridson's dart-throwing with a variable radius) because no package on the registry
 /// offers spatially varying Poisson-disk sampling; it is ~100 lines and fully deterministic.
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5394", Justification = "seeded pseudo-random placement, so that a seed always gives the same demo plan: not security")]
 public static class DemoPlanGenerator
 {
     /// <summary>Poisson-disk radius in the interior, mm: the smallest distance between any two dots.</summary>
@@ -94,7 +95,7 @@ public static class DemoPlanGenerator
     /// <summary>Bridson's algorithm with a per-point exclusion radius.</summary>
     private static List<Point> Grow(Field field, double regionRadiusMm, Random rng)
     {
-        var maxRadiusMm = field.MaxExclusionMm;
+        var maxRadiusMm = Field.MaxExclusionMm;
         var cellMm = InteriorSpacingMm / Math.Sqrt(2);
         var halfMm = (regionRadiusMm * 1.25) + 2;
         var n = (int)Math.Ceiling(2 * halfMm / cellMm) + 1;
@@ -174,7 +175,7 @@ public static class DemoPlanGenerator
         public double P6 { get; } = rng.NextDouble() * 2 * Math.PI;
         public double P7 { get; } = rng.NextDouble() * 2 * Math.PI;
 
-        public double MaxExclusionMm => InteriorSpacingMm + 1.1;
+        public const double MaxExclusionMm = InteriorSpacingMm + 1.1;
 
         /// <summary>Normalised radius (1 = region edge), feather 0..1 and exclusion radius at (x, y).</summary>
         public (double Rho, double Feather, double RadiusMm) At(double x, double y, double regionRadiusMm)

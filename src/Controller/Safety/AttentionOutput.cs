@@ -8,7 +8,7 @@ namespace SmpRobot.Controller.Safety;
 /// <see cref="Sessions.SessionManager.AttentionReason"/>): a session held, faulted or stopped, or the
 /// e-stop latched. Looked at every <see cref="Period"/>; off again once the reason is gone.
 /// </summary>
-public sealed class AttentionOutput : IDisposable
+public sealed partial class AttentionOutput : IDisposable
 {
     /// <summary>How often the reason is looked at.</summary>
     public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(100);
@@ -27,6 +27,7 @@ public sealed class AttentionOutput : IDisposable
     /// <param name="reason">Why the operator is needed now; null when not.</param>
     public AttentionOutput(int pin, bool activeHigh, GpioDriver driver, Func<string?> reason, TimeProvider timeProvider, ILogger<AttentionOutput> log)
     {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _pin = pin;
         _activeHigh = activeHigh;
         _reason = reason;
@@ -69,7 +70,17 @@ public sealed class AttentionOutput : IDisposable
             _on = on;
             _controller.Write(_pin, on == _activeHigh ? PinValue.High : PinValue.Low);
         }
-        if (on) _log.LogWarning("Attention output on: {Reason}", reason);
-        else _log.LogInformation("Attention output off");
+        if (on) Log.On(_log, reason);
+        else Log.Off(_log);
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Attention output on: {Reason}")]
+        public static partial void On(ILogger log, string? reason);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Attention output off")]
+        public static partial void Off(ILogger log);
     }
 }

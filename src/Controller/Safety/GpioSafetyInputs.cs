@@ -19,7 +19,7 @@ namespace SmpRobot.Controller.Safety;
 /// <para>Edges are backed by polling (<see cref="PollInterval"/>), so a missed edge still trips on
 /// the next poll, and an input already active at start trips at start.</para>
 /// </remarks>
-public sealed class GpioSafetyInputs : IDisposable
+public sealed partial class GpioSafetyInputs : IDisposable
 {
     /// <summary>Source name of trips from the e-stop input.</summary>
     public const string EstopSource = "gpio-estop";
@@ -70,7 +70,9 @@ public sealed class GpioSafetyInputs : IDisposable
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Check();
+#pragma warning disable CA2000 // the GpioSafetyInputs owns the driver (its GpioController disposes it)
         return new GpioSafetyInputs(config, new LibGpiodDriver(config.Chip), trip, timeProvider, log);
+#pragma warning restore CA2000
     }
 
     /// <summary>Polling period backing the edge events.</summary>
@@ -106,17 +108,20 @@ public sealed class GpioSafetyInputs : IDisposable
             if (!_controller.IsPinModeSupported(input.Pin, bias))
             {
                 mode = PinMode.Input;
-                _log.LogWarning("GPIO {Chip}/{Pin} ({Input}) has no {Bias}: an external resistor to the active level is required for fail-safe wiring",
-                    _config.Chip, input.Pin, input.Description, bias);
+                Log.NoBias(_log, _config.Chip, input.Pin, input.Description, bias);
             }
             _controller.OpenPin(input.Pin, mode);
             _controller.RegisterCallbackForPinValueChangedEvent(input.Pin, PinEventTypes.Rising | PinEventTypes.Falling, _onEdge);
         }
         foreach (var input in _inputs) Evaluate(input, activeEdge: false);
         _poll = _time.CreateTimer(_ => Poll(), null, PollInterval, PollInterval);
-        _log.LogInformation("Watching GPIO chip {Chip}: e-stop pin {Estop}, door pin {Door}, active {Level}",
-            _config.Chip, _config.EstopPin?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-",
-            _config.DoorPin?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", _config.ActiveLow ? "low" : "high");
+        if (_log.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873 // false positive: guarded by IsEnabled just above; the analyzer does not see guards around static [LoggerMessage] methods (dotnet/sdk#50893)
+            Log.Watching(_log, _config.Chip, _config.EstopPin?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-",
+                _config.DoorPin?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", _config.ActiveLow ? "low" : "high");
+#pragma warning restore CA1873
+        }
     }
 
     public void Dispose()
@@ -177,7 +182,7 @@ public sealed class GpioSafetyInputs : IDisposable
             catch (Exception e) when (e is InvalidOperationException or IOException)
             {
                 // An input that cannot be read cannot vouch for safety: treat it as active.
-                _log.LogError("Cannot read GPIO {Pin} ({Input}): {Message}", input.Pin, input.Description, e.Message);
+                Log.Unreadable(_log, input.Pin, input.Description, e.Message);
                 level = _config.ActiveLow ? PinValue.Low : PinValue.High;
             }
             var active = activeEdge || (level == PinValue.Low) == _config.ActiveLow;
@@ -201,7 +206,7 @@ public sealed class GpioSafetyInputs : IDisposable
                 {
                     input.Active = false;
                     input.InactiveSince = null;
-                    _log.LogInformation("GPIO {Input} is inactive again (re-armed); nothing restarts by itself", input.Description);
+                    Log.Rearmed(_log, input.Description);
                 }
             }
         }
@@ -210,14 +215,16 @@ public sealed class GpioSafetyInputs : IDisposable
 
     private async Task TripAsync(string source, string reason)
     {
-        _log.LogWarning("GPIO safety input {Source}: {Reason}", source, reason);
+        Log.Tripped(_log, source, reason);
         try
         {
             await _trip(source, reason);
         }
+#pragma warning disable CA1031 // runs unobserved from the poll timer and pin events: a trip's failure is logged, never thrown (as documented)
         catch (Exception e)
+#pragma warning restore CA1031
         {
-            _log.LogError(e, "The GPIO trip from {Source} failed", source);
+            Log.TripFailed(_log, e, source);
         }
     }
 
@@ -229,5 +236,27 @@ public sealed class GpioSafetyInputs : IDisposable
         public bool Active { get; set; }
         public long? InactiveSince { get; set; }
         public int Trips { get; set; }
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "GPIO {Chip}/{Pin} ({Input}) has no {Bias}: an external resistor to the active level is required for fail-safe wiring")]
+        public static partial void NoBias(ILogger log, int chip, int pin, string input, PinMode bias);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Watching GPIO chip {Chip}: e-stop pin {Estop}, door pin {Door}, active {Level}")]
+        public static partial void Watching(ILogger log, int chip, string estop, string door, string level);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Cannot read GPIO {Pin} ({Input}): {Message}")]
+        public static partial void Unreadable(ILogger log, int pin, string input, string message);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "GPIO {Input} is inactive again (re-armed); nothing restarts by itself")]
+        public static partial void Rearmed(ILogger log, string input);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "GPIO safety input {Source}: {Reason}")]
+        public static partial void Tripped(ILogger log, string source, string reason);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "The GPIO trip from {Source} failed")]
+        public static partial void TripFailed(ILogger log, Exception error, string source);
     }
 }

@@ -18,7 +18,7 @@ public interface ISafetySwitch
     bool IsEngaged { get; }
 
     /// <summary>Raised at once when the switch disengages (on the thread that saw it). Engaging again raises nothing: resuming is the operator's decision at the console.</summary>
-    event Action? Disengaged;
+    event EventHandler? Disengaged;
 }
 
 /// <summary>
@@ -31,7 +31,7 @@ public interface ISafetySwitch
 /// polling the level (<see cref="PollInterval"/>), so a missed edge still disengages on the next
 /// poll, and the state at start is read, not assumed.
 /// </summary>
-public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
+public sealed partial class GpioSafetySwitch : ISafetySwitch, IDisposable
 {
     /// <summary>Default period of the level poll that backs the edges.</summary>
     public static readonly TimeSpan DefaultPollInterval = TimeSpan.FromMilliseconds(20);
@@ -54,6 +54,7 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
     /// <param name="driver">The chip (owned).</param>
     public GpioSafetySwitch(string name, int chip, int pin, bool engagedLow, TimeSpan debounce, GpioDriver driver, TimeProvider timeProvider, ILogger<GpioSafetySwitch> log, TimeSpan? pollInterval = null)
     {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         Name = name;
         _pin = pin;
         _engagedLow = engagedLow;
@@ -68,11 +69,12 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
         _button.ButtonUp += (_, _) => SetEngaged(false, "disengaged");
         lock (_gate) _engaged = ReadEngaged();
         _button.IsPressed = _engaged;
-        _log.LogInformation("{Name} on GPIO {Chip}/{Pin}: {State}", name, chip, _pin, _engaged ? "engaged" : "DISENGAGED");
+        Log.Opened(_log, name, chip, _pin, _engaged ? "engaged" : "DISENGAGED");
         _poll = timeProvider.CreateTimer(_ => Poll(), null, PollInterval, PollInterval);
     }
 
     /// <summary>A switch on the host's GPIO chip through libgpiod.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "the GpioSafetySwitch owns the driver (its GpioController disposes it)")]
     public static GpioSafetySwitch Open(string name, int chip, int pin, bool engagedLow, TimeSpan debounce, TimeProvider timeProvider, ILogger<GpioSafetySwitch> log) =>
         new(name, chip, pin, engagedLow, debounce, new LibGpiodDriver(chip), timeProvider, log);
 
@@ -86,7 +88,7 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
     public bool IsEngaged { get { lock (_gate) return _engaged; } }
 
     /// <inheritdoc />
-    public event Action? Disengaged;
+    public event EventHandler? Disengaged;
 
     public void Dispose()
     {
@@ -109,7 +111,7 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
         catch (Exception e) when (e is InvalidOperationException or IOException)
         {
             // A switch that cannot be read cannot vouch for anything.
-            _log.LogError("Cannot read the {Name} on GPIO {Pin}: {Message}", Name, _pin, e.Message);
+            Log.Unreadable(_log, Name, _pin, e.Message);
             return false;
         }
     }
@@ -133,8 +135,21 @@ public sealed class GpioSafetySwitch : ISafetySwitch, IDisposable
             if (_disposed || _engaged == engaged) return;
             _engaged = engaged;
         }
-        _log.LogInformation("{Name} {How}", Name, how);
-        if (!engaged) Disengaged?.Invoke();
+        Log.Changed(_log, Name, how);
+        if (!engaged) Disengaged?.Invoke(this, EventArgs.Empty);
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "{Name} on GPIO {Chip}/{Pin}: {State}")]
+        public static partial void Opened(ILogger log, string name, int chip, int pin, string state);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Cannot read the {Name} on GPIO {Pin}: {Message}")]
+        public static partial void Unreadable(ILogger log, string name, int pin, string message);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "{Name} {How}")]
+        public static partial void Changed(ILogger log, string name, string how);
     }
 }
 

@@ -24,7 +24,7 @@ public sealed class MachineReadiness(GantryConnection gantry, SafetySupervisor s
     /// firmware settings against the profile only when <paramref name="needsMatchingSettings"/> (sessions:
     /// a dot's depth depends on them; a manual move is watched by its operator).
     /// </summary>
-    public List<string> Refusals(bool needsHoming, bool needsMatchingSettings = false)
+    public IReadOnlyList<string> Refusals(bool needsHoming, bool needsMatchingSettings = false)
     {
         var refusals = new List<string>();
         if (safety.IsLatched) refusals.Add(LatchedRefusal);
@@ -42,7 +42,7 @@ public sealed class MachineReadiness(GantryConnection gantry, SafetySupervisor s
     /// </summary>
     public IDisposable Take(MachineUse use, string what, string action, bool needsHoming = true, bool needsMatchingSettings = false)
     {
-        if (Refusals(needsHoming, needsMatchingSettings).FirstOrDefault() is { } refusal) throw new RefusedException(RefusalKind.FailedPrecondition, $"cannot {action}: {refusal}");
+        if (Refusals(needsHoming, needsMatchingSettings) is [var refusal, ..]) throw new RefusedException(RefusalKind.FailedPrecondition, $"cannot {action}: {refusal}");
         return gantry.Lease.Acquire(use, what, action);
     }
 }

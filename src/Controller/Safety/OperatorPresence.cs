@@ -29,15 +29,15 @@ public sealed class OperatorPresence
         _profile = profile;
         _time = timeProvider;
         _pedal = pedal;
-        if (pedal is not null) pedal.Disengaged += () => Lost?.Invoke(null, "foot pedal released");
+        if (pedal is not null) pedal.Disengaged += (_, _) => Lost?.Invoke(this, new PresenceLostEventArgs(null, "foot pedal released"));
     }
 
     /// <summary>
     /// Raised (on the thread that noticed) when presence may have been lost at once: a console's
-    /// heartbeat stream closed (argument: its id) or the foot pedal was released (argument: null).
+    /// heartbeat stream closed (<see cref="PresenceLostEventArgs.ConsoleId"/>: its id) or the foot pedal was released (null).
     /// Silence is noticed by whoever asks <see cref="IsPresent"/> (the session's watchdog).
     /// </summary>
-    public event Action<string?, string>? Lost;
+    public event EventHandler<PresenceLostEventArgs>? Lost;
 
     /// <summary>The foot pedal, when the machine has one.</summary>
     public ISafetySwitch? Pedal => _pedal;
@@ -46,13 +46,13 @@ public sealed class OperatorPresence
     public long RejectedBeats => Interlocked.Read(ref _rejectedBeats);
 
     /// <summary>A heartbeat stream opened; beat through the handle, dispose it when the stream closes.</summary>
-    public HeartbeatStream OpenStream()
+    public ConsoleHeartbeats OpenStream()
     {
         lock (_gate)
         {
             var stream = new StreamState("stream-" + (++_nextStream).ToString(CultureInfo.InvariantCulture));
             _streams.Add(stream);
-            return new HeartbeatStream(this, stream);
+            return new ConsoleHeartbeats(this, stream);
         }
     }
 
@@ -107,7 +107,7 @@ public sealed class OperatorPresence
     private bool IsFresh(StreamState s) =>
         s.LastBeatTimestamp != 0 && _time.GetElapsedTime(s.LastBeatTimestamp).TotalMilliseconds <= _profile.DeadManTimeoutMs;
 
-    private bool Beat(StreamState stream, string? consoleId, ulong sequence, string operatorName)
+    internal bool Beat(StreamState stream, string? consoleId, ulong sequence, string operatorName)
     {
         lock (_gate)
         {
@@ -125,13 +125,18 @@ public sealed class OperatorPresence
         }
     }
 
-    private void Close(StreamState stream)
+    internal void Close(StreamState stream)
     {
         lock (_gate)
         {
             if (!_streams.Remove(stream)) return;
         }
-        Lost?.Invoke(stream.ConsoleId, $"console {stream.ConsoleId} disconnected (operator heartbeat stream closed)");
+        Lost?.Invoke(this, new PresenceLostEventArgs(stream.ConsoleId, $"console {stream.ConsoleId} disconnected (operator heartbeat stream closed)"));
+    }
+
+    internal string ConsoleIdOf(StreamState stream)
+    {
+        lock (_gate) return stream.ConsoleId;
     }
 
     internal sealed class StreamState(string id)
@@ -141,30 +146,40 @@ public sealed class OperatorPresence
         public long LastBeatTimestamp { get; set; }
         public string Operator { get; set; } = "";
     }
+}
 
-    /// <summary>One console's heartbeat stream.</summary>
-    public sealed class HeartbeatStream : IDisposable
+/// <summary>One console's heartbeat stream, as <see cref="OperatorPresence"/> sees it: open until disposed.</summary>
+public sealed class ConsoleHeartbeats : IDisposable
+{
+    private readonly OperatorPresence _owner;
+    private readonly OperatorPresence.StreamState _stream;
+    private int _disposed;
+
+    internal ConsoleHeartbeats(OperatorPresence owner, OperatorPresence.StreamState stream)
     {
-        private readonly OperatorPresence _owner;
-        private readonly StreamState _stream;
-        private int _disposed;
-
-        internal HeartbeatStream(OperatorPresence owner, StreamState stream)
-        {
-            _owner = owner;
-            _stream = stream;
-        }
-
-        /// <summary>The console this stream belongs to (its first beat's console id, else a per-stream id).</summary>
-        public string ConsoleId { get { lock (_owner._gate) return _stream.ConsoleId; } }
-
-        /// <summary>Records a beat; false (ignored) when its sequence does not increase.</summary>
-        /// <param name="consoleId">The console's id; only the first beat's counts.</param>
-        public bool Beat(string? consoleId, ulong sequence, string operatorName) => _owner.Beat(_stream, consoleId, sequence, operatorName);
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) _owner.Close(_stream);
-        }
+        _owner = owner;
+        _stream = stream;
     }
+
+    /// <summary>The console this stream belongs to (its first beat's console id, else a per-stream id).</summary>
+    public string ConsoleId => _owner.ConsoleIdOf(_stream);
+
+    /// <summary>Records a beat; false (ignored) when its sequence does not increase.</summary>
+    /// <param name="consoleId">The console's id; only the first beat's counts.</param>
+    public bool Beat(string? consoleId, ulong sequence, string operatorName) => _owner.Beat(_stream, consoleId, sequence, operatorName);
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _owner.Close(_stream);
+    }
+}
+
+/// <summary>Presence that may have been lost at once (<see cref="OperatorPresence.Lost"/>).</summary>
+public sealed class PresenceLostEventArgs(string? consoleId, string reason) : EventArgs
+{
+    /// <summary>The console whose heartbeat stream closed; null for the foot pedal.</summary>
+    public string? ConsoleId { get; } = consoleId;
+
+    /// <summary>What happened, in words.</summary>
+    public string Reason { get; } = reason;
 }

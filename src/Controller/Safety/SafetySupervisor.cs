@@ -26,7 +26,7 @@ public sealed class MotionRefusedException(string message) : Exception(message);
 /// the reset never restarts motion), the stop sequence on the wire, and the gate every motion line
 /// of a session passes through so nothing is sent once a stop has begun.
 /// </summary>
-public sealed class SafetySupervisor : IDisposable
+public sealed partial class SafetySupervisor : IDisposable
 {
     private static readonly TimeSpan HoldSettleTimeout = TimeSpan.FromSeconds(3);
     private readonly GantryConnection _gantry;
@@ -63,21 +63,21 @@ public sealed class SafetySupervisor : IDisposable
     /// Raised synchronously right after the stop bytes are on the wire, so the session runner stops
     /// queueing before the queue is flushed. Handlers must be quick and must not throw.
     /// </summary>
-    public event EventHandler<EmergencyStopState>? EmergencyStopLatched;
+    public event EventHandler<EmergencyStopEventArgs>? EmergencyStopLatched;
 
     /// <summary>
     /// Raised by every emergency-stop request right after its stop bytes were written (arguments: the
     /// request's arrival and the feed-hold byte's TimeProvider timestamps; 0 when not written), for
     /// latency figures. Handlers must be quick and must not throw.
     /// </summary>
-    public event Action<long, long>? StopBytesWritten;
+    public event EventHandler<StopBytesWrittenEventArgs>? StopBytesWritten;
 
     /// <summary>
     /// Raised when a stop sequence (flush, needle off, retract) ended, with the steps it did and its
     /// error ("" when complete), before the request that ran it is answered. Handlers must be quick
     /// and must not throw.
     /// </summary>
-    public event Action<IReadOnlyList<string>, string>? StopSequenceFinished;
+    public event EventHandler<StopSequenceFinishedEventArgs>? StopSequenceFinished;
 
     /// <summary>
     /// Emergency stop. Feed hold and safety door (needle drive off) go on the wire first, ahead of
@@ -111,7 +111,7 @@ public sealed class SafetySupervisor : IDisposable
         {
             linkError = $"could not write the stop bytes ({e.Message}): use the hard-wired e-stop";
         }
-        StopBytesWritten?.Invoke(arrivedTimestamp, holdWritten);
+        StopBytesWritten?.Invoke(this, new StopBytesWrittenEventArgs(arrivedTimestamp, holdWritten));
         // A motion hold's stop sequence in progress gives way at once (it holds the sequence lock).
         var interrupted = Interlocked.Exchange(ref _motionHoldInterrupt, new CancellationTokenSource());
         _ = interrupted.CancelAsync();
@@ -133,11 +133,13 @@ public sealed class SafetySupervisor : IDisposable
             try
             {
                 // Listeners only take note (the runner is cancelled asynchronously): nothing here may wait.
-                EmergencyStopLatched?.Invoke(this, State);
+                EmergencyStopLatched?.Invoke(this, new EmergencyStopEventArgs(State));
             }
+#pragma warning disable CA1031 // the e-stop path must never throw: a listener's failure is logged
             catch (Exception e)
+#pragma warning restore CA1031
             {
-                _log.LogError(e, "An e-stop listener failed");
+                Log.ListenerFailed(_log, e);
             }
         }
         // A repeated e-stop runs the whole sequence again: its stop bytes put the firmware in a hold
@@ -156,7 +158,7 @@ public sealed class SafetySupervisor : IDisposable
         // and fsync (shared with snapshots and the session runner) must not delay the stop.
         if (firstLatch)
         {
-            _log.LogWarning("EMERGENCY STOP from {Source}: {Reason}", source, reason);
+            Log.EmergencyStop(_log, source, reason);
             _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}", latchedAt);
         }
         if (stopError.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + stopError);
@@ -186,7 +188,9 @@ public sealed class SafetySupervisor : IDisposable
             {
                 mine.SetResult(await FinishStopAsync(cancellationToken));
             }
+#pragma warning disable CA1031 // not swallowed: handed to the sequence's task, whose await below rethrows it to this caller and to every joiner
             catch (Exception e)
+#pragma warning restore CA1031
             {
                 mine.SetException(e);
             }
@@ -248,7 +252,7 @@ public sealed class SafetySupervisor : IDisposable
             await client.SendRealtimeAsync(GrblRealtime.FeedHold, CancellationToken.None);
             Volatile.Write(ref _lastMotionHoldTimestamp, _time.GetTimestamp());
             await client.SendRealtimeAsync(GrblRealtime.SafetyDoor, CancellationToken.None);
-            _log.LogWarning("Motion hold, retracting the needle: {Reason}", reason);
+            Log.MotionHold(_log, reason);
             // An emergency stop takes over at once: it must not wait behind this sequence.
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Volatile.Read(ref _motionHoldInterrupt).Token);
             var (_, error) = await FinishStopAsync(linked.Token);
@@ -332,20 +336,22 @@ public sealed class SafetySupervisor : IDisposable
             var error = await StopWhenAnsweringAsync(client, BackgroundRecontactWindow, _shutdown.Token);
             if (_shutdown.IsCancellationRequested)
             {
-                _log.LogWarning("Background stop abandoned as the controller stops: {Outcome}", error ?? "stopped");
+                Log.BackgroundStopAbandoned(_log, error ?? "stopped");
                 return;
             }
 
             _ledger.Audit(null, "fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
-            _log.LogWarning("Background stop after a silent firmware: {Outcome}", error ?? "stopped");
+            Log.BackgroundStopDone(_log, error ?? "stopped");
         }
         catch (Exception e) when (_shutdown.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
         {
-            _log.LogWarning("Background stop abandoned as the controller stops: {Message}", e.Message);
+            Log.BackgroundStopInterrupted(_log, e.Message);
         }
+#pragma warning disable CA1031 // runs unobserved in the background after a fault: its failure is logged
         catch (Exception e)
+#pragma warning restore CA1031
         {
-            _log.LogError(e, "Background stop failed");
+            Log.BackgroundStopFailed(_log, e);
         }
         finally
         {
@@ -369,7 +375,7 @@ public sealed class SafetySupervisor : IDisposable
             Volatile.Write(ref _latched, 0);
             _state = _state with { Latched = false };
         }
-        _log.LogWarning("Emergency stop reset by {Source}", source);
+        Log.Reset(_log, source);
         _ledger.Audit(null, "estop-reset", $"emergency stop reset by {source}");
         return State;
     }
@@ -380,6 +386,7 @@ public sealed class SafetySupervisor : IDisposable
     /// </summary>
     public async ValueTask<SentLine> SendMotionLineAsync(GrblClient client, string line, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(client);
         ThrowIfStopping();
         try
         {
@@ -416,16 +423,18 @@ public sealed class SafetySupervisor : IDisposable
             while (true)
             {
                 var restart = Volatile.Read(ref _sequenceRestart).Token;
+#pragma warning disable CA2000 // false positive: the using declaration disposes it on every path
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, restart);
+#pragma warning restore CA2000
                 try
                 {
                     var result = await StopStepsAsync(linked.Token);
-                    StopSequenceFinished?.Invoke(result.Steps, result.Error);
+                    StopSequenceFinished?.Invoke(this, new StopSequenceFinishedEventArgs(result.Steps, result.Error));
                     return result;
                 }
                 catch (OperationCanceledException) when (restart.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
-                    _log.LogInformation("Another emergency stop arrived during the stop sequence: starting it over");
+                    Log.StopSequenceRestarted(_log);
                 }
             }
         }
@@ -488,7 +497,7 @@ public sealed class SafetySupervisor : IDisposable
         }
         catch (Exception e) when (e is IOException or GantryFaultException or InvalidOperationException or TimeoutException)
         {
-            _log.LogError("Stop sequence failed: {Message}", e.Message);
+            Log.StopSequenceFailed(_log, e.Message);
             return (steps, $"stop sequence failed after [{string.Join(", ", steps)}]: {e.Message}; use the hard-wired e-stop");
         }
     }
@@ -508,4 +517,65 @@ public sealed class SafetySupervisor : IDisposable
         var ack = await client.ExecuteAsync(line.Line, cancellationToken).WaitAsync(AckPolicy.Bound(line.KinematicSeconds, _gantry.TimeScale), _time, cancellationToken);
         if (!ack.Ok) throw new InvalidOperationException($"'{line.Line}' was refused: error:{ack.ErrorCode} {ack.ErrorText}");
     }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Error, Message = "An e-stop listener failed")]
+        public static partial void ListenerFailed(ILogger log, Exception error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "EMERGENCY STOP from {Source}: {Reason}")]
+        public static partial void EmergencyStop(ILogger log, string source, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Motion hold, retracting the needle: {Reason}")]
+        public static partial void MotionHold(ILogger log, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop abandoned as the controller stops: {Outcome}")]
+        public static partial void BackgroundStopAbandoned(ILogger log, string outcome);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop after a silent firmware: {Outcome}")]
+        public static partial void BackgroundStopDone(ILogger log, string outcome);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Background stop abandoned as the controller stops: {Message}")]
+        public static partial void BackgroundStopInterrupted(ILogger log, string message);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Background stop failed")]
+        public static partial void BackgroundStopFailed(ILogger log, Exception error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Emergency stop reset by {Source}")]
+        public static partial void Reset(ILogger log, string source);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Another emergency stop arrived during the stop sequence: starting it over")]
+        public static partial void StopSequenceRestarted(ILogger log);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Stop sequence failed: {Message}")]
+        public static partial void StopSequenceFailed(ILogger log, string message);
+    }
+}
+
+/// <summary>The latch of an emergency stop (<see cref="SafetySupervisor.EmergencyStopLatched"/>).</summary>
+public sealed class EmergencyStopEventArgs(EmergencyStopState state) : EventArgs
+{
+    /// <summary>The state as latched.</summary>
+    public EmergencyStopState State { get; } = state;
+}
+
+/// <summary>An emergency-stop request's stop bytes written (<see cref="SafetySupervisor.StopBytesWritten"/>).</summary>
+public sealed class StopBytesWrittenEventArgs(long arrivedTimestamp, long holdWrittenTimestamp) : EventArgs
+{
+    /// <summary>TimeProvider timestamp of the request's arrival.</summary>
+    public long ArrivedTimestamp { get; } = arrivedTimestamp;
+
+    /// <summary>TimeProvider timestamp of the feed-hold byte's write; 0 when it was not written.</summary>
+    public long HoldWrittenTimestamp { get; } = holdWrittenTimestamp;
+}
+
+/// <summary>A stop sequence that ended (<see cref="SafetySupervisor.StopSequenceFinished"/>).</summary>
+public sealed class StopSequenceFinishedEventArgs(IReadOnlyList<string> steps, string error) : EventArgs
+{
+    /// <summary>The steps it did.</summary>
+    public IReadOnlyList<string> Steps { get; } = steps;
+
+    /// <summary>Its error; "" when complete.</summary>
+    public string Error { get; } = error;
 }

@@ -29,7 +29,7 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
             FyPx = k.FyPx,
             CxPx = k.CxPx,
             CyPx = k.CyPx,
-            Png = ByteString.CopyFrom(outcome.ViewErrorsPng),
+            Png = ByteString.CopyFrom(outcome.ViewErrorsPng.Span),
         };
         reply.Distortion.Add(k.Distortion);
         reply.Views.Add(outcome.Result.Views.Select(v => new IntrinsicsView { Name = v.Name, Corners = v.Corners, Used = v.Status == ViewStatus.Used, RmsPx = v.RmsPx, Reason = v.Reason ?? "" }));
@@ -58,8 +58,8 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
             MarkerRotationSpreadDeg = r.MarkerRotationSpreadDeg,
             Seconds = outcome.Seconds,
             Applied = outcome.Applied,
-            ResidualsPng = ByteString.CopyFrom(outcome.ResidualsPng),
-            HistogramPng = ByteString.CopyFrom(outcome.HistogramPng),
+            ResidualsPng = ByteString.CopyFrom(outcome.ResidualsPng.Span),
+            HistogramPng = ByteString.CopyFrom(outcome.HistogramPng.Span),
         };
         reply.Stops.Add(r.MarkerFit.Points.Select(p => new CalibrationStop
         {
@@ -88,7 +88,7 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
             CalibrationId = outcome.CalibrationId,
             Stats = ToProto(d.Stats),
             MeanResidualMm = ToProto(d.MeanResidualMm),
-            ResidualsPng = ByteString.CopyFrom(outcome.ResidualsPng),
+            ResidualsPng = ByteString.CopyFrom(outcome.ResidualsPng.Span),
         };
         reply.Points.Add(d.Points.Select(p => new DriftPointResult { GantryMm = ToProto(p.GantryMm), ResidualMm = ToProto(p.ResidualMm), ErrorMm = p.ErrorMm, Passed = p.Passed }));
         return reply;

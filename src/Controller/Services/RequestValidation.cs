@@ -107,7 +107,7 @@ internal static class RequestValidation
         while ((read = await body.ReadAsync(chunk, ct)) > 0)
         {
             if (buffer.Length + read > limit) return null;
-            buffer.Write(chunk, 0, read);
+            await buffer.WriteAsync(chunk.AsMemory(0, read), ct);
         }
         return buffer.ToArray();
     }

@@ -45,6 +45,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// <summary>As <see cref="Aim"/>, and says whether a hold comes from tracking (it clears by itself when tracking settles) or not (the envelope).</summary>
     public AimResult AimOrHold(PlannedDot dot, TimeSpan lookAhead = default)
     {
+        ArgumentNullException.ThrowIfNull(dot);
         var pose = headPose.Latest(lookAhead);
         var hold = Gate(pose).HoldReason;
         if (hold is not null) return new AimResult(null, hold, TrackingHold: true);

@@ -156,9 +156,10 @@ public static class CheckMode
         await EnterAsync(client, time, timeout, cancellationToken);
 
         var run = new RunState(program, options.MaxListedErrors);
-        void OnFault(object? sender, GantryFaultException fault) => run.Stop(fault);
-        void OnStatus(object? sender, GrblStatus status)
+        void OnFault(object? sender, GantryFaultEventArgs e) => run.Stop(e.Fault);
+        void OnStatus(object? sender, GrblStatusEventArgs e)
         {
+            var status = e.Status;
             // Anything but Check means a reset ended check mode: further lines would move the machine.
             if (status.State != "Check") run.Stop(null, $"the firmware left check mode (state {status.State})");
         }

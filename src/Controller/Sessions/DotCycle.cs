@@ -47,7 +47,7 @@ public sealed record DotOutcome(DotOutcomeKind Kind, string Reason = "", bool Wa
 /// line comes from <see cref="DotProgram"/> and goes through <see cref="MotionLink"/>; the ledger holds
 /// every dot's state. Runs on the runner's task only.
 /// </summary>
-public sealed class DotCycle
+public sealed partial class DotCycle
 {
     /// <summary>Verify-before-plunge corrections of a fixed head before the session holds.</summary>
     public const int MaxVerifyTries = 3;
@@ -113,6 +113,7 @@ public sealed class DotCycle
     /// </summary>
     public async Task<DotOutcome> PlaceAsync(PlannedDot dot, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(dot);
         // A retract the guard asked for just before the last pass disarmed is finished before anything else moves.
         await FinishRetractIfRequestedAsync(ct);
         _commanded = null;
@@ -294,8 +295,9 @@ public sealed class DotCycle
         var fresh = _aiming.AimOrHold(aim.Dot, PlungeLookAhead(aim.Dot));
         if (fresh.Aim is null) return (aim, DotOutcome.Held(fresh.HoldReason!, fresh.TrackingHold), 0);
         var tolerance = _aiming.Source.IsTracking ? _profile.Tracking.AimToleranceMm : _profile.VerifyToleranceMm;
-        _log.LogDebug("Verify {Dot}: the target predicted at depth is {OffMm:0.000} mm from the hover point", aim.Dot.DotId, fresh.Aim.HoverMm.DistanceTo(aim.HoverMm));
-        if (fresh.Aim.HoverMm.DistanceTo(aim.HoverMm) <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
+        var predictedOffMm = fresh.Aim.HoverMm.DistanceTo(aim.HoverMm);
+        Log.Verify(_log, aim.Dot.DotId, predictedOffMm);
+        if (predictedOffMm <= tolerance && fresh.Aim.DepthMm.DistanceTo(aim.DepthMm) <= tolerance)
         {
             return (aim, null, 0);
         }
@@ -410,6 +412,13 @@ public sealed class DotCycle
         var hover = Vec3.Zero with { Z = _profile.HoverHeightMm + dot.DepthMm };
         var plunge = _program.Place(hover, Vec3.Zero, dot.DwellMs)[0];
         return TimeSpan.FromSeconds(plunge.KinematicSeconds) + DecisionToMotion;
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Debug, Message = "Verify {Dot}: the target predicted at depth is {OffMm:0.000} mm from the hover point")]
+        public static partial void Verify(ILogger log, string dot, double offMm);
     }
 }
 

@@ -10,7 +10,7 @@ namespace SmpRobot.Controller.Sessions;
 /// <c>tracking.maxHoldSeconds</c>, so short holds cannot dodge it. Thread-safe (the snapshot reads it
 /// while the runner changes it).
 /// </summary>
-public sealed class MotionHold(string sessionId, TimeProvider clock, HoldTally before, LedgerStore ledger, ILogger log, Action changed)
+public sealed partial class MotionHold(string sessionId, TimeProvider clock, HoldTally before, LedgerStore ledger, ILogger log, Action changed)
 {
     private readonly Lock _gate = new();
     private string? _reason;
@@ -57,7 +57,7 @@ public sealed class MotionHold(string sessionId, TimeProvider clock, HoldTally b
             _holds++;
         }
         ledger.Audit(sessionId, "hold", "motion hold: " + reason);
-        log.LogWarning("Session {SessionId} holds: {Reason}", sessionId, reason);
+        Log.Holds(log, sessionId, reason);
         changed();
     }
 
@@ -88,7 +88,7 @@ public sealed class MotionHold(string sessionId, TimeProvider clock, HoldTally b
     {
         var heldS = End();
         ledger.Audit(sessionId, "resumed", FormattableString.Invariant($"tracking settled for {goodMs:0} ms after a {heldS:0.0} s hold ({Tally.LastHoldReason}); going on"));
-        log.LogInformation("Session {SessionId} resumes after a {Seconds:0.0} s hold", sessionId, heldS);
+        Log.Resumes(log, sessionId, heldS);
         changed();
     }
 
@@ -108,5 +108,15 @@ public sealed class MotionHold(string sessionId, TimeProvider clock, HoldTally b
     public void CountRetract()
     {
         lock (_gate) _retracts++;
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId} holds: {Reason}")]
+        public static partial void Holds(ILogger log, string sessionId, string reason);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId} resumes after a {Seconds:0.0} s hold")]
+        public static partial void Resumes(ILogger log, string sessionId, double seconds);
     }
 }

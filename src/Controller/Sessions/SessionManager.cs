@@ -45,7 +45,7 @@ public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IRead
 /// <see cref="SessionRunner"/> through the <see cref="DotCycle"/>. Every dot's state lives in the
 /// durable ledger; the in-memory state here is only the running session's run.
 /// </summary>
-public sealed class SessionManager : IAsyncDisposable
+public sealed partial class SessionManager : IAsyncDisposable
 {
     private const int MaxInDoubtListed = 100;
     private readonly LedgerStore _ledger;
@@ -80,6 +80,9 @@ public sealed class SessionManager : IAsyncDisposable
 
     public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
     {
+        ArgumentNullException.ThrowIfNull(presence);
+        ArgumentNullException.ThrowIfNull(headPose);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _readiness = readiness;
         _patientSwitch = switches?.PatientSwitch;
         _calibration = calibration;
@@ -99,12 +102,12 @@ public sealed class SessionManager : IAsyncDisposable
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
         // A console that hangs up, or a released foot pedal, holds the run at once (not at the next look).
         presence.Lost += (_, _) => CheckOperator();
-        if (_patientSwitch is not null) _patientSwitch.Disengaged += CheckOperator;
+        if (_patientSwitch is not null) _patientSwitch.Disengaged += (_, _) => CheckOperator();
         _time = timeProvider;
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
-        _safety.EmergencyStopLatched += (_, s) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {s.Source}" + (s.Reason.Length > 0 ? ": " + s.Reason : ""));
-        _gantry.Faulted += (_, fault) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + fault.Message);
+        _safety.EmergencyStopLatched += (_, e) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {e.State.Source}" + (e.State.Reason.Length > 0 ? ": " + e.State.Reason : ""));
+        _gantry.Faulted += (_, e) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + e.Fault.Message);
     }
 
     public MachineProfile Profile => _profile;
@@ -127,7 +130,7 @@ public sealed class SessionManager : IAsyncDisposable
         var recovered = _ledger.RecoverAfterRestart("the controller stopped while this session was running");
         foreach (var id in recovered)
         {
-            _log.LogWarning("Recovered session {SessionId} after a restart: now FAULTED", id);
+            Log.Recovered(_log, id);
         }
         if (recovered.Count > 0) Changed();
         return recovered;
@@ -142,6 +145,7 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Pure motion + dwell time of a valid plan on this profile, from the fixed head pose (turned for each head position), seconds; the time to turn the head between positions is not in it.</summary>
     public double EstimateKinematicSeconds(Plan plan)
     {
+        ArgumentNullException.ThrowIfNull(plan);
         var head = _profile.FixedHead.ToTransform();
         var patches = PlanPatches.Of(plan);
         var grid = new StepGrid(_profile.StepsPerMm);
@@ -162,6 +166,7 @@ public sealed class SessionManager : IAsyncDisposable
     /// <summary>Validates and stores a new session (CREATED). Throws <see cref="RefusedException"/> (InvalidArgument) with the violations.</summary>
     public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation)
     {
+        ArgumentNullException.ThrowIfNull(validation);
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
         var plan = validation.Plan;
         var order = PathOrdering.Order(plan);
@@ -247,7 +252,7 @@ public sealed class SessionManager : IAsyncDisposable
         var record = Find(sessionId);
         SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
         // Refused here with the readiness text; CheckMode.RunAsync then takes the lease for the check itself.
-        if (_readiness.Refusals(needsHoming: true, needsMatchingSettings: true).FirstOrDefault() is { } refusal)
+        if (_readiness.Refusals(needsHoming: true, needsMatchingSettings: true) is [var refusal, ..])
         {
             throw new RefusedException(RefusalKind.FailedPrecondition, "cannot check the program: " + refusal);
         }
@@ -469,7 +474,7 @@ public sealed class SessionManager : IAsyncDisposable
     private List<string> MachineRefusals(string? consoleId)
     {
         // The machine's own (latch, link, settings, who holds it), then the session's; homing is told apart.
-        var refusals = _readiness.Refusals(needsHoming: false, needsMatchingSettings: true);
+        var refusals = _readiness.Refusals(needsHoming: false, needsMatchingSettings: true).ToList();
         if (_shuttingDown) refusals.Insert(_safety.IsLatched ? 1 : 0, "the controller is shutting down");
         if (consoleId is not null && _presence.AbsenceReason(consoleId) is { } absent) refusals.Add("no operator is supervising: " + absent);
         if (_patientSwitch is { IsEngaged: false }) refusals.Add(PatientPressed + ": ask the patient, then resume");
@@ -557,7 +562,7 @@ public sealed class SessionManager : IAsyncDisposable
         var record = _ledger.FindSession(run.SessionId)!;
         if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
         {
-            _log.LogError("Session {SessionId}: a run ending {Phase} from {From} is not in the phase table", run.SessionId, outcome, record.Phase);
+            Log.NotInPhaseTable(_log, run.SessionId, outcome, record.Phase);
         }
         lock (_gate)
         {
@@ -569,7 +574,7 @@ public sealed class SessionManager : IAsyncDisposable
             if (_shuttingDown) _quiesced.Cancel();
         }
         _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
-        _log.LogInformation("Session {SessionId} is {Phase}: {Reason}", run.SessionId, outcome, reason);
+        Log.RunEnded(_log, run.SessionId, outcome, reason);
         run.Commands.Cancellation.Dispose();
         Changed();
     }
@@ -644,14 +649,14 @@ public sealed class SessionManager : IAsyncDisposable
     private void CheckOperator()
     {
         if (Volatile.Read(ref _active) is not { } run || _runner.CheckOperator(run, _patientSwitch) is null) return;
-        OperatorHoldStarted?.Invoke(run.SessionId, _time.GetTimestamp());
+        OperatorHoldStarted?.Invoke(this, new OperatorHoldEventArgs(run.SessionId, _time.GetTimestamp()));
         Changed();
     }
 
     internal const string PatientPressed = "the patient's hand switch is pressed (or its circuit is open)";
 
-    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run (session id, TimeProvider timestamp of the decision).</summary>
-    public event Action<string, long>? OperatorHoldStarted;
+    /// <summary>Raised when the dead-man (heartbeat or pedal) or the patient's switch stopped a run.</summary>
+    public event EventHandler<OperatorHoldEventArgs>? OperatorHoldStarted;
 
     public async ValueTask DisposeAsync()
     {
@@ -667,9 +672,35 @@ public sealed class SessionManager : IAsyncDisposable
             }
             catch (TimeoutException)
             {
-                _log.LogError("Session {SessionId} did not stop within 30 s of shutdown", run.SessionId);
+                Log.DidNotStop(_log, run.SessionId);
             }
         }
         await _snapshots.DisposeAsync();
     }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Recovered session {SessionId} after a restart: now FAULTED")]
+        public static partial void Recovered(ILogger log, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: a run ending {Phase} from {From} is not in the phase table")]
+        public static partial void NotInPhaseTable(ILogger log, string sessionId, SessionPhase phase, SessionPhase from);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId} is {Phase}: {Reason}")]
+        public static partial void RunEnded(ILogger log, string sessionId, SessionPhase phase, string reason);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} did not stop within 30 s of shutdown")]
+        public static partial void DidNotStop(ILogger log, string sessionId);
+    }
+}
+
+/// <summary>A run stopped for the operator (<see cref="SessionManager.OperatorHoldStarted"/>).</summary>
+public sealed class OperatorHoldEventArgs(string sessionId, long timestamp) : EventArgs
+{
+    /// <summary>The session whose run stopped.</summary>
+    public string SessionId { get; } = sessionId;
+
+    /// <summary>TimeProvider timestamp of the decision.</summary>
+    public long Timestamp { get; } = timestamp;
 }

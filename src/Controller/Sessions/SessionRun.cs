@@ -144,5 +144,9 @@ public sealed class SessionRun(string sessionId, DateTimeOffset startedAt, doubl
     }
 
     /// <summary>Machine time: wall time while running × the simulator's time scale, added to the time before this run.</summary>
-    public double ElapsedSeconds(TimeProvider time, double timeScale) => elapsedBefore + (time.GetElapsedTime(runningSince).TotalSeconds * timeScale);
+    public double ElapsedSeconds(TimeProvider time, double timeScale)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        return elapsedBefore + (time.GetElapsedTime(runningSince).TotalSeconds * timeScale);
+    }
 }

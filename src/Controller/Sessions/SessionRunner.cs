@@ -13,7 +13,7 @@ namespace SmpRobot.Controller.Sessions;
 /// safe stop after a fault, the dot in doubt marked, and the phase it ends in. The lifecycle stores
 /// that end (<see cref="SessionManager"/>). One run at a time.
 /// </summary>
-public sealed class SessionRunner(
+public sealed partial class SessionRunner(
     LedgerStore ledger,
     GantryConnection gantry,
     SafetySupervisor safety,
@@ -33,6 +33,7 @@ public sealed class SessionRunner(
     /// <summary>Runs <paramref name="run"/> to its end; returns the phase it ends in and why (empty for a plain completion).</summary>
     public async Task<(SessionPhase Phase, string Reason)> RunAsync(SessionRun run)
     {
+        ArgumentNullException.ThrowIfNull(run);
         var ct = run.Commands.Cancellation.Token;
         var cycle = new DotCycle(run, motion, gantry, program, aiming, profile, presence, poses, ledger, timeProvider, log, changed);
         var outcome = SessionPhase.Completed;
@@ -118,9 +119,11 @@ public sealed class SessionRunner(
             (outcome, reason) = Failure(run, e);
             safeStopNeeded = outcome == SessionPhase.Faulted;
         }
+#pragma warning disable CA1031 // the runner's last resort: an unexpected failure faults the session and the safe stop below still runs
         catch (Exception e)
+#pragma warning restore CA1031
         {
-            log.LogError(e, "Session {SessionId} failed", run.SessionId);
+            Log.Failed(log, e, run.SessionId);
             (outcome, reason) = (SessionPhase.Faulted, "internal error: " + e.Message);
             safeStopNeeded = true;
         }
@@ -140,7 +143,7 @@ public sealed class SessionRunner(
             run.Guard.ClearRetract();
             if (retractError.Length > 0 && outcome != SessionPhase.EmergencyStopped)
             {
-                log.LogError("Motion-hold retract failed: {Error}", retractError);
+                Log.RetractFailed(log, retractError);
                 reason += "; motion-hold retract: " + retractError;
                 outcome = SessionPhase.Faulted;
                 safeStopNeeded = true;
@@ -169,6 +172,7 @@ public sealed class SessionRunner(
     /// </summary>
     public string? CheckOperator(SessionRun run, ISafetySwitch? patientSwitch)
     {
+        ArgumentNullException.ThrowIfNull(run);
         if (run.Commands.Posted is not null) return null;
         string reason;
         if (patientSwitch is { IsEngaged: false }) reason = "paused by the patient (" + SessionManager.PatientPressed + ")";
@@ -177,7 +181,7 @@ public sealed class SessionRunner(
         // Started on this thread: the hold byte goes on the wire before anything else here.
         run.Guard.TryRetract(reason);
         run.Commands.Post(RunCommandKind.Pause, reason);
-        log.LogWarning("Session {SessionId} holds for the operator: {Reason}", run.SessionId, reason);
+        Log.HoldsForOperator(log, run.SessionId, reason);
         return reason;
     }
 
@@ -234,4 +238,17 @@ public sealed class SessionRunner(
         GantryFaultException g => $"gantry fault ({g.Kind}): {g.Message}",
         _ => e.Message,
     };
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
+        public static partial void Failed(ILogger log, Exception error, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Motion-hold retract failed: {Error}")]
+        public static partial void RetractFailed(ILogger log, string error);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId} holds for the operator: {Reason}")]
+        public static partial void HoldsForOperator(ILogger log, string sessionId, string reason);
+    }
 }

@@ -21,7 +21,7 @@ public sealed record PublishedSnapshot(long Version, SessionSnapshot Snapshot, l
 /// time); watchers' async loops on the thread pool. <c>_gate</c> guards the entries and is never
 /// held while a snapshot is built or a watcher is resumed.
 /// </remarks>
-public sealed class SessionSnapshots : IAsyncDisposable
+public sealed partial class SessionSnapshots : IAsyncDisposable
 {
     /// <summary>Default: watched sessions are published at least this often (elapsed time and machine status move on their own).</summary>
     public static readonly TimeSpan DefaultRefreshEvery = TimeSpan.FromMilliseconds(500);
@@ -108,6 +108,7 @@ public sealed class SessionSnapshots : IAsyncDisposable
     /// </summary>
     public async IAsyncEnumerable<PublishedSnapshot> WatchAsync(string sessionId, Func<SessionSnapshot, bool> isLast, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(isLast);
         Entry entry;
         lock (_gate)
         {
@@ -288,7 +289,7 @@ public sealed class SessionSnapshots : IAsyncDisposable
             }
             catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException)
             {
-                _log.LogWarning("Could not build the snapshot of session {SessionId}: {Message}", id, e.Message);
+                Log.BuildFailed(_log, id, e.Message);
                 continue;
             }
             lock (_gate)
@@ -316,5 +317,12 @@ public sealed class SessionSnapshots : IAsyncDisposable
             Next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             woken.TrySetResult();
         }
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Could not build the snapshot of session {SessionId}: {Message}")]
+        public static partial void BuildFailed(ILogger log, string sessionId, string message);
     }
 }

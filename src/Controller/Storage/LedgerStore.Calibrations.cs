@@ -157,7 +157,7 @@ public sealed partial class LedgerStore
         }
     }
 
-    private static object? Finite(double value) => double.IsFinite(value) ? value : null;
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 
     private static CalibrationRecord ReadCalibration(SqliteDataReader r) => new(
         r.GetString(0),

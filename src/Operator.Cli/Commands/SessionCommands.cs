@@ -25,7 +25,7 @@ internal static class SessionCommands
             }
             if (reply.Sessions.Count == 0)
             {
-                ctx.Stdout.WriteLine("no sessions");
+                await ctx.Stdout.WriteLineAsync("no sessions");
                 return ExitCodes.Success;
             }
             var console = ctx.OutConsole();

@@ -58,7 +58,7 @@ internal sealed class CalibrationHost : IAsyncDisposable
         return new CalibrationHost(fixture, camera);
     }
 
-    public DateTime Deadline => DateTime.UtcNow.Add(Timeout);
+    public static DateTime Deadline => DateTime.UtcNow.Add(Timeout);
 
     public Task HomeAsync() => _fixture.HomeAsync();
 

@@ -42,7 +42,7 @@ public sealed class GantryCalibrationEndToEndTests
             {
             }
         });
-        var reply = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2, Notes = "end-to-end test" }, deadline: c.Deadline);
+        var reply = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2, Notes = "end-to-end test" }, deadline: CalibrationHost.Deadline);
         await watchCts.CancelAsync();
         await watching.WaitAsync(TimeSpan.FromSeconds(10));
         lock (seen)
@@ -65,7 +65,7 @@ public sealed class GantryCalibrationEndToEndTests
         var found = ToTransform(reply.GantryFromCamera);
         var error = MaxMappingErrorMm(found, truth.GantryFromCamera);
         Assert.True(error <= 0.05, $"T_GC differs from the truth by up to {error:0.0000} mm over the calibration volume");
-        Console.Error.WriteLine(FormattableString.Invariant($"calibration e2e: T_GC error {error:0.0000} mm, {Rotations.AngleBetweenDeg(found, truth.GantryFromCamera):0.0000} deg, validation RMS {reply.Validation.Rms:0.0000} mm, {reply.Seconds:0.0} s"));
+        await Console.Error.WriteLineAsync(FormattableString.Invariant($"calibration e2e: T_GC error {error:0.0000} mm, {Rotations.AngleBetweenDeg(found, truth.GantryFromCamera):0.0000} deg, validation RMS {reply.Validation.Rms:0.0000} mm, {reply.Seconds:0.0} s"));
         Assert.True(Rotations.AngleBetweenDeg(found, truth.GantryFromCamera) <= 0.05);
         var tip = new Vec3(reply.TipInMarkerMm.XMm, reply.TipInMarkerMm.YMm, reply.TipInMarkerMm.ZMm);
         Assert.True(tip.DistanceTo(truth.TipInMarkerMm) <= 0.1, $"tip offset {tip} vs true {truth.TipInMarkerMm}");
@@ -79,14 +79,14 @@ public sealed class GantryCalibrationEndToEndTests
         Assert.Equal(reply.Calibration.Id, list.CurrentGantryId);
         Assert.Contains(list.Calibrations, x => x.Id == reply.Calibration.Id && x.Current && x.Kind == Contracts.V1.CalibrationKind.Gantry);
 
-        var same = await c.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = 0.1 }, deadline: c.Deadline);
+        var same = await c.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = 0.1 }, deadline: CalibrationHost.Deadline);
         Assert.True(same.Passed, same.Summary);
         Assert.Equal(DriftCheck.RecommendedPoints, same.Points.Count);
         Assert.Equal(reply.Calibration.Id, same.CalibrationId);
 
         // Someone bumped the camera: 0.5 mm along gantry X.
         c.Camera.Truth = truth.WithCameraMovedBy(new Vec3(0.5, 0, 0));
-        var moved = await c.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = 0.1 }, deadline: c.Deadline);
+        var moved = await c.Calibration.CheckDriftAsync(new CheckDriftRequest { ToleranceMm = 0.1 }, deadline: CalibrationHost.Deadline);
         Assert.False(moved.Passed);
         Assert.All(moved.Points, p => Assert.False(p.Passed));
         Assert.StartsWith("FAIL", moved.Summary, StringComparison.Ordinal);
@@ -102,7 +102,7 @@ public sealed class GantryCalibrationEndToEndTests
         // Two stops where the marker seems 1.5 mm off (a loose marker, a misdetection).
         c.Camera.Disturbances = [new MarkerDisturbance(stops[3], new Vec3(1.5, 0, 0)), new MarkerDisturbance(stops[10], new Vec3(0, -1.0, 1.0))];
 
-        var reply = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 16, Heights = 2 }, deadline: c.Deadline);
+        var reply = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 16, Heights = 2 }, deadline: CalibrationHost.Deadline);
 
         Assert.Equal([3, 10], reply.Outliers.Order());
         Assert.Contains(reply.Warnings, w => w.Contains("outlier", StringComparison.Ordinal));
@@ -115,17 +115,17 @@ public sealed class GantryCalibrationEndToEndTests
     public async Task Bad_requests_and_an_unhomed_machine_are_refused_with_clear_messages()
     {
         await using var c = await CalibrationHost.StartAsync();
-        var notHomed = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest(), deadline: c.Deadline).ResponseAsync);
+        var notHomed = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest(), deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, notHomed.StatusCode);
         Assert.Contains("not homed", notHomed.Status.Detail, StringComparison.Ordinal);
 
-        var fewPoints = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 3 }, deadline: c.Deadline).ResponseAsync);
+        var fewPoints = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 3 }, deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, fewPoints.StatusCode);
-        var oneHeight = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Heights = 1 }, deadline: c.Deadline).ResponseAsync);
+        var oneHeight = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Heights = 1 }, deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, oneHeight.StatusCode);
 
         await c.HomeAsync();
-        var noCalibration = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CheckDriftAsync(new CheckDriftRequest(), deadline: c.Deadline).ResponseAsync);
+        var noCalibration = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CheckDriftAsync(new CheckDriftRequest(), deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, noCalibration.StatusCode);
         Assert.Contains("smp calibrate gantry", noCalibration.Status.Detail, StringComparison.Ordinal);
         var unknown = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.GetCalibrationAsync(new GetCalibrationRequest { Id = "c-nope" }).ResponseAsync);
@@ -140,43 +140,43 @@ public sealed class GantryCalibrationEndToEndTests
         await c.StartHeartbeatAsync();
         var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(20, seed: 5) });
 
-        var refused = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.StartAsync(new SessionRef { SessionId = session.Id }, deadline: c.Deadline).ResponseAsync);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.StartAsync(new SessionRef { SessionId = session.Id }, deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
         Assert.Contains("no valid camera-to-gantry calibration", refused.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("smp calibrate gantry", refused.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(SessionState.Created, (await c.Sessions.GetAsync(new SessionRef { SessionId = session.Id })).State);
 
-        var noReason = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = new CalibrationOverride { Reason = " " } }, deadline: c.Deadline).ResponseAsync);
+        var noReason = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = new CalibrationOverride { Reason = " " } }, deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, noReason.StatusCode);
 
         var started = await c.Sessions.StartAsync(new SessionRef
         {
             SessionId = session.Id,
             CalibrationOverride = new CalibrationOverride { Reason = "practice pad, no patient" },
-        }, deadline: c.Deadline);
+        }, deadline: CalibrationHost.Deadline);
         Assert.Equal(SessionState.Running, started.State);
         Assert.Equal("practice pad, no patient", started.CalibrationOverrideReason);
         Assert.Equal("engineer-test", started.CalibrationOverrideBy);
         Assert.Equal("", started.CalibrationId);
-        await c.Sessions.AbortAsync(new SessionRef { SessionId = session.Id }, deadline: c.Deadline);
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = session.Id }, deadline: CalibrationHost.Deadline);
 
         await c.WaitForFinalAsync(session.Id);
         var after = await c.Sessions.GetAsync(new SessionRef { SessionId = session.Id });
         Assert.Equal("practice pad, no patient", after.CalibrationOverrideReason);
 
         // Once calibrated, a tracked session starts without an override and records the calibration.
-        var calibration = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 16, Heights = 2 }, deadline: c.Deadline);
+        var calibration = await c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 16, Heights = 2 }, deadline: CalibrationHost.Deadline);
         Assert.True(calibration.Calibration.Valid, string.Join("; ", calibration.Warnings));
         var second = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(20, seed: 6) });
-        var calibrated = await c.Sessions.StartAsync(new SessionRef { SessionId = second.Id }, deadline: c.Deadline);
+        var calibrated = await c.Sessions.StartAsync(new SessionRef { SessionId = second.Id }, deadline: CalibrationHost.Deadline);
         Assert.Equal(SessionState.Running, calibrated.State);
         Assert.Equal(calibration.Calibration.Id, calibrated.CalibrationId);
         Assert.Equal("", calibrated.CalibrationOverrideReason);
         // No calibration moves the machine while a session runs.
-        var busy = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CheckDriftAsync(new CheckDriftRequest(), deadline: c.Deadline).ResponseAsync);
+        var busy = await Assert.ThrowsAsync<RpcException>(() => c.Calibration.CheckDriftAsync(new CheckDriftRequest(), deadline: CalibrationHost.Deadline).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, busy.StatusCode);
         Assert.Contains($"session {second.Id} is running", busy.Status.Detail, StringComparison.Ordinal);
-        await c.Sessions.AbortAsync(new SessionRef { SessionId = second.Id }, deadline: c.Deadline);
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = second.Id }, deadline: CalibrationHost.Deadline);
         await c.WaitForFinalAsync(second.Id);
     }
 
@@ -198,6 +198,8 @@ public sealed class GantryCalibrationEndToEndTests
 }
 
 [CollectionDefinition(Name)]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "xunit finds collection definitions only on public classes (xUnit1027)")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1711", Justification = "an xunit test-collection definition, named the way xunit names them; the test classes refer to it by this name")]
 public sealed class CalibrationCollection
 {
     public const string Name = "calibration integration";

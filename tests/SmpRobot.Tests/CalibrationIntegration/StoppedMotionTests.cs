@@ -18,7 +18,7 @@ public sealed class StoppedMotionTests
         await c.HomeAsync();
         var before = await c.Calibration.ListCalibrationsAsync(new ListCalibrationsRequest());
         using var stop = new CancellationTokenSource();
-        var call = c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
+        var call = c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2 }, deadline: CalibrationHost.Deadline, cancellationToken: stop.Token).ResponseAsync;
         // Let it travel a few stops, then the engineer presses Ctrl+C.
         await c.Simulator.UntilAsync(g => g.MotionRecord.Count(m => m.Kind == SimMotionKind.Feed || m.Kind == SimMotionKind.Rapid) >= 6, "six calibration moves", Wait);
         await stop.CancelAsync();
@@ -42,7 +42,7 @@ public sealed class StoppedMotionTests
         await using var c = await CalibrationHost.StartAsync(timeScale: 1);
         await c.HomeAsync();
         using var stop = new CancellationTokenSource();
-        var jog = c.Machine.JogAsync(new JogRequest { DxMm = -60, FeedMmPerMin = 600 }, deadline: c.Deadline, cancellationToken: stop.Token).ResponseAsync;
+        var jog = c.Machine.JogAsync(new JogRequest { DxMm = -60, FeedMmPerMin = 600 }, deadline: CalibrationHost.Deadline, cancellationToken: stop.Token).ResponseAsync;
         await c.Simulator.UntilAsync(g => g.State == "Jog", "Jog", Wait);
         Assert.Equal("Jog", c.Simulator.State);
         await stop.CancelAsync();

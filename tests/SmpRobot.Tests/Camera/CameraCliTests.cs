@@ -31,7 +31,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         var (code, stdout, stderr) = await CliRunner.RunAsync(CliRunner.IsolatedHost(), hosts.Fixed.Args("board", "print", "head-charuco-5x4", "--pdf", file));
 
         Assert.True(code == ExitCodes.Success, stderr);
-        Assert.StartsWith("%PDF-", Encoding.ASCII.GetString(File.ReadAllBytes(file)[..8]), StringComparison.Ordinal);
+        Assert.StartsWith("%PDF-", Encoding.ASCII.GetString((await File.ReadAllBytesAsync(file))[..8]), StringComparison.Ordinal);
         Assert.Contains("board 30 x 24 mm", stdout, StringComparison.Ordinal);
         Assert.Contains("100 %", stdout, StringComparison.Ordinal);
         Assert.Contains("scale bar", stdout, StringComparison.Ordinal);
@@ -50,7 +50,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         Assert.Equal(file, (string)obj["file"]!);
         Assert.Equal(300, (int)obj["dpi"]!);
         Assert.Equal(0, (int)obj["exitCode"]!);
-        var png = File.ReadAllBytes(file);
+        var png = await File.ReadAllBytesAsync(file);
         Assert.Equal(png.Length, (int)obj["bytes"]!);
         var size = PngImages.SizeOf(png);
         Assert.Equal((int)obj["widthPx"]!, size.Width);
@@ -61,11 +61,12 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
     [Theory]
     [InlineData("--pdf", 0)]
     [InlineData("--png", 300)]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1062", Justification = "xunit passes the InlineData strings, never null")]
     public async Task Board_print_renders_a_local_board_file_here_exactly_as_the_controller_would(string flag, int dpi)
     {
         var board = Out("mine.json");
         const string json = "{ \"name\": \"mine\", \"squaresX\": 4, \"squaresY\": 3, \"squareMm\": 8, \"markerMm\": 6 }";
-        File.WriteAllText(board, json);
+        await File.WriteAllTextAsync(board, json);
         var file = Out("mine" + flag.Replace("--", ".", StringComparison.Ordinal));
         string[] args = dpi > 0 ? ["board", "print", board, flag, file, "--dpi", dpi.ToString(System.Globalization.CultureInfo.InvariantCulture), "--json"] : ["board", "print", board, flag, file, "--json"];
         var (code, stdout, stderr) = await CliRunner.RunAsync(CliRunner.IsolatedHost(), hosts.Fixed.Args(args));
@@ -74,7 +75,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         // The controller's reply for the same board text: the console's JSON is that reply, field for field, and the same bytes.
         var host = hosts.Fixed;
         var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = flag == "--pdf" ? BoardFormat.Pdf : BoardFormat.Png, Dpi = dpi },
-            deadline: host.Deadline());
+            deadline: CameraHost.Deadline());
         var expected = JsonOutput.Message(reply);
         expected.Remove("data");
         var actual = SingleJsonObject(stdout);
@@ -82,7 +83,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
         Assert.Equal(reply.Data.Length, (int)actual["bytes"]!);
         foreach (var key in new[] { "file", "bytes", "exitCode" }) actual.Remove(key);
         Assert.Equal(expected.ToJsonString(), actual.ToJsonString());
-        Assert.Equal(reply.Data.ToByteArray(), File.ReadAllBytes(file));
+        Assert.Equal(reply.Data.ToByteArray(), await File.ReadAllBytesAsync(file));
     }
 
     [Fact]
@@ -101,6 +102,7 @@ public sealed class CameraCliTests(CameraHosts hosts) : IClassFixture<CameraHost
     [Theory]
     [InlineData("missing-folder/board.pdf", "does not exist")]
     [InlineData("", "is a folder")]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1062", Justification = "xunit passes the InlineData strings, never null")]
     public async Task Board_print_to_a_path_that_cannot_be_written_exits_2(string relative, string expected)
     {
         var path = relative.Length == 0 ? dir.FullName : Out(relative);

@@ -48,6 +48,7 @@ internal sealed class CameraHost : IAsyncDisposable
     /// processed yet: the host's tracking loop finds the recording over, so what the tests compare
     /// cannot change under them.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "each wrapper disposes what it is given: the tracked source its frames, OneFrame its source, the synthetic source its scene; the caller owns the tracked source")]
     public static TrackedHeadPoseSource StillTrackedSource(SemaphoreSlim? firstFrameGate = null) => new(
         new OneFrame(new SyntheticFrameSource(new SyntheticScene(SyntheticScenario.Still, CameraIntrinsics.Synthetic()), TimeProvider.System), firstFrameGate),
         MarkerBoard.DefaultHeadBoard(), RigidTransform.Identity, TimeProvider.System);
@@ -96,7 +97,7 @@ internal sealed class CameraHost : IAsyncDisposable
     /// <summary>The CLI arguments with this controller's address.</summary>
     public string[] Args(params string[] args) => [.. args, "--controller", Address.ToString()];
 
-    public DateTime Deadline() => DateTime.UtcNow.Add(Timeout);
+    public static DateTime Deadline() => DateTime.UtcNow.Add(Timeout);
 
     public async ValueTask DisposeAsync()
     {

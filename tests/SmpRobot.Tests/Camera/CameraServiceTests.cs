@@ -7,6 +7,7 @@ using SmpRobot.Vision;
 namespace SmpRobot.Tests.Camera;
 
 /// <summary>Hosts shared by the tests of one class: a fixed-head controller and one tracking a still synthetic head.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "the class fixture of public test classes (IClassFixture<CameraHosts>) must be as visible as they are")]
 public sealed class CameraHosts : IAsyncLifetime
 {
     internal CameraHost Fixed { get; private set; } = null!;
@@ -35,7 +36,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task Preview_is_the_trackers_last_frame_with_its_snapshot()
     {
         var host = hosts.Tracked;
-        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline());
+        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline());
 
         Assert.True(reply.Png.Length is > 1000 and <= 3584 * 1024);
         using var image = Cv2.ImDecode(reply.Png.ToByteArray(), ImreadModes.Color);
@@ -65,7 +66,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task Preview_without_a_camera_is_a_failed_precondition_that_says_so()
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         Assert.Contains("no camera", e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("fixed", e.Status.Detail, StringComparison.Ordinal);
@@ -80,13 +81,13 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
         var tracked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         source.PoseUpdated += (_, _) => tracked.TrySetResult();
         await using var host = await CameraHost.StartAsync(source);
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         Assert.Contains("has not delivered a frame yet", e.Status.Detail, StringComparison.Ordinal);
 
         gate.Release();
         await tracked.Task.WaitAsync(TimeSpan.FromSeconds(20));
-        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: host.Deadline());
+        var reply = await host.Camera.GetPreviewAsync(new GetPreviewRequest(), deadline: CameraHost.Deadline());
         Assert.True(reply.BoardFound);
     }
 
@@ -94,7 +95,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_by_name_gives_a_true_scale_pdf_and_a_png_at_the_default_600_dpi()
     {
         var host = hosts.Fixed;
-        var pdf = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Format = BoardFormat.Pdf }, deadline: host.Deadline());
+        var pdf = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Format = BoardFormat.Pdf }, deadline: CameraHost.Deadline());
         Assert.Equal(BoardFormat.Pdf, pdf.Format);
         Assert.StartsWith("%PDF-", Encoding.ASCII.GetString(pdf.Data.Span[..8]), StringComparison.Ordinal);
         Assert.Equal("head-charuco-5x4", pdf.BoardName);
@@ -107,7 +108,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
         Assert.Contains("30 mm", pdf.MeasureHint, StringComparison.Ordinal);
         Assert.Contains("DICT_4X4_50", pdf.BoardDescription, StringComparison.Ordinal);
 
-        var png = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4.json" }, deadline: host.Deadline());
+        var png = await host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4.json" }, deadline: CameraHost.Deadline());
         Assert.Equal(BoardFormat.Png, png.Format);
         Assert.Equal(600, png.Dpi);
         Assert.Equal(pdf.PageWidthMm, png.PageWidthMm, 9);
@@ -124,7 +125,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     {
         var host = hosts.Fixed;
         const string json = "{ \"name\": \"tiny\", \"squaresX\": 3, \"squaresY\": 3, \"squareMm\": 10, \"markerMm\": 7, }";
-        var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = BoardFormat.Png, Dpi = 300 }, deadline: host.Deadline());
+        var reply = await host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json, Format = BoardFormat.Png, Dpi = 300 }, deadline: CameraHost.Deadline());
         Assert.Equal("tiny", reply.BoardName);
         Assert.Equal(30, reply.BoardWidthMm, 9);
         Assert.Equal(300, reply.Dpi);
@@ -134,11 +135,12 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     [InlineData("nope", "unknown board 'nope'")]
     [InlineData("../profiles/sim", "unknown board")]
     [InlineData("", "give a board name")]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1062", Justification = "xunit passes the InlineData strings and the class fixture, never null")]
     public async Task RenderBoard_refuses_unknown_board_names_listing_the_available_ones(string name, string expected)
     {
         var host = hosts.Fixed;
         var request = name.Length == 0 ? new RenderBoardRequest() : new RenderBoardRequest { Name = name };
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(request, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(request, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains(expected, e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("available boards: head-charuco-5x4", e.Status.Detail, StringComparison.Ordinal);
@@ -151,7 +153,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_refuses_board_text_that_is_not_a_board(string json, string expected)
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json }, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { BoardJson = json }, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains(expected, e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("available boards", e.Status.Detail, StringComparison.Ordinal);
@@ -164,7 +166,7 @@ public sealed class CameraServiceTests(CameraHosts hosts) : IClassFixture<Camera
     public async Task RenderBoard_refuses_a_dpi_out_of_range(int dpi)
     {
         var host = hosts.Fixed;
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Dpi = dpi }, deadline: host.Deadline()).ResponseAsync);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.Camera.RenderBoardAsync(new RenderBoardRequest { Name = "head-charuco-5x4", Dpi = dpi }, deadline: CameraHost.Deadline()).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains("150..2400", e.Status.Detail, StringComparison.Ordinal);
     }

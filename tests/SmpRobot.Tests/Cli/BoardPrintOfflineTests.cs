@@ -50,7 +50,7 @@ public sealed partial class BoardPrintOfflineTests : IDisposable
         Assert.Equal(dpi, (int)json["dpi"]!);
         Assert.False(json.ContainsKey("data"));
 
-        var bytes = File.ReadAllBytes(png);
+        var bytes = await File.ReadAllBytesAsync(png);
         Assert.Equal(bytes.Length, (int)json["bytes"]!);
         // The dpi as recorded in the file's pHYs chunk (read here, not by the code under test).
         Assert.Equal(dpi, PhysDpi(bytes), 1);
@@ -81,7 +81,7 @@ public sealed partial class BoardPrintOfflineTests : IDisposable
         var (code, stdout, stderr) = await CliRunner.RunAsync("board", "print", BoardFile(), "--pdf", pdf, "--controller", NoController);
 
         Assert.True(code == ExitCodes.Success, stderr);
-        var bytes = File.ReadAllBytes(pdf);
+        var bytes = await File.ReadAllBytesAsync(pdf);
         var text = Encoding.Latin1.GetString(bytes);
         Assert.StartsWith("%PDF-", text, StringComparison.Ordinal);
         Assert.Contains($"Wrote     {pdf} (PDF, {bytes.Length} bytes)", stdout, StringComparison.Ordinal);

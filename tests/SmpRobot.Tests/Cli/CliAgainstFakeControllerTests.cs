@@ -31,7 +31,7 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync(new FakeState { Homed = false });
         var plan = WritePlan(PlanFileTests.PlanJson(10));
-        var (code, stdout, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--json"));
+        var (code, stdout, stderr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("run", plan, "--json"));
 
         Assert.Equal(ExitCodes.Success, code);
         var obj = SingleJsonObject(stdout);
@@ -52,7 +52,7 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         Assert.Equal(1, fake.State.HomeCalls);
         Assert.Contains("not homed", stderr, StringComparison.Ordinal);
         Assert.True(fake.State.HeartbeatsAtStart >= 1, "Start came before any operator heartbeat");
-        Assert.Equal(File.ReadAllText(plan), fake.State.CreatedPlanJson);
+        Assert.Equal(await File.ReadAllTextAsync(plan), fake.State.CreatedPlanJson);
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         state.InDoubtIds.Add("d3");
         await using var fake = await FakeController.StartAsync(state);
         var plan = WritePlan(PlanFileTests.PlanJson(10));
-        var (code, stdout, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--no-ui"));
+        var (code, stdout, stderr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("run", plan, "--no-ui"));
 
         Assert.Equal(ExitCodes.Stopped, code);
         Assert.Contains("EMERGENCY_STOPPED", stdout, StringComparison.Ordinal);
@@ -77,13 +77,13 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync(new FakeState { FinalState = SessionState.Faulted, FinalReason = "link lost" });
         var plan = WritePlan(PlanFileTests.PlanJson(4));
-        var (code, stdout, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--json"));
+        var (code, stdout, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("run", plan, "--json"));
         Assert.Equal(ExitCodes.Failure, code);
         Assert.Equal("FAULTED", (string)SingleJsonObject(stdout)["state"]!);
 
         fake.State.EstopLatched = true;
         fake.State.CreatedPlanJson = null;
-        var (latchedCode, _, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan));
+        var (latchedCode, _, stderr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("run", plan));
         Assert.Equal(ExitCodes.Failure, latchedCode);
         Assert.Contains("smp estop --reset", stderr, StringComparison.Ordinal);
         Assert.Null(fake.State.CreatedPlanJson);
@@ -95,13 +95,13 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         await using var fake = await FakeController.StartAsync();
         var plan = WritePlan("""{"name":"bad","dots":[]}""");
 
-        var (code, stdout, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("plan", "check", plan));
+        var (code, stdout, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("plan", "check", plan));
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Contains("dot d1  depth-range  depth 3 mm is outside 0.5..2 mm", stdout, StringComparison.Ordinal);
         Assert.Contains("dot d2  min-spacing  0.2 mm from d1 (min 0.5 mm)", stdout, StringComparison.Ordinal);
         Assert.Contains("3 violations (first 2 shown)", stdout, StringComparison.Ordinal);
 
-        var (jsonCode, jsonOut, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("plan", "check", plan, "--json"));
+        var (jsonCode, jsonOut, stderr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("plan", "check", plan, "--json"));
         Assert.Equal(ExitCodes.Usage, jsonCode);
         var obj = SingleJsonObject(jsonOut);
         Assert.Equal(2, (int)obj["exitCode"]!);
@@ -118,12 +118,12 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync();
         var plan = WritePlan(PlanFileTests.PlanJson(7));
-        var (code, stdout, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("plan", "check", plan));
+        var (code, stdout, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("plan", "check", plan));
         Assert.Equal(ExitCodes.Success, code);
         Assert.Contains("7 dots", stdout, StringComparison.Ordinal);
         Assert.Contains("1 min 16 s", stdout, StringComparison.Ordinal);
 
-        var (_, jsonOut, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("plan", "check", plan, "--json"));
+        var (_, jsonOut, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("plan", "check", plan, "--json"));
         var obj = SingleJsonObject(jsonOut);
         Assert.Equal(7, (int)obj["dotCount"]!);
         Assert.Equal(75.5, (double)obj["estimatedKinematicSeconds"]!);
@@ -133,14 +133,14 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     public async Task Estop_and_reset_print_the_safety_status()
     {
         await using var fake = await FakeController.StartAsync();
-        var (code, stdout, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("estop", "--reason", "smoke test", "--json"));
+        var (code, stdout, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("estop", "--reason", "smoke test", "--json"));
         Assert.Equal(ExitCodes.Success, code);
         var obj = SingleJsonObject(stdout);
         Assert.True((bool)obj["estopLatched"]!);
         Assert.Equal("smp estop", fake.State.EmergencyStops.Single().Source);
         Assert.Equal("smoke test", fake.State.EmergencyStops.Single().Reason);
 
-        var (resetCode, resetOut, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("estop", "--reset"));
+        var (resetCode, resetOut, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("estop", "--reset"));
         Assert.Equal(ExitCodes.Success, resetCode);
         Assert.Contains("E-stop    clear", resetOut, StringComparison.Ordinal);
         Assert.False(fake.State.EstopLatched);
@@ -153,8 +153,8 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
         fake.State.FinalState = SessionState.Paused;
         fake.State.FinalReason = "held: tracking did not settle within 120 s (head pose is stale)";
         var plan = Path.Combine(Directory.CreateTempSubdirectory("smp-held-").FullName, "plan.json");
-        File.WriteAllText(plan, "{\"name\":\"p\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":1,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
-        var (code, stdout, stderr) = await CliRunner.RunAsync(fake.Host(), fake.Args("run", plan, "--no-ui"));
+        await File.WriteAllTextAsync(plan, "{\"name\":\"p\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":1,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
+        var (code, stdout, stderr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("run", plan, "--no-ui"));
         Assert.Equal(ExitCodes.Stopped, code);
         Assert.Contains("session held for the operator (held: tracking did not settle within 120 s", stdout + stderr, StringComparison.Ordinal);
 
@@ -167,19 +167,19 @@ public sealed class CliAgainstFakeControllerTests : IDisposable
     public async Task Sessions_resolve_and_refusals()
     {
         await using var fake = await FakeController.StartAsync();
-        var (code, stdout, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("sessions"));
+        var (code, stdout, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("sessions"));
         Assert.Equal(ExitCodes.Success, code);
         Assert.Contains("s-1", stdout, StringComparison.Ordinal);
         Assert.Contains("COMPLETED", stdout, StringComparison.Ordinal);
 
-        var (resolveCode, _, _) = await CliRunner.RunAsync(fake.Host(), fake.Args("session", "resolve", "s-1", "--dot", "d3", "--dot", "d4", "--as", "redo"));
+        var (resolveCode, _, _) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("session", "resolve", "s-1", "--dot", "d3", "--dot", "d4", "--as", "redo"));
         Assert.Equal(ExitCodes.Success, resolveCode);
         Assert.Equal(["d3", "d4"], fake.State.Resolved!.DotIds);
         Assert.Equal(DotResolution.Redo, fake.State.Resolved.Resolution);
         Assert.Equal("tester", fake.State.Resolved.Operator);
 
         // FAILED_PRECONDITION: exit 1 with the controller's message.
-        var (pauseCode, pauseOut, pauseErr) = await CliRunner.RunAsync(fake.Host(), fake.Args("session", "pause", "s-1", "--json"));
+        var (pauseCode, pauseOut, pauseErr) = await CliRunner.RunAsync(FakeController.Host(), fake.Args("session", "pause", "s-1", "--json"));
         Assert.Equal(ExitCodes.Failure, pauseCode);
         Assert.Contains("session s-1 is not running", pauseErr, StringComparison.Ordinal);
         Assert.Equal("session s-1 is not running", (string)SingleJsonObject(pauseOut)["error"]!);

@@ -66,7 +66,7 @@ public sealed class DemoFolderTests : IDisposable
         var link = Path.Combine(root.FullName, "smp-demo-link");
         Directory.CreateSymbolicLink(link, target);
         var file = Path.Combine(root.FullName, "smp-demo-file");
-        File.WriteAllText(file, "not a folder");
+        await File.WriteAllTextAsync(file, "not a folder");
 
         var removed = DemoFolder.RemoveStale(root.FullName);
 

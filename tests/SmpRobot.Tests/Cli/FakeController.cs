@@ -53,7 +53,7 @@ internal sealed class FakeController : IAsyncDisposable
     }
 
     /// <summary>A test host that talks to this controller and reads no real environment.</summary>
-    public CliHost Host(Dictionary<string, string>? env = null) => new()
+    public static CliHost Host(Dictionary<string, string>? env = null) => new()
     {
         GetEnvironmentVariable = name => env is not null && env.TryGetValue(name, out var v) ? v : null,
         OperatorName = "tester",
@@ -106,6 +106,7 @@ internal sealed class FakeState
     public static int CountDots(string planJson) => (JsonNode.Parse(planJson)?["dots"] as JsonArray)?.Count ?? 0;
 }
 
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1812", Justification = "made by the DI container (AddSingleton, MapGrpcService)")]
 internal sealed class FakeSessions(FakeState state) : SessionService.SessionServiceBase
 {
     private int total;
@@ -190,6 +191,7 @@ internal static class ProtoTestExtensions
     public static byte[] ToByteArrayHelper(this Google.Protobuf.IMessage message) => Google.Protobuf.MessageExtensions.ToByteArray(message);
 }
 
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1812", Justification = "made by the DI container (AddSingleton, MapGrpcService)")]
 internal sealed class FakeSafety(FakeState state) : SafetyService.SafetyServiceBase
 {
     public override Task<SafetyStatus> GetSafetyStatus(GetSafetyStatusRequest request, ServerCallContext context) =>
@@ -227,6 +229,7 @@ internal sealed class FakeSafety(FakeState state) : SafetyService.SafetyServiceB
     }
 }
 
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1812", Justification = "made by the DI container (AddSingleton, MapGrpcService)")]
 internal sealed class FakeMachine(FakeState state) : MachineService.MachineServiceBase
 {
     public override Task<MachineStatus> GetStatus(GetMachineStatusRequest request, ServerCallContext context) =>

@@ -35,7 +35,7 @@ public sealed class LiveViewTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync();
         var plan = Path.Combine(dir.FullName, "plan.json");
-        File.WriteAllText(plan, PlanFileTests.PlanJson(6));
+        await File.WriteAllTextAsync(plan, PlanFileTests.PlanJson(6));
         var keys = new ScriptedKeys();
         var host = new CliHost
         {
@@ -81,7 +81,7 @@ public sealed class LiveViewTests : IDisposable
     {
         await using var fake = await FakeController.StartAsync();
         using var stderr = new StringWriter();
-        var ctx = new CommandContext(TextWriter.Null, stderr, fake.Host(), json: false, fake.Address);
+        var ctx = new CommandContext(TextWriter.Null, stderr, FakeController.Host(), json: false, fake.Address);
         using var conn = ctx.Connect();
         var follower = new SessionFollower(ctx, conn, new FollowOptions(LiveView: false, InterruptAlwaysStops: true));
 

@@ -21,7 +21,7 @@ public class OfflineChecksTests
         Assert.Equal(SmpRobot.Contracts.V1.Plan.Parser.ParseJson(File.ReadAllText(plan)).Dots.Count, json.GetProperty("dotCount").GetInt32());
 
         var bad = Path.Combine(Directory.CreateTempSubdirectory("smp-offline-").FullName, "bad.json");
-        File.WriteAllText(bad, "{\"name\":\"x\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":9,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
+        await File.WriteAllTextAsync(bad, "{\"name\":\"x\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":9,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");
         var (badCode, badOut, _) = await CliRunner.RunAsync("plan", "check", bad, "--profile", Path.Combine(Profiles, "sim.json"), "--controller", NoController);
         Assert.Equal(ExitCodes.Usage, badCode);
         Assert.Contains("dot d1  depth-range", badOut, StringComparison.Ordinal);

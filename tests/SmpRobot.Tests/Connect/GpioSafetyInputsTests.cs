@@ -163,6 +163,7 @@ public sealed class GpioSafetyInputsTests : IDisposable
         Assert.True(inputs.EstopActive);
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "the GpioSafetyInputs owns the driver and disposes it")]
     [Fact]
     public void Without_bias_support_the_pins_are_plain_inputs()
     {

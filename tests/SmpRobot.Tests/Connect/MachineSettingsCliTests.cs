@@ -49,7 +49,7 @@ public sealed class MachineSettingsCliTests : IDisposable
     {
         await using var controller = await ControllerFixture.StartAsync();
         var other = Path.Combine(_dir.FullName, "other.json");
-        File.WriteAllText(other, ProfileText("desk-200.json").Replace("\"maxTravelMm\": { \"x\": 200", "\"maxTravelMm\": { \"x\": 300", StringComparison.Ordinal));
+        await File.WriteAllTextAsync(other, ProfileText("desk-200.json").Replace("\"maxTravelMm\": { \"x\": 200", "\"maxTravelMm\": { \"x\": 300", StringComparison.Ordinal));
 
         var (code, stdout, _) = await Smp(controller, "machine", "settings", "--profile", other, "--json");
 
@@ -68,7 +68,7 @@ public sealed class MachineSettingsCliTests : IDisposable
     {
         await using var controller = await ControllerFixture.StartAsync();
         var bad = Path.Combine(_dir.FullName, "bad.json");
-        File.WriteAllText(bad, "{ \"name\": \"half a profile\" }");
+        await File.WriteAllTextAsync(bad, "{ \"name\": \"half a profile\" }");
 
         var (code, _, stderr) = await Smp(controller, "machine", "settings", "--profile", bad);
         Assert.Equal(ExitCodes.Usage, code);

@@ -22,6 +22,7 @@ internal sealed class SimRig : IAsyncDisposable
     public Controller.Gantry.GrblClient Client => Connection.RequireClient();
     public MachineProfile Profile => Connection.Profile;
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "the SimRig owns the simulator and the connection and disposes both")]
     public static async Task<SimRig> StartAsync(bool home = true, MachineProfile? profile = null)
     {
         profile ??= TestProfiles.Sim();

@@ -40,7 +40,9 @@ public sealed class DeadManSessionTests
     public async Task The_patients_hand_switch_pauses_the_session_at_once_and_only_the_operator_resumes()
     {
         const int switchPin = 24;
+#pragma warning disable CA2000 // the controller's GPIO parts, given it through GpioDriver, own it and dispose it
         var driver = new SimulatedGpioDriver();
+#pragma warning restore CA2000
         driver.Preset(switchPin, PinValue.Low); // normally closed: not pressed
         var profilePath = ProfileWithGpio("\"patientSwitchPin\": 24");
         await using var c = await ControllerFixture.StartAsync(timeScale: 1, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });
@@ -73,7 +75,9 @@ public sealed class DeadManSessionTests
     public async Task The_attention_output_is_on_while_the_machine_needs_the_operator()
     {
         const int lampPin = 25;
+#pragma warning disable CA2000 // the controller's GPIO parts, given it through GpioDriver, own it and dispose it
         var driver = new SimulatedGpioDriver();
+#pragma warning restore CA2000
         var profilePath = ProfileWithGpio("\"attentionOutputPin\": 25");
         await using var c = await ControllerFixture.StartAsync(timeScale: 20, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });
         await c.HomeAsync();
@@ -186,7 +190,9 @@ public sealed class DeadManSessionTests
     public async Task Releasing_the_foot_pedal_pulls_the_needle_out_and_pressing_it_again_does_not_resume()
     {
         const int pedalPin = 23;
+#pragma warning disable CA2000 // the controller's GPIO parts, given it through GpioDriver, own it and dispose it
         var driver = new SimulatedGpioDriver();
+#pragma warning restore CA2000
         driver.Preset(pedalPin, PinValue.Low); // held
         var profilePath = ProfileWithGpio("\"pedalPin\": 23, \"pedalPressedLow\": true, \"switchDebounceMs\": 20");
         await using var c = await ControllerFixture.StartAsync(timeScale: 1, configure: o => o with { ProfilePath = profilePath, GpioDriver = _ => driver });

@@ -51,7 +51,7 @@ public class OperatorPresenceTests
     {
         var presence = new OperatorPresence(Profile, _time);
         var lost = new List<string?>();
-        presence.Lost += (console, _) => lost.Add(console);
+        presence.Lost += (_, e) => lost.Add(e.ConsoleId);
         var a = presence.OpenStream();
         a.Beat("console-a", 1, "ana");
         a.Dispose();
@@ -70,7 +70,7 @@ public class OperatorPresenceTests
         var pedal = new FakePedal { IsEngaged = true };
         var presence = new OperatorPresence(Profile, _time, pedal);
         var lost = new List<string>();
-        presence.Lost += (_, reason) => lost.Add(reason);
+        presence.Lost += (_, e) => lost.Add(e.Reason);
         using var a = presence.OpenStream();
         a.Beat("console-a", 1, "ana");
         Assert.True(presence.IsPresent("console-a"));
@@ -86,12 +86,12 @@ public class OperatorPresenceTests
     {
         public string Name => "foot pedal";
         public bool IsEngaged { get; set; }
-        public event Action? Disengaged;
+        public event EventHandler? Disengaged;
 
         public void Release()
         {
             IsEngaged = false;
-            Disengaged?.Invoke();
+            Disengaged?.Invoke(this, EventArgs.Empty);
         }
     }
 }
@@ -125,7 +125,7 @@ public sealed class GpioSafetySwitchTests : IDisposable
     {
         var pedal = Start(heldAtStart: true);
         var released = 0;
-        pedal.Disengaged += () => released++;
+        pedal.Disengaged += (_, _) => released++;
         _driver.SetLevel(Pin, PinValue.High);
         Assert.False(pedal.IsEngaged);
         Assert.Equal(1, released);
@@ -144,7 +144,7 @@ public sealed class GpioSafetySwitchTests : IDisposable
         _driver.SetLevel(Pin, PinValue.Low);
         Assert.True(pedal.IsEngaged);
         var released = 0;
-        pedal.Disengaged += () => released++;
+        pedal.Disengaged += (_, _) => released++;
         // The line goes high without an edge reaching us (a missed interrupt).
         _driver.Preset(Pin, PinValue.High);
         Assert.True(pedal.IsEngaged);

@@ -93,7 +93,7 @@ public class EndToEndTests
         await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--camera", "synthetic:still");
         await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
         var plan = Path.Combine(data, "plan.json");
-        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(5, seed: 2)));
+        await File.WriteAllTextAsync(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(5, seed: 2)));
 
         await using var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--controller", url);
         Assert.Equal(1, await run.ExitCodeAsync(Timeout));
@@ -170,7 +170,7 @@ public class EndToEndTests
     private static async Task<(RealProcess Run, string SessionId)> StartRunAsync(string url, string data, int dots, int seed)
     {
         var plan = Path.Combine(data, $"plan-{dots}.json");
-        File.WriteAllText(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(dots, seed)));
+        await File.WriteAllTextAsync(plan, Google.Protobuf.JsonFormatter.Default.Format(SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(dots, seed)));
         var run = RealProcess.Start("smp", "run", plan, "--no-ui", "--json", "--controller", url);
         try
         {

@@ -106,7 +106,9 @@ internal sealed class RealProcess : IAsyncDisposable
         {
             throw new TimeoutException($"{_process.StartInfo.FileName} did not exit within {timeout}; stdout:\n{Stdout}\nstderr:\n{Stderr}");
         }
-        _process.WaitForExit(); // drains the redirected output
+#pragma warning disable CA1849 // the exit was awaited above: this returns once the redirected output is drained
+        _process.WaitForExit();
+#pragma warning restore CA1849
         return _process.ExitCode;
     }
 

@@ -20,8 +20,9 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     public GrblClientTests()
     {
         _client = new Client(_transport, _time);
-        _client.Faulted += (_, fault) =>
+        _client.Faulted += (_, e) =>
         {
+            var fault = e.Fault;
             TaskCompletionSource<GantryFaultException> signal;
             lock (_faultsGate)
             {
@@ -402,7 +403,7 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
         await ConnectAsync();
         var pending = await SendAsync("G0 X1");
         var garbled = new List<string>();
-        _client.GarbledStatusReceived += (_, line) => garbled.Add(line);
+        _client.GarbledStatusReceived += (_, e) => garbled.Add(e.Text);
 
         var query = _client.QueryStatusAsync(CancellationToken.None);
         await _transport.WaitForByteAsync((byte)'?');
@@ -551,9 +552,9 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
         await ConnectAsync();
         var messages = new List<string>();
         var got = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _client.MessageReceived += (_, m) =>
+        _client.MessageReceived += (_, e) =>
         {
-            messages.Add(m);
+            messages.Add(e.Text);
             if (messages.Count == 3)
             {
                 got.TrySetResult();
@@ -574,7 +575,7 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     {
         await ConnectAsync();
         var received = new TaskCompletionSource<GrblStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _client.StatusReceived += (_, s) => received.TrySetResult(s);
+        _client.StatusReceived += (_, e) => received.TrySetResult(e.Status);
 
         var query = _client.QueryStatusAsync(CancellationToken.None);
         await _transport.WaitForByteAsync((byte)'?');

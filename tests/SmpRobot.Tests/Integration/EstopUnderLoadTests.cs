@@ -41,7 +41,7 @@ public class EstopUnderLoadTests
         {
             if (b == (byte)GrblRealtime.FeedHold) holdByte.TrySetResult();
         };
-        supervisor.StopSequenceFinished += (steps, error) => sequence.TrySetResult((steps, error));
+        supervisor.StopSequenceFinished += (_, e) => sequence.TrySetResult((e.Steps, e.Error));
 
         // Another thread holds the ledger (as a snapshot build or a runner's fsync would) for the whole stop.
         using var locked = new ManualResetEventSlim();
@@ -91,9 +91,9 @@ public class EstopUnderLoadTests
         var secondClient = new SafetyService.SafetyServiceClient(secondChannel);
         var firstBytes = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var bytesWritten = 0;
-        supervisor.StopBytesWritten += (_, hold) =>
+        supervisor.StopBytesWritten += (_, e) =>
         {
-            if (hold != 0 && Interlocked.Increment(ref bytesWritten) == 1) firstBytes.TrySetResult();
+            if (e.HoldWrittenTimestamp != 0 && Interlocked.Increment(ref bytesWritten) == 1) firstBytes.TrySetResult();
         };
 
         var first = c.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "first", Reason = "test" }, deadline: DateTime.UtcNow.Add(Timeout)).ResponseAsync;

@@ -5,7 +5,9 @@ namespace SmpRobot.Tests.Plans;
 
 public class PathOrderingAndDemoTests
 {
-    private static double Travel(IReadOnlyList<Dot> dots, IEnumerable<int> order)
+    private static readonly string[] DemoPigments = ["charcoal-1", "charcoal-2"];
+
+    private static double Travel(List<Dot> dots, IEnumerable<int> order)
     {
         var total = 0.0;
         Dot? previous = null;
@@ -20,6 +22,7 @@ public class PathOrderingAndDemoTests
         return total;
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5394", Justification = "a seeded shuffle for a deterministic test: not security")]
     private static List<Dot> Shuffled(IEnumerable<Dot> dots, int seed)
     {
         var list = dots.ToList();
@@ -74,6 +77,7 @@ public class PathOrderingAndDemoTests
         Assert.Equal(PathOrdering.Order(dots), PathOrdering.Order(dots));
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5394", Justification = "seeded positions for a deterministic test: not security")]
     [Fact]
     public void Order_handles_30000_dots_and_a_straggler_far_away()
     {
@@ -117,7 +121,7 @@ public class PathOrderingAndDemoTests
         {
             Assert.InRange(d.DepthMm, 0.6, 1.2);
             Assert.InRange(d.DwellMs, 150, 300);
-            Assert.Contains(d.PigmentId, new[] { "charcoal-1", "charcoal-2" });
+            Assert.Contains(d.PigmentId, DemoPigments);
             Assert.InRange(d.ZMm, -3, 4);
         });
 
@@ -159,7 +163,7 @@ public class PathOrderingAndDemoTests
     public void Generator_rejects_bad_counts(int count) =>
         Assert.Throws<ArgumentOutOfRangeException>(() => DemoPlanGenerator.Generate(count, 1));
 
-    private static double[] NearestNeighbourDistances(IReadOnlyList<Dot> dots)
+    private static double[] NearestNeighbourDistances(Google.Protobuf.Collections.RepeatedField<Dot> dots)
     {
         // O(n²) on purpose: an independent check of the generator's grid.
         var result = new double[dots.Count];

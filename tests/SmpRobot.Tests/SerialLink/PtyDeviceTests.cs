@@ -176,14 +176,18 @@ public sealed class PtyDeviceTests : IAsyncLifetime
     public async Task Over_tcp_each_connection_resets_the_board_and_a_second_client_is_turned_away()
     {
         var tcp = _host.AddTcp(0);
+#pragma warning disable CA2000 // the LinkReader owns the transport and disposes it
         var first = new TcpGantryTransport("127.0.0.1", tcp.Port);
+#pragma warning restore CA2000
         await using var link = new LinkReader(first);
         await first.OpenAsync(CancellationToken.None);
         await link.ReadUntilAsync("Grbl 1.1h");
         await link.WriteAsync("?");
         Assert.Contains("<Alarm|", await link.ReadUntilAsync(">\r\n"), StringComparison.Ordinal);
 
+#pragma warning disable CA2000 // the LinkReader owns the transport and disposes it
         var second = new TcpGantryTransport("127.0.0.1", tcp.Port);
+#pragma warning restore CA2000
         await using (var other = new LinkReader(second))
         {
             await second.OpenAsync(CancellationToken.None);
@@ -196,6 +200,7 @@ public sealed class PtyDeviceTests : IAsyncLifetime
         Assert.Equal(1, _host.ResetsByOpen);
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "the returned LinkReader owns the transport and disposes it")]
     private async Task<LinkReader> OpenAsync()
     {
         var transport = new SerialGantryTransport(_pty.LinkPath, Baud);

@@ -38,7 +38,7 @@ public sealed class DotCycleTests : IAsyncLifetime
     private LedgerStore _ledger = null!;
     private SafetySupervisor _safety = null!;
     private OperatorPresence _presence = null!;
-    private OperatorPresence.HeartbeatStream _heartbeat = null!;
+    private ConsoleHeartbeats _heartbeat = null!;
 
     /// <summary>A tracked head whose pose the test sets; every pose is fresh on the fake clock.</summary>
     private sealed class ScriptedHead(RigidTransform gantryFromHead, TimeProvider clock) : IHeadPoseSource
