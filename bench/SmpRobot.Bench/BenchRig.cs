@@ -112,9 +112,9 @@ internal sealed class BenchRig : IAsyncDisposable
     public async Task<List<double>> EstopTrialsAsync(SimulatedGantry gantry, int trials, string label)
     {
         long holdByteTimestamp = 0;
-        gantry.RealtimeByteReceived += (b, ts) =>
+        gantry.RealtimeByteReceived += (_, e) =>
         {
-            if (b == (byte)GrblRealtime.FeedHold) Interlocked.CompareExchange(ref holdByteTimestamp, ts, 0);
+            if (e.Command == (byte)GrblRealtime.FeedHold) Interlocked.CompareExchange(ref holdByteTimestamp, e.ArrivedTimestamp, 0);
         };
         await Machine.HomeAsync(new HomeRequest());
         var session = await Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = Controller.Plans.DemoPlanGenerator.Generate(1500, seed: 1) });

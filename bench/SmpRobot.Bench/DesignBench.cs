@@ -20,20 +20,20 @@ internal static class DesignBench
 {
     private const int Runs = 5;
 
-    public static Task<Dictionary<string, object>> RunAsync()
+    public static async Task<Dictionary<string, object>> RunAsync()
     {
         if (OperatingSystem.IsLinux() || OperatingSystem.IsWindows()) Process.GetCurrentProcess().ProcessorAffinity = 1;
         var profile = MachineProfile.Load(BenchRig.ProfilePath("sim"));
         var hardware = HardwarePaths.HardwareDirectory();
         var headPath = Path.Combine(hardware, "heads", "adult-synthetic.head.json");
-        var head = Google.Protobuf.JsonParser.Default.Parse<SmpRobot.Contracts.V1.HeadModel>(File.ReadAllText(headPath));
+        var head = Google.Protobuf.JsonParser.Default.Parse<SmpRobot.Contracts.V1.HeadModel>(await File.ReadAllTextAsync(headPath));
         var mesh = MeshReader.Read(Path.Combine(hardware, "heads", head.Mesh));
         var dir = Directory.CreateTempSubdirectory("smp-bench-design-");
         try
         {
             head.Mesh = Path.Combine(hardware, "heads", head.Mesh);
             var designPath = Path.Combine(dir.FullName, "norwood-6.design.json");
-            File.WriteAllText(designPath, DesignLoader.Format(NorwoodPresets.Create(6, head, mesh)));
+            await File.WriteAllTextAsync(designPath, DesignLoader.Format(NorwoodPresets.Create(6, head, mesh)));
 
             var seconds = new List<double>();
             DesignDots? dots = null;
@@ -49,12 +49,12 @@ internal static class DesignBench
                 plans = DesignPlans.Build(dots, profile);
                 clock.Stop();
                 seconds.Add(clock.Elapsed.TotalSeconds);
-                Console.Error.WriteLine($"design: run {run + 1}: {dots.Dots.Count} dots in {clock.Elapsed.TotalSeconds:0.00} s (sampling {dots.SamplingTime.TotalSeconds:0.00} s)");
+                await Console.Error.WriteLineAsync($"design: run {run + 1}: {dots.Dots.Count} dots in {clock.Elapsed.TotalSeconds:0.00} s (sampling {dots.SamplingTime.TotalSeconds:0.00} s)");
             }
             var g = metrics!.Goals;
             var area = metrics.Regions.Sum(r => r.BodyAreaCm2 + r.BandAreaCm2);
             var peak = Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
-            return Task.FromResult(new Dictionary<string, object>
+            return new Dictionary<string, object>
             {
                 ["dots"] = dots!.Dots.Count,
                 ["areaCm2"] = Stats.Round(area, 1),
@@ -74,7 +74,7 @@ internal static class DesignBench
                 ["goalsMet"] = g.AllMet,
                 ["headPositions"] = plans!.Patches.Count,
                 ["plansValid"] = plans.Sessions.All(s => s.Check.IsValid) && plans.Unreachable.Count == 0,
-            });
+            };
         }
         finally
         {

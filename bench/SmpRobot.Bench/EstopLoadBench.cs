@@ -140,10 +140,10 @@ internal static class EstopLoadBench
             _rig = rig;
             _secondChannel = GrpcChannel.ForAddress(rig.Address);
             _second = new SafetyService.SafetyServiceClient(_secondChannel);
-            simulator.RealtimeByteReceived += (b, ts) =>
+            simulator.RealtimeByteReceived += (_, e) =>
             {
-                if (b != (byte)GrblRealtime.FeedHold) return;
-                lock (_gate) _holdBytes.Add(ts);
+                if (e.Command != (byte)GrblRealtime.FeedHold) return;
+                lock (_gate) _holdBytes.Add(e.ArrivedTimestamp);
             };
             rig.Supervisor.StopBytesWritten += (_, e) =>
             {

@@ -55,7 +55,7 @@ internal static class DesignCommand
         {
             norwood, output, head, seed,
         };
-        app.Bind(command, (ctx, parse, ct) =>
+        app.Bind(command, async (ctx, parse, ct) =>
         {
             var stage = parse.GetValue(norwood);
             if (stage is < NorwoodPresets.MinStage or > NorwoodPresets.MaxStage)
@@ -72,7 +72,7 @@ internal static class DesignCommand
             var meshPath = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(headPath))!, model.Mesh));
             model.Mesh = Path.GetRelativePath(outDir, meshPath);
             var created = NorwoodPresets.Create(stage, model, mesh, parse.GetValue(seed));
-            File.WriteAllText(outPath, DesignLoader.Format(created));
+            await File.WriteAllTextAsync(outPath, DesignLoader.Format(created), ct);
             var sessions = created.Sessions.Shares.Count;
             ctx.Result(string.Create(CultureInfo.InvariantCulture,
                 $"wrote {outPath}: {created.Name}, zones {string.Join(", ", created.Zones.Select(z => z.Name))}, {sessions} sessions\nnext: smp design check {DemoCommand.ShellWord(outPath)}, then smp design plan {DemoCommand.ShellWord(outPath)} --out DIR"),
@@ -84,7 +84,7 @@ internal static class DesignCommand
                     ["sessions"] = sessions,
                     ["exitCode"] = ExitCodes.Success,
                 });
-            return Task.FromResult(ExitCodes.Success);
+            return ExitCodes.Success;
         });
         return command;
     }
@@ -140,7 +140,7 @@ internal static class DesignCommand
         {
             file, output, profile,
         };
-        app.Bind(command, (ctx, parse, ct) =>
+        app.Bind(command, async (ctx, parse, ct) =>
         {
             var path = parse.GetValue(file)!;
             var outDir = Path.GetFullPath(parse.GetValue(output)!);
@@ -185,7 +185,7 @@ internal static class DesignCommand
             var metricsJson = MetricsJson(design, dots, metrics, plans, machine);
             Write("metrics.json", metricsJson.ToJsonString(Indented) + "\n");
 
-            foreach (var line in Report(design, dots, metrics, plans, machine)) (ctx.Json ? ctx.Stderr : ctx.Stdout).WriteLine(line);
+            foreach (var line in Report(design, dots, metrics, plans, machine)) await (ctx.Json ? ctx.Stderr : ctx.Stdout).WriteLineAsync(line);
             var plansOk = plans.Sessions.All(s => s.Check.IsValid) && plans.Unreachable.Count == 0;
             var result = new JsonObject
             {
@@ -198,7 +198,7 @@ internal static class DesignCommand
                 ["exitCode"] = ExitCodes.Success,
             };
             ctx.Result($"wrote {written.Count} files to {outDir}", result);
-            return Task.FromResult(ExitCodes.Success);
+            return ExitCodes.Success;
         });
         return command;
     }
@@ -207,7 +207,7 @@ internal static class DesignCommand
     {
         var output = new Option<string>("--out") { Description = "Folder to write adult-synthetic.ply and adult-synthetic.head.json into (must exist)", Required = true, HelpName = "DIR" };
         var command = new Command("head", "Write the bundled synthetic adult head (the mesh hardware/heads/ holds, and its landmarks), as generated") { output };
-        app.Bind(command, (ctx, parse, ct) =>
+        app.Bind(command, async (ctx, parse, ct) =>
         {
             var dir = Path.GetFullPath(parse.GetValue(output)!);
             if (!Directory.Exists(dir)) throw new CliException(ExitCodes.Usage, $"folder {dir} does not exist");
@@ -217,7 +217,7 @@ internal static class DesignCommand
             var model = NorwoodPresets.HeadModel("adult-synthetic.ply", landmarks,
                 "Synthetic adult head: an egg-shaped ovoid about 57 cm around above the brows, the vertex 100 mm above the brow line; cut open below the ears like a scalp scan");
             var headPath = Path.Combine(dir, "adult-synthetic.head.json");
-            File.WriteAllText(headPath, JsonSerializer.Serialize(JsonDocument.Parse(Formatter.Format(model)).RootElement, Indented) + "\n");
+            await File.WriteAllTextAsync(headPath, JsonSerializer.Serialize(JsonDocument.Parse(Formatter.Format(model)).RootElement, Indented) + "\n", ct);
             ctx.Result($"wrote {meshPath} ({mesh.Vertices.Count:N0} vertices, {mesh.FaceCount:N0} triangles) and {headPath}", new JsonObject
             {
                 ["mesh"] = meshPath,
@@ -225,7 +225,7 @@ internal static class DesignCommand
                 ["triangles"] = mesh.FaceCount,
                 ["exitCode"] = ExitCodes.Success,
             });
-            return Task.FromResult(ExitCodes.Success);
+            return ExitCodes.Success;
         });
         return command;
     }

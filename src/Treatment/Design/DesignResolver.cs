@@ -296,7 +296,7 @@ public static class DesignResolver
     }
 
     private static RegionSettings? Settings(string name, bool isScar, double densityPerCm2, Contracts.V1.Needle? needle, double depthMm, double dwellMs,
-        IReadOnlyList<string> pigments, double minSpacingMm, string? firstPass, string where, int sessions, Dictionary<string, double> lightness, MachineProfile profile, List<DesignViolation> v)
+        Google.Protobuf.Collections.RepeatedField<string> pigments, double minSpacingMm, string? firstPass, string where, int sessions, Dictionary<string, double> lightness, MachineProfile profile, List<DesignViolation> v)
     {
         var inv = CultureInfo.InvariantCulture;
         var before = v.Count;

@@ -39,7 +39,7 @@ public sealed class CurveResolver(TriangleMesh mesh, ScalpMap map)
     /// Resolves <paramref name="curve"/> for the part of the design named <paramref name="where"/>; every problem
     /// is added to <paramref name="violations"/> and the result is then null.
     /// </summary>
-    public ResolvedCurve? Resolve(SurfaceCurve? curve, bool closed, string where, List<DesignViolation> violations)
+    public ResolvedCurve? Resolve(SurfaceCurve? curve, bool closed, string where, ICollection<DesignViolation> violations)
     {
         ArgumentNullException.ThrowIfNull(violations);
         var inv = CultureInfo.InvariantCulture;
@@ -105,7 +105,7 @@ public sealed class CurveResolver(TriangleMesh mesh, ScalpMap map)
         return new ResolvedCurve(polyline, polygon);
     }
 
-    private bool TrySampleSvg(string svgPath, DesignView view, string where, List<DesignViolation> violations, List<Vec3> into)
+    private bool TrySampleSvg(string svgPath, DesignView view, string where, ICollection<DesignViolation> violations, List<Vec3> into)
     {
         var inv = CultureInfo.InvariantCulture;
         if (view == DesignView.Unspecified)

@@ -18,7 +18,7 @@ public class OfflineChecksTests
         var json = JsonDocument.Parse(stdout).RootElement;
         Assert.True(json.GetProperty("valid").GetBoolean());
         Assert.True(json.GetProperty("offline").GetBoolean());
-        Assert.Equal(SmpRobot.Contracts.V1.Plan.Parser.ParseJson(File.ReadAllText(plan)).Dots.Count, json.GetProperty("dotCount").GetInt32());
+        Assert.Equal(SmpRobot.Contracts.V1.Plan.Parser.ParseJson(await File.ReadAllTextAsync(plan)).Dots.Count, json.GetProperty("dotCount").GetInt32());
 
         var bad = Path.Combine(Directory.CreateTempSubdirectory("smp-offline-").FullName, "bad.json");
         await File.WriteAllTextAsync(bad, "{\"name\":\"x\",\"units\":\"mm\",\"dots\":[{\"id\":\"d1\",\"xMm\":0,\"yMm\":0,\"zMm\":1,\"depthMm\":9,\"dwellMs\":200,\"pigmentId\":\"charcoal-1\"}]}");

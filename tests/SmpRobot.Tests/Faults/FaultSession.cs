@@ -38,7 +38,9 @@ internal sealed class FaultSession : IAsyncDisposable
     public static async Task<FaultSession> RunAsync(string faults, TimeSpan? timeout = null)
     {
         var simulator = new SimulatedGantry(Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = TimeScale, Faults = FaultPlan.Parse(faults) });
+#pragma warning disable CA2000 // the FaultSession returned owns the fixture; the catch below disposes it otherwise
         var fixture = await ControllerFixture.StartAsync(simulator: simulator);
+#pragma warning restore CA2000
         try
         {
             await fixture.HomeAsync();

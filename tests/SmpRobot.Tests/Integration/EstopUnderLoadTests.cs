@@ -37,9 +37,9 @@ public class EstopUnderLoadTests
         var supervisor = c.Services.GetRequiredService<SafetySupervisor>();
         var holdByte = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var sequence = new TaskCompletionSource<(IReadOnlyList<string> Steps, string Error)>(TaskCreationOptions.RunContinuationsAsynchronously);
-        c.Simulator.RealtimeByteReceived += (b, _) =>
+        c.Simulator.RealtimeByteReceived += (_, e) =>
         {
-            if (b == (byte)GrblRealtime.FeedHold) holdByte.TrySetResult();
+            if (e.Command == (byte)GrblRealtime.FeedHold) holdByte.TrySetResult();
         };
         supervisor.StopSequenceFinished += (_, e) => sequence.TrySetResult((e.Steps, e.Error));
 

@@ -83,9 +83,9 @@ public sealed class PtyDeviceTests : IAsyncLifetime
             await link.WriteAsync("$X\nG91 G1 X-2 Y-1 F6000\nM3 S1000\nG4 P0.01\nM5\nG4 P0\n");
             await link.ReadUntilAsync("ok\r\nok\r\nok\r\nok\r\nok\r\nok\r\n");
             var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _gantry.RealtimeByteReceived += (b, _) =>
+            _gantry.RealtimeByteReceived += (_, e) =>
             {
-                if (b == (byte)GrblRealtime.FeedHold) hold.TrySetResult();
+                if (e.Command == (byte)GrblRealtime.FeedHold) hold.TrySetResult();
             };
             await link.WriteAsync("!");
             await hold.Task.WaitAsync(Timeout);
@@ -110,9 +110,9 @@ public sealed class PtyDeviceTests : IAsyncLifetime
         await using var link = await OpenAsync();
         await link.ReadUntilAsync("Grbl 1.1h");
         var arrived = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _gantry.RealtimeByteReceived += (b, ts) =>
+        _gantry.RealtimeByteReceived += (_, e) =>
         {
-            if (b == (byte)GrblRealtime.CycleStart) arrived.TrySetResult(ts);
+            if (e.Command == (byte)GrblRealtime.CycleStart) arrived.TrySetResult(e.ArrivedTimestamp);
         };
         const int bytes = 1152; // 100 ms at 115200 baud
         var data = new byte[bytes];

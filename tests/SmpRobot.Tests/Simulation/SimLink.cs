@@ -39,10 +39,21 @@ internal sealed class SimLink : IAsyncDisposable
     public static async Task<SimLink> OpenAsync(MachineProfile? profile = null, TimeProvider? time = null, SimulatedGantryOptions? options = null)
     {
         var fake = time is null ? new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero)) : null;
+#pragma warning disable CA2000 // the SimLink owns both and disposes them; until it exists, the catch below does
         var gantry = new SimulatedGantry(profile ?? TestProfiles.SimOrigin(), time ?? fake!, options);
         var transport = new InProcessGantryTransport(gantry);
-        await transport.OpenAsync(CancellationToken.None).WaitAsync(Timeout);
-        return new SimLink(gantry, transport, fake);
+#pragma warning restore CA2000
+        try
+        {
+            await transport.OpenAsync(CancellationToken.None).WaitAsync(Timeout);
+            return new SimLink(gantry, transport, fake);
+        }
+        catch
+        {
+            await transport.DisposeAsync();
+            await gantry.DisposeAsync();
+            throw;
+        }
     }
 
     public Task SendAsync(string line) => WriteAsync(Encoding.ASCII.GetBytes(line + "\n"));

@@ -206,11 +206,11 @@ public class SimulatedGantryTests
         link.AdvanceSim(0.5);
         string? stateSeen = null;
         long stamp = 0;
-        link.Gantry.RealtimeByteReceived += (b, ts) =>
+        link.Gantry.RealtimeByteReceived += (_, e) =>
         {
-            if (b != (byte)'!') return;
+            if (e.Command != (byte)'!') return;
             stateSeen = link.Gantry.State;
-            stamp = ts;
+            stamp = e.ArrivedTimestamp;
         };
         await link.RealtimeAsync((byte)'!');
         Assert.Equal("Run", stateSeen);

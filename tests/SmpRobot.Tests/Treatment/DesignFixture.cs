@@ -11,6 +11,7 @@ namespace SmpRobot.Tests.Treatment;
 /// The synthetic head written to a temporary folder and a Norwood IV design on it, sampled once for the
 /// tests that read it (sampling takes a couple of seconds).
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1515", Justification = "a class fixture of public test classes (xunit needs the test classes public) must be public too")]
 public sealed class DesignFixture : IDisposable
 {
     public DesignFixture()

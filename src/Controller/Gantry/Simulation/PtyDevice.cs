@@ -135,7 +135,7 @@ public sealed class PtyDevice : IAsyncDisposable
             if (PosixTty.Poll(fds, 3, -1) < 0)
             {
                 if (Marshal.GetLastPInvokeError() == PosixTty.EIntr) continue;
-                _host.Log.LogError("pty {Device}: poll failed: {Message}", DevicePath, PosixTty.LastError("poll").Message);
+                _host.Log.PtyPollFailed(DevicePath, PosixTty.LastError("poll").Message);
                 return;
             }
             if (_disposed || fds[2].Revents != 0) return;
@@ -190,7 +190,7 @@ public sealed class PtyDevice : IAsyncDisposable
         }
         catch (IOException e)
         {
-            _host.Log.LogWarning("could not remove {Link}: {Message}", LinkPath, e.Message);
+            _host.Log.LinkNotRemoved(LinkPath, e.Message);
         }
         _ = PosixTty.Close(_inotify);
         _ = PosixTty.Close(_slave);

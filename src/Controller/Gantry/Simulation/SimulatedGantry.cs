@@ -152,8 +152,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Simulated seconds per wall second.</summary>
     public double TimeScale => _options.TimeScale;
 
-    /// <summary>Raised synchronously inside <see cref="Receive"/> for every real-time byte, before it acts (arguments: the byte and TimeProvider.GetTimestamp() at arrival).</summary>
-    public event Action<byte, long>? RealtimeByteReceived;
+    /// <summary>Raised synchronously inside <see cref="Receive"/> for every real-time byte, before it acts.</summary>
+    public event EventHandler<RealtimeByteEventArgs>? RealtimeByteReceived;
 
     /// <summary>TimeProvider timestamp of <see cref="PowerOn"/> (simulated second 0); 0 before.</summary>
     public long PowerOnTimestamp { get { lock (_gate) return _powerOnTimestamp; } }
@@ -328,7 +328,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 _realtimeLog.Add(new SimRealtimeByte(command, timestamp, NowSim()));
                 NotifyObservers();
             }
-            RealtimeByteReceived?.Invoke(command, timestamp);
+            RealtimeByteReceived?.Invoke(this, new RealtimeByteEventArgs(command, timestamp));
             lock (_gate) ActOnRealtime(command);
         }
     }
@@ -972,4 +972,14 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     /// <summary>The executing part of the front block, from rest at <see cref="From"/> starting at <see cref="StartSim"/>.</summary>
     private sealed record Segment(Block Block, Vec3 From, double StartSim, TrapezoidMove Move, double Duration, bool SpindleOn);
+}
+
+/// <summary>A real-time byte as the simulated board received it.</summary>
+public sealed class RealtimeByteEventArgs(byte command, long arrivedTimestamp) : EventArgs
+{
+    /// <summary>The byte (a grbl real-time command such as '!' or 0x85).</summary>
+    public byte Command { get; } = command;
+
+    /// <summary>TimeProvider.GetTimestamp() when it arrived, before it acted.</summary>
+    public long ArrivedTimestamp { get; } = arrivedTimestamp;
 }

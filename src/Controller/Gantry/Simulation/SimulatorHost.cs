@@ -82,9 +82,11 @@ public sealed class SimulatorHost : IAsyncDisposable
 
     internal LinkPumps AttachLink(Action<ReadOnlySpan<byte>> writeToHost, string name)
     {
+#pragma warning disable CA2000 // the LinkPumps own both pumps (DetachLinkAsync disposes them); a PacedPump.s constructor does not throw, so the first cannot leak while the second is made
         var pumps = new LinkPumps(
-            new PacedPump(Baud, Time, writeToHost, e => _log.LogWarning("{Link}: writing to the host failed: {Message}", name, e.Message)),
-            new PacedPump(Baud, Time, DeliverToFirmware, e => _log.LogWarning("{Link}: the board refused input: {Message}", name, e.Message)));
+            new PacedPump(Baud, Time, writeToHost, e => _log.WriteToHostFailed(name, e.Message)),
+            new PacedPump(Baud, Time, DeliverToFirmware, e => _log.BoardRefusedInput(name, e.Message)));
+#pragma warning restore CA2000
         lock (_gate) _links.Add(pumps);
         return pumps;
     }
@@ -114,7 +116,7 @@ public sealed class SimulatorHost : IAsyncDisposable
             Gantry.HardReset();
             _resets++;
         }
-        _log.LogInformation("{Who} opened the link: board reset", who);
+        _log.OpenedLink(who);
     }
 
     private void DeliverToFirmware(ReadOnlySpan<byte> data)
@@ -377,6 +379,8 @@ public static class SimulatorCommand
     public static async Task<int> RunAsync(SimulatorRunOptions options, TextWriter stdout, ILoggerFactory logs, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(logs);
         if (!(options.TimeScale > 0) || !double.IsFinite(options.TimeScale)) throw new ArgumentException($"time scale must be a positive number, not {options.TimeScale}");
         if (options.Baud <= 0) throw new ArgumentException($"baud must be a positive number, not {options.Baud}");
         if (options.TcpPort is < 0 or > 65535) throw new ArgumentException($"--tcp port must be 0–65535, not {options.TcpPort}");
@@ -386,7 +390,7 @@ public static class SimulatorCommand
         if (options.Faults is { } faults)
         {
             gantryOptions = gantryOptions with { Faults = ParseFaultSpec(faults) };
-            log.LogWarning("Fault injection on: {Faults}", faults);
+            log.FaultInjectionOn(faults);
         }
         var gantry = new SimulatedGantry(profile, TimeProvider.System, gantryOptions);
         try
@@ -408,13 +412,13 @@ public static class SimulatorCommand
                 }
                 catch (OperationCanceledException)
                 {
-                    log.LogInformation("Stopping the simulated gantry");
+                    log.Stopping();
                 }
             }
             if (options.RecordPath is { } recordPath)
             {
                 SimulationRecord.From(gantry).Write(recordPath);
-                log.LogInformation("Wrote the simulation record to {Path}", recordPath);
+                log.WroteRecord(recordPath);
             }
             return 0;
         }

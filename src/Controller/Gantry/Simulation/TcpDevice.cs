@@ -74,7 +74,7 @@ public sealed class TcpDevice : IAsyncDisposable
             {
                 if (_client is not null)
                 {
-                    _host.Log.LogWarning("tcp {Port}: refused a second client: one at a time", Port);
+                    _host.Log.TcpSecondClientRefused(Port);
                     socket.Dispose();
                     continue;
                 }
@@ -108,7 +108,7 @@ public sealed class TcpDevice : IAsyncDisposable
             if (_client == socket) _client = null;
         }
         socket.Dispose();
-        _host.Log.LogInformation("tcp {Port}: client disconnected", Port);
+        _host.Log.TcpClientDisconnected(Port);
     }
 
     /// <summary>Stops listening and drops the client.</summary>
