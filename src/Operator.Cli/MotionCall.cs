@@ -224,7 +224,9 @@ internal static class MotionCall
                 try
                 {
                     machine = await conn.Machine.GetStatusAsync(new GetMachineStatusRequest(), deadline: conn.Deadline(TimeSpan.FromSeconds(3))).ConfigureAwait(false);
-                    if (!IsMoving(machine)) break;
+                    // Stopped means the controller's operation has ended too (its own stop, a lift of the needle,
+                    // runs inside it), not only that the gantry is still between two moves.
+                    if (!IsMoving(machine) && machine.Activity is null) break;
                 }
                 catch (RpcException e) when (e.StatusCode != StatusCode.DeadlineExceeded)
                 {
@@ -244,9 +246,16 @@ internal static class MotionCall
         var moving = IsMoving(machine);
         var p = machine.Position;
         var where = p is null ? "" : $" at x {Formatting.Mm(p.XMm)} y {Formatting.Mm(p.YMm)} z {Formatting.Mm(p.ZMm)} mm";
-        return new CliException(ExitCodes.Stopped, moving
-            ? $"{what} stopped by Ctrl+C, but the gantry still reports {machine.State}{where} after {StoppedTimeout.TotalSeconds:0} s: USE THE HARD-WIRED E-STOP"
-            : $"{what} stopped by Ctrl+C: gantry {machine.State}{where}, needle {(machine.NeedleOn ? "ON" : "off")}{(machine.Homed ? "" : ", NOT homed")}");
+        if (moving)
+        {
+            return new CliException(ExitCodes.Stopped, $"{what} stopped by Ctrl+C, but the gantry still reports {machine.State}{where} after {StoppedTimeout.TotalSeconds:0} s: USE THE HARD-WIRED E-STOP");
+        }
+        if (machine.Activity is { } busy)
+        {
+            return new CliException(ExitCodes.Stopped,
+                $"{what} stopped by Ctrl+C, but after {StoppedTimeout.TotalSeconds:0} s the controller still reports {busy.Name}{(busy.Step.Length > 0 ? " (" + busy.Step + ")" : "")}; the gantry is {machine.State}{where} now: check it (smp machine status) before anything else");
+        }
+        return new CliException(ExitCodes.Stopped, $"{what} stopped by Ctrl+C: gantry {machine.State}{where}, needle {(machine.NeedleOn ? "ON" : "off")}{(machine.Homed ? "" : ", NOT homed")}");
     }
 
     /// <summary>The exit-3 error for an e-stop during <paramref name="what"/>, once the stop sequence is over (bounded).</summary>

@@ -154,10 +154,7 @@ public sealed partial class CalibrationProcedures(
 
     /// <summary>Runs the whole gantry calibration (stops, touch-offs, fit, store, use). See the class remarks.</summary>
     /// <remarks>When <paramref name="ct"/> is cancelled (its caller went away or asked to stop) the motion stops at once and nothing is stored.</remarks>
-    public Task<GantryCalibrationOutcome> CalibrateGantryAsync(GantryCalibrationRequest request, CancellationToken ct) =>
-        StoppingOnCancelAsync(() => CalibrateGantryCoreAsync(request, ct), "gantry calibration", ct);
-
-    private async Task<GantryCalibrationOutcome> CalibrateGantryCoreAsync(GantryCalibrationRequest request, CancellationToken ct)
+    public async Task<GantryCalibrationOutcome> CalibrateGantryAsync(GantryCalibrationRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
         var volume = RequireVolume();
@@ -173,113 +170,118 @@ public sealed partial class CalibrationProcedures(
             throw Precondition("the needle tip's offset to the head marker is unknown: give tracking.needleTipInMarkerMm (from the needle head's drawing) in the profile; this camera offers no touch plate for tip touch-offs");
         }
         var start = time.GetTimestamp();
-        using var use = readiness.Take(MachineUse.Calibration, "gantry calibration", "run the gantry calibration");
-        var client = await PrepareAsync(ct);
-        using var board = LoadBoard(profile.Tracking.CalibrationBoard);
-        using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
         var stops = CalibrationPlan.Stops(volume, request.Points, request.Heights, _program.Grid);
-        var observations = new List<MarkerObservation>();
-        var skipped = new List<string>();
-        var position = (await client.QueryStatusAsync(ct)).MachinePosition;
+        using var use = readiness.Take(MachineUse.Calibration, "gantry calibration", "run the gantry calibration");
         using var activity = gantry.Activity.Begin("gantry calibration", stops.Count);
-        foreach (var stop in stops)
-        {
-            activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
-            position = await MoveAsync(client, position, stop, ct);
-            activity.Doing($"stop {activity.Progress.StepsDone + 1}: measuring the marker");
-            var pose = MeasurePose(camera, estimator);
-            activity.StepDone();
-            if (pose is null)
-            {
-                skipped.Add($"no marker pose at {position}");
-                continue;
-            }
-            observations.Add(new MarkerObservation(position, pose.Value));
-        }
-
-        var touches = new List<TipTouch>();
-        if (tipGiven is null && touchPlate is not null)
-        {
-            // Park above the volume, look at the plate, then touch its corners one by one.
-            position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
-            touchPlate.ShowTouchPlate = true;
-            try
-            {
-                using var plateEstimator = new BoardPoseEstimator(touchPlate.PlateBoard, RequireIntrinsics(camera));
-                var platePose = MeasurePose(camera, plateEstimator) ?? throw Precondition("the touch plate is not in view: no tip touch-off possible");
-                var touchPoints = touchPlate.TouchPoints().ToList();
-                activity.SetTotal(stops.Count + touchPoints.Count);
-                foreach (var point in touchPoints)
-                {
-                    activity.Doing($"tip touch-off {activity.Progress.StepsDone - stops.Count + 1} of {touchPoints.Count}");
-                    position = await MoveAsync(client, position, _program.Grid.Quantise(point.GantryMm), ct);
-                    touches.Add(new TipTouch(position, platePose.Apply(touchPlate.PlateBoard.CornerInHead(point.CornerId))));
-                    activity.StepDone();
-                }
-                position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
-            }
-            finally
-            {
-                touchPlate.ShowTouchPlate = false;
-            }
-        }
-
-        if (observations.Count < Math.Max(6, request.Points / 2))
-        {
-            throw Precondition($"only {observations.Count} of {stops.Count} stops gave a marker pose ({string.Join("; ", skipped.Take(5))}): is the marker on the head and in view?");
-        }
-        var options = new GantryCalibrationOptions
-        {
-            TipOffsetInMarkerMm = tipGiven is null ? null : new Vec3(tipGiven.X, tipGiven.Y, tipGiven.Z),
-        };
-        GantryCalibration result;
         try
         {
-            result = GantryCalibrator.Solve(observations, touches, options);
+            var client = await PrepareAsync(ct);
+            using var board = LoadBoard(profile.Tracking.CalibrationBoard);
+            using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
+            var observations = new List<MarkerObservation>();
+            var skipped = new List<string>();
+            var position = (await client.QueryStatusAsync(ct)).MachinePosition;
+            foreach (var stop in stops)
+            {
+                activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
+                position = await MoveAsync(client, position, stop, ct);
+                activity.Doing($"stop {activity.Progress.StepsDone + 1}: measuring the marker");
+                var pose = MeasurePose(camera, estimator, ct);
+                activity.StepDone();
+                if (pose is null)
+                {
+                    skipped.Add($"no marker pose at {position}");
+                    continue;
+                }
+                observations.Add(new MarkerObservation(position, pose.Value));
+            }
+
+            var touches = new List<TipTouch>();
+            if (tipGiven is null && touchPlate is not null)
+            {
+                // Park above the volume, look at the plate, then touch its corners one by one.
+                position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
+                touchPlate.ShowTouchPlate = true;
+                try
+                {
+                    using var plateEstimator = new BoardPoseEstimator(touchPlate.PlateBoard, RequireIntrinsics(camera));
+                    var platePose = MeasurePose(camera, plateEstimator, ct) ?? throw Precondition("the touch plate is not in view: no tip touch-off possible");
+                    var touchPoints = touchPlate.TouchPoints().ToList();
+                    activity.SetTotal(stops.Count + touchPoints.Count);
+                    foreach (var point in touchPoints)
+                    {
+                        activity.Doing($"tip touch-off {activity.Progress.StepsDone - stops.Count + 1} of {touchPoints.Count}");
+                        position = await MoveAsync(client, position, _program.Grid.Quantise(point.GantryMm), ct);
+                        touches.Add(new TipTouch(position, platePose.Apply(touchPlate.PlateBoard.CornerInHead(point.CornerId))));
+                        activity.StepDone();
+                    }
+                    position = await MoveAsync(client, position, _program.Grid.Quantise(position with { Z = volume.Max.Z }), ct);
+                }
+                finally
+                {
+                    touchPlate.ShowTouchPlate = false;
+                }
+            }
+
+            if (observations.Count < Math.Max(6, request.Points / 2))
+            {
+                throw Precondition($"only {observations.Count} of {stops.Count} stops gave a marker pose ({string.Join("; ", skipped.Take(5))}): is the marker on the head and in view?");
+            }
+            var options = new GantryCalibrationOptions
+            {
+                TipOffsetInMarkerMm = tipGiven is null ? null : new Vec3(tipGiven.X, tipGiven.Y, tipGiven.Z),
+            };
+            GantryCalibration result;
+            try
+            {
+                result = GantryCalibrator.Solve(observations, touches, options);
+            }
+            catch (ArgumentException e)
+            {
+                throw Precondition("the fit failed: " + e.Message);
+            }
+            var fit = result.MarkerFit;
+            var outlierFraction = fit.OutlierIndices.Count / (double)observations.Count;
+            var valid = fit.Validation.Count >= 3 && fit.Validation.MaxMm <= MaxValidationResidualMm && outlierFraction <= MaxOutlierFraction;
+            var warnings = result.Warnings.Concat(skipped).ToList();
+            if (!valid)
+            {
+                warnings.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"NOT valid: needs ≥ 3 validation points within {MaxValidationResidualMm} mm (max {fit.Validation.MaxMm:0.000} mm) and ≤ {MaxOutlierFraction:P0} outliers ({fit.OutlierIndices.Count} of {observations.Count})"));
+            }
+            var method = "charuco-marker kabsch+ransac, tip offset " + (result.TipOffsetSource switch
+            {
+                TipOffsetSource.TipTouch => "from tip touch-offs",
+                TipOffsetSource.Given => "from the profile",
+                _ => "assumed zero",
+            });
+            var data = new GantryCalibrationData(TransformData.Of(result.GantryFromCamera), CalibrationJson.Array(result.TipOffsetInMarkerMm), result.TipOffsetSource.ToString(),
+                result.MarkerRotationSpreadDeg, [.. result.TipTouchResidualsMm], board.Spec.Name);
+            var stats = new GantryStatsData(fit.Fit, fit.Validation,
+                [.. fit.Points.Select(p => new StopData(p.Index, CalibrationJson.Array(p.ToMm), CalibrationJson.Array(p.FromMm), CalibrationJson.Array(p.ResidualMm), p.Role == PointRole.Validation, p.IsOutlier))],
+                [.. fit.OutlierIndices], [.. warnings]);
+            var notes = string.Join("; ", new[] { request.Notes.Trim() }.Where(n => n.Length > 0).Concat(warnings));
+            // A calibration stopped part-way is never stored.
+            ct.ThrowIfCancellationRequested();
+            var record = ledger.SaveCalibration(CalibrationKind.Gantry, cameras.CameraId, profile.Name, method, CalibrationJson.Write(data), CalibrationJson.Write(stats),
+                fit.Validation.RmsMm, fit.Validation.P95Mm, fit.Validation.MaxMm, observations.Count, notes, valid);
+            if (valid) Apply(result.GantryFromCamera);
+            var pictureNotes = new PictureOptions { Notes = [$"calibration {record.Id}", $"camera {record.Camera}, profile {record.ProfileName}", valid ? "valid" : "NOT valid"] };
+            var (residualsPng, _) = CalibrationPictures.ResidualsPng(fit, pictureNotes);
+            var histogramPng = CalibrationPictures.HistogramPng(fit, pictureNotes);
+            var seconds = time.GetElapsedTime(start).TotalSeconds;
+            Log.GantryCalibrated(log, record.Id, valid ? "valid" : "NOT valid", fit.Validation, seconds);
+            return new GantryCalibrationOutcome(record, result, observations, skipped, seconds, residualsPng, histogramPng, valid);
         }
-        catch (ArgumentException e)
+        catch (OperationCanceledException) when (StopsForCaller(ct))
         {
-            throw Precondition("the fit failed: " + e.Message);
+            await StopForCallerAsync("gantry calibration", activity);
+            throw;
         }
-        var fit = result.MarkerFit;
-        var outlierFraction = fit.OutlierIndices.Count / (double)observations.Count;
-        var valid = fit.Validation.Count >= 3 && fit.Validation.MaxMm <= MaxValidationResidualMm && outlierFraction <= MaxOutlierFraction;
-        var warnings = result.Warnings.Concat(skipped).ToList();
-        if (!valid)
-        {
-            warnings.Add(string.Create(CultureInfo.InvariantCulture,
-                $"NOT valid: needs ≥ 3 validation points within {MaxValidationResidualMm} mm (max {fit.Validation.MaxMm:0.000} mm) and ≤ {MaxOutlierFraction:P0} outliers ({fit.OutlierIndices.Count} of {observations.Count})"));
-        }
-        var method = "charuco-marker kabsch+ransac, tip offset " + (result.TipOffsetSource switch
-        {
-            TipOffsetSource.TipTouch => "from tip touch-offs",
-            TipOffsetSource.Given => "from the profile",
-            _ => "assumed zero",
-        });
-        var data = new GantryCalibrationData(TransformData.Of(result.GantryFromCamera), CalibrationJson.Array(result.TipOffsetInMarkerMm), result.TipOffsetSource.ToString(),
-            result.MarkerRotationSpreadDeg, [.. result.TipTouchResidualsMm], board.Spec.Name);
-        var stats = new GantryStatsData(fit.Fit, fit.Validation,
-            [.. fit.Points.Select(p => new StopData(p.Index, CalibrationJson.Array(p.ToMm), CalibrationJson.Array(p.FromMm), CalibrationJson.Array(p.ResidualMm), p.Role == PointRole.Validation, p.IsOutlier))],
-            [.. fit.OutlierIndices], [.. warnings]);
-        var notes = string.Join("; ", new[] { request.Notes.Trim() }.Where(n => n.Length > 0).Concat(warnings));
-        // A calibration stopped part-way is never stored.
-        ct.ThrowIfCancellationRequested();
-        var record = ledger.SaveCalibration(CalibrationKind.Gantry, cameras.CameraId, profile.Name, method, CalibrationJson.Write(data), CalibrationJson.Write(stats),
-            fit.Validation.RmsMm, fit.Validation.P95Mm, fit.Validation.MaxMm, observations.Count, notes, valid);
-        if (valid) Apply(result.GantryFromCamera);
-        var pictureNotes = new PictureOptions { Notes = [$"calibration {record.Id}", $"camera {record.Camera}, profile {record.ProfileName}", valid ? "valid" : "NOT valid"] };
-        var (residualsPng, _) = CalibrationPictures.ResidualsPng(fit, pictureNotes);
-        var histogramPng = CalibrationPictures.HistogramPng(fit, pictureNotes);
-        var seconds = time.GetElapsedTime(start).TotalSeconds;
-        Log.GantryCalibrated(log, record.Id, valid ? "valid" : "NOT valid", fit.Validation, seconds);
-        return new GantryCalibrationOutcome(record, result, observations, skipped, seconds, residualsPng, histogramPng, valid);
     }
 
     /// <summary>The start-of-day check: 5 stops measured against the current calibration; pass when every residual is within <paramref name="toleranceMm"/>.</summary>
-    public Task<DriftCheckOutcome> CheckDriftAsync(double toleranceMm, CancellationToken ct) =>
-        StoppingOnCancelAsync(() => CheckDriftCoreAsync(toleranceMm, ct), "drift check", ct);
-
-    private async Task<DriftCheckOutcome> CheckDriftCoreAsync(double toleranceMm, CancellationToken ct)
+    public async Task<DriftCheckOutcome> CheckDriftAsync(double toleranceMm, CancellationToken ct)
     {
         if (toleranceMm == 0) toleranceMm = DefaultDriftToleranceMm;
         if (!(toleranceMm > 0 && toleranceMm <= 5)) throw Invalid($"tolerance must be in (0, 5] mm, not {toleranceMm.ToString(CultureInfo.InvariantCulture)}");
@@ -288,29 +290,37 @@ public sealed partial class CalibrationProcedures(
         var current = gate.Current() ?? throw Precondition($"there is no valid camera-to-gantry calibration for camera {cameras.CameraId} on profile {profile.Name}: run `smp calibrate gantry` first");
         var data = CalibrationJson.Read<GantryCalibrationData>(current.DataJson);
         var gantryFromCamera = data.GantryFromCamera.ToTransform();
-        using var use = readiness.Take(MachineUse.Calibration, "drift check", "run the drift check");
-        var client = await PrepareAsync(ct);
-        using var board = LoadBoard(profile.Tracking.CalibrationBoard);
-        using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
-        var position = (await client.QueryStatusAsync(ct)).MachinePosition;
-        var cameraPoints = new List<Vec3>();
-        var gantryPoints = new List<Vec3>();
         var driftStops = DriftCheck.SuggestedPoints(volume.Min, volume.Max).Select(_program.Grid.Quantise).ToList();
+        using var use = readiness.Take(MachineUse.Calibration, "drift check", "run the drift check");
         using var activity = gantry.Activity.Begin("drift check", driftStops.Count);
-        foreach (var stop in driftStops)
+        try
         {
-            activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
-            position = await MoveAsync(client, position, stop, ct);
-            var pose = MeasurePose(camera, estimator) ?? throw Precondition($"no marker pose with the tip at {position}: is the marker on the head and in view?");
-            cameraPoints.Add(pose.Apply(data.TipInMarker));
-            gantryPoints.Add(position);
-            activity.StepDone();
+            var client = await PrepareAsync(ct);
+            using var board = LoadBoard(profile.Tracking.CalibrationBoard);
+            using var estimator = new BoardPoseEstimator(board, RequireIntrinsics(camera));
+            var position = (await client.QueryStatusAsync(ct)).MachinePosition;
+            var cameraPoints = new List<Vec3>();
+            var gantryPoints = new List<Vec3>();
+            foreach (var stop in driftStops)
+            {
+                activity.Doing($"stop {activity.Progress.StepsDone + 1}: moving to {stop}");
+                position = await MoveAsync(client, position, stop, ct);
+                var pose = MeasurePose(camera, estimator, ct) ?? throw Precondition($"no marker pose with the tip at {position}: is the marker on the head and in view?");
+                cameraPoints.Add(pose.Apply(data.TipInMarker));
+                gantryPoints.Add(position);
+                activity.StepDone();
+            }
+            var result = DriftCheck.Check(gantryFromCamera, cameraPoints, gantryPoints, toleranceMm);
+            ledger.Audit(null, result.Passed ? "drift-check-passed" : "drift-check-failed", $"calibration {current.Id}: {result.Summary}");
+            var points = result.Points.Select(p => new PointResidual(p.Index, p.CameraMm, p.GantryMm, p.ResidualMm, PointRole.Validation, !p.Passed)).ToList();
+            var (png, _) = CalibrationPictures.ResidualsPng(points, new PictureOptions { Title = "drift check against " + current.Id, Notes = [result.Summary] });
+            return new DriftCheckOutcome(result, current.Id, png);
         }
-        var result = DriftCheck.Check(gantryFromCamera, cameraPoints, gantryPoints, toleranceMm);
-        ledger.Audit(null, result.Passed ? "drift-check-passed" : "drift-check-failed", $"calibration {current.Id}: {result.Summary}");
-        var points = result.Points.Select(p => new PointResidual(p.Index, p.CameraMm, p.GantryMm, p.ResidualMm, PointRole.Validation, !p.Passed)).ToList();
-        var (png, _) = CalibrationPictures.ResidualsPng(points, new PictureOptions { Title = "drift check against " + current.Id, Notes = [result.Summary] });
-        return new DriftCheckOutcome(result, current.Id, png);
+        catch (OperationCanceledException) when (StopsForCaller(ct))
+        {
+            await StopForCallerAsync("drift check", activity);
+            throw;
+        }
     }
 
     /// <summary>
@@ -503,24 +513,25 @@ public sealed partial class CalibrationProcedures(
     }
 
     /// <summary>
-    /// Runs a procedure that moves the machine. When its caller cancels it (Ctrl+C in smp, or the
-    /// client went away), the move under way is not left to finish: feed hold, queue flushed, needle
-    /// straight up (the supervisor's motion-hold stop), and the cancellation goes on to the caller.
+    /// Whether a cancellation that reached a procedure is its caller's (Ctrl+C in smp, or the client went
+    /// away) and the machine can still be stopped by the controller: then the procedure stops the motion
+    /// before it gives up its lease (a latched e-stop has stopped it already).
     /// </summary>
-    private async Task<T> StoppingOnCancelAsync<T>(Func<Task<T>> procedure, string what, CancellationToken ct)
+    private bool StopsForCaller(CancellationToken ct) => ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched;
+
+    /// <summary>
+    /// The move under way is not left to finish: feed hold, queue flushed, needle straight up (the
+    /// supervisor's motion-hold stop). Runs while the procedure still holds the machine's lease and shows
+    /// as its activity, so nothing else can start moving the machine until the stop is done, and a console
+    /// that waits for the activity to end reads the machine after the stop, not before it.
+    /// </summary>
+    private async Task StopForCallerAsync(string what, ActivityScope activity)
     {
-        try
-        {
-            return await procedure();
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
-        {
-            var error = await safety.HoldAndRetractAsync($"{what} stopped by its caller", CancellationToken.None);
-            var outcome = error.Length == 0 ? "motion stopped (feed hold, queue flushed, needle up); nothing stored" : "stopping the motion failed: " + error;
-            Log.StoppedByCaller(log, what, outcome);
-            ledger.Audit(null, "calibration-stopped", $"{what} stopped by its caller: {outcome}");
-            throw;
-        }
+        activity.Doing("stopping: feed hold, queue flushed, needle up");
+        var error = await safety.HoldAndRetractAsync($"{what} stopped by its caller", CancellationToken.None);
+        var outcome = error.Length == 0 ? "motion stopped (feed hold, queue flushed, needle up); nothing stored" : "stopping the motion failed: " + error;
+        Log.StoppedByCaller(log, what, outcome);
+        ledger.Audit(null, "calibration-stopped", $"{what} stopped by its caller: {outcome}");
     }
 
     /// <summary>Once the lease is held: checks the gantry is idle and switches the needle drive off; returns the client.</summary>
@@ -579,7 +590,7 @@ public sealed partial class CalibrationProcedures(
     /// The median marker pose over tracking.calibrationFramesPerStop frames (component-wise median of
     /// the positions, orientation of the frame nearest to it); null when fewer than half the frames give a pose.
     /// </summary>
-    private RigidTransform? MeasurePose(IFrameSource camera, BoardPoseEstimator estimator)
+    private RigidTransform? MeasurePose(IFrameSource camera, BoardPoseEstimator estimator, CancellationToken ct)
     {
         var wanted = profile.Tracking.CalibrationFramesPerStop;
         var poses = new List<RigidTransform>(wanted);
@@ -587,6 +598,8 @@ public sealed partial class CalibrationProcedures(
         {
             for (var i = 0; i < wanted; i++)
             {
+                // A caller's stop is seen between frames, not only at the next move.
+                ct.ThrowIfCancellationRequested();
                 using var frame = camera.Read();
                 if (frame is null) break;
                 if (estimator.Estimate(frame.Image, frame.CapturedTimestamp) is { } pose) poses.Add(pose.CameraFromHead);

@@ -149,23 +149,35 @@ public sealed partial class GantryConnection : IAsyncDisposable
     /// fresh, else the answer to one query shared by every caller waiting meanwhile. However many
     /// clients ask, the firmware sees at most one <c>?</c> per interval from here.
     /// </summary>
+    /// <param name="cancellationToken">Ends the wait (not the shared query).</param>
+    /// <param name="receivedAfterTimestamp">
+    /// When given (a TimeProvider timestamp), only a report read after it will do. The wire keeps order,
+    /// so such a report was sent by the firmware after every answer read before that moment: it measures
+    /// the machine after whatever those answers confirmed (an operation's last ok, say).
+    /// </param>
     /// <exception cref="GantryFaultException">Not connected, or no answer (link lost).</exception>
-    public async Task<GrblStatus> FreshStatusAsync(CancellationToken cancellationToken)
+    public async Task<GrblStatus> FreshStatusAsync(CancellationToken cancellationToken, long receivedAfterTimestamp = 0)
     {
         var client = RequireClient();
-        if (client.LastStatus is { } last && _time.GetElapsedTime(last.ReceivedTimestamp) <= SharedStatusMaxAge) return last;
-        Task<GrblStatus> query;
-        lock (_statusGate)
+        if (client.LastStatus is { } last && last.ReceivedTimestamp > receivedAfterTimestamp && _time.GetElapsedTime(last.ReceivedTimestamp) <= SharedStatusMaxAge) return last;
+        // A shared query already on its way may be answered before the moment asked for: then ask again (a query
+        // begun after that moment is read after it, so the second answer almost always does; four at most).
+        for (var attempt = 0; ; attempt++)
         {
-            if (_statusQuery is not { IsCompleted: false } running)
+            Task<GrblStatus> query;
+            lock (_statusGate)
             {
-                // Not the caller's token: other callers share this query.
-                running = client.QueryStatusAsync(CancellationToken.None);
-                _statusQuery = running;
+                if (_statusQuery is not { IsCompleted: false } running)
+                {
+                    // Not the caller's token: other callers share this query.
+                    running = client.QueryStatusAsync(CancellationToken.None);
+                    _statusQuery = running;
+                }
+                query = running;
             }
-            query = running;
+            var status = await query.WaitAsync(cancellationToken);
+            if (status.ReceivedTimestamp > receivedAfterTimestamp || attempt >= 3) return status;
         }
-        return await query.WaitAsync(cancellationToken);
     }
 
     /// <summary>The connected client, or a <see cref="GantryFaultException"/> saying it is not connected.</summary>

@@ -108,9 +108,9 @@ internal sealed class MachineGrpcService(GantryConnection gantry, ManualMotion m
         new() { Number = d.Number, Name = d.Name, Expected = d.Expected, Actual = d.Actual, Informative = d.Informative };
 
     /// <summary>The status message with the firmware settings check of the last (re)connect.</summary>
-    private MachineStatus Snapshot()
+    private MachineStatus Snapshot(ActivityRead? activity = null)
     {
-        var status = Mapping.ToProto(gantry, safety, time.GetUtcNow(), switches);
+        var status = Mapping.ToProto(gantry, safety, time.GetUtcNow(), switches, activity);
         status.SettingsChecked = gantry.SettingsChecked;
         status.SettingsDifferences.Add(gantry.SettingsDifferences.Select(ToProto));
         // Before the first connect there is nothing to say beyond "not connected".
@@ -121,11 +121,17 @@ internal sealed class MachineGrpcService(GantryConnection gantry, ManualMotion m
     /// <summary>A fresh status report when the link is up; the last known one otherwise.</summary>
     private async Task<MachineStatus> Status(CancellationToken cancellationToken)
     {
+        // The activity is read before the firmware is asked, and only a report read after that will do: an
+        // answer without an activity then proves the state was measured after the operation had ended (its
+        // own stop included), so a console waiting for "not moving and nothing under way" never takes a
+        // report from before a lift for the end of it.
+        var activity = new ActivityRead(gantry.Activity.Current);
+        var activityRead = time.GetTimestamp();
         if (gantry.IsConnected && gantry.Client?.LockedByAlarm is null)
         {
-            await gantry.FreshStatusAsync(cancellationToken);
+            await gantry.FreshStatusAsync(cancellationToken, receivedAfterTimestamp: activityRead);
         }
-        return Snapshot();
+        return Snapshot(activity);
     }
 
     /// <summary>Refuses while anything holds the machine's lease (a session, a calibration, a check, a jog, homing).</summary>

@@ -91,7 +91,11 @@ internal static class Mapping
         return m;
     }
 
-    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, SafetySwitches? switches = null)
+    /// <summary>
+    /// The machine as the controller knows it now. <paramref name="activity"/>, when given, is the activity read
+    /// before the status was fetched (see MachineGrpcService.GetStatus); otherwise the one under way now.
+    /// </summary>
+    public static MachineStatus ToProto(GantryConnection gantry, SafetySupervisor safety, DateTimeOffset now, SafetySwitches? switches = null, ActivityRead? activity = null)
     {
         var client = gantry.Client;
         var status = client?.LastStatus;
@@ -114,15 +118,15 @@ internal static class Mapping
             GarbledStatusReports = (ulong)Math.Max(0, gantry.GarbledStatusReports),
             LastGarbledStatus = client?.LastGarbledStatus ?? "",
         };
-        if (gantry.Activity.Current is { } activity)
+        if ((activity is { } read ? read.Progress : gantry.Activity.Current) is { } progress)
         {
             proto.Activity = new Contracts.V1.MachineActivity
             {
-                Name = activity.Name,
-                StepsDone = activity.StepsDone,
-                StepsTotal = activity.StepsTotal,
-                StartedAt = Timestamp.FromDateTimeOffset(activity.StartedAt),
-                Step = activity.Step,
+                Name = progress.Name,
+                StepsDone = progress.StepsDone,
+                StepsTotal = progress.StepsTotal,
+                StartedAt = Timestamp.FromDateTimeOffset(progress.StartedAt),
+                Step = progress.Step,
             };
         }
         if (status is not null)
@@ -180,3 +184,6 @@ internal static class Mapping
         _ => throw new RpcException(new Status(StatusCode.InvalidArgument, "resolution must be PLACED, REDO or SKIP")),
     };
 }
+
+/// <summary>The machine's activity as read at one moment (null progress: none under way then).</summary>
+internal readonly record struct ActivityRead(ActivityProgress? Progress);

@@ -43,7 +43,8 @@ internal sealed class CalibrationHost : IAsyncDisposable
     public static GantryMarkerTruth DefaultTruth => GantryMarkerTruth.Default(TestProfiles.Sim().Tracking.GantryFromCamera!.ToTransform());
 
     /// <summary>Starts a controller; <paramref name="trackedHead"/> makes the head tracked (a still head that needs no rendering).</summary>
-    public static async Task<CalibrationHost> StartAsync(bool trackedHead = false, double timeScale = 200)
+    /// <param name="wrapCamera">Puts a test's camera in front of the synthetic one (it must dispose the one it wraps).</param>
+    public static async Task<CalibrationHost> StartAsync(bool trackedHead = false, double timeScale = 200, Func<SimulatedGantryMarkerCamera, IFrameSource>? wrapCamera = null)
     {
         var profile = TestProfiles.Sim();
         var simulator = new SimulatedGantry(profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale });
@@ -54,7 +55,7 @@ internal sealed class CalibrationHost : IAsyncDisposable
             simulator,
             Directory.CreateTempSubdirectory("smp-cal-").FullName,
             headPose: trackedHead ? _ => new StillTrackedHead(profile.FixedHead.ToTransform(), TimeProvider.System) : null,
-            configure: o => o with { CalibrationCamera = _ => camera });
+            configure: o => o with { CalibrationCamera = _ => wrapCamera is null ? camera : wrapCamera(camera) });
         return new CalibrationHost(fixture, camera);
     }
 

@@ -424,6 +424,8 @@ public class ConsoleTruthEndToEndTests
             Assert.Equal(3, await calibrate.ExitCodeAsync(Timeout));
             Assert.Contains("calibration stopped by Ctrl+C: gantry ", calibrate.Stdout + calibrate.Stderr, StringComparison.Ordinal);
         }
+        // The monotonic clock is the same in every process here: the simulator's record of stop bytes compares with it.
+        var calibrationReported = System.Diagnostics.Stopwatch.GetTimestamp();
         var calibrations = await new CalibrationService.CalibrationServiceClient(channel).ListCalibrationsAsync(new ListCalibrationsRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
         Assert.DoesNotContain(calibrations.Calibrations, c => c.Kind == CalibrationKind.Gantry);
 
@@ -443,7 +445,11 @@ public class ConsoleTruthEndToEndTests
         // What the gantry physically did: after each stop byte, the motion under way ends within the stop bound and no
         // new move starts but a lift of Z (the needle goes up, never sideways or down).
         var truth = SmpRobot.Controller.Gantry.Simulation.SimulationRecord.Read(record);
-        var stops = truth.Realtime.Where(r => r.Command is (byte)'!' or 0x85 or 0x18).Select(r => r.SimSeconds).ToList();
+        var stopBytes = truth.Realtime.Where(r => r.Command is (byte)'!' or 0x85 or 0x18).ToList();
+        // The console reported the calibration stopped only once the controller's stop was done: no stop byte came after its report but the jogs' own.
+        var firstJogStart = truth.Motions.First(m => m.Kind == SmpRobot.Controller.Gantry.Simulation.SimMotionKind.Jog).StartSimSeconds;
+        Assert.DoesNotContain(stopBytes, r => r.Timestamp > calibrationReported && r.SimSeconds < firstJogStart);
+        var stops = stopBytes.Select(r => r.SimSeconds).ToList();
         Assert.True(stops.Count >= 3, $"{stops.Count} stop bytes for three stops");
         const double stopBoundSimSeconds = 0.5;
         foreach (var t in stops)
