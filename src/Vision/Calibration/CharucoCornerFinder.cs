@@ -1,5 +1,6 @@
 using OpenCvSharp;
 using OpenCvSharp.Aruco;
+using SmpRobot.Vision.BoardPose;
 
 namespace SmpRobot.Vision.Calibration;
 
@@ -61,10 +62,10 @@ public sealed class CharucoCornerFinder : IDisposable
     private Point2f[] Refine(Mat gray, Point2f[] corners, Point2f[][] markerCorners)
     {
         // Window inside the white margin around the markers, so marker edges do not pull the corner (the tracker's rule).
-        var pxPerMm = BoardPoseEstimator.PxPerMm(_board.Spec, markerCorners);
+        var pxPerMm = SubPixCorners.PxPerMm(_board.Spec, markerCorners);
         if (pxPerMm <= 0) return corners;
-        var half = BoardPoseEstimator.SubPixHalfWindow(_board.Spec, pxPerMm);
-        return Cv2.CornerSubPix(gray, corners, new Size(half, half), new Size(-1, -1), new TermCriteria(CriteriaTypes.Count | CriteriaTypes.Eps, 40, 0.001));
+        var half = SubPixCorners.HalfWindowPx(_board.Spec, pxPerMm);
+        return SubPixCorners.Refine(gray, corners, half);
     }
 
     public void Dispose()
