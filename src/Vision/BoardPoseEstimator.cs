@@ -15,6 +15,7 @@ namespace SmpRobot.Vision;
 public sealed record TrackedPose(RigidTransform CameraFromHead, long CapturedTimestamp, double ReprojectionErrorPx, int MarkersSeen, double Quality);
 
 /// <summary>What the detector found in one frame (for pictures and diagnostics).</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1819", Justification = "OpenCV's own shapes: the detector's outputs as OpenCV returns them and OpenCV's drawing calls take them; copies per frame would serve nothing")]
 public sealed record BoardDetection(Point2f[][] MarkerCorners, int[] MarkerIds, Point2f[] CharucoCorners, int[] CharucoIds);
 
 /// <summary>
@@ -48,6 +49,7 @@ public sealed class BoardPoseEstimator : IDisposable
 
     public BoardPoseEstimator(MarkerBoard board, CameraIntrinsics intrinsics, BoardPoseOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(intrinsics);
         _intrinsics = intrinsics;
         _options = options ?? new BoardPoseOptions();
         var layout = new BoardLayout(board);

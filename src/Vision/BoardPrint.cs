@@ -68,6 +68,7 @@ public sealed class BoardSource
 /// <param name="HeightPx">PNG height, px (0 for the PDF).</param>
 /// <param name="Dpi">PNG resolution, dots per inch (0 for the PDF).</param>
 /// <param name="Data">The file's bytes.</param>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1819", Justification = "the encoded PNG, written to a file or a gRPC reply once; a copy would serve nothing")]
 public sealed record BoardPrintout(
     BoardPrintFormat Format,
     string BoardName,

@@ -73,6 +73,7 @@ public sealed class PoseFilter
 
     public PoseFilter(TimeProvider timeProvider, PoseFilterOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _options = options ?? new PoseFilterOptions();
         _timestampFrequency = timeProvider.TimestampFrequency;
         _position = _options.EstimateAcceleration ? [new AccelerationAxis(), new AccelerationAxis(), new AccelerationAxis()] : [new Axis(), new Axis(), new Axis()];

@@ -52,6 +52,7 @@ public sealed class SyntheticScene : IDisposable
     /// <summary>Creates the scene; <paramref name="board"/> defaults to the built-in head board (owned then).</summary>
     public SyntheticScene(SyntheticScenario scenario, CameraIntrinsics intrinsics, MarkerBoard? board = null, int seed = 1, double noiseSigma = 2.0)
     {
+        ArgumentNullException.ThrowIfNull(intrinsics);
         Scenario = scenario;
         Intrinsics = intrinsics;
         _ownsBoard = board is null;
@@ -390,6 +391,8 @@ public sealed class SyntheticFrameSource : IFrameSource
 
     public SyntheticFrameSource(SyntheticScene scene, TimeProvider timeProvider, string? description = null)
     {
+        ArgumentNullException.ThrowIfNull(scene);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _scene = scene;
         _timeProvider = timeProvider;
         _start = timeProvider.GetTimestamp();

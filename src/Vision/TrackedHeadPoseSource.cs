@@ -59,6 +59,7 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     /// </summary>
     public TrackedHeadPoseSource(IFrameSource frames, MarkerBoard board, RigidTransform gantryFromCamera, TimeProvider timeProvider, CameraIntrinsics? intrinsics = null, HeadTrackerOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(frames);
         _frames = frames;
         _board = board;
         _options = options;

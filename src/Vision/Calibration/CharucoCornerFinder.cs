@@ -8,6 +8,7 @@ namespace SmpRobot.Vision.Calibration;
 /// <param name="CornersPx">Sub-pixel corner positions (distorted image coordinates), px.</param>
 /// <param name="CornerIds">Board corner id of each position (see <see cref="MarkerBoard.CornerInHead"/>).</param>
 /// <param name="MarkersSeen">Markers detected, for diagnostics.</param>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1819", Justification = "OpenCV's own shapes, handed straight to calibrateCamera and solvePnP")]
 public sealed record CharucoCorners(Point2f[] CornersPx, int[] CornerIds, int MarkersSeen)
 {
     /// <summary>Number of corners.</summary>

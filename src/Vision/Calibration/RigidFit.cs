@@ -204,6 +204,7 @@ public static class RigidFit
     /// its inliers recomputed until they stop changing. Returns the transform and the inlier flags.
     /// Throws ArgumentException when fewer than 3 pairs agree.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5394", Justification = "seeded sampling, so that a calibration's fit is reproducible: not security")]
     public static (RigidTransform Transform, bool[] Inliers, int Iterations) Ransac(IReadOnlyList<Vec3> from, IReadOnlyList<Vec3> to, double inlierThresholdMm, int iterations = 500, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(from);

@@ -231,7 +231,9 @@ public sealed class HeldCameraIntrinsicsTests
         using var scene = new SyntheticScene(SyntheticScenario.Still, truth, board, seed: 5);
         var poses = SmpRobot.Vision.Calibration.SyntheticCalibrationViews.Poses(truth, 8);
         var views = poses.Select((p, i) => scene.RenderAt(p, i)).ToList();
+#pragma warning disable CA2000 // the controller's tracked head source owns the camera and disposes it
         var camera = new CyclingCamera("device:7@1280x720", views);
+#pragma warning restore CA2000
         await using var c = await ControllerFixture.StartAsync(headPose: _ => Controller.CameraSetup.CreateTracked(camera, MarkerBoard.DefaultHeadBoard(), ControllerFixture.Profile, TimeProvider.System));
         var tracked = Assert.IsType<TrackedHeadPoseSource>(c.Services.GetRequiredService<IHeadPoseSource>());
         Assert.False(tracked.HasIntrinsics);

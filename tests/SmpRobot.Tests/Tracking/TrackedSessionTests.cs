@@ -41,7 +41,7 @@ public class TrackedSessionTests(ITestOutputHelper output)
         return sim => gantryFromCamera * frames.Scene.TruthAt(frames.SceneSecondsAt(simulator.TimestampAt(sim)));
     }
 
-    private static IReadOnlyList<CommandedDot> Commanded(ControllerFixture c, string sessionId, Plan plan)
+    private static List<CommandedDot> Commanded(ControllerFixture c, string sessionId, Plan plan)
     {
         var byId = plan.Dots.ToDictionary(d => d.Id);
         return c.Services.GetRequiredService<LedgerStore>().LoadDots(sessionId)
@@ -53,7 +53,9 @@ public class TrackedSessionTests(ITestOutputHelper output)
     [Fact]
     public async Task Breathing_sway_every_plunge_lands_on_the_dot_where_the_head_was_at_that_moment()
     {
+#pragma warning disable CA2000 // the frame source made from it owns the scene (the controller disposes that)
         var scene = new SyntheticScene(SyntheticScenario.Sway, CameraIntrinsics.Synthetic());
+#pragma warning restore CA2000
         var (factory, frames) = Camera(scene);
         await using var c = await ControllerFixture.StartAsync(timeScale: 1, headPose: factory);
         await c.HomeAsync();
@@ -88,7 +90,9 @@ public class TrackedSessionTests(ITestOutputHelper output)
     [Fact]
     public async Task A_jerk_mid_session_holds_and_no_needle_goes_down_until_tracking_settles()
     {
+#pragma warning disable CA2000 // the frame source made from it owns the scene (the controller disposes that)
         var scene = new SyntheticScene(SyntheticScenario.Jerk, CameraIntrinsics.Synthetic()) { JerkAtSeconds = 1e6 };
+#pragma warning restore CA2000
         var (factory, frames) = Camera(scene);
         await using var c = await ControllerFixture.StartAsync(timeScale: 1, headPose: factory);
         await c.HomeAsync();

@@ -99,6 +99,7 @@ public class TrackingPartsTests
     [InlineData("\"maxHoldSeconds\": 0", "tracking.maxHoldSeconds")]
     public void Bad_tracking_settings_are_refused_by_name(string setting, string named)
     {
+        ArgumentNullException.ThrowIfNull(setting);
         var json = File.ReadAllText(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
         var key = setting[..(setting.IndexOf(':', StringComparison.Ordinal) + 1)];
         var start = json.IndexOf(key, StringComparison.Ordinal);
