@@ -301,11 +301,12 @@ public sealed class GrblClient : IAsyncDisposable
                 // Not the caller's token: a half-written line would be glued to the next one.
                 await WriteToTransportAsync(_lineWriteBuffer.AsMemory(0, byteCount));
                 if (pending.Ack.Task.IsFaulted
-                    && pending.Ack.Task.Exception?.InnerException is GantryFaultException { Kind: GantryFaultKind.Alarm })
+                    && pending.Ack.Task.Exception?.InnerException is GantryFaultException { Kind: GantryFaultKind.Alarm } alarm)
                 {
                     // An alarm flushed our books while this line was on its way: the firmware may
-                    // still answer it, and that ack would be matched to the next line.
-                    EnterFault(new GantryFaultException(GantryFaultKind.Protocol, 0, "a line was written while an alarm flushed the buffer; acks can no longer be matched to lines until a soft reset"), latch: true, terminal: false);
+                    // still answer it, and that ack would be matched to the next line. The alarm is the
+                    // cause and is named first: this fault may reach a listener before the alarm's own event.
+                    EnterFault(new GantryFaultException(GantryFaultKind.Protocol, 0, $"{alarm.Message}; a line was written while it flushed the buffer, so acks can no longer be matched to lines until a soft reset"), latch: true, terminal: false);
                 }
 
                 return new SentLine(line, pending.Ack.Task);

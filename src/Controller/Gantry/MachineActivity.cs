@@ -18,6 +18,7 @@ public sealed class MachineActivity(TimeProvider time)
 {
     private readonly Lock _gate = new();
     private readonly List<ActivityScope> _open = [];
+    private long _lastEndedTimestamp;
 
     /// <summary>The innermost activity now, or null when nothing moves the machine outside a session.</summary>
     public ActivityProgress? Current
@@ -26,6 +27,15 @@ public sealed class MachineActivity(TimeProvider time)
         {
             lock (_gate) return _open.Count == 0 ? null : _open[^1].Progress;
         }
+    }
+
+    /// <summary>
+    /// The activity now and when the last one ended (a <see cref="TimeProvider"/> timestamp; 0 before any
+    /// ended), read together. A status report read after that end measures the machine after it.
+    /// </summary>
+    public (ActivityProgress? Current, long LastEndedTimestamp) Read()
+    {
+        lock (_gate) return (_open.Count == 0 ? null : _open[^1].Progress, _lastEndedTimestamp);
     }
 
     /// <summary>Begins <paramref name="name"/> with <paramref name="stepsTotal"/> steps (0 = not countable); dispose the scope when it ends, however it ends.</summary>
@@ -43,7 +53,10 @@ public sealed class MachineActivity(TimeProvider time)
 
     internal void End(ActivityScope scope)
     {
-        lock (_gate) _open.Remove(scope);
+        lock (_gate)
+        {
+            if (_open.Remove(scope)) _lastEndedTimestamp = time.GetTimestamp();
+        }
     }
 }
 

@@ -34,8 +34,13 @@ public sealed class ManualMotion(GantryConnection gantry, MachineReadiness readi
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && gantry.IsConnected)
         {
             // Stopped by its caller: a homing cycle cannot be held, only reset (grbl then reports it
-            // failed and the machine stays unhomed). Not left to run on unwatched.
-            await client.SoftResetAsync(CancellationToken.None);
+            // failed and the machine stays unhomed). Not left to run on unwatched. The reset runs inside an
+            // activity, so that whoever waits for "nothing under way" reads the state after it.
+            using (var stopping = gantry.Activity.Begin("homing"))
+            {
+                stopping.Doing("stopping: soft reset of the homing cycle");
+                await client.SoftResetAsync(CancellationToken.None);
+            }
             ledger.Audit(null, "homing-stopped", "homing cycle stopped by its caller (soft reset): the machine is not homed");
             throw;
         }

@@ -121,15 +121,15 @@ internal sealed class MachineGrpcService(GantryConnection gantry, ManualMotion m
     /// <summary>A fresh status report when the link is up; the last known one otherwise.</summary>
     private async Task<MachineStatus> Status(CancellationToken cancellationToken)
     {
-        // The activity is read before the firmware is asked, and only a report read after that will do: an
-        // answer without an activity then proves the state was measured after the operation had ended (its
-        // own stop included), so a console waiting for "not moving and nothing under way" never takes a
-        // report from before a lift for the end of it.
-        var activity = new ActivityRead(gantry.Activity.Current);
-        var activityRead = time.GetTimestamp();
+        // The activity is read before the firmware is asked. With none under way, only a report read after the
+        // last one ended will do: the answer then proves the state was measured after that operation (its own
+        // stop included), so a console waiting for "not moving and nothing under way" never takes a report
+        // from before a lift for the end of it. Reports read after that moment are still shared by callers.
+        var (current, lastEnded) = gantry.Activity.Read();
+        var activity = new ActivityRead(current);
         if (gantry.IsConnected && gantry.Client?.LockedByAlarm is null)
         {
-            await gantry.FreshStatusAsync(cancellationToken, receivedAfterTimestamp: activityRead);
+            await gantry.FreshStatusAsync(cancellationToken, receivedAfterTimestamp: current is null ? lastEnded : 0);
         }
         return Snapshot(activity);
     }
