@@ -920,6 +920,9 @@ public sealed class GrblClient : IAsyncDisposable
                 HandleStatus(text, timestamp);
                 return;
             case '[':
+                if (GrblProtocol.TryParseProbe(text, timestamp, out var probe)) HandleProbe(probe!);
+                Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
+                return;
             case '>':
                 Raise(MessageReceived, text, static t => new GrblTextEventArgs(t));
                 return;
@@ -961,6 +964,24 @@ public sealed class GrblClient : IAsyncDisposable
         return true;
     }
 
+    /// <summary>
+    /// A probe report belongs to the oldest line not yet answered: grbl runs a probe cycle only after everything
+    /// before it has executed (and was answered), and prints the report before the cycle's own ok.
+    /// </summary>
+    private void HandleProbe(ProbeReport report)
+    {
+        lock (_gate)
+        {
+            _lastProbe = report;
+            if (_answersOwedAfterAlarm == 0 && _inFlight.TryPeek(out var executing)) executing.Probe = report;
+        }
+    }
+
+    /// <summary>The last probe report read (<c>[PRB:…]</c>), or null before any.</summary>
+    public ProbeReport? LastProbe { get { lock (_gate) { return _lastProbe; } } }
+
+    private ProbeReport? _lastProbe;
+
     private void HandleAck(bool ok, int errorCode)
     {
         PendingLine? pending;
@@ -996,8 +1017,8 @@ public sealed class GrblClient : IAsyncDisposable
 
         room?.TrySetResult();
         pending.Ack.TrySetResult(ok
-            ? new LineAck(pending.Line, true, 0, string.Empty)
-            : new LineAck(pending.Line, false, errorCode, GrblProtocol.ErrorText(errorCode)));
+            ? new LineAck(pending.Line, true, 0, string.Empty, pending.Probe)
+            : new LineAck(pending.Line, false, errorCode, GrblProtocol.ErrorText(errorCode), pending.Probe));
     }
 
     private void HandleAlarm(int code)
@@ -1348,6 +1369,8 @@ public sealed class GrblClient : IAsyncDisposable
         public string Line { get; } = line;
         public int ByteCount { get; } = byteCount;
         public TaskCompletionSource<LineAck> Ack { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>The probe report that arrived while this line was the oldest unanswered one (written under the client's lock).</summary>
+        public ProbeReport? Probe { get; set; }
     }
 }
 

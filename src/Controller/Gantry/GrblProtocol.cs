@@ -147,6 +147,28 @@ public static class GrblProtocol
     /// <c>GrblHAL 1.1f ['$' or '$HELP' for help]</c> and forks that keep that shape
     /// ("Grbl", optional "HAL", space, a version starting with a digit, a bracketed help hint).
     /// </summary>
+    /// <summary>
+    /// Parses a probe report, <c>[PRB:x,y,z:s]</c> (grbl 1.1 prints it after every probe cycle; grblHAL may add
+    /// axes, of which the first three are taken). False for any other line or a malformed report.
+    /// </summary>
+    public static bool TryParseProbe(string line, long timestamp, out ProbeReport? report)
+    {
+        report = null;
+        if (line is null || !line.StartsWith("[PRB:", StringComparison.Ordinal) || !line.EndsWith(']')) return false;
+        var body = line.AsSpan(5, line.Length - 6);
+        var colon = body.LastIndexOf(':');
+        if (colon < 0 || body[(colon + 1)..] is not ("0" or "1")) return false;
+        var axes = body[..colon].ToString().Split(',');
+        if (axes.Length < 3) return false;
+        var v = new double[3];
+        for (var i = 0; i < 3; i++)
+        {
+            if (!double.TryParse(axes[i], NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out v[i]) || !double.IsFinite(v[i])) return false;
+        }
+        report = new ProbeReport(new Vec3(v[0], v[1], v[2]), body[colon + 1] == '1', timestamp);
+        return true;
+    }
+
     public static bool IsBanner(string line)
     {
         ArgumentNullException.ThrowIfNull(line);

@@ -30,7 +30,21 @@ public sealed record GrblStatus(string State, Vec3 MachinePosition, int PlannerB
 }
 
 /// <summary>The firmware's answer to one line: <c>ok</c> or <c>error:N</c>.</summary>
-public sealed record LineAck(string Line, bool Ok, int ErrorCode, string ErrorText);
+/// <param name="Line">The line answered.</param>
+/// <param name="Ok">True for ok.</param>
+/// <param name="ErrorCode">N of error:N; 0 for ok.</param>
+/// <param name="ErrorText">What grbl's error code means; empty for ok.</param>
+/// <param name="Probe">For a probe cycle (G38.x): the <c>[PRB:…]</c> report the firmware sent before its ok; null otherwise.</param>
+public sealed record LineAck(string Line, bool Ok, int ErrorCode, string ErrorText, ProbeReport? Probe = null);
+
+/// <summary>
+/// grbl's report of a probe cycle, <c>[PRB:x,y,z:s]</c>: where the probe input changed (or, without contact, where
+/// the cycle stopped), in machine coordinates, mm.
+/// </summary>
+/// <param name="MachineMm">The position latched at the step the input changed (machine frame, mm).</param>
+/// <param name="Contact">True when the input changed (grbl's success flag :1).</param>
+/// <param name="ReceivedTimestamp">TimeProvider timestamp when the report was read.</param>
+public sealed record ProbeReport(Vec3 MachineMm, bool Contact, long ReceivedTimestamp);
 
 /// <summary>A line that has been written; <see cref="Ack"/> completes with its ok/error or faults with <see cref="GantryFaultException"/>.</summary>
 public sealed record SentLine(string Line, Task<LineAck> Ack);

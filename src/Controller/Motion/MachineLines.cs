@@ -38,6 +38,24 @@ public static class MachineLines
         new("$J=G90 G21 X" + StepGrid.Format(targetMm.X) + " Y" + StepGrid.Format(targetMm.Y) + " Z" + StepGrid.Format(targetMm.Z)
             + " F" + feedMmPerMin.ToString("0", CultureInfo.InvariantCulture), kinematicSeconds);
 
+    /// <summary>Fastest probe feed, mm/min: a skin-contact probe must touch slowly (it stops only after decelerating past the contact).</summary>
+    public const double MaxProbeFeedMmPerMin = 300;
+
+    /// <summary>
+    /// A probe cycle straight down by at most <paramref name="downMm"/> (positive, on the grid) at
+    /// <paramref name="feedMmPerMin"/>: grbl's <c>G38.2</c>, which stops at the contact, reports
+    /// <c>[PRB:…]</c> before its ok, and alarms (ALARM:5) when nothing is touched within the distance.
+    /// Relative, as every Z move here, and bounded by <see cref="DotProgram.MaxVerticalStepMm"/>. G38.2 stays
+    /// the modal motion mode afterwards: every other line here names its own (G0, G1), so none can become a probe.
+    /// </summary>
+    public static ProgramLine ProbeDown(double downMm, double feedMmPerMin)
+    {
+        if (!(downMm > 0) || downMm > DotProgram.MaxVerticalStepMm) throw new ArgumentOutOfRangeException(nameof(downMm), downMm, FormattableString.Invariant($"a probe goes down by more than 0 and at most {DotProgram.MaxVerticalStepMm} mm"));
+        if (!(feedMmPerMin > 0) || feedMmPerMin > MaxProbeFeedMmPerMin) throw new ArgumentOutOfRangeException(nameof(feedMmPerMin), feedMmPerMin, FormattableString.Invariant($"a probe feed is more than 0 and at most {MaxProbeFeedMmPerMin} mm/min"));
+        var distance = StepGrid.Format(downMm);
+        return new("G38.2 G91 Z-" + distance + " F" + feedMmPerMin.ToString("0.#", CultureInfo.InvariantCulture), downMm / feedMmPerMin * 60);
+    }
+
     /// <summary>
     /// The stop sequence's retract: straight up by <paramref name="upMm"/> (positive, on the grid) at the
     /// rapid rate, relative and at most <see cref="DotProgram.MaxVerticalStepMm"/>, like every session Z

@@ -83,6 +83,30 @@ public sealed class MotionLink(GantryConnection gantry, SafetySupervisor safety,
         return seconds;
     }
 
+    /// <summary>
+    /// Runs one probe cycle (<see cref="MachineLines.ProbeDown"/>) through the motion gate and returns grbl's report
+    /// of it, read before its ok (the firmware runs the cycle only after everything queued before it).
+    /// </summary>
+    /// <exception cref="GantryFaultException">ALARM:4 (the probe input was already triggered) or ALARM:5 (no contact within the distance), or the link failed.</exception>
+    /// <exception cref="LineRefusedException">The firmware refused the line (error:N).</exception>
+    /// <exception cref="InvalidOperationException">An ok came without a probe report: the firmware does not report probe cycles (grbl built without MESSAGE_PROBE_COORDINATES).</exception>
+    public async Task<ProbeReport> ProbeAsync(ProgramLine probe, CancellationToken cancellationToken)
+    {
+        var sent = await SendAsync(probe, cancellationToken);
+        var bound = AckPolicy.Bound(probe.KinematicSeconds, gantry.TimeScale);
+        LineAck ack;
+        try
+        {
+            ack = await sent.Ack.WaitAsync(bound, timeProvider, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException(FormattableString.Invariant($"the firmware did not finish the probe cycle '{sent.Line}' within {bound.TotalSeconds:0.0} s"));
+        }
+        if (!ack.Ok) throw new LineRefusedException($"the firmware refused '{ack.Line}': error:{ack.ErrorCode} {ack.ErrorText}");
+        return ack.Probe ?? throw new InvalidOperationException($"the firmware answered '{ack.Line}' without a [PRB:…] report: it must be built to report probe cycles (grbl's MESSAGE_PROBE_COORDINATES, on by default)");
+    }
+
     /// <summary>Sends lines that do not move (modal state, needle drive) and awaits each ok.</summary>
     public async Task SetUpAsync(IReadOnlyList<ProgramLine> lines, CancellationToken cancellationToken)
     {

@@ -297,6 +297,28 @@ public sealed class GrblClientTests : IAsyncLifetime, IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_probe_report_belongs_to_the_line_whose_ok_follows_it()
+    {
+        await ConnectAsync();
+        var before = await SendAsync("G91 G0 Z1");
+        var probe = await SendAsync("G38.2 G91 Z-3 F60");
+        var after = await SendAsync("G91 G0 Z2");
+        _transport.PushOk();
+        Assert.Null((await before.Ack.WaitAsync(Guard)).Probe);
+
+        _transport.PushLine("[PRB:50.000,50.000,-10.125:1]");
+        _transport.PushOk();
+        var probed = await probe.Ack.WaitAsync(Guard);
+        _transport.PushOk();
+
+        Assert.True(probed.Ok);
+        Assert.Equal(new Vec3(50, 50, -10.125), probed.Probe!.MachineMm);
+        Assert.True(probed.Probe.Contact);
+        Assert.Null((await after.Ack.WaitAsync(Guard)).Probe);
+        Assert.Equal(probed.Probe, _client.LastProbe);
+    }
+
+    [Fact]
     public async Task An_alarm_faults_every_pending_line_and_restarts_counting()
     {
         await ConnectAsync();

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Gantry.Simulation;
 
@@ -227,6 +228,48 @@ internal sealed class FaultInjector
 
     /// <summary>A hardware reset (DTR): a hung main loop starts again at once, and what it held is lost.</summary>
     public void BoardRestarted() => _stall.Restarted();
+
+    // ---------------------------------------------------------------- probe
+
+    /// <summary>What the probe wire does during one probe cycle.</summary>
+    public enum ProbeInput
+    {
+        /// <summary>It reads the skin: triggered while the needle tip touches it.</summary>
+        Normal,
+        /// <summary>probe-stuck: it reads triggered whatever touches it (a shorted wire, a switch stuck closed).</summary>
+        Stuck,
+        /// <summary>probe-cut: it never reads triggered (a cut wire): a G38.2 runs its whole distance.</summary>
+        Cut,
+    }
+
+    /// <summary>A probe cycle starts: counts it, and says what its wire does (probe-stuck, probe-cut from their probe number on), logging the first cycle each fault strikes.</summary>
+    public ProbeInput ProbeStarting(double nowSim)
+    {
+        _probes++;
+        var n = _probes.ToString(CultureInfo.InvariantCulture);
+        if (_plan.ProbeStuckFrom is { } stuck && _probes >= stuck)
+        {
+            if (_probes == stuck) Record(_log, "probe-stuck", nowSim, _currentLine, null, $"probe {n}: the probe input reads triggered before the cycle moves");
+            return ProbeInput.Stuck;
+        }
+        if (_plan.ProbeCutFrom is { } cut && _probes >= cut)
+        {
+            if (_probes == cut) Record(_log, "probe-cut", nowSim, _currentLine, null, $"probe {n}: the probe wire is cut, the input never triggers");
+            return ProbeInput.Cut;
+        }
+        return ProbeInput.Normal;
+    }
+
+    /// <summary>A probe cycle ended; remembered for tests that read the fault log beside the probe results.</summary>
+    public void ProbeEnded(bool found, Vec3 reportedMachine, double nowSim)
+    {
+        if (_plan.ProbeCutFrom is { } cut && _probes >= cut)
+        {
+            Record(_log, "probe-cut", nowSim, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"probe {_probes} ended {(found ? "with" : "without")} contact at {reportedMachine}"));
+        }
+    }
+
+    private int _probes;
 
     // ---------------------------------------------------------------- homing
 

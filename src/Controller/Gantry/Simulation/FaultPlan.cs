@@ -25,7 +25,7 @@ public sealed record FaultPlan
     public static readonly IReadOnlyList<string> KnownFaults =
     [
         "drop=P", "drop-at-line=N", "flip=P", "flip-at-line=N", "delay-ok=MS", "lose-ok-at-line=N",
-        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "garble-status=P", "garble-status-at-dot=N[:COUNT]", "homing-fail=CODE", "seed=N",
+        "alarm-at-dot=N", "reset-at-dot=N", "rx=N", "stall-at-dot=N[:MS]", "disconnect-at-dot=N", "garble-status=P", "garble-status-at-dot=N[:COUNT]", "homing-fail=CODE", "probe-stuck=N", "probe-cut=N", "seed=N",
     ];
 
     /// <summary>Seed of the random faults (<c>seed=N</c>). Default 1.</summary>
@@ -102,6 +102,12 @@ public sealed record FaultPlan
     /// </summary>
     public int? HomingFailAlarm { get; init; }
 
+    /// <summary><c>probe-stuck=N</c>: from probe cycle N on, the probe input reads triggered before anything touches it (a shorted wire): grbl answers the cycle with ALARM:4 and does not move.</summary>
+    public int? ProbeStuckFrom { get; init; }
+
+    /// <summary><c>probe-cut=N</c>: from probe cycle N on, the probe input never triggers (a cut wire): a G38.2 runs its whole distance and ends in ALARM:5.</summary>
+    public int? ProbeCutFrom { get; init; }
+
     /// <summary>True when the plan injects nothing.</summary>
     public bool IsEmpty => this == new FaultPlan { Seed = Seed };
 
@@ -145,6 +151,8 @@ public sealed record FaultPlan
                 "disconnect-at-dot" => plan with { DisconnectAtDot = Integer(spec, name, value, 1) },
                 "garble-status" => plan with { GarbleStatusProbability = Probability(spec, name, value) },
                 "garble-status-at-dot" => ParseGarbleAt(plan, spec, value),
+                "probe-stuck" => plan with { ProbeStuckFrom = Integer(spec, name, value, 1) },
+                "probe-cut" => plan with { ProbeCutFrom = Integer(spec, name, value, 1) },
                 "homing-fail" => plan with { HomingFailAlarm = Integer(spec, name, value, 8) is var code && code <= 9 ? code : throw Bad(spec, $"'homing-fail' needs alarm 8 or 9, not '{value}'") },
                 _ => throw Bad(spec, $"unknown fault '{name}'"),
             };
@@ -174,6 +182,8 @@ public sealed record FaultPlan
         Add("garble-status", GarbleStatusProbability > 0 ? GarbleStatusProbability.ToString("R", CultureInfo.InvariantCulture) : null);
         Add("garble-status-at-dot", GarbleStatusAtDot is { } g ? g.ToString(CultureInfo.InvariantCulture) + (GarbleStatusCount != 1 ? ":" + GarbleStatusCount.ToString(CultureInfo.InvariantCulture) : "") : null);
         Add("homing-fail", HomingFailAlarm);
+        Add("probe-stuck", ProbeStuckFrom);
+        Add("probe-cut", ProbeCutFrom);
         if (Seed != 1) Add("seed", Seed);
         return string.Join(",", items);
     }

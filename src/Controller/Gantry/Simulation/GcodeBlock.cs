@@ -25,6 +25,8 @@ internal static class GrblError
     public const int ValueWordMissing = 28;
     public const int G53InvalidMotionMode = 30;
     public const int UnusedWords = 36;
+    /// <summary>grbl's STATUS_GCODE_INVALID_TARGET: a probe cycle whose target is where the machine already is.</summary>
+    public const int InvalidTarget = 37;
 }
 
 /// <summary>
@@ -33,8 +35,14 @@ internal static class GrblError
 /// </summary>
 internal sealed class GcodeBlock
 {
-    /// <summary>0 (G0) or 1 (G1) when the block names a motion mode.</summary>
+    /// <summary>
+    /// The motion mode the block names, if any: 0 (G0), 1 (G1), or a probe cycle as 382, 383, 384, 385
+    /// (G38.2 towards, error without contact; G38.3 towards, no error; G38.4 and G38.5 away).
+    /// </summary>
     public int? Motion { get; private set; }
+
+    /// <summary>True for a probe motion mode (<see cref="Motion"/> 382..385).</summary>
+    public static bool IsProbe(int motionMode) => motionMode is >= 382 and <= 385;
     public bool Dwell { get; private set; }
     public bool MachineCoordinates { get; private set; }
     /// <summary>90 or 91 when given.</summary>
@@ -69,6 +77,15 @@ internal sealed class GcodeBlock
                 case 'G':
                     {
                         var code = (int)Math.Truncate(value);
+                        if (code == 38)
+                        {
+                            // G38.2..G38.5: grbl's probe cycles, one motion-mode group with G0 and G1.
+                            var variant = (int)Math.Round((value - 38) * 10);
+                            if (Math.Abs(value - (38 + (variant / 10.0))) > 1e-6 || variant is < 2 or > 5) return GrblError.UnsupportedCommand;
+                            if (block.Motion.HasValue) return GrblError.ModalGroupViolation;
+                            block.Motion = 380 + variant;
+                            break;
+                        }
                         if (Math.Abs(value - code) > 1e-6) return GrblError.UnsupportedCommand;
                         switch (code)
                         {

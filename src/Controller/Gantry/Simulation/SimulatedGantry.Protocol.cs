@@ -146,7 +146,18 @@ public sealed partial class SimulatedGantry
             var motion = block.Motion ?? _motionMode;
             var feed = block.F ?? _feedMmPerMin;
             var axisCommand = block.Motion.HasValue || block.HasAxisWords;
-            if (axisCommand && motion == 1 && !(feed > 0))
+            var probe = GcodeBlock.IsProbe(motion);
+            if (probe && block.Motion.HasValue && !block.HasAxisWords)
+            {
+                Respond(epoch, GrblError.NoAxisWords); // a probe cycle needs a target
+                return;
+            }
+            if (probe && block.MachineCoordinates)
+            {
+                Respond(epoch, GrblError.G53InvalidMotionMode);
+                return;
+            }
+            if (axisCommand && (motion == 1 || probe) && !(feed > 0))
             {
                 Respond(epoch, GrblError.UndefinedFeedRate);
                 return;
@@ -206,6 +217,14 @@ public sealed partial class SimulatedGantry
             if (block.Motion is { } motionMode) _motionMode = motionMode;
         }
 
+        int probeMode;
+        lock (_gate) probeMode = GcodeBlock.IsProbe(_motionMode) ? _motionMode : 0;
+        if (probeMode != 0 && target is { } probeTarget)
+        {
+            await ProbeAsync(probeMode, probeTarget, raw, lineTime, epoch, check).ConfigureAwait(false);
+            return;
+        }
+
         if (target is { } goal)
         {
             bool outside;
@@ -229,6 +248,83 @@ public sealed partial class SimulatedGantry
             }
         }
         Respond(epoch, 0);
+    }
+
+    /// <summary>
+    /// grbl 1.1's probe cycle (mc_probe_cycle): finish everything queued, refuse with ALARM:4 if the probe input
+    /// already reads what the cycle looks for, move towards the target until the input changes (the motion is then
+    /// cancelled: it decelerates to a stop and the rest is dropped) or the target is reached, then report
+    /// <c>[PRB:x,y,z:1|0]</c> in machine coordinates and answer ok. No contact within the distance: ALARM:5 for
+    /// G38.2 and G38.4 (position kept, Alarm state until $X), a report ending in :0 for G38.3 and G38.5. In check
+    /// mode the cycle is skipped (no motion, no report).
+    /// </summary>
+    private async Task ProbeAsync(int mode, Vec3 goal, string raw, double lineTime, long epoch, bool check)
+    {
+        if (check)
+        {
+            Respond(epoch, 0);
+            return;
+        }
+        var away = mode is 384 or 385;
+        var alarmWithoutContact = mode is 382 or 384;
+        bool outside;
+        lock (_gate) outside = Profile.SoftLimits && !Profile.InEnvelope(goal + _counterOffset);
+        if (outside)
+        {
+            await SoftLimitAlarmAsync(epoch).ConfigureAwait(false);
+            return;
+        }
+        if (!await WaitUntilAsync(epoch, IsSynchronised).ConfigureAwait(false)) return;
+        lock (_gate)
+        {
+            if (_epoch != epoch) return;
+            var now = NowSim();
+            Advance(now);
+            lineTime = SyncedAt(lineTime);
+            var quantised = _grid.Quantise(goal);
+            if (_grid.ToSteps(quantised) == _grid.ToSteps(_position))
+            {
+                Respond(epoch, GrblError.InvalidTarget);
+                return;
+            }
+            _probeInput = _faults.ProbeStarting(lineTime);
+            if (ProbeTriggered(_position, lineTime) != away)
+            {
+                // Already in the state the cycle looks for (a probe touching, or its input stuck): nothing moves.
+                _alarm = true;
+                Emit("ALARM:4\r\n");
+                Respond(epoch, 0);
+                Pulse();
+                return;
+            }
+            _probeAway = away;
+            _probeContact = null;
+            _planner.AddLast(new Block(SimMotionKind.Probe, quantised, _feedMmPerMin, raw) { Probing = true });
+            _plannerPosition = quantised;
+            StartNext(lineTime);
+            Advance(now);
+            Pulse();
+        }
+        if (!await WaitUntilAsync(epoch, IsSynchronised).ConfigureAwait(false)) return;
+        lock (_gate)
+        {
+            if (_epoch != epoch) return;
+            var now = NowSim();
+            _loopTimeSim = Math.Max(lineTime, _syncedAtSim);
+            var found = _probeContact is not null;
+            var reported = (_probeContact ?? _position) + _counterOffset;
+            _probeContact = null;
+            _parserPosition = _plannerPosition = _position;
+            if (!found && alarmWithoutContact)
+            {
+                _alarm = true;
+                Emit("ALARM:5\r\n");
+            }
+            Emit(string.Create(CultureInfo.InvariantCulture, $"[PRB:{Mm(reported.X)},{Mm(reported.Y)},{Mm(reported.Z)}:{(found ? 1 : 0)}]\r\n"));
+            _faults.ProbeEnded(found, reported, now);
+            Respond(epoch, 0);
+            Pulse();
+        }
     }
 
     private static Vec3 Target(GcodeBlock block, bool incremental, Vec3 from) => incremental
@@ -396,7 +492,7 @@ public sealed partial class SimulatedGantry
                         break;
                     }
                     Emit(string.Create(CultureInfo.InvariantCulture,
-                        $"[GC:G{_motionMode} G54 G17 G21 G{(_incremental ? 91 : 90)} G94 M{_spindleMode} M9 T0 F{_feedMmPerMin:0.###} S{_spindleSpeed:0.###}]\r\n"));
+                        $"[GC:{MotionModeWord(_motionMode)} G54 G17 G21 G{(_incremental ? 91 : 90)} G94 M{_spindleMode} M9 T0 F{_feedMmPerMin:0.###} S{_spindleSpeed:0.###}]\r\n"));
                     Respond(epoch, 0);
                     break;
                 case "$I":

@@ -98,6 +98,10 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private Vec3 _plannerPosition; // end of the last queued block, on the step grid
     private readonly LinkedList<Block> _planner = new();
     private Segment? _active;
+    private double _probeTriggerSim = double.PositiveInfinity; // when the active probe move's input changes (∞: it does not)
+    private Vec3? _probeContact;   // where the probe input changed in this cycle (physical, on the step grid)
+    private bool _probeAway;       // G38.4/5: the cycle looks for the input to clear
+    private FaultInjector.ProbeInput _probeInput; // what the probe wire does in this cycle (probe faults)
     private bool _spindleOn;
     private HoldKind _hold;
     private HoldPhase _holdPhase;
@@ -488,8 +492,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             case HoldKind.Door:
                 if (_holdPhase == HoldPhase.Restoring) _holdPhase = HoldPhase.Complete;
                 break;
-            case HoldKind.Feed or HoldKind.JogCancel:
-                _hold = HoldKind.Door; // keep decelerating (or stopped); a jog is still flushed on stop
+            case HoldKind.Feed or HoldKind.JogCancel or HoldKind.ProbeCancel:
+                _hold = HoldKind.Door; // keep decelerating (or stopped); a jog or a probe move is still flushed on stop
                 break;
             default:
                 if (IsJogging()) _flushOnStop = true;
@@ -513,6 +517,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             }
             StopActiveNow(now);
         }
+        _probeTriggerSim = double.PositiveInfinity;
+        _probeContact = null;
         if (alarmCode != 0)
         {
             _alarm = true;
@@ -536,6 +542,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _position = stop;
         }
         _active = null;
+        _probeTriggerSim = double.PositiveInfinity;
     }
 
     /// <summary>
@@ -578,6 +585,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private void InitiateHold(double now)
     {
         _holdAtBlockEnd = false;
+        // A feed hold or door during a probe move stops watching the input until the move starts again.
+        if (_hold != HoldKind.ProbeCancel) _probeTriggerSim = double.PositiveInfinity;
         if (_active is not { } segment)
         {
             HoldStopped();
@@ -630,7 +639,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             _planner.Clear();
             _parserPosition = _plannerPosition = _position;
         }
-        if (_hold == HoldKind.JogCancel) EndHold();
+        if (_hold is HoldKind.JogCancel or HoldKind.ProbeCancel) EndHold();
         Pulse();
     }
 
@@ -655,6 +664,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
             var move = _kinematics.Move(_position, block.Target, block.FeedMmPerMin);
             _active = new Segment(block, _position, startSim, move, move.DurationSeconds, _spindleOn);
             if (block.Plunge > 0) _faults.PlungeStarting(block.Plunge, startSim, move.DurationSeconds);
+            _probeTriggerSim = block.Probing ? ProbeTriggerSim(_active) : double.PositiveInfinity;
         }
         Wake();
     }
@@ -733,6 +743,18 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                     StrikePlunge(segment, strikeSim);
                     continue;
                 }
+                if (_holdPhase == HoldPhase.None && now + TimeEpsilon >= _probeTriggerSim)
+                {
+                    // The probe input changed: grbl latches the position of that step and cancels the motion
+                    // (it decelerates to a stop, so the needle goes on a little past the contact).
+                    var at = _probeTriggerSim;
+                    _probeTriggerSim = double.PositiveInfinity;
+                    _probeContact = _grid.Quantise(segment.Move.PositionAt(at - segment.StartSim));
+                    _hold = HoldKind.ProbeCancel;
+                    _flushOnStop = true;
+                    InitiateHold(at);
+                    continue;
+                }
                 if (_holdPhase == HoldPhase.Decelerating && !_holdAtBlockEnd)
                 {
                     if (now + TimeEpsilon < _holdStopSim) return;
@@ -749,6 +771,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
                 Record(segment, target, end, completed: true);
                 _position = target;
                 _active = null;
+                _probeTriggerSim = double.PositiveInfinity;
                 _planner.RemoveFirst();
                 _syncedAtSim = end;
                 if (segment.Block.Plunge > 0) PlungeReachedDepth(segment.Block, end);
@@ -777,7 +800,11 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     private double? NextEventSim()
     {
         var next = NextMotionEventSim();
-        if (_active is { } segment && _holdPhase == HoldPhase.None) next = Earliest(next, _faults.PlungeStrikeSim(segment.Block.Plunge));
+        if (_active is { } segment && _holdPhase == HoldPhase.None)
+        {
+            next = Earliest(next, _faults.PlungeStrikeSim(segment.Block.Plunge));
+            next = Earliest(next, _probeTriggerSim);
+        }
         return Earliest(next, _faults.MainLoopHungUntilSim);
     }
 
@@ -938,6 +965,47 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         return MotionBlockCount() > 0 ? "Run" : "Idle";
     }
 
+    /// <summary>The probe input at physical point <paramref name="p"/> and time <paramref name="simSeconds"/>: the skin touched, unless a probe fault says otherwise.</summary>
+    private bool ProbeTriggered(Vec3 p, double simSeconds) => _probeInput switch
+    {
+        FaultInjector.ProbeInput.Stuck => true,
+        FaultInjector.ProbeInput.Cut => false,
+        _ => _options.Skin?.SkinZMm(p.X, p.Y, simSeconds) is { } skinZ && p.Z <= skinZ,
+    };
+
+    /// <summary>Probe input sampling step, simulated seconds (a stepper ISR samples far faster; the contact is then bisected).</summary>
+    private const double ProbeScanSeconds = 0.0005;
+
+    /// <summary>
+    /// When the input watched by the probe move <paramref name="segment"/> changes (G38.2/3: becomes triggered;
+    /// G38.4/5: clears), or +∞ when it does not before the move ends. The skin may move, so the search is in time:
+    /// sampled, then bisected to a microsecond.
+    /// </summary>
+    private double ProbeTriggerSim(Segment segment)
+    {
+        bool Changed(double t) => ProbeTriggered(segment.Move.PositionAt(t - segment.StartSim), t) != _probeAway;
+        var end = segment.StartSim + segment.Duration;
+        var before = segment.StartSim;
+        for (var t = segment.StartSim; ; t = Math.Min(end, t + ProbeScanSeconds))
+        {
+            if (Changed(t))
+            {
+                var after = t;
+                while (after - before > 1e-6)
+                {
+                    var mid = 0.5 * (before + after);
+                    if (Changed(mid)) after = mid; else before = mid;
+                }
+                return after;
+            }
+            before = t;
+            if (t >= end) return double.PositiveInfinity;
+        }
+    }
+
+    /// <summary>The motion-mode word as $G reports it.</summary>
+    private static string MotionModeWord(int mode) => mode >= 380 ? string.Create(CultureInfo.InvariantCulture, $"G38.{mode - 380}") : string.Create(CultureInfo.InvariantCulture, $"G{mode}");
+
     private string StatusReport(double now)
     {
         var p = CurrentPosition(now) + _counterOffset;
@@ -951,7 +1019,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
 
     private static string Mm(double v) => (v == 0 ? 0 : v).ToString("0.000", CultureInfo.InvariantCulture);
 
-    private enum HoldKind { None, Feed, Door, JogCancel }
+    /// <summary>ProbeCancel: grbl's motion cancel when the probe input changes (decelerate, drop the rest, no hold state).</summary>
+    private enum HoldKind { None, Feed, Door, JogCancel, ProbeCancel }
 
     private enum HoldPhase { None, Decelerating, Complete, Restoring }
 
@@ -968,6 +1037,8 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
         public double? FeedMmPerMin { get; } = feedMmPerMin;
         public string Line { get; } = line;
         public double DwellSeconds { get; set; }
+        /// <summary>A G38.x probe move: the probe input is watched while it runs.</summary>
+        public bool Probing { get; init; }
     }
 
     /// <summary>The executing part of the front block, from rest at <see cref="From"/> starting at <see cref="StartSim"/>.</summary>

@@ -25,6 +25,27 @@ public sealed record SimulatedGantryOptions
 
     /// <summary>Faults to inject (see <see cref="FaultPlan"/>); null or empty: a healthy board. Each injected fault is logged in <see cref="SimulatedGantry.FaultLog"/>.</summary>
     public FaultPlan? Faults { get; init; }
+
+    /// <summary>
+    /// The skin the needle head's contact probe touches (grbl's probe input, G38.x). Null: nothing under the
+    /// needle, so a G38.2 runs its whole distance and ends in ALARM:5.
+    /// </summary>
+    public ISimulatedSkin? Skin { get; init; }
+}
+
+/// <summary>
+/// The skin under the simulated gantry, for its probe input: a contact probe on the needle head reads
+/// "triggered" while the needle tip is at or below the skin. Positions are the simulator's physical frame,
+/// which is the machine frame of a correctly homed board. The skin may move (a swaying head): it is a function
+/// of simulated time, and must be deterministic in it (the simulator finds the moment of contact by searching).
+/// </summary>
+public interface ISimulatedSkin
+{
+    /// <summary>
+    /// The height of the skin under (<paramref name="xMm"/>, <paramref name="yMm"/>) at <paramref name="simSeconds"/>:
+    /// the z where a vertical line coming down from above first meets it; null where there is no skin below.
+    /// </summary>
+    double? SkinZMm(double xMm, double yMm, double simSeconds);
 }
 
 /// <summary>What a <see cref="SimMotion"/> was.</summary>
@@ -40,6 +61,8 @@ public enum SimMotionKind
     Homing,
     /// <summary>$J= jog.</summary>
     Jog,
+    /// <summary>A G38.x probe move (stopped by the probe input or at its target).</summary>
+    Probe,
 }
 
 /// <summary>
