@@ -25,6 +25,8 @@ internal static class Program
 
     private static async Task<int> Main(string[] args)
     {
+        // As the controller does, before any OpenCV call.
+        SmpRobot.Vision.OpenCvRuntime.ConfigureIpp();
         var names = args.Length == 0 ? Benches.Keys.ToArray() : args;
         foreach (var name in names)
         {

@@ -59,6 +59,8 @@ internal static class TrackingBench
             ["framesRegionSearched"] = still720.Searches.RegionSearches + sway720.Searches.RegionSearches + sway1080.Searches.RegionSearches,
             ["framesFullSearched"] = still720.Searches.FullFrameSearches + sway720.Searches.FullFrameSearches + sway1080.Searches.FullFrameSearches,
             ["framesPerRun"] = FramesPerRun,
+            // What OpenCV's IPP dispatch was set to (OpenCvRuntime.ConfigureIpp): the figures depend on it on a VM.
+            ["opencvIpp"] = Environment.GetEnvironmentVariable(OpenCvRuntime.IppVariable) ?? "default",
         };
         var full = FullSearch(40, 1280, 720);
         figures["msFullSearchMedian"] = Stats.Round(Stats.Median(full.Ms));

@@ -11,6 +11,8 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
+        // Before any OpenCV call (see OpenCvRuntime.ConfigureIpp: IPP's CPUID checks trap on virtual machines).
+        Vision.OpenCvRuntime.ConfigureIpp();
         var gantry = new Option<string>("--gantry") { Description = "Gantry link: sim (the simulated gantry, in-process), serial:PATH[@BAUD] (default baud 115200) or tcp:HOST:PORT", DefaultValueFactory = _ => "sim" };
         var profile = new Option<string?>("--profile") { Description = "Machine profile file (default: hardware/profiles/sim.json)" };
         var data = new Option<string?>("--data") { Description = "Directory for the durable ledger (default: ~/.local/state/smprobot)" };

@@ -10,7 +10,12 @@ internal static class TestAssemblySetup
     /// parts under test (operator heartbeats, the controller's per-dot cycle) by whole seconds.
     /// </summary>
     [ModuleInitializer]
-    internal static void Initialize() => ThreadPool.SetMinThreads(64, 64);
+    internal static void Initialize()
+    {
+        ThreadPool.SetMinThreads(64, 64);
+        // OpenCV as the controller runs it (before any OpenCV call here).
+        SmpRobot.Vision.OpenCvRuntime.ConfigureIpp();
+    }
 }
 
 /// <summary>Tests that run a whole controller share the machine one at a time, like the real machine.</summary>
