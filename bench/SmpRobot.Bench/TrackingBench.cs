@@ -23,7 +23,7 @@ internal static class TrackingBench
     {
         Cv2.SetNumThreads(1);
         var full = FullSearch(40, 1280, 720);
-        return Task.FromResult(new Dictionary<string, object>
+        var figures = new Dictionary<string, object>
         {
             ["msFullSearchMedian"] = Stats.Round(Stats.Median(full.Ms)),
             ["msFullSearchP99"] = Stats.Round(Stats.Percentile(full.Ms, 99)),
@@ -31,7 +31,9 @@ internal static class TrackingBench
             ["fullSearchPoses"] = full.Ms.Count,
             ["fullSearchErrorMmMax"] = Stats.Round(full.ErrorMmMax, 4),
             ["fullSearchCoarse"] = full.Coarse,
-        });
+        };
+        AddPrediction(figures);
+        return Task.FromResult(figures);
     }
 
     public static async Task<Dictionary<string, object>> RunAsync()
@@ -62,6 +64,11 @@ internal static class TrackingBench
             // What OpenCV's IPP dispatch was set to (OpenCvRuntime.ConfigureIpp): the figures depend on it on a VM.
             ["opencvIpp"] = Environment.GetEnvironmentVariable(OpenCvRuntime.IppVariable) ?? "default",
         };
+        var prediction = Prediction(1280, 720, horizonMs: 235);
+        figures["predictionHorizonMs"] = 235;
+        figures["predictionErrorMedianMm"] = Stats.Round(Stats.Median(prediction), 3);
+        figures["predictionErrorP95Mm"] = Stats.Round(Stats.Percentile(prediction, 95), 3);
+        AddPrediction(figures);
         var full = FullSearch(40, 1280, 720);
         figures["msFullSearchMedian"] = Stats.Round(Stats.Median(full.Ms));
         figures["msFullSearchP99"] = Stats.Round(Stats.Percentile(full.Ms, 99));
@@ -110,6 +117,44 @@ internal static class TrackingBench
             errorMax = Math.Max(errorMax, r.CameraFromHead.Translation.DistanceTo(pose.Translation));
         }
         return new FullSearchResult(ms, found, errorMax, estimator.CoarseFullSearches - coarseBefore);
+    }
+
+    private static void AddPrediction(Dictionary<string, object> figures)
+    {
+        var prediction = Prediction(1280, 720, horizonMs: 235);
+        figures["predictionHorizonMs"] = 235;
+        figures["predictionErrorMedianMm"] = Stats.Round(Stats.Median(prediction), 3);
+        figures["predictionErrorP95Mm"] = Stats.Round(Stats.Percentile(prediction, 95), 3);
+    }
+
+    /// <summary>
+    /// How far the controller's tracker (its own filter options) predicts a dot on the swaying head ahead by
+    /// <paramref name="horizonMs"/>, the verify-to-depth look-ahead of a dot: the distance between the predicted and
+    /// the true position of dots across the board's working area, at every frame after the filter settled, mm.
+    /// The aim gate (tracking.aimToleranceMm) compares two such predictions.
+    /// </summary>
+    private static List<double> Prediction(int width, int height, double horizonMs)
+    {
+        Console.Error.WriteLine($"tracking: prediction {horizonMs} ms ahead on sway at {width}x{height}, {FramesPerRun} frames");
+        var clock = TimeProvider.System;
+        var k = CameraIntrinsics.Synthetic(width, height);
+        using var scene = new SyntheticScene(SyntheticScenario.Sway, k);
+        using var tracker = new HeadTracker(scene.Board, k, clock, SmpRobot.Controller.CameraSetup.TrackerOptions);
+        Vec3[] dotsH = [new(0, 0, 0), new(40, 30, -8), new(-40, 30, -8), new(0, 60, -20)];
+        var errors = new List<double>();
+        for (var i = 0; i < FramesPerRun; i++)
+        {
+            var t = i / Fps;
+            using var image = scene.Render(t, i);
+            var stamp = (long)Math.Round(t * clock.TimestampFrequency);
+            tracker.Process(image, stamp);
+            if (t < 10 / Fps) continue;
+            var ahead = tracker.Predict(stamp + (long)Math.Round(horizonMs / 1000 * clock.TimestampFrequency));
+            if (ahead is null) continue;
+            var truth = scene.TruthAt(t + (horizonMs / 1000));
+            errors.AddRange(dotsH.Select(d => ahead.CameraFromHead.Apply(d).DistanceTo(truth.Apply(d))));
+        }
+        return errors;
     }
 
     private sealed record RunResult(List<double> Ms, List<double> RawMm, List<double> FilteredMm, List<double> RotDeg, List<double> SpeedErr, int Lost, TrackingSearchCounts Searches);
