@@ -34,6 +34,13 @@ public sealed record ControllerOptions
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
     /// <summary>An existing simulator to drive (tests and benches share one across controller restarts); null = a new one.</summary>
     public SimulatedGantry? Simulator { get; init; }
+    /// <summary>
+    /// The simulated person's scalp under the in-process simulator, which its probe touches; null = the synthetic
+    /// head with its board where the designs assume it. Ignored for a real gantry, and when <see cref="Simulator"/>
+    /// is given (that simulator has its own skin, if any). Its true head pose is wired to the head-pose source:
+    /// a still head's pose, or a synthetic camera's ground truth.
+    /// </summary>
+    public SimulatedScalp? Scalp { get; init; }
     /// <summary>Least severe log level written (to stderr).</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
     /// <summary>Connect (and, for the simulator, power on) at start-up.</summary>
@@ -121,7 +128,7 @@ public static class ControllerHost
         if (gantrySpec.Kind == GantryLinkKind.Simulated)
         {
 #pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
-            var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale });
+            var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale, Skin = options.Scalp ?? SimulatedScalp.SyntheticHead() });
 #pragma warning restore CA2000
             services.AddSingleton(simulator);
             services.AddSingleton(sp => new GantryConnection(
@@ -142,7 +149,12 @@ public static class ControllerHost
             var full = Path.GetFullPath(intrinsicsPath);
             tracked.SetIntrinsics(CameraIntrinsicsFile.Load(full), "file " + full);
         }
-        services.AddSingleton<IHeadPoseSource>(sp => options.HeadPoseSource?.Invoke(sp) ?? camera!);
+        services.AddSingleton<IHeadPoseSource>(sp =>
+        {
+            var source = options.HeadPoseSource?.Invoke(sp) ?? camera!;
+            if (sp.GetService<SimulatedGantry>() is { Skin: SimulatedScalp scalp } simulated) scalp.GantryFromHeadAt = TrueHeadPose(source, simulated, profile);
+            return source;
+        });
         services.AddHostedService<TrackingLoop>();
         System.Device.Gpio.GpioDriver GpioChip(int chip) => options.GpioDriver?.Invoke(chip) ?? new System.Device.Gpio.Drivers.LibGpiodDriver(chip);
         services.AddSingleton(sp =>
@@ -174,6 +186,7 @@ public static class ControllerHost
         services.AddSingleton(new WatchLimiter(options.MaxWatchesPerConnection, options.MaxWatchesTotal));
         services.AddSingleton<SessionEventCache>();
         services.AddSingleton<CalibrationProcedures>();
+        services.AddSingleton<Surface.SurfaceProbing>();
         services.AddHostedService<CalibrationStartup>();
         if (profile.Gpio is { } gpio)
         {
@@ -225,6 +238,19 @@ public static class ControllerHost
         app.MapGrpcHealthChecksService();
         return app;
     }
+
+    /// <summary>
+    /// Where the simulated head really is at a simulated moment: a still head where the profile (and the head
+    /// position the operator was asked for) puts it; a synthetic camera's scene at its ground truth, seen through
+    /// the profile's mounting (the synthetic camera's true one). Null (no head) for any other source.
+    /// </summary>
+    private static Func<double, Geometry.RigidTransform?> TrueHeadPose(IHeadPoseSource source, SimulatedGantry simulator, MachineProfile profile) => source switch
+    {
+        FixedHeadPoseSource still => _ => still.Latest().GantryFromHead,
+        TrackedHeadPoseSource { Frames: SyntheticFrameSource frames } when profile.Tracking.GantryFromCamera is { } mount =>
+            sim => mount.ToTransform() * frames.Scene.TruthAt(frames.SceneSecondsAt(simulator.TimestampAt(sim))),
+        _ => _ => null,
+    };
 
     /// <summary>The synthetic tracking camera's intrinsics, else the default synthetic camera's.</summary>
     private static CameraIntrinsics SimulatedIntrinsics(IHeadPoseSource headPose) =>

@@ -17,6 +17,9 @@ public enum MachineUse
 
     /// <summary>The homing cycle.</summary>
     Home,
+
+    /// <summary>Probing the scalp and registering the head model to it.</summary>
+    Surface,
 }
 
 /// <summary>Who holds the machine now.</summary>

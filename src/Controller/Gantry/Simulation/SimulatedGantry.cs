@@ -156,6 +156,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Simulated seconds per wall second.</summary>
     public double TimeScale => _options.TimeScale;
 
+    /// <summary>The skin its probe input touches (<see cref="SimulatedGantryOptions.Skin"/>), or null.</summary>
+    public ISimulatedSkin? Skin => _options.Skin;
+
     /// <summary>Raised synchronously inside <see cref="Receive"/> for every real-time byte, before it acts.</summary>
     public event EventHandler<RealtimeByteEventArgs>? RealtimeByteReceived;
 

@@ -1,0 +1,63 @@
+using SmpRobot.Geometry;
+using SmpRobot.Treatment.Heads;
+using SmpRobot.Treatment.Mesh;
+
+namespace SmpRobot.Controller.Gantry.Simulation;
+
+/// <summary>
+/// The person's scalp under the simulated gantry, for its probe input: a head mesh in the scalp frame S, placed in
+/// the head frame H by the true T_HS (where the board really sits on this head today), and in the gantry frame by
+/// the true head pose T_GH at each simulated moment (a still head on its stand, or the synthetic camera's scripted
+/// motion), so a breathing head is probed where it is at the moment of contact.
+/// </summary>
+/// <param name="skin">Builds the skin in S (finer than any model a design uses, as a real scalp is smoother than its scan); built on first use.</param>
+/// <param name="headFromScalp">T_HS, the truth that surface registration must find.</param>
+public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headFromScalp) : ISimulatedSkin
+{
+    private Func<double, RigidTransform?> _gantryFromHeadAt = _ => null;
+    private readonly Lazy<TriangleMesh> _skin = new(skin ?? throw new ArgumentNullException(nameof(skin)));
+
+    /// <summary>The skin mesh, frame S (built on first use: a controller that never probes never pays for it).</summary>
+    public TriangleMesh Skin => _skin.Value;
+
+    /// <summary>T_HS: the skin's frame S in the head frame H.</summary>
+    public RigidTransform HeadFromScalp { get; } = headFromScalp;
+
+    /// <summary>
+    /// The true head pose T_GH at a simulated moment (seconds since the simulator's power-on), or null where there is
+    /// no head (the probe then touches nothing). Set by whoever composes the simulated world, once the head exists.
+    /// </summary>
+    public Func<double, RigidTransform?> GantryFromHeadAt
+    {
+        get => Volatile.Read(ref _gantryFromHeadAt);
+        set => Volatile.Write(ref _gantryFromHeadAt, value ?? throw new ArgumentNullException(nameof(value)));
+    }
+
+    /// <summary>The synthetic adult head (bundled with the designs) at 1.5 mm triangles, with the nominal T_HS of its designs (the vertex at the origin of H, the head's centre straight below).</summary>
+    /// <param name="boardOffset">Where the board sits on the head today against where the designs assume it (applied in H); identity: as assumed.</param>
+    public static SimulatedScalp SyntheticHead(RigidTransform? boardOffset = null) =>
+        new(() => Treatment.Heads.SyntheticHead.Generate(6).Mesh, (boardOffset ?? RigidTransform.Identity) * SyntheticHeadNominal.Value);
+
+    // The designs' model is the 3 mm mesh (hardware/heads/): their nominal T_HS comes from its landmarks.
+    private static readonly Lazy<RigidTransform> SyntheticHeadNominal = new(() => NominalHeadFromScalp(Treatment.Heads.SyntheticHead.Generate(5).Landmarks));
+
+    /// <summary>T_HS of a design on the synthetic head as `smp design plan` writes it: S's axes, the vertex at H's origin.</summary>
+    public static RigidTransform NominalHeadFromScalp(HeadLandmarks landmarks)
+    {
+        ArgumentNullException.ThrowIfNull(landmarks);
+        var top = (landmarks.Vertex - landmarks.Center).Length;
+        return new RigidTransform(1, 0, 0, 0, 1, 0, 0, 0, 1, new Vec3(0, 0, -top) - landmarks.Center);
+    }
+
+    /// <inheritdoc />
+    public double? SkinZMm(double xMm, double yMm, double simSeconds)
+    {
+        if (GantryFromHeadAt(simSeconds) is not { } gantryFromHead) return null;
+        var scalpFromGantry = Rotations.Inverse(gantryFromHead * HeadFromScalp);
+        // A vertical line coming down from well above the machine's travel.
+        var origin = scalpFromGantry.Apply(new Vec3(xMm, yMm, 100));
+        var down = scalpFromGantry.Apply(new Vec3(xMm, yMm, 99)) - origin;
+        if (Skin.Raycast(origin, down) is not { } hit) return null;
+        return (gantryFromHead * HeadFromScalp).Apply(hit.Point).Z;
+    }
+}

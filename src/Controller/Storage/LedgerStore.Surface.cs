@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Data.Sqlite;
+
+namespace SmpRobot.Controller.Storage;
+
+/// <summary>
+/// A stored surface registration: the head model fitted to today's probed skin (never changed once stored).
+/// </summary>
+/// <param name="Id">"r-20261205-091512-3f9a".</param>
+/// <param name="SessionId">The session whose patch was probed, or null for a registration made outside a session.</param>
+/// <param name="Patch">The plan's head position (1-based; 0: the plan has none).</param>
+/// <param name="CreatedAt">UTC.</param>
+/// <param name="ModelSha256">SHA-256 of the head model file that was fitted.</param>
+/// <param name="HeadFromScalpJson">T_HS as JSON (rotation vector, degrees; translation, mm).</param>
+/// <param name="RmsMm">RMS of the inlier residuals, mm.</param>
+/// <param name="P95Mm">95th percentile of the inlier residuals, mm.</param>
+/// <param name="MaxMm">Largest inlier residual, mm.</param>
+/// <param name="Contacts">Probes that touched the skin.</param>
+/// <param name="Inliers">Contacts the fit rests on.</param>
+/// <param name="ContactsJson">Every probe: where it was aimed, where it touched (G and H), its residual, whether it was used.</param>
+/// <param name="Valid">False when it did not meet the profile's tolerances (stored for the record, never used).</param>
+/// <param name="Notes">Why it is not valid, or the operator's notes.</param>
+public sealed record SurfaceRegistrationRecord(string Id, string? SessionId, int Patch, DateTimeOffset CreatedAt, string ModelSha256, string HeadFromScalpJson,
+    double RmsMm, double P95Mm, double MaxMm, int Contacts, int Inliers, string ContactsJson, bool Valid, string Notes);
+
+public sealed partial class LedgerStore
+{
+    private const string SurfaceColumns = "id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes";
+
+    /// <summary>Schema version 4: surface registrations (the head model fitted to probed skin, per session and head position).</summary>
+    private void MigrateToVersion4(SqliteTransaction tx) => Execute(tx, """
+        CREATE TABLE surface_registrations (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            patch INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            head_from_scalp_json TEXT NOT NULL,
+            rms_mm REAL NOT NULL,
+            p95_mm REAL NOT NULL,
+            max_mm REAL NOT NULL,
+            contacts INTEGER NOT NULL,
+            inliers INTEGER NOT NULL,
+            contacts_json TEXT NOT NULL,
+            valid INTEGER NOT NULL,
+            notes TEXT NOT NULL);
+        CREATE INDEX surface_latest ON surface_registrations (session_id, patch, created_at);
+        """);
+
+    /// <summary>Stores a surface registration (and an audit entry) in one transaction; returns it with its new id.</summary>
+    public SurfaceRegistrationRecord SaveSurfaceRegistration(string? sessionId, int patch, string modelSha256, string headFromScalpJson,
+        double rmsMm, double p95Mm, double maxMm, int contacts, int inliers, string contactsJson, bool valid, string notes)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelSha256);
+        ArgumentException.ThrowIfNullOrWhiteSpace(headFromScalpJson);
+        ArgumentNullException.ThrowIfNull(contactsJson);
+        ArgumentNullException.ThrowIfNull(notes);
+        ArgumentOutOfRangeException.ThrowIfNegative(patch);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var now = _time.GetUtcNow();
+            using var tx = _connection.BeginTransaction();
+            string id;
+            do
+            {
+                id = "r-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
+            }
+            while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = $id", ("$id", id)) > 0);
+            Execute(tx,
+                $"INSERT INTO surface_registrations ({SurfaceColumns}) VALUES ($id, $session, $patch, $now, $model, $t, $rms, $p95, $max, $contacts, $inliers, $json, $valid, $notes)",
+                ("$id", id), ("$session", sessionId), ("$patch", patch), ("$now", now.UtcTicks), ("$model", modelSha256), ("$t", headFromScalpJson),
+                ("$rms", rmsMm), ("$p95", p95Mm), ("$max", maxMm), ("$contacts", contacts), ("$inliers", inliers), ("$json", contactsJson), ("$valid", valid ? 1 : 0), ("$notes", notes));
+            InsertAudit(tx, sessionId, "surface-registered",
+                Inv($"surface registration {id}{(patch > 0 ? $" for head position {patch}" : "")}: {(valid ? "valid" : "NOT valid")}, {inliers} of {contacts} contacts, RMS {rmsMm:0.000} mm, max {maxMm:0.000} mm{(notes.Length > 0 ? "; " + notes : "")}"), now);
+            tx.Commit();
+            return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes);
+        }
+    }
+
+    /// <summary>The newest valid registration of a session's head position, or null.</summary>
+    public SurfaceRegistrationRecord? LatestSurfaceRegistration(string sessionId, int patch)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null,
+                $"SELECT {SurfaceColumns} FROM surface_registrations WHERE session_id = $s AND patch = $p AND valid = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                ("$s", sessionId), ("$p", patch));
+            using var reader = cmd.ExecuteReader();
+            return reader.Read() ? ReadSurface(reader) : null;
+        }
+    }
+
+    /// <summary>The registration with this id, or null.</summary>
+    public SurfaceRegistrationRecord? FindSurfaceRegistration(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {SurfaceColumns} FROM surface_registrations WHERE id = $id", ("$id", id));
+            using var reader = cmd.ExecuteReader();
+            return reader.Read() ? ReadSurface(reader) : null;
+        }
+    }
+
+    /// <summary>Every registration of a session (null: those made outside any session), newest first, valid or not.</summary>
+    public IReadOnlyList<SurfaceRegistrationRecord> ListSurfaceRegistrations(string? sessionId)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, $"SELECT {SurfaceColumns} FROM surface_registrations WHERE session_id IS $s ORDER BY created_at DESC, rowid DESC", ("$s", sessionId));
+            using var reader = cmd.ExecuteReader();
+            var list = new List<SurfaceRegistrationRecord>();
+            while (reader.Read()) list.Add(ReadSurface(reader));
+            return list;
+        }
+    }
+
+    private static SurfaceRegistrationRecord ReadSurface(SqliteDataReader r) => new(
+        r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt32(2), FromTicks(r.GetInt64(3)), r.GetString(4), r.GetString(5),
+        r.GetDouble(6), r.GetDouble(7), r.GetDouble(8), r.GetInt32(9), r.GetInt32(10), r.GetString(11), r.GetInt32(12) != 0, r.GetString(13));
+}

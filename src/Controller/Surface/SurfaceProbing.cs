@@ -1,0 +1,248 @@
+using System.Globalization;
+using System.Text.Json;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Motion;
+using SmpRobot.Controller.Safety;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Machine;
+using SmpRobot.Treatment.Mesh;
+using SmpRobot.Treatment.Surface;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Surface;
+
+/// <summary>How a surface probe runs and what it accepts. Lengths in mm.</summary>
+public sealed record SurfaceProbeOptions
+{
+    /// <summary>Probe feed, mm/min: slow, so the needle head stops a few micrometres past the contact. Default 60.</summary>
+    public double FeedMmPerMin { get; init; } = 60;
+
+    /// <summary>Each probe starts this far above where the model (at its nominal placement) puts the skin. Default 2.</summary>
+    public double ApproachMm { get; init; } = 2;
+
+    /// <summary>
+    /// …and may go at most this far below it: the probe's bounded distance past the expected skin, which a probe
+    /// that never triggers (a cut wire) reaches before the firmware stops it with ALARM:5. Default 1.5.
+    /// </summary>
+    public double BeyondMm { get; init; } = 1.5;
+
+    /// <summary>Extra height of the moves between probes over the higher of their two start points. Default 3.</summary>
+    public double TraverseClearanceMm { get; init; } = 3;
+
+    /// <summary>Largest RMS of the fit's residuals for a valid registration. Default 0.05.</summary>
+    public double MaxRmsMm { get; init; } = 0.05;
+
+    /// <summary>Largest residual of a contact the fit rests on. Default 0.15.</summary>
+    public double MaxResidualMm { get; init; } = 0.15;
+
+    /// <summary>Smallest share of the contacts the fit must rest on (the rest are outliers: hair, a swab). Default 0.8.</summary>
+    public double MinInlierFraction { get; init; } = 0.8;
+}
+
+/// <summary>One probe: where it was aimed and what it touched.</summary>
+/// <param name="Index">1-based, in probing order.</param>
+/// <param name="AimH">The model's skin point it was aimed at, frame H (nominal placement).</param>
+/// <param name="StartG">Where it started, machine frame.</param>
+/// <param name="ContactG">Where the probe input triggered (grbl's [PRB:…]), machine frame.</param>
+/// <param name="ContactH">The contact in H, with the head pose at the moment of contact.</param>
+/// <param name="ResidualMm">Its distance to the fitted model along the normal (+: outside), mm; NaN before the fit.</param>
+/// <param name="Inlier">Whether the fit rests on it.</param>
+public sealed record ProbeContact(int Index, Vec3 AimH, Vec3 StartG, Vec3 ContactG, Vec3 ContactH, double ResidualMm, bool Inlier);
+
+/// <summary>A surface probe's outcome: the registration stored (valid or not) and every contact.</summary>
+public sealed record SurfaceProbeOutcome(SurfaceRegistrationRecord Record, RigidTransform HeadFromScalp, IReadOnlyList<ProbeContact> Contacts, double Seconds);
+
+/// <summary>
+/// Measures the scalp under the needle: probes the skin at points of today's patch with the needle head's contact
+/// probe (grbl's G38.2, needle drive off, slow feed, a bounded distance past where the model puts the skin),
+/// carries each contact into the head frame with the head pose at the moment of contact, fits the head model to the
+/// contacts (<see cref="SurfaceRegistration"/>) and stores the registration, valid when its residuals are within the
+/// tolerances. Holds the machine's lease and shows as its activity while it moves. A probe that touches nothing, one
+/// that reads touching before it moves, a head that moved during a probe, or a model that does not fit: each refuses
+/// with its reason (<see cref="RefusedException"/>), and the needle is back up at its start before the refusal.
+/// </summary>
+public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness readiness, MotionLink motion, SafetySupervisor safety, IHeadPoseSource poses, MachineProfile profile, LedgerStore ledger, TimeProvider time)
+{
+    private readonly DotProgram _program = new(profile);
+    private readonly Kinematics _kinematics = new(profile);
+
+    /// <summary>
+    /// Probes <paramref name="aimsH"/> (skin points of the model in H at its nominal placement, e.g. a spread of the
+    /// patch's dots) and registers <paramref name="model"/> to the contacts. Stores the registration (valid or not)
+    /// and returns it; refuses (and stores nothing) when probing itself failed.
+    /// </summary>
+    public async Task<SurfaceProbeOutcome> ProbeAsync(TriangleMesh model, string modelSha256, RigidTransform nominalHeadFromScalp, IReadOnlyList<Vec3> aimsH,
+        string? sessionId, int patch, SurfaceProbeOptions options, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(aimsH);
+        ArgumentNullException.ThrowIfNull(options);
+        var fitOptions = new SurfaceFitOptions();
+        if (aimsH.Count < fitOptions.MinInliers) throw new RefusedException(RefusalKind.InvalidArgument, $"a surface probe needs at least {fitOptions.MinInliers} points, not {aimsH.Count}");
+        if (!(options.BeyondMm > 0) || options.ApproachMm + options.BeyondMm > DotProgram.MaxVerticalStepMm)
+        {
+            throw new RefusedException(RefusalKind.InvalidArgument, FormattableString.Invariant($"a probe runs more than 0 and at most {DotProgram.MaxVerticalStepMm} mm (approach {options.ApproachMm} + beyond {options.BeyondMm})"));
+        }
+        using var lease = readiness.Take(MachineUse.Surface, "surface probe", "probe the scalp");
+        using var activity = gantry.Activity.Begin("surface probe", aimsH.Count);
+        var started = time.GetTimestamp();
+        try
+        {
+            var client = gantry.RequireClient();
+            var status = await client.QueryStatusAsync(ct);
+            if (!status.IsIdle) throw new RefusedException(RefusalKind.FailedPrecondition, $"the gantry is {status.State}, not Idle");
+            await motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct);
+            var position = status.MachinePosition;
+            var contacts = new List<ProbeContact>();
+            for (var i = 0; i < aimsH.Count; i++)
+            {
+                activity.Doing(string.Create(CultureInfo.InvariantCulture, $"probe {i + 1} of {aimsH.Count}"));
+                var (contact, end) = await ProbeOneAsync(i + 1, aimsH[i], position, options, ct);
+                position = end;
+                contacts.Add(contact);
+                activity.StepDone();
+            }
+            activity.Doing("fitting the head model");
+            return Register(model, modelSha256, nominalHeadFromScalp, contacts, sessionId, patch, options, fitOptions, time.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
+        {
+            activity.Doing("stopping: feed hold, queue flushed, needle up");
+            var error = await safety.HoldAndRetractAsync("surface probe stopped by its caller", CancellationToken.None);
+            ledger.Audit(sessionId, "surface-probe-stopped", "surface probe stopped by its caller: " + (error.Length == 0 ? "motion stopped, nothing stored" : "stopping the motion failed: " + error));
+            throw;
+        }
+    }
+
+    /// <summary>One probe: travel above the aim, probe down, read the contact, back up to the start. Returns the contact and where the needle is.</summary>
+    private async Task<(ProbeContact Contact, Vec3 End)> ProbeOneAsync(int index, Vec3 aimH, Vec3 current, SurfaceProbeOptions options, CancellationToken ct)
+    {
+        var before = CurrentPose(index, "before");
+        var aimG = before.GantryFromHead.Apply(aimH);
+        var start = _program.Grid.Quantise(aimG with { Z = aimG.Z + options.ApproachMm });
+        if (!profile.InEnvelope(start)) throw Refused(index, $"its start {start} is outside the machine envelope: turn the head so the patch faces the needle");
+        var traverse = _program.Grid.Quantise(start with { Z = Math.Min(profile.Envelope.Max.Z, Math.Max(current.Z, start.Z) + options.TraverseClearanceMm) });
+        var above = traverse with { X = start.X, Y = start.Y };
+        var up = current with { Z = traverse.Z };
+        await motion.MoveAndSyncAsync([.. _program.Travel(current, up), .. _program.Travel(up, above), .. _program.Travel(above, start)], ct);
+        var at = await gantry.RequireClient().QueryStatusAsync(ct);
+        if (!at.IsIdle || at.MachinePosition.DistanceTo(start) > 0.01) throw Refused(index, $"the gantry is {at.State} at {at.MachinePosition}, not at the probe's start {start}");
+
+        var distance = _program.Grid.Quantise(new Vec3(0, 0, options.ApproachMm + options.BeyondMm)).Z;
+        var probe = MachineLines.ProbeDown(distance, options.FeedMmPerMin);
+        var sent = time.GetTimestamp();
+        ProbeReport report;
+        try
+        {
+            report = await motion.ProbeAsync(probe, ct);
+        }
+        catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code is 4 or 5)
+        {
+            var end = await RecoverAsync(start, ct);
+            throw Refused(index, e.Code == 4
+                ? "the probe reads touching before it moved (ALARM:4): check its wire and that nothing touches the needle head, then probe again"
+                : FormattableString.Invariant($"it touched no skin within {options.BeyondMm:0.0#} mm below where the model puts it (ALARM:5): the probe wire may be cut, or the head is not where it was tracked; the needle went {distance:0.0#} mm down and is back up at {end}"));
+        }
+        if (!report.Contact) throw Refused(index, "the firmware reports no contact");
+
+        // The moment of contact: the probe started as its line arrived (everything before it had run), then
+        // accelerated to the feed; the head pose then, not when the report arrived, carries the contact into H.
+        var travelled = start.Z - report.MachineMm.Z;
+        var move = _kinematics.Move(start, start with { Z = start.Z - distance }, options.FeedMmPerMin);
+        var machineSeconds = TimeToDistance(move, travelled);
+        var wireSeconds = (probe.Line.Length + 1) * 10.0 / 115200;
+        var contactTimestamp = sent + (long)(((machineSeconds / gantry.TimeScale) + wireSeconds) * time.TimestampFrequency);
+        var atContact = PoseAt(index, contactTimestamp);
+        var contactH = Rotations.Inverse(atContact.GantryFromHead).Apply(report.MachineMm);
+
+        // Back up to the start: the probe stopped a little past the contact, in relative mode (G91 from the probe line).
+        var stopped = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
+        if (start.Z - stopped.Z > 0) await motion.MoveAndSyncAsync([MachineLines.RetractStraightUp(_program.Grid.Quantise(new Vec3(0, 0, start.Z - stopped.Z)).Z)], ct);
+        var after = CurrentPose(index, "after");
+        // A head that moved (beyond what tracking follows) while the needle touched it: the contact cannot be trusted.
+        var movedMm = after.GantryFromHead.Apply(aimH).DistanceTo(atContact.GantryFromHead.Apply(aimH));
+        if (poses.IsTracking && movedMm > profile.MaxHeadSpeedMmPerS * 0.5)
+        {
+            throw Refused(index, FormattableString.Invariant($"the head moved {movedMm:0.00} mm while the needle touched it"));
+        }
+        return (new ProbeContact(index, aimH, start, report.MachineMm, contactH, double.NaN, false), start);
+    }
+
+    /// <summary>After ALARM:4/5: unlock (the position is kept), then straight back up to the probe's start.</summary>
+    private async Task<Vec3> RecoverAsync(Vec3 start, CancellationToken ct)
+    {
+        await motion.SetUpAsync([MachineLines.Unlock], ct);
+        var stopped = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
+        var up = _program.Grid.Quantise(new Vec3(0, 0, start.Z - stopped.Z)).Z;
+        if (up > 0) await motion.MoveAndSyncAsync([MachineLines.RetractStraightUp(up)], ct);
+        return (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
+    }
+
+    private SurfaceProbeOutcome Register(TriangleMesh model, string modelSha256, RigidTransform nominal, List<ProbeContact> contacts, string? sessionId, int patch,
+        SurfaceProbeOptions options, SurfaceFitOptions fitOptions, double seconds)
+    {
+        SurfaceFit fit;
+        try
+        {
+            fit = SurfaceRegistration.Fit(model, contacts.Select(c => c.ContactH).ToList(), nominal, fitOptions);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, "surface registration failed: " + e.Message);
+        }
+        var scored = contacts.Select((c, i) => c with { ResidualMm = fit.ResidualsMm[i], Inlier = fit.Inlier[i] }).ToList();
+        var problems = new List<string>();
+        if (fit.RmsMm > options.MaxRmsMm) problems.Add(FormattableString.Invariant($"RMS {fit.RmsMm:0.000} mm over {options.MaxRmsMm:0.000}"));
+        if (fit.MaxMm > options.MaxResidualMm) problems.Add(FormattableString.Invariant($"largest residual {fit.MaxMm:0.000} mm over {options.MaxResidualMm:0.000}"));
+        if (fit.InlierCount < options.MinInlierFraction * contacts.Count) problems.Add($"only {fit.InlierCount} of {contacts.Count} contacts fit the model");
+        var valid = problems.Count == 0;
+        var notes = valid ? "" : "the head model does not fit the contacts: " + string.Join("; ", problems);
+        var record = ledger.SaveSurfaceRegistration(sessionId, patch, modelSha256, TransformJson(fit.HeadFromScalp), fit.RmsMm, fit.P95Mm, fit.MaxMm, contacts.Count, fit.InlierCount,
+            JsonSerializer.Serialize(scored.Select(c => new
+            {
+                c.Index,
+                aimH = Xyz(c.AimH),
+                contactG = Xyz(c.ContactG),
+                contactH = Xyz(c.ContactH),
+                residualMm = double.IsFinite(c.ResidualMm) ? Math.Round(c.ResidualMm, 4) : (double?)null,
+                c.Inlier,
+            })), valid, notes);
+        return new SurfaceProbeOutcome(record, fit.HeadFromScalp, scored, seconds);
+    }
+
+    private HeadPoseSample CurrentPose(int index, string when) => poses.Latest() is { } pose && (!poses.IsTracking || pose.Quality >= profile.MinPoseQuality)
+        ? pose
+        : throw Refused(index, $"the head is not tracked {when} it (no pose, or tracking is poor)");
+
+    private HeadPoseSample PoseAt(int index, long timestamp)
+    {
+        var lookAhead = TimeSpan.FromSeconds((timestamp - time.GetTimestamp()) / (double)time.TimestampFrequency);
+        return poses.Latest(lookAhead) is { } pose ? pose : throw Refused(index, "the head is not tracked at the moment of contact");
+    }
+
+    /// <summary>Machine seconds for <paramref name="move"/> to cover <paramref name="distanceMm"/> from its start (bisection on its distance profile).</summary>
+    private static double TimeToDistance(TrapezoidMove move, double distanceMm)
+    {
+        double lo = 0, hi = move.DurationSeconds;
+        if (distanceMm <= 0) return 0;
+        if (distanceMm >= move.Length) return hi;
+        for (var i = 0; i < 60; i++)
+        {
+            var mid = 0.5 * (lo + hi);
+            if (move.DistanceAt(mid) < distanceMm) lo = mid; else hi = mid;
+        }
+        return 0.5 * (lo + hi);
+    }
+
+    private static RefusedException Refused(int index, string why) => new(RefusalKind.FailedPrecondition, $"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}; nothing was stored");
+
+    private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
+
+    /// <summary>T_HS as stored: rotation vector in degrees and translation in mm.</summary>
+    public static string TransformJson(RigidTransform t)
+    {
+        var r = Rotations.VectorFromMatrix(Rotations.RotationMatrix(t)) * (180 / Math.PI);
+        return JsonSerializer.Serialize(new { rotationVectorDeg = Xyz(r), translationMm = Xyz(t.Translation) });
+    }
+}
