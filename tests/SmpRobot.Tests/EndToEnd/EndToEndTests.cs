@@ -117,9 +117,9 @@ public class EndToEndTests
     {
         var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
         var data = Directory.CreateTempSubdirectory("smp-e2e-").FullName;
-        // Time scale 0.25: the homing cycle takes about 8 s, so that a Ctrl+C whose delivery a loaded machine
-        // delays (the full suite runs many processes on 2 cores; at scale 1 the cycle took 2 s and once ended
-        // before the stop) still lands inside it.
+        // Time scale 0.25: the homing cycle takes about 8 s, well past the interrupt. (SIGINT reaches smp only when
+        // the suite was not started as a background job: a non-interactive shell's `cmd &` ignores SIGINT, children
+        // inherit that, and .NET then leaves SIGINT alone, as it must under nohup. Run the suite in the foreground.)
         await using var controller = RealProcess.Start("smp-controller", "--urls", url, "--data", data, "--time-scale", "0.25");
         await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
         using var channel = GrpcChannel.ForAddress(url);

@@ -83,19 +83,20 @@ public sealed class LedgerStoreTests : IDisposable
     }
 
     [Fact]
-    public void A_version_2_ledger_is_brought_to_version_3_keeping_its_sessions_with_no_holds()
+    public void A_version_2_ledger_is_brought_to_the_current_version_keeping_its_sessions_with_no_holds()
     {
         string id;
         using (var store = Open())
         {
             id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
         }
-        // As an earlier controller left it: no hold columns, version 2.
+        // As an earlier controller left it: no hold columns, no surface registrations, version 2.
         using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
         {
             c.Open();
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
+                DROP TABLE surface_registrations;
                 ALTER TABLE sessions DROP COLUMN holds;
                 ALTER TABLE sessions DROP COLUMN retracts;
                 ALTER TABLE sessions DROP COLUMN last_hold_reason;
@@ -111,6 +112,9 @@ public sealed class LedgerStoreTests : IDisposable
         }
         using var reopened = Open();
         Assert.Equal(new HoldTally(3, 1, "pose quality 0.05 < 0.5"), reopened.FindSession(id)!.Holds);
+        // 3 → 4 ran too: the surface registrations' table is there and works.
+        var registration = reopened.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "");
+        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
         Assert.Equal(2, reopened.Tally(id).Total);
         Assert.Throws<KeyNotFoundException>(() => reopened.RecordHolds("s-none", HoldTally.None));
         Assert.Throws<ArgumentOutOfRangeException>(() => reopened.RecordHolds(id, new HoldTally(-1, 0, "")));
