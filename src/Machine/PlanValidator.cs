@@ -8,7 +8,7 @@ namespace SmpRobot.Machine;
 /// Checks a plan against a machine profile. Rules (stable names): "units", "name", "empty-plan",
 /// "max-dots", "id-missing", "id-format", "duplicate-id", "non-finite", "depth-range", "dwell-range",
 /// "pigment-unknown", "min-spacing", "envelope"; for plans made from designs also "patch-number",
-/// "patch-unknown", "normal", "needle-tilt" and "label". Every violation is counted; at most
+/// "patch-unknown", "normal", "needle-tilt", "label" and "head-model". Every violation is counted; at most
 /// <see cref="MaxListedViolations"/> are listed, plan-level ones first, then in dot order.
 /// All work is linear in the number of dots (hash sets and a spatial grid), so a hostile plan cannot
 /// make validation quadratic.
@@ -59,6 +59,7 @@ public sealed class PlanValidator(MachineProfile profile)
         {
             sink.Add("", "max-dots", Inv($"the plan has {plan.Dots.Count} dots; machine {_profile.Name} accepts at most {_profile.MaxDots}"));
         }
+        CheckHeadModel(sink, plan.Source);
 
         var needle = _profile.Needle;
         var pigments = new HashSet<string>(_profile.Pigments, StringComparer.Ordinal);
@@ -183,6 +184,35 @@ public sealed class PlanValidator(MachineProfile profile)
     }
 
     /// <summary>A normal must be a unit vector ("normal"), and the needle along the machine's Z must meet it within the profile's tilt ("needle-tilt").</summary>
+    /// <summary>Longest head model file name, characters.</summary>
+    public const int MaxHeadModelFileLength = 255;
+
+    /// <summary>
+    /// "head-model": the plan's head model is named by a file (a relative path to a .ply, .obj or .stl beside the
+    /// plan, as `smp design plan` writes it) and the SHA-256 of its bytes (64 lower-case hex digits), both or neither.
+    /// </summary>
+    private static void CheckHeadModel(Sink sink, PlanSource? source)
+    {
+        if (source is null) return;
+        var file = source.HeadModelFile;
+        var sha = source.HeadModelSha256;
+        if (file.Length == 0 && sha.Length == 0) return;
+        if (file.Length == 0 || sha.Length == 0)
+        {
+            sink.Add("", "head-model", "the plan's head model needs both its file (source.headModelFile) and its SHA-256 (source.headModelSha256)");
+            return;
+        }
+        var extension = Path.GetExtension(file).ToLowerInvariant();
+        if (file.Length > MaxHeadModelFileLength || file.Any(c => c is < ' ' or > '~') || Path.IsPathRooted(file) || extension is not (".ply" or ".obj" or ".stl"))
+        {
+            sink.Add("", "head-model", $"the head model file \"{Shorten(file)}\" must be a relative path of at most {MaxHeadModelFileLength} printable characters to a .ply, .obj or .stl file");
+        }
+        if (sha.Length != 64 || sha.Any(c => c is not ((>= '0' and <= '9') or (>= 'a' and <= 'f'))))
+        {
+            sink.Add("", "head-model", $"the head model's SHA-256 \"{Shorten(sha)}\" must be 64 lower-case hex digits");
+        }
+    }
+
     private void CheckNormal(Sink sink, string label, string who, Dot dot, RigidTransform gantryFromHead)
     {
         var normal = new Vec3(dot.NormalX, dot.NormalY, dot.NormalZ);

@@ -164,6 +164,10 @@ internal static class DesignCommand
                 written.Add(target);
                 return target;
             }
+            // The head model beside the plans, under the name they give it: smp run sends it with the session.
+            var model = Path.Combine(outDir, DesignPlans.HeadModelFileName(design.MeshPath));
+            File.Copy(design.MeshPath, model);
+            written.Add(model);
             foreach (var session in plans.Sessions)
             {
                 Write($"session-{session.Session}.json", Formatter.Format(session.Plan) + "\n");

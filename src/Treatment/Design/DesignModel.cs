@@ -131,6 +131,12 @@ public sealed class ResolvedDesign
 
     public required TriangleMesh Mesh { get; init; }
 
+    /// <summary>The head mesh's file (full path), as the design names it.</summary>
+    public required string MeshPath { get; init; }
+
+    /// <summary>SHA-256 (lower-case hex) of the head mesh's file: plans name the model by it.</summary>
+    public required string MeshSha256 { get; init; }
+
     public required HeadLandmarks Landmarks { get; init; }
 
     public required ScalpMap Map { get; init; }

@@ -93,7 +93,7 @@ public static class DesignResolver
         // Head.
         var head = ResolveHead(d.Head, loaded.Directory, v);
         if (head is null) return new DesignCheck(null, v);
-        var (mesh, landmarks) = head.Value;
+        var (mesh, landmarks, meshPath) = head.Value;
         var map = new ScalpMap(mesh, landmarks);
         var curves = new CurveResolver(mesh, map);
 
@@ -168,6 +168,8 @@ public static class DesignResolver
             Source = d,
             SourceSha256 = loaded.Sha256,
             Mesh = mesh,
+            MeshPath = meshPath,
+            MeshSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(meshPath))),
             Landmarks = landmarks,
             Map = map,
             Regions = regions,
@@ -198,7 +200,7 @@ public static class DesignResolver
         return v.Count > 0 ? new DesignCheck(null, v) : new DesignCheck(design, []);
     }
 
-    private static (TriangleMesh, HeadLandmarks)? ResolveHead(HeadModel? head, string directory, List<DesignViolation> v)
+    private static (TriangleMesh, HeadLandmarks, string)? ResolveHead(HeadModel? head, string directory, List<DesignViolation> v)
     {
         if (head is null || string.IsNullOrWhiteSpace(head.Mesh))
         {
@@ -248,7 +250,7 @@ public static class DesignResolver
         {
             v.Add(new("head", "landmark-center", "the center must lie well inside the head, below the vertex and behind the glabella"));
         }
-        return (mesh, landmarks);
+        return (mesh, landmarks, path);
     }
 
     private static void CheckName(string name, string where, HashSet<string> names, List<DesignViolation> v)

@@ -70,6 +70,8 @@ public static class DesignPlans
                     SessionCount = (uint)design.SessionCount,
                     HeadFromScalp = ToMessage(headFromScalp),
                     Generator = Generator,
+                    HeadModelFile = HeadModelFileName(design.MeshPath),
+                    HeadModelSha256 = design.MeshSha256,
                 },
             };
             var used = new SortedSet<int>();
@@ -109,6 +111,9 @@ public static class DesignPlans
         var unreachable = patches.Unreachable.Select(i => dots.Dots[i]).ToList();
         return new DesignPlanSet(headFromScalp, centerH, patches.Patches, sessions, unreachable);
     }
+
+    /// <summary>The name the head model's copy has beside the plans: "head-model" and the mesh's own extension.</summary>
+    public static string HeadModelFileName(string meshPath) => "head-model" + Path.GetExtension(meshPath).ToLowerInvariant();
 
     /// <summary>A rigid transform as the plan format writes it (rotation vector in degrees, translation in mm, rounded to a micrometre and a micro-degree).</summary>
     public static FrameTransform ToMessage(RigidTransform t)

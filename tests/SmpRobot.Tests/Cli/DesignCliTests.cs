@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SmpRobot.Contracts.V1;
 using SmpRobot.Operator.Cli;
 
 namespace SmpRobot.Tests.Cli;
@@ -49,6 +50,11 @@ public sealed class DesignCliTests : IDisposable
         {
             Assert.True(File.Exists(Path.Combine(outDir, name)), name);
         }
+        // The head model is beside the plans, and each plan names it by its file and the SHA-256 of its bytes.
+        var model = Path.Combine(outDir, "head-model.ply");
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(await File.ReadAllBytesAsync(model)));
+        var source = Plan.Parser.ParseJson(await File.ReadAllTextAsync(Path.Combine(outDir, "session-2.json"))).Source;
+        Assert.Equal(("head-model.ply", sha), (source.HeadModelFile, source.HeadModelSha256));
         var metrics = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(outDir, "metrics.json"))).RootElement;
         Assert.True(metrics.GetProperty("goals").GetProperty("allMet").GetBoolean());
         Assert.Contains("goals: density within 5% met", planErr, StringComparison.Ordinal);

@@ -18,6 +18,22 @@ public class PlanValidatorPatchTests
 
     private static PlanValidationResult Check(Plan plan) => new PlanValidator(Profile).Validate(plan);
 
+    [Theory]
+    [InlineData("head-model.ply", "", "both its file")]
+    [InlineData("", "19eda8b1be267357bb7b14520345d4e6d8f0ef7bb3647bdd7d7bf2ce80ea1c7a", "both its file")]
+    [InlineData("head-model.png", "19eda8b1be267357bb7b14520345d4e6d8f0ef7bb3647bdd7d7bf2ce80ea1c7a", ".ply, .obj or .stl")]
+    [InlineData("/etc/head.ply", "19eda8b1be267357bb7b14520345d4e6d8f0ef7bb3647bdd7d7bf2ce80ea1c7a", "relative path")]
+    [InlineData("head-model.ply", "19EDA8B1", "64 lower-case hex")]
+    public void A_plan_names_its_head_model_by_a_relative_mesh_file_and_its_sha256_or_not_at_all(string file, string sha, string message)
+    {
+        var plan = new Plan { Name = "p", Units = "mm", Source = new PlanSource { HeadModelFile = file, HeadModelSha256 = sha } };
+        plan.Dots.Add(Dot("a", 0, 0, 0));
+        Assert.Contains(Check(plan).Violations, v => v.Rule == "head-model" && v.Message.Contains(message, StringComparison.Ordinal));
+
+        plan.Source = new PlanSource { HeadModelFile = "head-model.ply", HeadModelSha256 = "19eda8b1be267357bb7b14520345d4e6d8f0ef7bb3647bdd7d7bf2ce80ea1c7a" };
+        Assert.DoesNotContain(Check(plan).Violations, v => v.Rule == "head-model");
+    }
+
     [Fact]
     public void A_dot_in_an_unknown_head_position_or_with_a_broken_normal_is_named()
     {
