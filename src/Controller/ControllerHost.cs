@@ -187,6 +187,7 @@ public static class ControllerHost
         services.AddSingleton<SessionEventCache>();
         services.AddSingleton<CalibrationProcedures>();
         services.AddSingleton<Surface.SurfaceProbing>();
+        services.AddSingleton<Surface.SessionSurface>();
         services.AddHostedService<CalibrationStartup>();
         if (profile.Gpio is { } gpio)
         {
@@ -234,6 +235,7 @@ public static class ControllerHost
         app.MapGrpcService<MachineGrpcService>();
         app.MapGrpcService<CameraGrpcService>();
         app.MapGrpcService<CalibrationGrpcService>();
+        app.MapGrpcService<SurfaceGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
         return app;

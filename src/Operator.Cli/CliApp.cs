@@ -88,6 +88,7 @@ internal sealed class CliCommands
         Root.Subcommands.Add(BoardCommand.Build(this));
         Root.Subcommands.Add(CameraCommand.Build(this));
         Root.Subcommands.Add(CalibrateCommand.Build(this));
+        Root.Subcommands.Add(SurfaceCommand.Build(this));
     }
 
     public RootCommand Root { get; }

@@ -31,6 +31,7 @@ internal sealed class ControllerConnection : IDisposable
         Machine = new MachineService.MachineServiceClient(main);
         Camera = new CameraService.CameraServiceClient(main);
         Calibration = new CalibrationService.CalibrationServiceClient(main);
+        Surface = new SurfaceService.SurfaceServiceClient(main);
         Safety = new SafetyService.SafetyServiceClient(safety);
     }
 
@@ -45,6 +46,11 @@ internal sealed class ControllerConnection : IDisposable
     public CameraService.CameraServiceClient Camera { get; }
 
     public CalibrationService.CalibrationServiceClient Calibration { get; }
+
+    public SurfaceService.SurfaceServiceClient Surface { get; }
+
+    /// <summary>A surface probe moves to each of up to 64 points and probes slowly: minutes.</summary>
+    public static readonly TimeSpan SurfaceProbeTimeout = TimeSpan.FromMinutes(15);
 
     /// <summary>A gantry calibration moves the machine to 25+ stops at real speed: about a minute, minutes on a slow machine.</summary>
     public static readonly TimeSpan CalibrationTimeout = TimeSpan.FromMinutes(10);

@@ -31,7 +31,7 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
             CreateSessionRequest.SourceOneofCase.PlanJson => ValidatePlanRequest.SourceOneofCase.PlanJson,
             _ => ValidatePlanRequest.SourceOneofCase.None,
         };
-        var (session, _) = sessions.Create(Validate(source, request.Plan, request.PlanJson));
+        var (session, _) = sessions.Create(Validate(source, request.Plan, request.PlanJson), request.HeadModel.IsEmpty ? null : request.HeadModel.ToByteArray());
         return Task.FromResult(Mapping.ToProto(session!));
     }
 

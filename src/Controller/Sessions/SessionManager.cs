@@ -164,11 +164,12 @@ public sealed partial class SessionManager : IAsyncDisposable
     }
 
     /// <summary>Validates and stores a new session (CREATED). Throws <see cref="RefusedException"/> (InvalidArgument) with the violations.</summary>
-    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation)
+    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel = null)
     {
         ArgumentNullException.ThrowIfNull(validation);
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
         var plan = validation.Plan;
+        if (headModel is { Length: > 0 }) KeepHeadModel(plan, headModel);
         var order = PathOrdering.Order(plan);
         var dots = new List<PlannedDot>(order.Length);
         for (var seq = 0; seq < order.Length; seq++)
@@ -180,6 +181,33 @@ public sealed partial class SessionManager : IAsyncDisposable
         _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
         Changed();
         return (Snapshot(record.Id), validation);
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="bytes"/> are the head model the plan names (its SHA-256, a mesh of that format) and
+    /// keeps them for the session's surface registration; refuses (InvalidArgument) and keeps nothing otherwise.
+    /// </summary>
+    private void KeepHeadModel(Plan plan, byte[] bytes)
+    {
+        var source = plan.Source;
+        if (source is null || source.HeadModelSha256.Length == 0)
+        {
+            throw new RefusedException(RefusalKind.InvalidArgument, "a head model was sent, but the plan names none (source.headModelFile and headModelSha256): nothing was created");
+        }
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        if (sha != source.HeadModelSha256)
+        {
+            throw new RefusedException(RefusalKind.InvalidArgument, $"the head model sent is not the plan's: its SHA-256 is {sha}, the plan names {source.HeadModelSha256} ({source.HeadModelFile}); nothing was created");
+        }
+        try
+        {
+            Treatment.Mesh.MeshReader.Read(bytes, source.HeadModelFile);
+        }
+        catch (Treatment.Mesh.MeshFormatException e)
+        {
+            throw new RefusedException(RefusalKind.InvalidArgument, $"the head model {source.HeadModelFile} cannot be read: {e.Message}; nothing was created");
+        }
+        _ledger.SaveHeadModel(sha, Path.GetFileName(source.HeadModelFile), bytes);
     }
 
     /// <summary>The session now (the latest shared snapshot when nothing changed since it was built).</summary>

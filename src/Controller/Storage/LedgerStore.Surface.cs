@@ -46,7 +46,39 @@ public sealed partial class LedgerStore
             valid INTEGER NOT NULL,
             notes TEXT NOT NULL);
         CREATE INDEX surface_latest ON surface_registrations (session_id, patch, created_at);
+        CREATE TABLE head_models (
+            sha256 TEXT PRIMARY KEY,
+            file_name TEXT NOT NULL,
+            bytes BLOB NOT NULL,
+            created_at INTEGER NOT NULL);
         """);
+
+    /// <summary>Keeps a head model file by its SHA-256 (once: the same bytes are stored once, whatever sessions use them).</summary>
+    public void SaveHeadModel(string sha256, string fileName, byte[] bytes)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(sha256);
+        ArgumentException.ThrowIfNullOrWhiteSpace(fileName);
+        ArgumentNullException.ThrowIfNull(bytes);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Execute(null, "INSERT OR IGNORE INTO head_models (sha256, file_name, bytes, created_at) VALUES ($sha, $name, $bytes, $now)",
+                ("$sha", sha256), ("$name", fileName), ("$bytes", bytes), ("$now", _time.GetUtcNow().UtcTicks));
+        }
+    }
+
+    /// <summary>The head model file with this SHA-256 (its name and bytes), or null when it was never sent.</summary>
+    public (string FileName, byte[] Bytes)? LoadHeadModel(string sha256)
+    {
+        ArgumentNullException.ThrowIfNull(sha256);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, "SELECT file_name, bytes FROM head_models WHERE sha256 = $sha", ("$sha", sha256));
+            using var reader = cmd.ExecuteReader();
+            return reader.Read() ? (reader.GetString(0), (byte[])reader.GetValue(1)) : null;
+        }
+    }
 
     /// <summary>Stores a surface registration (and an audit entry) in one transaction; returns it with its new id.</summary>
     public SurfaceRegistrationRecord SaveSurfaceRegistration(string? sessionId, int patch, string modelSha256, string headFromScalpJson,

@@ -72,8 +72,9 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     /// patch's dots) and registers <paramref name="model"/> to the contacts. Stores the registration (valid or not)
     /// and returns it; refuses (and stores nothing) when probing itself failed.
     /// </summary>
+    /// <param name="enterHeadPosition">Run once the machine is held (nothing else moves it): a still head takes the pose of the head position probed.</param>
     public async Task<SurfaceProbeOutcome> ProbeAsync(TriangleMesh model, string modelSha256, RigidTransform nominalHeadFromScalp, IReadOnlyList<Vec3> aimsH,
-        string? sessionId, int patch, SurfaceProbeOptions options, CancellationToken ct)
+        string? sessionId, int patch, SurfaceProbeOptions options, CancellationToken ct, Action? enterHeadPosition = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(aimsH);
@@ -85,6 +86,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             throw new RefusedException(RefusalKind.InvalidArgument, FormattableString.Invariant($"a probe runs more than 0 and at most {DotProgram.MaxVerticalStepMm} mm (approach {options.ApproachMm} + beyond {options.BeyondMm})"));
         }
         using var lease = readiness.Take(MachineUse.Surface, "surface probe", "probe the scalp");
+        enterHeadPosition?.Invoke();
         using var activity = gantry.Activity.Begin("surface probe", aimsH.Count);
         var started = time.GetTimestamp();
         try

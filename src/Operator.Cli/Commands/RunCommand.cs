@@ -37,6 +37,32 @@ internal static class RunCommand
         return command;
     }
 
+    /// <summary>
+    /// The head model a plan names (source.headModelFile, relative to the plan file's folder), as bytes to send with
+    /// the session; null when the plan names none or does not parse. A named model that is missing is said, not fatal:
+    /// the session is created without it, and its scalp cannot be registered.
+    /// </summary>
+    internal static Google.Protobuf.ByteString? HeadModelBeside(CommandContext ctx, string planJson, string planPath)
+    {
+        string file;
+        try
+        {
+            file = Plan.Parser.ParseJson(planJson).Source?.HeadModelFile ?? "";
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return null;
+        }
+        if (file.Length == 0 || !File.Exists(planPath)) return null;
+        var path = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(planPath))!, file));
+        if (!File.Exists(path))
+        {
+            ctx.Info($"warning: the plan's head model {path} is missing: the session is created without it, and its scalp cannot be registered (smp surface probe)");
+            return null;
+        }
+        return Google.Protobuf.ByteString.CopyFrom(File.ReadAllBytes(path));
+    }
+
     /// <summary>The head positions (patches) of a plan's JSON, in the order they are placed; empty when it has none or does not parse.</summary>
     internal static IReadOnlyList<PlanPatch> HeadPositions(string planJson)
     {
@@ -138,7 +164,7 @@ internal static class RunCommand
         Session session;
         try
         {
-            session = await conn.Sessions.CreateSessionAsync(new CreateSessionRequest { PlanJson = planJson }, deadline: conn.Deadline(), cancellationToken: ct);
+            session = await conn.Sessions.CreateSessionAsync(new CreateSessionRequest { PlanJson = planJson, HeadModel = HeadModelBeside(ctx, planJson, source) ?? Google.Protobuf.ByteString.Empty }, deadline: conn.Deadline(), cancellationToken: ct);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {

@@ -32,14 +32,23 @@ public static class MeshReader
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"mesh file {path} does not exist", path);
         if (info.Length > MaxFileBytes) throw new MeshFormatException($"{path}: {info.Length} bytes; at most {MaxFileBytes} are read");
-        var bytes = File.ReadAllBytes(path);
-        var extension = Path.GetExtension(path).ToLowerInvariant();
+        return Read(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>Reads a mesh file's <paramref name="bytes"/>; <paramref name="name"/> (its file name) gives the format by its extension and names it in errors.</summary>
+    /// <exception cref="MeshFormatException">Unknown extension, too large, or not a valid file of its format.</exception>
+    public static TriangleMesh Read(byte[] bytes, string name)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        ArgumentNullException.ThrowIfNull(name);
+        if (bytes.LongLength > MaxFileBytes) throw new MeshFormatException($"{name}: {bytes.LongLength} bytes; at most {MaxFileBytes} are read");
+        var extension = Path.GetExtension(name).ToLowerInvariant();
         return extension switch
         {
-            ".ply" => ReadPly(bytes, path),
-            ".obj" => ReadObj(bytes, path),
-            ".stl" => ReadStl(bytes, path),
-            _ => throw new MeshFormatException($"{path}: unknown mesh format '{extension}'; give a .ply, .obj or .stl file"),
+            ".ply" => ReadPly(bytes, name),
+            ".obj" => ReadObj(bytes, name),
+            ".stl" => ReadStl(bytes, name),
+            _ => throw new MeshFormatException($"{name}: unknown mesh format '{extension}'; give a .ply, .obj or .stl file"),
         };
     }
 

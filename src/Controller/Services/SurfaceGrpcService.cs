@@ -1,0 +1,27 @@
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Controller.Surface;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>Thin: probing and registering the scalp of a session's head position (<see cref="SessionSurface"/>).</summary>
+internal sealed class SurfaceGrpcService(SessionSurface surface, LedgerStore ledger) : SurfaceService.SurfaceServiceBase
+{
+    public override async Task<SurfaceRegistration> ProbeSurface(ProbeSurfaceRequest request, ServerCallContext context)
+    {
+        var outcome = await surface.ProbeAsync(Id(request.SessionId), (int)Math.Min(request.Patch, int.MaxValue), (int)Math.Min(request.Points, int.MaxValue), context.CancellationToken);
+        return SessionSurface.ToProto(outcome.Record, outcome.Contacts, outcome.HeadFromScalp, outcome.Seconds);
+    }
+
+    public override Task<ListSurfaceRegistrationsReply> ListSurfaceRegistrations(ListSurfaceRegistrationsRequest request, ServerCallContext context)
+    {
+        var id = Id(request.SessionId);
+        var reply = new ListSurfaceRegistrationsReply();
+        reply.Registrations.Add(ledger.ListSurfaceRegistrations(id).Select(r => SessionSurface.ToProto(r, null, null, 0)));
+        return Task.FromResult(reply);
+    }
+
+    private static string Id(string sessionId) =>
+        string.IsNullOrWhiteSpace(sessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : Bounded.Text(sessionId, "session_id", Bounded.MaxIdLength);
+}

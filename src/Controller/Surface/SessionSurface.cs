@@ -1,0 +1,129 @@
+using Google.Protobuf;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Treatment.Mesh;
+using SmpRobot.Treatment.Planning;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Surface;
+
+/// <summary>
+/// A session's surface registration: which head position, which model and which skin points to probe, from the
+/// session's plan and the head model it was created with; then <see cref="SurfaceProbing"/>.
+/// </summary>
+public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, IHeadPoseSource poses)
+{
+    /// <summary>Probes when the request gives none.</summary>
+    public const int DefaultPoints = 16;
+
+    /// <summary>Fewest and most probes a request may ask for.</summary>
+    public const int MinPoints = 6, MaxPoints = 64;
+
+    /// <summary>
+    /// Probes head position <paramref name="patch"/> (0: the plan's first) of session <paramref name="sessionId"/> at
+    /// <paramref name="points"/> of its dots (0: <see cref="DefaultPoints"/>) and registers the session's head model.
+    /// </summary>
+    /// <exception cref="RefusedException">No such session, a finished one, no head model, a bad request, or probing refused.</exception>
+    public async Task<SurfaceProbeOutcome> ProbeAsync(string sessionId, int patch, int points, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        if (points == 0) points = DefaultPoints;
+        if (points is < MinPoints or > MaxPoints) throw new RefusedException(RefusalKind.InvalidArgument, $"probes must be {MinPoints}..{MaxPoints}, not {points}");
+        var session = ledger.FindSession(sessionId) ?? throw new RefusedException(RefusalKind.NotFound, $"no session {sessionId}");
+        if (session.Phase is SessionPhase.Completed or SessionPhase.Aborted)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is {session.Phase.ToString().ToUpperInvariant()}: its scalp is not probed any more");
+        }
+        var plan = Plan.Parser.ParseJson(ledger.LoadPlanJson(sessionId)!);
+        var source = plan.Source;
+        if (source is null || source.HeadModelSha256.Length == 0)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId}'s plan names no head model: only plans made from a design (smp design plan) can be registered to the scalp");
+        }
+        var (fileName, bytes) = ledger.LoadHeadModel(source.HeadModelSha256)
+            ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} was created without its head model ({source.HeadModelFile}): create it with `smp run`, which sends the file beside the plan");
+        var model = MeshReader.Read(bytes, fileName);
+
+        var patches = plan.Patches;
+        if (patch == 0 && patches.Count > 0) patch = (int)patches.Min(p => p.Number);
+        if (patch != 0 && patches.All(p => p.Number != patch))
+        {
+            throw new RefusedException(RefusalKind.InvalidArgument, $"session {sessionId}'s plan has no head position {patch} (it has {(patches.Count == 0 ? "none" : string.Join(", ", patches.Select(p => p.Number)))})");
+        }
+        var dots = plan.Dots.Where(d => patch == 0 || d.Patch == patch).Select(d => new Vec3(d.XMm, d.YMm, d.ZMm)).ToList();
+        if (dots.Count < MinPoints) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} has only {dots.Count} dots: too few to spread {MinPoints} probes over");
+        var aims = Spread(dots, Math.Min(points, dots.Count));
+        var headPose = patch == 0 ? RigidTransform.Identity : DesignPlans.FromMessage(patches.First(p => p.Number == patch).HeadPose);
+
+        return await probing.ProbeAsync(model, source.HeadModelSha256, DesignPlans.FromMessage(source.HeadFromScalp), aims, sessionId, patch, new SurfaceProbeOptions(), ct,
+            // A still head is where the plan's head position puts it (the operator turned it as told); a tracked one is seen.
+            enterHeadPosition: () => { if (poses is FixedHeadPoseSource still) still.HeadPose = headPose; });
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> of <paramref name="points"/> spread over them: the one nearest their centroid, then
+    /// each time the one farthest from all chosen (farthest-point sampling), so the probes cover the patch.
+    /// </summary>
+    public static IReadOnlyList<Vec3> Spread(IReadOnlyList<Vec3> points, int count)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        var centroid = points.Aggregate(Vec3.Zero, (a, p) => a + p) * (1.0 / points.Count);
+        var nearest = new double[points.Count];
+        var first = Enumerable.Range(0, points.Count).MinBy(i => points[i].DistanceTo(centroid));
+        var chosen = new List<Vec3> { points[first] };
+        for (var i = 0; i < points.Count; i++) nearest[i] = points[i].DistanceTo(points[first]);
+        while (chosen.Count < count)
+        {
+            var far = 0;
+            for (var i = 1; i < points.Count; i++) if (nearest[i] > nearest[far]) far = i;
+            chosen.Add(points[far]);
+            for (var i = 0; i < points.Count; i++) nearest[i] = Math.Min(nearest[i], points[i].DistanceTo(points[far]));
+        }
+        return chosen;
+    }
+
+    /// <summary>The registration as the service returns it.</summary>
+    public static SurfaceRegistration ToProto(SurfaceRegistrationRecord r, IReadOnlyList<ProbeContact>? contacts, RigidTransform? headFromScalp, double seconds)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var reply = new SurfaceRegistration
+        {
+            Id = r.Id,
+            SessionId = r.SessionId ?? "",
+            Patch = (uint)r.Patch,
+            CreatedAt = r.CreatedAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            Valid = r.Valid,
+            Notes = r.Notes,
+            RmsMm = r.RmsMm,
+            P95Mm = r.P95Mm,
+            MaxMm = r.MaxMm,
+            Contacts = (uint)r.Contacts,
+            Inliers = (uint)r.Inliers,
+            Seconds = seconds,
+            HeadFromScalp = headFromScalp is { } t ? DesignPlans.ToMessage(t) : JsonParser.Default.Parse<FrameTransform>(StoredTransform(r.HeadFromScalpJson)),
+        };
+        foreach (var c in contacts ?? [])
+        {
+            reply.ContactPoints.Add(new SurfaceContact
+            {
+                Index = (uint)c.Index,
+                AimXMm = c.AimH.X, AimYMm = c.AimH.Y, AimZMm = c.AimH.Z,
+                ContactXMm = c.ContactH.X, ContactYMm = c.ContactH.Y, ContactZMm = c.ContactH.Z,
+                ResidualMm = c.ResidualMm,
+                Inlier = c.Inlier,
+            });
+        }
+        return reply;
+    }
+
+    /// <summary>The stored T_HS JSON (rotation vector in degrees, translation in mm) as a FrameTransform's JSON.</summary>
+    private static string StoredTransform(string json)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        var r = doc.RootElement.GetProperty("rotationVectorDeg");
+        var t = doc.RootElement.GetProperty("translationMm");
+        return System.Text.Json.JsonSerializer.Serialize(new { rxDeg = r[0].GetDouble(), ryDeg = r[1].GetDouble(), rzDeg = r[2].GetDouble(), txMm = t[0].GetDouble(), tyMm = t[1].GetDouble(), tzMm = t[2].GetDouble() });
+    }
+}

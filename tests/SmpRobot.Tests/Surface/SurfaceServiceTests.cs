@@ -1,0 +1,97 @@
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry.Simulation;
+using SmpRobot.Geometry;
+using SmpRobot.Tests.Integration;
+
+namespace SmpRobot.Tests.Surface;
+
+/// <summary>
+/// The surface service over gRPC, as smp uses it: a session created from the bundled demo plan with its head model,
+/// probed and registered in its head position on the simulated scalp; and the refusals.
+/// </summary>
+[Collection(ControllerCollection.Name)]
+public sealed class SurfaceServiceTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+    private static readonly string PlanPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+    private static readonly string ModelPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "head-model.ply");
+
+    private static async Task<ControllerFixture> StartAsync()
+    {
+        // The board sits 2 mm and about 1.5° off where the design assumed it.
+        var scalp = SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.9, 1.1, -0.6) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
+        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = scalp });
+        var c = await ControllerFixture.StartAsync(simulator);
+        await c.HomeAsync();
+        return c;
+    }
+
+    private static SurfaceService.SurfaceServiceClient Surface(ControllerFixture c) => new(c.Channel);
+
+    private static async Task<Session> CreateAsync(ControllerFixture c, byte[]? model) => await c.Sessions.CreateSessionAsync(new CreateSessionRequest
+    {
+        PlanJson = await File.ReadAllTextAsync(PlanPath),
+        HeadModel = model is null ? ByteString.Empty : ByteString.CopyFrom(model),
+    }, deadline: DateTime.UtcNow.Add(Timeout));
+
+    [Fact]
+    public async Task A_session_created_with_its_head_model_is_probed_in_its_head_position_and_registered()
+    {
+        await using var c = await StartAsync();
+        var session = await CreateAsync(c, await File.ReadAllBytesAsync(ModelPath));
+
+        var registration = await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 12 }, deadline: DateTime.UtcNow.Add(Timeout));
+
+        Assert.True(registration.Valid, registration.Notes);
+        Assert.Equal(1u, registration.Patch);
+        Assert.Equal(12u, registration.Contacts);
+        Assert.Equal(12, registration.ContactPoints.Count);
+        Assert.InRange(registration.RmsMm, 0, 0.05);
+        // The board's offset is found: T_HS is not the plan's nominal one.
+        Assert.True(Math.Abs(registration.HeadFromScalp.TxMm) > 0.5 || Math.Abs(registration.HeadFromScalp.TyMm) > 0.5, registration.HeadFromScalp.ToString());
+        var listed = await Surface(c).ListSurfaceRegistrationsAsync(new ListSurfaceRegistrationsRequest { SessionId = session.Id });
+        var stored = Assert.Single(listed.Registrations);
+        Assert.Equal(registration.Id, stored.Id);
+        Assert.Equal(registration.HeadFromScalp.TxMm, stored.HeadFromScalp.TxMm, 3);
+        Assert.Equal("Idle", c.Simulator.State);
+    }
+
+    [Fact]
+    public async Task A_head_model_that_is_not_the_plans_is_refused_and_nothing_is_created()
+    {
+        await using var c = await StartAsync();
+        var other = (await File.ReadAllBytesAsync(ModelPath)).ToArray();
+        other[^1] ^= 1;
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => CreateAsync(c, other));
+
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("not the plan's", e.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains(Convert.ToHexStringLower(SHA256.HashData(other)), e.Status.Detail, StringComparison.Ordinal);
+        Assert.Empty((await c.Sessions.ListAsync(new ListSessionsRequest())).Sessions);
+    }
+
+    [Fact]
+    public async Task Probing_a_session_without_its_model_or_an_unknown_head_position_is_refused_saying_what_to_do()
+    {
+        await using var c = await StartAsync();
+        var bare = await CreateAsync(c, null);
+
+        var noModel = await Assert.ThrowsAsync<RpcException>(() => Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = bare.Id }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, noModel.StatusCode);
+        Assert.Contains("smp run", noModel.Status.Detail, StringComparison.Ordinal);
+
+        var withModel = await CreateAsync(c, await File.ReadAllBytesAsync(ModelPath));
+        var badPatch = await Assert.ThrowsAsync<RpcException>(() => Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = withModel.Id, Patch = 7 }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, badPatch.StatusCode);
+        Assert.Contains("no head position 7", badPatch.Status.Detail, StringComparison.Ordinal);
+        var badPoints = await Assert.ThrowsAsync<RpcException>(() => Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = withModel.Id, Points = 3 }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, badPoints.StatusCode);
+        var missing = await Assert.ThrowsAsync<RpcException>(() => Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = "s-none" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+        Assert.DoesNotContain(c.Simulator.MotionRecord, m => m.Kind == SimMotionKind.Probe);
+    }
+}
