@@ -25,11 +25,23 @@ public sealed class PlanPatches
         _patchOf = patchOf;
     }
 
+    /// <summary>
+    /// T_HS the plan was made with (its source's head_from_scalp) when it names a head model, which a surface
+    /// registration can then correct; null for a plan without a head model.
+    /// </summary>
+    public RigidTransform? NominalHeadFromScalp { get; private init; }
+
     /// <summary>The head positions of <paramref name="plan"/> (a valid plan: numbers unique and poses finite).</summary>
     public static PlanPatches Of(Plan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        if (plan.Patches.Count == 0) return None;
+        RigidTransform? nominal = null;
+        if (plan.Source is { HeadModelSha256.Length: > 0 } source)
+        {
+            var t = source.HeadFromScalp ?? new FrameTransform();
+            nominal = Rotations.FromRotationVector(new Vec3(t.RxDeg, t.RyDeg, t.RzDeg) * (Math.PI / 180), new Vec3(t.TxMm, t.TyMm, t.TzMm));
+        }
+        if (plan.Patches.Count == 0) return nominal is null ? None : new PlanPatches([], []) { NominalHeadFromScalp = nominal };
         var positions = new Dictionary<int, HeadPosition>();
         foreach (var patch in plan.Patches)
         {
@@ -39,7 +51,7 @@ public sealed class PlanPatches
         }
         var patchOf = new Dictionary<string, int>(plan.Dots.Count, StringComparer.Ordinal);
         foreach (var dot in plan.Dots) patchOf[dot.Id] = (int)dot.Patch;
-        return new PlanPatches(positions, patchOf);
+        return new PlanPatches(positions, patchOf) { NominalHeadFromScalp = nominal };
     }
 
     /// <summary>The head positions of a stored plan's JSON; none when the text is missing or does not parse.</summary>

@@ -29,8 +29,25 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
 {
     private readonly StepGrid _grid = new(profile.StepsPerMm);
 
+    private RigidTransform _surfaceCorrection = RigidTransform.Identity;
+
     /// <summary>The pose source the gates read.</summary>
     public IHeadPoseSource Source => headPose;
+
+    /// <summary>
+    /// C = T_HS(measured) · T_HS(plan)⁻¹: carries a plan dot from the model at the plan's nominal placement onto the
+    /// measured scalp (the surface registration of the head position being placed), so its skin height, and so its
+    /// depth, are the measured skin's. Identity (the default) when nothing was measured. Set by the runner as it
+    /// enters a head position, before any dot of it is aimed.
+    /// </summary>
+    public RigidTransform SurfaceCorrection
+    {
+        get => _surfaceCorrection;
+        set => _surfaceCorrection = value;
+    }
+
+    /// <summary>The dot's skin point in H on the measured scalp.</summary>
+    private Vec3 SkinH(PlannedDot dot) => _surfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
 
     /// <summary>
     /// Aims <paramref name="dot"/> with the pose predicted <paramref name="lookAhead"/> from now (the
@@ -49,7 +66,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
         var pose = headPose.Latest(lookAhead);
         var hold = Gate(pose).HoldReason;
         if (hold is not null) return new AimResult(null, hold, TrackingHold: true);
-        var skin = pose!.GantryFromHead.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+        var skin = pose!.GantryFromHead.Apply(SkinH(dot));
         var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
         var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
         if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth))
@@ -66,7 +83,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     public (AimedDot? Aim, string? HoldReason) AimAt(PlannedDot dot, RigidTransform gantryFromHead)
     {
         ArgumentNullException.ThrowIfNull(dot);
-        var skin = gantryFromHead.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+        var skin = gantryFromHead.Apply(SkinH(dot));
         var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
         var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
         if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth)) return (null, $"dot {dot.DotId} target {depth} is outside the machine envelope");

@@ -3,6 +3,7 @@ using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
 using SmpRobot.Machine;
 
 namespace SmpRobot.Controller.Sessions;
@@ -192,12 +193,32 @@ public sealed partial class SessionRunner(
     /// </summary>
     private void EnterPosition(SessionRun run, int patch)
     {
+        EnterSurface(run, patch);
         if (run.Patches.Count == 0) return;
         var position = run.Patches.Position(patch);
         if (aiming.Source is Vision.FixedHeadPoseSource still) still.HeadPose = run.Patches.HeadPose(patch);
         ledger.Audit(run.SessionId, "head-position", position is null
             ? "placing in the head's nominal position"
             : $"placing in head position {patch} of {run.Patches.Count}: {position.Instruction}");
+    }
+
+    /// <summary>
+    /// The skin the dots of head position <paramref name="patch"/> are placed on: the newest valid surface registration
+    /// of that position (smp surface probe), as a correction of the plan's nominal T_HS; the plan's own skin heights
+    /// when there is none (audited either way, so the record says which skin each part was placed on).
+    /// </summary>
+    private void EnterSurface(SessionRun run, int patch)
+    {
+        aiming.SurfaceCorrection = RigidTransform.Identity;
+        if (run.Patches.NominalHeadFromScalp is not { } nominal) return;
+        if (ledger.LatestSurfaceRegistration(run.SessionId, patch) is not { } registration)
+        {
+            ledger.Audit(run.SessionId, "surface", $"head position {patch}: no surface registration; the plan's skin heights are used (smp surface probe measures them)");
+            return;
+        }
+        var measured = Surface.SurfaceProbing.TransformFromJson(registration.HeadFromScalpJson);
+        aiming.SurfaceCorrection = measured * Rotations.Inverse(nominal);
+        ledger.Audit(run.SessionId, "surface", FormattableString.Invariant($"head position {patch}: placed on surface registration {registration.Id} (RMS {registration.RmsMm:0.000} mm, {registration.Inliers} of {registration.Contacts} contacts)"));
     }
 
     /// <summary>The hold's words at the end of a head position: what is done and what the operator does next.</summary>

@@ -241,6 +241,15 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
 
     private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
 
+    /// <summary>The transform <see cref="TransformJson"/> wrote.</summary>
+    public static RigidTransform TransformFromJson(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var r = doc.RootElement.GetProperty("rotationVectorDeg");
+        var t = doc.RootElement.GetProperty("translationMm");
+        return Rotations.FromRotationVector(new Vec3(r[0].GetDouble(), r[1].GetDouble(), r[2].GetDouble()) * (Math.PI / 180), new Vec3(t[0].GetDouble(), t[1].GetDouble(), t[2].GetDouble()));
+    }
+
     /// <summary>T_HS as stored: rotation vector in degrees and translation in mm.</summary>
     public static string TransformJson(RigidTransform t)
     {

@@ -19,11 +19,13 @@ public sealed class SurfaceServiceTests
     private static readonly string PlanPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
     private static readonly string ModelPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "head-model.ply");
 
-    private static async Task<ControllerFixture> StartAsync()
-    {
+    private static readonly SimulatedScalp Scalp =
         // The board sits 2 mm and about 1.5° off where the design assumed it.
-        var scalp = SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.9, 1.1, -0.6) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
-        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = scalp });
+        SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.9, 1.1, -0.6) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
+
+    private static async Task<ControllerFixture> StartAsync(double timeScale = 50)
+    {
+        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale, Skin = Scalp });
         var c = await ControllerFixture.StartAsync(simulator);
         await c.HomeAsync();
         return c;
@@ -57,6 +59,39 @@ public sealed class SurfaceServiceTests
         Assert.Equal(registration.Id, stored.Id);
         Assert.Equal(registration.HeadFromScalp.TxMm, stored.HeadFromScalp.TxMm, 3);
         Assert.Equal("Idle", c.Simulator.State);
+    }
+
+    [Fact]
+    public async Task Once_registered_every_dot_goes_its_depth_below_the_measured_skin_not_below_the_plans_nominal_one()
+    {
+        await using var c = await StartAsync(timeScale: 100);
+        var session = await CreateAsync(c, await File.ReadAllBytesAsync(ModelPath));
+        var registration = await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 12 }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.True(registration.Valid, registration.Notes);
+        var probed = c.Simulator.MotionRecord.Count;
+
+        await c.StartHeartbeatAsync();
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        var done = await c.WaitForAsync(session.Id, ControllerFixture.IsFinished, Timeout);
+        Assert.Equal(SessionState.Completed, done.State);
+
+        // Each plunge: a straight-down feed move with the needle drive on, right before its dwell at depth (a travel's
+        // descent is followed by the zero-length sync dwell instead).
+        var record = c.Simulator.MotionRecord.Skip(probed).ToList();
+        var bottoms = record.Zip(record.Skip(1)).Where(p => p.Second.Kind == SimMotionKind.Dwell && p.Second.DurationSeconds > 0.05 && p.First.Kind == SimMotionKind.Feed && p.First.SpindleOn
+            && p.First.From.X == p.First.To.X && p.First.From.Y == p.First.To.Y && p.First.To.Z < p.First.From.Z).Select(p => p.First.To).ToList();
+        var plan = Plan.Parser.ParseJson(await File.ReadAllTextAsync(PlanPath));
+        Assert.Equal(plan.Dots.Count, bottoms.Count);
+        // The plan's depths are 0.9 mm (crown) and 0.8 mm (its finer dots): every plunge is one of them below the real skin, within 0.03 mm.
+        var depthBelowSkin = bottoms.Select(b => Scalp.SkinZMm(b.X, b.Y, 0)!.Value - b.Z).ToList();
+        var planned = plan.Dots.GroupBy(d => d.DepthMm).ToDictionary(g => g.Key, g => g.Count());
+        foreach (var (depth, count) in planned)
+        {
+            Assert.Equal(count, depthBelowSkin.Count(d => Math.Abs(d - depth) <= 0.03));
+        }
+        // The plan's nominal skin is not where the skin is: its depth points lie elsewhere, by more than the depth tolerance.
+        var nominal = MotionTruth.DepthTargets(plan, ControllerFixture.Profile).Values.ToList();
+        Assert.True(bottoms.Count(b => nominal.Min(n => n.DistanceTo(b)) > 0.3) > bottoms.Count / 2, "the registration changed nothing: the test would prove nothing");
     }
 
     [Fact]
