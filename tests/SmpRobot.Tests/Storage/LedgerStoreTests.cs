@@ -97,6 +97,7 @@ public sealed class LedgerStoreTests : IDisposable
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
                 DROP TABLE surface_registrations;
+                DROP TABLE head_models;
                 ALTER TABLE sessions DROP COLUMN holds;
                 ALTER TABLE sessions DROP COLUMN retracts;
                 ALTER TABLE sessions DROP COLUMN last_hold_reason;
