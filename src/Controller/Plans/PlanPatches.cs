@@ -15,6 +15,7 @@ public sealed class PlanPatches
 {
     private readonly Dictionary<int, HeadPosition> _positions;
     private readonly Dictionary<string, int> _patchOf;
+    private Dictionary<string, Vec3> _normals = new(StringComparer.Ordinal);
 
     /// <summary>No patches: every dot in the nominal position.</summary>
     public static readonly PlanPatches None = new([], []);
@@ -41,7 +42,13 @@ public sealed class PlanPatches
             var t = source.HeadFromScalp ?? new FrameTransform();
             nominal = Rotations.FromRotationVector(new Vec3(t.RxDeg, t.RyDeg, t.RzDeg) * (Math.PI / 180), new Vec3(t.TxMm, t.TyMm, t.TzMm));
         }
-        if (plan.Patches.Count == 0) return nominal is null ? None : new PlanPatches([], []) { NominalHeadFromScalp = nominal };
+        var normals = new Dictionary<string, Vec3>(StringComparer.Ordinal);
+        foreach (var dot in plan.Dots)
+        {
+            var n = new Vec3(dot.NormalX, dot.NormalY, dot.NormalZ);
+            if (n != Vec3.Zero) normals[dot.Id] = n.Normalized();
+        }
+        if (plan.Patches.Count == 0) return nominal is null && normals.Count == 0 ? None : new PlanPatches([], []) { NominalHeadFromScalp = nominal, _normals = normals };
         var positions = new Dictionary<int, HeadPosition>();
         foreach (var patch in plan.Patches)
         {
@@ -51,7 +58,7 @@ public sealed class PlanPatches
         }
         var patchOf = new Dictionary<string, int>(plan.Dots.Count, StringComparer.Ordinal);
         foreach (var dot in plan.Dots) patchOf[dot.Id] = (int)dot.Patch;
-        return new PlanPatches(positions, patchOf) { NominalHeadFromScalp = nominal };
+        return new PlanPatches(positions, patchOf) { NominalHeadFromScalp = nominal, _normals = normals };
     }
 
     /// <summary>The head positions of a stored plan's JSON; none when the text is missing or does not parse.</summary>
@@ -76,6 +83,9 @@ public sealed class PlanPatches
 
     /// <summary>Head position <paramref name="number"/>; null for 0 (nominal) or an unknown number.</summary>
     public HeadPosition? Position(int number) => _positions.GetValueOrDefault(number);
+
+    /// <summary>The skin normal the plan gives dot <paramref name="dotId"/> (unit, frame H), or null when it gives none (a flat plan).</summary>
+    public Vec3? Normal(string dotId) => _normals.TryGetValue(dotId, out var n) ? n : null;
 
     /// <summary>The head's turn for patch <paramref name="number"/> (identity for the nominal position).</summary>
     public RigidTransform HeadPose(int number) => Position(number)?.HeadPose ?? RigidTransform.Identity;

@@ -49,6 +49,38 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// <summary>The dot's skin point in H on the measured scalp.</summary>
     private Vec3 SkinH(PlannedDot dot) => _surfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
 
+    /// <summary>The skin normal of each dot (unit, frame H, the plan's), or null for a dot without one. Set by the runner with the plan.</summary>
+    public Func<string, Vec3?> Normals { get; set; } = _ => null;
+
+    /// <summary>
+    /// The plunge below the skin point along gantry Z that reaches <paramref name="dot"/>'s depth along its skin normal
+    /// (the needle meets the skin at an angle: a vertical plunge of d reaches d·cos θ into the skin), and the angle θ;
+    /// the plan's depth and 0° for a dot without a normal.
+    /// </summary>
+    private (double PlungeMm, double TiltDeg) Plunge(PlannedDot dot, RigidTransform gantryFromHead)
+    {
+        if (Normals(dot.DotId) is not { } normalH) return (dot.DepthMm, 0);
+        var rotation = gantryFromHead * _surfaceCorrection;
+        var normalG = (rotation.Apply(normalH) - rotation.Apply(Vec3.Zero)).Normalized();
+        var cos = Math.Clamp(normalG.Z, -1, 1);
+        return (cos > 0 ? dot.DepthMm / cos : double.PositiveInfinity, Math.Acos(cos) * 180 / Math.PI);
+    }
+
+    /// <summary>Hover and depth points of a dot, or why it cannot be placed from here (tilt beyond the profile's limit, outside the envelope).</summary>
+    private (Vec3 Hover, Vec3 Depth, string? Refusal) Points(PlannedDot dot, RigidTransform gantryFromHead)
+    {
+        var skin = gantryFromHead.Apply(SkinH(dot));
+        var (plunge, tiltDeg) = Plunge(dot, gantryFromHead);
+        if (tiltDeg > profile.MaxNeedleTiltDeg + 0.5)
+        {
+            return (default, default, FormattableString.Invariant($"dot {dot.DotId}: the needle would meet the skin {tiltDeg:0.0}° off its normal (limit {profile.MaxNeedleTiltDeg:0.#}°): turn the head as its head position says"));
+        }
+        var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
+        var depth = _grid.Quantise(skin with { Z = skin.Z - plunge });
+        if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth)) return (hover, depth, $"dot {dot.DotId} target {depth} is outside the machine envelope");
+        return (hover, depth, null);
+    }
+
     /// <summary>
     /// Aims <paramref name="dot"/> with the pose predicted <paramref name="lookAhead"/> from now (the
     /// moment the needle is expected to reach depth); exactly one of the results is non-null.
@@ -66,13 +98,8 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
         var pose = headPose.Latest(lookAhead);
         var hold = Gate(pose).HoldReason;
         if (hold is not null) return new AimResult(null, hold, TrackingHold: true);
-        var skin = pose!.GantryFromHead.Apply(SkinH(dot));
-        var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
-        var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
-        if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth))
-        {
-            return new AimResult(null, $"dot {dot.DotId} target {depth} is outside the machine envelope", TrackingHold: false);
-        }
+        var (hover, depth, refusal) = Points(dot, pose!.GantryFromHead);
+        if (refusal is not null) return new AimResult(null, refusal, TrackingHold: false);
         return new AimResult(new AimedDot(dot, hover, depth, pose), null, TrackingHold: false);
     }
 
@@ -83,10 +110,8 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     public (AimedDot? Aim, string? HoldReason) AimAt(PlannedDot dot, RigidTransform gantryFromHead)
     {
         ArgumentNullException.ThrowIfNull(dot);
-        var skin = gantryFromHead.Apply(SkinH(dot));
-        var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
-        var depth = _grid.Quantise(skin with { Z = skin.Z - dot.DepthMm });
-        if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth)) return (null, $"dot {dot.DotId} target {depth} is outside the machine envelope");
+        var (hover, depth, refusal) = Points(dot, gantryFromHead);
+        if (refusal is not null) return (null, refusal);
         return (new AimedDot(dot, hover, depth, new HeadPoseSample(gantryFromHead, headPose.Clock.GetTimestamp(), 1.0, 0.0)), null);
     }
 

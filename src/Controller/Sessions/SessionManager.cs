@@ -286,6 +286,8 @@ public sealed partial class SessionManager : IAsyncDisposable
         }
         var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
         var patches = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId));
+        // The check aims as the run will: with the plan's skin normals (the plunge compensates the needle's tilt).
+        _aiming.Normals = patches.Normal;
         var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot with { Patch = patches.Of(d.Dot.DotId) });
         // A still head is checked in each of the plan's head positions; a tracked one where it is now.
         var stillHead = _profile.FixedHead.ToTransform();
@@ -578,6 +580,8 @@ public sealed partial class SessionManager : IAsyncDisposable
             ConsoleId = console,
             Patches = PlanPatches.OfJson(_ledger.LoadPlanJson(record.Id)),
         };
+        // Every dot is aimed with its plan's skin normal: the plunge reaches the design's depth along it.
+        _aiming.Normals = run.Patches.Normal;
         _ledger.UpdateSession(record.Id, SessionPhase.Running, "", record.ElapsedSeconds, record.KinematicSeconds, startedAt, null);
         _ledger.Audit(record.Id, verb, $"session {verb} by {operatorName} (console {console})");
         return run;

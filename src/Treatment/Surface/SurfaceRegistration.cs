@@ -49,7 +49,8 @@ public sealed record SurfaceFit(RigidTransform HeadFromScalp, IReadOnlyList<doub
 
 /// <summary>
 /// Registers a head model (a mesh in S) to probed skin contacts (in H): point-to-plane ICP with robust outlier
-/// rejection and a damped Gauss–Newton step (solved with MathNet.Numerics), starting from the nominal T_HS.
+/// rejection and a Gauss–Newton step solved (with MathNet.Numerics) only in the directions the contacts constrain,
+/// starting from the nominal T_HS the board gives.
 /// Written here because no served package registers a mesh to points; the closest-point queries are the mesh's own.
 /// </summary>
 public static class SurfaceRegistration
@@ -136,18 +137,39 @@ public static class SurfaceRegistration
     private readonly record struct StepResult(RigidTransform Transform, double RotationRad, double TranslationMm);
 
     /// <summary>
-    /// One damped Gauss–Newton step of point-to-plane ICP: the small rotation ω and translation t that minimise
-    /// Σ ((s + ω × s + t − q) · n)² over the inliers, plus the damping times |ω|² + |t|².
+    /// Directions of the motion whose information is below this share of the best-constrained one are not moved
+    /// (truncated eigen-solve): on a near-spherical patch, turning about the head's centre slides the model along itself
+    /// and changes no residual much, so the data cannot tell where along it the model sits; the board's guess stands
+    /// there, instead of a drift that would move every dot sideways and tilt its normal.
+    /// </summary>
+    public const double UnconstrainedShare = 1e-5;
+
+    /// <summary>
+    /// One Gauss–Newton step of point-to-plane ICP: the small rotation ω and translation t that minimise
+    /// Σ ((s + ω × s + t − q) · n)² over the inliers, solved only in the directions the contacts constrain
+    /// (rotations scaled by the contacts' mean distance from the origin, so both are in mm).
     /// </summary>
     private static StepResult Step(Correspondence?[] matches, bool[] inlier, double damping)
     {
         var jtj = Matrix<double>.Build.Dense(6, 6);
         var jtr = Vector<double>.Build.Dense(6);
         var row = new double[6];
+        var radius = 0.0;
+        var used = 0;
+        for (var i = 0; i < matches.Length; i++)
+        {
+            if (inlier[i] && matches[i] is { } m)
+            {
+                radius += m.ContactS.Length;
+                used++;
+            }
+        }
+        radius = Math.Max(1, radius / Math.Max(1, used));
         for (var i = 0; i < matches.Length; i++)
         {
             if (!inlier[i] || matches[i] is not { } m) continue;
-            var c = Vec3.Cross(m.ContactS, m.NormalS);
+            // Rotation columns divided by the radius: their unknowns become radius·ω, in mm like t.
+            var c = Vec3.Cross(m.ContactS, m.NormalS) * (1 / radius);
             (row[0], row[1], row[2], row[3], row[4], row[5]) = (c.X, c.Y, c.Z, m.NormalS.X, m.NormalS.Y, m.NormalS.Z);
             for (var a = 0; a < 6; a++)
             {
@@ -156,8 +178,17 @@ public static class SurfaceRegistration
             }
         }
         for (var a = 0; a < 6; a++) jtj[a, a] += damping;
-        var x = jtj.Solve(-jtr);
-        var omega = new Vec3(x[0], x[1], x[2]);
+        var evd = jtj.Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric);
+        var values = evd.EigenValues.Select(v => v.Real).ToArray();
+        var largest = values.Max();
+        var x = Vector<double>.Build.Dense(6);
+        for (var k = 0; k < 6; k++)
+        {
+            if (values[k] < UnconstrainedShare * largest) continue;
+            var v = evd.EigenVectors.Column(k);
+            x += v * (-v.DotProduct(jtr) / values[k]);
+        }
+        var omega = new Vec3(x[0], x[1], x[2]) * (1 / radius);
         var t = new Vec3(x[3], x[4], x[5]);
         return new StepResult(Rotations.FromRotationVector(omega, t), omega.Length, t.Length);
     }

@@ -50,14 +50,22 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     }
 
     /// <inheritdoc />
-    public double? SkinZMm(double xMm, double yMm, double simSeconds)
+    public double? SkinZMm(double xMm, double yMm, double simSeconds) => SkinAt(xMm, yMm, simSeconds)?.Point.Z;
+
+    /// <summary>
+    /// The skin point under (<paramref name="xMm"/>, <paramref name="yMm"/>) at <paramref name="simSeconds"/> and its outward
+    /// unit normal, both in the gantry frame; null where there is no skin below (or no head).
+    /// </summary>
+    public (Vec3 Point, Vec3 Normal)? SkinAt(double xMm, double yMm, double simSeconds)
     {
         if (GantryFromHeadAt(simSeconds) is not { } gantryFromHead) return null;
-        var scalpFromGantry = Rotations.Inverse(gantryFromHead * HeadFromScalp);
+        var gantryFromScalp = gantryFromHead * HeadFromScalp;
+        var scalpFromGantry = Rotations.Inverse(gantryFromScalp);
         // A vertical line coming down from well above the machine's travel.
         var origin = scalpFromGantry.Apply(new Vec3(xMm, yMm, 100));
         var down = scalpFromGantry.Apply(new Vec3(xMm, yMm, 99)) - origin;
         if (Skin.Raycast(origin, down) is not { } hit) return null;
-        return (gantryFromHead * HeadFromScalp).Apply(hit.Point).Z;
+        var normal = gantryFromScalp.Apply(Skin.NormalAt(hit)) - gantryFromScalp.Apply(Vec3.Zero);
+        return (gantryFromScalp.Apply(hit.Point), normal.Normalized());
     }
 }
