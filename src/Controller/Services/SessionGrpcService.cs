@@ -36,11 +36,11 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     }
 
     public override async Task<Session> Start(SessionRef request, ServerCallContext context) =>
-        Mapping.ToProto(await sessions.StartAsync(Id(request), request.CheckFirst, context.CancellationToken, Override(request), Console(request)));
+        Mapping.ToProto(await sessions.StartAsync(Id(request), request.CheckFirst, context.CancellationToken, Override(request), Console(request), SurfaceOverride(request)));
 
     public override Task<Session> Pause(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Pause(Id(request))));
 
-    public override Task<Session> Resume(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Resume(Id(request), Override(request), Console(request))));
+    public override Task<Session> Resume(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Resume(Id(request), Override(request), Console(request), SurfaceOverride(request))));
 
     public override Task<Session> Abort(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Abort(Id(request))));
 
@@ -118,6 +118,9 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
 
     private static string? Console(SessionRef request) =>
         string.IsNullOrWhiteSpace(request.ConsoleId) ? null : Bounded.Text(request.ConsoleId, "console_id", Bounded.MaxIdLength);
+
+    private static string? SurfaceOverride(SessionRef request) =>
+        string.IsNullOrWhiteSpace(request.SurfaceOverride) ? null : Bounded.Text(request.SurfaceOverride, "surface_override", Bounded.MaxReasonLength);
 
     private static string Id(SessionRef request) =>
         string.IsNullOrWhiteSpace(request.SessionId) ? throw new RpcException(new Status(StatusCode.InvalidArgument, "session_id is required")) : Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength);

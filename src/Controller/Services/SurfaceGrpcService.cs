@@ -6,8 +6,14 @@ using SmpRobot.Controller.Surface;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>Thin: probing and registering the scalp of a session's head position (<see cref="SessionSurface"/>).</summary>
-internal sealed class SurfaceGrpcService(SessionSurface surface, LedgerStore ledger) : SurfaceService.SurfaceServiceBase
+internal sealed class SurfaceGrpcService(SessionSurface surface, LedgerStore ledger, Sessions.SessionManager sessions) : SurfaceService.SurfaceServiceBase
 {
+    public override Task<SurfaceNeededReply> SurfaceNeeded(SurfaceNeededRequest request, ServerCallContext context)
+    {
+        var (patch, needed, reason) = sessions.SurfaceNeeded(Id(request.SessionId));
+        return Task.FromResult(new SurfaceNeededReply { Patch = (uint)patch, Needed = needed, Reason = reason });
+    }
+
     public override async Task<SurfaceRegistration> ProbeSurface(ProbeSurfaceRequest request, ServerCallContext context)
     {
         var outcome = await surface.ProbeAsync(Id(request.SessionId), (int)Math.Min(request.Patch, int.MaxValue), (int)Math.Min(request.Points, int.MaxValue), context.CancellationToken);

@@ -262,11 +262,11 @@ public sealed partial class SessionManager : IAsyncDisposable
     }
 
     /// <summary>CREATED → RUNNING; <paramref name="calibrationOverride"/> lets a tracked session start without a valid calibration (recorded).</summary>
-    public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
+    public SessionSnapshot Start(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null, string? surfaceOverride = null)
     {
         var record = Find(sessionId);
         SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
-        return Launch(record, "started", calibrationOverride, consoleId);
+        return Launch(record, "started", calibrationOverride, consoleId, surfaceOverride);
     }
 
     /// <summary>
@@ -274,9 +274,9 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// available now) is first streamed in the firmware's check mode, and any refusal or soft limit
     /// refuses the start (FailedPrecondition listing each, with its dot).
     /// </summary>
-    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
+    public async Task<SessionSnapshot> StartAsync(string sessionId, bool checkFirst, CancellationToken cancellationToken, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null, string? surfaceOverride = null)
     {
-        if (!checkFirst) return Start(sessionId, calibrationOverride, consoleId);
+        if (!checkFirst) return Start(sessionId, calibrationOverride, consoleId, surfaceOverride);
         var record = Find(sessionId);
         SessionPhases.Require(SessionStep.Start, sessionId, record.Phase);
         // Refused here with the readiness text; CheckMode.RunAsync then takes the lease for the check itself.
@@ -309,11 +309,11 @@ public sealed partial class SessionManager : IAsyncDisposable
         var text = report.Describe(program.DotIds);
         _ledger.Audit(sessionId, "checked", text);
         if (!report.Passed) throw new RefusedException(RefusalKind.FailedPrecondition, text);
-        return Launch(Find(sessionId), "started", calibrationOverride, consoleId);
+        return Launch(Find(sessionId), "started", calibrationOverride, consoleId, surfaceOverride);
     }
 
     /// <summary>PAUSED / FAULTED / EMERGENCY_STOPPED → RUNNING, once nothing is in doubt.</summary>
-    public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null)
+    public SessionSnapshot Resume(string sessionId, CalibrationOverrideRequest? calibrationOverride = null, string? consoleId = null, string? surfaceOverride = null)
     {
         var record = Find(sessionId);
         SessionPhases.Require(SessionStep.Resume, sessionId, record.Phase);
@@ -324,7 +324,7 @@ public sealed partial class SessionManager : IAsyncDisposable
             throw new RefusedException(RefusalKind.FailedPrecondition,
                 $"{tally.InDoubt} dot(s) of session {sessionId} are in doubt; look at the skin and resolve them first: smp session resolve {sessionId} --all-in-doubt --as placed|redo|skip");
         }
-        return Launch(record, "resumed", calibrationOverride, consoleId);
+        return Launch(record, "resumed", calibrationOverride, consoleId, surfaceOverride);
     }
 
     /// <summary>RUNNING → PAUSING → PAUSED: the dot in progress finishes, then the needle holds at hover.</summary>
@@ -517,7 +517,26 @@ public sealed partial class SessionManager : IAsyncDisposable
         return refusals;
     }
 
-    private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride, string? consoleId)
+    /// <summary>
+    /// Which head position a start or resume of <paramref name="sessionId"/> enters (that of its first pending dot),
+    /// and whether it must be registered first: its plan names a head model and that position has no valid surface
+    /// registration. The reason says which, in words.
+    /// </summary>
+    public (int Patch, bool Needed, string Reason) SurfaceNeeded(string sessionId)
+    {
+        Find(sessionId);
+        var patches = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId));
+        if (patches.NominalHeadFromScalp is null) return (0, false, "the plan names no head model: its own skin heights are used");
+        var next = _ledger.LoadDots(sessionId).FirstOrDefault(d => d.State == DotLedgerState.Pending);
+        if (next is null) return (0, false, "no dot is pending");
+        var patch = patches.Of(next.Dot.DotId);
+        var where = patch == 0 ? "the plan's head position" : $"head position {patch}";
+        return _ledger.LatestSurfaceRegistration(sessionId, patch) is { } registration
+            ? (patch, false, $"{where} is registered ({registration.Id})")
+            : (patch, true, $"{where} has no valid surface registration");
+    }
+
+    private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride, string? consoleId, string? surfaceOverride = null)
     {
         // The run belongs to one console: only its heartbeats keep it going.
         var console = string.IsNullOrWhiteSpace(consoleId) ? _presence.FreshestConsole : consoleId;
@@ -526,6 +545,13 @@ public sealed partial class SessionManager : IAsyncDisposable
         if (!_gantry.IsHomed) throw new RefusedException(RefusalKind.FailedPrecondition, GantryConnection.NotHomedRefusal);
         if (console is null) throw new RefusedException(RefusalKind.FailedPrecondition, "no operator is supervising: no operator console is sending heartbeats");
         var operatorName = _presence.OperatorName(console);
+        // The skin of the head position entered must have been measured (or an explicit, recorded override).
+        var (surfacePatch, surfaceNeeded, surfaceReason) = SurfaceNeeded(record.Id);
+        if (surfaceNeeded && string.IsNullOrWhiteSpace(surfaceOverride))
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition,
+                $"{surfaceReason}: measure it with `smp surface probe {record.Id}{(surfacePatch > 0 ? $" --patch {surfacePatch}" : "")}` (or place it on the plan's own skin heights with --surface-override REASON)");
+        }
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
         var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
         lock (_gate)
@@ -541,6 +567,10 @@ public sealed partial class SessionManager : IAsyncDisposable
             {
                 _active = Begin(record, verb, calibration, console, operatorName);
                 _activeLease = lease;
+                if (surfaceNeeded)
+                {
+                    _ledger.Audit(record.Id, "surface-override", $"{verb} {surfaceReason[..1].ToLowerInvariant()}{surfaceReason[1..]}: placed on the plan's own skin heights, overridden by {operatorName}: {surfaceOverride}");
+                }
             }
             catch
             {

@@ -53,14 +53,25 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             throw new RefusedException(RefusalKind.InvalidArgument, $"session {sessionId}'s plan has no head position {patch} (it has {(patches.Count == 0 ? "none" : string.Join(", ", patches.Select(p => p.Number)))})");
         }
         var dots = plan.Dots.Where(d => patch == 0 || d.Patch == patch).Select(d => new Vec3(d.XMm, d.YMm, d.ZMm)).ToList();
-        if (dots.Count < MinPoints) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} has only {dots.Count} dots: too few to spread {MinPoints} probes over");
-        var aims = Spread(dots, Math.Min(points, dots.Count));
+        if (dots.Count == 0) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} has no dots to probe around");
+        var nominal = DesignPlans.FromMessage(source.HeadFromScalp);
+        // A patch of few dots is probed around them too: the model's skin within a few millimetres of them.
+        var candidates = dots.Count >= points ? dots : [.. dots, .. Around(model, nominal, dots, AroundMm)];
+        var aims = Spread(candidates, Math.Min(points, candidates.Count));
+        if (aims.Count < MinPoints) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} offers only {aims.Count} points to probe: too few for a registration ({MinPoints})");
         var headPose = patch == 0 ? RigidTransform.Identity : DesignPlans.FromMessage(patches.First(p => p.Number == patch).HeadPose);
 
-        return await probing.ProbeAsync(model, source.HeadModelSha256, DesignPlans.FromMessage(source.HeadFromScalp), aims, sessionId, patch, new SurfaceProbeOptions(), ct,
+        return await probing.ProbeAsync(model, source.HeadModelSha256, nominal, aims, sessionId, patch, new SurfaceProbeOptions(), ct,
             // A still head is where the plan's head position puts it (the operator turned it as told); a tracked one is seen.
             enterHeadPosition: () => { if (poses is FixedHeadPoseSource still) still.HeadPose = headPose; });
     }
+
+    /// <summary>How far from a few-dot patch's dots its extra probe points may lie, mm.</summary>
+    public const double AroundMm = 8;
+
+    /// <summary>The model's vertices (in H, at its nominal placement) within <paramref name="radiusMm"/> of any of <paramref name="dotsH"/>.</summary>
+    private static IEnumerable<Vec3> Around(TriangleMesh model, RigidTransform nominal, IReadOnlyList<Vec3> dotsH, double radiusMm) =>
+        model.Vertices.Select(nominal.Apply).Where(v => dotsH.Any(d => d.DistanceTo(v) <= radiusMm));
 
     /// <summary>
     /// <paramref name="count"/> of <paramref name="points"/> spread over them: the one nearest their centroid, then

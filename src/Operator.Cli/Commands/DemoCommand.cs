@@ -121,7 +121,8 @@ internal static class DemoCommand
                     await controller.WaitUntilReadyAsync(probe, ctx.Host.Time, ReadyTimeout, ct);
                 }
                 await CalibrateIfNeededAsync(ctx, ct);
-                exitCode = await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct);
+                // The demo measures the scalp with 8 probes (the fewest a registration may rest on, and some to spare): it shows the step without the wait of a clinic's 16.
+                exitCode = await RunCommand.RunSessionAsync(ctx, planJson, planPath, parse.GetValue(noUi), ct, surfacePoints: 8);
                 return exitCode.Value;
             }
             catch (CliException e) when (e.ExitCode == ExitCodes.Failure && !e.Message.Contains(logPath, StringComparison.Ordinal))

@@ -19,6 +19,7 @@ internal static class RunCommand
             Description = "Start a tracked session although there is no valid camera-to-gantry calibration (or it is too old); REASON is recorded with the session",
             HelpName = "REASON",
         };
+        var surfaceOverride = SurfaceOverrideOption("Place the first head position on the plan's own skin heights instead of measuring the scalp first (smp surface probe); REASON is recorded");
         var command = new Command("run", "Run a plan as a new session and supervise it to its end. Homes the machine first "
             + "if needed. While it runs, this console sends the operator heartbeat; e / Esc / Ctrl+C = EMERGENCY STOP, "
             + "space = pause/resume. Exit 0 COMPLETED, 3 EMERGENCY_STOPPED/ABORTED, 1 FAULTED or error, 2 bad plan.")
@@ -27,12 +28,13 @@ internal static class RunCommand
             noUi,
             check,
             overrideReason,
+            surfaceOverride,
         };
         app.Bind(command, (ctx, parse, ct) =>
         {
             var path = parse.GetValue(file)!;
             var planJson = PlanFile.ReadChecked(path);
-            return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct, parse.GetValue(check), parse.GetValue(overrideReason));
+            return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct, parse.GetValue(check), parse.GetValue(overrideReason), parse.GetValue(surfaceOverride));
         });
         return command;
     }
@@ -61,6 +63,39 @@ internal static class RunCommand
             return null;
         }
         return Google.Protobuf.ByteString.CopyFrom(File.ReadAllBytes(path));
+    }
+
+    private static Option<string?> SurfaceOverrideOption(string description) => new("--surface-override") { Description = description, HelpName = "REASON" };
+
+    /// <summary>
+    /// Before a start or resume: when the head position it enters must have its scalp measured (the plan names a head
+    /// model and that position has no valid registration), probes and registers it (smp surface probe), unless the
+    /// operator overrides. A registration that is not valid stops here, with the session not started.
+    /// </summary>
+    /// <param name="points">Probes (0: the controller's default, 16).</param>
+    internal static async Task MeasureSurfaceIfNeededAsync(CommandContext ctx, ControllerConnection conn, string sessionId, string? surfaceOverride, CancellationToken ct, uint points = 0)
+    {
+        if (surfaceOverride is not null) return;
+        SurfaceNeededReply needed;
+        try
+        {
+            needed = await conn.Surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = sessionId }, deadline: conn.Deadline(), cancellationToken: ct);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Unimplemented)
+        {
+            return; // a controller without surface registration: it has no such gate either
+        }
+        if (!needed.Needed) return;
+        var where = needed.Patch == 0 ? "the scalp" : $"the scalp of head position {needed.Patch}";
+        ctx.Info($"measuring {where} before its first dot (needle drive off; keep clear)…");
+        var reply = await MotionCall.RunAsync(ctx, conn, "the surface probe",
+            token => conn.Surface.ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = sessionId, Patch = needed.Patch, Points = points }, deadline: conn.Deadline(ControllerConnection.SurfaceProbeTimeout), cancellationToken: token).ResponseAsync, ct);
+        if (!reply.Valid)
+        {
+            throw new CliException(ExitCodes.Failure, $"{where} does not fit the head model ({reply.Notes}); session {sessionId} is not started: check the probe and the head model, "
+                + $"then smp surface probe {sessionId}{(needed.Patch > 0 ? $" --patch {needed.Patch}" : "")}, or start it on the plan's own skin heights with --surface-override REASON");
+        }
+        ctx.Info($"{where} measured: registration {reply.Id}, {reply.Inliers} of {reply.Contacts} contacts, RMS {Formatting.Mm(reply.RmsMm)} mm, max {Formatting.Mm(reply.MaxMm)} mm");
     }
 
     /// <summary>The head positions (patches) of a plan's JSON, in the order they are placed; empty when it has none or does not parse.</summary>
@@ -92,6 +127,7 @@ internal static class RunCommand
             Description = "Resume a tracked session although there is no valid camera-to-gantry calibration (or it is too old); REASON is recorded with the session",
             HelpName = "REASON",
         };
+        var surfaceOverride = SurfaceOverrideOption("Place the head position entered on the plan's own skin heights instead of measuring the scalp first (smp surface probe); REASON is recorded");
         var command = new Command("resume", "Resume a paused, held, faulted or e-stopped session and supervise it to its end, as smp run does "
             + "(operator heartbeat; e / Esc / Ctrl+C = EMERGENCY STOP, space = pause/resume). Refused while dots are in doubt "
             + "(smp session resolve), while the e-stop is latched (smp estop --reset) or the machine is not homed (smp machine home). "
@@ -100,6 +136,7 @@ internal static class RunCommand
             id,
             noUi,
             overrideReason,
+            surfaceOverride,
         };
         app.Bind(command, async (ctx, parse, ct) =>
         {
@@ -111,11 +148,14 @@ internal static class RunCommand
                 ctx.Info("warning: the controller has not acknowledged the operator heartbeat yet");
             }
             var reason = parse.GetValue(overrideReason);
+            var surface = parse.GetValue(surfaceOverride);
+            await MeasureSurfaceIfNeededAsync(ctx, conn, sessionId, surface, ct);
             var session = await conn.Sessions.ResumeAsync(new SessionRef
             {
                 SessionId = sessionId,
                 ConsoleId = heartbeat.ConsoleId,
                 CalibrationOverride = reason is null ? null : new CalibrationOverride { Reason = reason },
+                SurfaceOverride = surface ?? "",
             }, deadline: conn.Deadline(), cancellationToken: ct);
             ctx.Info($"session {session.Id} resumed: {Formatting.StateName(session.State)}");
             var follower = new SessionFollower(ctx, conn, new FollowOptions(ctx.CanUseLiveView(parse.GetValue(noUi)), InterruptAlwaysStops: true, () => heartbeat.Latest, heartbeat.ConsoleId));
@@ -130,7 +170,7 @@ internal static class RunCommand
     /// The session flow shared by <c>run</c> and <c>demo</c>: safety check, home if needed, create, heartbeat, start,
     /// follow to the end, summary (text or JSON). Returns the exit code.
     /// </summary>
-    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false, string? calibrationOverride = null)
+    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false, string? calibrationOverride = null, string? surfaceOverride = null, uint surfacePoints = 0)
     {
         using var conn = ctx.Connect();
 
@@ -178,6 +218,8 @@ internal static class RunCommand
                 + $"First, position {positions[0].Number}: {positions[0].Instruction}");
         }
 
+        await MeasureSurfaceIfNeededAsync(ctx, conn, session.Id, surfaceOverride, ct, surfacePoints);
+
         await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
         if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))
         {
@@ -191,6 +233,7 @@ internal static class RunCommand
             ConsoleId = heartbeat.ConsoleId,
             CheckFirst = checkFirst,
             CalibrationOverride = calibrationOverride is null ? null : new CalibrationOverride { Reason = calibrationOverride },
+            SurfaceOverride = surfaceOverride ?? "",
         },
             deadline: checkFirst ? conn.Deadline(ControllerConnection.HomeTimeout) : conn.Deadline(), cancellationToken: ct);
         ctx.Info($"session {session.Id} started: {Formatting.StateName(session.State)}");

@@ -40,7 +40,8 @@ public class EndToEndTests
         // Its own temporary folder: a dot left in doubt keeps the demo's data folder, which must not pile up in /tmp.
         var tmp = Directory.CreateTempSubdirectory("smp-e2e-demo-tmp-");
         await using var smp = RealProcess.StartWith(DemoFolderEndToEndTests.TempDirEnvironment(tmp.FullName), "smp", "demo", "--dots", "6", "--no-ui", "--json", "--controller", url);
-        var code = await smp.ExitCodeAsync(Timeout);
+        // At time scale 1 the demo homes, calibrates (about 20 s), measures the scalp (8 probes, about 25 s), then places.
+        var code = await smp.ExitCodeAsync(TimeSpan.FromSeconds(180));
         tmp.Delete(recursive: true);
 
         var json = JsonDocument.Parse(smp.Stdout).RootElement;
@@ -53,6 +54,8 @@ public class EndToEndTests
         Assert.True(dots.GetProperty("inDoubt").GetInt32() == 0 ? code == 0 && json.GetProperty("state").GetString() == "COMPLETED" : code != 0, $"exit {code}: {smp.Stdout}");
         // The live progress lines (stderr without a terminal) carry the tracking state.
         Assert.Contains("tracked:synthetic:sway · pose ", smp.Stderr, StringComparison.Ordinal);
+        // The scalp of the swaying head was measured before the first dot, and the registration is valid.
+        Assert.Contains("the scalp of head position 1 measured: registration r-", smp.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

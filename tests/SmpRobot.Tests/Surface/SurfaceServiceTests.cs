@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Geometry;
@@ -96,6 +97,37 @@ public sealed class SurfaceServiceTests
         // The plan's nominal skin is not where the skin is: its depth points lie elsewhere, by more than the depth tolerance.
         var nominal = MotionTruth.DepthTargets(plan, ControllerFixture.Profile).Values.ToList();
         Assert.True(bottoms.Count(b => nominal.Min(n => n.DistanceTo(b)) > 0.3) > bottoms.Count / 2, "the registration changed nothing: the test would prove nothing");
+    }
+
+    [Fact]
+    public async Task A_session_whose_skin_was_not_measured_is_refused_naming_the_probe_and_an_override_is_recorded()
+    {
+        await using var c = await StartAsync(timeScale: 200);
+        var session = await CreateAsync(c, await File.ReadAllBytesAsync(ModelPath));
+        await c.StartHeartbeatAsync();
+        var needed = await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id });
+        Assert.True(needed.Needed, needed.Reason);
+        Assert.Equal(1u, needed.Patch);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.StartAsync(new SessionRef { SessionId = session.Id }).ResponseAsync);
+
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.Contains($"smp surface probe {session.Id} --patch 1", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("--surface-override", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(c.Simulator.MotionRecord, m => m.SpindleOn);
+        Assert.Equal(SessionState.Created, (await c.Sessions.GetAsync(new SessionRef { SessionId = session.Id })).State);
+
+        // Measured, it starts; or, for another session, an override starts it and is recorded with who and why.
+        await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 8 }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.False((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        Assert.Equal(SessionState.Completed, (await c.WaitForAsync(session.Id, ControllerFixture.IsFinished, Timeout)).State);
+
+        var other = await CreateAsync(c, await File.ReadAllBytesAsync(ModelPath));
+        await c.Sessions.StartAsync(new SessionRef { SessionId = other.Id, SurfaceOverride = "practice pad, no probe fitted" });
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = other.Id });
+        var audit = c.Services.GetRequiredService<SmpRobot.Controller.Storage.LedgerStore>().ReadAudit(other.Id);
+        Assert.Contains(audit, a => a.Kind == "surface-override" && a.Message.Contains("practice pad, no probe fitted", StringComparison.Ordinal) && a.Message.Contains("head position 1", StringComparison.Ordinal));
     }
 
     [Fact]
