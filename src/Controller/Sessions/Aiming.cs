@@ -29,7 +29,8 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
 {
     private readonly StepGrid _grid = new(profile.StepsPerMm);
 
-    private RigidTransform _surfaceCorrection = RigidTransform.Identity;
+    // Boxed, so a reader on another thread never sees half of a new transform.
+    private volatile object _surfaceCorrection = RigidTransform.Identity;
 
     /// <summary>The pose source the gates read.</summary>
     public IHeadPoseSource Source => headPose;
@@ -42,12 +43,12 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// </summary>
     public RigidTransform SurfaceCorrection
     {
-        get => _surfaceCorrection;
+        get => (RigidTransform)_surfaceCorrection;
         set => _surfaceCorrection = value;
     }
 
     /// <summary>The dot's skin point in H on the measured scalp.</summary>
-    private Vec3 SkinH(PlannedDot dot) => _surfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+    private Vec3 SkinH(PlannedDot dot) => SurfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
 
     /// <summary>The skin normal of each dot (unit, frame H, the plan's), or null for a dot without one. Set by the runner with the plan.</summary>
     public Func<string, Vec3?> Normals { get; set; } = _ => null;
@@ -60,7 +61,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     private (double PlungeMm, double TiltDeg) Plunge(PlannedDot dot, RigidTransform gantryFromHead)
     {
         if (Normals(dot.DotId) is not { } normalH) return (dot.DepthMm, 0);
-        var rotation = gantryFromHead * _surfaceCorrection;
+        var rotation = gantryFromHead * SurfaceCorrection;
         var normalG = (rotation.Apply(normalH) - rotation.Apply(Vec3.Zero)).Normalized();
         var cos = Math.Clamp(normalG.Z, -1, 1);
         return (cos > 0 ? dot.DepthMm / cos : double.PositiveInfinity, Math.Acos(cos) * 180 / Math.PI);
