@@ -183,7 +183,6 @@ public sealed class PlanValidator(MachineProfile profile)
         return poses;
     }
 
-    /// <summary>A normal must be a unit vector ("normal"), and the needle along the machine's Z must meet it within the profile's tilt ("needle-tilt").</summary>
     /// <summary>Longest head model file name, characters.</summary>
     public const int MaxHeadModelFileLength = 255;
 
@@ -213,6 +212,7 @@ public sealed class PlanValidator(MachineProfile profile)
         }
     }
 
+    /// <summary>A normal must be a unit vector ("normal"), and the needle along the machine's Z must meet it within the profile's tilt ("needle-tilt").</summary>
     private void CheckNormal(Sink sink, string label, string who, Dot dot, RigidTransform gantryFromHead)
     {
         var normal = new Vec3(dot.NormalX, dot.NormalY, dot.NormalZ);

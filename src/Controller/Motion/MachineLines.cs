@@ -48,12 +48,21 @@ public static class MachineLines
     /// Relative, as every Z move here, and bounded by <see cref="DotProgram.MaxVerticalStepMm"/>. G38.2 stays
     /// the modal motion mode afterwards: every other line here names its own (G0, G1), so none can become a probe.
     /// </summary>
-    public static ProgramLine ProbeDown(double downMm, double feedMmPerMin)
+    public static ProgramLine ProbeDown(double downMm, double feedMmPerMin) => Probe("G38.2", downMm, feedMmPerMin);
+
+    /// <summary>
+    /// A descent that watches the probe input without alarming: grbl's <c>G38.3</c> stops at a contact and reports it
+    /// (<c>[PRB:…:1]</c>), or runs its distance and reports none (<c>:0</c>). Every move towards the skin while the probe
+    /// is fitted is one of these, so a skin higher than expected is touched, seen and reported, never pressed into.
+    /// </summary>
+    public static ProgramLine DescendWatching(double downMm, double feedMmPerMin) => Probe("G38.3", downMm, feedMmPerMin);
+
+    private static ProgramLine Probe(string mode, double downMm, double feedMmPerMin)
     {
         if (!(downMm > 0) || downMm > DotProgram.MaxVerticalStepMm) throw new ArgumentOutOfRangeException(nameof(downMm), downMm, FormattableString.Invariant($"a probe goes down by more than 0 and at most {DotProgram.MaxVerticalStepMm} mm"));
         if (!(feedMmPerMin > 0) || feedMmPerMin > MaxProbeFeedMmPerMin) throw new ArgumentOutOfRangeException(nameof(feedMmPerMin), feedMmPerMin, FormattableString.Invariant($"a probe feed is more than 0 and at most {MaxProbeFeedMmPerMin} mm/min"));
         var distance = StepGrid.Format(downMm);
-        return new("G38.2 G91 Z-" + distance + " F" + feedMmPerMin.ToString("0.#", CultureInfo.InvariantCulture), downMm / feedMmPerMin * 60);
+        return new(mode + " G91 Z-" + distance + " F" + feedMmPerMin.ToString("0.#", CultureInfo.InvariantCulture), downMm / feedMmPerMin * 60);
     }
 
     /// <summary>

@@ -50,6 +50,12 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// <summary>The dot's skin point in H on the measured scalp.</summary>
     private Vec3 SkinH(PlannedDot dot) => SurfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
 
+    /// <summary>
+    /// How far past the profile's maxNeedleTiltDeg a dot's tilt may be at run time: plans are checked at the limit on the
+    /// head as designed, and the measured head differs by the registration's small rotation. Beyond it the run holds.
+    /// </summary>
+    public const double TiltSlackDeg = 0.5;
+
     /// <summary>The skin normal of each dot (unit, frame H, the plan's), or null for a dot without one. Set by the runner with the plan.</summary>
     public Func<string, Vec3?> Normals { get; set; } = _ => null;
 
@@ -72,9 +78,14 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     {
         var skin = gantryFromHead.Apply(SkinH(dot));
         var (plunge, tiltDeg) = Plunge(dot, gantryFromHead);
-        if (tiltDeg > profile.MaxNeedleTiltDeg + 0.5)
+        if (tiltDeg > profile.MaxNeedleTiltDeg + TiltSlackDeg)
         {
-            return (default, default, FormattableString.Invariant($"dot {dot.DotId}: the needle would meet the skin {tiltDeg:0.0}° off its normal (limit {profile.MaxNeedleTiltDeg:0.#}°): turn the head as its head position says"));
+            return (default, default, FormattableString.Invariant($"dot {dot.DotId}: the needle would meet the skin {tiltDeg:0.0}° off its normal (limit {profile.MaxNeedleTiltDeg:0.#}°, {TiltSlackDeg:0.#}° more allowed for the measured head): turn the head as its head position says"));
+        }
+        if (plunge > profile.Needle.MaxDepthMm)
+        {
+            // The needle's own limit holds for the plunge along Z too, not only for the depth along the normal.
+            return (default, default, FormattableString.Invariant($"dot {dot.DotId}: reaching {dot.DepthMm:0.00} mm along the skin normal at {tiltDeg:0.0}° takes a {plunge:0.00} mm plunge, beyond the needle's {profile.Needle.MaxDepthMm:0.00} mm"));
         }
         var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
         var depth = _grid.Quantise(skin with { Z = skin.Z - plunge });

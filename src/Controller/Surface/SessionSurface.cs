@@ -57,7 +57,8 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
         var nominal = DesignPlans.FromMessage(source.HeadFromScalp);
         // A patch of few dots is probed around them too: the model's skin within a few millimetres of them.
         var candidates = dots.Count >= points ? dots : [.. dots, .. Around(model, nominal, dots, AroundMm)];
-        var aims = Spread(candidates, Math.Min(points, candidates.Count));
+        // Spread over the patch, then visited nearest first: short moves, none across the whole patch.
+        var aims = NearestFirst(Spread(candidates, Math.Min(points, candidates.Count)));
         if (aims.Count < MinPoints) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} offers only {aims.Count} points to probe: too few for a registration ({MinPoints})");
         var headPose = patch == 0 ? RigidTransform.Identity : DesignPlans.FromMessage(patches.First(p => p.Number == patch).HeadPose);
 
@@ -93,6 +94,26 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             for (var i = 0; i < points.Count; i++) nearest[i] = Math.Min(nearest[i], points[i].DistanceTo(points[far]));
         }
         return chosen;
+    }
+
+    /// <summary><paramref name="points"/> reordered as a greedy tour: from the first, each time the nearest not yet visited.</summary>
+    public static IReadOnlyList<Vec3> NearestFirst(IReadOnlyList<Vec3> points)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        var left = points.ToList();
+        var tour = new List<Vec3>(left.Count);
+        if (left.Count == 0) return tour;
+        var at = left[0];
+        left.RemoveAt(0);
+        tour.Add(at);
+        while (left.Count > 0)
+        {
+            var next = Enumerable.Range(0, left.Count).MinBy(i => left[i].DistanceTo(at));
+            at = left[next];
+            left.RemoveAt(next);
+            tour.Add(at);
+        }
+        return tour;
     }
 
     /// <summary>The registration as the service returns it.</summary>

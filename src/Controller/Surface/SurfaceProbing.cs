@@ -27,8 +27,17 @@ public sealed record SurfaceProbeOptions
     /// </summary>
     public double BeyondMm { get; init; } = 1.5;
 
-    /// <summary>Extra height of the moves between probes over the higher of their two start points. Default 3.</summary>
+    /// <summary>
+    /// Extra height of the moves between probes: over the highest skin the model puts under their path (plus the
+    /// approach), and over both ends. Default 3.
+    /// </summary>
     public double TraverseClearanceMm { get; init; } = 3;
+
+    /// <summary>
+    /// Feed of the watched descents from the traverse height to a probe's start (G38.3: they stop at any contact), mm/min.
+    /// Default 120: a contact stops a few micrometres past the skin.
+    /// </summary>
+    public double DescentFeedMmPerMin { get; init; } = 120;
 
     /// <summary>Largest RMS of the fit's residuals for a valid registration. Default 0.05.</summary>
     public double MaxRmsMm { get; init; } = 0.05;
@@ -100,7 +109,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             for (var i = 0; i < aimsH.Count; i++)
             {
                 activity.Doing(string.Create(CultureInfo.InvariantCulture, $"probe {i + 1} of {aimsH.Count}"));
-                var (contact, end) = await ProbeOneAsync(i + 1, aimsH[i], position, options, ct);
+                var (contact, end) = await ProbeOneAsync(i + 1, aimsH[i], position, model, nominalHeadFromScalp, options, ct);
                 position = end;
                 contacts.Add(contact);
                 activity.StepDone();
@@ -118,16 +127,40 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     }
 
     /// <summary>One probe: travel above the aim, probe down, read the contact, back up to the start. Returns the contact and where the needle is.</summary>
-    private async Task<(ProbeContact Contact, Vec3 End)> ProbeOneAsync(int index, Vec3 aimH, Vec3 current, SurfaceProbeOptions options, CancellationToken ct)
+    private async Task<(ProbeContact Contact, Vec3 End)> ProbeOneAsync(int index, Vec3 aimH, Vec3 current, TriangleMesh model, RigidTransform nominal, SurfaceProbeOptions options, CancellationToken ct)
     {
         var before = CurrentPose(index, "before");
         var aimG = before.GantryFromHead.Apply(aimH);
         var start = _program.Grid.Quantise(aimG with { Z = aimG.Z + options.ApproachMm });
         if (!profile.InEnvelope(start)) throw Refused(index, $"its start {start} is outside the machine envelope: turn the head so the patch faces the needle");
-        var traverse = _program.Grid.Quantise(start with { Z = Math.Min(profile.Envelope.Max.Z, Math.Max(current.Z, start.Z) + options.TraverseClearanceMm) });
+        // Across: above the highest skin the model puts under the path (a crown between two probes is higher than both).
+        var highest = HighestSkinAlong(model, before.GantryFromHead * nominal, current, start) + options.ApproachMm;
+        var traverse = _program.Grid.Quantise(start with { Z = Math.Min(profile.Envelope.Max.Z, Math.Max(highest, Math.Max(current.Z, start.Z)) + options.TraverseClearanceMm) });
         var above = traverse with { X = start.X, Y = start.Y };
         var up = current with { Z = traverse.Z };
-        await motion.MoveAndSyncAsync([.. _program.Travel(current, up), .. _program.Travel(up, above), .. _program.Travel(above, start)], ct);
+        await motion.MoveAndSyncAsync([.. _program.Travel(current, up), .. _program.Travel(up, above)], ct);
+        // Down to the start watching the probe: skin higher than the model puts it is touched and reported, not pressed.
+        var descended = above;
+        while (descended.Z - start.Z > 1e-9)
+        {
+            var step = _program.Grid.Quantise(new Vec3(0, 0, Math.Min(DotProgram.MaxVerticalStepMm, descended.Z - start.Z))).Z;
+            ProbeReport watched;
+            try
+            {
+                watched = await motion.ProbeAsync(MachineLines.DescendWatching(step, options.DescentFeedMmPerMin), ct);
+            }
+            catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code == 4)
+            {
+                await RecoverAsync(above, ct);
+                throw Refused(index, "the probe reads touching before the needle head came down to the skin (ALARM:4): the probe wire is likely shorted or its switch stuck; check it, then probe again");
+            }
+            if (watched.Contact)
+            {
+                await LiftToAsync(above.Z, ct);
+                throw Refused(index, FormattableString.Invariant($"the needle head touched skin {watched.MachineMm.Z - start.Z:0.00} mm above the probe's start, on its way down: the skin is higher than the model puts it there (the head model or its placement is off by more than the {options.ApproachMm:0.#} mm approach); the needle is back up"));
+            }
+            descended = descended with { Z = descended.Z - step };
+        }
         var at = await gantry.RequireClient().QueryStatusAsync(ct);
         if (!at.IsIdle || at.MachinePosition.DistanceTo(start) > 0.01) throw Refused(index, $"the gantry is {at.State} at {at.MachinePosition}, not at the probe's start {start}");
 
@@ -143,9 +176,23 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         {
             var end = await RecoverAsync(start, ct);
             throw Refused(index, e.Code == 4
-                ? "the probe reads touching before it moved (ALARM:4): check its wire and that nothing touches the needle head, then probe again"
+                ? "the probe reads touching before it moved (ALARM:4), though the way down to its start touched nothing: the probe wire is likely shorted or its switch stuck; check it, then probe again"
                 : FormattableString.Invariant($"it touched no skin within {options.BeyondMm:0.0#} mm below where the model puts it (ALARM:5): the probe wire may be cut, or the head is not where it was tracked; the needle went {distance:0.0#} mm down and is back up at {end}"));
         }
+        try
+        {
+            return (Contact(index, aimH, start, distance, probe, sent, report, options), start);
+        }
+        finally
+        {
+            // Whatever happens after the contact (a refusal, a lost link), the needle goes back up to the start.
+            await LiftToAsync(start.Z, CancellationToken.None);
+        }
+    }
+
+    /// <summary>The contact of a probe that reported one, carried into H; refuses when it cannot be trusted.</summary>
+    private ProbeContact Contact(int index, Vec3 aimH, Vec3 start, double distance, ProgramLine probe, long sent, ProbeReport report, SurfaceProbeOptions options)
+    {
         if (!report.Contact) throw Refused(index, "the firmware reports no contact");
 
         // The moment of contact: the probe started as its line arrived (everything before it had run), then
@@ -158,9 +205,6 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var atContact = PoseAt(index, contactTimestamp);
         var contactH = Rotations.Inverse(atContact.GantryFromHead).Apply(report.MachineMm);
 
-        // Back up to the start: the probe stopped a little past the contact, in relative mode (G91 from the probe line).
-        var stopped = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
-        if (start.Z - stopped.Z > 0) await motion.MoveAndSyncAsync([MachineLines.RetractStraightUp(_program.Grid.Quantise(new Vec3(0, 0, start.Z - stopped.Z)).Z)], ct);
         var after = CurrentPose(index, "after");
         // A head that moved (beyond what tracking follows) while the needle touched it: the contact cannot be trusted.
         var movedMm = after.GantryFromHead.Apply(aimH).DistanceTo(atContact.GantryFromHead.Apply(aimH));
@@ -168,7 +212,37 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         {
             throw Refused(index, FormattableString.Invariant($"the head moved {movedMm:0.00} mm while the needle touched it"));
         }
-        return (new ProbeContact(index, aimH, start, report.MachineMm, contactH, double.NaN, false), start);
+        return new ProbeContact(index, aimH, start, report.MachineMm, contactH, double.NaN, false);
+    }
+
+    /// <summary>Straight up to <paramref name="z"/> (machine frame) from wherever the needle stopped; nothing when already there or above.</summary>
+    private async Task LiftToAsync(double z, CancellationToken ct)
+    {
+        var stopped = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
+        var up = _program.Grid.Quantise(new Vec3(0, 0, z - stopped.Z)).Z;
+        while (up > 1e-9)
+        {
+            var step = Math.Min(up, DotProgram.MaxVerticalStepMm);
+            await motion.MoveAndSyncAsync([MachineLines.RetractStraightUp(step)], ct);
+            up -= step;
+        }
+    }
+
+    /// <summary>The highest skin the model (placed by <paramref name="gantryFromScalp"/>) puts under the straight XY path from <paramref name="from"/> to <paramref name="to"/>, machine Z; −∞ where none.</summary>
+    private static double HighestSkinAlong(TriangleMesh model, RigidTransform gantryFromScalp, Vec3 from, Vec3 to)
+    {
+        var scalpFromGantry = Rotations.Inverse(gantryFromScalp);
+        var highest = double.NegativeInfinity;
+        const int Samples = 24;
+        for (var k = 0; k <= Samples; k++)
+        {
+            var x = from.X + ((to.X - from.X) * k / Samples);
+            var y = from.Y + ((to.Y - from.Y) * k / Samples);
+            var origin = scalpFromGantry.Apply(new Vec3(x, y, 100));
+            var down = scalpFromGantry.Apply(new Vec3(x, y, 99)) - origin;
+            if (model.Raycast(origin, down) is { } hit) highest = Math.Max(highest, gantryFromScalp.Apply(hit.Point).Z);
+        }
+        return highest;
     }
 
     /// <summary>After ALARM:4/5: unlock (the position is kept), then straight back up to the probe's start.</summary>

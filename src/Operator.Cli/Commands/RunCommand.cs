@@ -75,7 +75,7 @@ internal static class RunCommand
     /// <param name="points">Probes (0: the controller's default, 16).</param>
     internal static async Task MeasureSurfaceIfNeededAsync(CommandContext ctx, ControllerConnection conn, string sessionId, string? surfaceOverride, CancellationToken ct, uint points = 0)
     {
-        if (surfaceOverride is not null) return;
+        if (!string.IsNullOrWhiteSpace(surfaceOverride)) return;
         SurfaceNeededReply needed;
         try
         {

@@ -140,7 +140,9 @@ public static class SurfaceRegistration
     /// Directions of the motion whose information is below this share of the best-constrained one are not moved
     /// (truncated eigen-solve): on a near-spherical patch, turning about the head's centre slides the model along itself
     /// and changes no residual much, so the data cannot tell where along it the model sits; the board's guess stands
-    /// there, instead of a drift that would move every dot sideways and tilt its normal.
+    /// there, instead of a drift that would move every dot sideways and tilt its normal. Note: the damping is added
+    /// before the decomposition, so with few contacts (under about 50) no eigenvalue falls below this share and what
+    /// holds the slide is the damping on the mm-scaled rotation; a prior on the board's placement is the better tool.
     /// </summary>
     public const double UnconstrainedShare = 1e-5;
 

@@ -40,9 +40,9 @@ public sealed class SurfaceProbingTests
         return aims;
     }
 
-    private static async Task<(ControllerFixture Controller, SimulatedScalp Scalp)> StartAsync(string faults = "")
+    private static async Task<(ControllerFixture Controller, SimulatedScalp Scalp)> StartAsync(string faults = "", RigidTransform? boardOffset = null)
     {
-        var scalp = SimulatedScalp.SyntheticHead(BoardOffset);
+        var scalp = SimulatedScalp.SyntheticHead(boardOffset ?? BoardOffset);
         var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = scalp, Faults = FaultPlan.Parse(faults) });
         var c = await ControllerFixture.StartAsync(simulator);
         await c.HomeAsync();
@@ -72,13 +72,47 @@ public sealed class SurfaceProbingTests
         Assert.True(nominalWorst > 0.5, $"the nominal placement was only {nominalWorst:0.000} mm off: the test would prove nothing");
 
         // On the motion record: probe moves only, each from its start down by at most approach + beyond, needle drive off.
-        var probes = c.Simulator.MotionRecord.Where(m => m.Kind == SimMotionKind.Probe).ToList();
+        var probes = c.Simulator.MotionRecord.Where(m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal)).ToList();
         Assert.Equal(13, probes.Count);
         Assert.All(probes, m => Assert.InRange(m.From.Z - m.To.Z, 0, options.ApproachMm + options.BeyondMm + 1e-9));
         Assert.All(probes, m => Assert.False(m.SpindleOn));
         Assert.DoesNotContain(c.Simulator.SpindleLog, s => s.On);
+        // Every other move (travel, the watched descents, the lifts) stays above the real skin all along.
+        AssertAboveSkin(c, scalp);
         Assert.Equal(outcome.Record, c.Services.GetRequiredService<LedgerStore>().FindSurfaceRegistration(outcome.Record.Id));
         Assert.Equal("Idle", c.Simulator.State);
+    }
+
+    /// <summary>
+    /// Every non-probe move, sampled along its path, keeps the needle tip above the real skin. (A lift starts where a
+    /// probe or a watched descent stopped, a few micrometres past its contact: 0.01 mm is allowed for that.)
+    /// </summary>
+    private static void AssertAboveSkin(ControllerFixture c, SimulatedScalp scalp)
+    {
+        foreach (var m in c.Simulator.MotionRecord.Where(m => m.Kind is SimMotionKind.Feed or SimMotionKind.Rapid))
+        {
+            for (var k = 0; k <= 10; k++)
+            {
+                var p = m.From + ((m.To - m.From) * (k / 10.0));
+                if (scalp.SkinZMm(p.X, p.Y, m.StartSimSeconds) is { } skin) Assert.True(p.Z > skin - 0.01, $"{m.Line} passes {skin - p.Z:0.000} mm into the skin at {p}");
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Skin_higher_than_the_model_puts_it_is_touched_on_the_way_down_reported_and_never_pressed()
+    {
+        // The board sits 3.5 mm lower on the head than the design assumed: the skin is higher than the approach allows for.
+        var (c, scalp) = await StartAsync(boardOffset: Rotations.FromRotationVector(Vec3.Zero, new Vec3(0, 0, 3.5)));
+        await using var __ = c;
+
+        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
+
+        Assert.Contains("touched skin", e.Message, StringComparison.Ordinal);
+        Assert.Contains("higher than the model puts it", e.Message, StringComparison.Ordinal);
+        AssertAboveSkin(c, scalp);
+        Assert.Equal("Idle", c.Simulator.State);
+        Assert.Empty(c.Services.GetRequiredService<LedgerStore>().ListSurfaceRegistrations(null));
     }
 
     /// <summary>The gap between the fitted model and the real skin at the model point nearest <paramref name="aimH"/>, mm.</summary>
@@ -92,16 +126,18 @@ public sealed class SurfaceProbingTests
     [Fact]
     public async Task A_cut_probe_wire_refuses_with_the_reason_the_needle_went_only_the_bounded_distance_and_is_back_up()
     {
-        var (c, _) = await StartAsync("probe-cut=3");
+        // Cut from the start: the watched descent to the first probe's start touches nothing anyway (it stays above the
+        // skin), then the probe itself runs blind.
+        var (c, _) = await StartAsync("probe-cut=1");
         await using var __ = c;
         var options = new SurfaceProbeOptions();
 
         var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, options, CancellationToken.None).WaitAsync(Timeout));
 
-        Assert.Contains("surface probe 3", e.Message, StringComparison.Ordinal);
+        Assert.Contains("surface probe 1", e.Message, StringComparison.Ordinal);
         Assert.Contains("ALARM:5", e.Message, StringComparison.Ordinal);
         Assert.Contains("nothing was stored", e.Message, StringComparison.Ordinal);
-        var third = c.Simulator.MotionRecord.Where(m => m.Kind == SimMotionKind.Probe).ElementAt(2);
+        var third = c.Simulator.MotionRecord.Single(m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
         Assert.True(third.Completed); // it ran its whole distance…
         Assert.Equal(options.ApproachMm + options.BeyondMm, third.From.Z - third.To.Z, 3); // …and not a step further
         Assert.Equal("Idle", c.Simulator.State); // unlocked
@@ -118,7 +154,7 @@ public sealed class SurfaceProbingTests
         var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
 
         Assert.Contains("ALARM:4", e.Message, StringComparison.Ordinal);
-        Assert.Contains("check its wire", e.Message, StringComparison.Ordinal);
+        Assert.Contains("shorted or its switch stuck", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(c.Simulator.MotionRecord, m => m.Kind == SimMotionKind.Probe);
         Assert.Equal("Idle", c.Simulator.State);
     }
