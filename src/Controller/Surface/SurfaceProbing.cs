@@ -35,9 +35,9 @@ public sealed record SurfaceProbeOptions
 
     /// <summary>
     /// Feed of the watched descents from the traverse height to a probe's start (G38.3: they stop at any contact), mm/min.
-    /// Default 120: a contact stops a few micrometres past the skin.
+    /// Default 240: quick enough for a breathing head, and a contact stops a few hundredths of a millimetre past the skin.
     /// </summary>
-    public double DescentFeedMmPerMin { get; init; } = 120;
+    public double DescentFeedMmPerMin { get; init; } = 240;
 
     /// <summary>Largest RMS of the fit's residuals for a valid registration. Default 0.05.</summary>
     public double MaxRmsMm { get; init; } = 0.05;
@@ -161,6 +161,24 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             }
             descended = descended with { Z = descended.Z - step };
         }
+        // The head may have moved while the needle came down (breathing): start again from where the skin is now.
+        var now = CurrentPose(index, "before");
+        var freshZ = _program.Grid.Quantise(now.GantryFromHead.Apply(aimH) with { Z = now.GantryFromHead.Apply(aimH).Z + options.ApproachMm }).Z;
+        if (freshZ > start.Z + RestartMm)
+        {
+            await LiftToAsync(freshZ, ct);
+            start = start with { Z = freshZ };
+        }
+        else if (freshZ < start.Z - RestartMm)
+        {
+            var watched = await motion.ProbeAsync(MachineLines.DescendWatching(Math.Min(DotProgram.MaxVerticalStepMm, start.Z - freshZ), options.DescentFeedMmPerMin), ct);
+            if (watched.Contact)
+            {
+                await LiftToAsync(above.Z, ct);
+                throw Refused(index, "the needle head touched skin on its way down to the probe's start: the skin is higher than the model puts it there; the needle is back up");
+            }
+            start = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
+        }
         var at = await gantry.RequireClient().QueryStatusAsync(ct);
         if (!at.IsIdle || at.MachinePosition.DistanceTo(start) > 0.01) throw Refused(index, $"the gantry is {at.State} at {at.MachinePosition}, not at the probe's start {start}");
 
@@ -189,6 +207,9 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             await LiftToAsync(start.Z, CancellationToken.None);
         }
     }
+
+    /// <summary>A probe's start is moved when the skin under it moved more than this while the needle came down, mm.</summary>
+    private const double RestartMm = 0.2;
 
     /// <summary>The contact of a probe that reported one, carried into H; refuses when it cannot be trusted.</summary>
     private ProbeContact Contact(int index, Vec3 aimH, Vec3 start, double distance, ProgramLine probe, long sent, ProbeReport report, SurfaceProbeOptions options)
