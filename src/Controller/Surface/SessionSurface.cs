@@ -134,7 +134,7 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             Contacts = (uint)r.Contacts,
             Inliers = (uint)r.Inliers,
             Seconds = seconds,
-            HeadFromScalp = headFromScalp is { } t ? DesignPlans.ToMessage(t) : JsonParser.Default.Parse<FrameTransform>(StoredTransform(r.HeadFromScalpJson)),
+            HeadFromScalp = headFromScalp is { } t ? DesignPlans.ToMessage(t) : JsonParser.Default.Parse<FrameTransform>(r.HeadFromScalpJson),
         };
         foreach (var c in contacts ?? [])
         {
@@ -148,14 +148,5 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             });
         }
         return reply;
-    }
-
-    /// <summary>The stored T_HS JSON (rotation vector in degrees, translation in mm) as a FrameTransform's JSON.</summary>
-    private static string StoredTransform(string json)
-    {
-        using var doc = System.Text.Json.JsonDocument.Parse(json);
-        var r = doc.RootElement.GetProperty("rotationVectorDeg");
-        var t = doc.RootElement.GetProperty("translationMm");
-        return System.Text.Json.JsonSerializer.Serialize(new { rxDeg = r[0].GetDouble(), ryDeg = r[1].GetDouble(), rzDeg = r[2].GetDouble(), txMm = t[0].GetDouble(), tyMm = t[1].GetDouble(), tzMm = t[2].GetDouble() });
     }
 }

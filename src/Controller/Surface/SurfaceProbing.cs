@@ -7,6 +7,7 @@ using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
 using SmpRobot.Machine;
 using SmpRobot.Treatment.Mesh;
+using SmpRobot.Treatment.Planning;
 using SmpRobot.Treatment.Surface;
 using SmpRobot.Vision;
 
@@ -337,18 +338,8 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
 
     /// <summary>The transform <see cref="TransformJson"/> wrote.</summary>
-    public static RigidTransform TransformFromJson(string json)
-    {
-        using var doc = JsonDocument.Parse(json);
-        var r = doc.RootElement.GetProperty("rotationVectorDeg");
-        var t = doc.RootElement.GetProperty("translationMm");
-        return Rotations.FromRotationVector(new Vec3(r[0].GetDouble(), r[1].GetDouble(), r[2].GetDouble()) * (Math.PI / 180), new Vec3(t[0].GetDouble(), t[1].GetDouble(), t[2].GetDouble()));
-    }
+    public static RigidTransform TransformFromJson(string json) => DesignPlans.FromMessage(Google.Protobuf.JsonParser.Default.Parse<Contracts.V1.FrameTransform>(json));
 
-    /// <summary>T_HS as stored: rotation vector in degrees and translation in mm.</summary>
-    public static string TransformJson(RigidTransform t)
-    {
-        var r = Rotations.VectorFromMatrix(Rotations.RotationMatrix(t)) * (180 / Math.PI);
-        return JsonSerializer.Serialize(new { rotationVectorDeg = Xyz(r), translationMm = Xyz(t.Translation) });
-    }
+    /// <summary>T_HS as stored: the plan format's FrameTransform JSON (rotation vector in degrees, translation in mm).</summary>
+    public static string TransformJson(RigidTransform t) => Google.Protobuf.JsonFormatter.Default.Format(DesignPlans.ToMessage(t));
 }
