@@ -171,6 +171,19 @@ public sealed record MachineProfile
     /// positions (patches) that keep to it.
     /// </summary>
     public double MaxNeedleTiltDeg { get; init; } = 15;
+    /// <summary>
+    /// A session re-checks the measured scalp with one probe after every this many dots placed on a surface
+    /// registration (at the next dot's skin, needle drive off), and holds when the skin is not where the
+    /// registration puts it. 0 turns the re-check off. Default 150: a few probes of about 3 s in a session of a
+    /// thousand dots, so a board that slipped or a probe wire that was cut is found within minutes.
+    /// </summary>
+    public int SurfaceRecheckEveryDots { get; init; } = 150;
+    /// <summary>
+    /// Largest distance along the skin normal between a re-check's contact and the registered surface, mm.
+    /// Default 0.15: the largest residual a registration's own contacts may have (one contact on a tracked head
+    /// carries the pose's noise; the registration's RMS is held to 0.05).
+    /// </summary>
+    public double SurfaceRecheckToleranceMm { get; init; } = 0.15;
     /// <summary>Minimum distance between any two dots of a plan, mm (XY in head frame).</summary>
     public double MinDotSpacingMm { get; init; } = 0.5;
     /// <summary>Largest plan accepted, dots.</summary>
@@ -266,6 +279,8 @@ public sealed record MachineProfile
         if (!(TravelFeedMmPerMin > 0) || !(PlungeFeedMmPerMin > 0)) errors.Add("feeds must be > 0");
         if (!(MinDotSpacingMm > 0)) errors.Add("minDotSpacingMm must be > 0");
         if (!(MaxNeedleTiltDeg > 0 && MaxNeedleTiltDeg <= 45)) errors.Add("maxNeedleTiltDeg must be in (0, 45]");
+        if (SurfaceRecheckEveryDots < 0) errors.Add("surfaceRecheckEveryDots must be >= 0 (0: no re-check)");
+        if (!(SurfaceRecheckToleranceMm > 0 && SurfaceRecheckToleranceMm <= 1)) errors.Add("surfaceRecheckToleranceMm must be in (0, 1]");
         if (MaxDots <= 0 || MaxPlanBytes <= 0) errors.Add("maxDots and maxPlanBytes must be > 0");
         if (!(DeadManTimeoutMs >= 150 && DeadManTimeoutMs <= 5000)) errors.Add("deadManTimeoutMs must be in [150, 5000] (the console beats every 100 ms)");
         if (!(VerifyToleranceMm > 0)) errors.Add("verifyToleranceMm must be > 0");

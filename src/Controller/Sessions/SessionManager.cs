@@ -78,7 +78,7 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// </summary>
     public static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(25);
 
-    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null)
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null, Surface.SurfaceProbing? surfaceProbing = null)
     {
         ArgumentNullException.ThrowIfNull(presence);
         ArgumentNullException.ThrowIfNull(headPose);
@@ -96,7 +96,7 @@ public sealed partial class SessionManager : IAsyncDisposable
         _aiming = new Aiming(profile, headPose);
         _headPose = headPose;
         _poses = new PoseUpdates(timeProvider);
-        _runner = new SessionRunner(ledger, gantry, safety, motion, presence, profile, _program, _aiming, _poses, timeProvider, log, Changed);
+        _runner = new SessionRunner(ledger, gantry, safety, motion, presence, profile, _program, _aiming, _poses, timeProvider, log, Changed, surfaceProbing);
         headPose.PoseUpdated += OnPoseUpdated;
         // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);
@@ -107,7 +107,12 @@ public sealed partial class SessionManager : IAsyncDisposable
         _log = log;
         _snapshots = new SessionSnapshots(Snapshot, timeProvider, log);
         _safety.EmergencyStopLatched += (_, e) => StopActiveRun(RunCommandKind.EmergencyStop, $"emergency stop from {e.State.Source}" + (e.State.Reason.Length > 0 ? ": " + e.State.Reason : ""));
-        _gantry.Faulted += (_, e) => StopActiveRun(RunCommandKind.Fault, "gantry fault: " + e.Fault.Message);
+        _gantry.Faulted += (_, e) =>
+        {
+            // A re-check probe that touched nothing (ALARM:5) or read touching at once (ALARM:4) refuses and the run holds with that reason.
+            if (e.Fault.Kind == GantryFaultKind.Alarm && e.Fault.Code is 4 or 5 && Volatile.Read(ref _active) is { ProbeUnderWay: true }) return;
+            StopActiveRun(RunCommandKind.Fault, "gantry fault: " + e.Fault.Message);
+        };
     }
 
     public MachineProfile Profile => _profile;
@@ -531,8 +536,10 @@ public sealed partial class SessionManager : IAsyncDisposable
         if (next is null) return (0, false, "no dot is pending");
         var patch = patches.Of(next.Dot.DotId);
         var where = patch == 0 ? "the plan's head position" : $"head position {patch}";
-        return _ledger.LatestSurfaceRegistration(sessionId, patch) is { } registration
-            ? (patch, false, $"{where} is registered ({registration.Id})")
+        if (_ledger.LatestSurfaceRegistration(sessionId, patch) is { } registration) return (patch, false, $"{where} is registered ({registration.Id})");
+        var withdrawn = _ledger.ListSurfaceRegistrations(sessionId).FirstOrDefault(r => r.Patch == patch && r.Valid);
+        return withdrawn?.WithdrawnBecause is { } because
+            ? (patch, true, $"{where} has no valid surface registration: {withdrawn.Id} was withdrawn by a re-check ({because})")
             : (patch, true, $"{where} has no valid surface registration");
     }
 

@@ -126,6 +126,18 @@ public sealed class SessionRun(string sessionId, DateTimeOffset startedAt, doubl
     /// <summary>The tracking guard and the retract it may have asked for.</summary>
     public TrackingGuard Guard { get; } = guard;
 
+    /// <summary>
+    /// True while the runner's surface re-check probes: the probe's own alarms (ALARM:4, ALARM:5) end that probe with
+    /// its refusal (the run holds), not the run as a gantry fault.
+    /// </summary>
+    public bool ProbeUnderWay
+    {
+        get => Volatile.Read(ref _probeUnderWay);
+        set => Volatile.Write(ref _probeUnderWay, value);
+    }
+
+    private bool _probeUnderWay;
+
     /// <summary>The runner's task (set once it starts).</summary>
     public Task? Task { get; set; }
 

@@ -26,8 +26,12 @@ public sealed partial class SessionRunner(
     PoseUpdates poses,
     TimeProvider timeProvider,
     ILogger log,
-    Action changed)
+    Action changed,
+    Surface.SurfaceProbing? surfaceProbing = null)
 {
+    /// <summary>The re-check of the head position being placed, when it is placed on a registration; null otherwise.</summary>
+    private SurfaceRecheck? _recheck;
+
     /// <summary>How often the running session's time reaches the ledger (one small write), so a restart after a crash shows it.</summary>
     private static readonly TimeSpan TimersPersistEvery = TimeSpan.FromSeconds(2);
 
@@ -65,6 +69,12 @@ public sealed partial class SessionRunner(
                     PersistTimersIfDue(run);
                     i++;
                     changed();
+                    if (_recheck is not null && _recheck.CountPlaced() && i < pending.Count && pending[i].Patch == patch && !run.Commands.StopRequested
+                        && await RecheckSurfaceAsync(run, cycle, pending[i], ct) is { } moved)
+                    {
+                        (outcome, reason) = (SessionPhase.Paused, "held: " + moved);
+                        break;
+                    }
                 }
                 else if (result.Kind == DotOutcomeKind.GuardTripped)
                 {
@@ -210,6 +220,7 @@ public sealed partial class SessionRunner(
     private void EnterSurface(SessionRun run, int patch)
     {
         aiming.SurfaceCorrection = RigidTransform.Identity;
+        _recheck = null;
         if (run.Patches.NominalHeadFromScalp is not { } nominal) return;
         if (ledger.LatestSurfaceRegistration(run.SessionId, patch) is not { } registration)
         {
@@ -218,7 +229,32 @@ public sealed partial class SessionRunner(
         }
         var measured = Surface.SurfaceProbing.TransformFromJson(registration.HeadFromScalpJson);
         aiming.SurfaceCorrection = measured * Rotations.Inverse(nominal);
-        ledger.Audit(run.SessionId, "surface", FormattableString.Invariant($"head position {patch}: placed on surface registration {registration.Id} (RMS {registration.RmsMm:0.000} mm, {registration.Inliers} of {registration.Contacts} contacts)"));
+        _recheck = SurfaceRecheck.For(surfaceProbing, profile, ledger, registration, measured, patch);
+        ledger.Audit(run.SessionId, "surface", FormattableString.Invariant($"head position {patch}: placed on surface registration {registration.Id} (RMS {registration.RmsMm:0.000} mm, {registration.Inliers} of {registration.Contacts} contacts)")
+            + (_recheck is null ? "" : FormattableString.Invariant($"; re-checked every {profile.SurfaceRecheckEveryDots} dots")));
+    }
+
+    /// <summary>
+    /// The periodic re-check (<see cref="SurfaceRecheck"/>) before <paramref name="next"/>: needle drive off, one probe,
+    /// then the firmware set up for placing again. Returns the hold's reason when the skin moved or the probe failed.
+    /// A probe's own alarm (ALARM:4/5) is its refusal, not a gantry fault of the run (<see cref="SessionRun.ProbeUnderWay"/>).
+    /// </summary>
+    private async Task<string?> RecheckSurfaceAsync(SessionRun run, DotCycle cycle, PlannedDot next, CancellationToken ct)
+    {
+        await motion.DriveOffAsync(ct);
+        run.ProbeUnderWay = true;
+        string? moved;
+        try
+        {
+            moved = await _recheck!.CheckAsync(run.SessionId, next, aiming.SurfaceCorrection, cycle.Position, ct);
+        }
+        finally
+        {
+            run.ProbeUnderWay = false;
+        }
+        if (moved is not null) return moved;
+        await cycle.BeginAsync(ct);
+        return null;
     }
 
     /// <summary>The hold's words at the end of a head position: what is done and what the operator does next.</summary>

@@ -22,11 +22,92 @@ namespace SmpRobot.Controller.Storage;
 /// <param name="Valid">False when it did not meet the profile's tolerances (stored for the record, never used).</param>
 /// <param name="Notes">Why it is not valid, or the operator's notes.</param>
 public sealed record SurfaceRegistrationRecord(string Id, string? SessionId, int Patch, DateTimeOffset CreatedAt, string ModelSha256, string HeadFromScalpJson,
-    double RmsMm, double P95Mm, double MaxMm, int Contacts, int Inliers, string ContactsJson, bool Valid, string Notes);
+    double RmsMm, double P95Mm, double MaxMm, int Contacts, int Inliers, string ContactsJson, bool Valid, string Notes)
+{
+    /// <summary>
+    /// Why a session's re-check withdrew it (the skin was no longer where it puts it, or the probe failed), or null.
+    /// A withdrawn registration is never used again: the head position is probed anew.
+    /// </summary>
+    public string? WithdrawnBecause { get; init; }
+
+    /// <summary>Valid and not withdrawn: dots may be placed on it.</summary>
+    public bool Usable => Valid && WithdrawnBecause is null;
+}
+
+/// <summary>One re-check of a registration during a session: one probe at a dot's skin.</summary>
+/// <param name="RegistrationId">The registration checked.</param>
+/// <param name="SessionId">The session running.</param>
+/// <param name="At">UTC.</param>
+/// <param name="DotId">The dot whose skin was probed (the next one to place).</param>
+/// <param name="DeviationMm">The contact's distance to the registered surface along its normal (+: outside), mm; NaN when the probe failed.</param>
+/// <param name="Ok">Within the profile's tolerance; a failed check withdraws the registration.</param>
+/// <param name="Notes">What was found.</param>
+public sealed record SurfaceCheckRecord(string RegistrationId, string SessionId, DateTimeOffset At, string DotId, double DeviationMm, bool Ok, string Notes);
 
 public sealed partial class LedgerStore
 {
     private const string SurfaceColumns = "id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes";
+
+    /// <summary>The columns read back: the stored ones and why a failed re-check withdrew it (null when none did).</summary>
+    private const string SurfaceSelect = "SELECT id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes, "
+        + "(SELECT c.notes FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0 ORDER BY c.id LIMIT 1) FROM surface_registrations r";
+
+    /// <summary>Schema version 5: the re-checks of a registration during a session (append-only; a failed one withdraws it).</summary>
+    private void MigrateToVersion5(SqliteTransaction tx) => Execute(tx, """
+        CREATE TABLE surface_checks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            registration_id TEXT NOT NULL REFERENCES surface_registrations (id) ON DELETE CASCADE,
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            at INTEGER NOT NULL,
+            dot_id TEXT NOT NULL,
+            deviation_mm REAL NULL,
+            ok INTEGER NOT NULL,
+            notes TEXT NOT NULL);
+        CREATE INDEX surface_checks_by_registration ON surface_checks (registration_id, ok);
+        """);
+
+    /// <summary>
+    /// Records a re-check of <paramref name="registrationId"/> (audited in the same transaction). A failed one
+    /// withdraws the registration: <see cref="LatestSurfaceRegistration"/> no longer returns it.
+    /// </summary>
+    public SurfaceCheckRecord SaveSurfaceCheck(string registrationId, string sessionId, string dotId, double deviationMm, bool ok, string notes)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(registrationId);
+        ArgumentException.ThrowIfNullOrWhiteSpace(sessionId);
+        ArgumentNullException.ThrowIfNull(dotId);
+        ArgumentNullException.ThrowIfNull(notes);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var now = _time.GetUtcNow();
+            using var tx = _connection.BeginTransaction();
+            Execute(tx, "INSERT INTO surface_checks (registration_id, session_id, at, dot_id, deviation_mm, ok, notes) VALUES ($r, $s, $at, $dot, $dev, $ok, $notes)",
+                ("$r", registrationId), ("$s", sessionId), ("$at", now.UtcTicks), ("$dot", dotId), ("$dev", double.IsFinite(deviationMm) ? deviationMm : null), ("$ok", ok ? 1 : 0), ("$notes", notes));
+            InsertAudit(tx, sessionId, ok ? "surface-checked" : "surface-withdrawn",
+                ok ? Inv($"surface registration {registrationId} re-checked at dot {dotId}: {notes}") : Inv($"surface registration {registrationId} withdrawn at dot {dotId}: {notes}"), now);
+            tx.Commit();
+            return new SurfaceCheckRecord(registrationId, sessionId, FromTicks(now.UtcTicks), dotId, deviationMm, ok, notes);
+        }
+    }
+
+    /// <summary>Every re-check of a session, oldest first.</summary>
+    public IReadOnlyList<SurfaceCheckRecord> ListSurfaceChecks(string sessionId)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var cmd = Command(null, "SELECT registration_id, session_id, at, dot_id, deviation_mm, ok, notes FROM surface_checks WHERE session_id = $s ORDER BY id", ("$s", sessionId));
+            using var reader = cmd.ExecuteReader();
+            var list = new List<SurfaceCheckRecord>();
+            while (reader.Read())
+            {
+                list.Add(new SurfaceCheckRecord(reader.GetString(0), reader.GetString(1), FromTicks(reader.GetInt64(2)), reader.GetString(3),
+                    reader.IsDBNull(4) ? double.NaN : reader.GetDouble(4), reader.GetInt32(5) != 0, reader.GetString(6)));
+            }
+            return list;
+        }
+    }
 
     /// <summary>Schema version 4: surface registrations (the head model fitted to probed skin, per session and head position).</summary>
     private void MigrateToVersion4(SqliteTransaction tx) => Execute(tx, """
@@ -111,7 +192,7 @@ public sealed partial class LedgerStore
         }
     }
 
-    /// <summary>The newest valid registration of a session's head position, or null.</summary>
+    /// <summary>The newest valid registration of a session's head position that no re-check withdrew, or null.</summary>
     public SurfaceRegistrationRecord? LatestSurfaceRegistration(string sessionId, int patch)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
@@ -119,7 +200,7 @@ public sealed partial class LedgerStore
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null,
-                $"SELECT {SurfaceColumns} FROM surface_registrations WHERE session_id = $s AND patch = $p AND valid = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                $"{SurfaceSelect} WHERE session_id = $s AND patch = $p AND valid = 1 AND NOT EXISTS (SELECT 1 FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0) ORDER BY created_at DESC, rowid DESC LIMIT 1",
                 ("$s", sessionId), ("$p", patch));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadSurface(reader) : null;
@@ -133,7 +214,7 @@ public sealed partial class LedgerStore
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {SurfaceColumns} FROM surface_registrations WHERE id = $id", ("$id", id));
+            using var cmd = Command(null, $"{SurfaceSelect} WHERE id = $id", ("$id", id));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadSurface(reader) : null;
         }
@@ -145,7 +226,7 @@ public sealed partial class LedgerStore
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {SurfaceColumns} FROM surface_registrations WHERE session_id IS $s ORDER BY created_at DESC, rowid DESC", ("$s", sessionId));
+            using var cmd = Command(null, $"{SurfaceSelect} WHERE session_id IS $s ORDER BY created_at DESC, rowid DESC", ("$s", sessionId));
             using var reader = cmd.ExecuteReader();
             var list = new List<SurfaceRegistrationRecord>();
             while (reader.Read()) list.Add(ReadSurface(reader));
@@ -155,5 +236,8 @@ public sealed partial class LedgerStore
 
     private static SurfaceRegistrationRecord ReadSurface(SqliteDataReader r) => new(
         r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt32(2), FromTicks(r.GetInt64(3)), r.GetString(4), r.GetString(5),
-        r.GetDouble(6), r.GetDouble(7), r.GetDouble(8), r.GetInt32(9), r.GetInt32(10), r.GetString(11), r.GetInt32(12) != 0, r.GetString(13));
+        r.GetDouble(6), r.GetDouble(7), r.GetDouble(8), r.GetInt32(9), r.GetInt32(10), r.GetString(11), r.GetInt32(12) != 0, r.GetString(13))
+    {
+        WithdrawnBecause = r.IsDBNull(14) ? null : r.GetString(14),
+    };
 }

@@ -128,6 +128,7 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             CreatedAt = r.CreatedAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
             Valid = r.Valid,
             Notes = r.Notes,
+            WithdrawnBecause = r.WithdrawnBecause ?? "",
             RmsMm = r.RmsMm,
             P95Mm = r.P95Mm,
             MaxMm = r.MaxMm,

@@ -60,6 +60,12 @@ public sealed record SurfaceProbeOptions
 /// <param name="Inlier">Whether the fit rests on it.</param>
 public sealed record ProbeContact(int Index, Vec3 AimH, Vec3 StartG, Vec3 ContactG, Vec3 ContactH, double ResidualMm, bool Inlier);
 
+/// <summary>A session's re-check of its registration: one contact and how far it is from the registered surface.</summary>
+/// <param name="Contact">The probe's contact (its residual is the deviation).</param>
+/// <param name="DeviationMm">The contact's distance to the registered surface along its normal (+: the skin is outside it), mm.</param>
+/// <param name="End">Where the needle is: back up at the probe's start, machine frame.</param>
+public sealed record SurfaceCheck(ProbeContact Contact, double DeviationMm, Vec3 End);
+
 /// <summary>A surface probe's outcome: the registration stored (valid or not) and every contact.</summary>
 public sealed record SurfaceProbeOutcome(SurfaceRegistrationRecord Record, RigidTransform HeadFromScalp, IReadOnlyList<ProbeContact> Contacts, double Seconds);
 
@@ -118,6 +124,10 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             activity.Doing("fitting the head model");
             return Register(model, modelSha256, nominalHeadFromScalp, contacts, sessionId, patch, options, fitOptions, time.GetElapsedTime(started).TotalSeconds);
         }
+        catch (RefusedException e) when (e.Kind == RefusalKind.FailedPrecondition && e.Message.StartsWith("surface probe ", StringComparison.Ordinal))
+        {
+            throw new RefusedException(e.Kind, e.Message + "; nothing was stored");
+        }
         catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
         {
             activity.Doing("stopping: feed hold, queue flushed, needle up");
@@ -125,6 +135,30 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             ledger.Audit(sessionId, "surface-probe-stopped", "surface probe stopped by its caller: " + (error.Length == 0 ? "motion stopped, nothing stored" : "stopping the motion failed: " + error));
             throw;
         }
+    }
+
+    /// <summary>
+    /// A running session's re-check of the scalp it places on: one probe at <paramref name="skinH"/> (a skin point of
+    /// the registered surface, frame H), needle drive off, exactly as a registration's probes run, from
+    /// <paramref name="current"/> (where the needle is, at hover). Returns the contact's distance to the registered
+    /// surface along its normal; the caller decides against its tolerance and sets the needle drive up again.
+    /// Runs under the caller's lease (the session holds the machine). Refuses as a registration's probe does
+    /// (touching nothing, touching too soon, a head that moved), with the needle back up.
+    /// </summary>
+    /// <param name="model">The head model, frame S.</param>
+    /// <param name="registeredHeadFromScalp">T_HS of the registration in use.</param>
+    public async Task<SurfaceCheck> CheckAsync(TriangleMesh model, RigidTransform registeredHeadFromScalp, Vec3 skinH, Vec3 current, SurfaceProbeOptions options, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        await motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct);
+        var (contact, end) = await ProbeOneAsync(1, skinH, current, model, registeredHeadFromScalp, options, ct);
+        var inScalp = Rotations.Inverse(registeredHeadFromScalp).Apply(contact.ContactH);
+        const double SearchMm = 10;
+        var deviation = model.ClosestPoint(inScalp, SearchMm) is { } hit
+            ? Vec3.Dot(inScalp - hit.Point, model.NormalAt(hit))
+            : double.PositiveInfinity;
+        return new SurfaceCheck(contact with { ResidualMm = deviation }, deviation, end);
     }
 
     /// <summary>One probe: travel above the aim, probe down, read the contact, back up to the start. Returns the contact and where the needle is.</summary>
@@ -333,7 +367,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         return 0.5 * (lo + hi);
     }
 
-    private static RefusedException Refused(int index, string why) => new(RefusalKind.FailedPrecondition, $"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}; nothing was stored");
+    private static RefusedException Refused(int index, string why) => new(RefusalKind.FailedPrecondition, $"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}");
 
     private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
 

@@ -252,7 +252,7 @@ internal sealed class FaultInjector
             if (_probes == stuck) Record(_log, "probe-stuck", nowSim, _currentLine, null, $"probe {n}: the probe input reads triggered before the cycle moves");
             return ProbeInput.Stuck;
         }
-        if (_plan.ProbeCutFrom is { } cut && _probes >= cut)
+        if (ProbeCutFrom is { } cut && _probes >= cut)
         {
             if (_probes == cut) Record(_log, "probe-cut", nowSim, _currentLine, null, $"probe {n}: the probe wire is cut, the input never triggers");
             return ProbeInput.Cut;
@@ -260,10 +260,17 @@ internal sealed class FaultInjector
         return ProbeInput.Normal;
     }
 
+    /// <summary>The wire is cut now (a cable caught mid-session): from the next probe cycle on, the input never triggers. Under the simulator's lock.</summary>
+    public void CutProbeWire() => _probeCutNowFrom ??= _probes + 1;
+
+    private int? _probeCutNowFrom;
+
+    private int? ProbeCutFrom => _plan.ProbeCutFrom is { } planned && _probeCutNowFrom is { } now ? Math.Min(planned, now) : _plan.ProbeCutFrom ?? _probeCutNowFrom;
+
     /// <summary>A probe cycle ended; remembered for tests that read the fault log beside the probe results.</summary>
     public void ProbeEnded(bool found, Vec3 reportedMachine, double nowSim)
     {
-        if (_plan.ProbeCutFrom is { } cut && _probes >= cut)
+        if (ProbeCutFrom is { } cut && _probes >= cut)
         {
             Record(_log, "probe-cut", nowSim, _currentLine, null, string.Create(CultureInfo.InvariantCulture, $"probe {_probes} ended {(found ? "with" : "without")} contact at {reportedMachine}"));
         }

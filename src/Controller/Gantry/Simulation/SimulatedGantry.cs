@@ -156,6 +156,12 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// <summary>Simulated seconds per wall second.</summary>
     public double TimeScale => _options.TimeScale;
 
+    /// <summary>The probe wire is cut now (a cable caught by the chair mid-session): from the next probe cycle on, its input never triggers, as <c>probe-cut</c> does.</summary>
+    public void CutProbeWire()
+    {
+        lock (_gate) _faults.CutProbeWire();
+    }
+
     /// <summary>The skin its probe input touches (<see cref="SimulatedGantryOptions.Skin"/>), or null.</summary>
     public ISimulatedSkin? Skin => _options.Skin;
 

@@ -15,13 +15,21 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headFromScalp) : ISimulatedSkin
 {
     private Func<double, RigidTransform?> _gantryFromHeadAt = _ => null;
+    private volatile object _headFromScalp = headFromScalp;
     private readonly Lazy<TriangleMesh> _skin = new(skin ?? throw new ArgumentNullException(nameof(skin)));
 
     /// <summary>The skin mesh, frame S (built on first use: a controller that never probes never pays for it).</summary>
     public TriangleMesh Skin => _skin.Value;
 
-    /// <summary>T_HS: the skin's frame S in the head frame H.</summary>
-    public RigidTransform HeadFromScalp { get; } = headFromScalp;
+    /// <summary>
+    /// T_HS: the skin's frame S in the head frame H. Set it to move the board on the head mid-session (a board that
+    /// slipped): the skin moves against the head frame the camera tracks, as it would in the clinic.
+    /// </summary>
+    public RigidTransform HeadFromScalp
+    {
+        get => (RigidTransform)_headFromScalp;
+        set => _headFromScalp = value;
+    }
 
     /// <summary>
     /// The true head pose T_GH at a simulated moment (seconds since the simulator's power-on), or null where there is

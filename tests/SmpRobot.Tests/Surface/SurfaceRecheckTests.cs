@@ -1,0 +1,153 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Gantry.Simulation;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Tests.Integration;
+
+namespace SmpRobot.Tests.Surface;
+
+/// <summary>
+/// The periodic re-check of the measured scalp during a session (profile surfaceRecheckEveryDots): a board that
+/// slips on the head and a probe wire cut mid-session are each found by the next re-check, which holds the session
+/// with the reason, withdraws the registration and places nothing more; probed again, the session goes on.
+/// </summary>
+[Collection(ControllerCollection.Name)]
+public sealed class SurfaceRecheckTests : IDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
+    private static readonly string PlanPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "demo-crown.json");
+    private static readonly string ModelPath = Path.Combine(TestProfiles.RepoRoot, "hardware", "plans", "head-model.ply");
+    private const int Every = 20;
+
+    private readonly string _profileDirectory = Directory.CreateTempSubdirectory("smp-recheck-profile-").FullName;
+
+    // A fresh scalp per test: the tests move its board.
+    private readonly SimulatedScalp _scalp = SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.3, 0.2, -0.4) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
+
+    private async Task<(ControllerFixture C, Session Session)> StartedAsync()
+    {
+        // sim.json with a re-check every 20 dots (its default is every 150).
+        var profileText = await File.ReadAllTextAsync(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
+        var profilePath = Path.Combine(_profileDirectory, "sim-recheck.json");
+        await File.WriteAllTextAsync(profilePath, "{ \"surfaceRecheckEveryDots\": " + Every + "," + profileText.TrimStart()[1..]);
+        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = _scalp });
+        var c = await ControllerFixture.StartAsync(simulator, configure: o => o with { ProfilePath = profilePath });
+        await c.HomeAsync();
+        var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest
+        {
+            PlanJson = await File.ReadAllTextAsync(PlanPath),
+            HeadModel = ByteString.CopyFrom(await File.ReadAllBytesAsync(ModelPath)),
+        }, deadline: DateTime.UtcNow.Add(Timeout));
+        var registration = await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 8 }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.True(registration.Valid, registration.Notes);
+        await c.StartHeartbeatAsync();
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        // Past the first re-check, which finds the skin where it was registered.
+        await c.WaitForAsync(session.Id, s => s.Dots.Placed >= Every + 5 || ControllerFixture.IsEnded(s), Timeout);
+        return (c, session);
+    }
+
+    private static SurfaceService.SurfaceServiceClient Surface(ControllerFixture c) => new(c.Channel);
+
+    /// <summary>
+    /// The plunges in the motion record from <paramref name="from"/> on: straight-down feed moves with the needle drive on,
+    /// right before their dwell at depth (a travel's descent is followed by the zero-length sync dwell instead).
+    /// </summary>
+    private static List<SimMotion> Plunges(ControllerFixture c, int from = 0)
+    {
+        var record = c.Simulator.MotionRecord.Skip(from).ToList();
+        return record.Zip(record.Skip(1)).Where(p => p.Second.Kind == SimMotionKind.Dwell && p.Second.DurationSeconds > 0.05 && p.First.Kind == SimMotionKind.Feed && p.First.SpindleOn
+            && p.First.From.X == p.First.To.X && p.First.From.Y == p.First.To.Y && p.First.To.Z < p.First.From.Z).Select(p => p.First).ToList();
+    }
+
+    [Fact]
+    public async Task A_board_that_slips_mid_session_is_found_by_the_next_re_check_which_holds_and_withdraws_the_registration_and_probed_again_it_completes()
+    {
+        var (c, session) = await StartedAsync();
+        await using var _ = c;
+
+        // The board slips 0.4 mm outwards on the head: the skin is now 0.4 mm nearer the needle than registered.
+        var slipped = RigidTransform.FromYawDegrees(0, new Vec3(0, 0, 0.4)) * _scalp.HeadFromScalp;
+        _scalp.HeadFromScalp = slipped;
+        var held = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, Timeout);
+
+        Assert.Equal(SessionState.Paused, held.State);
+        Assert.Contains("the scalp moved", held.Reason, StringComparison.Ordinal);
+        Assert.Contains("withdrawn", held.Reason, StringComparison.Ordinal);
+        Assert.Contains($"smp surface probe {session.Id} --patch 1", held.Reason, StringComparison.Ordinal);
+        var ledger = c.Services.GetRequiredService<LedgerStore>();
+        var checks = ledger.ListSurfaceChecks(session.Id);
+        // Every re-check before the slip passed; the first after it failed, measuring the slip along the normal
+        // (near the crown the normal is nearly H's z).
+        Assert.True(checks.Count >= 2, $"{checks.Count} re-checks");
+        Assert.All(checks.SkipLast(1), k => Assert.True(k.Ok && Math.Abs(k.DeviationMm) <= 0.06, $"{k.DotId}: {k.DeviationMm:0.000} mm {k.Notes}"));
+        Assert.False(checks[^1].Ok);
+        Assert.InRange(checks[^1].DeviationMm, 0.3, 0.45);
+        // A re-check comes after every 20 placed dots, and nothing is placed after the one that failed.
+        Assert.Equal(checks.Count * Every, held.Dots.Placed);
+        Assert.Equal(held.Dots.Placed, Plunges(c).Count);
+        var lastProbe = c.Simulator.MotionRecord.Last(m => m.Kind == SimMotionKind.Probe);
+        Assert.DoesNotContain(c.Simulator.MotionRecord.SkipWhile(m => !ReferenceEquals(m, lastProbe)), m => m.SpindleOn);
+
+        // The registration is withdrawn: a resume is refused until the head position is probed again.
+        var registrations = await Surface(c).ListSurfaceRegistrationsAsync(new ListSurfaceRegistrationsRequest { SessionId = session.Id });
+        Assert.Contains("above the registered surface", Assert.Single(registrations.Registrations).WithdrawnBecause, StringComparison.Ordinal);
+        Assert.True((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => c.Sessions.ResumeAsync(new SessionRef { SessionId = session.Id }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+
+        var again = await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 8 }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.True(again.Valid, again.Notes);
+        var resumedAt = c.Simulator.MotionRecord.Count;
+        await c.Sessions.ResumeAsync(new SessionRef { SessionId = session.Id });
+        var done = await c.WaitForAsync(session.Id, ControllerFixture.IsFinished, Timeout);
+
+        Assert.Equal(SessionState.Completed, done.State);
+        var plan = Plan.Parser.ParseJson(await File.ReadAllTextAsync(PlanPath));
+        Assert.Equal(plan.Dots.Count, Plunges(c).Count); // each dot once
+        // After the new registration every dot goes its depth below the skin where it now is.
+        var after = Plunges(c, resumedAt);
+        Assert.NotEmpty(after);
+        var depths = plan.Dots.Select(d => d.DepthMm).Distinct().ToList();
+        Assert.All(after, m =>
+        {
+            var skin = _scalp.SkinAt(m.To.X, m.To.Y, 0)!.Value;
+            var depth = Vec3.Dot(skin.Point - m.To, skin.Normal);
+            Assert.True(depths.Any(d => Math.Abs(d - depth) <= 0.03), $"plunge to {m.To}: {depth:0.000} mm below the skin");
+        });
+    }
+
+    [Fact]
+    public async Task A_probe_wire_cut_mid_session_holds_at_the_next_re_check_with_the_needle_back_up_and_nothing_more_placed()
+    {
+        var (c, session) = await StartedAsync();
+        await using var _ = c;
+
+        c.Simulator.CutProbeWire();
+        var held = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, Timeout);
+
+        // Held, not faulted: the probe's ALARM:5 is its refusal, and the gantry is unlocked and idle.
+        Assert.Equal(SessionState.Paused, held.State);
+        Assert.Contains("ALARM:5", held.Reason, StringComparison.Ordinal);
+        Assert.Contains("probe wire may be cut", held.Reason, StringComparison.Ordinal);
+        Assert.Contains("withdrawn", held.Reason, StringComparison.Ordinal);
+        Assert.Equal("Idle", c.Simulator.State);
+        var checks = c.Services.GetRequiredService<LedgerStore>().ListSurfaceChecks(session.Id);
+        Assert.False(checks[^1].Ok);
+        Assert.True(double.IsNaN(checks[^1].DeviationMm));
+        Assert.Equal(checks.Count * Every, held.Dots.Placed);
+        Assert.Equal(held.Dots.Placed, Plunges(c).Count);
+        Assert.Equal(0, held.Dots.InDoubt);
+        // The blind probe went its bounded distance (2 mm approach + 1.5 mm past the expected skin), no further, and the needle is back at its start.
+        var blind = c.Simulator.MotionRecord.Last(m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
+        Assert.Equal(3.5, blind.From.Z - blind.To.Z, 3);
+        Assert.Equal(blind.From.Z, c.Simulator.Position.Z, 3);
+        Assert.DoesNotContain(c.Simulator.MotionRecord.SkipWhile(m => !ReferenceEquals(m, blind)), m => m.SpindleOn);
+        Assert.True((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
+    }
+
+    public void Dispose() => Directory.Delete(_profileDirectory, recursive: true);
+}
