@@ -80,6 +80,9 @@ internal sealed class BenchRig : IAsyncDisposable
         });
     }
 
+    /// <summary>The channel of the session, machine and calibration clients, for other services' clients.</summary>
+    public GrpcChannel Channel => _channel;
+
     /// <summary>The controller's address (http://127.0.0.1:PORT).</summary>
     public string Address { get; }
 

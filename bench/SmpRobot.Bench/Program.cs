@@ -18,6 +18,7 @@ internal static class Program
         ["tracking-search"] = TrackingBench.RunFullSearchAsync,
         ["calibration"] = CalibrationBench.RunAsync,
         ["design"] = DesignBench.RunAsync,
+        ["surface"] = SurfaceBench.RunAsync,
     };
 
     // Figures are read by people too: "<=" stays "<=", not "\u003C=".

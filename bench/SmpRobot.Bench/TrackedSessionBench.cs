@@ -105,12 +105,15 @@ internal static class TrackedSessionBench
             sim => gantryFromCamera * scene.TruthAt(frames.Inner.SceneSecondsAt(gantry.TimestampAt(sim))));
         var mm = errors.Select(e => e.ErrorMm).ToList();
         var lateral = errors.Select(e => e.LateralErrorMm).ToList();
+        var depth = errors.Select(e => Math.Abs(e.DepthErrorMm)).ToList();
         return new Dictionary<string, object>
         {
             ["placementP95Mm"] = Stats.Round(Stats.Percentile(mm, 95), 3),
             ["placementMedianMm"] = Stats.Round(Stats.Median(mm), 3),
             ["placementMaxMm"] = Stats.Round(mm.Max(), 3),
             ["placementLateralP95Mm"] = Stats.Round(Stats.Percentile(lateral, 95), 3),
+            // The depth reached below the (plan's flat) skin along its normal, against the planned depth.
+            ["placementDepthErrorP95Mm"] = Stats.Round(Stats.Percentile(depth, 95), 3),
             ["placementDots"] = errors.Count,
             ["placementSession"] = $"{done.State}: {done.Dots.Placed} placed, {done.Dots.InDoubt} in doubt of {dots}; {done.Tracking.Holds} holds; {done.ElapsedSeconds:0.0} s vs {done.KinematicSeconds:0.0} s kinematic",
             // Issue #10's goal: the tracked session within 1.10x its kinematic time (a still head runs at about 1.04x).

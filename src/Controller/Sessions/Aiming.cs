@@ -60,24 +60,27 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     public Func<string, Vec3?> Normals { get; set; } = _ => null;
 
     /// <summary>
-    /// The plunge below the skin point along gantry Z that reaches <paramref name="dot"/>'s depth along its skin normal
-    /// (the needle meets the skin at an angle: a vertical plunge of d reaches d·cos θ into the skin), and the angle θ;
-    /// the plan's depth and 0° for a dot without a normal.
+    /// The needle's way to <paramref name="dot"/>'s depth point along its skin normal n (the pigment goes there: under
+    /// the design's dot, <c>depth</c> below the skin along n), with a gantry that plunges along Z: the entry point is the
+    /// skin straight above the depth point, beside the dot by depth·tan θ, and the plunge from it is depth / cos θ long,
+    /// so the tip ends exactly at the depth point and the depth along the normal is the design's. Returns the depth
+    /// point's offset from the skin point (gantry frame), the plunge and θ; straight down by the plan's depth and 0°
+    /// for a dot without a normal.
     /// </summary>
-    private (double PlungeMm, double TiltDeg) Plunge(PlannedDot dot, RigidTransform gantryFromHead)
+    private (Vec3 DepthOffset, double PlungeMm, double TiltDeg) Plunge(PlannedDot dot, RigidTransform gantryFromHead)
     {
-        if (Normals(dot.DotId) is not { } normalH) return (dot.DepthMm, 0);
+        if (Normals(dot.DotId) is not { } normalH) return (new Vec3(0, 0, -dot.DepthMm), dot.DepthMm, 0);
         var rotation = gantryFromHead * SurfaceCorrection;
         var normalG = (rotation.Apply(normalH) - rotation.Apply(Vec3.Zero)).Normalized();
         var cos = Math.Clamp(normalG.Z, -1, 1);
-        return (cos > 0 ? dot.DepthMm / cos : double.PositiveInfinity, Math.Acos(cos) * 180 / Math.PI);
+        return (normalG * -dot.DepthMm, cos > 0 ? dot.DepthMm / cos : double.PositiveInfinity, Math.Acos(cos) * 180 / Math.PI);
     }
 
     /// <summary>Hover and depth points of a dot, or why it cannot be placed from here (tilt beyond the profile's limit, outside the envelope).</summary>
     private (Vec3 Hover, Vec3 Depth, string? Refusal) Points(PlannedDot dot, RigidTransform gantryFromHead)
     {
         var skin = gantryFromHead.Apply(SkinH(dot));
-        var (plunge, tiltDeg) = Plunge(dot, gantryFromHead);
+        var (offset, plunge, tiltDeg) = Plunge(dot, gantryFromHead);
         if (tiltDeg > profile.MaxNeedleTiltDeg + TiltSlackDeg)
         {
             return (default, default, FormattableString.Invariant($"dot {dot.DotId}: the needle would meet the skin {tiltDeg:0.0}° off its normal (limit {profile.MaxNeedleTiltDeg:0.#}°, {TiltSlackDeg:0.#}° more allowed for the measured head): turn the head as its head position says"));
@@ -87,8 +90,10 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
             // The needle's own limit holds for the plunge along Z too, not only for the depth along the normal.
             return (default, default, FormattableString.Invariant($"dot {dot.DotId}: reaching {dot.DepthMm:0.00} mm along the skin normal at {tiltDeg:0.0}° takes a {plunge:0.00} mm plunge, beyond the needle's {profile.Needle.MaxDepthMm:0.00} mm"));
         }
-        var hover = _grid.Quantise(skin with { Z = skin.Z + profile.HoverHeightMm });
-        var depth = _grid.Quantise(skin with { Z = skin.Z - plunge });
+        var depthPoint = skin + offset;
+        var entry = depthPoint with { Z = depthPoint.Z + plunge };
+        var hover = _grid.Quantise(entry with { Z = entry.Z + profile.HoverHeightMm });
+        var depth = _grid.Quantise(depthPoint);
         if (!profile.InEnvelope(hover) || !profile.InEnvelope(depth)) return (hover, depth, $"dot {dot.DotId} target {depth} is outside the machine envelope");
         return (hover, depth, null);
     }

@@ -174,44 +174,23 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var above = traverse with { X = start.X, Y = start.Y };
         var up = current with { Z = traverse.Z };
         await motion.MoveAndSyncAsync([.. _program.Travel(current, up), .. _program.Travel(up, above)], ct);
-        // Down to the start watching the probe: skin higher than the model puts it is touched and reported, not pressed.
-        var descended = above;
-        while (descended.Z - start.Z > 1e-9)
+        // Down to the start watching the probe, in two legs, because the head breathes while the needle comes down: to
+        // one approach above the start, then from a fresh pose to the start itself (a short leg, so the skin cannot move
+        // far meanwhile). Skin higher than the model puts it is touched and reported, not pressed.
+        var position = await DescendWatchingAsync(index, above, Math.Max(start.Z, Math.Min(above.Z, start.Z + options.ApproachMm)), above, options, ct);
+        start = FreshStart(index, aimH, options, start);
+        if (start.Z > position.Z) await LiftToAsync(start.Z, ct);
+        else position = await DescendWatchingAsync(index, position, start.Z, above, options, ct);
+        // Once more: if the skin moved while the needle came down the last leg, the start follows it.
+        var fresh = FreshStart(index, aimH, options, start);
+        if (fresh.Z > start.Z + RestartMm)
         {
-            var step = _program.Grid.Quantise(new Vec3(0, 0, Math.Min(DotProgram.MaxVerticalStepMm, descended.Z - start.Z))).Z;
-            ProbeReport watched;
-            try
-            {
-                watched = await motion.ProbeAsync(MachineLines.DescendWatching(step, options.DescentFeedMmPerMin), ct);
-            }
-            catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code == 4)
-            {
-                await RecoverAsync(above, ct);
-                throw Refused(index, "the probe reads touching before the needle head came down to the skin (ALARM:4): the probe wire is likely shorted or its switch stuck; check it, then probe again");
-            }
-            if (watched.Contact)
-            {
-                await LiftToAsync(above.Z, ct);
-                throw Refused(index, FormattableString.Invariant($"the needle head touched skin {watched.MachineMm.Z - start.Z:0.00} mm above the probe's start, on its way down: the skin is higher than the model puts it there (the head model or its placement is off by more than the {options.ApproachMm:0.#} mm approach); the needle is back up"));
-            }
-            descended = descended with { Z = descended.Z - step };
+            await LiftToAsync(fresh.Z, ct);
+            start = fresh;
         }
-        // The head may have moved while the needle came down (breathing): start again from where the skin is now.
-        var now = CurrentPose(index, "before");
-        var freshZ = _program.Grid.Quantise(now.GantryFromHead.Apply(aimH) with { Z = now.GantryFromHead.Apply(aimH).Z + options.ApproachMm }).Z;
-        if (freshZ > start.Z + RestartMm)
+        else if (fresh.Z < start.Z - RestartMm)
         {
-            await LiftToAsync(freshZ, ct);
-            start = start with { Z = freshZ };
-        }
-        else if (freshZ < start.Z - RestartMm)
-        {
-            var watched = await motion.ProbeAsync(MachineLines.DescendWatching(Math.Min(DotProgram.MaxVerticalStepMm, start.Z - freshZ), options.DescentFeedMmPerMin), ct);
-            if (watched.Contact)
-            {
-                await LiftToAsync(above.Z, ct);
-                throw Refused(index, "the needle head touched skin on its way down to the probe's start: the skin is higher than the model puts it there; the needle is back up");
-            }
+            await DescendWatchingAsync(index, start, fresh.Z, above, options, ct);
             start = (await gantry.RequireClient().QueryStatusAsync(ct)).MachinePosition;
         }
         var at = await gantry.RequireClient().QueryStatusAsync(ct);
@@ -241,6 +220,45 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             // Whatever happens after the contact (a refusal, a lost link), the needle goes back up to the start.
             await LiftToAsync(start.Z, CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Straight down from <paramref name="from"/> to <paramref name="toZ"/> with watched descents (G38.3, at most
+    /// <see cref="DotProgram.MaxVerticalStepMm"/> each): a contact lifts the needle to <paramref name="lift"/> and refuses,
+    /// a probe that reads touching before it moves (ALARM:4) unlocks, lifts and refuses. Returns where the needle is.
+    /// </summary>
+    private async Task<Vec3> DescendWatchingAsync(int index, Vec3 from, double toZ, Vec3 lift, SurfaceProbeOptions options, CancellationToken ct)
+    {
+        var descended = from;
+        while (descended.Z - toZ > 1e-9)
+        {
+            var step = _program.Grid.Quantise(new Vec3(0, 0, Math.Min(DotProgram.MaxVerticalStepMm, descended.Z - toZ))).Z;
+            if (step <= 0) break;
+            ProbeReport watched;
+            try
+            {
+                watched = await motion.ProbeAsync(MachineLines.DescendWatching(step, options.DescentFeedMmPerMin), ct);
+            }
+            catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code == 4)
+            {
+                await RecoverAsync(lift, ct);
+                throw Refused(index, "the probe reads touching before the needle head came down to the skin (ALARM:4): the probe wire is likely shorted or its switch stuck; check it, then probe again");
+            }
+            if (watched.Contact)
+            {
+                await LiftToAsync(lift.Z, ct);
+                throw Refused(index, FormattableString.Invariant($"the needle head touched skin {watched.MachineMm.Z - toZ:0.00} mm above where it was going, on its way down to the probe's start: the skin is higher than the model puts it there (the head model or its placement is off by more than the {options.ApproachMm:0.#} mm approach); the needle is back up"));
+            }
+            descended = descended with { Z = descended.Z - step };
+        }
+        return descended;
+    }
+
+    /// <summary>The probe's start (<see cref="SurfaceProbeOptions.ApproachMm"/> above the model's skin at the aim) with the head where it is now; <paramref name="start"/>'s X and Y are kept.</summary>
+    private Vec3 FreshStart(int index, Vec3 aimH, SurfaceProbeOptions options, Vec3 start)
+    {
+        var skin = CurrentPose(index, "before").GantryFromHead.Apply(aimH);
+        return start with { Z = _program.Grid.Quantise(skin with { Z = skin.Z + options.ApproachMm }).Z };
     }
 
     /// <summary>A probe's start is moved when the skin under it moved more than this while the needle came down, mm.</summary>

@@ -77,7 +77,10 @@ public class TrackedSessionTests(ITestOutputHelper output)
 
         var errors = PlacementAudit.Evaluate(c.Simulator.MotionRecord, Commanded(c, session.Id, plan), Truth(c.Simulator, frames()));
         Assert.Equal(done.Dots.Placed, errors.Count);
-        foreach (var e in errors) output.WriteLine(FormattableString.Invariant($"{e.DotId}: {e.ErrorMm:0.000} mm (lateral {e.LateralErrorMm:0.000}) at {e.AtDepthSimSeconds:0.00} s"));
+        foreach (var e in errors) output.WriteLine(FormattableString.Invariant($"{e.DotId}: {e.ErrorMm:0.000} mm (lateral {e.LateralErrorMm:0.000}, depth {e.DepthErrorMm:+0.000;-0.000}) at {e.AtDepthSimSeconds:0.00} s"));
+        // The depth reached below the skin, along its normal, against the plan's: the head breathes mostly across the
+        // needle, so tracking errors show less in depth than across the skin.
+        Assert.All(errors, e => Assert.True(Math.Abs(e.DepthErrorMm) < 0.2, $"dot {e.DotId} went {e.DepthErrorMm:+0.000;-0.000} mm off its depth"));
         // A fixed-head placement would miss by millimetres (sway amplitude 2.5 mm); tracked, each lands within a few tenths.
         Assert.All(errors, e => Assert.True(e.ErrorMm < 0.35, $"dot {e.DotId} landed {e.ErrorMm:0.000} mm from where it truly was"));
         var sorted = errors.Select(e => e.ErrorMm).Order().ToList();

@@ -51,4 +51,29 @@ public class AimingTests
         Assert.Contains("envelope", AimWith(Pose(originX: -0.5)).Hold);
         Assert.Null(AimWith(Pose(quality: 0.5, speed: 5.0)).Hold); // limits are inclusive
     }
+
+    [Fact]
+    public void A_dot_on_sloping_skin_is_entered_beside_it_so_the_tip_ends_its_depth_below_it_along_the_normal()
+    {
+        // Skin 12° off the needle, sloping down towards +X: a vertical plunge from the dot itself would end
+        // 1 mm · tan 12° = 0.21 mm beside the depth point under it.
+        var tilt = 12 * Math.PI / 180;
+        var normal = new Vec3(Math.Sin(tilt), 0, Math.Cos(tilt));
+        var aiming = new Aiming(TestProfiles.Desk(), new StubPose(Pose(), _time)) { Normals = id => id == Dot.DotId ? normal : null };
+
+        var (aim, hold) = aiming.Aim(Dot);
+
+        Assert.Null(hold);
+        var skin = new Vec3(-99, -98, -17);
+        var underTheDot = skin - (normal * Dot.DepthMm);
+        // Within the step grid (desk: 80 steps/mm, so 0.00625 mm of rounding per axis).
+        Assert.True(aim!.DepthMm.DistanceTo(underTheDot) < 0.0095, $"depth point {aim.DepthMm}, expected {underTheDot}");
+        // Straight down from the hover point: same X and Y, and the plunge from the skin above the depth point is depth / cos θ.
+        Assert.Equal((aim.DepthMm.X, aim.DepthMm.Y), (aim.HoverMm.X, aim.HoverMm.Y));
+        var entryZ = aim.HoverMm.Z - TestProfiles.Desk().HoverHeightMm;
+        Assert.Equal(Dot.DepthMm / Math.Cos(tilt), entryZ - aim.DepthMm.Z, 2);
+        // The entry is on the skin plane through the dot (its normal · offset is 0).
+        var entry = aim.DepthMm with { Z = entryZ };
+        Assert.Equal(0, Vec3.Dot(entry - skin, normal), 2);
+    }
 }
