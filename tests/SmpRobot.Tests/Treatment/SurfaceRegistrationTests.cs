@@ -76,6 +76,33 @@ public class SurfaceRegistrationTests
         Assert.InRange(SurfaceErrorMm(fit.HeadFromScalp, SkinPatchH(100, 0, 9)), 0, 0.05);
     }
 
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.01)]
+    public void Where_the_contacts_cannot_tell_the_board_from_a_slide_along_the_skin_the_fit_keeps_the_boards_guess(double noiseMm)
+    {
+        // A small cap on the top of the head, where the scalp is nearly a sphere about the head's centre: turning the
+        // model about that centre slides it along itself and barely changes a residual. The board sits exactly where the
+        // design assumed; the fit must not drift along the skin chasing the model's 3 mm facets or the probe noise (a
+        // drift moves every dot sideways by as much).
+        var truth = NominalHeadFromScalp;
+        var random = new Random(3);
+        var contacts = new List<Vec3>();
+        for (var i = 0; i < 16; i++)
+        {
+            var tilt = (i == 0 ? 0 : 4 + (8.0 * (i % 3))) * Math.PI / 180;
+            var azimuth = 2 * Math.PI * i / 15;
+            var d = new Vec3(Math.Sin(tilt) * Math.Cos(azimuth), Math.Sin(tilt) * Math.Sin(azimuth), Math.Cos(tilt));
+            contacts.Add(truth.Apply(Skin.Value.Raycast(Vec3.Zero, d)!.Value.Point) + (new Vec3(Gauss(random), Gauss(random), Gauss(random)) * noiseMm));
+        }
+
+        var fit = SurfaceRegistration.Fit(Model.Value, contacts, NominalHeadFromScalp);
+
+        var slideMm = contacts.Max(c => fit.HeadFromScalp.Apply(Rotations.Inverse(truth).Apply(c)).DistanceTo(c));
+        Assert.True(slideMm < 0.05, $"the fit moved scalp points {slideMm:0.000} mm although the board did not move");
+        Assert.InRange(fit.RmsMm, 0, 0.03);
+    }
+
     [Fact]
     public void Contacts_off_the_skin_are_rejected_as_outliers_and_named()
     {
