@@ -280,11 +280,12 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var contactH = Rotations.Inverse(atContact.GantryFromHead).Apply(report.MachineMm);
 
         var after = CurrentPose(index, "after");
-        // A head that moved (beyond what tracking follows) while the needle touched it: the contact cannot be trusted.
-        var movedMm = after.GantryFromHead.Apply(aimH).DistanceTo(atContact.GantryFromHead.Apply(aimH));
-        if (poses.IsTracking && movedMm > profile.MaxHeadSpeedMmPerS * 0.5)
+        // A head moving faster than a session may place on while the needle touched it (a flinch): the contact was
+        // made on a moving skin and cannot be trusted.
+        var speed = Math.Max(atContact.HeadSpeedMmPerS, after.HeadSpeedMmPerS);
+        if (poses.IsTracking && speed > profile.MaxHeadSpeedMmPerS)
         {
-            throw Refused(index, FormattableString.Invariant($"the head moved {movedMm:0.00} mm while the needle touched it"));
+            throw Refused(index, FormattableString.Invariant($"the head moved at {speed:0.0} mm/s while the needle touched it (a session places at most at {profile.MaxHeadSpeedMmPerS:0.#} mm/s): keep the head still, then probe again"));
         }
         return new ProbeContact(index, aimH, start, report.MachineMm, contactH, double.NaN, false);
     }

@@ -7,6 +7,7 @@ using SmpRobot.Geometry;
 using SmpRobot.Tests.Integration;
 using SmpRobot.Treatment.Heads;
 using SmpRobot.Treatment.Mesh;
+using SmpRobot.Vision;
 
 namespace SmpRobot.Tests.Surface;
 
@@ -145,6 +146,46 @@ public sealed class SurfaceProbingTests
         Assert.Equal(options.ApproachMm + options.BeyondMm, third.From.Z - third.To.Z, 3); // …and not a step further
         Assert.Equal("Idle", c.Simulator.State); // unlocked
         Assert.Equal(third.From.Z, c.Simulator.Position.Z, 3); // back up at the probe's start
+        Assert.Empty(c.Services.GetRequiredService<LedgerStore>().ListSurfaceRegistrations(null));
+    }
+
+    /// <summary>A tracked head that flinches as the needle head touches it: its speed jumps while the needle is at the skin.</summary>
+    private sealed class FlinchingHead(RigidTransform pose, SimulatedGantry gantry, SimulatedScalp scalp) : SmpRobot.Vision.IHeadPoseSource
+    {
+        public string Description => "test:flinching";
+
+        public bool IsTracking => true;
+
+        public TimeProvider Clock => TimeProvider.System;
+
+        public HeadPoseSample? Latest(TimeSpan lookAhead = default)
+        {
+            var tip = gantry.Position;
+            var touching = scalp.SkinZMm(tip.X, tip.Y, 0) is { } skin && tip.Z - skin < 0.3;
+            return new HeadPoseSample(pose, TimeProvider.System.GetTimestamp(), 1.0, touching ? 20 : 0);
+        }
+
+        public event EventHandler? PoseUpdated { add { } remove { } }
+    }
+
+    [Fact]
+    public async Task A_head_that_moves_while_the_needle_touches_it_refuses_with_the_reason_and_the_needle_is_back_up()
+    {
+        var scalp = SimulatedScalp.SyntheticHead(BoardOffset);
+        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = scalp });
+        var pose = ControllerFixture.Profile.FixedHead.ToTransform();
+        await using var c = await ControllerFixture.StartAsync(simulator, headPose: _ => new FlinchingHead(pose, simulator, scalp));
+        scalp.GantryFromHeadAt = _ => pose;
+        await c.HomeAsync();
+
+        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
+
+        Assert.Contains("surface probe 1: the head moved at 20.0 mm/s while the needle touched it", e.Message, StringComparison.Ordinal);
+        Assert.Contains("nothing was stored", e.Message, StringComparison.Ordinal);
+        Assert.Single(c.Simulator.MotionRecord, m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
+        AssertAboveSkin(c, scalp);
+        Assert.True(c.Simulator.Position.Z - scalp.SkinZMm(c.Simulator.Position.X, c.Simulator.Position.Y, 0)!.Value > 1, "the needle is not back up");
+        Assert.Equal("Idle", c.Simulator.State);
         Assert.Empty(c.Services.GetRequiredService<LedgerStore>().ListSurfaceRegistrations(null));
     }
 
