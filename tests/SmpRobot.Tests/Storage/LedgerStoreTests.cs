@@ -90,12 +90,13 @@ public sealed class LedgerStoreTests : IDisposable
         {
             id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
         }
-        // As an earlier controller left it: no hold columns, no surface registrations, version 2.
+        // As an earlier controller left it: no hold columns, no surface registrations or their re-checks, version 2.
         using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
         {
             c.Open();
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
+                DROP TABLE surface_checks;
                 DROP TABLE surface_registrations;
                 DROP TABLE head_models;
                 ALTER TABLE sessions DROP COLUMN holds;
@@ -113,12 +114,41 @@ public sealed class LedgerStoreTests : IDisposable
         }
         using var reopened = Open();
         Assert.Equal(new HoldTally(3, 1, "pose quality 0.05 < 0.5"), reopened.FindSession(id)!.Holds);
-        // 3 → 4 ran too: the surface registrations' table is there and works.
+        // 3 → 4 and 4 → 5 ran too: the surface registrations' and their re-checks' tables are there and work.
         var registration = reopened.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "");
         Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
+        reopened.SaveSurfaceCheck(registration.Id, id, "d1", 0.02, ok: true, "within tolerance");
+        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
+        reopened.SaveSurfaceCheck(registration.Id, id, "d2", 0.4, ok: false, "the skin is 0.400 mm above the registered surface");
+        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
+        Assert.Equal("the skin is 0.400 mm above the registered surface", reopened.FindSurfaceRegistration(registration.Id)!.WithdrawnBecause);
+        Assert.Equal([true, false], reopened.ListSurfaceChecks(id).Select(k => k.Ok));
         Assert.Equal(2, reopened.Tally(id).Total);
         Assert.Throws<KeyNotFoundException>(() => reopened.RecordHolds("s-none", HoldTally.None));
         Assert.Throws<ArgumentOutOfRangeException>(() => reopened.RecordHolds(id, new HoldTally(-1, 0, "")));
+    }
+
+    [Fact]
+    public void A_version_4_ledger_gains_the_surface_re_checks_and_keeps_its_registrations()
+    {
+        string id, registrationId;
+        using (var store = Open())
+        {
+            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
+            registrationId = store.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "").Id;
+        }
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "DROP TABLE surface_checks; DELETE FROM schema_version WHERE version = 5;";
+            cmd.ExecuteNonQuery();
+        }
+        using var reopened = Open();
+        Assert.Equal(registrationId, reopened.LatestSurfaceRegistration(id, 1)!.Id);
+        reopened.SaveSurfaceCheck(registrationId, id, "d1", double.NaN, ok: false, "the re-check's surface probe 1: ALARM:5");
+        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
+        Assert.True(double.IsNaN(Assert.Single(reopened.ListSurfaceChecks(id)).DeviationMm));
     }
 
     [Fact]
