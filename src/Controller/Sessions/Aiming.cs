@@ -1,6 +1,7 @@
 using SmpRobot.Controller.Motion;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
+using SmpRobot.Treatment.Surface;
 using SmpRobot.Machine;
 using SmpRobot.Vision;
 
@@ -47,8 +48,26 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
         set => _surfaceCorrection = value;
     }
 
-    /// <summary>The dot's skin point in H on the measured scalp.</summary>
-    private Vec3 SkinH(PlannedDot dot) => SurfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+    // Boxed like the correction; null when the head position is not placed on a height map.
+    private volatile HeightMap? _heightMap;
+
+    /// <summary>
+    /// For a plan without a head model: the probed height map of the head position being placed (smp surface probe),
+    /// which gives each dot's skin height in H (bilinear between its nodes); null (the default) to use the plan's own
+    /// heights. Set by the runner as it enters a head position.
+    /// </summary>
+    public HeightMap? HeightMap
+    {
+        get => _heightMap;
+        set => _heightMap = value;
+    }
+
+    /// <summary>The dot's skin point in H on the measured scalp; null when it lies outside the probed height map.</summary>
+    private Vec3? SkinH(PlannedDot dot)
+    {
+        if (HeightMap is { } map) return map.Covers(dot.XMm, dot.YMm) ? new Vec3(dot.XMm, dot.YMm, map.ZAt(dot.XMm, dot.YMm)) : null;
+        return SurfaceCorrection.Apply(new Vec3(dot.XMm, dot.YMm, dot.ZMm));
+    }
 
     /// <summary>
     /// How far past the profile's maxNeedleTiltDeg a dot's tilt may be at run time: plans are checked at the limit on the
@@ -69,7 +88,10 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// </summary>
     private (Vec3 DepthOffset, double PlungeMm, double TiltDeg) Plunge(PlannedDot dot, RigidTransform gantryFromHead)
     {
-        if (Normals(dot.DotId) is not { } normalH) return (new Vec3(0, 0, -dot.DepthMm), dot.DepthMm, 0);
+        // The plan's normal; for a plan without normals placed on a height map, the measured skin's.
+        var planNormal = Normals(dot.DotId);
+        if (planNormal is null && HeightMap is { } map && map.Covers(dot.XMm, dot.YMm)) planNormal = map.NormalAt(dot.XMm, dot.YMm);
+        if (planNormal is not { } normalH) return (new Vec3(0, 0, -dot.DepthMm), dot.DepthMm, 0);
         var rotation = gantryFromHead * SurfaceCorrection;
         var normalG = (rotation.Apply(normalH) - rotation.Apply(Vec3.Zero)).Normalized();
         var cos = Math.Clamp(normalG.Z, -1, 1);
@@ -79,7 +101,8 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
     /// <summary>Hover and depth points of a dot, or why it cannot be placed from here (tilt beyond the profile's limit, outside the envelope).</summary>
     private (Vec3 Hover, Vec3 Depth, string? Refusal) Points(PlannedDot dot, RigidTransform gantryFromHead)
     {
-        var skin = gantryFromHead.Apply(SkinH(dot));
+        if (SkinH(dot) is not { } skinH) return (default, default, $"dot {dot.DotId} lies outside the probed height map of its head position: probe it again over all its dots");
+        var skin = gantryFromHead.Apply(skinH);
         var (offset, plunge, tiltDeg) = Plunge(dot, gantryFromHead);
         if (tiltDeg > profile.MaxNeedleTiltDeg + TiltSlackDeg)
         {

@@ -220,8 +220,18 @@ public sealed partial class SessionRunner(
     private void EnterSurface(SessionRun run, int patch)
     {
         aiming.SurfaceCorrection = RigidTransform.Identity;
+        aiming.HeightMap = null;
         _recheck = null;
-        if (run.Patches.NominalHeadFromScalp is not { } nominal) return;
+        if (run.Patches.NominalHeadFromScalp is not { } nominal)
+        {
+            // No head model: the plan's own heights, or the height map probed over this head position's dots.
+            if (ledger.LatestSurfaceRegistration(run.SessionId, patch) is { HeightMapJson: { } map } probed)
+            {
+                aiming.HeightMap = Treatment.Surface.HeightMap.FromJson(map);
+                ledger.Audit(run.SessionId, "surface", $"head position {patch}: placed on height map {probed.Id} ({probed.Notes})");
+            }
+            return;
+        }
         if (ledger.LatestSurfaceRegistration(run.SessionId, patch) is not { } registration)
         {
             ledger.Audit(run.SessionId, "surface", $"head position {patch}: no surface registration; the plan's skin heights are used (smp surface probe measures them)");

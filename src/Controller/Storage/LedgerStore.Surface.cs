@@ -30,6 +30,13 @@ public sealed record SurfaceRegistrationRecord(string Id, string? SessionId, int
     /// </summary>
     public string? WithdrawnBecause { get; init; }
 
+    /// <summary>
+    /// For a plan without a head model: the probed height map (<see cref="Treatment.Surface.HeightMap.ToJson"/>) the
+    /// dots are placed on; null for a registration of a head model. Its <see cref="ModelSha256"/> is then
+    /// <see cref="LedgerStore.HeightMapModel"/> and its T_HS the identity.
+    /// </summary>
+    public string? HeightMapJson { get; init; }
+
     /// <summary>Valid and not withdrawn: dots may be placed on it.</summary>
     public bool Usable => Valid && WithdrawnBecause is null;
 }
@@ -48,11 +55,14 @@ public sealed partial class LedgerStore
 {
     private const string SurfaceColumns = "id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes";
 
+    /// <summary>The model named by a height-map registration (a plan without a head model).</summary>
+    public const string HeightMapModel = "height-map";
+
     /// <summary>The columns read back: the stored ones and why a failed re-check withdrew it (null when none did).</summary>
-    private const string SurfaceSelect = "SELECT id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes, "
+    private const string SurfaceSelect = "SELECT id, session_id, patch, created_at, model_sha256, head_from_scalp_json, rms_mm, p95_mm, max_mm, contacts, inliers, contacts_json, valid, notes, height_map_json, "
         + "(SELECT c.notes FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0 ORDER BY c.id LIMIT 1) FROM surface_registrations r";
 
-    /// <summary>Schema version 5: the re-checks of a registration during a session (append-only; a failed one withdraws it).</summary>
+    /// <summary>Schema version 5: the re-checks of a registration during a session (append-only; a failed one withdraws it), and height-map registrations.</summary>
     private void MigrateToVersion5(SqliteTransaction tx) => Execute(tx, """
         CREATE TABLE surface_checks (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,6 +74,7 @@ public sealed partial class LedgerStore
             ok INTEGER NOT NULL,
             notes TEXT NOT NULL);
         CREATE INDEX surface_checks_by_registration ON surface_checks (registration_id, ok);
+        ALTER TABLE surface_registrations ADD COLUMN height_map_json TEXT NULL;
         """);
 
     /// <summary>
@@ -163,7 +174,7 @@ public sealed partial class LedgerStore
 
     /// <summary>Stores a surface registration (and an audit entry) in one transaction; returns it with its new id.</summary>
     public SurfaceRegistrationRecord SaveSurfaceRegistration(string? sessionId, int patch, string modelSha256, string headFromScalpJson,
-        double rmsMm, double p95Mm, double maxMm, int contacts, int inliers, string contactsJson, bool valid, string notes)
+        double rmsMm, double p95Mm, double maxMm, int contacts, int inliers, string contactsJson, bool valid, string notes, string? heightMapJson = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelSha256);
         ArgumentException.ThrowIfNullOrWhiteSpace(headFromScalpJson);
@@ -182,13 +193,13 @@ public sealed partial class LedgerStore
             }
             while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = $id", ("$id", id)) > 0);
             Execute(tx,
-                $"INSERT INTO surface_registrations ({SurfaceColumns}) VALUES ($id, $session, $patch, $now, $model, $t, $rms, $p95, $max, $contacts, $inliers, $json, $valid, $notes)",
+                $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES ($id, $session, $patch, $now, $model, $t, $rms, $p95, $max, $contacts, $inliers, $json, $valid, $notes, $map)",
                 ("$id", id), ("$session", sessionId), ("$patch", patch), ("$now", now.UtcTicks), ("$model", modelSha256), ("$t", headFromScalpJson),
-                ("$rms", rmsMm), ("$p95", p95Mm), ("$max", maxMm), ("$contacts", contacts), ("$inliers", inliers), ("$json", contactsJson), ("$valid", valid ? 1 : 0), ("$notes", notes));
+                ("$rms", rmsMm), ("$p95", p95Mm), ("$max", maxMm), ("$contacts", contacts), ("$inliers", inliers), ("$json", contactsJson), ("$valid", valid ? 1 : 0), ("$notes", notes), ("$map", heightMapJson));
             InsertAudit(tx, sessionId, "surface-registered",
                 Inv($"surface registration {id}{(patch > 0 ? $" for head position {patch}" : "")}: {(valid ? "valid" : "NOT valid")}, {inliers} of {contacts} contacts, RMS {rmsMm:0.000} mm, max {maxMm:0.000} mm{(notes.Length > 0 ? "; " + notes : "")}"), now);
             tx.Commit();
-            return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes);
+            return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes) { HeightMapJson = heightMapJson };
         }
     }
 
@@ -238,6 +249,7 @@ public sealed partial class LedgerStore
         r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt32(2), FromTicks(r.GetInt64(3)), r.GetString(4), r.GetString(5),
         r.GetDouble(6), r.GetDouble(7), r.GetDouble(8), r.GetInt32(9), r.GetInt32(10), r.GetString(11), r.GetInt32(12) != 0, r.GetString(13))
     {
-        WithdrawnBecause = r.IsDBNull(14) ? null : r.GetString(14),
+        HeightMapJson = r.IsDBNull(14) ? null : r.GetString(14),
+        WithdrawnBecause = r.IsDBNull(15) ? null : r.GetString(15),
     };
 }

@@ -5,6 +5,7 @@ using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
 using SmpRobot.Treatment.Mesh;
 using SmpRobot.Treatment.Planning;
+using HeightMap = SmpRobot.Treatment.Surface.HeightMap;
 using SmpRobot.Vision;
 
 namespace SmpRobot.Controller.Surface;
@@ -37,15 +38,6 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is {session.Phase.ToString().ToUpperInvariant()}: its scalp is not probed any more");
         }
         var plan = Plan.Parser.ParseJson(ledger.LoadPlanJson(sessionId)!);
-        var source = plan.Source;
-        if (source is null || source.HeadModelSha256.Length == 0)
-        {
-            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId}'s plan names no head model: only plans made from a design (smp design plan) can be registered to the scalp");
-        }
-        var (fileName, bytes) = ledger.LoadHeadModel(source.HeadModelSha256)
-            ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} was created without its head model ({source.HeadModelFile}): create it with `smp run`, which sends the file beside the plan");
-        var model = MeshReader.Read(bytes, fileName);
-
         var patches = plan.Patches;
         if (patch == 0 && patches.Count > 0) patch = (int)patches.Min(p => p.Number);
         if (patch != 0 && patches.All(p => p.Number != patch))
@@ -54,18 +46,32 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
         }
         var dots = plan.Dots.Where(d => patch == 0 || d.Patch == patch).Select(d => new Vec3(d.XMm, d.YMm, d.ZMm)).ToList();
         if (dots.Count == 0) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} has no dots to probe around");
+        var headPose = patch == 0 ? RigidTransform.Identity : DesignPlans.FromMessage(patches.First(p => p.Number == patch).HeadPose);
+        // A still head is where the plan's head position puts it (the operator turned it, as told); a tracked one is seen.
+        Action enter = () => { if (poses is FixedHeadPoseSource still) still.HeadPose = headPose; };
+
+        var source = plan.Source;
+        if (source is null || source.HeadModelSha256.Length == 0)
+        {
+            // No model of this head: a height map over the dots, each node probed from above the plan's own height there.
+            var grid = HeightMap.Over(dots, points, HeightMapMarginMm);
+            double PlanZ(double x, double y) => dots.MinBy(d => ((d.X - x) * (d.X - x)) + ((d.Y - y) * (d.Y - y))).Z;
+            return await probing.ProbeHeightMapAsync(grid, PlanZ, sessionId, patch, new SurfaceProbeOptions(), ct, enter);
+        }
+        var (fileName, bytes) = ledger.LoadHeadModel(source.HeadModelSha256)
+            ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} was created without its head model ({source.HeadModelFile}): create it with `smp run`, which sends the file beside the plan");
+        var model = MeshReader.Read(bytes, fileName);
         var nominal = DesignPlans.FromMessage(source.HeadFromScalp);
         // A patch of few dots is probed around them too: the model's skin within a few millimetres of them.
         var candidates = dots.Count >= points ? dots : [.. dots, .. Around(model, nominal, dots, AroundMm)];
         // Spread over the patch, then visited nearest first: short moves, none across the whole patch.
         var aims = NearestFirst(Spread(candidates, Math.Min(points, candidates.Count)));
         if (aims.Count < MinPoints) throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch} offers only {aims.Count} points to probe: too few for a registration ({MinPoints})");
-        var headPose = patch == 0 ? RigidTransform.Identity : DesignPlans.FromMessage(patches.First(p => p.Number == patch).HeadPose);
-
-        return await probing.ProbeAsync(model, source.HeadModelSha256, nominal, aims, sessionId, patch, new SurfaceProbeOptions(), ct,
-            // A still head is where the plan's head position puts it (the operator turned it as told); a tracked one is seen.
-            enterHeadPosition: () => { if (poses is FixedHeadPoseSource still) still.HeadPose = headPose; });
+        return await probing.ProbeAsync(model, source.HeadModelSha256, nominal, aims, sessionId, patch, new SurfaceProbeOptions(), ct, enter);
     }
+
+    /// <summary>How far a height map reaches beyond the outermost dots, mm: every dot lies inside it, not on its edge.</summary>
+    public const double HeightMapMarginMm = 1;
 
     /// <summary>How far from a few-dot patch's dots its extra probe points may lie, mm.</summary>
     public const double AroundMm = 8;
@@ -129,6 +135,7 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
             Valid = r.Valid,
             Notes = r.Notes,
             WithdrawnBecause = r.WithdrawnBecause ?? "",
+            HeightMap = r.HeightMapJson is not null,
             RmsMm = r.RmsMm,
             P95Mm = r.P95Mm,
             MaxMm = r.MaxMm,

@@ -97,6 +97,19 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         ArgumentNullException.ThrowIfNull(options);
         var fitOptions = new SurfaceFitOptions();
         if (aimsH.Count < fitOptions.MinInliers) throw new RefusedException(RefusalKind.InvalidArgument, $"a surface probe needs at least {fitOptions.MinInliers} points, not {aimsH.Count}");
+        return await ProbeAllAsync(aimsH, ModelSkin(model, nominalHeadFromScalp), sessionId, enterHeadPosition, options, "fitting the head model",
+            (contacts, seconds) => Register(model, modelSha256, nominalHeadFromScalp, contacts, sessionId, patch, options, fitOptions, seconds), ct);
+    }
+
+    /// <summary>
+    /// The probing both kinds of registration share: under the machine's lease (<see cref="MachineUse.Surface"/>), shown
+    /// as its activity, needle drive off, each aim probed in turn (<see cref="ProbeOneAsync"/>), then
+    /// <paramref name="register"/> with every contact and the seconds it took. A probe's refusal says nothing was
+    /// stored; a cancelled probe stops the motion (feed hold, queue flushed, needle up).
+    /// </summary>
+    private async Task<SurfaceProbeOutcome> ProbeAllAsync(IReadOnlyList<Vec3> aimsH, Func<RigidTransform, Vec3, Vec3, double> highestSkinG, string? sessionId,
+        Action? enterHeadPosition, SurfaceProbeOptions options, string registering, Func<List<ProbeContact>, double, SurfaceProbeOutcome> register, CancellationToken ct)
+    {
         if (!(options.BeyondMm > 0) || options.ApproachMm + options.BeyondMm > DotProgram.MaxVerticalStepMm)
         {
             throw new RefusedException(RefusalKind.InvalidArgument, FormattableString.Invariant($"a probe runs more than 0 and at most {DotProgram.MaxVerticalStepMm} mm (approach {options.ApproachMm} + beyond {options.BeyondMm})"));
@@ -107,8 +120,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var started = time.GetTimestamp();
         try
         {
-            var client = gantry.RequireClient();
-            var status = await client.QueryStatusAsync(ct);
+            var status = await gantry.RequireClient().QueryStatusAsync(ct);
             if (!status.IsIdle) throw new RefusedException(RefusalKind.FailedPrecondition, $"the gantry is {status.State}, not Idle");
             await motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct);
             var position = status.MachinePosition;
@@ -116,13 +128,13 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             for (var i = 0; i < aimsH.Count; i++)
             {
                 activity.Doing(string.Create(CultureInfo.InvariantCulture, $"probe {i + 1} of {aimsH.Count}"));
-                var (contact, end) = await ProbeOneAsync(i + 1, aimsH[i], position, model, nominalHeadFromScalp, options, ct);
+                var (contact, end) = await ProbeOneAsync(i + 1, aimsH[i], position, highestSkinG, options, ct);
                 position = end;
                 contacts.Add(contact);
                 activity.StepDone();
             }
-            activity.Doing("fitting the head model");
-            return Register(model, modelSha256, nominalHeadFromScalp, contacts, sessionId, patch, options, fitOptions, time.GetElapsedTime(started).TotalSeconds);
+            activity.Doing(registering);
+            return register(contacts, time.GetElapsedTime(started).TotalSeconds);
         }
         catch (RefusedException e) when (e.Kind == RefusalKind.FailedPrecondition && e.Message.StartsWith("surface probe ", StringComparison.Ordinal))
         {
@@ -135,6 +147,56 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             ledger.Audit(sessionId, "surface-probe-stopped", "surface probe stopped by its caller: " + (error.Length == 0 ? "motion stopped, nothing stored" : "stopping the motion failed: " + error));
             throw;
         }
+    }
+
+    /// <summary>
+    /// Where a plan has no head model: probes the nodes of <paramref name="grid"/> (frame H, over the head position's
+    /// dots), each from <see cref="SurfaceProbeOptions.ApproachMm"/> above the plan's own skin height there
+    /// (<paramref name="expectedZAt"/>), exactly as a registration's probes run, and stores the measured heights as a
+    /// height-map registration: the dots of that head position are then placed on the measured skin, bilinear between
+    /// the nodes. Valid when every node was touched within the probe's bounded distance; the contacts' differences
+    /// from the plan's heights are its residuals (what the plan had wrong). Refuses as a registration does.
+    /// </summary>
+    public async Task<SurfaceProbeOutcome> ProbeHeightMapAsync(HeightMap grid, Func<double, double, double> expectedZAt, string? sessionId, int patch, SurfaceProbeOptions options, CancellationToken ct, Action? enterHeadPosition = null)
+    {
+        ArgumentNullException.ThrowIfNull(grid);
+        ArgumentNullException.ThrowIfNull(expectedZAt);
+        ArgumentNullException.ThrowIfNull(options);
+        var aimsH = new List<Vec3>(grid.Columns * grid.Rows);
+        for (var row = 0; row < grid.Rows; row++)
+        {
+            for (var column = 0; column < grid.Columns; column++)
+            {
+                // Serpentine: each row walked the other way, so every move is to a neighbour.
+                var c = row % 2 == 0 ? column : grid.Columns - 1 - column;
+                var (x, y) = grid.Node(c, row);
+                aimsH.Add(new Vec3(x, y, expectedZAt(x, y)));
+            }
+        }
+        // Travel clears the highest skin the plan puts anywhere on the grid: no model says where it is in between.
+        Func<RigidTransform, Vec3, Vec3, double> highest = (gantryFromHead, _, _) => aimsH.Max(a => gantryFromHead.Apply(a).Z);
+        return await ProbeAllAsync(aimsH, highest, sessionId, enterHeadPosition, options, "building the height map", (contacts, seconds) =>
+        {
+            // Back in grid order (row by row), each node the height of the skin where its probe touched.
+            var heights = new double[grid.Columns * grid.Rows];
+            var scored = new List<ProbeContact>(contacts.Count);
+            for (var i = 0; i < contacts.Count; i++)
+            {
+                var row = i / grid.Columns;
+                var column = row % 2 == 0 ? i % grid.Columns : grid.Columns - 1 - (i % grid.Columns);
+                heights[(row * grid.Columns) + column] = contacts[i].ContactH.Z;
+                scored.Add(contacts[i] with { ResidualMm = contacts[i].ContactH.Z - aimsH[i].Z, Inlier = true });
+            }
+            var map = grid.WithHeights(heights);
+            var off = scored.Select(c => Math.Abs(c.ResidualMm)).Order().ToList();
+            var rms = Math.Sqrt(off.Sum(r => r * r) / off.Count);
+            var p95 = off[Math.Min(off.Count - 1, (int)Math.Ceiling(0.95 * off.Count) - 1)];
+            var record = ledger.SaveSurfaceRegistration(sessionId, patch, LedgerStore.HeightMapModel, TransformJson(RigidTransform.Identity), rms, p95, off[^1], scored.Count, scored.Count,
+                ContactsJson(scored), valid: true,
+                FormattableString.Invariant($"height map of {grid.Columns} × {grid.Rows} nodes, {grid.StepXMm:0.0} × {grid.StepYMm:0.0} mm apart (the plan names no head model); residuals: the skin against the plan's heights"),
+                map.ToJson());
+            return new SurfaceProbeOutcome(record, RigidTransform.Identity, scored, seconds);
+        }, ct);
     }
 
     /// <summary>
@@ -152,7 +214,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         await motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct);
-        var (contact, end) = await ProbeOneAsync(1, skinH, current, model, registeredHeadFromScalp, options, ct);
+        var (contact, end) = await ProbeOneAsync(1, skinH, current, ModelSkin(model, registeredHeadFromScalp), options, ct);
         var inScalp = Rotations.Inverse(registeredHeadFromScalp).Apply(contact.ContactH);
         const double SearchMm = 10;
         var deviation = model.ClosestPoint(inScalp, SearchMm) is { } hit
@@ -162,14 +224,15 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     }
 
     /// <summary>One probe: travel above the aim, probe down, read the contact, back up to the start. Returns the contact and where the needle is.</summary>
-    private async Task<(ProbeContact Contact, Vec3 End)> ProbeOneAsync(int index, Vec3 aimH, Vec3 current, TriangleMesh model, RigidTransform nominal, SurfaceProbeOptions options, CancellationToken ct)
+    /// <param name="highestSkinG">The highest skin under the straight XY path between two machine points, with the head at a pose (machine Z; −∞ where none).</param>
+    private async Task<(ProbeContact Contact, Vec3 End)> ProbeOneAsync(int index, Vec3 aimH, Vec3 current, Func<RigidTransform, Vec3, Vec3, double> highestSkinG, SurfaceProbeOptions options, CancellationToken ct)
     {
         var before = CurrentPose(index, "before");
         var aimG = before.GantryFromHead.Apply(aimH);
         var start = _program.Grid.Quantise(aimG with { Z = aimG.Z + options.ApproachMm });
         if (!profile.InEnvelope(start)) throw Refused(index, $"its start {start} is outside the machine envelope: turn the head so the patch faces the needle");
         // Across: above the highest skin the model puts under the path (a crown between two probes is higher than both).
-        var highest = HighestSkinAlong(model, before.GantryFromHead * nominal, current, start) + options.ApproachMm;
+        var highest = highestSkinG(before.GantryFromHead, current, start) + options.ApproachMm;
         var traverse = _program.Grid.Quantise(start with { Z = Math.Min(profile.Envelope.Max.Z, Math.Max(highest, Math.Max(current.Z, start.Z)) + options.TraverseClearanceMm) });
         var above = traverse with { X = start.X, Y = start.Y };
         var up = current with { Z = traverse.Z };
@@ -209,7 +272,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             var end = await RecoverAsync(start, ct);
             throw Refused(index, e.Code == 4
                 ? "the probe reads touching before it moved (ALARM:4), though the way down to its start touched nothing: the probe wire is likely shorted or its switch stuck; check it, then probe again"
-                : FormattableString.Invariant($"it touched no skin within {options.BeyondMm:0.0#} mm below where the model puts it (ALARM:5): the probe wire may be cut, or the head is not where it was tracked; the needle went {distance:0.0#} mm down and is back up at {end}"));
+                : FormattableString.Invariant($"it touched no skin within {options.BeyondMm:0.0#} mm below where the skin was expected (ALARM:5): the probe wire may be cut, or the head is not where it was tracked; the needle went {distance:0.0#} mm down and is back up at {end}"));
         }
         try
         {
@@ -303,6 +366,10 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         }
     }
 
+    /// <summary>The highest skin under a path as the model placed by <paramref name="headFromScalp"/> puts it, with the head at a pose.</summary>
+    private static Func<RigidTransform, Vec3, Vec3, double> ModelSkin(TriangleMesh model, RigidTransform headFromScalp) =>
+        (gantryFromHead, from, to) => HighestSkinAlong(model, gantryFromHead * headFromScalp, from, to);
+
     /// <summary>The highest skin the model (placed by <paramref name="gantryFromScalp"/>) puts under the straight XY path from <paramref name="from"/> to <paramref name="to"/>, machine Z; −∞ where none.</summary>
     private static double HighestSkinAlong(TriangleMesh model, RigidTransform gantryFromScalp, Vec3 from, Vec3 to)
     {
@@ -350,15 +417,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var valid = problems.Count == 0;
         var notes = valid ? "" : "the head model does not fit the contacts: " + string.Join("; ", problems);
         var record = ledger.SaveSurfaceRegistration(sessionId, patch, modelSha256, TransformJson(fit.HeadFromScalp), fit.RmsMm, fit.P95Mm, fit.MaxMm, contacts.Count, fit.InlierCount,
-            JsonSerializer.Serialize(scored.Select(c => new
-            {
-                c.Index,
-                aimH = Xyz(c.AimH),
-                contactG = Xyz(c.ContactG),
-                contactH = Xyz(c.ContactH),
-                residualMm = double.IsFinite(c.ResidualMm) ? Math.Round(c.ResidualMm, 4) : (double?)null,
-                c.Inlier,
-            })), valid, notes);
+            ContactsJson(scored), valid, notes);
         return new SurfaceProbeOutcome(record, fit.HeadFromScalp, scored, seconds);
     }
 
@@ -387,6 +446,17 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     }
 
     private static RefusedException Refused(int index, string why) => new(RefusalKind.FailedPrecondition, $"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}");
+
+    /// <summary>Every probe as stored with its registration: where it was aimed, where it touched (G and H), its residual, whether it was used.</summary>
+    private static string ContactsJson(IEnumerable<ProbeContact> contacts) => JsonSerializer.Serialize(contacts.Select(c => new
+    {
+        c.Index,
+        aimH = Xyz(c.AimH),
+        contactG = Xyz(c.ContactG),
+        contactH = Xyz(c.ContactH),
+        residualMm = double.IsFinite(c.ResidualMm) ? Math.Round(c.ResidualMm, 4) : (double?)null,
+        c.Inlier,
+    }));
 
     private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
 

@@ -70,9 +70,9 @@ internal static class SurfaceCommand
     private static string Header(SurfaceRegistration r)
     {
         var t = r.HeadFromScalp ?? new FrameTransform();
-        return string.Create(Inv, $"{r.Id}  head position {(r.Patch == 0 ? "-" : r.Patch.ToString(Inv))}  {(!r.Valid ? "NOT VALID" : r.WithdrawnBecause.Length > 0 ? "WITHDRAWN" : "VALID")}  {r.Inliers} of {r.Contacts} contacts  ")
+        return string.Create(Inv, $"{r.Id}  head position {(r.Patch == 0 ? "-" : r.Patch.ToString(Inv))}  {(!r.Valid ? "NOT VALID" : r.WithdrawnBecause.Length > 0 ? "WITHDRAWN" : "VALID")}{(r.HeightMap ? "  HEIGHT MAP" : "")}  {r.Inliers} of {r.Contacts} contacts  ")
             + $"RMS {Formatting.Mm(r.RmsMm)} p95 {Formatting.Mm(r.P95Mm)} max {Formatting.Mm(r.MaxMm)} mm  "
-            + $"T_HS translation ({Formatting.Mm(t.TxMm)}, {Formatting.Mm(t.TyMm)}, {Formatting.Mm(t.TzMm)}) mm, rotation ({Formatting.Number(t.RxDeg, "0.000")}, {Formatting.Number(t.RyDeg, "0.000")}, {Formatting.Number(t.RzDeg, "0.000")})°"
+            + (r.HeightMap ? "(the skin against the plan's heights)" : $"T_HS translation ({Formatting.Mm(t.TxMm)}, {Formatting.Mm(t.TyMm)}, {Formatting.Mm(t.TzMm)}) mm, rotation ({Formatting.Number(t.RxDeg, "0.000")}, {Formatting.Number(t.RyDeg, "0.000")}, {Formatting.Number(t.RzDeg, "0.000")})°")
             + (r.Notes.Length > 0 ? Environment.NewLine + "          " + r.Notes : "")
             + (r.WithdrawnBecause.Length > 0 ? Environment.NewLine + "          withdrawn by a re-check during the session: " + r.WithdrawnBecause : "");
     }

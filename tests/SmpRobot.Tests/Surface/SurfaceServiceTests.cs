@@ -100,6 +100,49 @@ public sealed class SurfaceServiceTests
     }
 
     [Fact]
+    public async Task A_plan_without_a_head_model_is_probed_as_a_height_map_and_every_dot_goes_its_depth_below_the_measured_skin()
+    {
+        await using var c = await StartAsync(timeScale: 100);
+        // A demo plan (a shallow 0.4 mm dome over the top of H, straight down, no head model): the real skin is the
+        // synthetic head's crown, curved the other way and its board a little off, so the plan's own heights are wrong by
+        // up to some tenths (within the probe's reach: more than 1.5 mm and a probe touches nothing, and refuses).
+        var plan = SmpRobot.Controller.Plans.DemoPlanGenerator.Generate(150, seed: 8);
+        foreach (var dot in plan.Dots) dot.ZMm -= 2.7;
+        var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.False((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed); // its own heights may be used
+
+        var map = await Surface(c).ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = session.Id, Points = 25 }, deadline: DateTime.UtcNow.Add(Timeout));
+
+        Assert.True(map.Valid, map.Notes);
+        Assert.True(map.HeightMap);
+        Assert.Equal(25u, map.Contacts);
+        Assert.Contains("height map of 5 × 5 nodes", map.Notes, StringComparison.Ordinal);
+        Assert.True(map.MaxMm > 0.2, $"the plan's heights were only {map.MaxMm:0.000} mm off: the test would prove nothing");
+        var probed = c.Simulator.MotionRecord.Count;
+
+        await c.StartHeartbeatAsync();
+        await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
+        Assert.Equal(SessionState.Completed, (await c.WaitForAsync(session.Id, ControllerFixture.IsFinished, Timeout)).State);
+
+        var record = c.Simulator.MotionRecord.Skip(probed).ToList();
+        var bottoms = record.Zip(record.Skip(1)).Where(p => p.Second.Kind == SimMotionKind.Dwell && p.Second.DurationSeconds > 0.05 && p.First.Kind == SimMotionKind.Feed && p.First.SpindleOn
+            && p.First.From.X == p.First.To.X && p.First.From.Y == p.First.To.Y && p.First.To.Z < p.First.From.Z).Select(p => p.First.To).ToList();
+        Assert.Equal(plan.Dots.Count, bottoms.Count);
+        // Each dot's depth below the real skin along its normal (the plan has none: the map's slope gives it), within
+        // the interpolation error over 4 mm cells of a 100 mm head and a step of the grid.
+        // (The still head is at the profile's fixed pose, no yaw: a dot's X and Y in H plus its origin.)
+        var origin = ControllerFixture.Profile.FixedHead;
+        Assert.All(bottoms, b =>
+        {
+            var dot = plan.Dots.MinBy(d => Math.Pow(d.XMm + origin.OriginXMm - b.X, 2) + Math.Pow(d.YMm + origin.OriginYMm - b.Y, 2))!;
+            var skin = Scalp.SkinAt(b.X, b.Y, 0)!.Value;
+            Assert.InRange(Vec3.Dot(skin.Point - b, skin.Normal), dot.DepthMm - 0.03, dot.DepthMm + 0.03);
+        });
+        var audit = c.Services.GetRequiredService<SmpRobot.Controller.Storage.LedgerStore>().ReadAudit(session.Id);
+        Assert.Contains(audit, a => a.Kind == "surface" && a.Message.Contains($"placed on height map {map.Id}", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_session_whose_skin_was_not_measured_is_refused_naming_the_probe_and_an_override_is_recorded()
     {
         await using var c = await StartAsync(timeScale: 200);
