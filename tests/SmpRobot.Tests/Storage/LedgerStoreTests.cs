@@ -141,7 +141,7 @@ public sealed class LedgerStoreTests : IDisposable
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE surface_checks; UPDATE schema_version SET version = 4;";
+            cmd.CommandText = "DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
             cmd.ExecuteNonQuery();
         }
         using var reopened = Open();
