@@ -18,7 +18,7 @@ public enum RefusalKind
 /// and names what fixes it. Neutral ground for Sessions, Calibration and the machine's readiness check,
 /// so none of them depends on another for its errors.
 /// </summary>
-public sealed class RefusedException(RefusalKind kind, string message) : Exception(message)
+public class RefusedException(RefusalKind kind, string message) : Exception(message)
 {
     /// <summary>Which gRPC status the refusal becomes.</summary>
     public RefusalKind Kind { get; } = kind;

@@ -53,7 +53,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
 
     /// <summary>
     /// For a plan without a head model: the probed height map of the head position being placed (smp surface probe),
-    /// which gives each dot's skin height in H (bilinear between its nodes); null (the default) to use the plan's own
+    /// which gives each dot's skin height in H (interpolated between its nodes); null (the default) to use the plan's own
     /// heights. Set by the runner as it enters a head position.
     /// </summary>
     public HeightMap? HeightMap

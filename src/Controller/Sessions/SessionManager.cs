@@ -291,8 +291,12 @@ public sealed partial class SessionManager : IAsyncDisposable
         }
         var status = await _gantry.RequireClient().QueryStatusAsync(cancellationToken);
         var patches = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId));
-        // The check aims as the run will: with the plan's skin normals (the plunge compensates the needle's tilt).
+        // The check aims as the run will: with the plan's skin normals (the plunge compensates the needle's tilt). On the
+        // plan's own skin heights: the measured skin of each head position (within a probe's reach of them) is set by
+        // the runner as it enters it, never left over from an earlier run.
         _aiming.Normals = patches.Normal;
+        _aiming.SurfaceCorrection = RigidTransform.Identity;
+        _aiming.HeightMap = null;
         var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot with { Patch = patches.Of(d.Dot.DotId) });
         // A still head is checked in each of the plan's head positions; a tracked one where it is now.
         var stillHead = _profile.FixedHead.ToTransform();

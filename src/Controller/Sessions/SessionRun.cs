@@ -48,6 +48,15 @@ public sealed class RunCommands
     /// <summary>Cancelled by a fault or an e-stop.</summary>
     public CancellationTokenSource Cancellation { get; } = new();
 
+    // Like Cancellation, never disposed: watchers may still read its token after the run ended.
+    private CancellationTokenSource AnyPostedSource { get; } = new();
+
+    /// <summary>
+    /// Cancelled once any command is posted (a pause too): what must stop at once for any of them (a surface re-check's
+    /// probe on the skin) watches it; the placing cycle looks at the commands between its steps instead.
+    /// </summary>
+    public CancellationToken AnyPosted => AnyPostedSource.Token;
+
     /// <summary>
     /// Posts a command. Returns false (and posts nothing) when an equal or stronger one was posted
     /// before: the first reason of the strongest request is the one told.
@@ -61,6 +70,15 @@ public sealed class RunCommands
             _posted = command;
         }
         _inbox.Writer.TryWrite(command);
+        try
+        {
+            // On the thread pool, as below: the poster never runs the watcher's stop on its own thread.
+            _ = AnyPostedSource.CancelAsync();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The run already ended.
+        }
         if (kind is RunCommandKind.EmergencyStop or RunCommandKind.Fault)
         {
             try

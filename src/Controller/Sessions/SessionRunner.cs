@@ -63,18 +63,24 @@ public sealed partial class SessionRunner(
                     patch = pending[i].Patch;
                     EnterPosition(run, patch.Value);
                 }
-                var result = await cycle.PlaceAsync(pending[i], ct);
-                if (result.Kind == DotOutcomeKind.Placed)
+                if (_recheck is { Due: true } && run.Hold.Pending is null && !run.Commands.StopRequested)
                 {
-                    PersistTimersIfDue(run);
-                    i++;
-                    changed();
-                    if (_recheck is not null && _recheck.CountPlaced() && i < pending.Count && pending[i].Patch == patch && !run.Commands.StopRequested
-                        && await RecheckSurfaceAsync(run, cycle, pending[i], ct) is { } moved)
+                    // A retract the guard asked for is finished first: the probe starts from a needle at rest.
+                    await cycle.FinishRetractIfRequestedAsync(ct);
+                    if (await RecheckSurfaceAsync(run, cycle, pending[i], ct) is { } moved)
                     {
                         (outcome, reason) = (SessionPhase.Paused, "held: " + moved);
                         break;
                     }
+                    continue; // the commands, the hold and the dot again, from the top
+                }
+                var result = await cycle.PlaceAsync(pending[i], ct);
+                if (result.Kind == DotOutcomeKind.Placed)
+                {
+                    _recheck?.CountPlaced();
+                    PersistTimersIfDue(run);
+                    i++;
+                    changed();
                 }
                 else if (result.Kind == DotOutcomeKind.GuardTripped)
                 {
@@ -248,15 +254,25 @@ public sealed partial class SessionRunner(
     /// The periodic re-check (<see cref="SurfaceRecheck"/>) before <paramref name="next"/>: needle drive off, one probe,
     /// then the firmware set up for placing again. Returns the hold's reason when the skin moved or the probe failed.
     /// A probe's own alarm (ALARM:4/5) is its refusal, not a gantry fault of the run (<see cref="SessionRun.ProbeUnderWay"/>).
+    /// Any command to the run (the operator's pause, the dead-man, the patient's switch) stops the probe at once: feed
+    /// hold, the queue flushed, the needle up; the run then ends as that command says and the registration stands.
     /// </summary>
     private async Task<string?> RecheckSurfaceAsync(SessionRun run, DotCycle cycle, PlannedDot next, CancellationToken ct)
     {
         await motion.DriveOffAsync(ct);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, run.Commands.AnyPosted);
         run.ProbeUnderWay = true;
         string? moved;
         try
         {
-            moved = await _recheck!.CheckAsync(run.SessionId, next, aiming.SurfaceCorrection, cycle.Position, ct);
+            moved = await _recheck!.CheckAsync(run.SessionId, next, aiming.SurfaceCorrection, cycle.Position, stop.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested && run.Commands.AnyPosted.IsCancellationRequested)
+        {
+            var error = await safety.HoldAndRetractAsync("surface re-check stopped: " + run.Commands.Posted?.Reason, CancellationToken.None);
+            if (error.Length > 0) throw new GantryFaultException(GantryFaultKind.Protocol, 0, "stopping the surface re-check failed: " + error);
+            ledger.Audit(run.SessionId, "surface-check-stopped", $"the surface re-check before dot {next.DotId} was stopped ({run.Commands.Posted?.Reason}); the needle is up, the registration stands");
+            moved = null;
         }
         finally
         {

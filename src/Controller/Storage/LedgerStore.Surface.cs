@@ -101,6 +101,18 @@ public sealed partial class LedgerStore
         }
     }
 
+    /// <summary>How many of a session's dots became Placed after <paramref name="since"/> (a registration, or its last re-check).</summary>
+    public int CountPlacedSince(string sessionId, DateTimeOffset since)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return (int)Scalar<long>(null, "SELECT COUNT(*) FROM dots WHERE session_id = $s AND state = $placed AND updated_at > $since",
+                ("$s", sessionId), ("$placed", (int)DotLedgerState.Placed), ("$since", since.UtcTicks));
+        }
+    }
+
     /// <summary>Every re-check of a session, oldest first.</summary>
     public IReadOnlyList<SurfaceCheckRecord> ListSurfaceChecks(string sessionId)
     {

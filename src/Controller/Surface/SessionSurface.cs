@@ -54,7 +54,15 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
         if (source is null || source.HeadModelSha256.Length == 0)
         {
             // No model of this head: a height map over the dots, each node probed from above the plan's own height there.
-            var grid = HeightMap.Over(dots, points, HeightMapMarginMm);
+            HeightMap grid;
+            try
+            {
+                grid = HeightMap.Over(dots, points, HeightMapMarginMm, HeightMapMaxCellMm, MaxHeightMapNodes);
+            }
+            catch (ArgumentException e)
+            {
+                throw new RefusedException(RefusalKind.FailedPrecondition, $"head position {patch}: {e.Message}; nothing was probed");
+            }
             double PlanZ(double x, double y) => dots.MinBy(d => ((d.X - x) * (d.X - x)) + ((d.Y - y) * (d.Y - y))).Z;
             return await probing.ProbeHeightMapAsync(grid, PlanZ, sessionId, patch, new SurfaceProbeOptions(), ct, enter);
         }
@@ -72,6 +80,15 @@ public sealed class SessionSurface(LedgerStore ledger, SurfaceProbing probing, I
 
     /// <summary>How far a height map reaches beyond the outermost dots, mm: every dot lies inside it, not on its edge.</summary>
     public const double HeightMapMarginMm = 1;
+
+    /// <summary>
+    /// The widest cell of a height map, mm: more nodes are probed than asked for where the area needs them, so the
+    /// interpolated skin stays within micrometres of a scalp's curvature between them.
+    /// </summary>
+    public const double HeightMapMaxCellMm = 5;
+
+    /// <summary>Most nodes a height map probes (a 45 × 45 mm head position at 5 mm); a larger one is refused.</summary>
+    public const int MaxHeightMapNodes = 100;
 
     /// <summary>How far from a few-dot patch's dots its extra probe points may lie, mm.</summary>
     public const double AroundMm = 8;

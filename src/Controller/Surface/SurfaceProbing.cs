@@ -60,6 +60,18 @@ public sealed record SurfaceProbeOptions
 /// <param name="Inlier">Whether the fit rests on it.</param>
 public sealed record ProbeContact(int Index, Vec3 AimH, Vec3 StartG, Vec3 ContactG, Vec3 ContactH, double ResidualMm, bool Inlier);
 
+/// <summary>A probe refused: why, and whether it tells that the skin or the probe is not as registered.</summary>
+/// <param name="message">The refusal, in words.</param>
+/// <param name="skinOrProbeInDoubt">
+/// True when the probe itself says so (nothing touched: ALARM:5; touching before moving: ALARM:4; skin touched on the
+/// way down); false when it was refused for another reason (tracking, a moving head, the machine's state).
+/// </param>
+public sealed class SurfaceProbeRefusedException(string message, bool skinOrProbeInDoubt) : RefusedException(RefusalKind.FailedPrecondition, message)
+{
+    /// <summary>The skin or the probe is not as registered.</summary>
+    public bool SkinOrProbeInDoubt { get; } = skinOrProbeInDoubt;
+}
+
 /// <summary>A session's re-check of its registration: one contact and how far it is from the registered surface.</summary>
 /// <param name="Contact">The probe's contact (its residual is the deviation).</param>
 /// <param name="DeviationMm">The contact's distance to the registered surface along its normal (+: the skin is outside it), mm.</param>
@@ -136,9 +148,9 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             activity.Doing(registering);
             return register(contacts, time.GetElapsedTime(started).TotalSeconds);
         }
-        catch (RefusedException e) when (e.Kind == RefusalKind.FailedPrecondition && e.Message.StartsWith("surface probe ", StringComparison.Ordinal))
+        catch (SurfaceProbeRefusedException e)
         {
-            throw new RefusedException(e.Kind, e.Message + "; nothing was stored");
+            throw new SurfaceProbeRefusedException(e.Message + "; nothing was stored", e.SkinOrProbeInDoubt);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
         {
@@ -153,8 +165,8 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
     /// Where a plan has no head model: probes the nodes of <paramref name="grid"/> (frame H, over the head position's
     /// dots), each from <see cref="SurfaceProbeOptions.ApproachMm"/> above the plan's own skin height there
     /// (<paramref name="expectedZAt"/>), exactly as a registration's probes run, and stores the measured heights as a
-    /// height-map registration: the dots of that head position are then placed on the measured skin, bilinear between
-    /// the nodes. Valid when every node was touched within the probe's bounded distance; the contacts' differences
+    /// height-map registration: the dots of that head position are then placed on the measured skin, between the nodes
+    /// (Catmull–Rom). Valid when every node was touched within the probe's bounded distance; the contacts' differences
     /// from the plan's heights are its residuals (what the plan had wrong). Refuses as a registration does.
     /// </summary>
     public async Task<SurfaceProbeOutcome> ProbeHeightMapAsync(HeightMap grid, Func<double, double, double> expectedZAt, string? sessionId, int patch, SurfaceProbeOptions options, CancellationToken ct, Action? enterHeadPosition = null)
@@ -177,17 +189,35 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         Func<RigidTransform, Vec3, Vec3, double> highest = (gantryFromHead, _, _) => aimsH.Max(a => gantryFromHead.Apply(a).Z);
         return await ProbeAllAsync(aimsH, highest, sessionId, enterHeadPosition, options, "building the height map", (contacts, seconds) =>
         {
-            // Back in grid order (row by row), each node the height of the skin where its probe touched.
-            var heights = new double[grid.Columns * grid.Rows];
+            // Back in grid order (row by row). A probe comes down along gantry Z, which in a turned head position (or
+            // on a swaying head) is not H's Z: it touches beside its node. Each node's height is its contact's, carried
+            // to the node along the skin's slope there (twice: the slope from the map of the previous pass).
+            var node = new int[contacts.Count];
             var scored = new List<ProbeContact>(contacts.Count);
             for (var i = 0; i < contacts.Count; i++)
             {
                 var row = i / grid.Columns;
-                var column = row % 2 == 0 ? i % grid.Columns : grid.Columns - 1 - (i % grid.Columns);
-                heights[(row * grid.Columns) + column] = contacts[i].ContactH.Z;
+                node[i] = (row * grid.Columns) + (row % 2 == 0 ? i % grid.Columns : grid.Columns - 1 - (i % grid.Columns));
+                var aside = Math.Sqrt(Math.Pow(contacts[i].ContactH.X - aimsH[i].X, 2) + Math.Pow(contacts[i].ContactH.Y - aimsH[i].Y, 2));
+                if (aside > MaxContactAsideMm)
+                {
+                    throw new RefusedException(RefusalKind.FailedPrecondition, FormattableString.Invariant($"surface probe {i + 1} touched the skin {aside:0.00} mm beside its grid node (at most {MaxContactAsideMm:0.#}): the head is turned too far from the needle for a height map here; nothing was stored"));
+                }
                 scored.Add(contacts[i] with { ResidualMm = contacts[i].ContactH.Z - aimsH[i].Z, Inlier = true });
             }
+            var heights = new double[grid.Columns * grid.Rows];
+            for (var i = 0; i < contacts.Count; i++) heights[node[i]] = contacts[i].ContactH.Z;
             var map = grid.WithHeights(heights);
+            for (var pass = 0; pass < 2; pass++)
+            {
+                for (var i = 0; i < contacts.Count; i++)
+                {
+                    var c = contacts[i].ContactH;
+                    var n = map.NormalAt(Math.Clamp(c.X, map.MinXMm, map.MaxXMm), Math.Clamp(c.Y, map.MinYMm, map.MaxYMm));
+                    heights[node[i]] = c.Z - ((n.X / n.Z) * (aimsH[i].X - c.X)) - ((n.Y / n.Z) * (aimsH[i].Y - c.Y));
+                }
+                map = grid.WithHeights(heights);
+            }
             var off = scored.Select(c => Math.Abs(c.ResidualMm)).Order().ToList();
             var rms = Math.Sqrt(off.Sum(r => r * r) / off.Count);
             var p95 = off[Math.Min(off.Count - 1, (int)Math.Ceiling(0.95 * off.Count) - 1)];
@@ -270,7 +300,7 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code is 4 or 5)
         {
             var end = await RecoverAsync(start, ct);
-            throw Refused(index, e.Code == 4
+            throw ProbeSaysSo(index, e.Code == 4
                 ? "the probe reads touching before it moved (ALARM:4), though the way down to its start touched nothing: the probe wire is likely shorted or its switch stuck; check it, then probe again"
                 : FormattableString.Invariant($"it touched no skin within {options.BeyondMm:0.0#} mm below where the skin was expected (ALARM:5): the probe wire may be cut, or the head is not where it was tracked; the needle went {distance:0.0#} mm down and is back up at {end}"));
         }
@@ -305,12 +335,12 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             catch (GantryFaultException e) when (e.Kind == GantryFaultKind.Alarm && e.Code == 4)
             {
                 await RecoverAsync(lift, ct);
-                throw Refused(index, "the probe reads touching before the needle head came down to the skin (ALARM:4): the probe wire is likely shorted or its switch stuck; check it, then probe again");
+                throw ProbeSaysSo(index, "the probe reads touching before the needle head came down to the skin (ALARM:4): the probe wire is likely shorted or its switch stuck; check it, then probe again");
             }
             if (watched.Contact)
             {
                 await LiftToAsync(lift.Z, ct);
-                throw Refused(index, FormattableString.Invariant($"the needle head touched skin {watched.MachineMm.Z - toZ:0.00} mm above where it was going, on its way down to the probe's start: the skin is higher than the model puts it there (the head model or its placement is off by more than the {options.ApproachMm:0.#} mm approach); the needle is back up"));
+                throw ProbeSaysSo(index, FormattableString.Invariant($"the needle head touched skin {watched.MachineMm.Z - toZ:0.00} mm above where it was going, on its way down to the probe's start: the skin is higher than expected there (the head model and its placement, or the plan's own heights, are off by more than the {options.ApproachMm:0.#} mm approach); the needle is back up"));
             }
             descended = descended with { Z = descended.Z - step };
         }
@@ -323,6 +353,9 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         var skin = CurrentPose(index, "before").GantryFromHead.Apply(aimH);
         return start with { Z = _program.Grid.Quantise(skin with { Z = skin.Z + options.ApproachMm }).Z };
     }
+
+    /// <summary>How far beside its grid node a height map's contact may touch (a turned head, a swaying one), mm.</summary>
+    public const double MaxContactAsideMm = 1;
 
     /// <summary>A probe's start is moved when the skin under it moved more than this while the needle came down, mm.</summary>
     private const double RestartMm = 0.2;
@@ -445,7 +478,11 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         return 0.5 * (lo + hi);
     }
 
-    private static RefusedException Refused(int index, string why) => new(RefusalKind.FailedPrecondition, $"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}");
+    /// <summary>A refusal that says nothing of the skin (tracking, a moving head, the machine).</summary>
+    private static SurfaceProbeRefusedException Refused(int index, string why) => new($"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}", skinOrProbeInDoubt: false);
+
+    /// <summary>A refusal by the probe itself: the skin is not where expected, or the probe does not work.</summary>
+    private static SurfaceProbeRefusedException ProbeSaysSo(int index, string why) => new($"surface probe {index.ToString(CultureInfo.InvariantCulture)}: {why}", skinOrProbeInDoubt: true);
 
     /// <summary>Every probe as stored with its registration: where it was aimed, where it touched (G and H), its residual, whether it was used.</summary>
     private static string ContactsJson(IEnumerable<ProbeContact> contacts) => JsonSerializer.Serialize(contacts.Select(c => new

@@ -6,8 +6,9 @@ namespace SmpRobot.Treatment.Surface;
 
 /// <summary>
 /// The skin's height over a rectangular grid in the head frame H, probed node by node, as CNC auto-levelling does
-/// where no model of the surface exists: bicubic between the nodes (Catmull–Rom, so a curved scalp is followed
-/// between them: bilinear lies on the chords, 0.05 mm inside a 100 mm head across 4 mm cells), never beyond them.
+/// where no model of the surface exists: bicubic between the nodes (Catmull–Rom, with the edges continued as
+/// parabolas through the last three nodes, so a curved scalp is followed between and at the edge nodes: straight
+/// lines between nodes would lie on the chords, inside a domed scalp, and send every dot too deep), never beyond them.
 /// Heights in mm, along H's Z. Written by hand: a dozen lines of a textbook spline, on a grid of a few dozen nodes.
 /// </summary>
 public sealed class HeightMap
@@ -76,13 +77,16 @@ public sealed class HeightMap
     private static double CatmullRom(double p0, double p1, double p2, double p3, double t) =>
         0.5 * ((2 * p1) + ((p2 - p0) * t) + (((2 * p0) - (5 * p1) + (4 * p2) - p3) * t * t) + (((3 * p1) - p0 - (3 * p2) + p3) * t * t * t));
 
-    /// <summary>A node's height; beyond the grid's edge, extended along the edge's slope (so planes stay planes).</summary>
+    /// <summary>
+    /// A node's height; one node beyond the grid's edge, continued as the parabola through the last three nodes (a
+    /// straight line with only two), so the edge cells keep the scalp's curvature and planes stay planes.
+    /// </summary>
     private double Z(int column, int row)
     {
-        if (column < 0) return (2 * Z(0, row)) - Z(1, row);
-        if (column >= Columns) return (2 * Z(Columns - 1, row)) - Z(Columns - 2, row);
-        if (row < 0) return (2 * Z(column, 0)) - Z(column, 1);
-        if (row >= Rows) return (2 * Z(column, Rows - 1)) - Z(column, Rows - 2);
+        if (column < 0) return Columns >= 3 ? (3 * Z(0, row)) - (3 * Z(1, row)) + Z(2, row) : (2 * Z(0, row)) - Z(1, row);
+        if (column >= Columns) return Columns >= 3 ? (3 * Z(Columns - 1, row)) - (3 * Z(Columns - 2, row)) + Z(Columns - 3, row) : (2 * Z(Columns - 1, row)) - Z(Columns - 2, row);
+        if (row < 0) return Rows >= 3 ? (3 * Z(column, 0)) - (3 * Z(column, 1)) + Z(column, 2) : (2 * Z(column, 0)) - Z(column, 1);
+        if (row >= Rows) return Rows >= 3 ? (3 * Z(column, Rows - 1)) - (3 * Z(column, Rows - 2)) + Z(column, Rows - 3) : (2 * Z(column, Rows - 1)) - Z(column, Rows - 2);
         return _z[(row * Columns) + column];
     }
 
@@ -102,9 +106,11 @@ public sealed class HeightMap
 
     /// <summary>
     /// The grid over <paramref name="pointsH"/> (their X and Y, grown by <paramref name="marginMm"/> on every side) with
-    /// about <paramref name="nodes"/> nodes, spaced alike in X and Y; its heights still unknown (zero).
+    /// about <paramref name="nodes"/> nodes, spaced alike in X and Y, and more where needed so no cell is wider than
+    /// <paramref name="maxCellMm"/>; its heights still unknown (zero).
     /// </summary>
-    public static HeightMap Over(IReadOnlyList<Vec3> pointsH, int nodes, double marginMm)
+    /// <exception cref="ArgumentException">The area needs more than <paramref name="maxNodes"/> nodes at that spacing.</exception>
+    public static HeightMap Over(IReadOnlyList<Vec3> pointsH, int nodes, double marginMm, double maxCellMm = double.PositiveInfinity, int maxNodes = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(pointsH);
         if (pointsH.Count == 0) throw new ArgumentException("a height map needs points to cover", nameof(pointsH));
@@ -115,9 +121,19 @@ public sealed class HeightMap
         var maxY = pointsH.Max(p => p.Y) + marginMm;
         var width = Math.Max(maxX - minX, 0.5);
         var height = Math.Max(maxY - minY, 0.5);
-        // Columns : rows as width : height, columns · rows ≈ nodes.
-        var columns = Math.Clamp((int)Math.Round(Math.Sqrt(nodes * width / height)), 2, nodes / 2);
+        // Columns : rows as width : height, columns · rows ≈ nodes; then at least enough for the widest cell allowed.
+        var columns = Math.Clamp((int)Math.Round(Math.Sqrt(nodes * width / height)), 2, Math.Max(2, nodes / 2));
         var rows = Math.Max(2, nodes / columns);
+        if (double.IsFinite(maxCellMm))
+        {
+            columns = Math.Max(columns, (int)Math.Ceiling(width / maxCellMm) + 1);
+            rows = Math.Max(rows, (int)Math.Ceiling(height / maxCellMm) + 1);
+        }
+        if (columns * rows > maxNodes)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"a height map over {width:0.#} × {height:0.#} mm needs {columns} × {rows} nodes at most {maxCellMm:0.#} mm apart, more than the {maxNodes} probed at most: split the head position"));
+        }
         return new HeightMap(minX, minY, width / (columns - 1), height / (rows - 1), columns, rows, new double[columns * rows]);
     }
 

@@ -110,10 +110,11 @@ public sealed class SurfaceProbingTests
         var (c, scalp) = await StartAsync(boardOffset: Rotations.FromRotationVector(Vec3.Zero, new Vec3(0, 0, 3.5)));
         await using var __ = c;
 
-        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
+        var e = await Assert.ThrowsAsync<SurfaceProbeRefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
 
         Assert.Contains("touched skin", e.Message, StringComparison.Ordinal);
-        Assert.Contains("higher than the model puts it", e.Message, StringComparison.Ordinal);
+        Assert.True(e.SkinOrProbeInDoubt);
+        Assert.Contains("the skin is higher than expected there (the head model and its placement", e.Message, StringComparison.Ordinal);
         AssertAboveSkin(c, scalp);
         Assert.Equal("Idle", c.Simulator.State);
         Assert.Empty(c.Services.GetRequiredService<LedgerStore>().ListSurfaceRegistrations(null));
@@ -136,10 +137,11 @@ public sealed class SurfaceProbingTests
         await using var __ = c;
         var options = new SurfaceProbeOptions();
 
-        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, options, CancellationToken.None).WaitAsync(Timeout));
+        var e = await Assert.ThrowsAsync<SurfaceProbeRefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, options, CancellationToken.None).WaitAsync(Timeout));
 
         Assert.Contains("surface probe 1", e.Message, StringComparison.Ordinal);
         Assert.Contains("ALARM:5", e.Message, StringComparison.Ordinal);
+        Assert.True(e.SkinOrProbeInDoubt);
         Assert.Contains("nothing was stored", e.Message, StringComparison.Ordinal);
         var third = c.Simulator.MotionRecord.Single(m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
         Assert.True(third.Completed); // it ran its whole distance…
@@ -178,9 +180,10 @@ public sealed class SurfaceProbingTests
         scalp.GantryFromHeadAt = _ => pose;
         await c.HomeAsync();
 
-        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
+        var e = await Assert.ThrowsAsync<SurfaceProbeRefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
 
         Assert.Contains("surface probe 1: the head moved at 20.0 mm/s while the needle touched it", e.Message, StringComparison.Ordinal);
+        Assert.False(e.SkinOrProbeInDoubt); // nothing learnt of the skin: a session's re-check would hold without withdrawing
         Assert.Contains("nothing was stored", e.Message, StringComparison.Ordinal);
         Assert.Single(c.Simulator.MotionRecord, m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
         AssertAboveSkin(c, scalp);
@@ -195,9 +198,10 @@ public sealed class SurfaceProbingTests
         var (c, _) = await StartAsync("probe-stuck=1");
         await using var __ = c;
 
-        var e = await Assert.ThrowsAsync<RefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
+        var e = await Assert.ThrowsAsync<SurfaceProbeRefusedException>(() => Probing(c).ProbeAsync(Model.Value.Mesh, "model-sha", Nominal, AimsH(8), null, 0, new SurfaceProbeOptions(), CancellationToken.None).WaitAsync(Timeout));
 
         Assert.Contains("ALARM:4", e.Message, StringComparison.Ordinal);
+        Assert.True(e.SkinOrProbeInDoubt);
         Assert.Contains("shorted or its switch stuck", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(c.Simulator.MotionRecord, m => m.Kind == SimMotionKind.Probe);
         Assert.Equal("Idle", c.Simulator.State);

@@ -27,7 +27,7 @@ public sealed class SurfaceRecheckTests : IDisposable
     // A fresh scalp per test: the tests move its board.
     private readonly SimulatedScalp _scalp = SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.3, 0.2, -0.4) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
 
-    private async Task<(ControllerFixture C, Session Session)> StartedAsync()
+    private async Task<(ControllerFixture C, Session Session)> StartedAsync(int untilPlaced = Every + 5)
     {
         // sim.json with a re-check every 20 dots (its default is every 150).
         var profileText = await File.ReadAllTextAsync(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
@@ -45,8 +45,8 @@ public sealed class SurfaceRecheckTests : IDisposable
         Assert.True(registration.Valid, registration.Notes);
         await c.StartHeartbeatAsync();
         await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id });
-        // Past the first re-check, which finds the skin where it was registered.
-        await c.WaitForAsync(session.Id, s => s.Dots.Placed >= Every + 5 || ControllerFixture.IsEnded(s), Timeout);
+        // By default past the first re-check, which finds the skin where it was registered.
+        await c.WaitForAsync(session.Id, s => s.Dots.Placed >= untilPlaced || ControllerFixture.IsEnded(s), Timeout);
         return (c, session);
     }
 
@@ -118,6 +118,29 @@ public sealed class SurfaceRecheckTests : IDisposable
             var depth = Vec3.Dot(skin.Point - m.To, skin.Normal);
             Assert.True(depths.Any(d => Math.Abs(d - depth) <= 0.03), $"plunge to {m.To}: {depth:0.000} mm below the skin");
         });
+    }
+
+    [Fact]
+    public async Task The_count_to_the_next_re_check_goes_on_across_a_pause_and_a_resume()
+    {
+        var (c, session) = await StartedAsync(untilPlaced: 12);
+        await using var _ = c;
+
+        await c.Sessions.PauseAsync(new SessionRef { SessionId = session.Id });
+        // Paused after about 12 dots (a slow machine may go further; anywhere but at a multiple of 20, a count that
+        // started again at the resume would put the checks elsewhere).
+        await c.WaitForAsync(session.Id, s => s.State == SessionState.Paused, Timeout);
+        await c.Sessions.ResumeAsync(new SessionRef { SessionId = session.Id });
+        await c.WaitForAsync(session.Id, s => s.Dots.Placed >= (2 * Every) + 2 || ControllerFixture.IsEnded(s), Timeout);
+        await c.Sessions.AbortAsync(new SessionRef { SessionId = session.Id });
+
+        // The first re-check came before the 21st dot of the registration, not 20 dots after the resume.
+        var ledger = c.Services.GetRequiredService<LedgerStore>();
+        var order = ledger.LoadDots(session.Id).Select(d => d.Dot.DotId).ToList();
+        var checks = ledger.ListSurfaceChecks(session.Id);
+        Assert.True(checks.Count >= 2, $"{checks.Count} re-checks");
+        Assert.Equal([Every, 2 * Every], checks.Take(2).Select(k => order.IndexOf(k.DotId)));
+        Assert.All(checks, k => Assert.True(k.Ok, k.Notes));
     }
 
     [Fact]

@@ -3,7 +3,7 @@ using SmpRobot.Treatment.Surface;
 
 namespace SmpRobot.Tests.Treatment;
 
-/// <summary>The probed height map of a plan without a head model: its grid, bilinear heights and normals, and its bounds.</summary>
+/// <summary>The probed height map of a plan without a head model: its grid, its interpolated heights and normals, and its bounds.</summary>
 public class HeightMapTests
 {
     [Fact]
@@ -23,7 +23,7 @@ public class HeightMapTests
     [Fact]
     public void A_sloping_plane_is_reproduced_exactly_with_its_normal_and_the_stored_map_reads_back_the_same()
     {
-        // z = 0.2 x − 0.1 y + 3: bilinear reproduces a plane exactly, between and on the nodes.
+        // z = 0.2 x − 0.1 y + 3: a plane is reproduced exactly, between and on the nodes.
         var grid = HeightMap.Over([new Vec3(0, 0, 0), new Vec3(12, 9, 0)], 12, 0);
         var heights = new List<double>();
         for (var row = 0; row < grid.Rows; row++)
@@ -44,6 +44,37 @@ public class HeightMapTests
             var expected = new Vec3(-0.2, 0.1, 1).Normalized();
             Assert.True(n.DistanceTo(expected) < 1e-9, $"normal {n} at ({x}, {y}), expected {expected}");
         }
+    }
+
+    [Fact]
+    public void A_domed_scalp_is_followed_between_the_nodes_and_in_the_edge_cells_not_cut_along_the_chords()
+    {
+        // The top of a 90 mm sphere over 40 × 30 mm, nodes at most 5 mm apart: straight lines between the nodes would lie
+        // up to h²/8R = 0.035 mm inside it per axis, and more in the edge cells; the map follows it within 5 µm.
+        const double R = 90;
+        double Sphere(double x, double y) => Math.Sqrt((R * R) - (x * x) - (y * y)) - R;
+        var grid = HeightMap.Over([new Vec3(-20, -15, 0), new Vec3(20, 15, 0)], 16, 0, maxCellMm: 5, maxNodes: 100);
+        Assert.True(grid.StepXMm <= 5 && grid.StepYMm <= 5, $"{grid.StepXMm} × {grid.StepYMm} mm cells");
+        var heights = new List<double>();
+        for (var row = 0; row < grid.Rows; row++)
+        {
+            for (var column = 0; column < grid.Columns; column++)
+            {
+                var (x, y) = grid.Node(column, row);
+                heights.Add(Sphere(x, y));
+            }
+        }
+        var map = grid.WithHeights(heights);
+
+        var worst = 0.0;
+        for (var x = -20.0; x <= 20; x += 0.37)
+        {
+            for (var y = -15.0; y <= 15; y += 0.41) worst = Math.Max(worst, Math.Abs(map.ZAt(x, y) - Sphere(x, y)));
+        }
+        Assert.True(worst < 0.005, $"the map misses the dome by {worst:0.0000} mm");
+        // Too large an area for the nodes allowed is refused, naming what to do.
+        var e = Assert.Throws<ArgumentException>(() => HeightMap.Over([new Vec3(-40, -40, 0), new Vec3(40, 40, 0)], 16, 0, maxCellMm: 5, maxNodes: 64));
+        Assert.Contains("split the head position", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
