@@ -23,10 +23,11 @@ internal static class SurfaceCommand
         var session = new Argument<string>("SESSION") { Description = "The session whose scalp is probed (its plan must come from a design; smp run sends the head model with it)" };
         var patch = new Option<uint>("--patch") { Description = "The plan's head position (default: its first). Position the head as the session's hold said before probing", HelpName = "N" };
         var points = new Option<uint>("--points") { Description = "Probes, spread over the head position's dots (default 16; 6..64)", HelpName = "N" };
+        var png = new Option<string?>("--png") { Description = "Also draw the registration: every probe from above, coloured by its residual, outliers crossed", HelpName = "FILE" };
         var command = new Command("probe", "Probe the skin where a head position of the session places its dots (homed, needle drive off, slow, at most 1.5 mm past where the model puts the skin) "
             + "and register the head model to the contacts. Exit 0 valid, 1 not valid (refit or check the model) or refused. Ctrl+C stops the gantry.")
         {
-            session, patch, points,
+            session, patch, points, png,
         };
         app.Bind(command, async (ctx, parse, ct) =>
         {
@@ -46,11 +47,24 @@ internal static class SurfaceCommand
                   .Append(" z ").Append(Formatting.Mm(c.ContactZMm)).Append(" mm (H): residual ").Append(Formatting.Mm(c.ResidualMm)).Append(" mm").AppendLine(c.Inlier ? "" : "  OUTLIER, not used");
             }
             sb.Append("Time      ").Append(Formatting.Number(reply.Seconds, "0.0")).Append(" s; ").Append(reply.Valid ? "sessions use this registration" : "NOT used: " + reply.Notes);
+            if (parse.GetValue(png) is { } picture && reply.ContactPoints.Count > 0)
+            {
+                Treatment.Preview.SurfacePicture.WritePng(
+                    [.. reply.ContactPoints.Select(c => new Treatment.Preview.PictureContact((int)c.Index, new Geometry.Vec3(c.AimXMm, c.AimYMm, c.AimZMm), new Geometry.Vec3(c.ContactXMm, c.ContactYMm, c.ContactZMm), c.ResidualMm, c.Inlier))],
+                    $"surface registration {reply.Id}, head position {(reply.Patch == 0 ? "-" : reply.Patch.ToString(Inv))}{(reply.HeightMap ? " (height map)" : "")}",
+                    string.Create(Inv, $"{(reply.Valid ? "valid" : "NOT valid")}: {reply.Inliers} of {reply.Contacts} contacts, RMS {reply.RmsMm:0.000} p95 {reply.P95Mm:0.000} max {reply.MaxMm:0.000} mm"),
+                    ResidualScaleMm, picture);
+                sb.AppendLine().Append("Picture   ").Append(Path.GetFullPath(picture));
+                json["png"] = Path.GetFullPath(picture);
+            }
             ctx.Result(sb.ToString().TrimEnd(), json);
             return exit;
         });
         return command;
     }
+
+    /// <summary>The residual at either end of the picture's colour scale: the largest a registration's contact may have, mm.</summary>
+    private const double ResidualScaleMm = 0.15;
 
     private static Command List(CliCommands app)
     {
