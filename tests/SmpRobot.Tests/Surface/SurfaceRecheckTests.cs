@@ -27,13 +27,13 @@ public sealed class SurfaceRecheckTests : IDisposable
     // A fresh scalp per test: the tests move its board.
     private readonly SimulatedScalp _scalp = SimulatedScalp.SyntheticHead(Rotations.FromRotationVector(new Vec3(0.3, 0.2, -0.4) * (Math.PI / 180), new Vec3(-1.2, 1.4, 0.9)));
 
-    private async Task<(ControllerFixture C, Session Session)> StartedAsync(int untilPlaced = Every + 5)
+    private async Task<(ControllerFixture C, Session Session)> StartedAsync(int untilPlaced = Every + 5, int every = Every, double timeScale = 50)
     {
         // sim.json with a re-check every 20 dots (its default is every 150).
         var profileText = await File.ReadAllTextAsync(Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"));
         var profilePath = Path.Combine(_profileDirectory, "sim-recheck.json");
-        await File.WriteAllTextAsync(profilePath, "{ \"surfaceRecheckEveryDots\": " + Every + "," + profileText.TrimStart()[1..]);
-        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = 50, Skin = _scalp });
+        await File.WriteAllTextAsync(profilePath, "{ \"surfaceRecheckEveryDots\": " + every + "," + profileText.TrimStart()[1..]);
+        var simulator = new SimulatedGantry(ControllerFixture.Profile, TimeProvider.System, new SimulatedGantryOptions { TimeScale = timeScale, Skin = _scalp });
         var c = await ControllerFixture.StartAsync(simulator, configure: o => o with { ProfilePath = profilePath });
         await c.HomeAsync();
         var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest
@@ -170,6 +170,42 @@ public sealed class SurfaceRecheckTests : IDisposable
         Assert.Equal(blind.From.Z, c.Simulator.Position.Z, 3);
         Assert.DoesNotContain(c.Simulator.MotionRecord.SkipWhile(m => !ReferenceEquals(m, blind)), m => m.SpindleOn);
         Assert.True((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
+    }
+
+    [Fact]
+    public async Task A_pause_while_a_re_check_probe_is_on_the_skin_stops_it_at_once_and_lifts_the_needle_and_the_registration_stands()
+    {
+        // Real time, a re-check every 3 dots, and the wire cut: the re-check's probe runs its whole 3.5 mm at 1 mm/s,
+        // long enough to be caught in the middle.
+        var (c, session) = await StartedAsync(untilPlaced: 1, every: 3, timeScale: 1);
+        await using var _ = c;
+        c.Simulator.CutProbeWire();
+        using (var wait = new CancellationTokenSource(Timeout))
+        {
+            // The needle head comes within a millimetre of the skin with its drive off: the probe is on its way in.
+            while (!(c.Simulator.Position is var p && _scalp.SkinZMm(p.X, p.Y, 0) is { } skin && p.Z < skin + 1.0 && c.Services.GetRequiredService<LedgerStore>().Tally(session.Id).Placed >= 3))
+            {
+                await Task.Delay(5, wait.Token);
+            }
+        }
+        await c.Sessions.PauseAsync(new SessionRef { SessionId = session.Id });
+        var paused = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, Timeout);
+
+        Assert.Equal(SessionState.Paused, paused.State);
+        Assert.Equal(3, paused.Dots.Placed);
+        Assert.Equal(0, paused.Dots.InDoubt);
+        // The probe was cut short (not run to its end) and the needle is back above the skin, its drive off.
+        var probe = c.Simulator.MotionRecord.Last(m => m.Kind == SimMotionKind.Probe && m.Line.StartsWith("G38.2", StringComparison.Ordinal));
+        Assert.False(probe.Completed);
+        Assert.True(probe.From.Z - probe.To.Z < 3.4, $"the probe ran {probe.From.Z - probe.To.Z:0.000} mm");
+        var at = c.Simulator.Position;
+        Assert.True(at.Z - _scalp.SkinZMm(at.X, at.Y, 0)!.Value > 1, $"the needle is at {at}, not back up");
+        Assert.DoesNotContain(c.Simulator.MotionRecord.SkipWhile(m => !ReferenceEquals(m, probe)), m => m.SpindleOn);
+        // Nothing was learnt of the skin: no failed check, the registration stands, and the audit says why it stopped.
+        var ledger = c.Services.GetRequiredService<LedgerStore>();
+        Assert.DoesNotContain(ledger.ListSurfaceChecks(session.Id), k => !k.Ok);
+        Assert.False((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
+        Assert.Contains(ledger.ReadAudit(session.Id), a => a.Kind == "surface-check-stopped");
     }
 
     public void Dispose() => Directory.Delete(_profileDirectory, recursive: true);
