@@ -6,6 +6,7 @@ using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
 using SmpRobot.Tests.Integration;
+using SmpRobot.Tests.Simulation;
 
 namespace SmpRobot.Tests.Surface;
 
@@ -173,21 +174,17 @@ public sealed class SurfaceRecheckTests : IDisposable
     }
 
     [Fact]
-    public async Task A_pause_while_a_re_check_probe_is_on_the_skin_stops_it_at_once_and_lifts_the_needle_and_the_registration_stands()
+    public async Task A_pause_while_a_re_check_probe_runs_stops_it_at_once_and_lifts_the_needle_and_the_registration_stands()
     {
         // Real time, a re-check every 3 dots, and the wire cut: the re-check's probe runs its whole 3.5 mm at 1 mm/s,
         // long enough to be caught in the middle.
         var (c, session) = await StartedAsync(untilPlaced: 1, every: 3, timeScale: 1);
         await using var _ = c;
         c.Simulator.CutProbeWire();
-        using (var wait = new CancellationTokenSource(Timeout))
-        {
-            // The needle head comes within a millimetre of the skin with its drive off: the probe is on its way in.
-            while (!(c.Simulator.Position is var p && _scalp.SkinZMm(p.X, p.Y, 0) is { } skin && p.Z < skin + 1.0 && c.Services.GetRequiredService<LedgerStore>().Tally(session.Id).Placed >= 3))
-            {
-                await Task.Delay(5, wait.Token);
-            }
-        }
+        // The re-check's probe after the third dot has started (a motion's start wakes the waiter): it has 3.5 s to run.
+        var ledger = c.Services.GetRequiredService<LedgerStore>();
+        await c.Simulator.UntilAsync(g => g.ExecutingLine is { } line && line.StartsWith("G38.2", StringComparison.Ordinal) && ledger.Tally(session.Id).Placed >= 3,
+            "a re-check probe running", Timeout);
         await c.Sessions.PauseAsync(new SessionRef { SessionId = session.Id });
         var paused = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, Timeout);
 
@@ -202,7 +199,6 @@ public sealed class SurfaceRecheckTests : IDisposable
         Assert.True(at.Z - _scalp.SkinZMm(at.X, at.Y, 0)!.Value > 1, $"the needle is at {at}, not back up");
         Assert.DoesNotContain(c.Simulator.MotionRecord.SkipWhile(m => !ReferenceEquals(m, probe)), m => m.SpindleOn);
         // Nothing was learnt of the skin: no failed check, the registration stands, and the audit says why it stopped.
-        var ledger = c.Services.GetRequiredService<LedgerStore>();
         Assert.DoesNotContain(ledger.ListSurfaceChecks(session.Id), k => !k.Ok);
         Assert.False((await Surface(c).SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = session.Id })).Needed);
         Assert.Contains(ledger.ReadAudit(session.Id), a => a.Kind == "surface-check-stopped");

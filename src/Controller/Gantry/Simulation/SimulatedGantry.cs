@@ -218,6 +218,9 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     /// </summary>
     public Task NextChange { get { lock (_gate) return _observed.Task; } }
 
+    /// <summary>The line of the motion executing now (e.g. "G38.2Z-3.5F60"), or null when nothing moves; a motion's start is a <see cref="NextChange"/>.</summary>
+    public string? ExecutingLine { get { lock (_gate) { Advance(NowSim()); return _active?.Block.Line; } } }
+
     /// <summary>Motion blocks in the planner, including the one executing.</summary>
     public int PlannerBlocksQueued { get { lock (_gate) { Advance(NowSim()); return MotionBlockCount(); } } }
 
