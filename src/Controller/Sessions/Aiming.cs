@@ -48,7 +48,7 @@ public sealed class Aiming(MachineProfile profile, IHeadPoseSource headPose)
         set => _surfaceCorrection = value;
     }
 
-    // Boxed like the correction; null when the head position is not placed on a height map.
+    // Read by the tracking thread's aims too: volatile; null when the head position is not placed on a height map.
     private volatile HeightMap? _heightMap;
 
     /// <summary>

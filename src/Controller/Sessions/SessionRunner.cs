@@ -255,7 +255,8 @@ public sealed partial class SessionRunner(
     /// then the firmware set up for placing again. Returns the hold's reason when the skin moved or the probe failed.
     /// A probe's own alarm (ALARM:4/5) is its refusal, not a gantry fault of the run (<see cref="SessionRun.ProbeUnderWay"/>).
     /// Any command to the run (the operator's pause, the dead-man, the patient's switch) stops the probe at once: feed
-    /// hold, the queue flushed, the needle up; the run then ends as that command says and the registration stands.
+    /// hold, the queue flushed, the needle up, the drive left off; the run then ends as that command says and the
+    /// registration stands.
     /// </summary>
     private async Task<string?> RecheckSurfaceAsync(SessionRun run, DotCycle cycle, PlannedDot next, CancellationToken ct)
     {
@@ -272,7 +273,7 @@ public sealed partial class SessionRunner(
             var error = await safety.HoldAndRetractAsync("surface re-check stopped: " + run.Commands.Posted?.Reason, CancellationToken.None);
             if (error.Length > 0) throw new GantryFaultException(GantryFaultKind.Protocol, 0, "stopping the surface re-check failed: " + error);
             ledger.Audit(run.SessionId, "surface-check-stopped", $"the surface re-check before dot {next.DotId} was stopped ({run.Commands.Posted?.Reason}); the needle is up, the registration stands");
-            moved = null;
+            return null; // the run ends as its command says; the needle drive stays off
         }
         finally
         {

@@ -75,8 +75,7 @@ public sealed class SurfaceProbeRefusedException(string message, bool skinOrProb
 /// <summary>A session's re-check of its registration: one contact and how far it is from the registered surface.</summary>
 /// <param name="Contact">The probe's contact (its residual is the deviation).</param>
 /// <param name="DeviationMm">The contact's distance to the registered surface along its normal (+: the skin is outside it), mm.</param>
-/// <param name="End">Where the needle is: back up at the probe's start, machine frame.</param>
-public sealed record SurfaceCheck(ProbeContact Contact, double DeviationMm, Vec3 End);
+public sealed record SurfaceCheck(ProbeContact Contact, double DeviationMm);
 
 /// <summary>A surface probe's outcome: the registration stored (valid or not) and every contact.</summary>
 public sealed record SurfaceProbeOutcome(SurfaceRegistrationRecord Record, RigidTransform HeadFromScalp, IReadOnlyList<ProbeContact> Contacts, double Seconds);
@@ -244,13 +243,13 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         await motion.SetUpAsync([MachineLines.DriveOff, MachineLines.AbsoluteMm], ct);
-        var (contact, end) = await ProbeOneAsync(1, skinH, current, ModelSkin(model, registeredHeadFromScalp), options, ct);
+        var (contact, _) = await ProbeOneAsync(1, skinH, current, ModelSkin(model, registeredHeadFromScalp), options, ct);
         var inScalp = Rotations.Inverse(registeredHeadFromScalp).Apply(contact.ContactH);
         const double SearchMm = 10;
         var deviation = model.ClosestPoint(inScalp, SearchMm) is { } hit
             ? Vec3.Dot(inScalp - hit.Point, model.NormalAt(hit))
             : double.PositiveInfinity;
-        return new SurfaceCheck(contact with { ResidualMm = deviation }, deviation, end);
+        return new SurfaceCheck(contact with { ResidualMm = deviation }, deviation);
     }
 
     /// <summary>One probe: travel above the aim, probe down, read the contact, back up to the start. Returns the contact and where the needle is.</summary>

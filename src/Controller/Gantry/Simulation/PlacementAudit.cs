@@ -7,8 +7,7 @@ namespace SmpRobot.Controller.Gantry.Simulation;
 /// <param name="CommandedDepthMm">Gantry-frame depth point the session plunged to (the ledger's target).</param>
 /// <param name="PointInHeadMm">The dot on the skin, head frame.</param>
 /// <param name="DepthMm">Planned depth below the skin, along its normal.</param>
-/// <param name="NormalInHead">The skin's outward unit normal at the dot, head frame, as the plan gives it; null: H's +Z (a flat plan).</param>
-public sealed record CommandedDot(string DotId, Vec3 CommandedDepthMm, Vec3 PointInHeadMm, double DepthMm, Vec3? NormalInHead = null);
+public sealed record CommandedDot(string DotId, Vec3 CommandedDepthMm, Vec3 PointInHeadMm, double DepthMm);
 
 /// <summary>Where one plunge landed against where the dot truly was at that moment.</summary>
 /// <param name="DotId">Plan dot id.</param>
@@ -47,8 +46,8 @@ public static class PlacementAudit
     /// <summary>
     /// Errors of the completed plunges of <paramref name="dots"/> (dots without one — never plunged,
     /// or cut short — are left out). <paramref name="truthAt"/> gives T_GH at a simulated second.
-    /// Without <paramref name="scalp"/> the skin is the plan's own (its dot and normal, as a flat plan on a still
-    /// board assumes); with it, the true skin of the simulated scalp at the dot's place on it.
+    /// Without <paramref name="scalp"/> the skin is the plan's own (its dot, with H's +Z as the normal, as a flat plan
+    /// assumes); with it, the true skin of the simulated scalp at the dot's place on it.
     /// </summary>
     public static IReadOnlyList<PlacementError> Evaluate(IReadOnlyList<SimMotion> record, IEnumerable<CommandedDot> dots, Func<double, RigidTransform> truthAt, ScalpTruth? scalp = null)
     {
@@ -69,7 +68,7 @@ public static class PlacementAudit
             if (scalp is null)
             {
                 skin = gantryFromHead.Apply(dot.PointInHeadMm);
-                normal = Direction(gantryFromHead, dot.NormalInHead ?? new Vec3(0, 0, 1));
+                normal = Direction(gantryFromHead, new Vec3(0, 0, 1));
                 depthReached = Vec3.Dot(skin - tip, normal);
             }
             else
