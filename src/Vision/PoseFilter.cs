@@ -23,6 +23,16 @@ public sealed record PoseFilterOptions
     /// <summary>With <see cref="EstimateAcceleration"/>: white-noise jerk, mm/s³. Default 300.</summary>
     public double JerkNoiseMmPerS3 { get; init; } = 300;
 
+    /// <summary>
+    /// Also estimate the head's jerk (a constant-jerk model on position, over <see cref="EstimateAcceleration"/>):
+    /// predictions a few hundred ms ahead then follow a swaying head's curve as it bends, and two predictions of
+    /// the same instant made a few frames apart agree more closely. Default false.
+    /// </summary>
+    public bool EstimateJerk { get; init; }
+
+    /// <summary>With <see cref="EstimateJerk"/>: white-noise snap (the jerk's rate), mm/s⁴. Default 15.</summary>
+    public double SnapNoiseMmPerS4 { get; init; } = 15;
+
     /// <summary>White-noise angular acceleration, rad/s². Default 0.5.</summary>
     public double AngularAccelerationNoiseRadPerS2 { get; init; } = 0.5;
 
@@ -55,10 +65,12 @@ public sealed record PoseFilterOptions
 public sealed record FilteredPose(RigidTransform CameraFromHead, Vec3 VelocityMmPerS, Vec3 AngularVelocityRadPerS, double HeadSpeedMmPerS, long MeasurementTimestamp);
 
 /// <summary>
-/// Constant-velocity Kalman filter on the board pose: per camera axis a [position, velocity]
-/// filter, and the same on the orientation error (rotation vector of R_measured · R_predictedᵀ, so
-/// angles never wrap). Hand-written (a few 2×2 matrices) rather than OpenCV's KalmanFilter so that
-/// the rotation error state and the jerk gate stay explicit. Not thread-safe.
+/// Kalman filter on the board pose: per camera axis a [position, velocity] filter (or with
+/// acceleration, or acceleration and jerk: <see cref="PoseFilterOptions.EstimateAcceleration"/>,
+/// <see cref="PoseFilterOptions.EstimateJerk"/>), and a [angle, angular velocity] filter on the
+/// orientation error (rotation vector of R_measured · R_predictedᵀ, so angles never wrap).
+/// Hand-written (per-axis matrices of at most 4×4) rather than OpenCV's KalmanFilter so that the
+/// rotation error state and the jerk gate stay explicit. Not thread-safe.
 /// </summary>
 public sealed class PoseFilter
 {
@@ -76,7 +88,8 @@ public sealed class PoseFilter
         ArgumentNullException.ThrowIfNull(timeProvider);
         _options = options ?? new PoseFilterOptions();
         _timestampFrequency = timeProvider.TimestampFrequency;
-        _position = _options.EstimateAcceleration ? [new AccelerationAxis(), new AccelerationAxis(), new AccelerationAxis()] : [new Axis(), new Axis(), new Axis()];
+        var states = _options.EstimateJerk ? 4 : _options.EstimateAcceleration ? 3 : 0;
+        _position = states > 0 ? [new PolynomialAxis(states), new PolynomialAxis(states), new PolynomialAxis(states)] : [new Axis(), new Axis(), new Axis()];
     }
 
     /// <summary>Measurements folded in since the last (re)start.</summary>
@@ -162,7 +175,9 @@ public sealed class PoseFilter
 
     private void Predict(double dt)
     {
-        var qa = _options.EstimateAcceleration ? _options.JerkNoiseMmPerS3 * _options.JerkNoiseMmPerS3 : _options.AccelerationNoiseMmPerS2 * _options.AccelerationNoiseMmPerS2;
+        var qa = _options.EstimateJerk ? _options.SnapNoiseMmPerS4 * _options.SnapNoiseMmPerS4
+            : _options.EstimateAcceleration ? _options.JerkNoiseMmPerS3 * _options.JerkNoiseMmPerS3
+            : _options.AccelerationNoiseMmPerS2 * _options.AccelerationNoiseMmPerS2;
         var qr = _options.AngularAccelerationNoiseRadPerS2 * _options.AngularAccelerationNoiseRadPerS2;
         foreach (var a in _position) a.Predict(dt, qa);
         var w = new Vec3(_rotation[0].V, _rotation[1].V, _rotation[2].V);
@@ -264,44 +279,70 @@ public sealed class PoseFilter
         }
     }
 
-    /// <summary>Constant acceleration: state [p, v, a], 3×3 covariance, white-noise jerk (continuous model).</summary>
-    private sealed class AccelerationAxis : KalmanAxis
+    /// <summary>
+    /// Constant acceleration (state [p, v, a], white-noise jerk) or constant jerk (state [p, v, a, j], white-noise
+    /// snap): the continuous white-noise model on the highest derivative, discretised exactly.
+    /// </summary>
+    private sealed class PolynomialAxis(int states) : KalmanAxis
     {
-        private double _a;
-        private readonly double[,] _c = new double[3, 3];
+        private readonly double[] _x = new double[states]; // derivatives above velocity: a, j
+        private readonly double[,] _c = new double[states, states];
 
         public override double VarP => _c[0, 0];
 
         public override void Init(double p, double v, double varP, double varV)
         {
-            (P, V, _a) = (p, v, 0);
+            (P, V) = (p, v);
+            Array.Clear(_x);
             Array.Clear(_c);
             _c[0, 0] = varP;
             _c[1, 1] = varV;
             _c[2, 2] = 400; // (20 mm/s²)²: unknown, settles within a few frames
+            if (states > 3) _c[3, 3] = 1e4; // (100 mm/s³)²: likewise
         }
+
+        private static double Factorial(int k) => k <= 1 ? 1 : k * Factorial(k - 1);
+
+        /// <summary>F(dt): the Taylor step, F[i, j] = dt^(j−i) / (j−i)! for j ≥ i.</summary>
+        private double[,] Step(double dt)
+        {
+            var f = new double[states, states];
+            for (var i = 0; i < states; i++)
+            {
+                for (var j = i; j < states; j++) f[i, j] = Math.Pow(dt, j - i) / Factorial(j - i);
+            }
+            return f;
+        }
+
+        private double State(int i) => i switch { 0 => P, 1 => V, _ => _x[i] };
 
         public override void Predict(double dt, double q)
         {
-            P += (V * dt) + (0.5 * _a * dt * dt);
-            V += _a * dt;
-            // C = F C Fᵀ + Q, F = [[1, dt, dt²/2], [0, 1, dt], [0, 0, 1]].
-            double[,] f = { { 1, dt, dt * dt / 2 }, { 0, 1, dt }, { 0, 0, 1 } };
-            var fc = new double[3, 3];
-            for (var i = 0; i < 3; i++)
+            var f = Step(dt);
+            var x = new double[states];
+            for (var i = 0; i < states; i++)
             {
-                for (var j = 0; j < 3; j++)
+                for (var j = i; j < states; j++) x[i] += f[i, j] * State(j);
+            }
+            (P, V) = (x[0], x[1]);
+            for (var i = 2; i < states; i++) _x[i] = x[i];
+            // C = F C Fᵀ + Q with Q[i, j] = q dt^(a+b+1) / (a! b! (a+b+1)), a = n−1−i, b = n−1−j.
+            var fc = new double[states, states];
+            for (var i = 0; i < states; i++)
+            {
+                for (var j = 0; j < states; j++)
                 {
-                    fc[i, j] = (f[i, 0] * _c[0, j]) + (f[i, 1] * _c[1, j]) + (f[i, 2] * _c[2, j]);
+                    for (var k = i; k < states; k++) fc[i, j] += f[i, k] * _c[k, j];
                 }
             }
-            double dt2 = dt * dt, dt3 = dt2 * dt, dt4 = dt3 * dt, dt5 = dt4 * dt;
-            double[,] noise = { { dt5 / 20, dt4 / 8, dt3 / 6 }, { dt4 / 8, dt3 / 3, dt2 / 2 }, { dt3 / 6, dt2 / 2, dt } };
-            for (var i = 0; i < 3; i++)
+            for (var i = 0; i < states; i++)
             {
-                for (var j = 0; j < 3; j++)
+                for (var j = 0; j < states; j++)
                 {
-                    _c[i, j] = (fc[i, 0] * f[j, 0]) + (fc[i, 1] * f[j, 1]) + (fc[i, 2] * f[j, 2]) + (q * noise[i, j]);
+                    var sum = 0.0;
+                    for (var k = j; k < states; k++) sum += fc[i, k] * f[j, k];
+                    int a = states - 1 - i, b = states - 1 - j;
+                    _c[i, j] = sum + (q * Math.Pow(dt, a + b + 1) / (Factorial(a) * Factorial(b) * (a + b + 1)));
                 }
             }
         }
@@ -309,21 +350,29 @@ public sealed class PoseFilter
         public override void Correct(double innovation, double r)
         {
             var s = _c[0, 0] + r;
-            double k0 = _c[0, 0] / s, k1 = _c[1, 0] / s, k2 = _c[2, 0] / s;
-            P += k0 * innovation;
-            V += k1 * innovation;
-            _a += k2 * innovation;
-            double[] row0 = [_c[0, 0], _c[0, 1], _c[0, 2]];
-            double[] k = [k0, k1, k2];
-            for (var i = 0; i < 3; i++)
+            var k = new double[states];
+            for (var i = 0; i < states; i++) k[i] = _c[i, 0] / s;
+            P += k[0] * innovation;
+            V += k[1] * innovation;
+            for (var i = 2; i < states; i++) _x[i] += k[i] * innovation;
+            var row0 = new double[states];
+            for (var j = 0; j < states; j++) row0[j] = _c[0, j];
+            for (var i = 0; i < states; i++)
             {
-                for (var j = 0; j < 3; j++)
-                {
-                    _c[i, j] -= k[i] * row0[j];
-                }
+                for (var j = 0; j < states; j++) _c[i, j] -= k[i] * row0[j];
             }
         }
 
-        public override (double P, double V) Extrapolate(double dt) => (P + (V * dt) + (0.5 * _a * dt * dt), V + (_a * dt));
+        public override (double P, double V) Extrapolate(double dt)
+        {
+            var f = Step(dt);
+            double p = 0, v = 0;
+            for (var j = 0; j < states; j++)
+            {
+                p += f[0, j] * State(j);
+                if (j >= 1) v += f[1, j] * State(j);
+            }
+            return (p, v);
+        }
     }
 }

@@ -79,6 +79,77 @@ public class TrackingPartsTests
     }
 
     [Fact]
+    public void Estimating_jerk_follows_a_cubic_path_exactly_where_acceleration_lags()
+    {
+        // Noise-free x(t) = 0.5 t³ mm: constant jerk 3 mm/s³, which a constant-acceleration model can only chase.
+        static Vec3 At(double t) => new(0.5 * t * t * t, 0, 110);
+        double ErrorAfterTwoSeconds(bool jerk)
+        {
+            var clock = new FakeTimeProvider();
+            var f = new PoseFilter(clock, new PoseFilterOptions { EstimateAcceleration = true, EstimateJerk = jerk, JerkNoiseMmPerS3 = 10, SnapNoiseMmPerS4 = 15, MaxPredictionMs = 600 });
+            long ts = 0;
+            for (var i = 0; i <= 60; i++)
+            {
+                ts = (long)(i / 30.0 * clock.TimestampFrequency);
+                f.Update(RigidTransform.FromYawDegrees(0, At(i / 30.0)), ts);
+            }
+            var predicted = f.PredictTo(ts + (long)(0.3 * clock.TimestampFrequency))!.CameraFromHead.Translation;
+            return predicted.DistanceTo(At(2.3));
+        }
+        var withJerk = ErrorAfterTwoSeconds(true);
+        var withAcceleration = ErrorAfterTwoSeconds(false);
+        Assert.True(withJerk < 0.005, $"constant-jerk prediction 300 ms ahead off by {withJerk:0.0000} mm");
+        Assert.True(withAcceleration > 4 * withJerk, $"CA {withAcceleration:0.0000} mm vs CJ {withJerk:0.0000} mm");
+    }
+
+    [Fact]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5394", Justification = "seeded noise for a deterministic test: not security")]
+    public void Estimating_jerk_makes_predictions_of_one_instant_made_100_ms_apart_agree_on_a_noisy_swaying_head()
+    {
+        // What verify-before-plunge compares with tracking.aimToleranceMm: the pose predicted for the moment the needle
+        // reaches depth, once when the dot was aimed and again three frames later. Sway 2 mm at 0.25 Hz, 0.017 mm of
+        // measurement noise per axis (the synthetic camera's), fixed seed.
+        static Vec3 At(double t) => new(2.0 * Math.Sin(2 * Math.PI * 0.25 * t), 0.8 * Math.Sin((2 * Math.PI * 0.25 * t) + 0.7), 110);
+        double MedianDisagreement(bool jerk)
+        {
+            var clock = new FakeTimeProvider();
+            var random = new Random(17);
+            double Noise() => 0.017 * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+            var f = new PoseFilter(clock, new PoseFilterOptions { EstimateAcceleration = true, EstimateJerk = jerk, JerkNoiseMmPerS3 = 10, SnapNoiseMmPerS4 = 15, MaxPredictionMs = 600 });
+            var earlier = new Dictionary<int, Vec3>();
+            var disagreements = new List<double>();
+            for (var i = 0; i < 600; i++)
+            {
+                var ts = (long)(i / 30.0 * clock.TimestampFrequency);
+                f.Update(RigidTransform.FromYawDegrees(0, At(i / 30.0) + new Vec3(Noise(), Noise(), Noise())), ts);
+                // The instant 335 ms after frame i is 235 ms after frame i + 3.
+                earlier[i + 3] = f.PredictTo(ts + (long)(0.335 * clock.TimestampFrequency))!.CameraFromHead.Translation;
+                if (i >= 30 && earlier.Remove(i, out var before))
+                {
+                    disagreements.Add(f.PredictTo(ts + (long)(0.235 * clock.TimestampFrequency))!.CameraFromHead.Translation.DistanceTo(before));
+                }
+            }
+            disagreements.Sort();
+            return disagreements[disagreements.Count / 2];
+        }
+        var withJerk = MedianDisagreement(true);
+        var withAcceleration = MedianDisagreement(false);
+        Assert.True(withJerk < 0.75 * withAcceleration, $"median disagreement CJ {withJerk:0.000} mm vs CA {withAcceleration:0.000} mm");
+    }
+
+    [Fact]
+    public void A_jerk_restarts_the_constant_jerk_filter_too()
+    {
+        var clock = new FakeTimeProvider();
+        var f = new PoseFilter(clock, new PoseFilterOptions { EstimateAcceleration = true, EstimateJerk = true });
+        for (var i = 0; i < 30; i++) f.Update(RigidTransform.FromYawDegrees(0, new Vec3(0, 0, 110)), (long)(i / 30.0 * clock.TimestampFrequency));
+        Assert.Equal(0, f.JerkCount);
+        var after = f.Update(RigidTransform.FromYawDegrees(0, new Vec3(5, 0, 110)), (long)(30 / 30.0 * clock.TimestampFrequency));
+        Assert.Equal(1, f.JerkCount);
+        Assert.True(after.HeadSpeedMmPerS > 100, $"speed after the jerk {after.HeadSpeedMmPerS:0.0} mm/s");
+    }
+
+    [Fact]
     public void The_sim_profile_mounts_the_synthetic_camera_so_the_resting_head_sits_at_the_fixed_head_pose()
     {
         var profile = TestProfiles.Sim();
