@@ -100,7 +100,7 @@ internal sealed class BenchRig : IAsyncDisposable
     /// <param name="heartbeat">Keep an operator heartbeat going (off for benches that play the console themselves).</param>
     public static async Task<BenchRig> StartAsync(ControllerOptions options, bool heartbeat = true)
     {
-        var app = ControllerHost.Build(options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error });
+        var app = ControllerHost.Build(options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error, InsecureLoopback = true });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new BenchRig(app, address, heartbeat);

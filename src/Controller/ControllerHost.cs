@@ -77,6 +77,16 @@ public sealed record ControllerOptions
     public int MaxWatchesPerConnection { get; init; } = WatchLimiter.DefaultMaxPerConnection;
     /// <summary>Most watches over all connections (default 256).</summary>
     public int MaxWatchesTotal { get; init; } = WatchLimiter.DefaultMaxTotal;
+    /// <summary>
+    /// Development and CI only (--insecure-loopback): no token asked, every caller may do everything; accepted only
+    /// on an http loopback address. Default false: every call but health needs a user's token, and its role decides
+    /// what it may do (<see cref="Security.RpcPolicies"/>).
+    /// </summary>
+    public bool InsecureLoopback { get; init; }
+    /// <summary>The chair's TLS certificate (PEM) for https addresses; with <see cref="TlsKeyPath"/>.</summary>
+    public string? TlsCertificatePath { get; init; }
+    /// <summary>The certificate's private key (PEM).</summary>
+    public string? TlsKeyPath { get; init; }
 }
 
 /// <summary>Builds the controller's gRPC host: composition root, nothing else.</summary>
@@ -101,6 +111,11 @@ public static class ControllerHost
         {
             throw new ArgumentException($"watch limits must satisfy 1 <= per connection ({options.MaxWatchesPerConnection}) <= total ({options.MaxWatchesTotal})");
         }
+        if ((options.TlsCertificatePath is null) != (options.TlsKeyPath is null)) throw new ArgumentException("--tls-cert and --tls-key go together");
+        Security.ListenPolicy.Check(options.Urls, options.InsecureLoopback, options.TlsCertificatePath is not null);
+#pragma warning disable CA2000 // Kestrel serves with it for the life of the process
+        var certificate = options.TlsCertificatePath is null ? null : LoadCertificate(options.TlsCertificatePath, options.TlsKeyPath!);
+#pragma warning restore CA2000
         Directory.CreateDirectory(options.DataDirectory);
         // The ledger's writes are synchronous fsyncs on thread-pool threads; on 2 cores a pool that
         // grows one thread per half second would then delay heartbeats, the stop sequence and the
@@ -110,7 +125,13 @@ public static class ControllerHost
 
         var builder = WebApplication.CreateSlimBuilder(args ?? []);
         builder.WebHost.UseUrls(options.Urls);
-        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(l => l.Protocols = HttpProtocols.Http2));
+        // The slim builder leaves https out unless asked: the chair's certificate serves https:// addresses.
+        if (certificate is not null) builder.WebHost.UseKestrelHttpsConfiguration();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.ConfigureEndpointDefaults(l => l.Protocols = HttpProtocols.Http2);
+            if (certificate is not null) k.ConfigureHttpsDefaults(h => h.ServerCertificate = certificate);
+        });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         // Logs go to stderr: stdout belongs to whoever embeds the host (benches print their JSON there).
@@ -125,6 +146,19 @@ public static class ControllerHost
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton(profile);
         services.AddSingleton(sp => new LedgerStore(Path.Combine(options.DataDirectory, "smp.db"), options.TimeProvider));
+        services.AddSingleton(sp => new Security.UserDirectory(sp.GetRequiredService<LedgerStore>(), options.TimeProvider));
+        services.AddSingleton(new Security.AccessMode { InsecureLoopback = options.InsecureLoopback });
+        services.AddSingleton<DeferredAuditWrites>();
+        services.AddAuthentication(Security.TokenAuthenticationHandler.SchemeName)
+            .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, Security.TokenAuthenticationHandler>(Security.TokenAuthenticationHandler.SchemeName, null);
+        services.AddAuthorization(o =>
+        {
+            foreach (var role in Security.Roles.All)
+            {
+                o.AddPolicy(Security.RpcPolicies.PolicyName(role), p => p.RequireAuthenticatedUser().RequireAssertion(c => Security.TokenAuthenticationHandler.IdentityOf(c.User) is { } who && who.Role >= role));
+            }
+            o.AddPolicy(Security.RpcPolicies.DenyPolicy, p => p.RequireAssertion(_ => false));
+        });
         if (gantrySpec.Kind == GantryLinkKind.Simulated)
         {
 #pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
@@ -210,6 +244,7 @@ public static class ControllerHost
 
         services.AddGrpc(o =>
         {
+            o.Interceptors.Add<AuditInterceptor>();
             o.Interceptors.Add<ErrorInterceptor>();
             o.MaxReceiveMessageSize = (int)profile.MaxPlanBytes + (1024 * 1024);
             o.EnableDetailedErrors = false;
@@ -218,6 +253,15 @@ public static class ControllerHost
         services.AddGrpcHealthChecks().AddCheck<GantryHealthCheck>("gantry");
 
         var app = builder.Build();
+        var startLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SmpRobot.Controller.Security");
+        if (options.InsecureLoopback)
+        {
+            StartLog.Insecure(startLog, options.Urls);
+        }
+        else if (app.Services.GetRequiredService<Security.UserDirectory>().Count == 0)
+        {
+            StartLog.NoUsers(startLog, options.DataDirectory);
+        }
         // E-stop latency is measured from the request's arrival at the HTTP pipeline, before gRPC
         // routing and deserialisation, so the figure includes all of the controller's own work.
         app.Use((context, next) =>
@@ -228,17 +272,53 @@ public static class ControllerHost
             }
             return next(context);
         });
+        // Routing, then who is calling and may they, before any body is read: an unauthenticated caller costs a dictionary lookup.
+        app.UseRouting();
+        app.UseAuthentication();
+        app.UseAuthorization();
         var maxMessageBytes = profile.MaxPlanBytes + (1024 * 1024);
         app.Use((context, next) => RequestValidation.InvokeAsync(context, () => next(context), maxMessageBytes));
-        app.MapGrpcService<SafetyGrpcService>();
-        app.MapGrpcService<SessionGrpcService>();
-        app.MapGrpcService<MachineGrpcService>();
-        app.MapGrpcService<CameraGrpcService>();
-        app.MapGrpcService<CalibrationGrpcService>();
-        app.MapGrpcService<SurfaceGrpcService>();
-        app.MapGrpcReflectionService();
-        app.MapGrpcHealthChecksService();
+        Secure(app.MapGrpcService<SafetyGrpcService>());
+        Secure(app.MapGrpcService<SessionGrpcService>());
+        Secure(app.MapGrpcService<MachineGrpcService>());
+        Secure(app.MapGrpcService<CameraGrpcService>());
+        Secure(app.MapGrpcService<CalibrationGrpcService>());
+        Secure(app.MapGrpcService<SurfaceGrpcService>());
+        Secure(app.MapGrpcService<AccessGrpcService>());
+        Secure(app.MapGrpcReflectionService());
+        Secure(app.MapGrpcHealthChecksService());
         return app;
+    }
+
+    /// <summary>
+    /// Gives every method of a mapped service its role policy from <see cref="Security.RpcPolicies"/>; a method without
+    /// one (and grpc-dotnet's catch-all for unknown methods) is refused to everyone.
+    /// </summary>
+    private static void Secure(IEndpointConventionBuilder service) => service.Add(endpoint =>
+    {
+        var path = endpoint.Metadata.OfType<Grpc.AspNetCore.Server.GrpcMethodMetadata>().FirstOrDefault()?.Method.FullName;
+        var policy = path is null ? null : Security.RpcPolicies.Of(path);
+        if (policy is { MinimumRole: null })
+        {
+            endpoint.Metadata.Add(new Microsoft.AspNetCore.Authorization.AllowAnonymousAttribute());
+        }
+        else
+        {
+            endpoint.Metadata.Add(new Microsoft.AspNetCore.Authorization.AuthorizeAttribute(policy?.MinimumRole is { } role ? Security.RpcPolicies.PolicyName(role) : Security.RpcPolicies.DenyPolicy));
+        }
+    });
+
+    /// <summary>The chair's certificate and key from PEM files; ArgumentException naming the file when they cannot be read.</summary>
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2 LoadCertificate(string certificatePath, string keyPath)
+    {
+        try
+        {
+            return System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(Path.GetFullPath(certificatePath), Path.GetFullPath(keyPath));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new ArgumentException($"cannot read the TLS certificate {certificatePath} with key {keyPath}: {e.Message}");
+        }
     }
 
     /// <summary>
@@ -268,6 +348,16 @@ public static class ControllerHost
         var plate = MarkerBoard.Load(Path.Combine(HardwarePaths.HardwareDirectory(), profile.Tracking.IntrinsicsBoard));
         return new SimulatedGantryMarkerCamera(() => simulator.Position, GantryMarkerTruth.Default(nominal.ToTransform()), board, plate, intrinsics, timeProvider);
     }
+}
+
+/// <summary>What the controller says about its access at start-up (source-generated).</summary>
+internal static partial class StartLog
+{
+    [LoggerMessage(Level = LogLevel.Warning, Message = "INSECURE: --insecure-loopback: no TLS and no authentication on {Urls}; every local caller may do everything. For development and CI only.")]
+    public static partial void Insecure(ILogger log, string urls);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No users yet: every call is refused until an admin is added (smp-controller user add NAME --role admin --data {DataDirectory})")]
+    public static partial void NoUsers(ILogger log, string dataDirectory);
 }
 
 /// <summary>At start, head tracking uses the newest valid intrinsics of its camera (when it has none of its own or from a file) and camera-to-gantry calibration (instead of the profile's nominal mounting).</summary>

@@ -36,9 +36,15 @@ internal static class Program
             Description = "With --gantry sim: on exit (SIGTERM, Ctrl+C) write what the simulated gantry physically did (motions, real-time bytes, spindle) to this JSON file, as simulate --record does",
             HelpName = "FILE",
         };
+        var insecureLoopback = new Option<bool>("--insecure-loopback")
+        {
+            Description = "Development and CI only: serve a loopback http address without TLS or authentication (every local caller may do everything). Without it every call needs a user's token",
+        };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "The chair's TLS certificate (PEM) for https:// addresses (smp-controller cert create makes one)", HelpName = "FILE" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "Its private key (PEM)", HelpName = "FILE" };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord,
+            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, insecureLoopback, tlsCert, tlsKey,
         };
         root.SetAction(parse =>
         {
@@ -55,6 +61,9 @@ internal static class Program
                     IntrinsicsPath = parse.GetValue(intrinsics),
                     MaxWatchesPerConnection = parse.GetValue(maxWatchesPerConnection),
                     MaxWatchesTotal = parse.GetValue(maxWatches),
+                    InsecureLoopback = parse.GetValue(insecureLoopback),
+                    TlsCertificatePath = parse.GetValue(tlsCert),
+                    TlsKeyPath = parse.GetValue(tlsKey),
                 };
                 var recordPath = parse.GetValue(simRecord);
                 if (recordPath is not null && !options.Gantry.Trim().Equals("sim", StringComparison.OrdinalIgnoreCase))
@@ -80,6 +89,8 @@ internal static class Program
             }
         });
         root.Subcommands.Add(SimulateCommand());
+        root.Subcommands.Add(AccessCommands.User(DefaultDataDirectory));
+        root.Subcommands.Add(AccessCommands.Cert());
         return root.Parse(args).Invoke();
     }
 
@@ -138,7 +149,7 @@ internal static class Program
         return command;
     }
 
-    private static string DefaultDataDirectory()
+    internal static string DefaultDataDirectory()
     {
         var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
         if (string.IsNullOrEmpty(state))

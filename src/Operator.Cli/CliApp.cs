@@ -72,10 +72,24 @@ internal sealed class CliCommands
             HelpName = "URL",
             Recursive = true,
         };
+        TokenFile = new Option<string?>("--token-file")
+        {
+            Description = "File holding your access token (readable by you only: chmod 600). Default: $SMP_TOKEN. Never give the token itself on the command line",
+            HelpName = "FILE",
+            Recursive = true,
+        };
+        Ca = new Option<string?>("--ca")
+        {
+            Description = "CA certificate (PEM) to trust for an https:// controller, or the chair's own certificate to pin it (default: $SMP_CA, else the system's trust store)",
+            HelpName = "FILE",
+            Recursive = true,
+        };
         Root = new RootCommand("smp: operator console of the SmpRobot scalp-micropigmentation gantry. "
             + "E-stop at any time: 'smp estop' from any terminal, or e / Esc / Ctrl+C in a live view.");
         Root.Options.Add(Json);
         Root.Options.Add(Controller);
+        Root.Options.Add(TokenFile);
+        Root.Options.Add(Ca);
         Root.Subcommands.Add(DemoCommand.Build(this));
         Root.Subcommands.Add(RunCommand.Build(this));
         Root.Subcommands.Add(WatchCommand.Build(this));
@@ -89,6 +103,7 @@ internal sealed class CliCommands
         Root.Subcommands.Add(CameraCommand.Build(this));
         Root.Subcommands.Add(CalibrateCommand.Build(this));
         Root.Subcommands.Add(SurfaceCommand.Build(this));
+        foreach (var command in AccessCommands.Build(this)) Root.Subcommands.Add(command);
     }
 
     public RootCommand Root { get; }
@@ -96,6 +111,10 @@ internal sealed class CliCommands
     public Option<bool> Json { get; }
 
     public Option<string?> Controller { get; }
+
+    public Option<string?> TokenFile { get; }
+
+    public Option<string?> Ca { get; }
 
     /// <summary>Sets <paramref name="command"/>'s action with uniform error handling and output discipline.</summary>
     public void Bind(Command command, Func<CommandContext, ParseResult, CancellationToken, Task<int>> body)
@@ -108,7 +127,10 @@ internal sealed class CliCommands
             try
             {
                 controller = ResolveController(parse.GetValue(Controller));
-                ctx = new CommandContext(stdout, stderr, host, json, controller);
+                ctx = new CommandContext(stdout, stderr, host, json, controller)
+                {
+                    Access = ControllerAccess.Resolve(parse.GetValue(TokenFile), parse.GetValue(Ca), host.GetEnvironmentVariable),
+                };
                 return await body(ctx, parse, ct).ConfigureAwait(false);
             }
             catch (CliException e)

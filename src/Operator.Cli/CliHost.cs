@@ -24,7 +24,7 @@ internal sealed class CliHost
     public string BaseDirectory { get; init; } = AppContext.BaseDirectory;
 
     /// <summary>Opens the channels to a controller; tests may point this at an in-process server.</summary>
-    public Func<Uri, ControllerConnection> Connect { get; init; } = ControllerConnection.Create;
+    public Func<Uri, ControllerAccess, ControllerConnection> Connect { get; init; } = ControllerConnection.Create;
 
     /// <summary>Operator name recorded with heartbeats and dot resolutions.</summary>
     public string OperatorName { get; init; } = Environment.UserName;

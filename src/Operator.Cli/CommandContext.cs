@@ -61,7 +61,10 @@ internal sealed class CommandContext
         Interactive = Host.StdoutIsTerminal ? InteractionSupport.Yes : InteractionSupport.No,
     });
 
-    public ControllerConnection Connect() => Host.Connect(Controller);
+    public ControllerConnection Connect() => Host.Connect(Controller, Access);
+
+    /// <summary>The user's token and the CA to trust (--token-file, SMP_TOKEN; --ca, SMP_CA).</summary>
+    public ControllerAccess Access { get; init; } = ControllerAccess.None;
 
     /// <summary>
     /// The user-facing text of a failed call. Unreachable controller → "cannot reach the controller at URL: is

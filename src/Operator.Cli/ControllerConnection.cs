@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using SmpRobot.Contracts.V1;
 
@@ -32,6 +33,7 @@ internal sealed class ControllerConnection : IDisposable
         Camera = new CameraService.CameraServiceClient(main);
         Calibration = new CalibrationService.CalibrationServiceClient(main);
         Surface = new SurfaceService.SurfaceServiceClient(main);
+        Access = new AccessService.AccessServiceClient(main);
         Safety = new SafetyService.SafetyServiceClient(safety);
     }
 
@@ -49,6 +51,9 @@ internal sealed class ControllerConnection : IDisposable
 
     public SurfaceService.SurfaceServiceClient Surface { get; }
 
+    /// <summary>Users and the audit log.</summary>
+    public AccessService.AccessServiceClient Access { get; }
+
     /// <summary>A surface probe moves to each of up to 64 points and probes slowly: minutes.</summary>
     public static readonly TimeSpan SurfaceProbeTimeout = TimeSpan.FromMinutes(15);
 
@@ -58,34 +63,46 @@ internal sealed class ControllerConnection : IDisposable
     /// <summary>On the dedicated safety channel.</summary>
     public SafetyService.SafetyServiceClient Safety { get; }
 
-    /// <summary>Opens a connection with a plain (h2c for http://) main channel and a separate safety channel.</summary>
-    public static ControllerConnection Create(Uri address)
+    /// <summary>
+    /// Opens a connection with a main channel (h2c for http://, TLS for https://) and a separate safety channel, each
+    /// sending the user's token with every call.
+    /// </summary>
+    public static ControllerConnection Create(Uri address, ControllerAccess access)
     {
-        var main = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        ArgumentNullException.ThrowIfNull(access);
+        var mainHandler = new SocketsHttpHandler
         {
-            HttpHandler = new SocketsHttpHandler
-            {
-                ConnectTimeout = TimeSpan.FromSeconds(5),
-                EnableMultipleHttp2Connections = true,
-                KeepAlivePingDelay = TimeSpan.FromSeconds(20),
-                KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
-            },
-            DisposeHttpClient = true,
-        });
-        var safety = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            EnableMultipleHttp2Connections = true,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+        };
+        access.ConfigureTls(mainHandler);
+        var main = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = mainHandler, DisposeHttpClient = true });
+        var safetyHandler = new SocketsHttpHandler
         {
-            HttpHandler = new SocketsHttpHandler
-            {
-                ConnectTimeout = TimeSpan.FromSeconds(3),
-                // Keep the safety connection warm and notice a dead peer quickly.
-                PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-                KeepAlivePingDelay = TimeSpan.FromSeconds(5),
-                KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
-                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-            },
-            DisposeHttpClient = true,
+            ConnectTimeout = TimeSpan.FromSeconds(3),
+            // Keep the safety connection warm and notice a dead peer quickly.
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(5),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+        };
+        access.ConfigureTls(safetyHandler);
+        var safety = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = safetyHandler, DisposeHttpClient = true });
+        return new ControllerConnection(address, WithToken(main.CreateCallInvoker(), access.Token), WithToken(safety.CreateCallInvoker(), access.Token), TimeProvider.System, main, safety);
+    }
+
+    /// <summary>Every call through <paramref name="invoker"/> carries <c>authorization: Bearer TOKEN</c> (nothing without a token).</summary>
+    public static CallInvoker WithToken(CallInvoker invoker, string? token)
+    {
+        if (string.IsNullOrEmpty(token)) return invoker;
+        var header = "Bearer " + token;
+        return invoker.Intercept(metadata =>
+        {
+            metadata.Add("authorization", header);
+            return metadata;
         });
-        return new ControllerConnection(address, main.CreateCallInvoker(), safety.CreateCallInvoker(), TimeProvider.System, main, safety);
     }
 
     /// <summary>Absolute deadline <paramref name="timeout"/> from now, as gRPC wants it.</summary>

@@ -17,7 +17,7 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
 {
     public override async Task<CalibrateIntrinsicsReply> CalibrateIntrinsics(CalibrateIntrinsicsRequest request, ServerCallContext context)
     {
-        var outcome = await procedures.CalibrateIntrinsicsAsync(request.Camera, request.Views, request.Notes, context.CancellationToken);
+        var outcome = await procedures.CalibrateIntrinsicsAsync(request.Camera, request.Views, Callers.StampNotes(context, request.Notes), context.CancellationToken);
         var k = outcome.Result.Intrinsics;
         var reply = new CalibrateIntrinsicsReply
         {
@@ -44,7 +44,7 @@ internal sealed class CalibrationGrpcService(CalibrationProcedures procedures, C
         {
             Points = request.Points == 0 ? 25 : request.Points,
             Heights = request.Heights == 0 ? 2 : request.Heights,
-            Notes = request.Notes,
+            Notes = Callers.StampNotes(context, request.Notes),
         }, context.CancellationToken);
         var r = outcome.Result;
         var reply = new CalibrateGantryReply

@@ -30,7 +30,7 @@ internal static class RequestValidation
 
     private static Dictionary<string, (MessageDescriptor, bool)> BuildMethods()
     {
-        var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor };
+        var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor };
         var methods = new Dictionary<string, (MessageDescriptor, bool)>(StringComparer.Ordinal);
         foreach (var service in files.SelectMany(f => f.Services))
         {
@@ -53,7 +53,7 @@ internal static class RequestValidation
             return;
         }
         var body = await ReadBodyAsync(context.Request.Body, maxMessageBytes + 5, context.RequestAborted);
-        var problem = body is null ? $"the request is larger than {maxMessageBytes} bytes" : Check(body, method.Input);
+        var problem = body is null ? $"the request is larger than {maxMessageBytes} bytes" : Check(body, method.Input, checkLengths: !method.IsEmergencyStop);
         if (problem is not null && method.IsEmergencyStop)
         {
             context.Items[UnreadableEmergencyStopKey] = problem;
@@ -74,7 +74,7 @@ internal static class RequestValidation
     }
 
     /// <summary>Null when every framed message parses as <paramref name="input"/>; else why not.</summary>
-    private static string? Check(byte[] body, MessageDescriptor input)
+    private static string? Check(byte[] body, MessageDescriptor input, bool checkLengths)
     {
         var at = 0;
         while (at < body.Length)
@@ -85,16 +85,51 @@ internal static class RequestValidation
             if (length > body.Length - at - 5) return $"the request is not a valid {input.Name} message: a gRPC frame is cut short";
             if (!compressed)
             {
+                IMessage message;
                 try
                 {
-                    input.Parser.ParseFrom(body.AsSpan(at + 5, (int)length));
+                    message = input.Parser.ParseFrom(body.AsSpan(at + 5, (int)length));
                 }
                 catch (InvalidProtocolBufferException e)
                 {
                     return $"the request is not a valid {input.Name} message: {e.Message}";
                 }
+                // The e-stop is never refused for its form: its handler cuts its strings instead.
+                if (checkLengths && TooLong(message, "") is { } tooLong) return tooLong;
             }
             at += 5 + (int)length;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The first string field of <paramref name="message"/> (at any depth) longer than it may be, said by its path and
+    /// the limit (never quoting it); null when all fit. A document (a field named *_json: plans, profiles, boards) is
+    /// bounded by the request's size; every other string by <see cref="Bounded.MaxReasonLength"/> here, and ids and
+    /// names more tightly by their services.
+    /// </summary>
+    internal static string? TooLong(IMessage message, string prefix)
+    {
+        foreach (var field in message.Descriptor.Fields.InFieldNumberOrder())
+        {
+            var value = field.Accessor.GetValue(message);
+            var path = prefix + field.Name;
+            if (field.FieldType == FieldType.String && !field.Name.EndsWith("_json", StringComparison.Ordinal))
+            {
+                var strings = field.IsRepeated ? ((System.Collections.IEnumerable)value).Cast<string>() : [(string)value];
+                if (strings.FirstOrDefault(v => v.Length > Bounded.MaxReasonLength) is { } tooLong)
+                {
+                    return $"{path} is {tooLong.Length} characters long; at most {Bounded.MaxReasonLength} are accepted";
+                }
+            }
+            else if (field.FieldType == FieldType.Message && !field.IsMap)
+            {
+                var children = field.IsRepeated ? ((System.Collections.IEnumerable)value).Cast<IMessage>() : value is IMessage one ? [one] : [];
+                foreach (var child in children)
+                {
+                    if (TooLong(child, path + ".") is { } problem) return problem;
+                }
+            }
         }
         return null;
     }

@@ -29,7 +29,7 @@ internal sealed class SafetyGrpcService(SafetySupervisor safety, OperatorPresenc
     }
 
     public override Task<SafetyStatus> ResetEmergencyStop(ResetEmergencyStopRequest request, ServerCallContext context) =>
-        Task.FromResult(Mapping.ToProto(safety.Reset(Bounded.Text(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, "source", Bounded.MaxNameLength)), presence.AnyPresent));
+        Task.FromResult(Mapping.ToProto(safety.Reset(Bounded.Cut(Callers.Recorded(context, Bounded.Text(string.IsNullOrWhiteSpace(request.Source) ? context.Peer : request.Source, "source", Bounded.MaxNameLength)), 2 * Bounded.MaxNameLength)), presence.AnyPresent));
 
     public override Task<SafetyStatus> GetSafetyStatus(GetSafetyStatusRequest request, ServerCallContext context) =>
         Task.FromResult(Mapping.ToProto(safety.State, presence.AnyPresent));

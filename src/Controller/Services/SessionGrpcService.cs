@@ -36,11 +36,11 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     }
 
     public override async Task<Session> Start(SessionRef request, ServerCallContext context) =>
-        Mapping.ToProto(await sessions.StartAsync(Id(request), request.CheckFirst, context.CancellationToken, Override(request), Console(request), SurfaceOverride(request)));
+        Mapping.ToProto(await sessions.StartAsync(Id(request), request.CheckFirst, context.CancellationToken, Override(request, context), Console(request), SurfaceOverride(request)));
 
     public override Task<Session> Pause(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Pause(Id(request))));
 
-    public override Task<Session> Resume(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Resume(Id(request), Override(request), Console(request), SurfaceOverride(request))));
+    public override Task<Session> Resume(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Resume(Id(request), Override(request, context), Console(request), SurfaceOverride(request))));
 
     public override Task<Session> Abort(SessionRef request, ServerCallContext context) => Task.FromResult(Mapping.ToProto(sessions.Abort(Id(request))));
 
@@ -86,7 +86,7 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
     public override Task<StartReadiness> CheckStart(CheckStartRequest request, ServerCallContext context)
     {
         var overrideRequest = request.CalibrationOverride is { } o
-            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
+            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Callers.Recorded(context, Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength)), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
             : null;
         var readiness = sessions.CheckStart(string.IsNullOrWhiteSpace(request.ConsoleId) ? null : Bounded.Text(request.ConsoleId, "console_id", Bounded.MaxIdLength), overrideRequest);
         var reply = new StartReadiness { Ready = readiness.Ready, NeedsHoming = readiness.NeedsHoming };
@@ -98,7 +98,7 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
         Task.FromResult(Mapping.ToProto(sessions.Resolve(
             Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength),
             request.DotIds.Select(id => Bounded.Text(id, "dot_ids", Bounded.MaxIdLength)).ToList(),
-            request.AllInDoubt, Mapping.ToLedger(request.Resolution), Bounded.Text(request.Operator, "operator", Bounded.MaxNameLength))));
+            request.AllInDoubt, Mapping.ToLedger(request.Resolution), Callers.Recorded(context, Bounded.Text(request.Operator, "operator", Bounded.MaxNameLength)))));
 
     private PlanValidationResult Validate(ValidatePlanRequest.SourceOneofCase source, Plan? plan, string planJson)
     {
@@ -111,9 +111,9 @@ internal sealed class SessionGrpcService(SessionManager sessions, WatchLimiter w
         return result.IsValid ? result : throw Mapping.PlanRejected(result);
     }
 
-    private static SmpRobot.Controller.Calibration.CalibrationOverrideRequest? Override(SessionRef request) =>
+    private static SmpRobot.Controller.Calibration.CalibrationOverrideRequest? Override(SessionRef request, ServerCallContext context) =>
         request.CalibrationOverride is { } o
-            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
+            ? new SmpRobot.Controller.Calibration.CalibrationOverrideRequest(Callers.Recorded(context, Bounded.Text(o.Operator, "calibration_override.operator", Bounded.MaxNameLength)), Bounded.Text(o.Reason, "calibration_override.reason", Bounded.MaxReasonLength))
             : null;
 
     private static string? Console(SessionRef request) =>

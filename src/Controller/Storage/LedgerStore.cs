@@ -15,7 +15,7 @@ namespace SmpRobot.Controller.Storage;
 public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 5;
+    public const int SchemaVersion = 6;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
     private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason";
@@ -647,12 +647,14 @@ public sealed partial class LedgerStore : IDisposable
             MigrateToVersion3(tx);
             MigrateToVersion4(tx);
             MigrateToVersion5(tx);
+            MigrateToVersion6(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
         }
-        else if (version is 1 or 2 or 3 or 4)
+        else if (version is 1 or 2 or 3 or 4 or 5)
         {
             // A ledger of an earlier controller, brought up step by step: 1 → 2 adds calibrations and the sessions'
-            // calibration columns, 2 → 3 the sessions' hold tally, 3 → 4 the surface registrations, 4 → 5 their re-checks.
+            // calibration columns, 2 → 3 the sessions' hold tally, 3 → 4 the surface registrations, 4 → 5 their re-checks,
+            // 5 → 6 users and the call audit log.
             if (version == 1)
             {
                 MigrateToVersion2(tx);
@@ -668,8 +670,13 @@ public sealed partial class LedgerStore : IDisposable
                 MigrateToVersion4(tx);
                 Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (4, $now)", ("$now", _time.GetUtcNow().UtcTicks));
             }
-            MigrateToVersion5(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (5, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            if (version <= 4)
+            {
+                MigrateToVersion5(tx);
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (5, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            }
+            MigrateToVersion6(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, $now)", ("$now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {

@@ -100,8 +100,10 @@ internal static class DemoCommand
                 "--time-scale", scale.ToString(CultureInfo.InvariantCulture),
                 "--data", dataDir,
                 "--urls", url,
+                // The demo's own controller, on loopback, for this user only: the development mode without tokens.
+                "--insecure-loopback",
             ];
-            ctx.Info($"starting {exe} on the simulated gantry at {url} (data and log: {dataDir})");
+            ctx.Info($"starting {exe} on the simulated gantry at {url} in the development loopback mode (no TLS, no tokens: see the README's Security) (data and log: {dataDir})");
             ControllerProcess controller;
             try
             {

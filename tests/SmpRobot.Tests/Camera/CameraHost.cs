@@ -80,6 +80,7 @@ internal sealed class CameraHost : IAsyncDisposable
         var dataDirectory = Directory.CreateTempSubdirectory("smp-cam-").FullName;
         var app = ControllerHost.Build(new ControllerOptions
         {
+            InsecureLoopback = true,
             ProfilePath = Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"),
             DataDirectory = dataDirectory,
             Urls = "http://127.0.0.1:0",

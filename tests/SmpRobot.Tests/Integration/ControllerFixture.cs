@@ -61,6 +61,7 @@ internal sealed class ControllerFixture : IAsyncDisposable
         configure ??= o => o;
         var app = ControllerHost.Build(configure(new ControllerOptions
         {
+            InsecureLoopback = true,
             ProfilePath = Path.Combine(TestProfiles.RepoRoot, "hardware", "profiles", "sim.json"),
             DataDirectory = dataDirectory,
             Urls = "http://127.0.0.1:0",

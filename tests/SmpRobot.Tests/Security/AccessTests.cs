@@ -1,0 +1,169 @@
+using Google.Protobuf;
+using Google.Protobuf.Reflection;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using Microsoft.Extensions.DependencyInjection;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Security;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Tests.Integration;
+
+namespace SmpRobot.Tests.Security;
+
+/// <summary>
+/// Who may do what, against a real controller that asks for tokens: every method of every service has a role policy,
+/// each role meets each method as the policy says, tokens are revoked at once, the e-stop works for every role, and
+/// state-changing calls land in the audit log with who made them.
+/// </summary>
+public sealed class AccessTests : IAsyncLifetime
+{
+    private ControllerFixture _controller = null!;
+    private readonly Dictionary<Role, string> _tokens = [];
+
+    public async Task InitializeAsync()
+    {
+        _controller = await ControllerFixture.StartAsync(configure: o => o with { InsecureLoopback = false });
+        var store = _controller.Services.GetRequiredService<LedgerStore>();
+        foreach (var role in Roles.All) _tokens[role] = UserAccounts.Add(store, "user-" + role.Name(), role, "test").Token;
+        _controller.Services.GetRequiredService<UserDirectory>().Reload();
+    }
+
+    public async Task DisposeAsync() => await _controller.DisposeAsync();
+
+    /// <summary>Every service the controller maps, as its descriptors say.</summary>
+    private static IEnumerable<Google.Protobuf.Reflection.ServiceDescriptor> Services() =>
+        new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor,
+            Grpc.Health.V1.HealthReflection.Descriptor, Grpc.Reflection.V1Alpha.ReflectionReflection.Descriptor }
+        .SelectMany(f => f.Services);
+
+    private static IEnumerable<MethodDescriptor> Methods() => Services().SelectMany(s => s.Methods);
+
+    private static string PathOf(MethodDescriptor m) => "/" + m.Service.FullName + "/" + m.Name;
+
+    [Fact]
+    public void Every_method_of_every_service_has_a_role_policy_and_every_policy_a_method()
+    {
+        var paths = Methods().Select(PathOf).ToHashSet();
+        var missing = paths.Where(p => RpcPolicies.Of(p) is null).ToList();
+        Assert.True(missing.Count == 0, "methods without a policy (refused to everyone): " + string.Join(", ", missing));
+        var stale = RpcPolicies.All.Keys.Where(k => !paths.Contains(k) && !k.StartsWith("/grpc.reflection.v1.", StringComparison.Ordinal)).ToList();
+        Assert.True(stale.Count == 0, "policies of no method: " + string.Join(", ", stale));
+        // Only health is open to callers without a token; only reads are not audited (and the heartbeat, user lists and the audit itself).
+        Assert.All(RpcPolicies.All.Where(p => p.Value.MinimumRole is null), p => Assert.StartsWith("/grpc.health.v1.Health/", p.Key, StringComparison.Ordinal));
+        Assert.Equal(Role.Observer, RpcPolicies.Of("/smprobot.v1.SafetyService/EmergencyStop")!.MinimumRole);
+    }
+
+    /// <summary>Calls <paramref name="method"/> with an empty request and returns the status it ended with (OK, or what refused it), within 1.5 s.</summary>
+    private static async Task<StatusCode> CallAsync(CallInvoker invoker, MethodDescriptor method)
+    {
+        var input = Marshallers.Create<IMessage>(m => m.ToByteArray(), b => method.InputType.Parser.ParseFrom(b));
+        var output = Marshallers.Create<IMessage>(m => m.ToByteArray(), b => method.OutputType.Parser.ParseFrom(b));
+        var type = (method.IsClientStreaming, method.IsServerStreaming) switch
+        {
+            (false, false) => MethodType.Unary,
+            (false, true) => MethodType.ServerStreaming,
+            (true, false) => MethodType.ClientStreaming,
+            _ => MethodType.DuplexStreaming,
+        };
+        var call = new Method<IMessage, IMessage>(type, method.Service.FullName, method.Name, input, output);
+        var options = new CallOptions(deadline: DateTime.UtcNow.AddSeconds(1.5));
+        var empty = method.InputType.Parser.ParseFrom(ByteString.Empty);
+        try
+        {
+            switch (type)
+            {
+                case MethodType.Unary:
+                    await invoker.AsyncUnaryCall(call, null, options, empty);
+                    break;
+                case MethodType.ServerStreaming:
+                    using (var stream = invoker.AsyncServerStreamingCall(call, null, options, empty))
+                    {
+                        await stream.ResponseStream.MoveNext(CancellationToken.None);
+                    }
+                    break;
+                default:
+                    using (var duplex = invoker.AsyncDuplexStreamingCall(call, null, options))
+                    {
+                        await duplex.RequestStream.CompleteAsync();
+                        await duplex.ResponseStream.MoveNext(CancellationToken.None);
+                    }
+                    break;
+            }
+            return StatusCode.OK;
+        }
+        catch (RpcException e)
+        {
+            return e.StatusCode;
+        }
+    }
+
+    private CallInvoker Invoker(string? token) => Controller.WithToken(_controller.Channel.CreateCallInvoker(), token);
+
+    [Fact]
+    public async Task Each_role_meets_each_method_as_the_role_policy_says_and_no_token_meets_unauthenticated()
+    {
+        var problems = new List<string>();
+        foreach (var role in new Role?[] { null, Role.Observer, Role.Operator, Role.Engineer, Role.Admin })
+        {
+            var invoker = Invoker(role is { } r ? _tokens[r] : null);
+            var methods = Methods().ToList();
+            var statuses = await Task.WhenAll(methods.Select(m => CallAsync(invoker, m))).WaitAsync(ControllerFixture.Timeout);
+            for (var i = 0; i < methods.Count; i++)
+            {
+                var policy = RpcPolicies.Of(PathOf(methods[i]))!;
+                var allowed = policy.MinimumRole is null || (role is { } have && have >= policy.MinimumRole);
+                var expected = allowed ? "not refused" : role is null ? StatusCode.Unauthenticated.ToString() : StatusCode.PermissionDenied.ToString();
+                var ok = allowed ? statuses[i] is not (StatusCode.Unauthenticated or StatusCode.PermissionDenied) : statuses[i] == (role is null ? StatusCode.Unauthenticated : StatusCode.PermissionDenied);
+                if (!ok) problems.Add($"{role?.Name() ?? "no token"} → {PathOf(methods[i])}: {statuses[i]}, expected {expected}");
+            }
+        }
+        Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
+    }
+
+    /// <summary>Its token on every call of the client's channel.</summary>
+    private static class Controller
+    {
+        public static CallInvoker WithToken(CallInvoker invoker, string? token) => token is null ? invoker : invoker.Intercept(m =>
+        {
+            m.Add("authorization", "Bearer " + token);
+            return m;
+        });
+    }
+
+    [Fact]
+    public async Task An_observer_can_neither_reset_the_latch_nor_jog_and_the_latch_stays()
+    {
+        var observer = new SafetyService.SafetyServiceClient(Invoker(_tokens[Role.Observer]));
+        var stopped = await observer.EmergencyStopAsync(new EmergencyStopRequest { Reason = "observer saw something" });
+        Assert.True(stopped.EstopLatched);
+        var reset = await Assert.ThrowsAsync<RpcException>(async () => await observer.ResetEmergencyStopAsync(new ResetEmergencyStopRequest()));
+        Assert.Equal(StatusCode.PermissionDenied, reset.StatusCode);
+        Assert.Contains("needs the operator role", reset.Status.Detail, StringComparison.Ordinal);
+        var jog = await Assert.ThrowsAsync<RpcException>(async () => await new MachineService.MachineServiceClient(Invoker(_tokens[Role.Observer])).JogAsync(new JogRequest { DxMm = 1 }));
+        Assert.Equal(StatusCode.PermissionDenied, jog.StatusCode);
+        Assert.True((await observer.GetSafetyStatusAsync(new GetSafetyStatusRequest())).EstopLatched);
+        // The refused reset is a security event in the audit log.
+        var audit = _controller.Services.GetRequiredService<LedgerStore>().ListCallAudit(null, null, 100);
+        Assert.Contains(audit, e => e.Rpc.EndsWith("/ResetEmergencyStop", StringComparison.Ordinal) && e.Identity == "user-observer" && e.Result.StartsWith("PermissionDenied", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_emergency_stop_works_for_every_role_and_the_reset_records_who_did_it()
+    {
+        var operatorSafety = new SafetyService.SafetyServiceClient(Invoker(_tokens[Role.Operator]));
+        foreach (var role in Roles.All)
+        {
+            var status = await new SafetyService.SafetyServiceClient(Invoker(_tokens[role])).EmergencyStopAsync(new EmergencyStopRequest { Reason = "drill " + role.Name() });
+            Assert.True(status.EstopLatched, $"{role.Name()}'s e-stop did not latch");
+            Assert.False((await operatorSafety.ResetEmergencyStopAsync(new ResetEmergencyStopRequest { Source = "console 2" })).EstopLatched);
+        }
+        var audit = _controller.Services.GetRequiredService<LedgerStore>().ListCallAudit(null, null, 100);
+        Assert.Equal(4, audit.Count(e => e.Rpc.EndsWith("/ResetEmergencyStop", StringComparison.Ordinal) && e.Identity == "user-operator" && e.Result == "OK"));
+        // The e-stop's own entries are written after its reply.
+        await _controller.Services.GetRequiredService<SmpRobot.Controller.Services.DeferredAuditWrites>().WhenWritten().WaitAsync(ControllerFixture.Timeout);
+        var stops = _controller.Services.GetRequiredService<LedgerStore>().ListCallAudit(null, null, 100).Where(e => e.Rpc == "/smprobot.v1.SafetyService/EmergencyStop").ToList();
+        Assert.Equal(Roles.All.Select(r => "user-" + r.Name()), stops.Select(e => e.Identity));
+        Assert.All(stops, e => Assert.Contains("drill", e.Arguments, StringComparison.Ordinal));
+    }
+}
