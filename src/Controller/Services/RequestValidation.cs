@@ -105,8 +105,8 @@ internal static class RequestValidation
     /// <summary>
     /// The first string field of <paramref name="message"/> (at any depth) longer than it may be, said by its path and
     /// the limit (never quoting it); null when all fit. A document (a field named *_json: plans, profiles, boards) is
-    /// bounded by the request's size; every other string by <see cref="Bounded.MaxReasonLength"/> here, and ids and
-    /// names more tightly by their services.
+    /// bounded by the request's size; ids and names as <see cref="LimitOf"/> says; every other string by
+    /// <see cref="Bounded.MaxReasonLength"/>.
     /// </summary>
     internal static string? TooLong(IMessage message, string prefix)
     {
@@ -117,9 +117,10 @@ internal static class RequestValidation
             if (field.FieldType == FieldType.String && !field.Name.EndsWith("_json", StringComparison.Ordinal))
             {
                 var strings = field.IsRepeated ? ((System.Collections.IEnumerable)value).Cast<string>() : [(string)value];
-                if (strings.FirstOrDefault(v => v.Length > Bounded.MaxReasonLength) is { } tooLong)
+                var max = LimitOf(field.Name);
+                if (strings.FirstOrDefault(v => v.Length > max) is { } tooLong)
                 {
-                    return $"{path} is {tooLong.Length} characters long; at most {Bounded.MaxReasonLength} are accepted";
+                    return $"{path} is {tooLong.Length} characters long; at most {max} are accepted";
                 }
             }
             else if (field.FieldType == FieldType.Message && !field.IsMap)
@@ -133,6 +134,12 @@ internal static class RequestValidation
         }
         return null;
     }
+
+    /// <summary>Ids (*id, *_ids) <see cref="Bounded.MaxIdLength"/>; names <see cref="Bounded.MaxNameLength"/>; everything else <see cref="Bounded.MaxReasonLength"/>.</summary>
+    private static int LimitOf(string field) =>
+        field == "id" || field.EndsWith("_id", StringComparison.Ordinal) || field.EndsWith("_ids", StringComparison.Ordinal) ? Bounded.MaxIdLength
+        : field is "name" or "operator" or "source" or "role" or "camera" ? Bounded.MaxNameLength
+        : Bounded.MaxReasonLength;
 
     private static async Task<byte[]?> ReadBodyAsync(Stream body, long limit, CancellationToken ct)
     {

@@ -63,7 +63,7 @@ public sealed class DemoFolderEndToEndTests : IDisposable
             Assert.True(DemoFolder.ReadMarker(folder)!.Kept);
             Assert.Contains($"kept the demo's data folder {folder} (--keep)", smp.Stderr, StringComparison.Ordinal);
             var exe = RealProcess.ExecutablePath("smp-controller");
-            var expected = $"{exe} --gantry sim --camera none --time-scale 200 --data {folder} --urls {url}";
+            var expected = $"{exe} --gantry sim --camera none --time-scale 200 --data {folder} --urls {url} --insecure-loopback";
             restart = Assert.Single(smp.Stderr.Split('\n'), l => l.Trim() == expected).Trim();
             Assert.Contains($"  smp session show {sessionId} --controller {url}", smp.Stderr, StringComparison.Ordinal);
         }

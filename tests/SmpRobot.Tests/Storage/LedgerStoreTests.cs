@@ -96,6 +96,8 @@ public sealed class LedgerStoreTests : IDisposable
             c.Open();
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
+                DROP TABLE call_audit;
+                DROP TABLE users;
                 DROP TABLE surface_checks;
                 DROP TABLE surface_registrations;
                 DROP TABLE head_models;
@@ -141,7 +143,7 @@ public sealed class LedgerStoreTests : IDisposable
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
+            cmd.CommandText = "DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
             cmd.ExecuteNonQuery();
         }
         using var reopened = Open();
