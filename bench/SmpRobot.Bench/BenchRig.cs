@@ -4,6 +4,9 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using SmpRobot.Controller.Security;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller;
 using SmpRobot.Controller.Gantry;
@@ -27,12 +30,13 @@ internal sealed class BenchRig : IAsyncDisposable
     private readonly Task _beats;
     private readonly Task _replies;
 
-    private BenchRig(WebApplication app, string address, bool heartbeat)
+    private BenchRig(WebApplication app, string address, bool heartbeat, Access? access)
     {
         _app = app;
         Address = address;
-        _channel = GrpcChannel.ForAddress(address);
-        _safetyChannel = GrpcChannel.ForAddress(address);
+        _access = access;
+        _channel = NewChannel();
+        _safetyChannel = NewChannel();
         Sessions = new SessionService.SessionServiceClient(_channel);
         Machine = new MachineService.MachineServiceClient(_channel);
         Safety = new SafetyService.SafetyServiceClient(_safetyChannel);
@@ -80,6 +84,44 @@ internal sealed class BenchRig : IAsyncDisposable
         });
     }
 
+    /// <summary>A secure rig's chair certificate (its own CA) and the token of its admin user.</summary>
+    private sealed record Access(X509Certificate2 Chair, string Token, string Directory);
+
+    private readonly Access? _access;
+
+    /// <summary>SMP_BENCH_DEV_LOOPBACK=1: the e-stop benches run in the development loopback mode (no TLS, no tokens), to compare.</summary>
+    public static bool DevelopmentLoopbackAsked => Environment.GetEnvironmentVariable("SMP_BENCH_DEV_LOOPBACK") == "1";
+
+    /// <summary>True when the controller serves TLS and asks for tokens (<see cref="StartAsync"/> with secure).</summary>
+    public bool Tls => _access is not null;
+
+    /// <summary>
+    /// A new channel (its own HTTP/2 connection) to the controller: for a secure rig over TLS trusting only the chair's
+    /// certificate, with the bench user's token on every call.
+    /// </summary>
+    public GrpcChannel NewChannel()
+    {
+        if (_access is not { } access) return GrpcChannel.ForAddress(Address);
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            if (certificate is null) return false;
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(access.Chair);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            using var presented = new X509Certificate2(certificate);
+            return chain.Build(presented);
+        };
+        var header = "Bearer " + access.Token;
+        var token = CallCredentials.FromInterceptor((_, metadata) =>
+        {
+            metadata.Add("authorization", header);
+            return Task.CompletedTask;
+        });
+        return GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true, Credentials = ChannelCredentials.Create(new SslCredentials(), token) });
+    }
+
     /// <summary>The channel of the session, machine and calibration clients, for other services' clients.</summary>
     public GrpcChannel Channel => _channel;
 
@@ -98,12 +140,42 @@ internal sealed class BenchRig : IAsyncDisposable
 
     /// <summary>Starts a controller (logging errors only) with the given gantry options.</summary>
     /// <param name="heartbeat">Keep an operator heartbeat going (off for benches that play the console themselves).</param>
-    public static async Task<BenchRig> StartAsync(ControllerOptions options, bool heartbeat = true)
+    /// <param name="secure">
+    /// Serve as a chair does: TLS with a certificate made for the run (smp-controller cert create's) and tokens (an admin
+    /// user made for the run); otherwise the development loopback mode.
+    /// </param>
+    public static async Task<BenchRig> StartAsync(ControllerOptions options, bool heartbeat = true, bool secure = false)
     {
-        var app = ControllerHost.Build(options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error, InsecureLoopback = true });
+        Access? access = null;
+        var configured = options with { Urls = "http://127.0.0.1:0", MinimumLogLevel = LogLevel.Error, InsecureLoopback = true };
+        if (secure)
+        {
+            var dir = System.IO.Directory.CreateTempSubdirectory("smp-bench-tls-").FullName;
+            var chair = ChairCertificate.Create([], 2);
+            await File.WriteAllTextAsync(Path.Combine(dir, "chair.crt"), chair.CertificatePem);
+            await File.WriteAllTextAsync(Path.Combine(dir, "chair.key"), chair.KeyPem);
+            configured = options with
+            {
+                Urls = "https://127.0.0.1:0",
+                MinimumLogLevel = LogLevel.Error,
+                InsecureLoopback = false,
+                TlsCertificatePath = Path.Combine(dir, "chair.crt"),
+                TlsKeyPath = Path.Combine(dir, "chair.key"),
+            };
+#pragma warning disable CA2000 // the rig owns it and disposes it with itself
+            access = new Access(X509Certificate2.CreateFromPem(chair.CertificatePem), "", dir);
+#pragma warning restore CA2000
+        }
+        var app = ControllerHost.Build(configured);
+        if (access is not null)
+        {
+            var token = UserAccounts.Add(app.Services.GetRequiredService<Controller.Storage.LedgerStore>(), "bench", Role.Admin, "bench").Token;
+            app.Services.GetRequiredService<UserDirectory>().Reload();
+            access = access with { Token = token };
+        }
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new BenchRig(app, address, heartbeat);
+        return new BenchRig(app, address, heartbeat, access);
     }
 
     /// <summary>
@@ -171,5 +243,10 @@ internal sealed class BenchRig : IAsyncDisposable
         await _app.StopAsync();
         await _app.DisposeAsync();
         _heartbeatStop.Dispose();
+        if (_access is not null)
+        {
+            _access.Chair.Dispose();
+            System.IO.Directory.Delete(_access.Directory, recursive: true);
+        }
     }
 }

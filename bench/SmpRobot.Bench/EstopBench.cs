@@ -22,11 +22,14 @@ internal static class EstopBench
         var data = Directory.CreateTempSubdirectory("smp-bench-estop-");
         try
         {
-            await using var rig = await BenchRig.StartAsync(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Simulator = simulator });
+            await using var rig = await BenchRig.StartAsync(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Simulator = simulator }, secure: !BenchRig.DevelopmentLoopbackAsked);
             var latencies = await rig.EstopTrialsAsync(simulator, Trials, "estop");
             var p99 = Stats.Percentile(latencies, 99);
             return new Dictionary<string, object>
             {
+                // A chair's set-up: TLS with its certificate pinned, and a user's token on every call.
+                ["tls"] = rig.Tls,
+                ["tokens"] = rig.Tls,
                 ["trials"] = latencies.Count,
                 ["medianMs"] = Stats.Round(Stats.Median(latencies)),
                 ["p99Ms"] = Stats.Round(p99),

@@ -40,7 +40,7 @@ internal static class EstopLoadBench
         var data = Directory.CreateTempSubdirectory("smp-bench-estop-load-");
         try
         {
-            await using var rig = await BenchRig.StartAsync(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Simulator = simulator });
+            await using var rig = await BenchRig.StartAsync(new ControllerOptions { ProfilePath = profilePath, DataDirectory = data.FullName, Simulator = simulator }, secure: !BenchRig.DevelopmentLoopbackAsked);
             var probe = new StopProbe(simulator, rig);
             await rig.Machine.HomeAsync(new HomeRequest());
             var session = await rig.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = DemoPlanGenerator.Generate(4000, seed: 3) });
@@ -52,7 +52,7 @@ internal static class EstopLoadBench
             for (var i = 0; i < NoLoadTrials; i++) plain.Add(await probe.TrialAsync(session.Id, withSecond: false));
             await Console.Error.WriteLineAsync($"estop-load: {NoLoadTrials} trials without load, retract p99 {Stats.Percentile([.. plain.Select(t => t.RetractDoneMs)], 99):0.0} ms");
 
-            await using var load = await Load.StartAsync(rig.Address, session.Id);
+            await using var load = await Load.StartAsync(rig, session.Id);
             await Console.Error.WriteLineAsync($"estop-load: {load.WatchersOpen} watchers open, {load.WatchRefused} refused ({load.RefusalMessage})");
             await Task.Delay(TimeSpan.FromSeconds(2));
             var rateLoaded = await DotsPerSecondAsync(rig, session.Id);
@@ -77,6 +77,9 @@ internal static class EstopLoadBench
             var ratio = Stats.Round(rateLoaded / ratePlain);
             return new Dictionary<string, object>
             {
+                // A chair's set-up: TLS with its certificate pinned, and a user's token on every call.
+                ["tls"] = rig.Tls,
+                ["tokens"] = rig.Tls,
                 ["watchers"] = Watchers,
                 ["watchRefused"] = load.WatchRefused,
                 ["watchersOpen"] = watchersOpenAtEnd,
@@ -138,7 +141,7 @@ internal static class EstopLoadBench
         {
             _simulator = simulator;
             _rig = rig;
-            _secondChannel = GrpcChannel.ForAddress(rig.Address);
+            _secondChannel = rig.NewChannel();
             _second = new SafetyService.SafetyServiceClient(_secondChannel);
             simulator.RealtimeByteReceived += (_, e) =>
             {
@@ -235,14 +238,14 @@ internal static class EstopLoadBench
         public string RefusalMessage => _refusal;
         public double GetsPerSecondAchieved => Interlocked.Read(ref _gets) / Math.Max(1e-3, Stopwatch.GetElapsedTime(Interlocked.Read(ref _getsStarted)).TotalSeconds);
 
-        public static async Task<Load> StartAsync(string address, string sessionId)
+        public static async Task<Load> StartAsync(BenchRig rig, string sessionId)
         {
             var load = new Load();
             var opened = new List<Task>();
             for (var c = 0; c < Connections; c++)
             {
                 // One channel = one HTTP/2 connection.
-                var channel = GrpcChannel.ForAddress(address);
+                var channel = rig.NewChannel();
                 load._channels.Add(channel);
                 var sessions = new SessionService.SessionServiceClient(channel);
                 for (var w = 0; w < Watchers / Connections; w++)

@@ -58,8 +58,8 @@ public sealed class AccessSetupTests : IDisposable
     [Fact]
     public async Task Tls_with_the_chairs_certificate_pinned_works_and_with_another_ca_is_refused()
     {
-        var chair = AccessCommands.ChairCertificate.Create([], 30);
-        var other = AccessCommands.ChairCertificate.Create([], 30);
+        var chair = ChairCertificate.Create([], 30);
+        var other = ChairCertificate.Create([], 30);
         await File.WriteAllTextAsync(Path.Combine(_dir, "chair.crt"), chair.CertificatePem);
         await File.WriteAllTextAsync(Path.Combine(_dir, "chair.key"), chair.KeyPem);
         await File.WriteAllTextAsync(Path.Combine(_dir, "other.crt"), other.CertificatePem);
