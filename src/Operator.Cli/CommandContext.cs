@@ -72,6 +72,8 @@ internal sealed class CommandContext
     /// </summary>
     public static string DescribeRpcError(RpcException e, Uri controller) => e.StatusCode switch
     {
+        _ when (e.Status.Detail + e.Status.DebugException?.ToString()).Contains("SSL connection could not be established", StringComparison.Ordinal) =>
+            $"the controller at {Display(controller)} did not prove it is the chair you trust (TLS: {e.Status.DebugException?.GetBaseException().Message ?? e.Status.Detail}): give its certificate or its CA with --ca FILE or SMP_CA",
         StatusCode.Unavailable when IsConnectFailure(e) =>
             $"cannot reach the controller at {Display(controller)}: is smp-controller running? ({e.Status.Detail})",
         StatusCode.Unavailable => $"the controller at {Display(controller)} is unavailable: {e.Status.Detail}",
