@@ -176,3 +176,66 @@ public sealed class AccessSetupTests : IDisposable
         Assert.Null(ControllerAccess.Resolve(null, null, _ => null).Token);
     }
 }
+
+/// <summary>A chair set up and used as people would, with the real processes: users added on the chair, then the console with their tokens.</summary>
+public sealed class AccessEndToEndTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+
+    private static async Task<string> AddUserAsync(string data, string name, string role)
+    {
+        await using var add = RealProcess.Start("smp-controller", "user", "add", name, "--role", role, "--data", data);
+        Assert.Equal(0, await add.ExitCodeAsync(Timeout));
+        return add.Stdout.Trim();
+    }
+
+    [Fact]
+    public async Task Users_added_on_the_chair_sign_in_with_their_tokens_and_their_roles_decide_and_the_audit_says_who()
+    {
+        var data = Directory.CreateTempSubdirectory("smp-e2e-access-").FullName;
+        try
+        {
+            var operatorToken = await AddUserAsync(data, "olga", "operator");
+            var observerToken = await AddUserAsync(data, "otto", "observer");
+            Assert.StartsWith(AccessTokens.Prefix, operatorToken, StringComparison.Ordinal);
+            var url = $"http://127.0.0.1:{RealProcess.FreePort()}";
+            // By its path: no development flag. Loopback without TLS, tokens required.
+            await using var controller = RealProcess.Start(RealProcess.ExecutablePath("smp-controller"), "--urls", url, "--data", data, "--camera", "none", "--time-scale", "200");
+            await controller.WaitForLineAsync(l => l.Contains("Now listening", StringComparison.Ordinal), Timeout);
+            Assert.DoesNotContain("INSECURE", controller.Stderr, StringComparison.Ordinal);
+
+            await using (var anonymous = RealProcess.Start("smp", "machine", "status", "--controller", url))
+            {
+                Assert.Equal(1, await anonymous.ExitCodeAsync(Timeout));
+                Assert.Contains("no access token", anonymous.Stderr, StringComparison.Ordinal);
+            }
+            await using (var observerHome = RealProcess.StartWith(new Dictionary<string, string> { ["SMP_TOKEN"] = observerToken }, "smp", "machine", "home", "--controller", url))
+            {
+                Assert.Equal(1, await observerHome.ExitCodeAsync(Timeout));
+                Assert.Contains("otto (observer) may not call /smprobot.v1.MachineService/Home: it needs the operator role", observerHome.Stderr, StringComparison.Ordinal);
+            }
+            await using (var operatorHome = RealProcess.StartWith(new Dictionary<string, string> { ["SMP_TOKEN"] = operatorToken }, "smp", "machine", "home", "--controller", url))
+            {
+                Assert.Equal(0, await operatorHome.ExitCodeAsync(Timeout));
+            }
+            await using (var observerStop = RealProcess.StartWith(new Dictionary<string, string> { ["SMP_TOKEN"] = observerToken }, "smp", "estop", "--controller", url))
+            {
+                Assert.Equal(0, await observerStop.ExitCodeAsync(Timeout));
+                Assert.Contains("LATCHED", observerStop.Stdout, StringComparison.Ordinal);
+            }
+            await using (var audit = RealProcess.StartWith(new Dictionary<string, string> { ["SMP_TOKEN"] = operatorToken }, "smp", "audit", "--json", "--controller", url))
+            {
+                Assert.Equal(0, await audit.ExitCodeAsync(Timeout));
+                var entries = System.Text.Json.JsonDocument.Parse(audit.Stdout).RootElement.GetProperty("entries").EnumerateArray()
+                    .Select(e => (e.GetProperty("identity").GetString(), e.GetProperty("rpc").GetString()!.Split('/')[^1], e.GetProperty("result").GetString()!.Split(':')[0])).ToList();
+                Assert.Equal([("otto", "Home", "PermissionDenied"), ("olga", "Home", "OK"), ("otto", "EmergencyStop", "OK")], entries);
+            }
+            controller.Terminate();
+            Assert.Equal(0, await controller.ExitCodeAsync(Timeout));
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+}

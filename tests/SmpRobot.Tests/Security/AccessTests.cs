@@ -121,6 +121,45 @@ public sealed class AccessTests : IAsyncLifetime
         Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
     }
 
+    [Fact]
+    public async Task The_audit_log_records_every_state_changing_method_with_who_called_it_and_how_it_ended()
+    {
+        var audited = Methods().Where(m => RpcPolicies.Of(PathOf(m))!.Audited).ToList();
+        Assert.True(audited.Count >= 18, $"only {audited.Count} audited methods");
+        var statuses = new Dictionary<(string, Role), StatusCode>();
+        foreach (var role in new[] { Role.Observer, Role.Admin })
+        {
+            var invoker = Invoker(_tokens[role]);
+            // One after another: a long call (a calibration) must end, as its entry is written when it ends.
+            foreach (var m in audited) statuses[(PathOf(m), role)] = await CallAsync(invoker, m).WaitAsync(ControllerFixture.Timeout);
+        }
+        await _controller.Services.GetRequiredService<SmpRobot.Controller.Services.DeferredAuditWrites>().WhenWritten().WaitAsync(ControllerFixture.Timeout);
+        var log = _controller.Services.GetRequiredService<LedgerStore>().ListCallAudit(null, null, 10_000);
+        var missing = new List<string>();
+        foreach (var ((path, role), status) in statuses)
+        {
+            // A call the client gave up on may still be running in the controller: its entry comes when it ends.
+            if (status == StatusCode.DeadlineExceeded) continue;
+            var entry = log.FirstOrDefault(e => e.Rpc == path && e.Identity == "user-" + role.Name());
+            var denied = RpcPolicies.Of(path)!.MinimumRole > role;
+            if (entry is null) missing.Add($"{role.Name()} → {path} ({status}): no entry");
+            else if (entry.Role != role.Name() || (denied != entry.Result.StartsWith("PermissionDenied", StringComparison.Ordinal))) missing.Add($"{role.Name()} → {path}: {entry.Role}, {entry.Result}");
+            else if (!denied && (status == StatusCode.OK) != (entry.Result == "OK")) missing.Add($"{role.Name()} → {path}: ended {status}, logged {entry.Result}");
+        }
+        Assert.True(missing.Count == 0, string.Join(Environment.NewLine, missing));
+        Assert.Throws<Microsoft.Data.Sqlite.SqliteException>(() => UpdateAuditDirectly());
+    }
+
+    /// <summary>Tries to change the audit log behind the controller's back: the store's triggers refuse it.</summary>
+    private void UpdateAuditDirectly()
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(_controller.DataDirectory, "smp.db")};Pooling=False");
+        connection.Open();
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "UPDATE call_audit SET identity = 'nobody'";
+        cmd.ExecuteNonQuery();
+    }
+
     /// <summary>Its token on every call of the client's channel.</summary>
     private static class Controller
     {
