@@ -72,8 +72,9 @@ internal static class SerialBench
         var start = TimeProvider.System.GetTimestamp();
         for (var i = 0; i < lines; i++)
         {
-            // Back and forth: the head stays in the envelope however many lines are streamed.
-            var line = i % 2 == 0 ? "G91 G1 X0.01 F6000" : "G91 G1 X-0.01 F6000";
+            // Back and forth, first towards negative X: grbl keeps machine coordinates in [-max travel, 0], and an
+            // unhomed board sits at 0, so the head stays within travel however many lines are streamed.
+            var line = i % 2 == 0 ? "G91 G1 X-0.01 F6000" : "G91 G1 X0.01 F6000";
             acks.Add((await client.SendLineAsync(line, cts.Token)).Ack);
             bytes += line.Length + 1;
         }
