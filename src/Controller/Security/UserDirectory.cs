@@ -69,6 +69,10 @@ public sealed class UserDirectory : IDisposable
         {
             // The controller is stopping.
         }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            // The store is busy (another process writes): look again at the next tick. A timer callback must not throw.
+        }
     }
 
     public void Dispose() => _poll.Dispose();
