@@ -58,10 +58,10 @@ internal static class AccessCommands
             var dir = Directory.CreateDirectory(parse.GetValue(outDir)!).FullName;
             var chair = ChairCertificate.Create(parse.GetValue(hosts) ?? [], parse.GetValue(days));
             var keyPath = Path.Combine(dir, "chair.key");
-            File.Delete(keyPath); // a new file, so the mode below applies
+            File.Delete(keyPath); // a new file, so the mode below applies; CreateNew fails rather than follow whatever appears there meanwhile
             // Created 0600 before the key is written into it, so it is never readable by others, even for a moment.
 #pragma warning disable CA1416 // the controller runs on Linux only (ptys, libgpiod): Unix file modes exist
-            using (var keyFile = new FileStream(keyPath, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+            using (var keyFile = new FileStream(keyPath, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
 #pragma warning restore CA1416
             using (var writer = new StreamWriter(keyFile))
             {

@@ -266,7 +266,7 @@ public static class ControllerHost
         // routing and deserialisation, so the figure includes all of the controller's own work.
         app.Use((context, next) =>
         {
-            if (context.Request.Path.Equals(SafetyGrpcService.EmergencyStopPath, StringComparison.Ordinal))
+            if (string.Equals(context.Request.Path.Value?.TrimEnd('/'), SafetyGrpcService.EmergencyStopPath, StringComparison.OrdinalIgnoreCase))
             {
                 context.Items[SafetyGrpcService.ArrivedTimestampKey] = options.TimeProvider.GetTimestamp();
             }

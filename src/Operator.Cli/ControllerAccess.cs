@@ -68,12 +68,18 @@ internal sealed record ControllerAccess(string? Token, X509Certificate2? Trusted
     {
         ArgumentNullException.ThrowIfNull(handler);
         if (TrustedCa is not { } ca) return;
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, presentedChain, errors) =>
         {
-            if (certificate is null || (errors & System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch) != 0) return false;
+            if (certificate is null || (errors & (System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch | System.Net.Security.SslPolicyErrors.RemoteCertificateNotAvailable)) != 0) return false;
             using var chain = new X509Chain();
             chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
             chain.ChainPolicy.CustomTrustStore.Add(ca);
+            // The intermediates the chair sent (a clinic CA's chain), and a certificate meant for a server.
+            if (presentedChain is not null)
+            {
+                foreach (var element in presentedChain.ChainElements) chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+            chain.ChainPolicy.ApplicationPolicy.Add(new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1"));
             chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
             using var presented = new X509Certificate2(certificate);
             return chain.Build(presented);

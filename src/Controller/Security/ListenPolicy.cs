@@ -19,7 +19,7 @@ public static class ListenPolicy
             {
                 throw new ArgumentException($"--urls '{text}' is not an http:// or https:// address");
             }
-            var loopback = IsLoopback(url);
+            var loopback = IsLoopback(text);
             var tls = url.Scheme == "https";
             if (insecureLoopback && (!loopback || tls))
             {
@@ -36,11 +36,31 @@ public static class ListenPolicy
         }
     }
 
-    /// <summary>127.0.0.0/8, ::1 or "localhost".</summary>
-    public static bool IsLoopback(Uri url)
+    /// <summary>
+    /// True when the address as written (what Kestrel binds) is a loopback IP (127.0.0.0/8, ::1) or exactly
+    /// "localhost". Not <see cref="Uri.IsLoopback"/>: Uri rewrites the host "loopback" to "localhost", while Kestrel takes
+    /// such a name as "any interface".
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1054", Justification = "the address as written is the point: Uri rewrites hosts Kestrel reads otherwise")]
+    public static bool IsLoopback(string url)
     {
         ArgumentNullException.ThrowIfNull(url);
-        if (url.IsLoopback) return true;
-        return IPAddress.TryParse(url.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
+        var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        if (scheme < 0) return false;
+        var rest = url[(scheme + 3)..];
+        string host;
+        if (rest.StartsWith('['))
+        {
+            var close = rest.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0) return false;
+            host = rest[1..close];
+        }
+        else
+        {
+            var end = rest.IndexOfAny([':', '/']);
+            host = end < 0 ? rest : rest[..end];
+        }
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase)) return true;
+        return IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip);
     }
 }

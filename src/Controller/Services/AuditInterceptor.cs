@@ -22,7 +22,7 @@ internal sealed partial class AuditInterceptor(LedgerStore store, DeferredAuditW
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
-        if (RpcPolicies.Of(context.Method) is not { Audited: true }) return await continuation(request, context);
+        if (RpcPolicies.Of(CanonicalPath(context)) is not { Audited: true }) return await continuation(request, context);
         var at = time.GetUtcNow();
         try
         {
@@ -51,7 +51,7 @@ internal sealed partial class AuditInterceptor(LedgerStore store, DeferredAuditW
         var identity = who?.Name ?? "(unauthenticated)";
         var role = who?.Role.Name() ?? "";
         // Everything taken from the call now: a deferred write runs after the call (and its context) has ended.
-        var rpc = context.Method;
+        var rpc = CanonicalPath(context);
         void Write()
         {
             try
@@ -72,6 +72,13 @@ internal sealed partial class AuditInterceptor(LedgerStore store, DeferredAuditW
             Write();
         }
     }
+
+    /// <summary>
+    /// The method's own path ("/smprobot.v1.SessionService/Start"), from the endpoint that serves the call: routing
+    /// matches paths without regard to case, and <see cref="ServerCallContext.Method"/> is the path as the client sent it.
+    /// </summary>
+    internal static string CanonicalPath(ServerCallContext context) =>
+        context.GetHttpContext().GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>()?.Method.FullName ?? context.Method;
 
     /// <summary>The request as JSON (cut to <see cref="MaxArgumentsLength"/>) and the session it names, if any.</summary>
     internal static (string Arguments, string? SessionId) Describe(object request)

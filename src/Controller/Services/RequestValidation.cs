@@ -31,13 +31,14 @@ internal static class RequestValidation
     private static Dictionary<string, (MessageDescriptor, bool)> BuildMethods()
     {
         var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor };
-        var methods = new Dictionary<string, (MessageDescriptor, bool)>(StringComparer.Ordinal);
+        // Routing matches paths without regard to case: so does this, or a path in other case would skip the checks.
+        var methods = new Dictionary<string, (MessageDescriptor, bool)>(StringComparer.OrdinalIgnoreCase);
         foreach (var service in files.SelectMany(f => f.Services))
         {
             foreach (var method in service.Methods.Where(m => !m.IsClientStreaming))
             {
                 var path = "/" + service.FullName + "/" + method.Name;
-                methods[path] = (method.InputType, path == SafetyGrpcService.EmergencyStopPath);
+                methods[path] = (method.InputType, string.Equals(path, SafetyGrpcService.EmergencyStopPath, StringComparison.OrdinalIgnoreCase));
             }
         }
         return methods;
@@ -46,7 +47,9 @@ internal static class RequestValidation
     /// <summary>The middleware: validates, then calls <paramref name="next"/> (unless it answered the call itself).</summary>
     public static async Task InvokeAsync(HttpContext context, Func<Task> next, long maxMessageBytes)
     {
-        if (!Methods.TryGetValue(context.Request.Path.Value ?? "", out var method)
+        // The method routing chose (the path may differ from its own in case or by a trailing slash).
+        var path = context.GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>()?.Method.FullName ?? context.Request.Path.Value ?? "";
+        if (!Methods.TryGetValue(path, out var method)
             || context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
         {
             await next();

@@ -38,6 +38,9 @@ public sealed class AccessSetupTests : IDisposable
     [InlineData("http://0.0.0.0:0", true, "--insecure-loopback serves without TLS or authentication and only on a loopback address")]
     [InlineData("https://127.0.0.1:0", false, "give the chair's certificate and key with --tls-cert FILE --tls-key FILE")]
     [InlineData("https://127.0.0.1:0", true, "--insecure-loopback serves without TLS")]
+    [InlineData("http://loopback:0", true, "only on a loopback address")] // Uri calls it localhost; Kestrel binds every interface
+    [InlineData("http://127.0.0.1:0;http://[::]:0", true, "only on a loopback address")]
+    [InlineData("http://localhost.:0", false, "needs TLS")]
     public void Listening_off_loopback_without_tls_or_insecurely_is_refused_at_start_naming_the_flag(string urls, bool insecure, string message)
     {
         var e = Assert.Throws<ArgumentException>(() => ControllerHost.Build(Options(urls, insecure)));

@@ -150,6 +150,33 @@ public sealed class AccessTests : IAsyncLifetime
         Assert.Throws<Microsoft.Data.Sqlite.SqliteException>(() => UpdateAuditDirectly());
     }
 
+    [Fact]
+    public async Task A_path_in_other_case_is_neither_let_through_nor_left_out_of_the_audit()
+    {
+        // Routing matches paths without regard to case; the policy, the bounds and the audit must follow the method, not the spelling.
+        var pause = SessionReflection.Descriptor.Services.Single(s => s.Name == "SessionService").Methods.Single(m => m.Name == "Pause");
+        var shouting = new Method<SessionRef, Session>(MethodType.Unary, "SMPROBOT.V1.SESSIONSERVICE", "PAUSE",
+            Marshallers.Create<SessionRef>(m => m.ToByteArray(), SessionRef.Parser.ParseFrom), Marshallers.Create<Session>(m => m.ToByteArray(), Session.Parser.ParseFrom));
+        var observer = await Assert.ThrowsAsync<RpcException>(async () => await Invoker(_tokens[Role.Observer]).AsyncUnaryCall(shouting, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), new SessionRef { SessionId = "s-x" }));
+        var admin = await Assert.ThrowsAsync<RpcException>(async () => await Invoker(_tokens[Role.Admin]).AsyncUnaryCall(shouting, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), new SessionRef { SessionId = new string('s', 5000) }));
+        if (observer.StatusCode == StatusCode.Unimplemented)
+        {
+            Assert.Equal(StatusCode.Unimplemented, admin.StatusCode); // case-sensitive routing: nothing reached at all
+            return;
+        }
+        Assert.Equal(StatusCode.PermissionDenied, observer.StatusCode);
+        Assert.Equal(StatusCode.InvalidArgument, admin.StatusCode); // the bounds checked it as Pause's request
+        var notFound = await Assert.ThrowsAsync<RpcException>(async () => await Invoker(_tokens[Role.Admin]).AsyncUnaryCall(shouting, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), new SessionRef { SessionId = "s-x" }));
+        Assert.Equal(StatusCode.NotFound, notFound.StatusCode);
+        // A trailing slash reaches the method too: checked as its request as well.
+        var slashed = new Method<SessionRef, Session>(MethodType.Unary, "smprobot.v1.SessionService", "Pause/", shouting.RequestMarshaller, shouting.ResponseMarshaller);
+        var slashedBig = await Assert.ThrowsAsync<RpcException>(async () => await Invoker(_tokens[Role.Admin]).AsyncUnaryCall(slashed, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), new SessionRef { SessionId = new string('s', 5000) }));
+        Assert.True(slashedBig.StatusCode is StatusCode.InvalidArgument or StatusCode.Unimplemented, slashedBig.Status.ToString());
+        var log = _controller.Services.GetRequiredService<LedgerStore>().ListCallAudit(null, null, 100);
+        Assert.Contains(log, e => e.Rpc == PathOf(pause) && e.Identity == "user-observer" && e.Result.StartsWith("PermissionDenied", StringComparison.Ordinal));
+        Assert.Contains(log, e => e.Rpc == PathOf(pause) && e.Identity == "user-admin" && e.Result.StartsWith("NotFound", StringComparison.Ordinal));
+    }
+
     /// <summary>Tries to change the audit log behind the controller's back: the store's triggers refuse it.</summary>
     private void UpdateAuditDirectly()
     {
