@@ -1,6 +1,5 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
-using Grpc.AspNetCore.Server;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 
@@ -58,12 +57,12 @@ public sealed class TokenAuthenticationHandler(IOptionsMonitor<AuthenticationSch
     {
         var result = await HandleAuthenticateOnceSafeAsync();
         var why = result.Failure?.Message ?? "no access token";
-        GrpcRefusal(16, $"{why}: give a user's token (SMP_TOKEN, or --token-file FILE); an admin adds users with smp-controller user add NAME --role ROLE");
+        Services.GrpcPipeline.Refuse(Context, Grpc.Core.StatusCode.Unauthenticated, $"{why}: give a user's token (SMP_TOKEN, or --token-file FILE); an admin adds users with smp-controller user add NAME --role ROLE");
     }
 
     protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
     {
-        var path = Context.GetEndpoint()?.Metadata.GetMetadata<GrpcMethodMetadata>()?.Method.FullName ?? Request.Path.Value ?? "";
+        var path = Services.GrpcPipeline.MethodPath(Context);
         var needed = RpcPolicies.Of(path)?.MinimumRole;
         var who = IdentityOf(Context.User);
         var message = needed is { } role
@@ -75,16 +74,7 @@ public sealed class TokenAuthenticationHandler(IOptionsMonitor<AuthenticationSch
             var store = Context.RequestServices.GetRequiredService<Storage.LedgerStore>();
             store.AppendCallAudit(Context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow(), who.Name, who.Role.Name(), path, null, "", "PermissionDenied: " + message);
         }
-        GrpcRefusal(7, message);
+        Services.GrpcPipeline.Refuse(Context, Grpc.Core.StatusCode.PermissionDenied, message);
         return Task.CompletedTask;
-    }
-
-    /// <summary>A trailers-only gRPC response: HTTP 200 with grpc-status and a percent-encoded grpc-message.</summary>
-    private void GrpcRefusal(int status, string message)
-    {
-        Response.StatusCode = StatusCodes.Status200OK;
-        Response.ContentType = "application/grpc";
-        Response.Headers["grpc-status"] = status.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        Response.Headers["grpc-message"] = Uri.EscapeDataString(message);
     }
 }

@@ -78,7 +78,7 @@ internal sealed partial class AuditInterceptor(LedgerStore store, DeferredAuditW
     /// matches paths without regard to case, and <see cref="ServerCallContext.Method"/> is the path as the client sent it.
     /// </summary>
     internal static string CanonicalPath(ServerCallContext context) =>
-        context.GetHttpContext().GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>()?.Method.FullName ?? context.Method;
+        GrpcPipeline.MethodPath(context.GetHttpContext());
 
     /// <summary>The request as JSON (cut to <see cref="MaxArgumentsLength"/>) and the session it names, if any.</summary>
     internal static (string Arguments, string? SessionId) Describe(object request)

@@ -47,9 +47,7 @@ internal static class RequestValidation
     /// <summary>The middleware: validates, then calls <paramref name="next"/> (unless it answered the call itself).</summary>
     public static async Task InvokeAsync(HttpContext context, Func<Task> next, long maxMessageBytes)
     {
-        // The method routing chose (the path may differ from its own in case or by a trailing slash).
-        var path = context.GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>()?.Method.FullName ?? context.Request.Path.Value ?? "";
-        if (!Methods.TryGetValue(path, out var method)
+        if (!Methods.TryGetValue(GrpcPipeline.MethodPath(context), out var method)
             || context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
         {
             await next();
@@ -65,11 +63,7 @@ internal static class RequestValidation
         }
         if (problem is not null)
         {
-            // A trailers-only gRPC response.
-            context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/grpc";
-            context.Response.Headers["grpc-status"] = "3"; // INVALID_ARGUMENT
-            context.Response.Headers["grpc-message"] = PercentEncode(problem);
+            GrpcPipeline.Refuse(context, Grpc.Core.StatusCode.InvalidArgument, problem);
             return;
         }
         context.Request.Body = new MemoryStream(body!, writable: false);
@@ -155,17 +149,5 @@ internal static class RequestValidation
             await buffer.WriteAsync(chunk.AsMemory(0, read), ct);
         }
         return buffer.ToArray();
-    }
-
-    /// <summary>grpc-message is percent-encoded (gRPC over HTTP/2: printable ASCII except '%').</summary>
-    private static string PercentEncode(string text)
-    {
-        var sb = new StringBuilder();
-        foreach (var b in Encoding.UTF8.GetBytes(text))
-        {
-            if (b is >= 0x20 and <= 0x7E && b != (byte)'%') sb.Append((char)b);
-            else sb.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
-        }
-        return sb.ToString();
     }
 }

@@ -63,9 +63,10 @@ public sealed partial class LedgerStore
             ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
             using var tx = _connection.BeginTransaction();
-            var revoked = Scalar<long?>(tx, "SELECT revoked_at FROM users WHERE name = $n", ("$n", name));
-            var exists = Scalar<long>(tx, "SELECT COUNT(*) FROM users WHERE name = $n", ("$n", name)) > 0;
-            if (exists && revoked is null) throw new InvalidOperationException($"user '{name}' exists: revoke it first to give it a new token");
+            // 1: an active user of that name, 0: a revoked one, null: none.
+            var active = Scalar<long?>(tx, "SELECT revoked_at IS NULL FROM users WHERE name = $n", ("$n", name));
+            if (active == 1) throw new InvalidOperationException($"user '{name}' exists: revoke it first to give it a new token");
+            var exists = active is not null;
             Execute(tx, exists
                 ? "UPDATE users SET role = $r, token_sha256 = $h, created_at = $at, created_by = $by, revoked_at = NULL WHERE name = $n"
                 : "INSERT INTO users (name, role, token_sha256, created_at, created_by) VALUES ($n, $r, $h, $at, $by)",

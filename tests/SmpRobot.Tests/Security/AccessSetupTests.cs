@@ -161,6 +161,13 @@ public sealed class AccessSetupTests : IDisposable
         clock.Advance(UserDirectory.PollInterval);
         Assert.Null(directory.Authenticate(token));
         Assert.Null(directory.Authenticate("smp_" + new string('A', 43)));
+        // An active name is taken; a revoked one gets a new token (and role), and the old token stays refused.
+        UserAccounts.Add(controllerStore, "ida", Role.Admin, "test");
+        Assert.Throws<InvalidOperationException>(() => UserAccounts.Add(controllerStore, "ida", Role.Operator, "test"));
+        var again = UserAccounts.Add(controllerStore, "kim", Role.Observer, "test").Token;
+        directory.Reload();
+        Assert.Null(directory.Authenticate(token));
+        Assert.Equal(new CallerIdentity("kim", Role.Observer), directory.Authenticate(again));
         Assert.Null(directory.Authenticate(new string('x', 10_000)));
     }
 

@@ -1,7 +1,6 @@
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Microsoft.Extensions.DependencyInjection;
 using SmpRobot.Contracts.V1;
@@ -98,7 +97,7 @@ public sealed class AccessTests : IAsyncLifetime
         }
     }
 
-    private CallInvoker Invoker(string? token) => Controller.WithToken(_controller.Channel.CreateCallInvoker(), token);
+    private CallInvoker Invoker(string? token) => SmpRobot.Operator.Cli.ControllerConnection.WithToken(_controller.Channel.CreateCallInvoker(), token);
 
     [Fact]
     public async Task Each_role_meets_each_method_as_the_role_policy_says_and_no_token_meets_unauthenticated()
@@ -185,16 +184,6 @@ public sealed class AccessTests : IAsyncLifetime
         using var cmd = connection.CreateCommand();
         cmd.CommandText = "UPDATE call_audit SET identity = 'nobody'";
         cmd.ExecuteNonQuery();
-    }
-
-    /// <summary>Its token on every call of the client's channel.</summary>
-    private static class Controller
-    {
-        public static CallInvoker WithToken(CallInvoker invoker, string? token) => token is null ? invoker : invoker.Intercept(m =>
-        {
-            m.Add("authorization", "Bearer " + token);
-            return m;
-        });
     }
 
     [Fact]
