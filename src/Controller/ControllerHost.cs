@@ -3,6 +3,7 @@ using SmpRobot.Controller.Calibration;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Controller.Motion;
+using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Safety;
 using SmpRobot.Controller.Services;
 using SmpRobot.Controller.Sessions;
@@ -217,6 +218,8 @@ public static class ControllerHost
         services.AddSingleton<MotionLink>();
         services.AddSingleton(sp => new ManualMotion(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<MachineReadiness>(), sp.GetRequiredService<LedgerStore>(), profile, options.TimeProvider));
         services.AddSingleton<SessionManager>();
+        services.AddSingleton(sp => new TreatmentPlanner(profile, Path.Combine(options.DataDirectory, "head-models")));
+        services.AddSingleton<TreatmentManager>();
         services.AddSingleton(new WatchLimiter(options.MaxWatchesPerConnection, options.MaxWatchesTotal));
         services.AddSingleton<SessionEventCache>();
         services.AddSingleton<CalibrationProcedures>();
@@ -285,6 +288,7 @@ public static class ControllerHost
         Secure(app.MapGrpcService<CalibrationGrpcService>());
         Secure(app.MapGrpcService<SurfaceGrpcService>());
         Secure(app.MapGrpcService<AccessGrpcService>());
+        Secure(app.MapGrpcService<TreatmentGrpcService>());
         Secure(app.MapGrpcReflectionService());
         Secure(app.MapGrpcHealthChecksService());
         return app;

@@ -34,6 +34,7 @@ internal sealed class ControllerConnection : IDisposable
         Calibration = new CalibrationService.CalibrationServiceClient(main);
         Surface = new SurfaceService.SurfaceServiceClient(main);
         Access = new AccessService.AccessServiceClient(main);
+        Treatments = new TreatmentService.TreatmentServiceClient(main);
         Safety = new SafetyService.SafetyServiceClient(safety);
     }
 
@@ -53,6 +54,12 @@ internal sealed class ControllerConnection : IDisposable
 
     /// <summary>Users and the audit log.</summary>
     public AccessService.AccessServiceClient Access { get; }
+
+    /// <summary>Treatments across weeks: their sessions and records.</summary>
+    public TreatmentService.TreatmentServiceClient Treatments { get; }
+
+    /// <summary>Starting a treatment samples its design on the controller (seconds for a whole scalp, more on a slow one).</summary>
+    public static readonly TimeSpan TreatmentTimeout = TimeSpan.FromMinutes(5);
 
     /// <summary>A surface probe moves to each of up to 64 points and probes slowly: minutes.</summary>
     public static readonly TimeSpan SurfaceProbeTimeout = TimeSpan.FromMinutes(15);

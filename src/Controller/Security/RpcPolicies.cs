@@ -21,6 +21,7 @@ public static class RpcPolicies
     private const string Calibration = "/smprobot.v1.CalibrationService/";
     private const string Surface = "/smprobot.v1.SurfaceService/";
     private const string Access = "/smprobot.v1.AccessService/";
+    private const string Treatment = "/smprobot.v1.TreatmentService/";
 
     private static RpcPolicy Reads => new(Role.Observer, false);
 
@@ -70,6 +71,13 @@ public static class RpcPolicies
         [Surface + "ProbeSurface"] = Changes(Role.Operator),
         [Surface + "ListSurfaceRegistrations"] = Reads,
         [Surface + "SurfaceNeeded"] = Reads,
+
+        // The operator who runs the sessions starts a client's treatment from the practitioner's design and makes its next session.
+        [Treatment + "StartTreatment"] = Changes(Role.Operator),
+        [Treatment + "NextSession"] = Changes(Role.Operator),
+        [Treatment + "GetTreatment"] = Reads,
+        [Treatment + "ListTreatments"] = Reads,
+        [Treatment + "ListTreatmentDots"] = Reads,
 
         [Access + "AddUser"] = Changes(Role.Admin),
         [Access + "RevokeUser"] = Changes(Role.Admin),

@@ -30,7 +30,7 @@ internal static class RequestValidation
 
     private static Dictionary<string, (MessageDescriptor, bool)> BuildMethods()
     {
-        var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor };
+        var files = new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor, TreatmentsReflection.Descriptor };
         // Routing matches paths without regard to case: so does this, or a path in other case would skip the checks.
         var methods = new Dictionary<string, (MessageDescriptor, bool)>(StringComparer.OrdinalIgnoreCase);
         foreach (var service in files.SelectMany(f => f.Services))

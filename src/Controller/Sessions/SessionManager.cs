@@ -169,7 +169,14 @@ public sealed partial class SessionManager : IAsyncDisposable
     }
 
     /// <summary>Validates and stores a new session (CREATED). Throws <see cref="RefusedException"/> (InvalidArgument) with the violations.</summary>
-    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel = null)
+    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel = null) =>
+        Create(validation, headModel, null);
+
+    /// <summary>
+    /// As <see cref="Create(PlanValidationResult, byte[])"/>, for a session of a treatment: <paramref name="link"/> gives its
+    /// number in the treatment and every dot's point in S, stored with the session in one transaction.
+    /// </summary>
+    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel, TreatmentSessionLink? link)
     {
         ArgumentNullException.ThrowIfNull(validation);
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
@@ -182,7 +189,10 @@ public sealed partial class SessionManager : IAsyncDisposable
             var d = plan.Dots[order[seq]];
             dots.Add(new PlannedDot(seq, d.Id, d.XMm, d.YMm, d.ZMm, d.DepthMm, d.DwellMs, d.PigmentId, (int)d.Patch));
         }
-        var record = _ledger.CreateSession(string.IsNullOrEmpty(plan.Name) ? "unnamed plan" : plan.Name, JsonFormatter.Default.Format(plan), _profile.Name, dots);
+        var name = string.IsNullOrEmpty(plan.Name) ? "unnamed plan" : plan.Name;
+        var record = link is null
+            ? _ledger.CreateSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots)
+            : _ledger.CreateTreatmentSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link);
         _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
         Changed();
         return (Snapshot(record.Id), validation);

@@ -15,7 +15,7 @@ namespace SmpRobot.Controller.Storage;
 public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
     private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason";
@@ -67,18 +67,23 @@ public sealed partial class LedgerStore : IDisposable
     /// "s-20261123-210512-3f9a" (UTC time from the TimeProvider and a random suffix) and is unique.
     /// <paramref name="dots"/> must carry Seq 0..n-1 (each once) and distinct dot ids.
     /// </summary>
-    public SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots)
+    public SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots) =>
+        CreateSession(planName, planJson, profileName, dots, null);
+
+    private SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots, TreatmentSessionLink? link)
     {
         ArgumentNullException.ThrowIfNull(planName);
         ArgumentNullException.ThrowIfNull(planJson);
         ArgumentNullException.ThrowIfNull(profileName);
         ArgumentNullException.ThrowIfNull(dots);
         var ordered = CheckDots(dots);
+        if (link is not null) CheckLink(link, ordered);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
             using var tx = _connection.BeginTransaction();
+            if (link is not null) CheckTreatmentSessionFree(tx, link);
             string id;
             do
             {
@@ -123,6 +128,7 @@ public sealed partial class LedgerStore : IDisposable
                 insert.ExecuteNonQuery();
             }
             InsertAudit(tx, id, "session-created", Inv($"session created from plan \"{planName}\" on profile {profileName} with {ordered.Count} dots"), now);
+            if (link is not null) InsertTreatmentSession(tx, id, link, now);
             tx.Commit();
             var counts = new int[6];
             counts[(int)DotLedgerState.Pending] = ordered.Count;
@@ -648,13 +654,14 @@ public sealed partial class LedgerStore : IDisposable
             MigrateToVersion4(tx);
             MigrateToVersion5(tx);
             MigrateToVersion6(tx);
+            MigrateToVersion7(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
         }
-        else if (version is 1 or 2 or 3 or 4 or 5)
+        else if (version is 1 or 2 or 3 or 4 or 5 or 6)
         {
             // A ledger of an earlier controller, brought up step by step: 1 → 2 adds calibrations and the sessions'
             // calibration columns, 2 → 3 the sessions' hold tally, 3 → 4 the surface registrations, 4 → 5 their re-checks,
-            // 5 → 6 users and the call audit log.
+            // 5 → 6 users and the call audit log, 6 → 7 treatments.
             if (version == 1)
             {
                 MigrateToVersion2(tx);
@@ -675,8 +682,13 @@ public sealed partial class LedgerStore : IDisposable
                 MigrateToVersion5(tx);
                 Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (5, $now)", ("$now", _time.GetUtcNow().UtcTicks));
             }
-            MigrateToVersion6(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            if (version <= 5)
+            {
+                MigrateToVersion6(tx);
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            }
+            MigrateToVersion7(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, $now)", ("$now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {

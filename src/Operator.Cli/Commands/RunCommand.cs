@@ -11,7 +11,8 @@ internal static class RunCommand
 
     public static Command Build(CliCommands app)
     {
-        var file = new Argument<string>("FILE") { Description = "Plan file (proto3 JSON of smprobot.v1.Plan, at most 8 MiB)" };
+        var file = new Argument<string?>("FILE") { Description = "Plan file (proto3 JSON of smprobot.v1.Plan, at most 8 MiB)", Arity = ArgumentArity.ZeroOrOne };
+        var existing = new Option<string?>("--session") { Description = "Run a session already created (a treatment's: smp treatment start / next) instead of a plan file", HelpName = "ID" };
         var noUi = new Option<bool>("--no-ui") { Description = "No live view: a progress line on stderr every ~2 s" };
         var check = new Option<bool>("--check") { Description = "Before the first dot, run the whole program through the firmware's check mode ($C); any refused line refuses the start" };
         var overrideReason = new Option<string?>("--calibration-override")
@@ -25,13 +26,22 @@ internal static class RunCommand
             + "space = pause/resume. Exit 0 COMPLETED, 3 EMERGENCY_STOPPED/ABORTED, 1 FAULTED or error, 2 bad plan.")
         {
             file,
+            existing,
             noUi,
             check,
             overrideReason,
             surfaceOverride,
         };
+        command.Validators.Add(result =>
+        {
+            if ((result.GetValue(file) is null) == (result.GetValue(existing) is null)) result.AddError("give a plan FILE or --session ID (one of them)");
+        });
         app.Bind(command, (ctx, parse, ct) =>
         {
+            if (parse.GetValue(existing) is { } sessionId)
+            {
+                return RunSessionAsync(ctx, null, sessionId, parse.GetValue(noUi), ct, parse.GetValue(check), parse.GetValue(overrideReason), parse.GetValue(surfaceOverride));
+            }
             var path = parse.GetValue(file)!;
             var planJson = PlanFile.ReadChecked(path);
             return RunSessionAsync(ctx, planJson, path, parse.GetValue(noUi), ct, parse.GetValue(check), parse.GetValue(overrideReason), parse.GetValue(surfaceOverride));
@@ -170,7 +180,8 @@ internal static class RunCommand
     /// The session flow shared by <c>run</c> and <c>demo</c>: safety check, home if needed, create, heartbeat, start,
     /// follow to the end, summary (text or JSON). Returns the exit code.
     /// </summary>
-    public static async Task<int> RunSessionAsync(CommandContext ctx, string planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false, string? calibrationOverride = null, string? surfaceOverride = null, uint surfacePoints = 0)
+    /// <param name="planJson">The plan to create a session of; null: <paramref name="source"/> is a session already created, which is run.</param>
+    public static async Task<int> RunSessionAsync(CommandContext ctx, string? planJson, string source, bool noUi, CancellationToken ct, bool checkFirst = false, string? calibrationOverride = null, string? surfaceOverride = null, uint surfacePoints = 0)
     {
         using var conn = ctx.Connect();
 
@@ -202,20 +213,32 @@ internal static class RunCommand
         }
 
         Session session;
-        try
+        if (planJson is null)
         {
-            session = await conn.Sessions.CreateSessionAsync(new CreateSessionRequest { PlanJson = planJson, HeadModel = HeadModelBeside(ctx, planJson, source) ?? Google.Protobuf.ByteString.Empty }, deadline: conn.Deadline(), cancellationToken: ct);
+            session = await conn.Sessions.GetAsync(new SessionRef { SessionId = source }, deadline: conn.Deadline(), cancellationToken: ct);
+            if (session.State != SessionState.Created)
+            {
+                throw new CliException(ExitCodes.Usage, $"session {session.Id} is {Formatting.StateName(session.State)}, not CREATED: smp run --session starts a new session; go on with a stopped one with smp session resume {session.Id}");
+            }
+            ctx.Info($"session {session.Id}: plan {session.PlanName}, {session.Dots?.Total ?? 0} dots, profile {session.ProfileName}");
         }
-        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+        else
         {
-            throw PlanViolationReport.Report(ctx, e, source);
-        }
-        ctx.Info($"session {session.Id} created: plan {session.PlanName}, {session.Dots?.Total ?? 0} dots, profile {session.ProfileName}");
-        if (HeadPositions(planJson) is { Count: > 0 } positions)
-        {
-            // A curved scalp is placed in head positions: the first one is the operator's to set before the start.
-            ctx.Info($"this plan is placed in {positions.Count} head positions; the session holds after each, saying how to turn the head for the next. "
-                + $"First, position {positions[0].Number}: {positions[0].Instruction}");
+            try
+            {
+                session = await conn.Sessions.CreateSessionAsync(new CreateSessionRequest { PlanJson = planJson, HeadModel = HeadModelBeside(ctx, planJson, source) ?? Google.Protobuf.ByteString.Empty }, deadline: conn.Deadline(), cancellationToken: ct);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+            {
+                throw PlanViolationReport.Report(ctx, e, source);
+            }
+            ctx.Info($"session {session.Id} created: plan {session.PlanName}, {session.Dots?.Total ?? 0} dots, profile {session.ProfileName}");
+            if (HeadPositions(planJson) is { Count: > 0 } positions)
+            {
+                // A curved scalp is placed in head positions: the first one is the operator's to set before the start.
+                ctx.Info($"this plan is placed in {positions.Count} head positions; the session holds after each, saying how to turn the head for the next. "
+                    + $"First, position {positions[0].Number}: {positions[0].Instruction}");
+            }
         }
 
         await MeasureSurfaceIfNeededAsync(ctx, conn, session.Id, surfaceOverride, ct, surfacePoints);

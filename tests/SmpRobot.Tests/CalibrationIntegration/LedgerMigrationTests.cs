@@ -50,9 +50,9 @@ public sealed class LedgerMigrationTests : IDisposable
         using var versions = check.CreateCommand();
         versions.CommandText = "SELECT MAX(version) FROM schema_version";
         Assert.Equal((long)LedgerStore.SchemaVersion, versions.ExecuteScalar());
-        Assert.Equal(6, LedgerStore.SchemaVersion);
+        Assert.Equal(7, LedgerStore.SchemaVersion);
         versions.CommandText = "SELECT group_concat(version) FROM (SELECT version FROM schema_version ORDER BY version)";
-        Assert.Equal("1,2,3,4,5,6", versions.ExecuteScalar());
+        Assert.Equal("1,2,3,4,5,6,7", versions.ExecuteScalar());
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);

@@ -1,0 +1,108 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Sessions;
+using SmpRobot.Controller.Storage;
+
+namespace SmpRobot.Controller.Services;
+
+/// <summary>Thin: treatments across weeks (<see cref="TreatmentManager"/>).</summary>
+internal sealed class TreatmentGrpcService(TreatmentManager treatments) : TreatmentService.TreatmentServiceBase
+{
+    /// <summary>Dots per streamed batch of a treatment's record (well under gRPC's 4 MB message limit).</summary>
+    public const int DotsPerBatch = 2000;
+
+    public override Task<TreatmentInfo> StartTreatment(StartTreatmentRequest request, ServerCallContext context)
+    {
+        var by = Who(context);
+        var view = treatments.Start(request.ClientId, request.DesignJson, Bounded.Text(request.HeadModelFile, "head_model_file", Bounded.MaxNameLength), request.HeadModel.ToByteArray(), by);
+        return Task.FromResult(ToProto(view));
+    }
+
+    public override Task<TreatmentInfo> NextSession(NextSessionRequest request, ServerCallContext context) =>
+        Task.FromResult(ToProto(treatments.Next(request.TreatmentId, string.IsNullOrWhiteSpace(request.EarlyReason) ? null : request.EarlyReason, Who(context))));
+
+    public override Task<TreatmentInfo> GetTreatment(TreatmentRef request, ServerCallContext context) =>
+        Task.FromResult(ToProto(treatments.Get(request.TreatmentId)));
+
+    public override Task<ListTreatmentsReply> ListTreatments(ListTreatmentsRequest request, ServerCallContext context)
+    {
+        var reply = new ListTreatmentsReply();
+        reply.Treatments.Add(treatments.List(request.ClientId).Select(t => ToProto(treatments.Get(t.Id))));
+        return Task.FromResult(reply);
+    }
+
+    public override async Task ListTreatmentDots(TreatmentRef request, IServerStreamWriter<TreatmentDotBatch> responseStream, ServerCallContext context)
+    {
+        var dots = treatments.Dots(request.TreatmentId);
+        foreach (var chunk in dots.Chunk(DotsPerBatch))
+        {
+            var batch = new TreatmentDotBatch();
+            batch.Dots.Add(chunk.Select(ToProto));
+            await responseStream.WriteAsync(batch, context.CancellationToken);
+        }
+    }
+
+    private static string Who(ServerCallContext context)
+    {
+        var who = Callers.Recorded(context, "");
+        return string.IsNullOrEmpty(who) ? Security.CallerIdentity.InsecureLoopback.Name : who;
+    }
+
+    internal static TreatmentInfo ToProto(TreatmentView view)
+    {
+        var t = view.Treatment;
+        var info = new TreatmentInfo
+        {
+            Id = t.Id,
+            ClientId = t.ClientId,
+            DesignName = t.DesignName,
+            DesignSha256 = t.DesignSha256,
+            SessionCount = (uint)t.SessionCount,
+            CreatedAt = Timestamp.FromDateTimeOffset(t.CreatedAt),
+            CreatedBy = t.CreatedBy,
+        };
+        info.Sessions.Add(view.Sessions.Select(s => new TreatmentSession
+        {
+            Number = (uint)s.Link.Number,
+            TouchUp = s.Link.Kind == TreatmentSessionKind.TouchUp,
+            Session = Mapping.ToProto(s.Session),
+        }));
+        return info;
+    }
+
+    internal static TreatmentDot ToProto(TreatmentDotRecord d)
+    {
+        var dot = new TreatmentDot
+        {
+            SessionId = d.SessionId,
+            SessionNumber = (uint)d.SessionNumber,
+            DotId = d.DotId,
+            DesignDotId = d.DesignDotId,
+            PlannedXMm = d.PlannedS.X,
+            PlannedYMm = d.PlannedS.Y,
+            PlannedZMm = d.PlannedS.Z,
+            Check = d.Check switch
+            {
+                DotCheckResult.OnTarget => DotCheck.OnTarget,
+                DotCheckResult.OffTarget => DotCheck.OffTarget,
+                DotCheckResult.NotSeen => DotCheck.NotSeen,
+                _ => DotCheck.NotChecked,
+            },
+            CheckOffsetMm = d.CheckOffsetMm ?? 0,
+            State = (DotState)(int)d.State,
+            UpdatedAt = Timestamp.FromDateTimeOffset(d.UpdatedAt),
+            DepthMm = d.DepthMm,
+            Note = d.Note,
+            TouchUp = d.Kind == TreatmentSessionKind.TouchUp,
+        };
+        if (d.MeasuredS is { } m)
+        {
+            dot.Measured = true;
+            dot.MeasuredXMm = m.X;
+            dot.MeasuredYMm = m.Y;
+            dot.MeasuredZMm = m.Z;
+        }
+        return dot;
+    }
+}
