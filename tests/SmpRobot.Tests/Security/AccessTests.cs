@@ -32,7 +32,7 @@ public sealed class AccessTests : IAsyncLifetime
 
     /// <summary>Every service the controller maps, as its descriptors say.</summary>
     private static IEnumerable<Google.Protobuf.Reflection.ServiceDescriptor> Services() =>
-        new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor,
+        new[] { SafetyReflection.Descriptor, SessionReflection.Descriptor, MachineReflection.Descriptor, CameraReflection.Descriptor, CalibrationReflection.Descriptor, SurfaceReflection.Descriptor, AccessReflection.Descriptor, TreatmentsReflection.Descriptor,
             Grpc.Health.V1.HealthReflection.Descriptor, Grpc.Reflection.V1Alpha.ReflectionReflection.Descriptor }
         .SelectMany(f => f.Services);
 
