@@ -149,6 +149,7 @@ internal static class SessionView
         if (!string.IsNullOrEmpty(snapshot.LastEvent)) rows.Add(("Event", snapshot.LastEvent, null));
         if (!string.IsNullOrEmpty(snapshot.Notice)) rows.Add(("Console", snapshot.Notice, "bold"));
         if (!string.IsNullOrEmpty(snapshot.Problem)) rows.Add(("Not read", snapshot.Problem, "red"));
+        rows.Add(("Report", ReportCommand(s.Id) + (string.IsNullOrEmpty(s.TreatmentId) ? "" : "  · treatment " + s.TreatmentId + ", session " + s.TreatmentSession.ToString(Inv)), "grey"));
         if (snapshot.Resume is { } resume)
         {
             rows.Add(("Resume", resume.Text, resume.Ready ? "bold green" : "yellow"));
@@ -202,6 +203,9 @@ internal static class SessionView
         return sb.ToString();
     }
 
+    /// <summary>The command that writes the session's PDF report.</summary>
+    public static string ReportCommand(string sessionId) => $"smp report {sessionId} --pdf {sessionId}.pdf";
+
     /// <summary>
     /// The end summary: id, plan, state, reason, dot counts, machine and kinematic time with their ratio, rate,
     /// and for dots in doubt the exact <c>smp session resolve</c> commands. <paramref name="controllerArg"/> is
@@ -215,6 +219,7 @@ internal static class SessionView
         var dots = s.Dots ?? new DotCounts();
         var sb = new StringBuilder();
         sb.AppendLine(Inv, $"Session   {s.Id}  (plan {Or(s.PlanName)}, profile {Or(s.ProfileName)})");
+        if (!string.IsNullOrEmpty(s.TreatmentId)) sb.AppendLine(Inv, $"Treatment {s.TreatmentId}, session {s.TreatmentSession}  (smp treatment show {s.TreatmentId})");
         sb.AppendLine(Inv, $"State     {Formatting.StateName(s.State)}");
         sb.AppendLine(Inv, $"Reason    {Or(s.Reason)}");
         sb.AppendLine(Inv, $"Dots      {dots.Placed} placed, {dots.Skipped} skipped, {dots.Pending} pending, {dots.InDoubt} in doubt of {dots.Total}");
@@ -226,6 +231,8 @@ internal static class SessionView
             sb.AppendLine();
             sb.Append(Inv, $"Tracking  {t.Source}: {t.Holds} automatic hold(s), {t.Retracts} needle(s) pulled out mid-dot{(t.Holds > 0 ? "; last hold: " + t.LastHoldReason : "")}");
         }
+        sb.AppendLine();
+        sb.Append(Inv, $"Report    {ReportCommand(s.Id)}");
         if (!string.IsNullOrEmpty(afterTheEnd)) sb.AppendLine().Append(afterTheEnd);
         if (dots.InDoubt > 0)
         {

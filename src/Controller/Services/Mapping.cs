@@ -35,6 +35,8 @@ internal static class Mapping
             CalibrationId = r.CalibrationId ?? "",
             CalibrationOverrideBy = r.OverrideBy ?? "",
             CalibrationOverrideReason = r.OverrideReason ?? "",
+            TreatmentId = r.TreatmentId ?? "",
+            TreatmentSession = (uint)r.TreatmentSessionNumber,
             CreatedAt = Timestamp.FromDateTimeOffset(r.CreatedAt),
             Dots = new DotCounts
             {

@@ -18,7 +18,8 @@ public sealed partial class LedgerStore : IDisposable
     public const int SchemaVersion = 7;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
-    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason";
+    private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason, " +
+        "(SELECT ts.treatment_id FROM treatment_sessions ts WHERE ts.session_id = sessions.id), (SELECT ts.number FROM treatment_sessions ts WHERE ts.session_id = sessions.id)";
 
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
@@ -747,6 +748,8 @@ public sealed partial class LedgerStore : IDisposable
         r.IsDBNull(12) ? null : r.GetString(12))
     {
         Holds = new HoldTally(r.GetInt32(13), r.GetInt32(14), r.GetString(15)),
+        TreatmentId = r.IsDBNull(16) ? null : r.GetString(16),
+        TreatmentSessionNumber = r.IsDBNull(17) ? 0 : r.GetInt32(17),
     };
 
     /// <summary>Schema version 3: the automatic holds of a session over all its runs, so resumes and restarts keep them.</summary>

@@ -63,6 +63,12 @@ public sealed record SessionRecord(
 {
     /// <summary>The automatic holds of all the session's finished runs (default: none).</summary>
     public HoldTally Holds { get; init; } = HoldTally.None;
+
+    /// <summary>The treatment the session belongs to (null: a session of a loose plan).</summary>
+    public string? TreatmentId { get; init; }
+
+    /// <summary>Its number in the treatment (1..n sessions, then touch-ups); 0 outside a treatment.</summary>
+    public int TreatmentSessionNumber { get; init; }
 }
 
 /// <summary>A session's automatic holds over all its runs.</summary>
