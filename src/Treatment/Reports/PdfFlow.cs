@@ -267,6 +267,9 @@ internal sealed class PdfFlow : IDisposable
                 {
                     var cut = line.Length - 1;
                     while (cut > 1 && Measure(line[..cut], font) > width) cut--;
+                    // Prefer a break after a separator (an RPC's "Service/Method", a dotted name).
+                    var separator = line[..cut].LastIndexOfAny(['/', '.', '-', '_']);
+                    if (separator >= cut / 3) cut = separator + 1;
                     lines.Add(line[..cut]);
                     line = line[cut..];
                 }

@@ -116,6 +116,9 @@ internal static class Say
 
     public static string Time(DateTimeOffset? t, string missing) => t is { } v ? Time(v) : missing;
 
+    /// <summary>A time in a table whose header says UTC.</summary>
+    public static string Cell(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
+
     public static string Date(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
     public static string N(int n) => n.ToString("N0", CultureInfo.InvariantCulture);
@@ -194,7 +197,7 @@ internal static class SessionReport
 
         flow.Heading("Who operated");
         if (data.Operators.Count == 0) flow.Paragraph("None recorded.");
-        else flow.Table(["time", "user", "role", "action"], [1.6, 1.2, 1, 2.6], data.Operators.OrderBy(o => o.At).Select(o => (IReadOnlyList<string>)[Say.Time(o.At), o.User, o.Role, o.Action]));
+        else flow.Table(["time (UTC)", "user", "role", "action"], [1.4, 1, 0.9, 3], data.Operators.OrderBy(o => o.At).Select(o => (IReadOnlyList<string>)[Say.Cell(o.At), o.User, o.Role, o.Action]));
 
         flow.Heading("Calibration and surface registration used");
         if (data.Calibration is { } cal)
@@ -238,13 +241,13 @@ internal static class SessionReport
         }
 
         // Pictures: design, plan, offsets, density.
-        flow.Heading("The design", 300);
+        flow.Heading("The design", MapHeight + 30);
         flow.Image(data.Design.PicturePng?.ToArray() ?? ReportPictures.DesignOutline(data.Design, fonts),
             data.Design.PicturePng is null
                 ? $"Design {data.Design.Name}: its outline on the scalp map (azimuthal equidistant around the vertex, front up)."
-                : $"Design {data.Design.Name}, as rendered by the design preview.", 330);
+                : $"Design {data.Design.Name}, as rendered by the design preview.", MapHeight);
 
-        flow.Heading("This session's plan", 300);
+        flow.Heading("This session's plan", MapHeight + 30);
         if (dots.Count == 0)
         {
             flow.Paragraph("None: the plan has no dots.");
@@ -252,10 +255,10 @@ internal static class SessionReport
         else
         {
             flow.Image(ReportPictures.PlanMap(data.Design, dots, fonts),
-                "Every dot of the plan at its planned place on the scalp map, coloured by how it ended; dots that need attention are drawn larger and on top.");
+                "Every dot of the plan at its planned place on the scalp map, coloured by how it ended; dots that need attention are drawn larger and on top.", MapHeight);
         }
 
-        flow.Heading("Placed against planned", 300);
+        flow.Heading("Placed against planned", MapHeight + 30);
         if (placement is null)
         {
             flow.Paragraph("None: the camera checked no placed dot, so there is no measured offset to draw.");
@@ -266,10 +269,10 @@ internal static class SessionReport
             var colourMax = Say.NiceCeiling(placement.Max);
             flow.Image(ReportPictures.OffsetMap(data.Design, dots, exaggeration, colourMax, fonts),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"Each checked dot: an arrow from its planned place along the offset the camera measured, drawn {exaggeration:0}× its true length (positions to scale); colour: the offset's true length, 0 to {colourMax:0.###} mm."));
+                    $"Each checked dot: an arrow from its planned place along the offset the camera measured, drawn {exaggeration:0}× its true length (positions to scale); colour: the offset's true length, 0 to {colourMax:0.###} mm."), MapHeight);
         }
 
-        flow.Heading("Density placed in this session", 300);
+        flow.Heading("Density placed in this session", MapHeight + 30);
         if (placed.Count == 0)
         {
             flow.Paragraph("None: no dot was placed in this session.");
@@ -280,7 +283,7 @@ internal static class SessionReport
             var max = DensityTop(points);
             flow.Image(ReportPictures.DensityMap(data.Design, points, DensityRadiusMm, max, "dots/cm² (this session)", fonts),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"Dots placed in this session per cm² of skin, counted within {DensityRadiusMm:0} mm of each dot in 3-D (edges read low), at the planned places; bare skin where no dot is within 3 mm on the map."));
+                    $"Dots placed in this session per cm² of skin, counted within {DensityRadiusMm:0} mm of each dot in 3-D (edges read low), at the planned places; bare skin where no dot is within 3 mm on the map."), MapHeight);
         }
 
         flow.Heading("Placement error", 250);
@@ -315,9 +318,9 @@ internal static class SessionReport
         {
             var start = new[] { data.Started ?? data.Created, events[0].At }.Min();
             var end = new[] { data.Ended ?? events[^1].At, events[^1].At }.Max();
-            if (stops.Count > 0) flow.Image(ReportPictures.Timeline(start, end, events, fonts), "The session's timeline.", 220);
-            flow.Table(["time", "event", "by", "reason"], [1.5, 0.9, 0.9, 4],
-                events.Select(e => (IReadOnlyList<string>)[Say.Time(e.At), ReportPictures.KindName(e.Kind), e.By ?? "machine", string.IsNullOrWhiteSpace(e.Reason) ? "—" : e.Reason]));
+            if (stops.Count > 0) flow.Image(ReportPictures.Timeline(start, end, events, fonts), "The session's timeline: each event on its lane; shaded, the time held (from a hold, pause or e-stop to the next resume).", 220);
+            flow.Table(["time (UTC)", "event", "by", "reason"], [1.4, 0.8, 0.8, 4.2],
+                events.Select(e => (IReadOnlyList<string>)[Say.Cell(e.At), ReportPictures.KindName(e.Kind), e.By ?? "machine", string.IsNullOrWhiteSpace(e.Reason) ? "—" : e.Reason]));
         }
 
         flow.Heading("Flagged dots");
@@ -325,7 +328,7 @@ internal static class SessionReport
         if (flagged.Count == 0) flow.Paragraph("None.");
         else
         {
-            flow.Table(["dot", "state", "planned (S, mm)", "offset", "depth error", "reason"], [1, 0.8, 1.8, 0.9, 0.9, 3],
+            flow.Table(["dot", "state", "planned (S, mm)", "offset", "depth error", "reason"], [1, 0.8, 1.7, 0.9, 1.1, 2.8],
                 flagged.Select(d => (IReadOnlyList<string>)[
                     d.DotId, ReportPictures.StateName(d.State), Position(d.PlannedS),
                     d.MeasuredOffsetSMm is { } o ? Say.Mm(o.Length) : "not measured",
@@ -337,10 +340,13 @@ internal static class SessionReport
         if (data.Audit.Count == 0) flow.Paragraph("None.");
         else
         {
-            flow.Table(["time", "user", "role", "call", "result"], [1.5, 1, 0.9, 2.2, 1.6],
-                data.Audit.OrderBy(a => a.At).Select(a => (IReadOnlyList<string>)[Say.Time(a.At), a.User, a.Role, a.Rpc, a.Result]));
+            flow.Table(["time (UTC)", "user", "role", "call", "result"], [1.35, 0.75, 0.75, 2.9, 1.9],
+                data.Audit.OrderBy(a => a.At).Select(a => (IReadOnlyList<string>)[Say.Cell(a.At), a.User, a.Role, a.Rpc, a.Result]));
         }
     }
+
+    /// <summary>A map picture's height on the page, points: two maps with their headings and captions fit on a page.</summary>
+    public const double MapHeight = 285;
 
     /// <summary>Radius of the density count, mm: about 80 dots at a full density of 1/mm², few enough to see a zone's edge.</summary>
     public const double DensityRadiusMm = 5;
@@ -405,13 +411,13 @@ internal static class TreatmentReport
                 data.TouchUps.OrderBy(t => t.Date).Select(t => (IReadOnlyList<string>)[Say.Date(t.Date), t.SessionId, Say.N(t.DotsPlaced), t.Reason]));
         }
 
-        flow.Heading("The design", 300);
+        flow.Heading("The design", SessionReport.MapHeight + 30);
         flow.Image(data.Design.PicturePng?.ToArray() ?? ReportPictures.DesignOutline(data.Design, fonts),
             data.Design.PicturePng is null
                 ? $"Design {data.Design.Name}: its outline on the scalp map (azimuthal equidistant around the vertex, front up)."
-                : $"Design {data.Design.Name}, as rendered by the design preview.", 330);
+                : $"Design {data.Design.Name}, as rendered by the design preview.", SessionReport.MapHeight);
 
-        flow.Heading("Cumulative density", 300);
+        flow.Heading("Cumulative density", SessionReport.MapHeight + 30);
         if (data.Dots.Count == 0)
         {
             flow.Paragraph("None: no dot has been placed yet.");
@@ -422,10 +428,10 @@ internal static class TreatmentReport
             var max = SessionReport.DensityTop(points);
             flow.Image(ReportPictures.DensityMap(data.Design, points, SessionReport.DensityRadiusMm, max, "dots/cm² (all sessions)", fonts),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"All dots placed so far per cm² of skin, counted within {SessionReport.DensityRadiusMm:0} mm of each dot in 3-D (edges read low)."));
+                    $"All dots placed so far per cm² of skin, counted within {SessionReport.DensityRadiusMm:0} mm of each dot in 3-D (edges read low)."), SessionReport.MapHeight);
 
-            flow.Heading("Dots by session", 300);
-            flow.Image(ReportPictures.SessionMap(data.Design, data.Dots, fonts), "Every dot placed, coloured by the session that placed it (later sessions on top).");
+            flow.Heading("Dots by session", SessionReport.MapHeight + 30);
+            flow.Image(ReportPictures.SessionMap(data.Design, data.Dots, fonts), "Every dot placed, coloured by the session that placed it (later sessions on top).", SessionReport.MapHeight);
         }
     }
 }

@@ -16,6 +16,12 @@ internal static class ReportPictures
     /// <summary>Picture width, px: 174 mm of page at about 200 dpi.</summary>
     public const int Width = 1400;
 
+    /// <summary>A map picture's height, px (legend included).</summary>
+    public const int MapPx = 1000;
+
+    /// <summary>A map picture's width, px: narrower than the others, since a head seen from above is about round and the page holds two maps.</summary>
+    public const int MapWidth = 1200;
+
     private static readonly SKColor Paper = new(255, 255, 255);
     private static readonly SKColor Skin = new(240, 224, 210);
     private static readonly SKColor Ink = new(25, 25, 25);
@@ -51,19 +57,19 @@ internal static class ReportPictures
             var (minX, maxX) = (pts.Min(p => p.X) - MarginMm, pts.Max(p => p.X) + MarginMm);
             var (minY, maxY) = (pts.Min(p => p.Y) - MarginMm, pts.Max(p => p.Y) + MarginMm);
             PlotHeight = height - LegendPx;
-            PxPerMm = Math.Min(Width / (maxX - minX), PlotHeight / (maxY - minY));
+            PxPerMm = Math.Min(MapWidth / (maxX - minX), PlotHeight / (maxY - minY));
             // Centre the content in the plot area.
-            _minX = minX - ((Width / PxPerMm) - (maxX - minX)) / 2;
+            _minX = minX - ((MapWidth / PxPerMm) - (maxX - minX)) / 2;
             _maxY = maxY + ((PlotHeight / PxPerMm) - (maxY - minY)) / 2;
-            _surface = SKSurface.Create(new SKImageInfo(Width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
+            _surface = SKSurface.Create(new SKImageInfo(MapWidth, height, SKColorType.Rgba8888, SKAlphaType.Premul));
             Canvas.Clear(Paper);
             using var skin = new SKPaint { Color = Skin };
-            Canvas.DrawRect(0, 0, Width, PlotHeight, skin);
-            Regular = new SKFont(fonts.Typeface(), 26);
-            Bold = new SKFont(fonts.Typeface(bold: true), 26);
+            Canvas.DrawRect(0, 0, MapWidth, PlotHeight, skin);
+            Regular = new SKFont(fonts.Typeface(), 30);
+            Bold = new SKFont(fonts.Typeface(bold: true), 30);
         }
 
-        public const int LegendPx = 110;
+        public const int LegendPx = 120;
 
         public int PlotHeight { get; }
 
@@ -107,8 +113,8 @@ internal static class ReportPictures
             Canvas.DrawLine(24, y, 24 + len, y, ink);
             Canvas.DrawLine(24, y - 8, 24, y + 8, ink);
             Canvas.DrawLine(24 + len, y - 8, 24 + len, y + 8, ink);
-            Canvas.DrawText(label, 34 + len, y + 9, Regular, ink);
-            Canvas.DrawText("front ↑, seen from above", Width - 24, 36, SKTextAlign.Right, Regular, ink);
+            // The orientation goes with the scale, in the corner a head seen from above leaves free.
+            Canvas.DrawText(label + " · front ↑, seen from above", 34 + len, y + 9, Regular, ink);
         }
 
         /// <summary>Legend entries left to right below the plot: a swatch and its text.</summary>
@@ -145,7 +151,7 @@ internal static class ReportPictures
     /// <summary>The design's outline alone (when no pre-rendered picture is given).</summary>
     public static byte[] DesignOutline(ReportDesign design, ReportFonts fonts)
     {
-        using var map = new MapCanvas(design, [], 900, fonts);
+        using var map = new MapCanvas(design, [], MapPx, fonts);
         map.DrawOutline(design);
         map.DrawScaleBar(10, "10 mm on the map");
         map.DrawLegend(OutlineLegend(design));
@@ -156,7 +162,7 @@ internal static class ReportPictures
     public static byte[] PlanMap(ReportDesign design, IReadOnlyList<ReportDot> dots, ReportFonts fonts)
     {
         var points = dots.Select(d => design.Map.ToMap(d.PlannedS)).ToList();
-        using var map = new MapCanvas(design, points, 1100, fonts);
+        using var map = new MapCanvas(design, points, MapPx, fonts);
         map.DrawOutline(design);
         using var fill = new SKPaint { IsAntialias = true };
         var radius = (float)Math.Clamp(0.45 * map.PxPerMm, 2, 6);
@@ -181,7 +187,7 @@ internal static class ReportPictures
     {
         var measured = dots.Where(d => d.MeasuredOffsetSMm is not null).ToList();
         var from = measured.Select(d => design.Map.ToMap(d.PlannedS)).ToList();
-        using var map = new MapCanvas(design, from, 1100, fonts);
+        using var map = new MapCanvas(design, from, MapPx, fonts);
         map.DrawOutline(design);
         using var stroke = new SKPaint { IsAntialias = true, Style = SKPaintStyle.Stroke, StrokeWidth = 2.2f, StrokeCap = SKStrokeCap.Round };
         using var fill = new SKPaint { IsAntialias = true };
@@ -212,7 +218,7 @@ internal static class ReportPictures
     {
         var density = LocalDensityPerCm2(pointsS, radiusMm);
         var points = pointsS.Select(design.Map.ToMap).ToList();
-        using var map = new MapCanvas(design, points, 1100, fonts);
+        using var map = new MapCanvas(design, points, MapPx, fonts);
         const double CellMm = 1.5, ReachMm = 3;
         var index = new Dictionary<(int, int), List<int>>();
         for (var i = 0; i < points.Count; i++)
@@ -263,7 +269,7 @@ internal static class ReportPictures
     public static byte[] SessionMap(ReportDesign design, IReadOnlyList<PlacedDot> dots, ReportFonts fonts)
     {
         var points = dots.Select(d => design.Map.ToMap(d.PlacedS)).ToList();
-        using var map = new MapCanvas(design, points, 1100, fonts);
+        using var map = new MapCanvas(design, points, MapPx, fonts);
         map.DrawOutline(design);
         using var fill = new SKPaint { IsAntialias = true };
         var radius = (float)Math.Clamp(0.4 * map.PxPerMm, 2, 6);
@@ -294,7 +300,7 @@ internal static class ReportPictures
         using var surface = SKSurface.Create(new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Premul));
         var canvas = surface.Canvas;
         canvas.Clear(Paper);
-        using var font = new SKFont(fonts.Typeface(), 26);
+        using var font = new SKFont(fonts.Typeface(), 30);
         using var ink = new SKPaint { Color = Ink, IsAntialias = true, StrokeWidth = 2 };
         using var grid = new SKPaint { Color = Grid, StrokeWidth = 1 };
         using var bar = new SKPaint { Color = new SKColor(70, 110, 170), IsAntialias = true };
@@ -317,7 +323,7 @@ internal static class ReportPictures
         foreach (var t in NiceTicks(from, to, 8).Where(t => t >= from - 1e-9 && t <= to + 1e-9))
         {
             canvas.DrawLine(X(t), Y(0), X(t), Y(0) + 10, ink);
-            canvas.DrawText(t.ToString("0.###", CultureInfo.InvariantCulture), X(t), Y(0) + 40, SKTextAlign.Center, font, ink);
+            canvas.DrawText(t.ToString("0.###", CultureInfo.InvariantCulture), X(t), Y(0) + 44, SKTextAlign.Center, font, ink);
         }
         canvas.DrawText(xLabel, Left + (plotW / 2f), Height - 20, SKTextAlign.Center, font, ink);
         canvas.Save();
@@ -348,11 +354,12 @@ internal static class ReportPictures
         var axisY = Top + (lanes.Length * LaneH) + 10;
         var span = Math.Max(1, (end - start).TotalSeconds);
         var plotW = Width - Left - Right;
-        float X(DateTimeOffset t) => (float)(Left + (Math.Clamp((t - start).TotalSeconds / span, 0, 1) * plotW));
+        // 20 px inside the axis at either end, so a marker at the very start or end clears the lane labels.
+        float X(DateTimeOffset t) => (float)(Left + 20 + (Math.Clamp((t - start).TotalSeconds / span, 0, 1) * (plotW - 40)));
         using var surface = SKSurface.Create(new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Premul));
         var canvas = surface.Canvas;
         canvas.Clear(Paper);
-        using var font = new SKFont(fonts.Typeface(), 26);
+        using var font = new SKFont(fonts.Typeface(), 30);
         using var ink = new SKPaint { Color = Ink, IsAntialias = true, StrokeWidth = 2 };
         using var shade = new SKPaint { Color = new SKColor(255, 200, 120, 90) };
         using var grid = new SKPaint { Color = Grid, StrokeWidth = 1 };
@@ -404,9 +411,9 @@ internal static class ReportPictures
         {
             var at = DateTimeOffset.FromUnixTimeSeconds((long)t);
             canvas.DrawLine(X(at), axisY, X(at), axisY + 10, ink);
-            canvas.DrawText(at.UtcDateTime.ToString(stepS < 60 ? "HH:mm:ss" : "HH:mm", CultureInfo.InvariantCulture), X(at), axisY + 40, SKTextAlign.Center, font, ink);
+            canvas.DrawText(at.UtcDateTime.ToString(stepS < 60 ? "HH:mm:ss" : "HH:mm", CultureInfo.InvariantCulture), X(at), axisY + 44, SKTextAlign.Center, font, ink);
         }
-        canvas.DrawText("time (UTC); shaded: held (from a hold, pause or e-stop to the next resume)", Left, Height - 12, font, ink);
+        canvas.DrawText("time (UTC)", Left + (plotW / 2f), Height - 12, SKTextAlign.Center, font, ink);
         using var image = surface.Snapshot();
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);
         return data.ToArray();
@@ -454,7 +461,7 @@ internal static class ReportPictures
         var step = new[] { 1.0, 2, 2.5, 5, 10 }.Select(f => f * mag).First(s => s >= raw);
         var start = Math.Floor(min / step) * step;
         var ticks = new List<double>();
-        for (var t = start; t < max + step - 1e-9; t += step) ticks.Add(Math.Round(t / step) * step);
+        for (var t = start; t < max + step - 1e-9; t += step) ticks.Add((Math.Round(t / step) * step) + 0.0); // + 0.0: no "-0" label
         return [.. ticks];
     }
 
@@ -499,8 +506,8 @@ internal static class ReportPictures
     {
         using var fill = new SKPaint();
         using var ink = new SKPaint { Color = Ink, IsAntialias = true, StrokeWidth = 2 };
-        var y = map.PlotHeight + 14f;
-        const float X0 = 24, BarW = 500;
+        var y = map.PlotHeight + 12f;
+        const float X0 = 24, BarW = 420;
         for (var k = 0; k < BarW; k++)
         {
             fill.Color = Ramp(k / (BarW - 1));
