@@ -78,6 +78,8 @@ public static class RpcPolicies
         [Treatment + "GetTreatment"] = Reads,
         [Treatment + "ListTreatments"] = Reads,
         [Treatment + "ListTreatmentDots"] = Reads,
+        [Treatment + "SessionReport"] = Reads,
+        [Treatment + "TreatmentReport"] = Reads,
 
         [Access + "AddUser"] = Changes(Role.Admin),
         [Access + "RevokeUser"] = Changes(Role.Admin),

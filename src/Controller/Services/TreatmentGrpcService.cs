@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using SmpRobot.Contracts.V1;
@@ -7,8 +8,11 @@ using SmpRobot.Controller.Storage;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>Thin: treatments across weeks (<see cref="TreatmentManager"/>).</summary>
-internal sealed class TreatmentGrpcService(TreatmentManager treatments) : TreatmentService.TreatmentServiceBase
+internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionReports reports) : TreatmentService.TreatmentServiceBase
 {
+    /// <summary>Bytes of a report per streamed chunk.</summary>
+    public const int ReportChunkBytes = 1 << 20;
+
     /// <summary>Dots per streamed batch of a treatment's record (well under gRPC's 4 MB message limit).</summary>
     public const int DotsPerBatch = 2000;
 
@@ -40,6 +44,21 @@ internal sealed class TreatmentGrpcService(TreatmentManager treatments) : Treatm
             var batch = new TreatmentDotBatch();
             batch.Dots.Add(chunk.Select(ToProto));
             await responseStream.WriteAsync(batch, context.CancellationToken);
+        }
+    }
+
+    public override Task SessionReport(SessionReportRequest request, IServerStreamWriter<ReportChunk> responseStream, ServerCallContext context) =>
+        SendAsync(reports.SessionPdf(Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength)), responseStream, context.CancellationToken);
+
+    public override Task TreatmentReport(TreatmentRef request, IServerStreamWriter<ReportChunk> responseStream, ServerCallContext context) =>
+        SendAsync(reports.TreatmentPdf(Bounded.Text(request.TreatmentId, "treatment_id", Bounded.MaxIdLength)), responseStream, context.CancellationToken);
+
+    private static async Task SendAsync(byte[] pdf, IServerStreamWriter<ReportChunk> stream, CancellationToken ct)
+    {
+        for (var offset = 0; offset < pdf.Length; offset += ReportChunkBytes)
+        {
+            var length = Math.Min(ReportChunkBytes, pdf.Length - offset);
+            await stream.WriteAsync(new ReportChunk { Data = ByteString.CopyFrom(pdf, offset, length), Last = offset + length >= pdf.Length }, ct);
         }
     }
 

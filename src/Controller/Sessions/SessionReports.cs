@@ -1,0 +1,197 @@
+using System.Globalization;
+using Google.Protobuf;
+using SmpRobot.Contracts.V1;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Treatment.Planning;
+using SmpRobot.Treatment.Reports;
+
+namespace SmpRobot.Controller.Sessions;
+
+/// <summary>
+/// Gathers what a session's or a treatment's PDF report shows from the store (the ledger, its audit logs, the
+/// calibration and surface registrations used, the treatment's record) and writes it with
+/// <see cref="ReportPdf"/>. Only what was recorded is shown: what was not measured is left for the report to call
+/// "none" or "not measured". The client appears only by the treatment's pseudonymous id.
+/// </summary>
+public sealed class SessionReports
+{
+    /// <summary>Most audit entries a session report lists (the newest).</summary>
+    public const int MaxAuditEntries = 2000;
+
+    private readonly LedgerStore _ledger;
+    private readonly TreatmentManager _treatments;
+    private readonly TimeProvider _time;
+
+    public SessionReports(LedgerStore ledger, TreatmentManager treatments, TimeProvider time)
+    {
+        _ledger = ledger ?? throw new ArgumentNullException(nameof(ledger));
+        _treatments = treatments ?? throw new ArgumentNullException(nameof(treatments));
+        _time = time ?? throw new ArgumentNullException(nameof(time));
+    }
+
+    /// <summary>The PDF report of session <paramref name="sessionId"/>. NotFound (<see cref="RefusedException"/>) for an unknown session.</summary>
+    public byte[] SessionPdf(string sessionId)
+    {
+        var data = SessionData(sessionId);
+        using var output = new MemoryStream();
+        new ReportPdf(_time).WriteSession(data, output);
+        return output.ToArray();
+    }
+
+    /// <summary>The PDF report of treatment <paramref name="treatmentId"/>. NotFound for an unknown treatment.</summary>
+    public byte[] TreatmentPdf(string treatmentId)
+    {
+        var data = TreatmentData(treatmentId);
+        using var output = new MemoryStream();
+        new ReportPdf(_time).WriteTreatment(data, output);
+        return output.ToArray();
+    }
+
+    /// <summary>What the session report of <paramref name="sessionId"/> shows.</summary>
+    public SessionReportData SessionData(string sessionId)
+    {
+        if (string.IsNullOrWhiteSpace(sessionId)) throw new RefusedException(RefusalKind.InvalidArgument, "give a session id (smp sessions)");
+        var record = _ledger.FindSession(sessionId) ?? throw new RefusedException(RefusalKind.NotFound, $"no session {sessionId} (smp sessions)");
+        var plan = Plan.Parser.ParseJson(_ledger.LoadPlanJson(sessionId) ?? "{}");
+        var zones = plan.Dots.ToDictionary(d => d.Id, d => string.IsNullOrEmpty(d.Zone) ? null : d.Zone, StringComparer.Ordinal);
+
+        ReportDesign design;
+        string treatmentId = "", client = "";
+        int number = 0, count = 0;
+        Dictionary<string, TreatmentDotRecord>? inScalp = null;
+        Func<Vec3, Vec3> toS;
+        if (record.TreatmentId is { } tid && _ledger.FindTreatment(tid) is { } treatment)
+        {
+            var resolved = _treatments.PlansOf(treatment).Dots.Design;
+            design = ReportDesign.From(resolved, treatment.DesignName);
+            treatmentId = treatment.Id;
+            client = treatment.ClientId;
+            number = record.TreatmentSessionNumber;
+            count = treatment.SessionCount;
+            inScalp = _ledger.LoadTreatmentDots(treatment.Id).Where(d => d.SessionId == sessionId).ToDictionary(d => d.DotId, StringComparer.Ordinal);
+            var scalpFromHead = Rotations.Inverse(DesignPlans.NominalHeadFromScalp(resolved));
+            toS = scalpFromHead.Apply;
+        }
+        else
+        {
+            // A session of a loose plan: its dots in the plan's frame, laid out around their own middle (a plan made
+            // from a design carries the design's T_HS, which brings them into S).
+            var scalpFromHead = plan.Source?.HeadFromScalp is { } t ? Rotations.Inverse(DesignPlans.FromMessage(t)) : RigidTransform.Identity;
+            toS = scalpFromHead.Apply;
+            var points = plan.Dots.Select(d => toS(new Vec3(d.XMm, d.YMm, d.ZMm))).ToList();
+            var middle = points.Count == 0 ? Vec3.Zero : new Vec3(points.Average(p => p.X), points.Average(p => p.Y), points.Average(p => p.Z));
+            var center = plan.Source?.HeadFromScalp is null ? middle - new Vec3(0, 0, 90) : Vec3.Zero;
+            design = new ReportDesign(string.IsNullOrEmpty(plan.Source?.DesignName) ? record.PlanName : plan.Source.DesignName,
+                new ReportMapFrame(center, new Vec3(0, 0, 1), new Vec3(0, 1, 0)), []);
+        }
+
+        var dots = _ledger.LoadDots(sessionId).Select(d =>
+        {
+            var planned = inScalp is not null && inScalp.TryGetValue(d.Dot.DotId, out var r) ? r.PlannedS : toS(new Vec3(d.Dot.XMm, d.Dot.YMm, d.Dot.ZMm));
+            Vec3? offset = null;
+            string? flag = null;
+            if (inScalp is not null && inScalp.TryGetValue(d.Dot.DotId, out var rec))
+            {
+                if (rec.MeasuredS is { } m) offset = m - rec.PlannedS;
+                flag = rec.Check switch
+                {
+                    DotCheckResult.OffTarget => Inv($"the camera saw it {rec.CheckOffsetMm ?? double.NaN:0.00} mm from its target"),
+                    DotCheckResult.NotSeen => "the camera did not see it",
+                    _ => null,
+                };
+            }
+            if (d.State == DotLedgerState.InDoubt) flag ??= "in doubt: " + d.Note;
+            return new ReportDot(d.Dot.DotId, planned, d.TargetMm, d.State switch
+            {
+                DotLedgerState.Placed => ReportDotState.Placed,
+                DotLedgerState.Skipped => ReportDotState.Skipped,
+                DotLedgerState.Pending => ReportDotState.Pending,
+                _ => ReportDotState.InDoubt,
+            }, offset, d.Dot.DepthMm, null, zones.GetValueOrDefault(d.Dot.DotId), flag);
+        }).ToList();
+
+        var calls = _ledger.ListCallAudit(null, sessionId, MaxAuditEntries);
+        var operators = calls.Where(c => c.Result == "OK").Select(c => (c, Action: ActionOf(c.Rpc))).Where(x => x.Action is not null)
+            .Select(x => new OperatorAction(x.c.Identity, x.c.Role, x.Action!, x.c.At)).ToList();
+        var audit = calls.Select(c => new Treatment.Reports.AuditEntry(c.At, c.Identity, c.Role, c.Rpc, c.Result)).ToList();
+
+        var timeline = new List<TimelineEvent>();
+        foreach (var (at, kind, message) in _ledger.ReadAudit(sessionId, 10_000))
+        {
+            TimelineEventKind? k = kind switch
+            {
+                "hold" => TimelineEventKind.Hold,
+                "resumed" => TimelineEventKind.Resume,
+                _ => null,
+            };
+            if (k is { } known) timeline.Add(new TimelineEvent(at, known, message));
+        }
+        foreach (var c in calls.Where(c => c.Result == "OK"))
+        {
+            if (c.Rpc.EndsWith("/Pause", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Pause, "paused by the operator", c.Identity));
+            if (c.Rpc.EndsWith("/Start", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Resume, "started", c.Identity));
+        }
+        // E-stops are the machine's, not a session's: those that fell while this session was running.
+        var from = record.StartedAt ?? record.CreatedAt;
+        var until = record.EndedAt ?? _time.GetUtcNow();
+        foreach (var (at, kind, message) in _ledger.ReadAudit(null, 10_000))
+        {
+            if (at < from || at > until) continue;
+            if (kind == "estop") timeline.Add(new TimelineEvent(at, TimelineEventKind.EmergencyStop, message));
+            else if (kind == "estop-reset") timeline.Add(new TimelineEvent(at, TimelineEventKind.Reset, message));
+        }
+
+        CalibrationUsed? calibration = null;
+        if (record.CalibrationId is { } cid && _ledger.FindCalibration(cid) is { } cal)
+        {
+            calibration = new CalibrationUsed(cal.Id, cal.CreatedAt, cal.RmsError, string.IsNullOrEmpty(cal.Notes) ? "not recorded" : cal.Notes);
+        }
+        var registrations = _ledger.ListSurfaceRegistrations(sessionId)
+            .Select(r => new SurfaceRegistrationUsed(r.Patch, r.RmsMm, r.P95Mm, r.Contacts, r.Inliers, r.Valid,
+                r.ModelSha256 == LedgerStore.HeightMapModel ? "height map" : "head model", r.WithdrawnBecause)).ToList();
+
+        return new SessionReportData(treatmentId, client, design, number, count, sessionId, record.PlanName, record.ProfileName, record.CreatedAt, record.StartedAt, record.EndedAt,
+            record.Phase.ToString(), record.Reason, operators, dots, timeline, calibration, registrations, null, audit);
+    }
+
+    /// <summary>What the treatment report of <paramref name="treatmentId"/> shows.</summary>
+    public TreatmentReportData TreatmentData(string treatmentId)
+    {
+        var view = _treatments.Get(treatmentId);
+        var treatment = view.Treatment;
+        var resolved = _treatments.PlansOf(treatment).Dots.Design;
+        var record = _ledger.LoadTreatmentDots(treatment.Id);
+        var sessions = new List<SessionSummary>();
+        var touchUps = new List<TouchUp>();
+        foreach (var (link, snapshot) in view.Sessions)
+        {
+            var r = snapshot.Record;
+            var estops = _ledger.ReadAudit(null, 10_000).Count(a => a.Kind == "estop" && a.At >= (r.StartedAt ?? r.CreatedAt) && a.At <= (r.EndedAt ?? _time.GetUtcNow()));
+            var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, null, r.Phase.ToString());
+            if (link.Kind == TreatmentSessionKind.TouchUp) touchUps.Add(new TouchUp(r.StartedAt ?? r.CreatedAt, r.Id, snapshot.Tally.Placed, "touch-up"));
+            sessions.Add(summary);
+        }
+        var placed = record.Where(d => d.State == DotLedgerState.Placed).Select(d => new PlacedDot(d.MeasuredS ?? d.PlannedS, d.SessionNumber)).ToList();
+        return new TreatmentReportData(treatment.Id, treatment.ClientId, ReportDesign.From(resolved, treatment.DesignName), treatment.SessionCount, sessions, placed, touchUps);
+    }
+
+    private static string? ActionOf(string rpc)
+    {
+        var method = rpc[(rpc.LastIndexOf('/') + 1)..];
+        return method switch
+        {
+            "CreateSession" => "created the session",
+            "Start" => "started",
+            "Resume" => "resumed",
+            "Pause" => "paused",
+            "Abort" => "aborted",
+            "ResolveDots" => "resolved dots in doubt",
+            "ProbeSurface" => "measured the scalp",
+            "ContinueInNewSession" => "continued in a new session",
+            _ => null,
+        };
+    }
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}
