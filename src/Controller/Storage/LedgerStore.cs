@@ -319,6 +319,37 @@ public sealed partial class LedgerStore : IDisposable
     }
 
     /// <summary>
+    /// Commanded → Pending, audited: for an intent whose commit the controller could not see (the record store was cut
+    /// off during it) and after which no plunge line was written, as the per-dot cycle knows. Returns true when the dot
+    /// was Commanded (the commit had landed), false when it is Pending (it had not).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The dot is in any other state (names it).</exception>
+    public bool WithdrawIntent(string sessionId, int seq, string note)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        ArgumentNullException.ThrowIfNull(note);
+        return Guarded(() =>
+        {
+            using var tx = Begin();
+            var changed = Execute(tx,
+                "UPDATE dots SET state = @pending, updated_at = @now, target_x_mm = NULL, target_y_mm = NULL, target_z_mm = NULL WHERE session_id = @s AND seq = @seq AND state = @commanded",
+                ("@pending", (int)DotLedgerState.Pending), ("@now", _time.GetUtcNow().UtcTicks), ("@s", sessionId), ("@seq", seq), ("@commanded", (int)DotLedgerState.Commanded));
+            if (changed == 0)
+            {
+                var state = Scalar<long?>(tx, "SELECT state FROM dots WHERE session_id = @s AND seq = @seq", ("@s", sessionId), ("@seq", seq));
+                if (state is null) throw new KeyNotFoundException(Inv($"session {sessionId} has no dot with seq {seq}"));
+                if (state == (int)DotLedgerState.Pending) return false;
+                throw new InvalidOperationException(Inv($"dot seq {seq} of session {sessionId} is {(DotLedgerState)state}; only a Commanded dot's intent can be withdrawn"));
+            }
+            InsertAudit(tx, sessionId, "intent-withdrawn", Inv($"dot seq {seq}: Commanded -> Pending: {note}"), _time.GetUtcNow());
+            tx.Commit();
+            // Counted again: the kept counts never saw the Commanded whose commit was cut off.
+            _tallies.Remove(sessionId);
+            return true;
+        });
+    }
+
+    /// <summary>
     /// Run once at controller start, before any session runs. Every session in Running or Pausing becomes
     /// Faulted with <paramref name="reason"/>; every Commanded dot (of any session: after a restart nobody
     /// knows whether its plunge happened) becomes InDoubt with note = reason. Placed, Pending, Skipped and
