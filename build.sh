@@ -9,10 +9,11 @@ config=Release
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the project needs at run time: OpenCV's runtime links GTK 3; SkiaSharp (design previews)
-# links fontconfig and draws its labels with DejaVu.
+# links fontconfig and draws its labels with DejaVu. PostgreSQL's server: the tests start a private cluster of it
+# (the shared record store of a clinic, --store postgres://…); nothing is skipped without it.
 ensure_packages() {
   local missing=()
-  for pkg in libgtk-3-0 libfontconfig1 fonts-dejavu-core; do
+  for pkg in libgtk-3-0 libfontconfig1 fonts-dejavu-core postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then

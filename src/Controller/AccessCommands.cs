@@ -12,33 +12,34 @@ namespace SmpRobot.Controller;
 internal static class AccessCommands
 {
     /// <summary>smp-controller user add|list|revoke on the store in --data.</summary>
-    public static Command User(Func<string> defaultDataDirectory)
+    public static Command User(Func<string> defaultDataDirectory, Func<Option<string?>> storeOption)
     {
         var data = new Option<string?>("--data") { Description = "Directory of the controller's store (default: ~/.local/state/smprobot)" };
+        var store = storeOption();
         var name = new Argument<string>("NAME") { Description = "The user's name: letters, digits and . _ @ -" };
         var role = new Option<string>("--role") { Description = "observer, operator, engineer or admin", Required = true };
-        var add = new Command("add", "Adds a user and prints its access token, once (the store keeps only its SHA-256). A running controller sees it within a second") { name, role, data };
+        var add = new Command("add", "Adds a user and prints its access token, once (the store keeps only its SHA-256). A running controller sees it within a second") { name, role, data, store };
         add.SetAction(parse => Run(() =>
         {
-            using var store = Open(parse.GetValue(data) ?? defaultDataDirectory());
-            var (user, token) = UserAccounts.Add(store, parse.GetValue(name)!, Roles.Parse(parse.GetValue(role)!), "smp-controller user add on " + Environment.MachineName);
+            using var ledger = Open(parse.GetValue(data) ?? defaultDataDirectory(), parse.GetValue(store));
+            var (user, token) = UserAccounts.Add(ledger, parse.GetValue(name)!, Roles.Parse(parse.GetValue(role)!), "smp-controller user add on " + Environment.MachineName);
             Console.Error.WriteLine($"user {user.Name} ({user.Role}) added. Its token, shown this once: keep it in a file only its user can read (chmod 600) and use it with SMP_TOKEN or smp --token-file FILE:");
             Console.WriteLine(token);
         }));
         var revokeName = new Argument<string>("NAME") { Description = "The user whose token stops working" };
-        var revoke = new Command("revoke", "Revokes a user's token (a running controller refuses it within a second)") { revokeName, data };
+        var revoke = new Command("revoke", "Revokes a user's token (a running controller refuses it within a second)") { revokeName, data, store };
         revoke.SetAction(parse => Run(() =>
         {
-            using var store = Open(parse.GetValue(data) ?? defaultDataDirectory());
+            using var ledger = Open(parse.GetValue(data) ?? defaultDataDirectory(), parse.GetValue(store));
             var who = parse.GetValue(revokeName)!;
-            if (!store.RevokeUser(who)) throw new ArgumentException($"no active user '{who}'");
+            if (!ledger.RevokeUser(who)) throw new ArgumentException($"no active user '{who}'");
             Console.WriteLine($"user {who} revoked");
         }));
-        var list = new Command("list", "Lists the users (never their tokens)") { data };
+        var list = new Command("list", "Lists the users (never their tokens)") { data, store };
         list.SetAction(parse => Run(() =>
         {
-            using var store = Open(parse.GetValue(data) ?? defaultDataDirectory());
-            foreach (var u in store.ListUsers())
+            using var ledger = Open(parse.GetValue(data) ?? defaultDataDirectory(), parse.GetValue(store));
+            foreach (var u in ledger.ListUsers())
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{u.Name,-24} {u.Role,-9} added {u.CreatedAt:yyyy-MM-dd HH:mm} by {u.CreatedBy}{(u.RevokedAt is { } r ? $"; REVOKED {r:yyyy-MM-dd HH:mm}" : "")}"));
             }
@@ -75,7 +76,8 @@ internal static class AccessCommands
         return new Command("cert", "The chair's TLS certificate") { create };
     }
 
-    private static LedgerStore Open(string dataDirectory) => new(Path.Combine(dataDirectory, "smp.db"), TimeProvider.System);
+    private static LedgerStore Open(string dataDirectory, string? store) =>
+        new(store is null ? Storage.StoreLocation.Sqlite(Path.Combine(dataDirectory, "smp.db")) : Storage.StoreLocation.Parse(store), TimeProvider.System);
 
     private static int Run(Action action)
     {
@@ -84,10 +86,15 @@ internal static class AccessCommands
             action();
             return 0;
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException or FormatException)
         {
             Console.Error.WriteLine("smp-controller: " + e.Message);
             return 2;
+        }
+        catch (StoreUnavailableException e)
+        {
+            Console.Error.WriteLine("smp-controller: " + e.Message);
+            return 3;
         }
     }
 }

@@ -21,8 +21,10 @@ public sealed record ControllerOptions
     public string Gantry { get; init; } = "sim";
     /// <summary>Machine profile file; default hardware/profiles/sim.json for the simulator.</summary>
     public required string ProfilePath { get; init; }
-    /// <summary>Directory of the durable state (smp.db).</summary>
+    /// <summary>Directory of the durable state (smp.db, unless <see cref="Store"/> says otherwise).</summary>
     public required string DataDirectory { get; init; }
+    /// <summary>The record store (<c>--store</c>): null = the SQLite file smp.db in <see cref="DataDirectory"/>.</summary>
+    public StoreLocation? Store { get; init; }
     /// <summary>Listen address; loopback by default.</summary>
     public string Urls { get; init; } = "http://127.0.0.1:50051";
     /// <summary>
@@ -146,7 +148,12 @@ public static class ControllerHost
         var services = builder.Services;
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton(profile);
-        services.AddSingleton(sp => new LedgerStore(Path.Combine(options.DataDirectory, "smp.db"), options.TimeProvider));
+        // Opened now, not on first use: a store that cannot be reached (a PostgreSQL server down) refuses the start in
+        // words (StoreUnavailableException, Program) before anything listens or moves.
+#pragma warning disable CA2000 // the container disposes it with the host
+        var store = new LedgerStore(options.Store ?? StoreLocation.Sqlite(Path.Combine(options.DataDirectory, "smp.db")), options.TimeProvider);
+#pragma warning restore CA2000
+        services.AddSingleton(sp => store);
         services.AddSingleton(sp => new Security.UserDirectory(sp.GetRequiredService<LedgerStore>(), options.TimeProvider));
         services.AddSingleton(new Security.AccessMode { InsecureLoopback = options.InsecureLoopback });
         services.AddSingleton<DeferredAuditWrites>();
@@ -264,7 +271,7 @@ public static class ControllerHost
         }
         else if (app.Services.GetRequiredService<Security.UserDirectory>().Count == 0)
         {
-            StartLog.NoUsers(startLog, options.DataDirectory);
+            StartLog.NoUsers(startLog, options.Store is { } location ? "--store " + location.Display : "--data " + options.DataDirectory);
         }
         // E-stop latency is measured from the request's arrival at the HTTP pipeline, before gRPC
         // routing and deserialisation, so the figure includes all of the controller's own work.
@@ -361,8 +368,8 @@ internal static partial class StartLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "INSECURE: --insecure-loopback: no TLS and no authentication on {Urls}; every local caller may do everything. For development and CI only.")]
     public static partial void Insecure(ILogger log, string urls);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "No users yet: every call is refused until an admin is added (smp-controller user add NAME --role admin --data {DataDirectory})")]
-    public static partial void NoUsers(ILogger log, string dataDirectory);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No users yet: every call is refused until an admin is added (smp-controller user add NAME --role admin {Store})")]
+    public static partial void NoUsers(ILogger log, string store);
 }
 
 /// <summary>At start, head tracking uses the newest valid intrinsics of its camera (when it has none of its own or from a file) and camera-to-gantry calibration (instead of the profile's nominal mounting).</summary>

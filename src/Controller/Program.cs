@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging.Console;
 using SmpRobot.Controller.Gantry;
 using SmpRobot.Controller.Gantry.Simulation;
+using SmpRobot.Controller.Storage;
 
 namespace SmpRobot.Controller;
 
@@ -16,6 +17,7 @@ internal static class Program
         var gantry = new Option<string>("--gantry") { Description = "Gantry link: sim (the simulated gantry, in-process), serial:PATH[@BAUD] (default baud 115200) or tcp:HOST:PORT", DefaultValueFactory = _ => "sim" };
         var profile = new Option<string?>("--profile") { Description = "Machine profile file (default: hardware/profiles/sim.json)" };
         var data = new Option<string?>("--data") { Description = "Directory for the durable ledger (default: ~/.local/state/smprobot)" };
+        var store = StoreOption();
         var urls = new Option<string>("--urls") { Description = "Listen address (loopback by default)", DefaultValueFactory = _ => ControllerHost.DefaultUrl };
         var timeScale = new Option<double>("--time-scale") { Description = "Simulated seconds per wall second: the in-process simulator's speed-up, or for serial/tcp how fast the device's clock runs (1 on hardware)", DefaultValueFactory = _ => 1.0 };
         var camera = new Option<string?>("--camera")
@@ -44,7 +46,7 @@ internal static class Program
         var tlsKey = new Option<string?>("--tls-key") { Description = "Its private key (PEM)", HelpName = "FILE" };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, insecureLoopback, tlsCert, tlsKey,
+            gantry, profile, data, store, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, insecureLoopback, tlsCert, tlsKey,
         };
         root.SetAction(parse =>
         {
@@ -55,6 +57,7 @@ internal static class Program
                     Gantry = parse.GetValue(gantry)!,
                     ProfilePath = parse.GetValue(profile) ?? HardwarePaths.DefaultProfile(),
                     DataDirectory = parse.GetValue(data) ?? DefaultDataDirectory(),
+                    Store = parse.GetValue(store) is { } spec ? StoreLocation.Parse(spec) : null,
                     Urls = parse.GetValue(urls)!,
                     TimeScale = parse.GetValue(timeScale),
                     Camera = parse.GetValue(camera),
@@ -77,10 +80,16 @@ internal static class Program
                 if (recordPath is not null && simulator is not null) SimulationRecord.From(simulator).Write(recordPath);
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or InvalidDataException)
+            catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException)
             {
                 Console.Error.WriteLine("smp-controller: " + e.Message);
                 return 2;
+            }
+            catch (StoreUnavailableException e)
+            {
+                // Not started: nothing listens, nothing moves. The message names the server, never its password.
+                Console.Error.WriteLine("smp-controller: not started: " + e.Message);
+                return 3;
             }
             catch (IOException e)
             {
@@ -89,10 +98,18 @@ internal static class Program
             }
         });
         root.Subcommands.Add(SimulateCommand());
-        root.Subcommands.Add(AccessCommands.User(DefaultDataDirectory));
+        root.Subcommands.Add(AccessCommands.User(DefaultDataDirectory, StoreOption));
         root.Subcommands.Add(AccessCommands.Cert());
         return root.Parse(args).Invoke();
     }
+
+    /// <summary>--store: where the record store is (the SQLite file under --data by default).</summary>
+    internal static Option<string?> StoreOption() => new("--store")
+    {
+        Description = "The record store: sqlite:PATH, or postgres://user[:password]@host[:port]/database[?sslmode=...] for a PostgreSQL server the chairs of a clinic share. "
+            + "Default: the SQLite file smp.db in --data",
+        HelpName = "SPEC",
+    };
 
     /// <summary>smp-controller simulate: the simulated gantry as a device on a pty (and optionally TCP).</summary>
     private static Command SimulateCommand()

@@ -16,7 +16,8 @@ public sealed record CallerIdentity(string Name, Role Role)
 /// The active users' token hashes in memory, so authenticating a call (the e-stop's among them) never waits for the
 /// store: a dictionary lookup of the token's SHA-256. Reloaded at once after a change made through the controller,
 /// and within <see cref="PollInterval"/> after one made by another process on the same store
-/// (<c>smp-controller user add</c> or <c>revoke</c> while the controller runs), seen through SQLite's data_version.
+/// (<c>smp-controller user add</c> or <c>revoke</c> while the controller runs, or another chair on a shared PostgreSQL
+/// store), seen through <see cref="LedgerStore.DataVersion"/>: SQLite's data_version, or PostgreSQL's users counter.
 /// </summary>
 public sealed class UserDirectory : IDisposable
 {
@@ -72,6 +73,10 @@ public sealed class UserDirectory : IDisposable
         catch (Microsoft.Data.Sqlite.SqliteException)
         {
             // The store is busy (another process writes): look again at the next tick. A timer callback must not throw.
+        }
+        catch (StoreUnavailableException)
+        {
+            // The PostgreSQL server is unreachable: the users known stay as they are until it answers again.
         }
     }
 

@@ -58,7 +58,7 @@ internal sealed partial class AuditInterceptor(LedgerStore store, DeferredAuditW
             {
                 store.AppendCallAudit(at, identity, role, rpc, sessionId, arguments, result);
             }
-            catch (Exception e) when (e is ObjectDisposedException or Microsoft.Data.Sqlite.SqliteException or InvalidOperationException)
+            catch (Exception e) when (e is ObjectDisposedException or Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or StoreUnavailableException)
             {
                 Log.NotRecorded(log, rpc, identity, e.Message);
             }

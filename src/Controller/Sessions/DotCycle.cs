@@ -95,6 +95,15 @@ public sealed partial class DotCycle
     /// <summary>The dot whose intent was recorded and that was not confirmed (after a failure or a cancelled run: in doubt); null otherwise.</summary>
     public PlannedDot? Commanded => _commanded;
 
+    /// <summary>
+    /// The <see cref="Commanded"/> dot was placed and confirmed, but the record store could not be told yet: record it
+    /// Placed, never in doubt, never again.
+    /// </summary>
+    public bool PlacedUnrecorded { get; private set; }
+
+    /// <summary>How often an unreachable record store is asked again while the cycle holds for it.</summary>
+    public static readonly TimeSpan StoreRetryInterval = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Where the gantry is (on the grid), as the cycle last saw or commanded it.</summary>
     public Vec3 Position => _position;
 
@@ -117,6 +126,7 @@ public sealed partial class DotCycle
         // A retract the guard asked for just before the last pass disarmed is finished before anything else moves.
         await FinishRetractIfRequestedAsync(ct);
         _commanded = null;
+        PlacedUnrecorded = false;
 
         // 1. Aim. A tracking hold waits here, needle raised, until tracking has settled.
         var (aim, notAimed) = await AimAsync(dot, ct);
@@ -162,7 +172,7 @@ public sealed partial class DotCycle
         }
 
         // 4. Record intent durably, before any plunge line is written.
-        RecordIntent(verified);
+        if (await RecordIntentAsync(verified, ct) is { } notRecorded) return notRecorded;
 
         // 5. Plunge, dwell, retract; the last line is a sync.
         var place = _program.Place(verified.HoverMm, verified.DepthMm, verified.Dot.DwellMs);
@@ -175,9 +185,83 @@ public sealed partial class DotCycle
             if (Guard.RetractRequested) return GuardTrippedMark;
             throw mismatch;
         }
-        _ledger.MarkPlaced(_run.SessionId, verified.Dot.Seq);
+        if (!await RecordPlacedAsync(verified.Dot, ct)) return DotOutcome.Stopped;
         _commanded = null;
         return DotOutcome.Placed;
+    }
+
+    /// <summary>
+    /// Step 4 when the record store may be away: the intent is committed, or nothing moves. An unreachable store holds
+    /// the cycle at the hover point ("record store unreachable: …") and is asked again every
+    /// <see cref="StoreRetryInterval"/>; when it answers, an intent whose commit was cut off and did land is withdrawn
+    /// (no plunge line was written), and the same dot goes round again from its aim (the head may have moved).
+    /// Returns the outcome that ends this pass, or null when the intent is recorded.
+    /// </summary>
+    private async Task<DotOutcome?> RecordIntentAsync(AimedDot aim, CancellationToken ct)
+    {
+        try
+        {
+            RecordIntent(aim);
+            return null;
+        }
+        catch (StoreUnavailableException e)
+        {
+            var back = await WaitForStoreAsync(e, aim.Dot, () => _ledger.WithdrawIntent(_run.SessionId, aim.Dot.Seq, "the record store was unreachable while this dot's intent was recorded; no plunge line was written"), ct);
+            return back ? DotOutcome.Held(e.Message, waitsForTracking: true) : DotOutcome.Stopped;
+        }
+    }
+
+    /// <summary>
+    /// Step 6's record: Commanded → Placed. The dot is placed (the firmware proved it): an unreachable record store holds
+    /// the cycle at the hover point and the write is retried every <see cref="StoreRetryInterval"/>, never the dot.
+    /// Returns false when a stop was asked for first: the dot is then still <see cref="Commanded"/> with
+    /// <see cref="PlacedUnrecorded"/> set, for the runner to record when it can (a controller that dies first leaves it
+    /// Commanded, and its restart puts it in doubt, as for any fault between plunge and confirmation).
+    /// </summary>
+    private async Task<bool> RecordPlacedAsync(PlannedDot dot, CancellationToken ct)
+    {
+        try
+        {
+            _ledger.MarkPlaced(_run.SessionId, dot.Seq);
+            return true;
+        }
+        catch (StoreUnavailableException e)
+        {
+            PlacedUnrecorded = true;
+            if (!await WaitForStoreAsync(e, dot, () => _ledger.MarkPlaced(_run.SessionId, dot.Seq), ct)) return false;
+            PlacedUnrecorded = false;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// A hold for the record store: published with the store's reason, the needle at the hover point, the machine still.
+    /// <paramref name="write"/> is tried again every <see cref="StoreRetryInterval"/> until it succeeds (true: the hold
+    /// ends, audited with its length) or a stop is asked for (false). A cancelled run (e-stop, fault) throws.
+    /// </summary>
+    private async Task<bool> WaitForStoreAsync(StoreUnavailableException first, PlannedDot dot, Action write, CancellationToken ct)
+    {
+        Hold.Begin(first.Message, dot.Seq);
+        while (true)
+        {
+            if (StopRequested)
+            {
+                Hold.End();
+                _changed();
+                return false;
+            }
+            await Task.Delay(StoreRetryInterval, _time, ct);
+            try
+            {
+                write();
+                Hold.StoreBack();
+                return true;
+            }
+            catch (StoreUnavailableException e)
+            {
+                Hold.Update(e.Message);
+            }
+        }
     }
 
     /// <summary>What the cycle expects the machine to do to it: each ends the pass (a cancelled run is not one of them).</summary>

@@ -56,7 +56,7 @@ public sealed partial class MotionHold(string sessionId, TimeProvider clock, Hol
             _lastReason = reason;
             _holds++;
         }
-        ledger.Audit(sessionId, "hold", "motion hold: " + reason);
+        TryAudit("hold", "motion hold: " + reason);
         Log.Holds(log, sessionId, reason);
         changed();
     }
@@ -87,9 +87,38 @@ public sealed partial class MotionHold(string sessionId, TimeProvider clock, Hol
     public void Settled(double goodMs)
     {
         var heldS = End();
-        ledger.Audit(sessionId, "resumed", FormattableString.Invariant($"tracking settled for {goodMs:0} ms after a {heldS:0.0} s hold ({Tally.LastHoldReason}); going on"));
+        TryAudit("resumed", FormattableString.Invariant($"tracking settled for {goodMs:0} ms after a {heldS:0.0} s hold ({Tally.LastHoldReason}); going on"));
         Log.Resumes(log, sessionId, heldS);
         changed();
+    }
+
+    /// <summary>
+    /// The record store answers again after a hold for it (<see cref="DotCycle"/>): the hold ends, audited (with how long
+    /// the store was away) and published.
+    /// </summary>
+    public void StoreBack()
+    {
+        var reason = Current?.Reason ?? "";
+        var heldS = End();
+        TryAudit("resumed", FormattableString.Invariant($"the record store answers again after a {heldS:0.0} s hold ({reason}); going on"));
+        Log.Resumes(log, sessionId, heldS);
+        changed();
+    }
+
+    /// <summary>
+    /// Audits a hold's start or end. A hold because the record store is unreachable cannot be written to it: it is
+    /// logged, and its end is audited with its length once the store answers again (<see cref="StoreBack"/>).
+    /// </summary>
+    private void TryAudit(string kind, string message)
+    {
+        try
+        {
+            ledger.Audit(sessionId, kind, message);
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.NotAudited(log, sessionId, message, e.Message);
+        }
     }
 
     /// <summary>How long the current hold has lasted (from the first hold on its dot), s; 0 when not holding.</summary>
@@ -115,6 +144,9 @@ public sealed partial class MotionHold(string sessionId, TimeProvider clock, Hol
     {
         [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId} holds: {Reason}")]
         public static partial void Holds(ILogger log, string sessionId, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId}: not in the audit log ({Error}): {Message}")]
+        public static partial void NotAudited(ILogger log, string sessionId, string message, string error);
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId} resumes after a {Seconds:0.0} s hold")]
         public static partial void Resumes(ILogger log, string sessionId, double seconds);

@@ -638,28 +638,76 @@ public sealed partial class SessionManager : IAsyncDisposable
         return run;
     }
 
-    /// <summary>Stores how the run ended, releases the machine and tells the watchers.</summary>
+    /// <summary>
+    /// Stores how the run ended, releases the machine and tells the watchers. A record store that is unreachable then
+    /// does not keep the machine taken: it is released, and the end is written once the store answers again (until
+    /// then the store shows the session Running, so no console can start it again, and a restart recovers it).
+    /// </summary>
     private void End(SessionRun run, (SessionPhase Phase, string Reason) end)
     {
         var (outcome, reason) = end;
-        var record = _ledger.FindSession(run.SessionId)!;
-        if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
+        var elapsed = run.ElapsedSeconds(_time, _gantry.TimeScale);
+        var holds = run.Hold.Tally;
+        var endedAt = SessionPhases.IsFinal(outcome) ? _time.GetUtcNow() : (DateTimeOffset?)null;
+        void Write()
         {
-            Log.NotInPhaseTable(_log, run.SessionId, outcome, record.Phase);
+            var record = _ledger.FindSession(run.SessionId)!;
+            if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
+            {
+                Log.NotInPhaseTable(_log, run.SessionId, outcome, record.Phase);
+            }
+            _ledger.UpdateSession(run.SessionId, outcome, reason, elapsed, run.KinematicSeconds, record.StartedAt, endedAt);
+            _ledger.RecordHolds(run.SessionId, holds);
+            _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
         }
+        StoreUnavailableException? unwritten = null;
         lock (_gate)
         {
-            _ledger.UpdateSession(run.SessionId, outcome, reason, run.ElapsedSeconds(_time, _gantry.TimeScale), run.KinematicSeconds, record.StartedAt, SessionPhases.IsFinal(outcome) ? _time.GetUtcNow() : null);
-            _ledger.RecordHolds(run.SessionId, run.Hold.Tally);
+            try
+            {
+                Write();
+            }
+            catch (StoreUnavailableException e)
+            {
+                unwritten = e;
+            }
             _active = null;
             _activeLease?.Dispose();
             _activeLease = null;
             if (_shuttingDown) _quiesced.Cancel();
         }
-        _ledger.Audit(run.SessionId, Name(outcome).ToLowerInvariant(), reason.Length > 0 ? reason : Name(outcome));
+        if (unwritten is not null)
+        {
+            Log.EndNotStored(_log, run.SessionId, outcome, unwritten.Message);
+            _ = WriteWhenStoreAnswersAsync(run.SessionId, Write);
+        }
         Log.RunEnded(_log, run.SessionId, outcome, reason);
         run.Commands.Cancellation.Dispose();
         Changed();
+    }
+
+    /// <summary>Writes a run's end once the record store answers again (tried every second; given up when the controller stops).</summary>
+    private async Task WriteWhenStoreAnswersAsync(string sessionId, Action write)
+    {
+        while (true)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), _time).ConfigureAwait(false);
+            try
+            {
+                lock (_gate) write();
+                Log.EndStored(_log, sessionId);
+                Changed();
+                return;
+            }
+            catch (StoreUnavailableException)
+            {
+                // Still away.
+            }
+            catch (ObjectDisposedException)
+            {
+                return; // the controller stopped: its restart recovers the session
+            }
+        }
     }
 
     /// <summary>
@@ -764,6 +812,12 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// <summary>Log messages (source-generated).</summary>
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} ended {Outcome}, but the record store is unreachable ({Error}): the end is written when it answers again")]
+        public static partial void EndNotStored(ILogger log, string sessionId, SessionPhase outcome, string error);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId}: its end is stored now that the record store answers again")]
+        public static partial void EndStored(ILogger log, string sessionId);
+
         [LoggerMessage(Level = LogLevel.Warning, Message = "Recovered session {SessionId} after a restart: now FAULTED")]
         public static partial void Recovered(ILogger log, string sessionId);
 

@@ -168,9 +168,26 @@ public sealed partial class SessionRunner(
         }
         if (cycle.Commanded is { } commanded)
         {
-            // The plunge may or may not have happened: never redo it automatically.
-            ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
-            ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
+            try
+            {
+                if (cycle.PlacedUnrecorded)
+                {
+                    // Placed and confirmed while the record store was away: it is recorded as what it is.
+                    ledger.MarkPlaced(run.SessionId, commanded.Seq);
+                }
+                else
+                {
+                    // The plunge may or may not have happened: never redo it automatically.
+                    ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
+                    ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
+                }
+            }
+            catch (StoreUnavailableException e)
+            {
+                // It stays Commanded in the store: never placed again by this controller (a run takes Pending dots
+                // only), and in doubt for the operator after the next start (RecoverAfterRestart).
+                Log.NotRecorded(log, run.SessionId, commanded.DotId, e.Message);
+            }
         }
         if (safeStopNeeded)
         {
@@ -313,7 +330,14 @@ public sealed partial class SessionRunner(
     {
         if (timeProvider.GetElapsedTime(run.TimersPersistedAt) < TimersPersistEvery) return;
         run.TimersPersistedAt = timeProvider.GetTimestamp();
-        ledger.UpdateTimers(run.SessionId, run.ElapsedSeconds(timeProvider, gantry.TimeScale), run.KinematicSeconds);
+        try
+        {
+            ledger.UpdateTimers(run.SessionId, run.ElapsedSeconds(timeProvider, gantry.TimeScale), run.KinematicSeconds);
+        }
+        catch (StoreUnavailableException)
+        {
+            // Only the crash figure: the next dot's write holds the cycle if the store is still away.
+        }
     }
 
     private static string FaultText(Exception e) => e switch
@@ -328,6 +352,9 @@ public sealed partial class SessionRunner(
     {
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
         public static partial void Failed(ILogger log, Exception error, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: dot {DotId} could not be recorded at the end of the run ({Error}); it stays Commanded: in doubt after the next start")]
+        public static partial void NotRecorded(ILogger log, string sessionId, string dotId, string error);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Motion-hold retract failed: {Error}")]
         public static partial void RetractFailed(ILogger log, string error);

@@ -287,7 +287,7 @@ public sealed partial class SessionSnapshots : IAsyncDisposable
             {
                 built = _build(id);
             }
-            catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException)
+            catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException or Storage.StoreUnavailableException)
             {
                 Log.BuildFailed(_log, id, e.Message);
                 continue;

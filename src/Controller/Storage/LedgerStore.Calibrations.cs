@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace SmpRobot.Controller.Storage;
 
@@ -39,7 +39,7 @@ public sealed partial class LedgerStore
     private const string CalibrationColumns = "id, kind, camera, profile_name, created_at, method, data_json, stats_json, rms, p95, max, point_count, notes, valid";
 
     /// <summary>Schema version 2: calibrations, and the calibration each session ran with.</summary>
-    private void MigrateToVersion2(SqliteTransaction tx) => Execute(tx, """
+    private void MigrateToVersion2(DbTransaction tx) => Ddl(tx, """
         CREATE TABLE calibrations (
             id TEXT PRIMARY KEY,
             kind INTEGER NOT NULL CHECK (kind IN (1, 2)),
@@ -72,71 +72,67 @@ public sealed partial class LedgerStore
         ArgumentNullException.ThrowIfNull(statsJson);
         ArgumentNullException.ThrowIfNull(notes);
         if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown calibration kind");
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             string id;
             do
             {
                 id = "c-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
             }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM calibrations WHERE id = $id", ("$id", id)) > 0);
+            while (Scalar<long>(tx, "SELECT COUNT(*) FROM calibrations WHERE id = @id", ("@id", id)) > 0);
             Execute(tx,
-                $"INSERT INTO calibrations ({CalibrationColumns}) VALUES ($id, $kind, $camera, $profile, $now, $method, $data, $stats, $rms, $p95, $max, $points, $notes, $valid)",
-                ("$id", id), ("$kind", (int)kind), ("$camera", camera), ("$profile", profileName), ("$now", now.UtcTicks), ("$method", method), ("$data", dataJson),
-                ("$stats", statsJson), ("$rms", Finite(rmsError)), ("$p95", Finite(p95Error)), ("$max", Finite(maxError)), ("$points", pointCount), ("$notes", notes), ("$valid", valid ? 1 : 0));
+                $"INSERT INTO calibrations ({CalibrationColumns}) VALUES (@id, @kind, @camera, @profile, @now, @method, @data, @stats, @rms, @p95, @max, @points, @notes, @valid)",
+                ("@id", id), ("@kind", (int)kind), ("@camera", camera), ("@profile", profileName), ("@now", now.UtcTicks), ("@method", method), ("@data", dataJson),
+                ("@stats", statsJson), ("@rms", Finite(rmsError)), ("@p95", Finite(p95Error)), ("@max", Finite(maxError)), ("@points", pointCount), ("@notes", notes), ("@valid", valid ? 1 : 0));
             InsertAudit(tx, null, "calibration-saved",
                 Inv($"{(kind == CalibrationKind.Gantry ? "gantry" : "intrinsics")} calibration {id} for camera {camera} on profile {profileName}: {(valid ? "valid" : "NOT valid")}, {pointCount} points, RMS {rmsError:0.0000}"), now);
             tx.Commit();
             return new CalibrationRecord(id, kind, camera, profileName, FromTicks(now.UtcTicks), method, dataJson, statsJson, rmsError, p95Error, maxError, pointCount, notes, valid);
-        }
+        });
     }
 
     /// <summary>The calibration with this id, or null.</summary>
     public CalibrationRecord? FindCalibration(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {CalibrationColumns} FROM calibrations WHERE id = $id", ("$id", id));
+            using var cmd = Command(null, $"SELECT {CalibrationColumns} FROM calibrations WHERE id = @id", ("@id", id));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadCalibration(reader) : null;
-        }
+        });
     }
 
     /// <summary>Calibrations newest first, optionally only of one kind, camera and/or profile.</summary>
     public IReadOnlyList<CalibrationRecord> ListCalibrations(CalibrationKind? kind = null, string? camera = null, string? profileName = null, int limit = 100)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null,
-                $"SELECT {CalibrationColumns} FROM calibrations WHERE ($kind IS NULL OR kind = $kind) AND ($camera IS NULL OR camera = $camera) AND ($profile IS NULL OR profile_name = $profile) " +
-                "ORDER BY created_at DESC, rowid DESC LIMIT $limit",
-                ("$kind", kind is null ? null : (int)kind), ("$camera", camera), ("$profile", profileName), ("$limit", limit));
+                $"SELECT {CalibrationColumns} FROM calibrations WHERE (@kind IS NULL OR kind = @kind) AND (@camera IS NULL OR camera = @camera) AND (@profile IS NULL OR profile_name = @profile) " +
+                "ORDER BY created_at DESC, rowid DESC LIMIT @limit",
+                ("@kind", kind is null ? null : (int)kind), ("@camera", camera), ("@profile", profileName), ("@limit", limit));
             using var reader = cmd.ExecuteReader();
             var list = new List<CalibrationRecord>();
             while (reader.Read()) list.Add(ReadCalibration(reader));
             return list;
-        }
+        });
     }
 
     /// <summary>The newest valid calibration of <paramref name="kind"/> for the camera and profile, or null.</summary>
     public CalibrationRecord? LatestValidCalibration(CalibrationKind kind, string camera, string profileName)
     {
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null,
-                $"SELECT {CalibrationColumns} FROM calibrations WHERE kind = $kind AND camera = $camera AND profile_name = $profile AND valid = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                ("$kind", (int)kind), ("$camera", camera), ("$profile", profileName));
+                $"SELECT {CalibrationColumns} FROM calibrations WHERE kind = @kind AND camera = @camera AND profile_name = @profile AND valid = 1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                ("@kind", (int)kind), ("@camera", camera), ("@profile", profileName));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadCalibration(reader) : null;
-        }
+        });
     }
 
     /// <summary>
@@ -146,20 +142,19 @@ public sealed partial class LedgerStore
     public void RecordSessionCalibration(string sessionId, string? calibrationId, string? overrideBy, string? overrideReason)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
-            var changed = Execute(tx, "UPDATE sessions SET calibration_id = $c, override_by = $by, override_reason = $why WHERE id = $id",
-                ("$c", calibrationId), ("$by", overrideBy), ("$why", overrideReason), ("$id", sessionId));
+            using var tx = Begin();
+            var changed = Execute(tx, "UPDATE sessions SET calibration_id = @c, override_by = @by, override_reason = @why WHERE id = @id",
+                ("@c", calibrationId), ("@by", overrideBy), ("@why", overrideReason), ("@id", sessionId));
             if (changed == 0) throw UnknownSession(sessionId);
             tx.Commit();
-        }
+        });
     }
 
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 
-    private static CalibrationRecord ReadCalibration(SqliteDataReader r) => new(
+    private static CalibrationRecord ReadCalibration(DbDataReader r) => new(
         r.GetString(0),
         (CalibrationKind)r.GetInt32(1),
         r.GetString(2),

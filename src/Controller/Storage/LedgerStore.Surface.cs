@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace SmpRobot.Controller.Storage;
 
@@ -63,7 +63,7 @@ public sealed partial class LedgerStore
         + "(SELECT c.notes FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0 ORDER BY c.id LIMIT 1) FROM surface_registrations r";
 
     /// <summary>Schema version 5: the re-checks of a registration during a session (append-only; a failed one withdraws it), and height-map registrations.</summary>
-    private void MigrateToVersion5(SqliteTransaction tx) => Execute(tx, """
+    private void MigrateToVersion5(DbTransaction tx) => Ddl(tx, """
         CREATE TABLE surface_checks (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             registration_id TEXT NOT NULL REFERENCES surface_registrations (id) ON DELETE CASCADE,
@@ -87,40 +87,37 @@ public sealed partial class LedgerStore
         ArgumentException.ThrowIfNullOrWhiteSpace(sessionId);
         ArgumentNullException.ThrowIfNull(dotId);
         ArgumentNullException.ThrowIfNull(notes);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
-            Execute(tx, "INSERT INTO surface_checks (registration_id, session_id, at, dot_id, deviation_mm, ok, notes) VALUES ($r, $s, $at, $dot, $dev, $ok, $notes)",
-                ("$r", registrationId), ("$s", sessionId), ("$at", now.UtcTicks), ("$dot", dotId), ("$dev", double.IsFinite(deviationMm) ? deviationMm : null), ("$ok", ok ? 1 : 0), ("$notes", notes));
+            using var tx = Begin();
+            Execute(tx, "INSERT INTO surface_checks (registration_id, session_id, at, dot_id, deviation_mm, ok, notes) VALUES (@r, @s, @at, @dot, @dev, @ok, @notes)",
+                ("@r", registrationId), ("@s", sessionId), ("@at", now.UtcTicks), ("@dot", dotId), ("@dev", double.IsFinite(deviationMm) ? deviationMm : null), ("@ok", ok ? 1 : 0), ("@notes", notes));
             InsertAudit(tx, sessionId, ok ? "surface-checked" : "surface-withdrawn",
                 ok ? Inv($"surface registration {registrationId} re-checked at dot {dotId}: {notes}") : Inv($"surface registration {registrationId} withdrawn at dot {dotId}: {notes}"), now);
             tx.Commit();
             return new SurfaceCheckRecord(registrationId, sessionId, FromTicks(now.UtcTicks), dotId, deviationMm, ok, notes);
-        }
+        });
     }
 
     /// <summary>How many of a session's dots became Placed after <paramref name="since"/> (a registration, or its last re-check).</summary>
     public int CountPlacedSince(string sessionId, DateTimeOffset since)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            return (int)Scalar<long>(null, "SELECT COUNT(*) FROM dots WHERE session_id = $s AND state = $placed AND updated_at > $since",
-                ("$s", sessionId), ("$placed", (int)DotLedgerState.Placed), ("$since", since.UtcTicks));
-        }
+            return (int)Scalar<long>(null, "SELECT COUNT(*) FROM dots WHERE session_id = @s AND state = @placed AND updated_at > @since",
+                ("@s", sessionId), ("@placed", (int)DotLedgerState.Placed), ("@since", since.UtcTicks));
+        });
     }
 
     /// <summary>Every re-check of a session, oldest first.</summary>
     public IReadOnlyList<SurfaceCheckRecord> ListSurfaceChecks(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, "SELECT registration_id, session_id, at, dot_id, deviation_mm, ok, notes FROM surface_checks WHERE session_id = $s ORDER BY id", ("$s", sessionId));
+            using var cmd = Command(null, "SELECT registration_id, session_id, at, dot_id, deviation_mm, ok, notes FROM surface_checks WHERE session_id = @s ORDER BY id", ("@s", sessionId));
             using var reader = cmd.ExecuteReader();
             var list = new List<SurfaceCheckRecord>();
             while (reader.Read())
@@ -129,11 +126,11 @@ public sealed partial class LedgerStore
                     reader.IsDBNull(4) ? double.NaN : reader.GetDouble(4), reader.GetInt32(5) != 0, reader.GetString(6)));
             }
             return list;
-        }
+        });
     }
 
     /// <summary>Schema version 4: surface registrations (the head model fitted to probed skin, per session and head position).</summary>
-    private void MigrateToVersion4(SqliteTransaction tx) => Execute(tx, """
+    private void MigrateToVersion4(DbTransaction tx) => Ddl(tx, """
         CREATE TABLE surface_registrations (
             id TEXT PRIMARY KEY,
             session_id TEXT NULL REFERENCES sessions (id) ON DELETE CASCADE,
@@ -163,25 +160,23 @@ public sealed partial class LedgerStore
         ArgumentException.ThrowIfNullOrWhiteSpace(sha256);
         ArgumentException.ThrowIfNullOrWhiteSpace(fileName);
         ArgumentNullException.ThrowIfNull(bytes);
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            Execute(null, "INSERT OR IGNORE INTO head_models (sha256, file_name, bytes, created_at) VALUES ($sha, $name, $bytes, $now)",
-                ("$sha", sha256), ("$name", fileName), ("$bytes", bytes), ("$now", _time.GetUtcNow().UtcTicks));
-        }
+            Execute(null, "INSERT INTO head_models (sha256, file_name, bytes, created_at) VALUES (@sha, @name, @bytes, @now) ON CONFLICT DO NOTHING",
+                ("@sha", sha256), ("@name", fileName), ("@bytes", bytes), ("@now", _time.GetUtcNow().UtcTicks));
+        });
     }
 
     /// <summary>The head model file with this SHA-256 (its name and bytes), or null when it was never sent.</summary>
     public (string FileName, byte[] Bytes)? LoadHeadModel(string sha256)
     {
         ArgumentNullException.ThrowIfNull(sha256);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, "SELECT file_name, bytes FROM head_models WHERE sha256 = $sha", ("$sha", sha256));
+            using var cmd = Command(null, "SELECT file_name, bytes FROM head_models WHERE sha256 = @sha", ("@sha", sha256));
             using var reader = cmd.ExecuteReader();
-            return reader.Read() ? (reader.GetString(0), (byte[])reader.GetValue(1)) : null;
-        }
+            return reader.Read() ? (reader.GetString(0), (byte[])reader.GetValue(1)) : ((string, byte[])?)null;
+        });
     }
 
     /// <summary>Stores a surface registration (and an audit entry) in one transaction; returns it with its new id.</summary>
@@ -193,71 +188,67 @@ public sealed partial class LedgerStore
         ArgumentNullException.ThrowIfNull(contactsJson);
         ArgumentNullException.ThrowIfNull(notes);
         ArgumentOutOfRangeException.ThrowIfNegative(patch);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             string id;
             do
             {
                 id = "r-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
             }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = $id", ("$id", id)) > 0);
+            while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = @id", ("@id", id)) > 0);
             Execute(tx,
-                $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES ($id, $session, $patch, $now, $model, $t, $rms, $p95, $max, $contacts, $inliers, $json, $valid, $notes, $map)",
-                ("$id", id), ("$session", sessionId), ("$patch", patch), ("$now", now.UtcTicks), ("$model", modelSha256), ("$t", headFromScalpJson),
-                ("$rms", rmsMm), ("$p95", p95Mm), ("$max", maxMm), ("$contacts", contacts), ("$inliers", inliers), ("$json", contactsJson), ("$valid", valid ? 1 : 0), ("$notes", notes), ("$map", heightMapJson));
+                $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES (@id, @session, @patch, @now, @model, @t, @rms, @p95, @max, @contacts, @inliers, @json, @valid, @notes, @map)",
+                ("@id", id), ("@session", sessionId), ("@patch", patch), ("@now", now.UtcTicks), ("@model", modelSha256), ("@t", headFromScalpJson),
+                ("@rms", rmsMm), ("@p95", p95Mm), ("@max", maxMm), ("@contacts", contacts), ("@inliers", inliers), ("@json", contactsJson), ("@valid", valid ? 1 : 0), ("@notes", notes), ("@map", heightMapJson));
             InsertAudit(tx, sessionId, "surface-registered",
                 Inv($"surface registration {id}{(patch > 0 ? $" for head position {patch}" : "")}: {(valid ? "valid" : "NOT valid")}, {inliers} of {contacts} contacts, RMS {rmsMm:0.000} mm, max {maxMm:0.000} mm{(notes.Length > 0 ? "; " + notes : "")}"), now);
             tx.Commit();
             return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes) { HeightMapJson = heightMapJson };
-        }
+        });
     }
 
     /// <summary>The newest valid registration of a session's head position that no re-check withdrew, or null.</summary>
     public SurfaceRegistrationRecord? LatestSurfaceRegistration(string sessionId, int patch)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null,
-                $"{SurfaceSelect} WHERE session_id = $s AND patch = $p AND valid = 1 AND NOT EXISTS (SELECT 1 FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0) ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                ("$s", sessionId), ("$p", patch));
+                $"{SurfaceSelect} WHERE session_id = @s AND patch = @p AND valid = 1 AND NOT EXISTS (SELECT 1 FROM surface_checks c WHERE c.registration_id = r.id AND c.ok = 0) ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                ("@s", sessionId), ("@p", patch));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadSurface(reader) : null;
-        }
+        });
     }
 
     /// <summary>The registration with this id, or null.</summary>
     public SurfaceRegistrationRecord? FindSurfaceRegistration(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"{SurfaceSelect} WHERE id = $id", ("$id", id));
+            using var cmd = Command(null, $"{SurfaceSelect} WHERE id = @id", ("@id", id));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadSurface(reader) : null;
-        }
+        });
     }
 
     /// <summary>Every registration of a session (null: those made outside any session), newest first, valid or not.</summary>
     public IReadOnlyList<SurfaceRegistrationRecord> ListSurfaceRegistrations(string? sessionId)
     {
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"{SurfaceSelect} WHERE session_id IS $s ORDER BY created_at DESC, rowid DESC", ("$s", sessionId));
+            using var cmd = Command(null, $"{SurfaceSelect} WHERE session_id IS NOT DISTINCT FROM @s ORDER BY created_at DESC, rowid DESC", ("@s", sessionId));
             using var reader = cmd.ExecuteReader();
             var list = new List<SurfaceRegistrationRecord>();
             while (reader.Read()) list.Add(ReadSurface(reader));
             return list;
-        }
+        });
     }
 
-    private static SurfaceRegistrationRecord ReadSurface(SqliteDataReader r) => new(
+    private static SurfaceRegistrationRecord ReadSurface(DbDataReader r) => new(
         r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt32(2), FromTicks(r.GetInt64(3)), r.GetString(4), r.GetString(5),
         r.GetDouble(6), r.GetDouble(7), r.GetDouble(8), r.GetInt32(9), r.GetInt32(10), r.GetString(11), r.GetInt32(12) != 0, r.GetString(13))
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Microsoft.Data.Sqlite;
+using System.Data;
+using System.Data.Common;
 using SmpRobot.Geometry;
 
 namespace SmpRobot.Controller.Storage;
@@ -75,7 +76,7 @@ public sealed partial class LedgerStore
     /// Schema version 7: treatments, the sessions that belong to them, and each treatment session dot's point in the
     /// scalp frame S with what the camera's check measured.
     /// </summary>
-    private void MigrateToVersion7(SqliteTransaction tx) => Execute(tx, """
+    private void MigrateToVersion7(DbTransaction tx) => Ddl(tx, """
         CREATE TABLE treatments (
             id TEXT PRIMARY KEY,
             client_id TEXT NOT NULL,
@@ -123,11 +124,10 @@ public sealed partial class LedgerStore
         ArgumentOutOfRangeException.ThrowIfLessThan(sessionCount, 1);
         ArgumentNullException.ThrowIfNull(createdBy);
         var designSha = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(designJson)));
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             string id;
             do
             {
@@ -142,29 +142,27 @@ public sealed partial class LedgerStore
             InsertAudit(tx, null, "treatment-created", Inv($"treatment {id} for client {clientId} from design \"{designName}\" ({sessionCount} sessions) by {createdBy}"), now);
             tx.Commit();
             return new TreatmentRecord(id, clientId, designName, designJson, designSha, headModelSha256, sessionCount, FromTicks(now.UtcTicks), createdBy);
-        }
+        });
     }
 
     /// <summary>The treatment with this id, or null.</summary>
     public TreatmentRecord? FindTreatment(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null, $"SELECT {TreatmentColumns} FROM treatments WHERE id = @id", ("@id", id));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadTreatment(reader) : null;
-        }
+        });
     }
 
     /// <summary>Treatments, newest first; only <paramref name="clientId"/>'s when given.</summary>
     public IReadOnlyList<TreatmentRecord> ListTreatments(string? clientId = null, int limit = 100)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = clientId is null
                 ? Command(null, $"SELECT {TreatmentColumns} FROM treatments ORDER BY created_at DESC, id DESC LIMIT @limit", ("@limit", limit))
                 : Command(null, $"SELECT {TreatmentColumns} FROM treatments WHERE client_id = @client ORDER BY created_at DESC, id DESC LIMIT @limit", ("@client", clientId), ("@limit", limit));
@@ -172,7 +170,7 @@ public sealed partial class LedgerStore
             var list = new List<TreatmentRecord>();
             while (reader.Read()) list.Add(ReadTreatment(reader));
             return list;
-        }
+        });
     }
 
     /// <summary>
@@ -192,28 +190,26 @@ public sealed partial class LedgerStore
     public IReadOnlyList<TreatmentSessionRecord> ListTreatmentSessions(string treatmentId)
     {
         ArgumentNullException.ThrowIfNull(treatmentId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null, "SELECT session_id, treatment_id, number, kind, created_at FROM treatment_sessions WHERE treatment_id = @t ORDER BY number", ("@t", treatmentId));
             using var reader = cmd.ExecuteReader();
             var list = new List<TreatmentSessionRecord>();
             while (reader.Read()) list.Add(ReadTreatmentSession(reader));
             return list;
-        }
+        });
     }
 
     /// <summary>The treatment session <paramref name="sessionId"/> belongs to, or null for a session outside any treatment.</summary>
     public TreatmentSessionRecord? FindTreatmentSession(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null, "SELECT session_id, treatment_id, number, kind, created_at FROM treatment_sessions WHERE session_id = @s", ("@s", sessionId));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadTreatmentSession(reader) : null;
-        }
+        });
     }
 
     /// <summary>
@@ -223,9 +219,8 @@ public sealed partial class LedgerStore
     public IReadOnlyList<TreatmentDotRecord> LoadTreatmentDots(string treatmentId, int upToNumber = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(treatmentId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null,
                 "SELECT ts.session_id, ts.number, ts.kind, d.dot_id, r.design_dot_id, r.s_x_mm, r.s_y_mm, r.s_z_mm, r.check_result, " +
                 "r.measured_x_mm, r.measured_y_mm, r.measured_z_mm, r.check_offset_mm, d.state, d.updated_at, d.depth_mm, d.note " +
@@ -243,7 +238,7 @@ public sealed partial class LedgerStore
                     reader.IsDBNull(12) ? null : reader.GetDouble(12), (DotLedgerState)reader.GetInt32(13), FromTicks(reader.GetInt64(14)), reader.GetDouble(15), reader.GetString(16)));
             }
             return list;
-        }
+        });
     }
 
     /// <summary>
@@ -256,10 +251,9 @@ public sealed partial class LedgerStore
         ArgumentNullException.ThrowIfNull(dotId);
         if (!Enum.IsDefined(result)) throw new ArgumentOutOfRangeException(nameof(result), result, "unknown check result");
         if (measuredS is { IsFinite: false }) throw new ArgumentException("the measured point must be finite", nameof(measuredS));
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             var changed = Execute(tx,
                 "UPDATE dot_records SET check_result = @r, measured_x_mm = @x, measured_y_mm = @y, measured_z_mm = @z, check_offset_mm = @o, checked_at = @now " +
                 "WHERE session_id = @s AND dot_id = @d",
@@ -267,7 +261,7 @@ public sealed partial class LedgerStore
                 ("@s", sessionId), ("@d", dotId));
             if (changed != 1) throw new KeyNotFoundException($"session {sessionId} has no treatment dot {dotId}");
             tx.Commit();
-        }
+        });
     }
 
     /// <summary>
@@ -281,11 +275,10 @@ public sealed partial class LedgerStore
         ArgumentNullException.ThrowIfNull(sessionId);
         ArgumentNullException.ThrowIfNull(notesByDotId);
         if (notesByDotId.Count == 0) return 0;
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             foreach (var (dotId, note) in notesByDotId)
             {
                 var changed = Execute(tx, "UPDATE dots SET state = @to, note = @note, updated_at = @now WHERE session_id = @s AND dot_id = @d AND state = @from",
@@ -300,15 +293,15 @@ public sealed partial class LedgerStore
                 counts[(int)DotLedgerState.Skipped] += notesByDotId.Count;
             }
             return notesByDotId.Count;
-        }
+        });
     }
 
     private const string TreatmentColumns = "id, client_id, design_name, design_json, design_sha256, head_model_sha256, session_count, created_at, created_by";
 
-    private static TreatmentRecord ReadTreatment(SqliteDataReader r) => new(
+    private static TreatmentRecord ReadTreatment(DbDataReader r) => new(
         r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetInt32(6), FromTicks(r.GetInt64(7)), r.GetString(8));
 
-    private static TreatmentSessionRecord ReadTreatmentSession(SqliteDataReader r) =>
+    private static TreatmentSessionRecord ReadTreatmentSession(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetInt32(2), (TreatmentSessionKind)r.GetInt32(3), FromTicks(r.GetInt64(4)));
 
     private static void CheckLink(TreatmentSessionLink link, List<PlannedDot> dots)
@@ -326,7 +319,7 @@ public sealed partial class LedgerStore
         if (link.Dots.Count != dots.Count) throw new ArgumentException("the link names dots the session does not have", nameof(link));
     }
 
-    private void CheckTreatmentSessionFree(SqliteTransaction tx, TreatmentSessionLink link)
+    private void CheckTreatmentSessionFree(DbTransaction tx, TreatmentSessionLink link)
     {
         if (Scalar<long>(tx, "SELECT COUNT(*) FROM treatments WHERE id = @t", ("@t", link.TreatmentId)) == 0)
         {
@@ -338,19 +331,19 @@ public sealed partial class LedgerStore
         }
     }
 
-    private void InsertTreatmentSession(SqliteTransaction tx, string sessionId, TreatmentSessionLink link, DateTimeOffset now)
+    private void InsertTreatmentSession(DbTransaction tx, string sessionId, TreatmentSessionLink link, DateTimeOffset now)
     {
         Execute(tx, "INSERT INTO treatment_sessions (session_id, treatment_id, number, kind, created_at) VALUES (@s, @t, @n, @k, @now)",
             ("@s", sessionId), ("@t", link.TreatmentId), ("@n", link.Number), ("@k", (int)link.Kind), ("@now", now.UtcTicks));
         using var insert = _connection.CreateCommand();
         insert.Transaction = tx;
         insert.CommandText = "INSERT INTO dot_records (session_id, dot_id, design_dot_id, s_x_mm, s_y_mm, s_z_mm) VALUES (@s, @d, @design, @x, @y, @z)";
-        insert.Parameters.AddWithValue("@s", sessionId);
-        var pDot = insert.Parameters.Add("@d", SqliteType.Text);
-        var pDesign = insert.Parameters.Add("@design", SqliteType.Text);
-        var pX = insert.Parameters.Add("@x", SqliteType.Real);
-        var pY = insert.Parameters.Add("@y", SqliteType.Real);
-        var pZ = insert.Parameters.Add("@z", SqliteType.Real);
+        AddParameter(insert, "@s", DbType.String).Value = sessionId;
+        var pDot = AddParameter(insert, "@d", DbType.String);
+        var pDesign = AddParameter(insert, "@design", DbType.String);
+        var pX = AddParameter(insert, "@x", DbType.Double);
+        var pY = AddParameter(insert, "@y", DbType.Double);
+        var pZ = AddParameter(insert, "@z", DbType.Double);
         insert.Prepare();
         foreach (var (dotId, inScalp) in link.Dots)
         {

@@ -1,3 +1,5 @@
+using System.Data;
+using System.Data.Common;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Data.Sqlite;
@@ -6,11 +8,14 @@ using SmpRobot.Geometry;
 namespace SmpRobot.Controller.Storage;
 
 /// <summary>
-/// The durable dot ledger: sessions, the state of every dot, and an audit log, in one SQLite file.
-/// WAL journal with <c>synchronous=FULL</c>, so every commit is fsync'd before the call returns; foreign
-/// keys on; a schema version table. Thread-safe: one connection, every call under one lock, and every
-/// mutating call is a single transaction that is durable when it returns. Times are stored and
-/// returned in UTC. Unknown sessions or dots throw <see cref="KeyNotFoundException"/>.
+/// The durable dot ledger: sessions, the state of every dot, and an audit log. Two backends with one schema and one
+/// ordered list of migrations: an embedded SQLite file (the default; WAL journal with <c>synchronous=FULL</c>, so every
+/// commit is fsync'd before the call returns; foreign keys on), or a PostgreSQL database shared by the chairs of a
+/// clinic (<see cref="StoreLocation"/>). Thread-safe: one connection, every call under one lock, and every mutating call
+/// is a single transaction that is durable when it returns. Times are stored and returned in UTC. Unknown sessions or
+/// dots throw <see cref="KeyNotFoundException"/>. A PostgreSQL server that cannot be reached makes a call throw
+/// <see cref="StoreUnavailableException"/> (nothing of that call was committed unless its commit itself was cut off);
+/// the next call connects again.
 /// </summary>
 public sealed partial class LedgerStore : IDisposable
 {
@@ -23,19 +28,48 @@ public sealed partial class LedgerStore : IDisposable
 
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
-    private readonly SqliteConnection _connection;
-    // Dot counts per state of each session (index = state), kept in step with every change this
-    // store makes, so a snapshot's tally costs no query: this store is the only writer of its file.
+    private DbConnection _connection;
+    // Dot counts per state of each session (index = state), kept in step with every change this store makes, so a
+    // snapshot's tally costs no query. On SQLite this store is the only writer of its file. On PostgreSQL other chairs
+    // write too: a session's counts are kept only while this controller runs it (phase Running or Pausing, set through
+    // this store), when it is driven by this controller alone (see <see cref="UpdateSession"/>); otherwise they are counted.
     private readonly Dictionary<string, int[]> _tallies = new(StringComparer.Ordinal);
     private bool _disposed;
 
-    /// <summary>Opens (creating the directory, file and schema when needed) the ledger at <paramref name="databasePath"/>.</summary>
+    /// <summary>Opens (creating the directory, file and schema when needed) the SQLite ledger at <paramref name="databasePath"/>.</summary>
     /// <exception cref="InvalidDataException">The file holds a newer schema, or WAL cannot be enabled.</exception>
     public LedgerStore(string databasePath, TimeProvider timeProvider)
+        : this(StoreLocation.Sqlite(databasePath), timeProvider)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(databasePath);
+    }
+
+    /// <summary>
+    /// Opens the ledger at <paramref name="location"/>: a SQLite file (created with its directory when needed) or a
+    /// PostgreSQL database (which must exist; its schema is created or brought up to date, one chair at a time).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The store holds a newer schema, or WAL cannot be enabled.</exception>
+    /// <exception cref="StoreUnavailableException">The PostgreSQL server cannot be reached.</exception>
+    public LedgerStore(StoreLocation location, TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(location);
         _time = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
-        var fullPath = Path.GetFullPath(databasePath);
+        _location = location;
+        _pg = location.IsPostgres;
+        if (_pg)
+        {
+            _connection = new Npgsql.NpgsqlConnection(location.ConnectionString);
+            try
+            {
+                Guarded(() => CreateOrCheckSchema(location.Display));
+            }
+            catch
+            {
+                _connection.Dispose();
+                throw;
+            }
+            return;
+        }
+        var fullPath = Path.GetFullPath(location.SqlitePath!);
         Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
         // No pooling: Dispose must really close the file (tests reopen and delete it; a restart must
         // not find a half-open handle).
@@ -79,42 +113,41 @@ public sealed partial class LedgerStore : IDisposable
         ArgumentNullException.ThrowIfNull(dots);
         var ordered = CheckDots(dots);
         if (link is not null) CheckLink(link, ordered);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             if (link is not null) CheckTreatmentSessionFree(tx, link);
             string id;
             do
             {
                 id = "s-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
             }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $id", ("$id", id)) > 0);
+            while (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = @id", ("@id", id)) > 0);
 
             Execute(tx,
                 "INSERT INTO sessions (id, plan_name, plan_json, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, dot_count) " +
-                "VALUES ($id, $name, $json, $profile, $phase, '', 0, 0, $now, $count)",
-                ("$id", id), ("$name", planName), ("$json", planJson), ("$profile", profileName),
-                ("$phase", (int)SessionPhase.Created), ("$now", now.UtcTicks), ("$count", ordered.Count));
+                "VALUES (@id, @name, @json, @profile, @phase, '', 0, 0, @now, @count)",
+                ("@id", id), ("@name", planName), ("@json", planJson), ("@profile", profileName),
+                ("@phase", (int)SessionPhase.Created), ("@now", now.UtcTicks), ("@count", ordered.Count));
 
             // One prepared command reused for every dot: 30,000 dots insert in a fraction of a second.
             using var insert = _connection.CreateCommand();
             insert.Transaction = tx;
             insert.CommandText =
                 "INSERT INTO dots (session_id, seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, note, updated_at) " +
-                "VALUES ($s, $seq, $id, $x, $y, $z, $depth, $dwell, $pigment, $state, '', $now)";
-            var pSeq = insert.Parameters.Add("$seq", SqliteType.Integer);
-            var pId = insert.Parameters.Add("$id", SqliteType.Text);
-            var pX = insert.Parameters.Add("$x", SqliteType.Real);
-            var pY = insert.Parameters.Add("$y", SqliteType.Real);
-            var pZ = insert.Parameters.Add("$z", SqliteType.Real);
-            var pDepth = insert.Parameters.Add("$depth", SqliteType.Real);
-            var pDwell = insert.Parameters.Add("$dwell", SqliteType.Real);
-            var pPigment = insert.Parameters.Add("$pigment", SqliteType.Text);
-            insert.Parameters.AddWithValue("$s", id);
-            insert.Parameters.AddWithValue("$state", (int)DotLedgerState.Pending);
-            insert.Parameters.AddWithValue("$now", now.UtcTicks);
+                "VALUES (@s, @seq, @id, @x, @y, @z, @depth, @dwell, @pigment, @state, '', @now)";
+            var pSeq = AddParameter(insert, "@seq", DbType.Int32);
+            var pId = AddParameter(insert, "@id", DbType.String);
+            var pX = AddParameter(insert, "@x", DbType.Double);
+            var pY = AddParameter(insert, "@y", DbType.Double);
+            var pZ = AddParameter(insert, "@z", DbType.Double);
+            var pDepth = AddParameter(insert, "@depth", DbType.Double);
+            var pDwell = AddParameter(insert, "@dwell", DbType.Double);
+            var pPigment = AddParameter(insert, "@pigment", DbType.String);
+            AddParameter(insert, "@s", DbType.String).Value = id;
+            AddParameter(insert, "@state", DbType.Int32).Value = (int)DotLedgerState.Pending;
+            AddParameter(insert, "@now", DbType.Int64).Value = now.UtcTicks;
             insert.Prepare();
             foreach (var dot in ordered)
             {
@@ -133,32 +166,30 @@ public sealed partial class LedgerStore : IDisposable
             tx.Commit();
             var counts = new int[6];
             counts[(int)DotLedgerState.Pending] = ordered.Count;
-            _tallies[id] = counts;
+            if (!_pg) _tallies[id] = counts;
             return new SessionRecord(id, planName, profileName, SessionPhase.Created, "", 0, 0, FromTicks(now.UtcTicks), null, null);
-        }
+        });
     }
 
     /// <summary>The session with this id, or null.</summary>
     public SessionRecord? FindSession(string id)
     {
         ArgumentNullException.ThrowIfNull(id);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions WHERE id = $id", ("$id", id));
+            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions WHERE id = @id", ("@id", id));
             using var reader = cmd.ExecuteReader();
             return reader.Read() ? ReadSession(reader) : null;
-        }
+        });
     }
 
     /// <summary>The newest <paramref name="limit"/> sessions, newest first.</summary>
     public IReadOnlyList<SessionRecord> ListSessions(int limit = 100)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions ORDER BY created_at DESC, rowid DESC LIMIT $limit", ("$limit", limit));
+            using var cmd = Command(null, $"SELECT {SessionColumns} FROM sessions ORDER BY created_at DESC, rowid DESC LIMIT @limit", ("@limit", limit));
             using var reader = cmd.ExecuteReader();
             var list = new List<SessionRecord>();
             while (reader.Read())
@@ -166,7 +197,7 @@ public sealed partial class LedgerStore : IDisposable
                 list.Add(ReadSession(reader));
             }
             return list;
-        }
+        });
     }
 
     /// <summary>Stores the session's phase, reason, timers and start/end times (durable on return).</summary>
@@ -180,18 +211,17 @@ public sealed partial class LedgerStore : IDisposable
         ArgumentNullException.ThrowIfNull(holds);
         ArgumentOutOfRangeException.ThrowIfNegative(holds.Holds);
         ArgumentOutOfRangeException.ThrowIfNegative(holds.Retracts);
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
-            var changed = Execute(tx, "UPDATE sessions SET holds = $holds, retracts = $retracts, last_hold_reason = $last WHERE id = $id",
-                ("$holds", holds.Holds), ("$retracts", holds.Retracts), ("$last", holds.LastHoldReason), ("$id", id));
+            using var tx = Begin();
+            var changed = Execute(tx, "UPDATE sessions SET holds = @holds, retracts = @retracts, last_hold_reason = @last WHERE id = @id",
+                ("@holds", holds.Holds), ("@retracts", holds.Retracts), ("@last", holds.LastHoldReason), ("@id", id));
             if (changed == 0)
             {
                 throw UnknownSession(id);
             }
             tx.Commit();
-        }
+        });
     }
 
     public void UpdateSession(string id, SessionPhase phase, string reason, double elapsedSeconds, double kinematicSeconds, DateTimeOffset? startedAt, DateTimeOffset? endedAt)
@@ -206,20 +236,23 @@ public sealed partial class LedgerStore : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(elapsedSeconds), "elapsed and kinematic seconds must be finite and >= 0");
         }
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
+            // PostgreSQL: a run takes the session for this controller first (refused when another chair runs it).
+            var running = phase is SessionPhase.Running or SessionPhase.Pausing;
+            if (running) ClaimRun(id);
+            using var tx = Begin();
             var changed = Execute(tx,
-                "UPDATE sessions SET phase = $phase, reason = $reason, elapsed_s = $elapsed, kinematic_s = $kinematic, started_at = $started, ended_at = $ended WHERE id = $id",
-                ("$phase", (int)phase), ("$reason", reason), ("$elapsed", elapsedSeconds), ("$kinematic", kinematicSeconds),
-                ("$started", startedAt?.UtcTicks), ("$ended", endedAt?.UtcTicks), ("$id", id));
+                "UPDATE sessions SET phase = @phase, reason = @reason, elapsed_s = @elapsed, kinematic_s = @kinematic, started_at = @started, ended_at = @ended WHERE id = @id",
+                ("@phase", (int)phase), ("@reason", reason), ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds),
+                ("@started", startedAt?.UtcTicks), ("@ended", endedAt?.UtcTicks), ("@id", id));
             if (changed == 0)
             {
                 throw UnknownSession(id);
             }
             tx.Commit();
-        }
+            if (!running) ReleaseRun(id);
+        });
     }
 
     /// <summary>
@@ -233,30 +266,28 @@ public sealed partial class LedgerStore : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(elapsedSeconds), "elapsed and kinematic seconds must be finite and >= 0");
         }
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (Execute(null, "UPDATE sessions SET elapsed_s = $elapsed, kinematic_s = $kinematic WHERE id = $id",
-                ("$elapsed", elapsedSeconds), ("$kinematic", kinematicSeconds), ("$id", id)) == 0)
+            if (Execute(null, "UPDATE sessions SET elapsed_s = @elapsed, kinematic_s = @kinematic WHERE id = @id",
+                ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds), ("@id", id)) == 0)
             {
                 throw UnknownSession(id);
             }
-        }
+        });
     }
 
     /// <summary>All dots of a session in execution order (by Seq); empty for an unknown session.</summary>
     public IReadOnlyList<LedgerDot> LoadDots(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = $s ORDER BY seq", ("$s", sessionId));
+            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = @s ORDER BY seq", ("@s", sessionId));
             return ReadDots(cmd);
-        }
+        });
     }
 
-    private static List<LedgerDot> ReadDots(SqliteCommand cmd)
+    private static List<LedgerDot> ReadDots(DbCommand cmd)
     {
         using var reader = cmd.ExecuteReader();
         var list = new List<LedgerDot>();
@@ -295,6 +326,37 @@ public sealed partial class LedgerStore : IDisposable
     }
 
     /// <summary>
+    /// Commanded → Pending, audited: for an intent whose commit the controller could not see (the record store was cut
+    /// off during it) and after which no plunge line was written, as the per-dot cycle knows. Returns true when the dot
+    /// was Commanded (the commit had landed), false when it is Pending (it had not).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The dot is in any other state (names it).</exception>
+    public bool WithdrawIntent(string sessionId, int seq, string note)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        ArgumentNullException.ThrowIfNull(note);
+        return Guarded(() =>
+        {
+            using var tx = Begin();
+            var changed = Execute(tx,
+                "UPDATE dots SET state = @pending, updated_at = @now, target_x_mm = NULL, target_y_mm = NULL, target_z_mm = NULL WHERE session_id = @s AND seq = @seq AND state = @commanded",
+                ("@pending", (int)DotLedgerState.Pending), ("@now", _time.GetUtcNow().UtcTicks), ("@s", sessionId), ("@seq", seq), ("@commanded", (int)DotLedgerState.Commanded));
+            if (changed == 0)
+            {
+                var state = Scalar<long?>(tx, "SELECT state FROM dots WHERE session_id = @s AND seq = @seq", ("@s", sessionId), ("@seq", seq));
+                if (state is null) throw new KeyNotFoundException(Inv($"session {sessionId} has no dot with seq {seq}"));
+                if (state == (int)DotLedgerState.Pending) return false;
+                throw new InvalidOperationException(Inv($"dot seq {seq} of session {sessionId} is {(DotLedgerState)state}; only a Commanded dot's intent can be withdrawn"));
+            }
+            InsertAudit(tx, sessionId, "intent-withdrawn", Inv($"dot seq {seq}: Commanded -> Pending: {note}"), _time.GetUtcNow());
+            tx.Commit();
+            // Counted again: the kept counts never saw the Commanded whose commit was cut off.
+            _tallies.Remove(sessionId);
+            return true;
+        });
+    }
+
+    /// <summary>
     /// Run once at controller start, before any session runs. Every session in Running or Pausing becomes
     /// Faulted with <paramref name="reason"/>; every Commanded dot (of any session: after a restart nobody
     /// knows whether its plunge happened) becomes InDoubt with note = reason. Placed, Pending, Skipped and
@@ -304,18 +366,19 @@ public sealed partial class LedgerStore : IDisposable
     public IReadOnlyList<string> RecoverAfterRestart(string reason)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             var affected = new List<(string Id, SessionPhase Phase, long InFlight)>();
             using (var cmd = Command(tx,
-                "SELECT s.id, s.phase, (SELECT COUNT(*) FROM dots d WHERE d.session_id = s.id AND d.state = $commanded) AS in_flight " +
+                "SELECT s.id, s.phase, (SELECT COUNT(*) FROM dots d WHERE d.session_id = s.id AND d.state = @commanded) AS in_flight " +
                 "FROM sessions s " +
-                "WHERE s.phase IN ($running, $pausing) OR EXISTS (SELECT 1 FROM dots d WHERE d.session_id = s.id AND d.state = $commanded) " +
+                "WHERE (s.phase IN (@running, @pausing) OR EXISTS (SELECT 1 FROM dots d WHERE d.session_id = s.id AND d.state = @commanded)) " +
+                // PostgreSQL: a session another chair's live controller runs holds its advisory lock and is left alone.
+                (_pg ? "AND pg_try_advisory_xact_lock(hashtextextended(s.id, 0)) " : "") +
                 "ORDER BY s.created_at, s.rowid",
-                ("$commanded", (int)DotLedgerState.Commanded), ("$running", (int)SessionPhase.Running), ("$pausing", (int)SessionPhase.Pausing)))
+                ("@commanded", (int)DotLedgerState.Commanded), ("@running", (int)SessionPhase.Running), ("@pausing", (int)SessionPhase.Pausing)))
             using (var reader = cmd.ExecuteReader())
             {
                 while (reader.Read())
@@ -325,15 +388,15 @@ public sealed partial class LedgerStore : IDisposable
             }
             foreach (var (id, phase, inFlight) in affected)
             {
-                Execute(tx, "UPDATE dots SET state = $doubt, note = $reason, updated_at = $now WHERE session_id = $s AND state = $commanded",
-                    ("$doubt", (int)DotLedgerState.InDoubt), ("$reason", reason), ("$now", now.UtcTicks), ("$s", id), ("$commanded", (int)DotLedgerState.Commanded));
+                Execute(tx, "UPDATE dots SET state = @doubt, note = @reason, updated_at = @now WHERE session_id = @s AND state = @commanded",
+                    ("@doubt", (int)DotLedgerState.InDoubt), ("@reason", reason), ("@now", now.UtcTicks), ("@s", id), ("@commanded", (int)DotLedgerState.Commanded));
                 var faulted = phase is SessionPhase.Running or SessionPhase.Pausing;
                 if (faulted)
                 {
                     // The session's reason says what is really in doubt, not what might be.
                     var sessionReason = reason + (inFlight == 0 ? "; no dot was being placed" : Inv($"; {inFlight} dot(s) that were being placed are in doubt"));
-                    Execute(tx, "UPDATE sessions SET phase = $faulted, reason = $reason WHERE id = $s",
-                        ("$faulted", (int)SessionPhase.Faulted), ("$reason", sessionReason), ("$s", id));
+                    Execute(tx, "UPDATE sessions SET phase = @faulted, reason = @reason WHERE id = @s",
+                        ("@faulted", (int)SessionPhase.Faulted), ("@reason", sessionReason), ("@s", id));
                 }
                 var phaseText = faulted ? $"phase {phase} -> {SessionPhase.Faulted}" : $"phase {phase} kept";
                 InsertAudit(tx, id, "recovered", Inv($"recovered after restart: {phaseText}; {inFlight} commanded dot(s) now in doubt; reason: {reason}"), now);
@@ -341,7 +404,7 @@ public sealed partial class LedgerStore : IDisposable
             tx.Commit();
             _tallies.Clear();
             return affected.Select(a => a.Id).ToList();
-        }
+        });
     }
 
     /// <summary>
@@ -361,12 +424,11 @@ public sealed partial class LedgerStore : IDisposable
             throw new ArgumentException($"a dot in doubt can only be resolved as Placed, Pending (redo) or Skipped, not {to}", nameof(to));
         }
         var ids = dotIds.Distinct(StringComparer.Ordinal).ToList();
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var now = _time.GetUtcNow();
-            using var tx = _connection.BeginTransaction();
-            if (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $s", ("$s", sessionId)) == 0)
+            using var tx = Begin();
+            if (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = @s", ("@s", sessionId)) == 0)
             {
                 throw UnknownSession(sessionId);
             }
@@ -374,11 +436,11 @@ public sealed partial class LedgerStore : IDisposable
             {
                 return 0;
             }
-            using var find = Command(tx, "SELECT seq, state, note FROM dots WHERE session_id = $s AND dot_id = $id", ("$s", sessionId), ("$id", ""));
+            using var find = Command(tx, "SELECT seq, state, note FROM dots WHERE session_id = @s AND dot_id = @id", ("@s", sessionId), ("@id", ""));
             var found = new List<(int Seq, string Note)>(ids.Count);
             foreach (var dotId in ids)
             {
-                find.Parameters["$id"].Value = dotId;
+                find.Parameters["@id"].Value = dotId;
                 using var reader = find.ExecuteReader();
                 if (!reader.Read())
                 {
@@ -392,16 +454,16 @@ public sealed partial class LedgerStore : IDisposable
                 found.Add((reader.GetInt32(0), reader.GetString(2)));
             }
             using var update = Command(tx,
-                "UPDATE dots SET state = $to, note = $note, updated_at = $now, " +
-                "target_x_mm = CASE WHEN $clear THEN NULL ELSE target_x_mm END, " +
-                "target_y_mm = CASE WHEN $clear THEN NULL ELSE target_y_mm END, " +
-                "target_z_mm = CASE WHEN $clear THEN NULL ELSE target_z_mm END " +
-                "WHERE session_id = $s AND seq = $seq",
-                ("$to", (int)to), ("$note", ""), ("$now", now.UtcTicks), ("$clear", to == DotLedgerState.Pending ? 1 : 0), ("$s", sessionId), ("$seq", 0));
+                "UPDATE dots SET state = @to, note = @note, updated_at = @now, " +
+                "target_x_mm = CASE WHEN @clear = 1 THEN NULL ELSE target_x_mm END, " +
+                "target_y_mm = CASE WHEN @clear = 1 THEN NULL ELSE target_y_mm END, " +
+                "target_z_mm = CASE WHEN @clear = 1 THEN NULL ELSE target_z_mm END " +
+                "WHERE session_id = @s AND seq = @seq",
+                ("@to", (int)to), ("@note", ""), ("@now", now.UtcTicks), ("@clear", to == DotLedgerState.Pending ? 1 : 0), ("@s", sessionId), ("@seq", 0));
             foreach (var (seq, note) in found)
             {
-                update.Parameters["$seq"].Value = seq;
-                update.Parameters["$note"].Value = $"{note}{(note.Length > 0 ? "; " : "")}resolved as {to} by {operatorName}";
+                update.Parameters["@seq"].Value = seq;
+                update.Parameters["@note"].Value = $"{note}{(note.Length > 0 ? "; " : "")}resolved as {to} by {operatorName}";
                 update.ExecuteNonQuery();
             }
             var listed = string.Join(", ", ids.Take(20)) + (ids.Count > 20 ? Inv($" and {ids.Count - 20} more") : "");
@@ -409,20 +471,19 @@ public sealed partial class LedgerStore : IDisposable
             tx.Commit();
             _tallies.Remove(sessionId);
             return ids.Count;
-        }
+        });
     }
 
     /// <summary>Counts of the session's dots per state (all zero for an unknown session). Counted once, then kept in step with every change.</summary>
     public DotTally Tally(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_tallies.TryGetValue(sessionId, out var counts))
             {
                 counts = new int[6];
-                using var cmd = Command(null, "SELECT state, COUNT(*) FROM dots WHERE session_id = $s GROUP BY state", ("$s", sessionId));
+                using var cmd = Command(null, "SELECT state, COUNT(*) FROM dots WHERE session_id = @s GROUP BY state", ("@s", sessionId));
                 using var reader = cmd.ExecuteReader();
                 while (reader.Read())
                 {
@@ -432,10 +493,10 @@ public sealed partial class LedgerStore : IDisposable
                         counts[state] = reader.GetInt32(1);
                     }
                 }
-                if (counts.Sum() > 0) _tallies[sessionId] = counts;
+                if (counts.Sum() > 0 && (!_pg || _running.Contains(sessionId))) _tallies[sessionId] = counts;
             }
             return new DotTally(counts.Sum(), counts[1], counts[2], counts[3], counts[4], counts[5]);
-        }
+        });
     }
 
     /// <summary>The session's dots in <paramref name="state"/>, in execution order, at most <paramref name="limit"/>.</summary>
@@ -443,13 +504,12 @@ public sealed partial class LedgerStore : IDisposable
     {
         ArgumentNullException.ThrowIfNull(sessionId);
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = $s AND state = $state ORDER BY seq LIMIT $limit",
-                ("$s", sessionId), ("$state", (int)state), ("$limit", limit));
+            using var cmd = Command(null, $"SELECT {DotColumns} FROM dots WHERE session_id = @s AND state = @state ORDER BY seq LIMIT @limit",
+                ("@s", sessionId), ("@state", (int)state), ("@limit", limit));
             return ReadDots(cmd);
-        }
+        });
     }
 
     /// <summary>Appends an audit row (durable on return). <paramref name="sessionId"/> null: machine-wide.</summary>
@@ -460,17 +520,16 @@ public sealed partial class LedgerStore : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(kind);
         ArgumentNullException.ThrowIfNull(message);
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
-            if (sessionId is not null && Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = $s", ("$s", sessionId)) == 0)
+            using var tx = Begin();
+            if (sessionId is not null && Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = @s", ("@s", sessionId)) == 0)
             {
                 throw UnknownSession(sessionId);
             }
             InsertAudit(tx, sessionId, kind, message, at ?? _time.GetUtcNow());
             tx.Commit();
-        }
+        });
     }
 
     /// <summary>
@@ -480,12 +539,11 @@ public sealed partial class LedgerStore : IDisposable
     public IReadOnlyList<(DateTimeOffset At, string Kind, string Message)> ReadAudit(string? sessionId, int limit = 1000)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = sessionId is null
-                ? Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit ORDER BY id DESC LIMIT $limit) ORDER BY id", ("$limit", limit))
-                : Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit WHERE session_id = $s ORDER BY id DESC LIMIT $limit) ORDER BY id", ("$s", sessionId), ("$limit", limit));
+                ? Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit ORDER BY id DESC LIMIT @limit) AS newest ORDER BY id", ("@limit", limit))
+                : Command(null, "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM audit WHERE session_id = @s ORDER BY id DESC LIMIT @limit) AS newest ORDER BY id", ("@s", sessionId), ("@limit", limit));
             using var reader = cmd.ExecuteReader();
             var rows = new List<(DateTimeOffset, string, string)>();
             while (reader.Read())
@@ -493,19 +551,18 @@ public sealed partial class LedgerStore : IDisposable
                 rows.Add((FromTicks(reader.GetInt64(0)), reader.GetString(1), reader.GetString(2)));
             }
             return rows;
-        }
+        });
     }
 
     /// <summary>The plan JSON the session was created from, or null for an unknown session.</summary>
     public string? LoadPlanJson(string sessionId)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var cmd = Command(null, "SELECT plan_json FROM sessions WHERE id = $s", ("$s", sessionId));
+            using var cmd = Command(null, "SELECT plan_json FROM sessions WHERE id = @s", ("@s", sessionId));
             return cmd.ExecuteScalar() as string;
-        }
+        });
     }
 
     /// <summary>Closes the database (a clean close checkpoints the WAL into the main file).</summary>
@@ -532,31 +589,30 @@ public sealed partial class LedgerStore : IDisposable
         {
             throw new ArgumentException("not a pragma name", nameof(name));
         }
-        lock (_gate)
+        if (_pg) throw new NotSupportedException("PRAGMAs are SQLite's");
+        return Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             using var cmd = Command(null, $"PRAGMA {name};");
             return Convert.ToString(cmd.ExecuteScalar(), CultureInfo.InvariantCulture) ?? "";
-        }
+        });
     }
 
     private void Transition(string sessionId, int seq, DotLedgerState from, DotLedgerState to, Vec3? target, string? note)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
-        lock (_gate)
+        Guarded(() =>
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            using var tx = _connection.BeginTransaction();
+            using var tx = Begin();
             var changed = Execute(tx,
-                "UPDATE dots SET state = $to, updated_at = $now, " +
-                "target_x_mm = COALESCE($tx, target_x_mm), target_y_mm = COALESCE($ty, target_y_mm), target_z_mm = COALESCE($tz, target_z_mm), " +
-                "note = COALESCE($note, note) " +
-                "WHERE session_id = $s AND seq = $seq AND state = $from",
-                ("$to", (int)to), ("$now", _time.GetUtcNow().UtcTicks), ("$tx", target?.X), ("$ty", target?.Y), ("$tz", target?.Z),
-                ("$note", note), ("$s", sessionId), ("$seq", seq), ("$from", (int)from));
+                "UPDATE dots SET state = @to, updated_at = @now, " +
+                "target_x_mm = COALESCE(@tx, target_x_mm), target_y_mm = COALESCE(@ty, target_y_mm), target_z_mm = COALESCE(@tz, target_z_mm), " +
+                "note = COALESCE(@note, note) " +
+                "WHERE session_id = @s AND seq = @seq AND state = @from",
+                ("@to", (int)to), ("@now", _time.GetUtcNow().UtcTicks), ("@tx", target?.X), ("@ty", target?.Y), ("@tz", target?.Z),
+                ("@note", note), ("@s", sessionId), ("@seq", seq), ("@from", (int)from));
             if (changed != 1)
             {
-                using var cmd = Command(tx, "SELECT dot_id, state FROM dots WHERE session_id = $s AND seq = $seq", ("$s", sessionId), ("$seq", seq));
+                using var cmd = Command(tx, "SELECT dot_id, state FROM dots WHERE session_id = @s AND seq = @seq", ("@s", sessionId), ("@seq", seq));
                 using var reader = cmd.ExecuteReader();
                 if (!reader.Read())
                 {
@@ -570,7 +626,7 @@ public sealed partial class LedgerStore : IDisposable
                 counts[(int)from]--;
                 counts[(int)to]++;
             }
-        }
+        });
     }
 
     private static List<PlannedDot> CheckDots(IReadOnlyList<PlannedDot> dots)
@@ -602,12 +658,15 @@ public sealed partial class LedgerStore : IDisposable
 
     private void CreateOrCheckSchema(string fullPath)
     {
+        // Read committed (PostgreSQL's default) on purpose: the advisory lock below makes chairs that start together
+        // migrate one after the other, and each must then see what the one before it committed.
         using var tx = _connection.BeginTransaction();
-        Execute(tx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at INTEGER NOT NULL)");
+        if (_pg) Execute(tx, "SELECT pg_advisory_xact_lock(@key)", ("@key", SchemaLockKey));
+        Ddl(tx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at INTEGER NOT NULL)");
         var version = Scalar<long?>(tx, "SELECT MAX(version) FROM schema_version");
         if (version is null)
         {
-            Execute(tx, """
+            Ddl(tx, """
                 CREATE TABLE sessions (
                     id TEXT PRIMARY KEY,
                     plan_name TEXT NOT NULL,
@@ -656,7 +715,7 @@ public sealed partial class LedgerStore : IDisposable
             MigrateToVersion5(tx);
             MigrateToVersion6(tx);
             MigrateToVersion7(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES ($v, $now)", ("$v", SchemaVersion), ("$now", _time.GetUtcNow().UtcTicks));
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (@v, @now)", ("@v", SchemaVersion), ("@now", _time.GetUtcNow().UtcTicks));
         }
         else if (version is 1 or 2 or 3 or 4 or 5 or 6)
         {
@@ -666,30 +725,30 @@ public sealed partial class LedgerStore : IDisposable
             if (version == 1)
             {
                 MigrateToVersion2(tx);
-                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (2, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (2, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
             if (version <= 2)
             {
                 MigrateToVersion3(tx);
-                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (3, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (3, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
             if (version <= 3)
             {
                 MigrateToVersion4(tx);
-                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (4, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (4, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
             if (version <= 4)
             {
                 MigrateToVersion5(tx);
-                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (5, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (5, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
             if (version <= 5)
             {
                 MigrateToVersion6(tx);
-                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
             MigrateToVersion7(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, $now)", ("$now", _time.GetUtcNow().UtcTicks));
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, @now)", ("@now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {
@@ -698,29 +757,32 @@ public sealed partial class LedgerStore : IDisposable
         tx.Commit();
     }
 
-    private void InsertAudit(SqliteTransaction tx, string? sessionId, string kind, string message, DateTimeOffset at) =>
-        Execute(tx, "INSERT INTO audit (at, session_id, kind, message) VALUES ($at, $s, $kind, $message)",
-            ("$at", at.UtcTicks), ("$s", sessionId), ("$kind", kind), ("$message", message));
+    private void InsertAudit(DbTransaction tx, string? sessionId, string kind, string message, DateTimeOffset at) =>
+        Execute(tx, "INSERT INTO audit (at, session_id, kind, message) VALUES (@at, @s, @kind, @message)",
+            ("@at", at.UtcTicks), ("@s", sessionId), ("@kind", kind), ("@message", message));
 
-    private SqliteCommand Command(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    private DbCommand Command(DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
     {
         var cmd = _connection.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
-            cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            var p = cmd.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value ?? DBNull.Value;
+            cmd.Parameters.Add(p);
         }
         return cmd;
     }
 
-    private int Execute(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    private int Execute(DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
     {
         using var cmd = Command(tx, sql, parameters);
         return cmd.ExecuteNonQuery();
     }
 
-    private T Scalar<T>(SqliteTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    private T Scalar<T>(DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
     {
         using var cmd = Command(tx, sql, parameters);
         var value = cmd.ExecuteScalar();
@@ -732,7 +794,7 @@ public sealed partial class LedgerStore : IDisposable
         return (T)Convert.ChangeType(value, type, CultureInfo.InvariantCulture);
     }
 
-    private static SessionRecord ReadSession(SqliteDataReader r) => new(
+    private static SessionRecord ReadSession(DbDataReader r) => new(
         r.GetString(0),
         r.GetString(1),
         r.GetString(2),
@@ -753,7 +815,7 @@ public sealed partial class LedgerStore : IDisposable
     };
 
     /// <summary>Schema version 3: the automatic holds of a session over all its runs, so resumes and restarts keep them.</summary>
-    private void MigrateToVersion3(SqliteTransaction tx) => Execute(tx, """
+    private void MigrateToVersion3(DbTransaction tx) => Ddl(tx, """
         ALTER TABLE sessions ADD COLUMN holds INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE sessions ADD COLUMN retracts INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE sessions ADD COLUMN last_hold_reason TEXT NOT NULL DEFAULT '';

@@ -5,7 +5,9 @@ namespace SmpRobot.Controller.Storage;
 /// <summary>
 /// Where a dot stands. Allowed moves: Pending → Commanded (intent recorded just before the plunge),
 /// Commanded → Placed (the firmware proved the motion finished), Commanded → InDoubt (a fault or restart
-/// between the two), and InDoubt → Placed / Pending (redo) / Skipped by an operator. Nothing else.
+/// between the two), InDoubt → Placed / Pending (redo) / Skipped by an operator, and Commanded → Pending only when the
+/// controller knows no plunge line was written (the record store was cut off while the intent was committed:
+/// <see cref="LedgerStore.WithdrawIntent"/>). Nothing else.
 /// </summary>
 public enum DotLedgerState
 {

@@ -5,25 +5,35 @@ using SmpRobot.Geometry;
 
 namespace SmpRobot.Tests.Storage;
 
-public sealed class LedgerStoreTests : IDisposable
+/// <summary>The ledger's contract, run against both backends (<see cref="SqliteLedgerStoreTests"/>, <see cref="PostgresLedgerStoreTests"/>).</summary>
+public abstract class LedgerStoreTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("smp-ledger-").FullName;
-    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 23, 21, 5, 12, TimeSpan.Zero));
+    private protected readonly string _dir = Directory.CreateTempSubdirectory("smp-ledger-").FullName;
+    private protected readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 23, 21, 5, 12, TimeSpan.Zero));
 
-    private string DbPath => Path.Combine(_dir, "nested", "ledger.db");
+    private protected string DbPath => Path.Combine(_dir, "nested", "ledger.db");
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
 
-    private LedgerStore Open() => new(DbPath, _time);
+    protected virtual void Dispose(bool disposing) => Directory.Delete(_dir, recursive: true);
 
-    private static List<PlannedDot> Dots(int count) =>
+    /// <summary>A store on this test's own database (a new connection each time: reopening it).</summary>
+    private protected abstract LedgerStore Open();
+
+    private protected virtual bool IsPostgres => false;
+
+    private protected static List<PlannedDot> Dots(int count) =>
         Enumerable.Range(0, count).Select(i => new PlannedDot(i, $"d{i + 1:D5}", i * 1.0, i * 0.5, 1.0, 1.0, 200, "charcoal-1")).ToList();
 
     [Fact]
     public void Creates_directory_schema_and_session_with_pending_dots()
     {
         using var store = Open();
-        Assert.True(File.Exists(DbPath));
+        Assert.Equal(!IsPostgres, File.Exists(DbPath));
         var session = store.CreateSession("crown", "{\"name\":\"crown\"}", "desk-200", Dots(5));
         Assert.Matches(@"^s-20261123-210512-[0-9a-f]{4}$", session.Id);
         Assert.Equal(SessionPhase.Created, session.Phase);
@@ -46,111 +56,6 @@ public sealed class LedgerStoreTests : IDisposable
         var ids = Enumerable.Range(0, 40).Select(_ => store.CreateSession("p", "{}", "sim", Dots(1)).Id).ToList();
         Assert.Equal(ids.Count, ids.Distinct().Count());
         Assert.Equal(40, store.ListSessions().Count);
-    }
-
-    [Fact]
-    public void Pragmas_are_wal_full_and_foreign_keys()
-    {
-        using var store = Open();
-        Assert.Equal("wal", store.ReadPragma("journal_mode"));
-        Assert.Equal("2", store.ReadPragma("synchronous"));  // 2 = FULL
-        Assert.Equal("1", store.ReadPragma("foreign_keys"));
-        // WAL is persistent: another connection sees it too.
-        using var other = new SqliteConnection($"Data Source={DbPath};Pooling=False");
-        other.Open();
-        using var cmd = other.CreateCommand();
-        cmd.CommandText = "PRAGMA journal_mode";
-        Assert.Equal("wal", cmd.ExecuteScalar());
-        cmd.CommandText = "SELECT version FROM schema_version";
-        Assert.Equal((long)LedgerStore.SchemaVersion, cmd.ExecuteScalar());
-    }
-
-    [Fact]
-    public void A_newer_schema_is_refused()
-    {
-        using (Open())
-        {
-        }
-        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)";
-            cmd.ExecuteNonQuery();
-        }
-        var e = Assert.Throws<InvalidDataException>(Open);
-        Assert.Contains("schema version 99", e.Message);
-    }
-
-    [Fact]
-    public void A_version_2_ledger_is_brought_to_the_current_version_keeping_its_sessions_with_no_holds()
-    {
-        string id;
-        using (var store = Open())
-        {
-            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
-        }
-        // As an earlier controller left it: no hold columns, no surface registrations or their re-checks, version 2.
-        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = """
-                DROP TABLE call_audit;
-                DROP TABLE users;
-                DROP TABLE surface_checks;
-                DROP TABLE surface_registrations;
-                DROP TABLE head_models;
-                ALTER TABLE sessions DROP COLUMN holds;
-                ALTER TABLE sessions DROP COLUMN retracts;
-                ALTER TABLE sessions DROP COLUMN last_hold_reason;
-                DELETE FROM schema_version;
-                INSERT INTO schema_version (version, applied_at) VALUES (1, 0), (2, 0);
-                """;
-            cmd.ExecuteNonQuery();
-        }
-        using (var store = Open())
-        {
-            Assert.Equal(HoldTally.None, store.FindSession(id)!.Holds);
-            store.RecordHolds(id, new HoldTally(3, 1, "pose quality 0.05 < 0.5"));
-        }
-        using var reopened = Open();
-        Assert.Equal(new HoldTally(3, 1, "pose quality 0.05 < 0.5"), reopened.FindSession(id)!.Holds);
-        // 3 → 4 and 4 → 5 ran too: the surface registrations' and their re-checks' tables are there and work.
-        var registration = reopened.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "");
-        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
-        reopened.SaveSurfaceCheck(registration.Id, id, "d1", 0.02, ok: true, "within tolerance");
-        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
-        reopened.SaveSurfaceCheck(registration.Id, id, "d2", 0.4, ok: false, "the skin is 0.400 mm above the registered surface");
-        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
-        Assert.Equal("the skin is 0.400 mm above the registered surface", reopened.FindSurfaceRegistration(registration.Id)!.WithdrawnBecause);
-        Assert.Equal([true, false], reopened.ListSurfaceChecks(id).Select(k => k.Ok));
-        Assert.Equal(2, reopened.Tally(id).Total);
-        Assert.Throws<KeyNotFoundException>(() => reopened.RecordHolds("s-none", HoldTally.None));
-        Assert.Throws<ArgumentOutOfRangeException>(() => reopened.RecordHolds(id, new HoldTally(-1, 0, "")));
-    }
-
-    [Fact]
-    public void A_version_4_ledger_gains_the_surface_re_checks_and_keeps_its_registrations()
-    {
-        string id, registrationId;
-        using (var store = Open())
-        {
-            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
-            registrationId = store.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "").Id;
-        }
-        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
-            cmd.ExecuteNonQuery();
-        }
-        using var reopened = Open();
-        Assert.Equal(registrationId, reopened.LatestSurfaceRegistration(id, 1)!.Id);
-        reopened.SaveSurfaceCheck(registrationId, id, "d1", double.NaN, ok: false, "the re-check's surface probe 1: ALARM:5");
-        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
-        Assert.True(double.IsNaN(Assert.Single(reopened.ListSurfaceChecks(id)).DeviationMm));
     }
 
     [Fact]
@@ -473,3 +378,129 @@ public sealed class LedgerStoreTests : IDisposable
         Assert.Throws<ObjectDisposedException>(() => store.ListSessions());
     }
 }
+
+/// <summary>The ledger on its default backend, an SQLite file, with what only SQLite has (PRAGMAs, files of earlier controllers).</summary>
+public sealed class SqliteLedgerStoreTests : LedgerStoreTests
+{
+    private protected override LedgerStore Open() => new(DbPath, _time);
+
+    [Fact]
+    public void Pragmas_are_wal_full_and_foreign_keys()
+    {
+        using var store = Open();
+        Assert.Equal("wal", store.ReadPragma("journal_mode"));
+        Assert.Equal("2", store.ReadPragma("synchronous"));  // 2 = FULL
+        Assert.Equal("1", store.ReadPragma("foreign_keys"));
+        // WAL is persistent: another connection sees it too.
+        using var other = new SqliteConnection($"Data Source={DbPath};Pooling=False");
+        other.Open();
+        using var cmd = other.CreateCommand();
+        cmd.CommandText = "PRAGMA journal_mode";
+        Assert.Equal("wal", cmd.ExecuteScalar());
+        cmd.CommandText = "SELECT version FROM schema_version";
+        Assert.Equal((long)LedgerStore.SchemaVersion, cmd.ExecuteScalar());
+    }
+
+    [Fact]
+    public void A_newer_schema_is_refused()
+    {
+        using (Open())
+        {
+        }
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)";
+            cmd.ExecuteNonQuery();
+        }
+        var e = Assert.Throws<InvalidDataException>(Open);
+        Assert.Contains("schema version 99", e.Message);
+    }
+
+    [Fact]
+    public void A_version_2_ledger_is_brought_to_the_current_version_keeping_its_sessions_with_no_holds()
+    {
+        string id;
+        using (var store = Open())
+        {
+            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
+        }
+        // As an earlier controller left it: no hold columns, no surface registrations or their re-checks, version 2.
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = """
+                DROP TABLE dot_records;
+                DROP TABLE treatment_sessions;
+                DROP TABLE treatments;
+                DROP TABLE call_audit;
+                DROP TABLE users;
+                DROP TABLE surface_checks;
+                DROP TABLE surface_registrations;
+                DROP TABLE head_models;
+                ALTER TABLE sessions DROP COLUMN holds;
+                ALTER TABLE sessions DROP COLUMN retracts;
+                ALTER TABLE sessions DROP COLUMN last_hold_reason;
+                DELETE FROM schema_version;
+                INSERT INTO schema_version (version, applied_at) VALUES (1, 0), (2, 0);
+                """;
+            cmd.ExecuteNonQuery();
+        }
+        using (var store = Open())
+        {
+            Assert.Equal(HoldTally.None, store.FindSession(id)!.Holds);
+            store.RecordHolds(id, new HoldTally(3, 1, "pose quality 0.05 < 0.5"));
+        }
+        using var reopened = Open();
+        Assert.Equal(new HoldTally(3, 1, "pose quality 0.05 < 0.5"), reopened.FindSession(id)!.Holds);
+        // 3 → 4 and 4 → 5 ran too: the surface registrations' and their re-checks' tables are there and work.
+        var registration = reopened.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "");
+        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
+        reopened.SaveSurfaceCheck(registration.Id, id, "d1", 0.02, ok: true, "within tolerance");
+        Assert.Equal(registration, reopened.LatestSurfaceRegistration(id, 1));
+        reopened.SaveSurfaceCheck(registration.Id, id, "d2", 0.4, ok: false, "the skin is 0.400 mm above the registered surface");
+        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
+        Assert.Equal("the skin is 0.400 mm above the registered surface", reopened.FindSurfaceRegistration(registration.Id)!.WithdrawnBecause);
+        Assert.Equal([true, false], reopened.ListSurfaceChecks(id).Select(k => k.Ok));
+        Assert.Equal(2, reopened.Tally(id).Total);
+        Assert.Throws<KeyNotFoundException>(() => reopened.RecordHolds("s-none", HoldTally.None));
+        Assert.Throws<ArgumentOutOfRangeException>(() => reopened.RecordHolds(id, new HoldTally(-1, 0, "")));
+    }
+
+    [Fact]
+    public void A_version_4_ledger_gains_the_surface_re_checks_and_keeps_its_registrations()
+    {
+        string id, registrationId;
+        using (var store = Open())
+        {
+            id = store.CreateSession("p", "{}", "sim", Dots(2)).Id;
+            registrationId = store.SaveSurfaceRegistration(id, 1, "sha", "{}", 0.01, 0.02, 0.03, 12, 12, "[]", valid: true, "").Id;
+        }
+        using (var c = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "DROP TABLE dot_records; DROP TABLE treatment_sessions; DROP TABLE treatments; DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
+            cmd.ExecuteNonQuery();
+        }
+        using var reopened = Open();
+        Assert.Equal(registrationId, reopened.LatestSurfaceRegistration(id, 1)!.Id);
+        reopened.SaveSurfaceCheck(registrationId, id, "d1", double.NaN, ok: false, "the re-check's surface probe 1: ALARM:5");
+        Assert.Null(reopened.LatestSurfaceRegistration(id, 1));
+        Assert.True(double.IsNaN(Assert.Single(reopened.ListSurfaceChecks(id)).DeviationMm));
+    }
+}
+
+/// <summary>The ledger on PostgreSQL: a database of its own on the test run's private cluster.</summary>
+#pragma warning disable CA1515 // xunit finds public classes only; its facts are inherited
+public sealed class PostgresLedgerStoreTests : LedgerStoreTests
+{
+    private readonly StoreLocation _location = PostgresCluster.Shared.CreateDatabase();
+
+    private protected override LedgerStore Open() => new(_location, _time);
+
+    private protected override bool IsPostgres => true;
+}
+#pragma warning restore CA1515
