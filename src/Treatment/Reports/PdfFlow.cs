@@ -80,6 +80,8 @@ internal sealed class PdfFlow : IDisposable
     public void EnsureSpace(double height)
     {
         const double HeadingHeight = 32;
+        // Nothing to place: no page break either (a flow ending just past the bottom must not leave an empty page).
+        if (_pendingHeading is null && height <= 0) return;
         if (_pendingHeading is not null) height += HeadingHeight;
         if (Y + height > Bottom && Y > Top) NewPage();
         if (_pendingHeading is not { } text) return;
