@@ -20,6 +20,7 @@ internal sealed class PdfFlow : IDisposable
     private readonly List<XImage> _images = [];
     private readonly List<System.Text.StringBuilder> _pageText = [];
     private XGraphics? _gfx;
+    private string? _pendingHeading;
 
     public PdfFlow(PdfDocument doc)
     {
@@ -71,21 +72,32 @@ internal sealed class PdfFlow : IDisposable
         Y = Top;
     }
 
-    /// <summary>Starts a new page unless <paramref name="height"/> points fit below the cursor.</summary>
+    /// <summary>
+    /// Starts a new page unless <paramref name="height"/> points fit below the cursor, with a pending heading above
+    /// them; then draws that heading. Every block calls this before it draws, so a heading is never left alone at
+    /// the foot of a page, and it moves only as far as the block that follows it needs.
+    /// </summary>
     public void EnsureSpace(double height)
     {
+        const double HeadingHeight = 32;
+        // Nothing to place: no page break either (a flow ending just past the bottom must not leave an empty page).
+        if (_pendingHeading is null && height <= 0) return;
+        if (_pendingHeading is not null) height += HeadingHeight;
         if (Y + height > Bottom && Y > Top) NewPage();
-    }
-
-    /// <summary>A section's title; kept with at least <paramref name="keepWith"/> points of what follows.</summary>
-    public void Heading(string text, double keepWith = 80)
-    {
-        EnsureSpace(30 + keepWith);
+        if (_pendingHeading is not { } text) return;
+        _pendingHeading = null;
         if (Y > Top) Y += 8;
         Draw(text, H2, XBrushes.Black, new XPoint(Left, Y + 12));
         Y += 16;
         Gfx.DrawLine(new XPen(XColor.FromArgb(160, 160, 160), 0.6), Left, Y, Left + ContentWidth, Y);
         Y += 8;
+    }
+
+    /// <summary>A section's title, drawn with the first line, row or picture of what follows (see <see cref="EnsureSpace"/>).</summary>
+    public void Heading(string text)
+    {
+        EnsureSpace(0);
+        _pendingHeading = text;
     }
 
     /// <summary>The document's big title at the cursor.</summary>
@@ -220,6 +232,7 @@ internal sealed class PdfFlow : IDisposable
     /// </summary>
     public void Finish(string title, string id, DateTimeOffset generatedAt)
     {
+        EnsureSpace(0);
         _gfx?.Dispose();
         _gfx = null;
         var rule = new XPen(XColor.FromArgb(150, 150, 150), 0.5);

@@ -241,13 +241,13 @@ internal static class SessionReport
         }
 
         // Pictures: design, plan, offsets, density.
-        flow.Heading("The design", MapHeight + 30);
+        flow.Heading("The design");
         flow.Image(data.Design.PicturePng?.ToArray() ?? ReportPictures.DesignOutline(data.Design, fonts),
             data.Design.PicturePng is null
                 ? $"Design {data.Design.Name}: its outline on the scalp map (azimuthal equidistant around the vertex, front up)."
                 : $"Design {data.Design.Name}, as rendered by the design preview.", MapHeight);
 
-        flow.Heading("This session's plan", MapHeight + 30);
+        flow.Heading("This session's plan");
         if (dots.Count == 0)
         {
             flow.Paragraph("None: the plan has no dots.");
@@ -258,7 +258,7 @@ internal static class SessionReport
                 "Every dot of the plan at its planned place on the scalp map, coloured by how it ended; dots that need attention are drawn larger and on top.", MapHeight);
         }
 
-        flow.Heading("Placed against planned", MapHeight + 30);
+        flow.Heading("Placed against planned");
         if (placement is null)
         {
             flow.Paragraph("None: the camera checked no placed dot, so there is no measured offset to draw.");
@@ -272,7 +272,7 @@ internal static class SessionReport
                     $"Each checked dot: an arrow from its planned place along the offset the camera measured, drawn {exaggeration:0}× its true length (positions to scale); colour: the offset's true length, 0 to {colourMax:0.###} mm."), MapHeight);
         }
 
-        flow.Heading("Density placed in this session", MapHeight + 30);
+        flow.Heading("Density placed in this session");
         if (placed.Count == 0)
         {
             flow.Paragraph("None: no dot was placed in this session.");
@@ -286,7 +286,7 @@ internal static class SessionReport
                     $"Dots placed in this session per cm² of skin, counted within {DensityRadiusMm:0} mm of each dot in 3-D (edges read low), at the planned places; bare skin where no dot is within 3 mm on the map."), MapHeight);
         }
 
-        flow.Heading("Placement error", 250);
+        flow.Heading("Placement error");
         if (placement is null)
         {
             flow.Paragraph("None measured.");
@@ -298,7 +298,7 @@ internal static class SessionReport
                 string.Create(CultureInfo.InvariantCulture, $"{placement.Count:N0} dots; RMS {Say.Mm(placement.Rms)}, p95 {Say.Mm(placement.P95)}, max {Say.Mm(placement.Max)}."), 260);
         }
 
-        flow.Heading("Depth error", 250);
+        flow.Heading("Depth error");
         if (depth is null)
         {
             flow.Paragraph("None measured.");
@@ -310,7 +310,7 @@ internal static class SessionReport
                 string.Create(CultureInfo.InvariantCulture, $"{depth.Count:N0} dots; mean {depth.Mean:+0.000;-0.000} mm, RMS {Say.Mm(depth.Rms)}."), 260);
         }
 
-        flow.Heading("Holds and emergency stops", 200);
+        flow.Heading("Holds and emergency stops");
         var stops = events.Where(e => e.Kind is TimelineEventKind.Hold or TimelineEventKind.Pause or TimelineEventKind.EmergencyStop).ToList();
         flow.Paragraph(string.Create(CultureInfo.InvariantCulture,
             $"Holds: {Words(events.Count(e => e.Kind == TimelineEventKind.Hold))}. Pauses: {Words(events.Count(e => e.Kind == TimelineEventKind.Pause))}. Emergency stops: {Words(events.Count(e => e.Kind == TimelineEventKind.EmergencyStop))}."));
@@ -340,7 +340,7 @@ internal static class SessionReport
         if (data.Audit.Count == 0) flow.Paragraph("None.");
         else
         {
-            flow.Table(["time (UTC)", "user", "role", "call", "result"], [1.35, 0.75, 0.75, 2.9, 1.9],
+            flow.Table(["time (UTC)", "user", "role", "call", "result"], [1.6, 0.75, 0.75, 2.75, 1.75],
                 data.Audit.OrderBy(a => a.At).Select(a => (IReadOnlyList<string>)[Say.Cell(a.At), a.User, a.Role, a.Rpc, a.Result]));
         }
     }
@@ -395,7 +395,7 @@ internal static class TreatmentReport
         else
         {
             flow.Table(["#", "date", "session id", "placed / planned", "holds", "e-stops", "match residual RMS", "final phase"],
-                [0.4, 1.1, 1.8, 1.3, 0.7, 0.7, 1.4, 1.4],
+                [0.35, 1.1, 1.7, 1.3, 0.65, 0.85, 1.4, 1.35],
                 sessions.Select(s => (IReadOnlyList<string>)[
                     s.SessionNumber.ToString(CultureInfo.InvariantCulture), Say.Date(s.Date), s.SessionId,
                     $"{Say.N(s.DotsPlaced)} / {Say.N(s.DotsPlanned)}", Say.N(s.Holds), Say.N(s.EmergencyStops),
@@ -411,13 +411,13 @@ internal static class TreatmentReport
                 data.TouchUps.OrderBy(t => t.Date).Select(t => (IReadOnlyList<string>)[Say.Date(t.Date), t.SessionId, Say.N(t.DotsPlaced), t.Reason]));
         }
 
-        flow.Heading("The design", SessionReport.MapHeight + 30);
+        flow.Heading("The design");
         flow.Image(data.Design.PicturePng?.ToArray() ?? ReportPictures.DesignOutline(data.Design, fonts),
             data.Design.PicturePng is null
                 ? $"Design {data.Design.Name}: its outline on the scalp map (azimuthal equidistant around the vertex, front up)."
                 : $"Design {data.Design.Name}, as rendered by the design preview.", SessionReport.MapHeight);
 
-        flow.Heading("Cumulative density", SessionReport.MapHeight + 30);
+        flow.Heading("Cumulative density");
         if (data.Dots.Count == 0)
         {
             flow.Paragraph("None: no dot has been placed yet.");
@@ -430,7 +430,7 @@ internal static class TreatmentReport
                 string.Create(CultureInfo.InvariantCulture,
                     $"All dots placed so far per cm² of skin, counted within {SessionReport.DensityRadiusMm:0} mm of each dot in 3-D (edges read low)."), SessionReport.MapHeight);
 
-            flow.Heading("Dots by session", SessionReport.MapHeight + 30);
+            flow.Heading("Dots by session");
             flow.Image(ReportPictures.SessionMap(data.Design, data.Dots, fonts), "Every dot placed, coloured by the session that placed it (later sessions on top).", SessionReport.MapHeight);
         }
     }

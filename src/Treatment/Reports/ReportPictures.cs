@@ -110,11 +110,15 @@ internal static class ReportPictures
             using var ink = new SKPaint { Color = Ink, IsAntialias = true, StrokeWidth = 4 };
             var y = PlotHeight - 24f;
             var len = (float)(mm * PxPerMm);
+            // The orientation goes with the scale, in the corner a head seen from above mostly leaves free; a pale
+            // backing keeps both readable where dots or density reach into it.
+            var text = label + " · front ↑, seen from above";
+            using var backing = new SKPaint { Color = Skin.WithAlpha(215) };
+            Canvas.DrawRect(new SKRect(14, y - 26, 44 + len + Regular.MeasureText(text), y + 16), backing);
             Canvas.DrawLine(24, y, 24 + len, y, ink);
             Canvas.DrawLine(24, y - 8, 24, y + 8, ink);
             Canvas.DrawLine(24 + len, y - 8, 24 + len, y + 8, ink);
-            // The orientation goes with the scale, in the corner a head seen from above leaves free.
-            Canvas.DrawText(label + " · front ↑, seen from above", 34 + len, y + 9, Regular, ink);
+            Canvas.DrawText(text, 34 + len, y + 9, Regular, ink);
         }
 
         /// <summary>Legend entries left to right below the plot: a swatch and its text.</summary>

@@ -17,8 +17,13 @@ public sealed class ReportPdfTests
     {
         using var stream = new MemoryStream();
         var pages = Writer().Session(data, stream);
+        AssertNoEmptyPage(pages);
         return (stream.ToArray(), pages);
     }
+
+    /// <summary>Every page has something besides its header and footer (four lines).</summary>
+    internal static void AssertNoEmptyPage(IReadOnlyList<string> pages) =>
+        Assert.All(pages, p => Assert.True(p.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length > 4, "an empty page:\n" + p));
 
     private static PdfDocument Read(byte[] pdf) => PdfReader.Open(new MemoryStream(pdf), PdfDocumentOpenMode.Import);
 
@@ -126,6 +131,7 @@ public sealed class ReportPdfTests
         using var stream = new MemoryStream();
 
         var pages = Writer().Treatment(data, stream);
+        AssertNoEmptyPage(pages);
 
         using var doc = Read(stream.ToArray());
         Assert.Equal(pages.Count, doc.PageCount);
@@ -147,6 +153,7 @@ public sealed class ReportPdfTests
         using var stream = new MemoryStream();
 
         var pages = Writer().Treatment(data, stream);
+        AssertNoEmptyPage(pages);
 
         var all = string.Join("\n", pages);
         Assert.Contains("None: no dot has been placed yet.", all, StringComparison.Ordinal);
