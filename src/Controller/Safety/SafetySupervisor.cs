@@ -159,10 +159,27 @@ public sealed partial class SafetySupervisor : IDisposable
         if (firstLatch)
         {
             Log.EmergencyStop(_log, source, reason);
-            _ledger.Audit(null, "estop", $"emergency stop from {source}: {reason}", latchedAt);
+            Record("estop", $"emergency stop from {source}: {reason}", latchedAt);
         }
-        if (stopError.Length > 0) _ledger.Audit(null, "estop", "stop sequence incomplete: " + stopError);
+        if (stopError.Length > 0) Record("estop", "stop sequence incomplete: " + stopError);
         return State;
+    }
+
+    /// <summary>
+    /// Records a stop or a reset in the audit log, best effort: the stop has happened whatever the store says, so a
+    /// record store that cannot be reached (a PostgreSQL server restarting) is logged as an error, and the stop is never
+    /// reported as failed because of it.
+    /// </summary>
+    private void Record(string kind, string message, DateTimeOffset? at = null)
+    {
+        try
+        {
+            _ledger.Audit(null, kind, message, at);
+        }
+        catch (Exception e) when (e is Storage.StoreUnavailableException or ObjectDisposedException)
+        {
+            Log.NotRecorded(_log, kind, message, e.Message);
+        }
     }
 
     /// <summary>The e-stop sequence under way (which started over for this request's bytes), or a new one.</summary>
@@ -340,7 +357,7 @@ public sealed partial class SafetySupervisor : IDisposable
                 return;
             }
 
-            _ledger.Audit(null, "fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
+            Record("fault-stop", error is null ? "the firmware answered again and was stopped: feed hold, needle off, queue flushed, retracted" : "gave up reaching the firmware: " + error);
             Log.BackgroundStopDone(_log, error ?? "stopped");
         }
         catch (Exception e) when (_shutdown.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
@@ -376,7 +393,7 @@ public sealed partial class SafetySupervisor : IDisposable
             _state = _state with { Latched = false };
         }
         Log.Reset(_log, source);
-        _ledger.Audit(null, "estop-reset", $"emergency stop reset by {source}");
+        Record("estop-reset", $"emergency stop reset by {source}");
         return State;
     }
 
@@ -521,6 +538,9 @@ public sealed partial class SafetySupervisor : IDisposable
     /// <summary>Log messages (source-generated).</summary>
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Error, Message = "The audit log could not record {Kind} ({Message}): {Reason}")]
+        public static partial void NotRecorded(ILogger log, string kind, string message, string reason);
+
         [LoggerMessage(Level = LogLevel.Error, Message = "An e-stop listener failed")]
         public static partial void ListenerFailed(ILogger log, Exception error);
 
