@@ -132,7 +132,7 @@ public static class DotRegistration
         var hits = Intersect(observations, skin, t);
         var found = hits.Count(h => h is not null);
         DotRegistrationResult Refuse(string reason, double ambiguity = double.NaN) =>
-            Finish(record, observations, skin, t, inViewH, o, ambiguity, clock, reason);
+            Finish(record, observations, skin, initialHeadFromScalp, inViewH, o, ambiguity, clock, reason);
         if (found < o.MinMatches) return Refuse($"too few dots found: {found} of {observations.Count} spots meet the skin (at least {o.MinMatches} needed)");
 
         var valid = hits.Where(h => h is not null).Select(h => h!.Value).ToArray();
@@ -150,14 +150,31 @@ public static class DotRegistration
         // view (a slide of 7 mm about the wrong one is half a millimetre off at the edge of the view): the sphere of the
         // whole top of the head, from the record's dots whose skin faces within 60° of the view's.
         var cap = record.Where(d => Vec3.Dot(d.Normal, normal) > 0.5).Select(d => d.PointMm).ToArray();
-        var search = Search(valid, candidates.Select(j => record[j].PointMm).ToArray(), cap.Length >= 50 ? cap : candidates.Select(j => record[j].PointMm).ToArray(), centre, normal, viewRadius, o);
-        if (search.Ambiguity > o.MaxAmbiguity)
+        var candidatePoints = candidates.Select(j => record[j].PointMm).ToArray();
+        if (cap.Length < 50) cap = candidatePoints;
+        // Twice: the first search's placement leaves the model's errors of a long slide (the rays met a skin that was
+        // not where it is); met again under it, the second search's peak is sharp, and it is the one judged ambiguous.
+        SearchResult? search = null;
+        for (var pass = 0; pass < 2; pass++)
         {
-            return Refuse($"ambiguous: the second-best placement of the record has {search.Ambiguity:P0} of the best's support (at most {o.MaxAmbiguity:P0}): a different client's record, or the earlier dots are not in view", search.Ambiguity);
+            if (pass > 0)
+            {
+                valid = [.. Intersect(observations, skin, t).Where(h => h is not null).Select(h => h!.Value)];
+                if (valid.Length < o.MinMatches) return Refuse($"too few dots found: {valid.Length} spots meet the skin (at least {o.MinMatches} needed)");
+                mean = valid.Aggregate(Vec3.Zero, (a, b) => a + b) * (1.0 / valid.Length);
+                if (skin.ClosestPoint(mean, 100) is not { } again) return Refuse("the found dots are not near the skin model");
+                centre = again.Point;
+                normal = skin.NormalAt(again);
+            }
+            search = Search(valid, candidatePoints, cap, centre, normal, viewRadius, o);
+            if (pass > 0 && search.Ambiguity > o.MaxAmbiguity)
+            {
+                return Refuse($"ambiguous: the second-best placement of the record has {search.Ambiguity:P0} of the best's support (at most {o.MaxAmbiguity:P0}): a different client's record, or the earlier dots are not in view", search.Ambiguity);
+            }
+            // The hypothesis moves the found dots within S: p ↦ o + R(p − o), i.e. T_SH ↦ C·T_SH, so T_HS ↦ T_HS·C⁻¹.
+            var correction = Rotations.FromMatrix(search.Rotation, search.Centre - Apply(search.Rotation, search.Centre));
+            t *= Rotations.Inverse(correction);
         }
-        // The hypothesis moves the found dots within S: p ↦ o + R(p − o), i.e. T_SH ↦ C·T_SH, so T_HS ↦ T_HS·C⁻¹.
-        var correction = Rotations.FromMatrix(search.Rotation, search.Centre - Apply(search.Rotation, search.Centre));
-        t *= Rotations.Inverse(correction);
         var hypothesis = t;
 
         var recordPoints = candidates.Select(j => record[j].PointMm).ToArray();
@@ -180,7 +197,7 @@ public static class DotRegistration
             // Settled at the final gate: the pairs would not change.
             if (round >= gates.Length && total < 1e-3) break;
         }
-        return Finish(record, observations, skin, t, inViewH, o, search.Ambiguity, clock, null) with { SearchHeadFromScalp = hypothesis };
+        return Finish(record, observations, skin, t, inViewH, o, search!.Ambiguity, clock, null) with { SearchHeadFromScalp = hypothesis };
     }
 
     private static DotRegistrationResult Finish(IReadOnlyList<RecordedDot> record, IReadOnlyList<DotObservation> observations, TriangleMesh skin, RigidTransform t,

@@ -118,6 +118,25 @@ internal sealed class RegistrationWorld
         (r[3] * v.X) + (r[4] * v.Y) + (r[5] * v.Z),
         (r[6] * v.X) + (r[7] * v.Y) + (r[8] * v.Z));
 
+    /// <summary>
+    /// What probing leaves: the nominal T_HS fitted to 16 contacts on the skin placed by <paramref name="truth"/>
+    /// (height and tilt found, the slide along the skin mostly not), as the registration gets it in a session.
+    /// </summary>
+    public RigidTransform Probed(RigidTransform truth)
+    {
+        var scalpFromHead = Rotations.Inverse(truth);
+        var contacts = new List<Vec3>();
+        for (var gx = -1.5; gx <= 1.5; gx += 1)
+        {
+            for (var gy = -1.5; gy <= 1.5; gy += 1)
+            {
+                var above = new Vec3(gx * 16, gy * 13, 30);
+                if (Skin.Raycast(scalpFromHead.Apply(above), scalpFromHead.Apply(above - new Vec3(0, 0, 1)) - scalpFromHead.Apply(above)) is { } hit) contacts.Add(truth.Apply(hit.Point));
+            }
+        }
+        return SmpRobot.Treatment.Surface.SurfaceRegistration.Fit(Skin, contacts, Nominal).HeadFromScalp;
+    }
+
     /// <summary>Largest displacement of the record's dots in view between two placements, mm.</summary>
     public static double MaxDisplacement(IReadOnlyList<RecordedDot> record, RigidTransform a, RigidTransform b) =>
         record.Where(d => InView(b.Apply(d.PointMm), Rotate(Rotations.RotationMatrix(b), d.Normal))).Max(d => a.Apply(d.PointMm).DistanceTo(b.Apply(d.PointMm)));
@@ -136,7 +155,8 @@ public sealed class DotRegistrationTests
         var record = _world.Record(1);
         var truth = _world.Slid(xMm, yMm, twistDeg);
         var observations = RegistrationWorld.Observe(record, truth, seed: 2);
-        var result = DotRegistration.Register(record, observations, _world.Skin, _world.Nominal, RegistrationWorld.InView);
+        var initial = _world.Probed(truth);
+        var result = DotRegistration.Register(record, observations, _world.Skin, initial, RegistrationWorld.InView);
         Assert.True(result.Accepted, result.RefusalReason);
         var error = RegistrationWorld.MaxDisplacement(record, result.HeadFromScalp, truth);
         Assert.True(error < 0.03, $"error {error:0.000} mm");
@@ -207,7 +227,7 @@ public sealed class FoundDotSpacingTests(DesignFixture fixture) : IClassFixture<
         // A found dot 0.5 × the minimum spacing from one planned dot, along the skin.
         var along = Vec3.Cross(victim.Normal, new Vec3(1, 0, 0)).Normalized();
         var close = new FoundDot("s1-close", t.Apply(victim.PointMm + (along * (0.5 * minimum))));
-        var far = new FoundDot("s1-far", t.Apply(victim.PointMm + (along * (5 * minimum))));
+        var far = new FoundDot("s1-far", t.Apply(victim.PointMm + (victim.Normal * 20))); // off the skin: near nothing
         var decisions = FoundDotSpacing.Check(planned, t, [close, far]);
         Assert.Equal(planned.Count, decisions.Count);
         // The found dot may be too close to a neighbour of the victim as well; every dot left out names it.
