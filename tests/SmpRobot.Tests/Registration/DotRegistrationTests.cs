@@ -167,6 +167,26 @@ public sealed class DotRegistrationTests
     }
 
     [Fact]
+    public void The_registration_is_drawn_as_a_png()
+    {
+        var record = _world.Record(1);
+        var truth = _world.Slid(2, 3, 1);
+        var result = DotRegistration.Register(record, RegistrationWorld.Observe(record, truth, seed: 7), _world.Skin, _world.Probed(truth), RegistrationWorld.InView);
+        var path = Path.Combine(Path.GetTempPath(), $"smp-dot-registration-{Environment.ProcessId}.png");
+        try
+        {
+            SmpRobot.Treatment.Preview.DotRegistrationPicture.WritePng(result, record, "test", path);
+            var bytes = File.ReadAllBytes(path);
+            Assert.True(bytes.Length > 10_000);
+            Assert.Equal(0x89, bytes[0]); // PNG signature
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void A_different_clients_record_is_refused()
     {
         var truth = _world.Slid(3, 4, 2);
