@@ -19,6 +19,7 @@ internal static class Program
         ["calibration"] = CalibrationBench.RunAsync,
         ["design"] = DesignBench.RunAsync,
         ["surface"] = SurfaceBench.RunAsync,
+        ["treatment"] = TreatmentBench.RunAsync,
     };
 
     // Figures are read by people too: "<=" stays "<=", not "\u003C=".

@@ -104,6 +104,7 @@ internal sealed class CliCommands
         Root.Subcommands.Add(CalibrateCommand.Build(this));
         Root.Subcommands.Add(SurfaceCommand.Build(this));
         Root.Subcommands.Add(TreatmentCommand.Build(this));
+        Root.Subcommands.Add(ReportCommand.Build(this));
         foreach (var command in AccessCommands.Build(this)) Root.Subcommands.Add(command);
     }
 

@@ -127,6 +127,9 @@ public sealed class SyntheticScene : IDisposable
     {
         var image = _background.Clone();
         WarpPatch(pose, image);
+        // Before the occluders (a finger covers dots too) and before lens blur and noise (dots are on the skin).
+        var healed = Volatile.Read(ref _healedDots);
+        if (healed.Length > 0) DrawHealedDots(pose, healed, image);
         DrawOccluders(tS, pose, image);
 
         if (Scenario == SyntheticScenario.Blur) ApplyMotionBlur(tS, image, exposureS: 0.020);
@@ -140,6 +143,104 @@ public sealed class SyntheticScene : IDisposable
         }
         AddNoise(image, frameIndex);
         return image;
+    }
+
+    /// <summary>
+    /// Healed pigment dots of earlier sessions on the curved scalp, frame H (not on the board's plane). Empty by
+    /// default, and then every frame is exactly what it was before dots existed. Settable at any time from any thread:
+    /// a frame uses the set that was current when its rendering started.
+    /// </summary>
+    public IReadOnlyList<HealedDot> HealedDots
+    {
+        get => Volatile.Read(ref _healedDots);
+        set => Volatile.Write(ref _healedDots, [.. value ?? throw new ArgumentNullException(nameof(value))]);
+    }
+
+    private HealedDot[] _healedDots = [];
+
+    /// <summary>The board's plane outline of the patch of skin the scene models: an ellipse of these semi-axes about H's origin, mm.</summary>
+    public static (double SemiXMm, double SemiYMm) SkinPatchSemiAxesMm => (PatchWidthMm / 2, PatchHeightMm / 2);
+
+    /// <summary>The white sticker the board is printed on, as half-extents about H's origin on the board's plane, mm.</summary>
+    public (double HalfWidthMm, double HalfHeightMm) StickerHalfExtentMm => ((Board.WidthMm / 2) + StickerMarginMm, (Board.HeightMm / 2) + StickerMarginMm);
+
+    /// <summary>
+    /// True when the camera at <paramref name="cameraFromHead"/> (T_CH) would show <paramref name="dot"/>: in front of the
+    /// camera, its skin facing the camera, not behind the board's sticker (the sticker lies on the board's plane Z = 0 of
+    /// H, above the skin) and on the patch of skin the scene models (see <see cref="SkinPatchSemiAxesMm"/>).
+    /// </summary>
+    public bool HealedDotVisible(RigidTransform cameraFromHead, HealedDot dot)
+    {
+        var pC = cameraFromHead.Apply(dot.PointH);
+        if (pC.Z <= 1) return false;
+        var cameraH = Rotations.Inverse(cameraFromHead).Translation;
+        if (Vec3.Dot(dot.NormalH, cameraH - dot.PointH) <= 0) return false;
+        // Where the line of sight crosses the board's plane: the sticker there hides the dot behind it.
+        var onPlane = dot.PointH;
+        if (dot.PointH.Z < 0 && cameraH.Z > 0)
+        {
+            var t = cameraH.Z / (cameraH.Z - dot.PointH.Z);
+            onPlane = cameraH + ((dot.PointH - cameraH) * t);
+        }
+        var (hx, hy) = StickerHalfExtentMm;
+        if (Math.Abs(onPlane.X) <= hx && Math.Abs(onPlane.Y) <= hy) return false;
+        var (ax, ay) = SkinPatchSemiAxesMm;
+        return ((onPlane.X / ax) * (onPlane.X / ax)) + ((onPlane.Y / ay) * (onPlane.Y / ay)) < 1;
+    }
+
+    private void DrawHealedDots(RigidTransform pose, HealedDot[] dots, Mat image)
+    {
+        // Healed SMP pigment seen through the epidermis: a blue-black grey, never black (BGR).
+        const double PigmentB = 72, PigmentG = 60, PigmentR = 54;
+        // The pigment's edge spreads a little into the dermis: a soft edge of this standard deviation, mm.
+        const double SpreadMm = 0.035;
+        foreach (var dot in dots)
+        {
+            if (!HealedDotVisible(pose, dot)) continue;
+            var n = dot.NormalH.Normalized();
+            var u = Vec3.Cross(n, Math.Abs(n.X) < 0.9 ? new Vec3(1, 0, 0) : new Vec3(0, 1, 0)).Normalized();
+            var v = Vec3.Cross(n, u);
+            // The skin's tangent plane at the dot mapped to pixels (distortion included, linearised at the dot):
+            // a round dot on slanted skin is an ellipse in the image (foreshortening).
+            const double StepMm = 0.05;
+            var c = Intrinsics.Project(pose.Apply(dot.PointH));
+            var cu = Intrinsics.Project(pose.Apply(dot.PointH + (u * StepMm)));
+            var cv = Intrinsics.Project(pose.Apply(dot.PointH + (v * StepMm)));
+            double j00 = (cu.X - c.X) / StepMm, j10 = (cu.Y - c.Y) / StepMm, j01 = (cv.X - c.X) / StepMm, j11 = (cv.Y - c.Y) / StepMm;
+            var det = (j00 * j11) - (j01 * j10);
+            if (Math.Abs(det) < 1e-9) continue;
+            double i00 = j11 / det, i01 = -j01 / det, i10 = -j10 / det, i11 = j00 / det;
+            var radiusMm = dot.DiameterMm / 2;
+            // A pixel integrates over its own footprint too (a box of one pixel: variance 1/12 px²).
+            var pxMm = 1 / Math.Sqrt(Math.Abs(det));
+            var sigmaMm = Math.Sqrt((SpreadMm * SpreadMm) + (pxMm * pxMm / 12));
+            var reachPx = (radiusMm + (4 * sigmaMm)) * Math.Max(Math.Max(Math.Abs(j00), Math.Abs(j01)), Math.Max(Math.Abs(j10), Math.Abs(j11))) * 1.5;
+            var x0 = Math.Max(0, (int)Math.Floor(c.X - reachPx));
+            var x1 = Math.Min(image.Cols - 1, (int)Math.Ceiling(c.X + reachPx));
+            var y0 = Math.Max(0, (int)Math.Floor(c.Y - reachPx));
+            var y1 = Math.Min(image.Rows - 1, (int)Math.Ceiling(c.Y + reachPx));
+            var darkness = Math.Clamp(dot.Darkness, 0, 1);
+            for (var y = y0; y <= y1; y++)
+            {
+                for (var x = x0; x <= x1; x++)
+                {
+                    // Pixel centres are at integer coordinates (OpenCV's convention, as the warp above uses).
+                    double dx = x - c.X, dy = y - c.Y;
+                    var su = (i00 * dx) + (i01 * dy);
+                    var sv = (i10 * dx) + (i11 * dy);
+                    var dMm = Math.Sqrt((su * su) + (sv * sv));
+                    // A disc blurred by a Gaussian edge; the logistic with scale 0.588·σ is the normal CDF to within 1 %.
+                    var cover = 1 / (1 + Math.Exp((dMm - radiusMm) / (0.588 * sigmaMm)));
+                    var a = cover * darkness;
+                    if (a < 0.002) continue;
+                    ref var p = ref image.At<Vec3b>(y, x);
+                    p = new Vec3b(
+                        (byte)Math.Round((p.Item0 * (1 - a)) + (PigmentB * a)),
+                        (byte)Math.Round((p.Item1 * (1 - a)) + (PigmentG * a)),
+                        (byte)Math.Round((p.Item2 * (1 - a)) + (PigmentR * a)));
+                }
+            }
+        }
     }
 
     private static (Vec3 D, Vec3 W) Motion(SyntheticScenario scenario, double t, double jerkAtS, double jerkRepeatS)
@@ -376,6 +477,13 @@ public sealed class SyntheticScene : IDisposable
         if (_ownsBoard) Board.Dispose();
     }
 }
+
+/// <summary>A healed pigment dot of an earlier session, as the synthetic camera renders it.</summary>
+/// <param name="PointH">Its centre on the skin, head frame H, mm.</param>
+/// <param name="NormalH">The skin's outward unit normal there, frame H.</param>
+/// <param name="DiameterMm">Healed diameter, mm (SMP: 0.2–0.6).</param>
+/// <param name="Darkness">How far the skin's colour goes towards the pigment's blue-black grey, 0 (invisible) to 1.</param>
+public readonly record struct HealedDot(Vec3 PointH, Vec3 NormalH, double DiameterMm, double Darkness);
 
 /// <summary>
 /// The synthetic scene as a frame source: each Read renders the scene at the TimeProvider's elapsed
