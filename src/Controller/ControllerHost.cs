@@ -228,6 +228,7 @@ public static class ControllerHost
         services.AddSingleton(sp => new TreatmentPlanner(profile, Path.Combine(options.DataDirectory, "head-models")));
         services.AddSingleton<TreatmentManager>();
         services.AddSingleton<SessionReports>();
+        services.AddSingleton<EarlierDotMatch>();
         services.AddSingleton(new WatchLimiter(options.MaxWatchesPerConnection, options.MaxWatchesTotal));
         services.AddSingleton<SessionEventCache>();
         services.AddSingleton<CalibrationProcedures>();

@@ -4,6 +4,16 @@ using SmpRobot.Geometry;
 namespace SmpRobot.Vision;
 
 /// <summary>
+/// A camera that knows where the scalp's skin appears around the board (the region where healed dots are looked for).
+/// The synthetic camera knows it from its scene; a real camera needs it measured for its board and mount.
+/// </summary>
+public interface IScalpView
+{
+    /// <summary>Where to look for dots, in the board's plane (frame H).</summary>
+    DotSearchRegion DotSearchRegion { get; }
+}
+
+/// <summary>
 /// Where on the head the camera looks for healed dots: a region of the board's plane (Z = 0 of the head frame H),
 /// an outer ellipse about H's origin minus the board's sticker (and a margin, so a dot half under its edge is not
 /// half seen). A point off the plane belongs to the region when the camera's line of sight to it crosses the plane

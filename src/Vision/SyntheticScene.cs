@@ -490,7 +490,7 @@ public readonly record struct HealedDot(Vec3 PointH, Vec3 NormalH, double Diamet
 /// time since the source was created and stamps the frame with that timestamp, so a FakeTimeProvider
 /// steps it deterministically. Every frame carries its ground truth T_CH (null while the board is hidden).
 /// </summary>
-public sealed class SyntheticFrameSource : IFrameSource
+public sealed class SyntheticFrameSource : IFrameSource, IScalpView
 {
     private readonly SyntheticScene _scene;
     private readonly TimeProvider _timeProvider;
@@ -516,6 +516,9 @@ public sealed class SyntheticFrameSource : IFrameSource
 
     /// <summary>The scene being rendered.</summary>
     public SyntheticScene Scene => _scene;
+
+    /// <inheritdoc/>
+    public DotSearchRegion DotSearchRegion => DotSearchRegion.ForScene(_scene);
 
     /// <summary>Timestamp (on this source's clock) of scene time 0.</summary>
     public long StartTimestamp { get; }

@@ -211,6 +211,19 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
     }
 
     /// <summary>
+    /// A copy of the last frame with the board pose measured in it (T_CH, unfiltered) and the intrinsics it was measured
+    /// with, taken together under the tracker's lock; null before the first frame in which the board was found.
+    /// </summary>
+    public (Mat Image, RigidTransform CameraFromHead, CameraIntrinsics Intrinsics)? CopyLastFrameWithPose()
+    {
+        lock (_lock)
+        {
+            if (_lastFrame is null || _lastResult?.Raw is not { } raw || _tracker is null) return null;
+            return (_lastFrame.Image.Clone(), raw.CameraFromHead, _tracker.Intrinsics);
+        }
+    }
+
+    /// <summary>
     /// The last processed frame as a PNG with the detected markers, ChArUco corners and the head
     /// frame's axes drawn (see <see cref="TrackingPreview.Draw"/>); null before the first frame.
     /// </summary>

@@ -8,7 +8,7 @@ using SmpRobot.Controller.Storage;
 namespace SmpRobot.Controller.Services;
 
 /// <summary>Thin: treatments across weeks (<see cref="TreatmentManager"/>).</summary>
-internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionReports reports) : TreatmentService.TreatmentServiceBase
+internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionReports reports, EarlierDotMatch dotMatch) : TreatmentService.TreatmentServiceBase
 {
     /// <summary>Bytes of a report per streamed chunk.</summary>
     public const int ReportChunkBytes = 1 << 20;
@@ -45,6 +45,33 @@ internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionR
             batch.Dots.Add(chunk.Select(ToProto));
             await responseStream.WriteAsync(batch, context.CancellationToken);
         }
+    }
+
+    public override Task<DotMatch> MatchEarlierDots(MatchEarlierDotsRequest request, ServerCallContext context)
+    {
+        var outcome = dotMatch.Match(Bounded.Text(request.SessionId, "session_id", Bounded.MaxIdLength), (int)Math.Min(request.Patch, int.MaxValue));
+        var m = outcome.Stored;
+        var moved = 0.0;
+        foreach (var c in new[] { new Geometry.Vec3(0, 0, 100), new Geometry.Vec3(40, 0, 90), new Geometry.Vec3(0, 40, 90), new Geometry.Vec3(-40, 0, 90), new Geometry.Vec3(0, -40, 90) })
+        {
+            moved = Math.Max(moved, outcome.HeadFromScalp.Apply(c).DistanceTo(outcome.InitialHeadFromScalp.Apply(c)));
+        }
+        return Task.FromResult(new DotMatch
+        {
+            SessionId = m.SessionId,
+            Patch = (uint)m.Patch,
+            Accepted = m.Accepted,
+            Reason = m.Reason,
+            Found = m.Found,
+            ExpectedInView = m.Expected,
+            Matched = m.Matched,
+            ResidualRmsMm = double.IsFinite(m.RmsMm) ? m.RmsMm : -1,
+            ResidualP95Mm = double.IsFinite(m.P95Mm) ? m.P95Mm : -1,
+            RegistrationId = m.RegistrationId ?? "",
+            LeftOut = m.LeftOut,
+            MovedFromInitialMm = m.Accepted ? moved : 0,
+            PicturePng = m.PicturePng is { } png ? ByteString.CopyFrom(png.Span) : ByteString.Empty,
+        });
     }
 
     public override Task SessionReport(SessionReportRequest request, IServerStreamWriter<ReportChunk> responseStream, ServerCallContext context) =>

@@ -151,8 +151,12 @@ public sealed class SessionReports
             .Select(r => new SurfaceRegistrationUsed(r.Patch, r.RmsMm, r.P95Mm, r.Contacts, r.Inliers, r.Valid,
                 r.ModelSha256 == LedgerStore.HeightMapModel ? "height map" : "head model", r.WithdrawnBecause)).ToList();
 
+        // The match the session was placed on: the last accepted one (refused attempts are in the audit extract).
+        var used = record.TreatmentId is null ? null : _ledger.ListDotMatches(sessionId).LastOrDefault(m => m.Accepted);
+        var match = used is null ? null : new DotMatchResult(used.Found, used.Matched, used.RmsMm, used.P95Mm, used.PicturePng);
+
         return new SessionReportData(treatmentId, client, design, number, count, sessionId, record.PlanName, record.ProfileName, record.CreatedAt, record.StartedAt, record.EndedAt,
-            record.Phase.ToString(), record.Reason, operators, dots, timeline, calibration, registrations, null, audit);
+            record.Phase.ToString(), record.Reason, operators, dots, timeline, calibration, registrations, match, audit);
     }
 
     /// <summary>What the treatment report of <paramref name="treatmentId"/> shows.</summary>
@@ -168,7 +172,8 @@ public sealed class SessionReports
         {
             var r = snapshot.Record;
             var estops = _ledger.ReadAudit(null, 10_000).Count(a => a.Kind == "estop" && a.At >= (r.StartedAt ?? r.CreatedAt) && a.At <= (r.EndedAt ?? _time.GetUtcNow()));
-            var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, null, r.Phase.ToString());
+            double? matchRms = _ledger.ListDotMatches(r.Id).LastOrDefault(m => m.Accepted) is { } accepted ? accepted.RmsMm : null;
+            var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, matchRms, r.Phase.ToString());
             if (link.Kind == TreatmentSessionKind.TouchUp) touchUps.Add(new TouchUp(r.StartedAt ?? r.CreatedAt, r.Id, snapshot.Tally.Placed, "touch-up"));
             sessions.Add(summary);
         }

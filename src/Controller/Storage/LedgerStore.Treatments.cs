@@ -70,6 +70,10 @@ public enum DotCheckResult
 public sealed record TreatmentDotRecord(string SessionId, int SessionNumber, TreatmentSessionKind Kind, string DotId, string DesignDotId,
     Vec3 PlannedS, Vec3? MeasuredS, DotCheckResult Check, double? CheckOffsetMm, DotLedgerState State, DateTimeOffset UpdatedAt, double DepthMm, string Note);
 
+/// <summary>A match of a session's camera view to the earlier sessions' dots, as stored (residuals -1 when none).</summary>
+public sealed record DotMatchRecord(string SessionId, int Patch, DateTimeOffset At, int Found, int Expected, int Matched, double RmsMm, double P95Mm, bool Accepted, string Reason,
+    string? RegistrationId, int LeftOut, ReadOnlyMemory<byte>? PicturePng);
+
 public sealed partial class LedgerStore
 {
     /// <summary>
@@ -109,6 +113,21 @@ public sealed partial class LedgerStore
             check_offset_mm REAL NULL,
             checked_at INTEGER NULL,
             PRIMARY KEY (session_id, dot_id));
+        CREATE TABLE dot_matches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL REFERENCES treatment_sessions (session_id),
+            patch INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            found INTEGER NOT NULL,
+            expected INTEGER NOT NULL,
+            matched INTEGER NOT NULL,
+            rms_mm REAL NOT NULL,
+            p95_mm REAL NOT NULL,
+            accepted INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            registration_id TEXT NULL,
+            left_out INTEGER NOT NULL,
+            picture_png BLOB NULL);
         """);
 
     /// <summary>
@@ -295,6 +314,51 @@ public sealed partial class LedgerStore
             return notesByDotId.Count;
         });
     }
+
+    /// <summary>
+    /// Stores the match of a session's camera view to the earlier sessions' dots (accepted or refused: both are kept for
+    /// the record), with the surface registration it made (null when refused) and how many new dots it left out.
+    /// </summary>
+    public DotMatchRecord SaveDotMatch(string sessionId, int patch, int found, int expected, int matched, double rmsMm, double p95Mm, bool accepted, string reason,
+        string? registrationId, int leftOut, byte[]? picturePng)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        ArgumentNullException.ThrowIfNull(reason);
+        return Guarded(() =>
+        {
+            var now = _time.GetUtcNow();
+            using var tx = Begin();
+            Execute(tx, "INSERT INTO dot_matches (session_id, patch, created_at, found, expected, matched, rms_mm, p95_mm, accepted, reason, registration_id, left_out, picture_png) " +
+                "VALUES (@s, @p, @now, @f, @e, @m, @rms, @p95, @a, @reason, @reg, @left, @png)",
+                ("@s", sessionId), ("@p", patch), ("@now", now.UtcTicks), ("@f", found), ("@e", expected), ("@m", matched), ("@rms", Residual(rmsMm)), ("@p95", Residual(p95Mm)),
+                ("@a", accepted ? 1 : 0), ("@reason", reason), ("@reg", registrationId), ("@left", leftOut), ("@png", picturePng));
+            InsertAudit(tx, sessionId, "dot-match", Inv($"head position {patch}: {(accepted ? "matched" : "refused")} {matched} of {found} dots found ({expected} expected in view): {reason}"), now);
+            tx.Commit();
+            return new DotMatchRecord(sessionId, patch, FromTicks(now.UtcTicks), found, expected, matched, rmsMm, p95Mm, accepted, reason, registrationId, leftOut, picturePng);
+        });
+    }
+
+    /// <summary>The dot matches of a session, oldest first.</summary>
+    public IReadOnlyList<DotMatchRecord> ListDotMatches(string sessionId)
+    {
+        ArgumentNullException.ThrowIfNull(sessionId);
+        return Guarded(() =>
+        {
+            using var cmd = Command(null, "SELECT session_id, patch, created_at, found, expected, matched, rms_mm, p95_mm, accepted, reason, registration_id, left_out, picture_png " +
+                "FROM dot_matches WHERE session_id = @s ORDER BY id", ("@s", sessionId));
+            using var r = cmd.ExecuteReader();
+            var list = new List<DotMatchRecord>();
+            while (r.Read())
+            {
+                list.Add(new DotMatchRecord(r.GetString(0), r.GetInt32(1), FromTicks(r.GetInt64(2)), r.GetInt32(3), r.GetInt32(4), r.GetInt32(5), r.GetDouble(6), r.GetDouble(7),
+                    r.GetInt32(8) == 1, r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.GetInt32(11), r.IsDBNull(12) ? null : (byte[])r.GetValue(12)));
+            }
+            return list;
+        });
+    }
+
+    // A refusal with nothing matched has no residual: stored as -1 (NOT NULL column).
+    private static double Residual(double v) => double.IsFinite(v) ? v : -1;
 
     private const string TreatmentColumns = "id, client_id, design_name, design_json, design_sha256, head_model_sha256, session_count, created_at, created_by";
 

@@ -21,6 +21,7 @@ internal static class TreatmentCommand
         command.Subcommands.Add(BuildShow(app));
         command.Subcommands.Add(BuildList(app));
         command.Subcommands.Add(BuildDots(app));
+        command.Subcommands.Add(BuildMatch(app));
         return command;
     }
 
@@ -156,6 +157,34 @@ internal static class TreatmentCommand
             var text = string.Join("\n", bySession.Select(s => Inv($"session {s["session"]} ({s["sessionId"]}): {s["placed"]}/{s["dots"]} placed, {s["checked"]} checked by the camera, {s["flagged"]} flagged")));
             ctx.Result(text.Length == 0 ? "no dots" : text, json);
             return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static Command BuildMatch(CliCommands app)
+    {
+        var id = new Argument<string>("SESSION") { Description = "A later session of a treatment (session 2 on)" };
+        var patch = new Option<uint>("--patch") { Description = "Head position (default: the one its next start or resume enters)", HelpName = "N" };
+        var picture = new Option<string?>("--picture") { Description = "Write the match drawn (PNG) to FILE", HelpName = "FILE" };
+        var command = new Command("match", "Find the earlier sessions' dots with the camera and match them to the record: where today's board sits on the scalp. "
+            + "Accepted, the session's dots are placed relative to it and new dots too close to a dot found are left out. Run it after smp surface probe, before the start")
+        {
+            id, patch, picture,
+        };
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            var m = await conn.Treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = parse.GetValue(id)!, Patch = parse.GetValue(patch) },
+                deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
+            if (parse.GetValue(picture) is { } file && !m.PicturePng.IsEmpty) await File.WriteAllBytesAsync(file, m.PicturePng.ToByteArray(), ct);
+            var json = JsonOutput.Message(m);
+            json.Remove("picturePng");
+            json["exitCode"] = m.Accepted ? ExitCodes.Success : ExitCodes.Failure;
+            var text = m.Accepted
+                ? Inv($"head position {m.Patch}: matched {m.Matched} earlier dots ({m.ExpectedInView} expected in view, {m.Found} spots found); residual RMS {m.ResidualRmsMm:0.000} mm, p95 {m.ResidualP95Mm:0.000} mm; the board sits {m.MovedFromInitialMm:0.00} mm from where probing put it; registration {m.RegistrationId}; {m.LeftOut} new dot(s) left out for spacing")
+                : Inv($"head position {m.Patch}: NOT matched ({m.Reason}); {m.Found} spots found, {m.ExpectedInView} earlier dots expected in view. Nothing was changed: check that the scalp is uncovered and that this is the client's treatment, then try again");
+            ctx.Result(text, json);
+            return m.Accepted ? ExitCodes.Success : ExitCodes.Failure;
         });
         return command;
     }

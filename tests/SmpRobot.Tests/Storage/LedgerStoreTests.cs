@@ -432,6 +432,7 @@ public sealed class SqliteLedgerStoreTests : LedgerStoreTests
             c.Open();
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
+                DROP TABLE dot_matches;
                 DROP TABLE dot_records;
                 DROP TABLE treatment_sessions;
                 DROP TABLE treatments;
@@ -482,7 +483,7 @@ public sealed class SqliteLedgerStoreTests : LedgerStoreTests
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE dot_records; DROP TABLE treatment_sessions; DROP TABLE treatments; DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
+            cmd.CommandText = "DROP TABLE dot_matches; DROP TABLE dot_records; DROP TABLE treatment_sessions; DROP TABLE treatments; DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
             cmd.ExecuteNonQuery();
         }
         using var reopened = Open();

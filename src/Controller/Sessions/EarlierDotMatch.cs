@@ -1,0 +1,152 @@
+using System.Globalization;
+using Google.Protobuf;
+using SmpRobot.Controller.Plans;
+using SmpRobot.Controller.Storage;
+using SmpRobot.Geometry;
+using SmpRobot.Treatment.Planning;
+using SmpRobot.Treatment.Preview;
+using SmpRobot.Treatment.Registration;
+using SmpRobot.Vision;
+
+namespace SmpRobot.Controller.Sessions;
+
+/// <summary>What matching a session's camera view to the earlier sessions' dots gave.</summary>
+/// <param name="Stored">The stored match (accepted or refused).</param>
+/// <param name="HeadFromScalp">T_HS found (the initial one when refused).</param>
+/// <param name="InitialHeadFromScalp">T_HS it started from (the head position's surface registration, else the plan's).</param>
+public sealed record EarlierDotMatchOutcome(DotMatchRecord Stored, RigidTransform HeadFromScalp, RigidTransform InitialHeadFromScalp);
+
+/// <summary>
+/// The first step of a treatment's later session after its scalp was probed: the camera looks at the scalp, finds the
+/// healed dots of the earlier sessions (<see cref="HealedDotDetector"/>), matches them to the treatment's record
+/// (<see cref="DotRegistration"/>) and so finds where today's board sits on the scalp (T_HS). Accepted, the match
+/// becomes the head position's surface registration (the dots are then placed relative to it), and the session's new
+/// dots that would fall closer to a dot found than the design allows are left out (<see cref="FoundDotSpacing"/>).
+/// Refused (scalp covered, another client's record, too few matches, an ambiguous match), nothing changes but the
+/// record of the attempt, and the caller is told why.
+/// </summary>
+public sealed class EarlierDotMatch
+{
+    private readonly LedgerStore _ledger;
+    private readonly TreatmentManager _treatments;
+    private readonly IHeadPoseSource _headPose;
+    private readonly SessionManager _sessions;
+
+    public EarlierDotMatch(LedgerStore ledger, TreatmentManager treatments, IHeadPoseSource headPose, SessionManager sessions)
+    {
+        _ledger = ledger ?? throw new ArgumentNullException(nameof(ledger));
+        _treatments = treatments ?? throw new ArgumentNullException(nameof(treatments));
+        _headPose = headPose ?? throw new ArgumentNullException(nameof(headPose));
+        _sessions = sessions ?? throw new ArgumentNullException(nameof(sessions));
+    }
+
+    /// <summary>
+    /// Matches the view of head position <paramref name="patch"/> (0: the one the session's next start or resume enters)
+    /// of session <paramref name="sessionId"/>. Refuses (<see cref="RefusedException"/>) a session outside a treatment or
+    /// its first session (nothing to match), a running session, a controller without a camera or before the board is
+    /// seen. A match the registration refuses is returned with <see cref="DotMatchRecord.Accepted"/> false and its reason.
+    /// </summary>
+    public EarlierDotMatchOutcome Match(string sessionId, int patch)
+    {
+        var record = _ledger.FindSession(sessionId) ?? throw new RefusedException(RefusalKind.NotFound, $"no session {sessionId}");
+        if (record.TreatmentId is not { } treatmentId || _ledger.FindTreatment(treatmentId) is not { } treatment)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is not part of a treatment: there is no record of earlier dots to match");
+        }
+        if (record.Phase is SessionPhase.Running or SessionPhase.Pausing)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"session {sessionId} is running: match the earlier dots before it starts or while it is paused");
+        }
+        var earlier = _ledger.LoadTreatmentDots(treatmentId, record.TreatmentSessionNumber - 1).Where(d => d.State == DotLedgerState.Placed).ToList();
+        if (earlier.Count == 0)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"treatment {treatmentId} has no dot placed before session {record.TreatmentSessionNumber}: nothing to match (a first session is placed on its surface registration)"));
+        }
+        if (_headPose is not TrackedHeadPoseSource tracked)
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"the controller has no camera ({_headPose.Description}): the earlier dots cannot be seen");
+        }
+        if (tracked.Frames is not IScalpView view)
+        {
+            // The search region is where the camera sees skin around the board; it is known for the synthetic scene only.
+            throw new RefusedException(RefusalKind.FailedPrecondition, $"no dot search region is configured for the camera {tracked.Description}");
+        }
+        if (patch <= 0) patch = _sessions.SurfaceNeeded(sessionId).Patch;
+
+        var plans = _treatments.PlansOf(treatment);
+        var design = plans.Dots.Design;
+        var recorded = earlier.Select(d => new RecordedDot(d.DotId, d.MeasuredS ?? d.PlannedS,
+            plans.ById.TryGetValue(d.DesignDotId, out var dd) ? dd.Normal : (design.Mesh.ClosestPoint(d.PlannedS, 5) is { } hit ? design.Mesh.NormalAt(hit.Face, hit.U, hit.V) : new Vec3(0, 0, 1)))).ToList();
+
+        var initial = _ledger.LatestSurfaceRegistration(sessionId, patch) is { HeightMapJson: null } surface
+            ? Surface.SurfaceProbing.TransformFromJson(surface.HeadFromScalpJson)
+            : DesignPlans.NominalHeadFromScalp(design);
+
+        var frame = tracked.CopyLastFrameWithPose()
+            ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"the camera ({tracked.Description}) has not seen the board yet: the earlier dots cannot be placed in the head frame");
+        DotRegistrationResult result;
+        using (frame.Image)
+        {
+            var region = view.DotSearchRegion;
+            var detector = new HealedDotDetector(frame.Intrinsics);
+            var detected = detector.Detect(frame.Image, frame.CameraFromHead, region);
+            var cameraH = Rotations.Inverse(frame.CameraFromHead).Translation;
+            var intrinsics = frame.Intrinsics;
+            var pose = frame.CameraFromHead;
+            bool InView(Vec3 pointH, Vec3 normalH)
+            {
+                if (Vec3.Dot(normalH, cameraH - pointH) <= 0 || !region.Contains(cameraH, pointH)) return false;
+                var px = intrinsics.Project(pose.Apply(pointH));
+                return px.X >= 8 && px.Y >= 8 && px.X <= intrinsics.WidthPx - 9 && px.Y <= intrinsics.HeightPx - 9;
+            }
+            result = DotRegistration.Register(recorded, detected.Select(d => new DotObservation(d.OriginH, d.DirectionH, d.DiameterMm)).ToList(), design.Mesh, initial, InView);
+        }
+
+        byte[]? picture = null;
+        if (result.ObservedS.Any(o => o is not null))
+        {
+            var file = Path.Combine(Path.GetTempPath(), "smp-dot-match-" + Guid.NewGuid().ToString("N") + ".png");
+            try
+            {
+                DotRegistrationPicture.WritePng(result, recorded, Inv($"session {sessionId}, head position {patch}: {result.Matched} of {result.DotsFound} spots matched"), file);
+                picture = File.ReadAllBytes(file);
+            }
+            finally
+            {
+                File.Delete(file);
+            }
+        }
+
+        string? registrationId = null;
+        var leftOut = 0;
+        if (result.Accepted)
+        {
+            var registration = _ledger.SaveSurfaceRegistration(sessionId, patch, treatment.HeadModelSha256, JsonFormatter.Default.Format(DesignPlans.ToMessage(result.HeadFromScalp)),
+                result.ResidualRmsMm, result.ResidualP95Mm, result.Pairs.Count == 0 ? 0 : result.Pairs.Max(p => p.ResidualMm), result.DotsFound, result.Matched, "[]", valid: true,
+                Inv($"earlier sessions' dots seen by the camera: {result.Matched} matched of {result.DotsFound} found ({result.ExpectedInView} expected in view)"));
+            registrationId = registration.Id;
+            leftOut = LeaveOutCrowded(sessionId, patch, plans, result);
+        }
+        var stored = _ledger.SaveDotMatch(sessionId, patch, result.DotsFound, result.ExpectedInView, result.Matched, result.ResidualRmsMm, result.ResidualP95Mm, result.Accepted,
+            result.Accepted ? "accepted" : result.RefusalReason ?? "refused", registrationId, leftOut, picture);
+        return new EarlierDotMatchOutcome(stored, result.HeadFromScalp, initial);
+    }
+
+    /// <summary>Leaves out the session's pending dots of the head position that would fall too close to a dot found.</summary>
+    private int LeaveOutCrowded(string sessionId, int patch, TreatmentDesignPlans plans, DotRegistrationResult result)
+    {
+        var found = result.Pairs.Select(p => new FoundDot(p.RecordId, result.HeadFromScalp.Apply(p.ObservedS))).ToList();
+        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending && d.Dot.Patch == patch).Select(d => d.Dot.DotId).ToHashSet(StringComparer.Ordinal);
+        var planned = _ledger.LoadTreatmentDots(_ledger.FindSession(sessionId)!.TreatmentId!)
+            .Where(d => d.SessionId == sessionId && pending.Contains(d.DotId) && plans.ById.ContainsKey(d.DesignDotId))
+            .Select(d => plans.ById[d.DesignDotId]).ToList();
+        var notes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var decision in FoundDotSpacing.Check(planned, result.HeadFromScalp, found).Where(d => !d.Keep))
+        {
+            notes[decision.Dot.Id] = "left out: " + decision.Reason;
+        }
+        return _ledger.LeaveOut(sessionId, notes);
+    }
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}
