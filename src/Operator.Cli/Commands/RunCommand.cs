@@ -242,6 +242,19 @@ internal static class RunCommand
         }
 
         await MeasureSurfaceIfNeededAsync(ctx, conn, session.Id, surfaceOverride, ct, surfacePoints);
+        if (session.TreatmentSession > 1 && string.IsNullOrWhiteSpace(surfaceOverride))
+        {
+            // A treatment's later session is placed relative to the dots already there: find them first.
+            ctx.Info($"session {session.TreatmentSession} of treatment {session.TreatmentId}: finding the earlier sessions' dots with the camera…");
+            var match = await conn.Treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = session.Id },
+                deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
+            if (!match.Accepted)
+            {
+                throw new CliException(ExitCodes.Failure, $"the earlier sessions' dots were not matched ({match.Reason}); session {session.Id} is not started. "
+                    + $"Check that the scalp is uncovered and that this is the client's treatment, then run smp treatment match {session.Id}");
+            }
+            ctx.Info(FormattableString.Invariant($"matched {match.Matched} earlier dots (residual RMS {match.ResidualRmsMm:0.000} mm); the board sits {match.MovedFromInitialMm:0.00} mm from where probing put it; {match.LeftOut} new dot(s) left out for spacing"));
+        }
 
         await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
         if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))
