@@ -651,6 +651,12 @@ public sealed partial class SessionManager : IAsyncDisposable
         var endedAt = SessionPhases.IsFinal(outcome) ? _time.GetUtcNow() : (DateTimeOffset?)null;
         void Write()
         {
+            // The last dot's record first (the firmware proved it placed, or it is in doubt): never dropped for an outage.
+            if (run.UnrecordedDot is { } dot)
+            {
+                dot();
+                run.UnrecordedDot = null;
+            }
             var record = _ledger.FindSession(run.SessionId)!;
             if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
             {
