@@ -74,6 +74,8 @@ internal sealed class CommandContext
     {
         _ when (e.Status.Detail + e.Status.DebugException?.ToString()).Contains("SSL connection could not be established", StringComparison.Ordinal) =>
             $"the controller at {Display(controller)} did not prove it is the chair you trust (TLS: {e.Status.DebugException?.GetBaseException().Message ?? e.Status.Detail}): give its certificate or its CA with --ca FILE or SMP_CA",
+        StatusCode.Unavailable when IsStoreUnavailable(e) =>
+            $"the controller at {Display(controller)} answers, but its {e.Status.Detail}",
         StatusCode.Unavailable when IsConnectFailure(e) =>
             $"cannot reach the controller at {Display(controller)}: is smp-controller running? ({e.Status.Detail})",
         StatusCode.Unavailable => $"the controller at {Display(controller)} is unavailable: {e.Status.Detail}",
@@ -85,6 +87,16 @@ internal sealed class CommandContext
 
     /// <summary>The URL as the user wrote it (no trailing slash).</summary>
     public static string Display(Uri controller) => controller.ToString().TrimEnd('/');
+
+    /// <summary>How the controller begins the message of a call refused because its record store cannot be reached.</summary>
+    public const string StoreUnreachablePrefix = "record store unreachable: ";
+
+    /// <summary>
+    /// True when the controller answered UNAVAILABLE because its record store cannot be reached (a PostgreSQL server
+    /// restarting, …): the controller itself is there and supervises the machine; only what it reads from the store is unknown.
+    /// </summary>
+    public static bool IsStoreUnavailable(RpcException e) =>
+        e.StatusCode == StatusCode.Unavailable && e.Status.Detail.StartsWith(StoreUnreachablePrefix, StringComparison.Ordinal);
 
     /// <summary>True when the call never reached the controller (nothing listens, refused connection).</summary>
     public static bool IsConnectFailure(RpcException e) => e.StatusCode == StatusCode.Unavailable && (

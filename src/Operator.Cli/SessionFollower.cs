@@ -304,11 +304,28 @@ internal sealed class SessionFollower
             {
                 return Detached(sessionId);
             }
+            catch (RpcException e) when (CommandContext.IsStoreUnavailable(e) && !ct.IsCancellationRequested)
+            {
+                // The controller answers, its record store does not: say so (what is shown was read before), and watch again.
+                if (!await WaitForStoreAsync(e, ct).ConfigureAwait(false)) return Detached(sessionId);
+                emptyStreams = 0;
+                continue;
+            }
 
             // The controller ended the stream: ask where the session stands and watch again if it goes on.
             var id = CurrentId(sessionId);
             if (string.IsNullOrEmpty(id)) throw new CliException(ExitCodes.Failure, "the controller ended the watch without sending a session (no current session?)");
-            var fresh = await conn.Sessions.GetAsync(new SessionRef { SessionId = id }, deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+            Session fresh;
+            try
+            {
+                fresh = await conn.Sessions.GetAsync(new SessionRef { SessionId = id }, deadline: conn.Deadline(), cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (CommandContext.IsStoreUnavailable(e) && !ct.IsCancellationRequested)
+            {
+                if (!await WaitForStoreAsync(e, ct).ConfigureAwait(false)) return Detached(sessionId);
+                sessionId = id;
+                continue;
+            }
             var endedNow = Apply(new SessionEvent { Session = fresh });
             refresh();
             if (endedNow is not null) return new FollowResult(endedNow, false, estopSent);
@@ -318,6 +335,39 @@ internal sealed class SessionFollower
                 throw new CliException(ExitCodes.Failure, $"the controller keeps ending the watch of session {id} (state {Formatting.StateName(fresh.State)})");
             }
             sessionId = id;
+        }
+    }
+
+    /// <summary>How often the watch is tried again while the controller's record store cannot be read.</summary>
+    public static readonly TimeSpan StoreRetryEvery = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// The controller said its record store cannot be read: the view marks what it shows as last read at that time (it
+    /// claims no state it cannot measure now), and the watch is tried again after <see cref="StoreRetryEvery"/>.
+    /// Returns false when the operator stopped watching meanwhile.
+    /// </summary>
+    private async Task<bool> WaitForStoreAsync(RpcException e, CancellationToken ct)
+    {
+        var first = false;
+        lock (gate)
+        {
+            if (storeUnreachable is null)
+            {
+                first = true;
+                storeUnreachableSince = ctx.Host.Time.GetLocalNow();
+            }
+            storeUnreachable = e.Status.Detail;
+        }
+        refresh();
+        if (first && !options.LiveView) await ctx.Stderr.WriteLineAsync(SessionView.StoreUnreachableText(e.Status.Detail, storeUnreachableSince)).ConfigureAwait(false);
+        try
+        {
+            await Task.Delay(StoreRetryEvery, ctx.Host.Time, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return false;
         }
     }
 
@@ -491,7 +541,11 @@ internal sealed class SessionFollower
     {
         lock (gate)
         {
-            if (ev.Session is not null) session = ev.Session;
+            if (ev.Session is not null)
+            {
+                session = ev.Session;
+                storeUnreachable = null; // read again: the record answers
+            }
             if (ev.Machine is not null && (machine?.At is not { } shown || ev.Machine.At is not { } at || at >= shown)) machine = ev.Machine;
             if (!string.IsNullOrEmpty(ev.Message)) lastEvent = ev.Message;
             if (session is null) return null;
@@ -516,6 +570,10 @@ internal sealed class SessionFollower
     }
 
     private bool needsAttention;
+
+    // The record store's reason while the controller cannot read it (null when the last read worked), and since when.
+    private string? storeUnreachable;
+    private DateTimeOffset storeUnreachableSince;
 
     /// <summary>
     /// The terminal bell, once, as the session starts needing the operator (held, faulted, e-stopped), at the
@@ -546,7 +604,12 @@ internal sealed class SessionFollower
             var currentSafety = replySafety is not null && (heartbeat is null || ReferenceEquals(heartbeat, heartbeatAtReply))
                 ? replySafety
                 : heartbeat ?? replySafety;
-            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, ReadsKeys) { Resume = stopped ? readiness ?? new ResumeReadiness(false, "measuring…") : null };
+            return new SessionSnapshot(session, machine, currentSafety, lastEvent, notice, ReadsKeys)
+            {
+                Resume = stopped ? readiness ?? new ResumeReadiness(false, "measuring…") : null,
+                StoreUnreachable = storeUnreachable,
+                StoreUnreachableSince = storeUnreachableSince,
+            };
         }
     }
 

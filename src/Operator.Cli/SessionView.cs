@@ -27,6 +27,15 @@ internal sealed record SessionSnapshot(
     /// </summary>
     public bool Ended { get; init; }
 
+    /// <summary>
+    /// Set while the controller answers that its record store cannot be read (its message): the session shown is the last
+    /// one read, before <see cref="StoreUnreachableSince"/>, not the state now.
+    /// </summary>
+    public string? StoreUnreachable { get; init; }
+
+    /// <summary>When this console first heard that the record store could not be read (its clock).</summary>
+    public DateTimeOffset StoreUnreachableSince { get; init; }
+
     /// <summary>What could not be read after the end, when <see cref="Ended"/>.</summary>
     public string? Problem { get; init; }
 
@@ -102,8 +111,11 @@ internal static class SessionView
             ("Dots", string.Format(Inv, "{0} {1}/{2} placed ({3:0.0}%)", Bar(dots.Placed, dots.Total, 30), dots.Placed, dots.Total, Percent(dots.Placed, dots.Total)), null),
             ("", string.Format(Inv, "{0} skipped · {1} pending · {2} in doubt", dots.Skipped, dots.Pending, dots.InDoubt), dots.InDoubt > 0 ? "yellow" : null),
             ("Rate", string.Format(Inv, "{0:0.00} dots/s · ETA {1}", s.DotsPerSecond, s.EtaSeconds > 0 ? Formatting.Duration(s.EtaSeconds) : "-"), null),
-            ("Session", Formatting.StateName(s.State), StateStyle(s.State)),
+            snapshot.StoreUnreachable is null
+                ? ("Session", Formatting.StateName(s.State), StateStyle(s.State))
+                : ("Session", "NOT KNOWN NOW · last read " + Formatting.StateName(s.State) + " before " + snapshot.StoreUnreachableSince.ToString("HH:mm:ss", Inv), "bold yellow"),
         };
+        if (snapshot.StoreUnreachable is { } store) rows.Add(("RECORD", StoreUnreachableText(store, snapshot.StoreUnreachableSince), "bold red"));
         var m = snapshot.Machine;
         if (m is null)
         {
@@ -164,6 +176,15 @@ internal static class SessionView
         return rows;
     }
 
+    /// <summary>
+    /// What the operator reads while the controller answers but its record store does not: the reason, that the dots and
+    /// state shown were read before, and what the controller does meanwhile (it records every dot's intent before the
+    /// plunge, so it does not plunge while it cannot record).
+    /// </summary>
+    public static string StoreUnreachableText(string reason, DateTimeOffset since) =>
+        "the controller answers, its record store does not (since " + since.ToString("HH:mm:ss", Inv) + "): " + reason
+        + " · the dots and state shown were read before then, not now; no dot is plunged while its intent cannot be recorded · watching again every 0.5 s · the e-stop works as ever";
+
     /// <summary>"tracked:synthetic:sway · pose 42 ms · quality 0.93 · head 1.2 mm/s" (or the fixed head), plus the failing gate.</summary>
     public static string TrackingText(TrackingState t)
     {
@@ -184,6 +205,7 @@ internal static class SessionView
         var s = snapshot.Session;
         var dots = s.Dots ?? new DotCounts();
         var sb = new StringBuilder();
+        if (snapshot.StoreUnreachable is not null) sb.Append("RECORD STORE UNREACHABLE, last read before ").Append(snapshot.StoreUnreachableSince.ToString("HH:mm:ss", Inv)).Append(": ");
         sb.Append(Inv, $"{Formatting.StateName(s.State)} {dots.Placed}/{dots.Total} dots ({Percent(dots.Placed, dots.Total):0.0}%)");
         sb.Append(Inv, $" {s.DotsPerSecond:0.00} dots/s");
         if (s.EtaSeconds > 0) sb.Append(" ETA ").Append(Formatting.Duration(s.EtaSeconds));

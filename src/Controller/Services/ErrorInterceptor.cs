@@ -70,6 +70,8 @@ internal sealed class ErrorInterceptor : Interceptor
         MotionRefusedException m => new RpcException(new Status(StatusCode.FailedPrecondition, m.Message)),
         GantryInUseException u => new RpcException(new Status(StatusCode.FailedPrecondition, "gantry: " + u.Message)),
         InvalidOperationException i => new RpcException(new Status(StatusCode.FailedPrecondition, i.Message)),
+        // The controller answers; its record store does not ("record store unreachable: postgres://…: …"): the caller may try again.
+        Storage.StoreUnavailableException u => new RpcException(new Status(StatusCode.Unavailable, u.Message)),
         TimeoutException => new RpcException(new Status(StatusCode.DeadlineExceeded, "the gantry did not answer in time")),
         _ => null,
     };

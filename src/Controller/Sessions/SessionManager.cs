@@ -651,6 +651,12 @@ public sealed partial class SessionManager : IAsyncDisposable
         var endedAt = SessionPhases.IsFinal(outcome) ? _time.GetUtcNow() : (DateTimeOffset?)null;
         void Write()
         {
+            // The last dot's record first (the firmware proved it placed, or it is in doubt): never dropped for an outage.
+            if (run.UnrecordedDot is { } dot)
+            {
+                dot();
+                run.UnrecordedDot = null;
+            }
             var record = _ledger.FindSession(run.SessionId)!;
             if (!SessionPhases.Allows(SessionStep.RunEnded, record.Phase, outcome))
             {
@@ -746,8 +752,16 @@ public sealed partial class SessionManager : IAsyncDisposable
         return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, record.Holds));
     }
 
-    /// <summary>Tracking and the hold as the cycle sees them now; hold fields only for the running session.</summary>
-    public TrackingView Tracking() => Tracking(null);
+    /// <summary>
+    /// Tracking and the hold as the cycle sees them now, with the running session's hold (if a session runs). Read from
+    /// memory only: it answers while the record store is unreachable (a hold for the store shows its reason here).
+    /// </summary>
+    public TrackingView Tracking()
+    {
+        SessionRun? running;
+        lock (_gate) running = _active;
+        return Tracking(running);
+    }
 
     private TrackingView Tracking(SessionRun? run, HoldTally? stored = null)
     {

@@ -145,6 +145,12 @@ public sealed class SessionRun(string sessionId, DateTimeOffset startedAt, doubl
     public TrackingGuard Guard { get; } = guard;
 
     /// <summary>
+    /// The record of the run's last commanded dot (Placed, or in doubt) that the record store could not take when the
+    /// run ended; written, before the run's end, once the store answers again (<see cref="SessionManager"/>). Null when none.
+    /// </summary>
+    public Action? UnrecordedDot { get; set; }
+
+    /// <summary>
     /// True while the runner's surface re-check probes: the probe's own alarms (ALARM:4, ALARM:5) end that probe with
     /// its refusal (the run holds), not the run as a gantry fault.
     /// </summary>

@@ -168,25 +168,27 @@ public sealed partial class SessionRunner(
         }
         if (cycle.Commanded is { } commanded)
         {
+            var inDoubtReason = reason;
+            Action record = cycle.PlacedUnrecorded
+                // Placed and confirmed while the record store was away: it is recorded as what it is.
+                ? () => ledger.MarkPlaced(run.SessionId, commanded.Seq)
+                // The plunge may or may not have happened: never redo it automatically.
+                : () =>
+                {
+                    ledger.MarkInDoubt(run.SessionId, commanded.Seq, inDoubtReason);
+                    ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {inDoubtReason}");
+                };
             try
             {
-                if (cycle.PlacedUnrecorded)
-                {
-                    // Placed and confirmed while the record store was away: it is recorded as what it is.
-                    ledger.MarkPlaced(run.SessionId, commanded.Seq);
-                }
-                else
-                {
-                    // The plunge may or may not have happened: never redo it automatically.
-                    ledger.MarkInDoubt(run.SessionId, commanded.Seq, reason);
-                    ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {reason}");
-                }
+                record();
             }
             catch (StoreUnavailableException e)
             {
-                // It stays Commanded in the store: never placed again by this controller (a run takes Pending dots
-                // only), and in doubt for the operator after the next start (RecoverAfterRestart).
+                // It stays Commanded in the store for now (never placed again: a run takes Pending dots only, and the
+                // store shows the session Running until its end is written); written with the run's end once the store
+                // answers again, or in doubt after the next start (RecoverAfterRestart) if the controller stops first.
                 Log.NotRecorded(log, run.SessionId, commanded.DotId, e.Message);
+                run.UnrecordedDot = record;
             }
         }
         if (safeStopNeeded)
@@ -353,7 +355,7 @@ public sealed partial class SessionRunner(
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
         public static partial void Failed(ILogger log, Exception error, string sessionId);
 
-        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: dot {DotId} could not be recorded at the end of the run ({Error}); it stays Commanded: in doubt after the next start")]
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: dot {DotId} could not be recorded at the end of the run ({Error}); it is written with the run's end once the store answers (Commanded until then; in doubt after a restart)")]
         public static partial void NotRecorded(ILogger log, string sessionId, string dotId, string error);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Motion-hold retract failed: {Error}")]

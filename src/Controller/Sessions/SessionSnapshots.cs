@@ -104,7 +104,8 @@ public sealed partial class SessionSnapshots : IAsyncDisposable
     /// Publications of a session: the current one at once, then the latest after every change (at
     /// most every <c>minWatchInterval</c>) and at least every <c>refreshEvery</c>,
     /// until <paramref name="isLast"/> says so for a yielded one or the caller cancels.
-    /// Throws (from the first build) for an unknown session.
+    /// Throws (from the first build) for an unknown session, and <see cref="Storage.StoreUnavailableException"/> when the
+    /// record store cannot be read for a publication (a watcher is never left on a state nobody can measure now).
     /// </summary>
     public async IAsyncEnumerable<PublishedSnapshot> WatchAsync(string sessionId, Func<SessionSnapshot, bool> isLast, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -130,11 +131,15 @@ public sealed partial class SessionSnapshots : IAsyncDisposable
             {
                 Task next;
                 PublishedSnapshot? latest;
+                Storage.StoreUnavailableException? failed;
                 lock (_gate)
                 {
                     latest = entry.Latest;
                     next = entry.Next.Task;
+                    failed = entry.Failure;
                 }
+                // The record store cannot be read: the watch ends with its reason rather than go quiet on a state it can no longer measure.
+                if (failed is not null) throw failed;
                 if (ReferenceEquals(latest, sentPublication) || latest is null)
                 {
                     try
@@ -287,7 +292,16 @@ public sealed partial class SessionSnapshots : IAsyncDisposable
             {
                 built = _build(id);
             }
-            catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException or Storage.StoreUnavailableException)
+            catch (Storage.StoreUnavailableException e)
+            {
+                Log.BuildFailed(_log, id, e.Message);
+                lock (_gate)
+                {
+                    if (_entries.TryGetValue(id, out var entry)) entry.Fail(e);
+                }
+                continue;
+            }
+            catch (Exception e) when (e is RefusedException or InvalidOperationException or ObjectDisposedException)
             {
                 Log.BuildFailed(_log, id, e.Message);
                 continue;
@@ -309,10 +323,23 @@ public sealed partial class SessionSnapshots : IAsyncDisposable
         public PublishedSnapshot? ForReaders;
         public TaskCompletionSource Next = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+        /// <summary>Set when the last build failed because the record store is unreachable; cleared by the next publication.</summary>
+        public Storage.StoreUnavailableException? Failure;
+
         /// <summary>Caller holds the hub's gate. Wakes the watchers waiting for this publication.</summary>
         public void Publish(PublishedSnapshot snapshot)
         {
             Latest = snapshot;
+            Failure = null;
+            var woken = Next;
+            Next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            woken.TrySetResult();
+        }
+
+        /// <summary>Caller holds the hub's gate. The session could not be built (the store is away): its watchers end with the reason.</summary>
+        public void Fail(Storage.StoreUnavailableException e)
+        {
+            Failure = e;
             var woken = Next;
             Next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             woken.TrySetResult();

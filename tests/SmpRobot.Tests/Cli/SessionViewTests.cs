@@ -172,4 +172,20 @@ public class MotionProgressTests
         var homing = SmpRobot.Operator.Cli.MotionCall.ProgressText(Status("homing", 0, 0, 8), Start);
         Assert.Equal("homing · 8.0 s elapsed · no position reports during the homing cycle", homing);
     }
+
+    [Fact]
+    public void While_the_record_store_is_unreachable_the_view_shows_the_last_read_state_as_not_known_now()
+    {
+        var since = new DateTimeOffset(2026, 12, 5, 10, 4, 5, TimeSpan.Zero);
+        var snapshot = new SessionSnapshot(SessionViewTests.Sample(SessionState.Running)) { StoreUnreachable = "record store unreachable: postgres://smp@db/smp: Failed to connect", StoreUnreachableSince = since };
+        var lines = SessionView.Lines(snapshot);
+        var state = Assert.Single(lines, l => l.Label == "Session");
+        Assert.Equal("NOT KNOWN NOW · last read RUNNING before 10:04:05", state.Value);
+        var record = Assert.Single(lines, l => l.Label == "RECORD");
+        Assert.Contains("its record store does not (since 10:04:05): record store unreachable: postgres://smp@db/smp", record.Value, StringComparison.Ordinal);
+        Assert.Contains("read before then, not now", record.Value, StringComparison.Ordinal);
+        Assert.StartsWith("RECORD STORE UNREACHABLE, last read before 10:04:05: RUNNING 480/500", SessionView.ProgressLine(snapshot), StringComparison.Ordinal);
+        // Once read again, nothing of it stays.
+        Assert.DoesNotContain(SessionView.Lines(new SessionSnapshot(SessionViewTests.Sample(SessionState.Running))), l => l.Label == "RECORD");
+    }
 }

@@ -113,12 +113,21 @@ public sealed class PostgresStoreTests
     public async Task An_unreachable_server_at_start_is_a_clear_refusal_not_a_stack_trace()
     {
         var port = RealProcess.FreePort();
-        await using var controller = RealProcess.Start("smp-controller", "--gantry", "sim", "--camera", "none", "--insecure-loopback", "--urls", "http://127.0.0.1:" + RealProcess.FreePort(),
-            "--data", Directory.CreateTempSubdirectory("smp-pg-refused-").FullName, "--store", $"postgres://smp:hunter2@127.0.0.1:{port}/smp");
-        Assert.Equal(3, await controller.ExitCodeAsync(TimeSpan.FromSeconds(60)));
-        Assert.Contains($"smp-controller: not started: record store unreachable: postgres://smp@127.0.0.1:{port}/smp", controller.Stderr, StringComparison.Ordinal);
-        Assert.DoesNotContain("hunter2", controller.Stderr + controller.Stdout, StringComparison.Ordinal);
-        Assert.DoesNotContain("   at ", controller.Stderr, StringComparison.Ordinal);
+        var data = Directory.CreateTempSubdirectory("smp-pg-refused-").FullName;
+        try
+        {
+            await using var controller = RealProcess.Start("smp-controller", "--gantry", "sim", "--camera", "none", "--insecure-loopback", "--urls", "http://127.0.0.1:" + RealProcess.FreePort(),
+                "--data", data, "--store", $"postgres://smp:hunter2@127.0.0.1:{port}/smp");
+            Assert.Equal(3, await controller.ExitCodeAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains($"smp-controller: not started: record store unreachable: postgres://smp@127.0.0.1:{port}/smp", controller.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("hunter2", controller.Stderr + controller.Stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", controller.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            // The process has ended (or was killed by the disposal above): its data folder is this test's to remove.
+            Directory.Delete(data, recursive: true);
+        }
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, string what)
