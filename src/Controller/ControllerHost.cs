@@ -44,6 +44,18 @@ public sealed record ControllerOptions
     /// a still head's pose, or a synthetic camera's ground truth.
     /// </summary>
     public SimulatedScalp? Scalp { get; init; }
+
+    /// <summary>
+    /// With the in-process simulator: where the board sits on the simulated head today against where the designs assume
+    /// it (applied in H; a person wears it a little elsewhere each session). Null: as assumed.
+    /// </summary>
+    public Geometry.RigidTransform? SimulatedBoardOffset { get; init; }
+
+    /// <summary>
+    /// With the in-process simulator: the file that keeps the simulated person's tattoos between runs (read at start,
+    /// added to as dots are placed), so a later session's camera sees the earlier sessions' dots. Null: none kept.
+    /// </summary>
+    public string? SimulatedSkinFile { get; init; }
     /// <summary>Least severe log level written (to stderr).</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
     /// <summary>Connect (and, for the simulator, power on) at start-up.</summary>
@@ -170,7 +182,8 @@ public static class ControllerHost
         if (gantrySpec.Kind == GantryLinkKind.Simulated)
         {
 #pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
-            var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale, Skin = options.Scalp ?? SimulatedScalp.SyntheticHead() });
+            var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale, Skin = options.Scalp ?? SimulatedScalp.SyntheticHead(options.SimulatedBoardOffset) });
+            if (options.SimulatedSkinFile is { } skinFile && simulator.Skin is SimulatedScalp kept) kept.LoadTattoos(Path.GetFullPath(skinFile));
 #pragma warning restore CA2000
             services.AddSingleton(simulator);
             services.AddSingleton(sp => new GantryConnection(
@@ -194,7 +207,11 @@ public static class ControllerHost
         services.AddSingleton<IHeadPoseSource>(sp =>
         {
             var source = options.HeadPoseSource?.Invoke(sp) ?? camera!;
-            if (sp.GetService<SimulatedGantry>() is { Skin: SimulatedScalp scalp } simulated) scalp.GantryFromHeadAt = TrueHeadPose(source, simulated, profile);
+            if (sp.GetService<SimulatedGantry>() is { Skin: SimulatedScalp scalp } simulated)
+            {
+                scalp.GantryFromHeadAt = TrueHeadPose(source, simulated, profile);
+                if (source is TrackedHeadPoseSource { Frames: SyntheticFrameSource synthetic }) SkinOnCamera.Show(scalp, synthetic.Scene);
+            }
             return source;
         });
         services.AddHostedService<TrackingLoop>();

@@ -38,6 +38,17 @@ internal static class Program
             Description = "With --gantry sim: on exit (SIGTERM, Ctrl+C) write what the simulated gantry physically did (motions, real-time bytes, spindle) to this JSON file, as simulate --record does",
             HelpName = "FILE",
         };
+        var simBoard = new Option<string?>("--sim-board")
+        {
+            Description = "With --gantry sim: where the board sits on the simulated head today against where the designs assume it: DX,DY,DZ,RX,RY,RZ "
+                + "(mm and degrees, in the head frame; e.g. 4,-2,0,0,0,3). A person wears it a little elsewhere each session",
+            HelpName = "OFFSET",
+        };
+        var simSkin = new Option<string?>("--sim-skin")
+        {
+            Description = "With --gantry sim: keep the simulated person's tattoos in FILE (read at start, added to as dots are placed), so a later session's camera sees the earlier dots",
+            HelpName = "FILE",
+        };
         var insecureLoopback = new Option<bool>("--insecure-loopback")
         {
             Description = "Development and CI only: serve a loopback http address without TLS or authentication (every local caller may do everything). Without it every call needs a user's token",
@@ -46,7 +57,7 @@ internal static class Program
         var tlsKey = new Option<string?>("--tls-key") { Description = "Its private key (PEM)", HelpName = "FILE" };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, store, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, insecureLoopback, tlsCert, tlsKey,
+            gantry, profile, data, store, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, simBoard, simSkin, insecureLoopback, tlsCert, tlsKey,
         };
         root.SetAction(parse =>
         {
@@ -67,7 +78,13 @@ internal static class Program
                     InsecureLoopback = parse.GetValue(insecureLoopback),
                     TlsCertificatePath = parse.GetValue(tlsCert),
                     TlsKeyPath = parse.GetValue(tlsKey),
+                    SimulatedBoardOffset = parse.GetValue(simBoard) is { } offset ? ParseBoardOffset(offset) : null,
+                    SimulatedSkinFile = parse.GetValue(simSkin),
                 };
+                if ((options.SimulatedBoardOffset is not null || options.SimulatedSkinFile is not null) && !options.Gantry.Trim().Equals("sim", StringComparison.OrdinalIgnoreCase))
+                {
+                    throw new ArgumentException("--sim-board and --sim-skin need --gantry sim: they describe the simulated person");
+                }
                 var recordPath = parse.GetValue(simRecord);
                 if (recordPath is not null && !options.Gantry.Trim().Equals("sim", StringComparison.OrdinalIgnoreCase))
                 {
@@ -164,6 +181,19 @@ internal static class Program
             }
         });
         return command;
+    }
+
+    /// <summary>"DX,DY,DZ,RX,RY,RZ" (mm, degrees) as a transform in H; a clear error otherwise.</summary>
+    internal static Geometry.RigidTransform ParseBoardOffset(string text)
+    {
+        var parts = text.Split(',');
+        var values = new double[parts.Length];
+        if (parts.Length != 6 || !parts.Select((p, i) => double.TryParse(p.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i]) && double.IsFinite(values[i])).All(ok => ok))
+        {
+            throw new ArgumentException($"--sim-board '{text}': give DX,DY,DZ,RX,RY,RZ (mm and degrees), e.g. 4,-2,0,0,0,3");
+        }
+        const double Deg = Math.PI / 180;
+        return Geometry.Rotations.FromMatrix(Geometry.Rotations.MatrixFromVector(new Geometry.Vec3(values[3] * Deg, values[4] * Deg, values[5] * Deg)), new Geometry.Vec3(values[0], values[1], values[2]));
     }
 
     internal static string DefaultDataDirectory()

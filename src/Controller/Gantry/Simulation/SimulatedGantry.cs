@@ -863,6 +863,7 @@ public sealed partial class SimulatedGantry : IAsyncDisposable
     {
         if (!completed && endSim <= segment.StartSim + TimeEpsilon && to == segment.From) return; // never moved
         _motions.Add(new SimMotion(segment.Block.Kind, segment.From, to, segment.StartSim, endSim, segment.SpindleOn, completed, segment.Block.Line));
+        if (segment.SpindleOn && _options.Skin is SimulatedScalp scalp) scalp.NeedleStopped(segment.From, to, endSim);
         NotifyObservers();
     }
 

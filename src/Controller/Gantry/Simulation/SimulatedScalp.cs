@@ -17,6 +17,67 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     private Func<double, RigidTransform?> _gantryFromHeadAt = _ => null;
     private volatile object _headFromScalp = headFromScalp;
     private readonly Lazy<TriangleMesh> _skin = new(skin ?? throw new ArgumentNullException(nameof(skin)));
+    private readonly Lock _tattooGate = new();
+    private readonly List<Vec3> _tattoos = [];
+
+    /// <summary>
+    /// Where the needle has entered this skin with the drive on, frame S (the entry point, straight above the tip at the
+    /// end of each plunge): the dots this person carries, earlier sessions' included when they were loaded
+    /// (<see cref="LoadTattoos"/>). The synthetic camera draws them; placement error and all, this is the truth.
+    /// </summary>
+    public IReadOnlyList<Vec3> Tattoos { get { lock (_tattooGate) return _tattoos.ToArray(); } }
+
+    /// <summary>Raised after a tattoo is added (on the simulator's thread, under its lock: handlers must be quick; read <see cref="Tattoos"/>).</summary>
+    public event EventHandler? Tattooed;
+
+    /// <summary>Where the skin's tattoos are kept between runs (a person comes back weeks later); null: not kept.</summary>
+    public string? TattooFile { get; set; }
+
+    /// <summary>Adds a tattoo at <paramref name="pointS"/> (appended to <see cref="TattooFile"/> when set).</summary>
+    public void AddTattoo(Vec3 pointS)
+    {
+        lock (_tattooGate)
+        {
+            _tattoos.Add(pointS);
+            if (TattooFile is { } file)
+            {
+                File.AppendAllText(file, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{pointS.X:0.#####} {pointS.Y:0.#####} {pointS.Z:0.#####}\n"));
+            }
+        }
+        Tattooed?.Invoke(this, EventArgs.Empty);
+    }
+
+    /// <summary>Loads the tattoos kept in <paramref name="file"/> (one "x y z" line each, mm, frame S) and keeps adding to it.</summary>
+    public void LoadTattoos(string file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        lock (_tattooGate)
+        {
+            if (File.Exists(file))
+            {
+                foreach (var line in File.ReadLines(file))
+                {
+                    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length != 3) continue;
+                    _tattoos.Add(new Vec3(double.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture),
+                        double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), double.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture)));
+                }
+            }
+            TattooFile = file;
+        }
+    }
+
+    /// <summary>
+    /// Called by the simulator when a move ends with the drive on: a plunge whose tip is below the skin leaves a tattoo
+    /// where the needle entered (straight above the tip, at that moment).
+    /// </summary>
+    internal void NeedleStopped(Vec3 from, Vec3 tipG, double simSeconds)
+    {
+        if (!(tipG.Z < from.Z - 1e-6)) return; // only the end of a downward move
+        if (SkinAt(tipG.X, tipG.Y, simSeconds) is not { } skin || tipG.Z >= skin.Point.Z) return;
+        if (GantryFromHeadAt(simSeconds) is not { } gantryFromHead) return;
+        AddTattoo(Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(skin.Point));
+    }
 
     /// <summary>The skin mesh, frame S (built on first use: a controller that never probes never pays for it).</summary>
     public TriangleMesh Skin => _skin.Value;
