@@ -241,6 +241,7 @@ public static class ControllerHost
         services.AddSingleton<MachineReadiness>();
         services.AddSingleton<MotionLink>();
         services.AddSingleton(sp => new ManualMotion(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<MachineReadiness>(), sp.GetRequiredService<LedgerStore>(), profile, options.TimeProvider));
+        services.AddSingleton(sp => new DotChecks(sp.GetRequiredService<LedgerStore>(), sp.GetRequiredService<IHeadPoseSource>(), options.TimeProvider, sp.GetRequiredService<ILogger<DotChecks>>()));
         services.AddSingleton<SessionManager>();
         services.AddSingleton(sp => new TreatmentPlanner(profile, Path.Combine(options.DataDirectory, "head-models")));
         services.AddSingleton<TreatmentManager>();

@@ -212,14 +212,14 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
 
     /// <summary>
     /// A copy of the last frame with the board pose measured in it (T_CH, unfiltered) and the intrinsics it was measured
-    /// with, taken together under the tracker's lock; null before the first frame in which the board was found.
+    /// with and its capture timestamp (TimeProvider ticks), taken together under the tracker's lock; null before the first frame in which the board was found.
     /// </summary>
-    public (Mat Image, RigidTransform CameraFromHead, CameraIntrinsics Intrinsics)? CopyLastFrameWithPose()
+    public (Mat Image, RigidTransform CameraFromHead, CameraIntrinsics Intrinsics, long CapturedTimestamp)? CopyLastFrameWithPose()
     {
         lock (_lock)
         {
             if (_lastFrame is null || _lastResult?.Raw is not { } raw || _tracker is null) return null;
-            return (_lastFrame.Image.Clone(), raw.CameraFromHead, _tracker.Intrinsics);
+            return (_lastFrame.Image.Clone(), raw.CameraFromHead, _tracker.Intrinsics, _lastFrame.CapturedTimestamp);
         }
     }
 

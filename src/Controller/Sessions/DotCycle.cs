@@ -47,6 +47,9 @@ public sealed record DotOutcome(DotOutcomeKind Kind, string Reason = "", bool Wa
 /// line comes from <see cref="DotProgram"/> and goes through <see cref="MotionLink"/>; the ledger holds
 /// every dot's state. Runs on the runner's task only.
 /// </summary>
+/// <summary>What the camera's check of a run's dots needs: the checker, each dot's planned point in S, the plan's nominal T_HS.</summary>
+public sealed record DotCheckPlan(DotChecks Checks, IReadOnlyDictionary<string, Vec3> PlannedS, RigidTransform NominalHeadFromScalp);
+
 public sealed partial class DotCycle
 {
     /// <summary>Verify-before-plunge corrections of a fixed head before the session holds.</summary>
@@ -174,20 +177,52 @@ public sealed partial class DotCycle
         // 4. Record intent durably, before any plunge line is written.
         if (await RecordIntentAsync(verified, ct) is { } notRecorded) return notRecorded;
 
-        // 5. Plunge, dwell, retract; the last line is a sync.
-        var place = _program.Place(verified.HoverMm, verified.DepthMm, verified.Dot.DwellMs);
-        _run.AddKinematic(place.Sum(l => l.KinematicSeconds));
-        await _motion.RunAsync(place, ct);
-
-        // 6. Confirm: back at the hover point, idle.
-        if (await ConfirmAsync(verified, ct) is { } mismatch)
+        // The skin as the camera sees it just before the plunge: the camera's check finds the new dot against it.
+        var before = Checks is { } checks && checks.PlannedS.ContainsKey(verified.Dot.DotId) ? checks.Checks.TakeBefore() : null;
+        try
         {
-            if (Guard.RetractRequested) return GuardTrippedMark;
-            throw mismatch;
+            // 5. Plunge, dwell, retract; the last line is a sync.
+            var place = _program.Place(verified.HoverMm, verified.DepthMm, verified.Dot.DwellMs);
+            _run.AddKinematic(place.Sum(l => l.KinematicSeconds));
+            await _motion.RunAsync(place, ct);
+
+            // 6. Confirm: back at the hover point, idle.
+            if (await ConfirmAsync(verified, ct) is { } mismatch)
+            {
+                if (Guard.RetractRequested) return GuardTrippedMark;
+                throw mismatch;
+            }
+            if (!await RecordPlacedAsync(verified.Dot, ct)) return DotOutcome.Stopped;
+            _commanded = null;
+            if (before is not null)
+            {
+                QueueCheck(verified.Dot, before);
+                before = null; // the check owns it now
+            }
+            return DotOutcome.Placed;
         }
-        if (!await RecordPlacedAsync(verified.Dot, ct)) return DotOutcome.Stopped;
-        _commanded = null;
-        return DotOutcome.Placed;
+        finally
+        {
+            before?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The camera's check of the dots of a treatment session (null: no check): the checker, each dot's planned point in
+    /// S and the plan's nominal T_HS. Set by the runner before the run when its camera can check dots.
+    /// </summary>
+    public DotCheckPlan? Checks { get; set; }
+
+    private void QueueCheck(PlannedDot dot, FrameBefore before)
+    {
+        var checks = Checks!;
+        var correction = _aiming.SurfaceCorrection;
+        var planH = new Vec3(dot.XMm, dot.YMm, dot.ZMm);
+        var targetH = correction.Apply(planH);
+        var normalPlan = _aiming.Normals(dot.DotId) ?? new Vec3(0, 0, 1);
+        var normalH = (correction.Apply(planH + normalPlan) - targetH).Normalized();
+        var scalpFromHead = Rotations.Inverse(correction * checks.NominalHeadFromScalp);
+        checks.Checks.Placed(_run.SessionId, dot.DotId, targetH, normalH, before, scalpFromHead, checks.PlannedS[dot.DotId]);
     }
 
     /// <summary>

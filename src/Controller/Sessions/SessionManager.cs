@@ -78,7 +78,7 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// </summary>
     public static readonly TimeSpan WatchdogPeriod = TimeSpan.FromMilliseconds(25);
 
-    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null, Surface.SurfaceProbing? surfaceProbing = null)
+    public SessionManager(LedgerStore ledger, GantryConnection gantry, SafetySupervisor safety, MachineReadiness readiness, MotionLink motion, OperatorPresence presence, IHeadPoseSource headPose, MachineProfile profile, TimeProvider timeProvider, ILogger<SessionManager> log, CalibrationGate? calibration = null, SafetySwitches? switches = null, Surface.SurfaceProbing? surfaceProbing = null, DotChecks? dotChecks = null)
     {
         ArgumentNullException.ThrowIfNull(presence);
         ArgumentNullException.ThrowIfNull(headPose);
@@ -96,7 +96,7 @@ public sealed partial class SessionManager : IAsyncDisposable
         _aiming = new Aiming(profile, headPose);
         _headPose = headPose;
         _poses = new PoseUpdates(timeProvider);
-        _runner = new SessionRunner(ledger, gantry, safety, motion, presence, profile, _program, _aiming, _poses, timeProvider, log, Changed, surfaceProbing);
+        _runner = new SessionRunner(ledger, gantry, safety, motion, presence, profile, _program, _aiming, _poses, timeProvider, log, Changed, surfaceProbing, dotChecks);
         headPose.PoseUpdated += OnPoseUpdated;
         // The guard also looks without frames: a camera that stops delivering them only shows as a pose that keeps aging.
         _watchdog = timeProvider.CreateTimer(_ => Watchdog(), null, WatchdogPeriod, WatchdogPeriod);

@@ -27,7 +27,8 @@ public sealed partial class SessionRunner(
     TimeProvider timeProvider,
     ILogger log,
     Action changed,
-    Surface.SurfaceProbing? surfaceProbing = null)
+    Surface.SurfaceProbing? surfaceProbing = null,
+    DotChecks? dotChecks = null)
 {
     /// <summary>The re-check of the head position being placed, when it is placed on a registration; null otherwise.</summary>
     private SurfaceRecheck? _recheck;
@@ -41,6 +42,12 @@ public sealed partial class SessionRunner(
         ArgumentNullException.ThrowIfNull(run);
         var ct = run.Commands.Cancellation.Token;
         var cycle = new DotCycle(run, motion, gantry, program, aiming, profile, presence, poses, ledger, timeProvider, log, changed);
+        // The camera checks every dot of a treatment session (its dots have points in S) when it can see them.
+        if (dotChecks is { Enabled: true } && run.Patches.NominalHeadFromScalp is { } nominal && ledger.FindSession(run.SessionId)?.TreatmentId is { } treatmentId)
+        {
+            var plannedS = ledger.LoadTreatmentDots(treatmentId).Where(d => d.SessionId == run.SessionId).ToDictionary(d => d.DotId, d => d.PlannedS, StringComparer.Ordinal);
+            cycle.Checks = new DotCheckPlan(dotChecks, plannedS, nominal);
+        }
         var outcome = SessionPhase.Completed;
         var reason = "";
         var safeStopNeeded = false;

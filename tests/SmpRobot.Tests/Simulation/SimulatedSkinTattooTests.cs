@@ -24,9 +24,11 @@ public sealed class SimulatedSkinTattooTests : IDisposable
         scalp.NeedleStopped(skin.Point + new Vec3(0, 0, 5), skin.Point + new Vec3(0, 0, 0.5), 0);   // stops above the skin
 
         var tattoo = Assert.Single(scalp.Tattoos);
-        // In S, where the needle entered: back in G through the true head pose and T_HS, it is the skin point.
+        // In S, on the skin nearest the tip (the pigment): 0.8 mm from the tip, within the slope's offset of the entry point.
+        var tipS = Rotations.Inverse(pose * scalp.HeadFromScalp).Apply(skin.Point - new Vec3(0, 0, 0.8));
+        Assert.Equal(scalp.Skin.ClosestPoint(tipS, 5)!.Value.Point, tattoo);
         var inG = (pose * scalp.HeadFromScalp).Apply(tattoo);
-        Assert.True(inG.DistanceTo(skin.Point) < 1e-6, $"{inG} vs {skin.Point}");
+        Assert.True(inG.DistanceTo(skin.Point) < 0.8, $"{inG} vs {skin.Point}");
     }
 
     [Fact]

@@ -21,8 +21,8 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     private readonly List<Vec3> _tattoos = [];
 
     /// <summary>
-    /// Where the needle has entered this skin with the drive on, frame S (the entry point, straight above the tip at the
-    /// end of each plunge): the dots this person carries, earlier sessions' included when they were loaded
+    /// Where the pigment shows on this skin, frame S (the skin point nearest the needle's tip at the end of each plunge
+    /// made with the drive on): the dots this person carries, earlier sessions' included when they were loaded
     /// (<see cref="LoadTattoos"/>). The synthetic camera draws them; placement error and all, this is the truth.
     /// </summary>
     public IReadOnlyList<Vec3> Tattoos { get { lock (_tattooGate) return _tattoos.ToArray(); } }
@@ -69,14 +69,17 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
 
     /// <summary>
     /// Called by the simulator when a move ends with the drive on: a plunge whose tip is below the skin leaves a tattoo
-    /// where the needle entered (straight above the tip, at that moment).
+    /// on the skin nearest its tip, at that moment.
     /// </summary>
     internal void NeedleStopped(Vec3 from, Vec3 tipG, double simSeconds)
     {
         if (!(tipG.Z < from.Z - 1e-6)) return; // only the end of a downward move
         if (SkinAt(tipG.X, tipG.Y, simSeconds) is not { } skin || tipG.Z >= skin.Point.Z) return;
         if (GantryFromHeadAt(simSeconds) is not { } gantryFromHead) return;
-        AddTattoo(Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(skin.Point));
+        // The pigment lies at the tip; it shows on the skin straight above it along the skin's normal (a tilted needle
+        // enters beside the dot, and the dot is where the pigment is).
+        var tipS = Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(tipG);
+        AddTattoo(Skin.ClosestPoint(tipS, 5) is { } shown ? shown.Point : Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(skin.Point));
     }
 
     /// <summary>The skin mesh, frame S (built on first use: a controller that never probes never pays for it).</summary>
