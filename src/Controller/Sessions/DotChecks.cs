@@ -53,7 +53,8 @@ public sealed partial class DotChecks : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger<DotChecks> _log;
     private readonly DotCheckOptions _options;
-    private readonly Channel<Request> _queue = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
+    // A few dots' frames at most: a check that falls behind is dropped (the dot stays unchecked), never a memory that grows.
+    private readonly Channel<Request> _queue = Channel.CreateBounded<Request>(new BoundedChannelOptions(4) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Task _worker;
     private long _checked;
 
@@ -77,7 +78,17 @@ public sealed partial class DotChecks : IAsyncDisposable
     public FrameBefore? TakeBefore()
     {
         if (_headPose is not TrackedHeadPoseSource { Frames: IScalpView view } tracked) return null;
-        return tracked.CopyLastFrameWithPose() is { } frame ? new FrameBefore(frame.Image, frame.CameraFromHead, frame.Intrinsics, frame.CapturedTimestamp, view.DotSearchRegion) : null;
+        try
+        {
+            return tracked.CopyLastFrameWithPose() is { } frame ? new FrameBefore(frame.Image, frame.CameraFromHead, frame.Intrinsics, frame.CapturedTimestamp, view.DotSearchRegion) : null;
+        }
+#pragma warning disable CA1031 // the check is a supplement: a frame that cannot be copied leaves this dot unchecked, never fails it
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.CheckFailed(_log, "(before frame)", e.Message);
+            return null;
+        }
     }
 
     /// <summary>
@@ -159,6 +170,12 @@ public sealed partial class DotChecks : IAsyncDisposable
         (Mat Image, RigidTransform CameraFromHead, CameraIntrinsics Intrinsics, long CapturedTimestamp)? after = null;
         while (_time.GetTimestamp() < deadline)
         {
+            // Copied only once a newer frame exists (a copy takes the tracker's lock).
+            if (tracked.Snapshot() is not { } seen || seen.FrameTimestamp <= r.PlacedAt)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(15), _time);
+                continue;
+            }
             var frame = tracked.CopyLastFrameWithPose();
             if (frame is { } f && f.CapturedTimestamp > r.PlacedAt)
             {
@@ -170,6 +187,13 @@ public sealed partial class DotChecks : IAsyncDisposable
         }
         if (after is not { } a)
         {
+            Log.NoFrame(_log, r.DotId);
+            return;
+        }
+        // A frame taken long after the dot may already hold the next one (dots ~1 mm apart): no measurement then.
+        if (a.CapturedTimestamp - r.PlacedAt > (long)(MaxAfterDelay.TotalSeconds * _time.TimestampFrequency))
+        {
+            a.Image.Dispose();
             Log.NoFrame(_log, r.DotId);
             return;
         }
@@ -192,10 +216,21 @@ public sealed partial class DotChecks : IAsyncDisposable
         }
     }
 
+    /// <summary>The latest an after-frame may be captured after its dot, before the next dot can be in it.</summary>
+    private static readonly TimeSpan MaxAfterDelay = TimeSpan.FromMilliseconds(300);
+
     public async ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
-        await _worker.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        try
+        {
+            await _worker.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A check still waiting for a frame at shutdown: its dot stays unchecked.
+        }
+        while (_queue.Reader.TryRead(out var left)) left.FrameBefore.Dispose();
     }
 
     private sealed record Request(string SessionId, string DotId, Vec3 TargetH, Vec3 NormalH, FrameBefore FrameBefore, RigidTransform ScalpFromHead, Vec3 PlannedS, long PlacedAt);

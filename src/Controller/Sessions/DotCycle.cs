@@ -174,13 +174,14 @@ public sealed partial class DotCycle
             return hold;
         }
 
-        // 4. Record intent durably, before any plunge line is written.
-        if (await RecordIntentAsync(verified, ct) is { } notRecorded) return notRecorded;
-
-        // The skin as the camera sees it just before the plunge: the camera's check finds the new dot against it.
+        // The skin as the camera sees it before the plunge (taken before the intent's commit, so the plunge never waits
+        // for it): the camera's check finds the new dot against it.
         var before = Checks is { } checks && checks.PlannedS.ContainsKey(verified.Dot.DotId) ? checks.Checks.TakeBefore() : null;
         try
         {
+            // 4. Record intent durably, before any plunge line is written.
+            if (await RecordIntentAsync(verified, ct) is { } notRecorded) return notRecorded;
+
             // 5. Plunge, dwell, retract; the last line is a sync.
             var place = _program.Place(verified.HoverMm, verified.DepthMm, verified.Dot.DwellMs);
             _run.AddKinematic(place.Sum(l => l.KinematicSeconds));
@@ -263,7 +264,7 @@ public sealed partial class DotCycle
         catch (StoreUnavailableException e)
         {
             PlacedUnrecorded = true;
-            if (!await WaitForStoreAsync(e, dot, () => _ledger.MarkPlaced(_run.SessionId, dot.Seq), ct)) return false;
+            if (!await WaitForStoreAsync(e, dot, () => _ledger.MarkPlacedAgain(_run.SessionId, dot.Seq), ct)) return false;
             PlacedUnrecorded = false;
             return true;
         }

@@ -72,15 +72,24 @@ public sealed class EarlierDotMatch
             throw new RefusedException(RefusalKind.FailedPrecondition, $"no dot search region is configured for the camera {tracked.Description}");
         }
         if (patch <= 0) patch = _sessions.SurfaceNeeded(sessionId).Patch;
+        var patches = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId));
+        if (_ledger.LoadDots(sessionId).Any(d => patches.Of(d.Dot.DotId) == patch && d.State != DotLedgerState.Pending))
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"head position {patch} of session {sessionId} already has dots placed on its registration: a match now would move the rest"));
+        }
+        // The needle's depth comes from the skin the probe touched; the camera's match finds where along the skin the
+        // board sits. So the head position is probed first, and a match that disagrees with the probed skin is refused.
+        var matchRegistrations = _ledger.ListDotMatches(sessionId).Select(m => m.RegistrationId).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        var probed = _ledger.ListSurfaceRegistrations(sessionId)
+            .Where(r => r.Patch == patch && r.Usable && r.HeightMapJson is null && !matchRegistrations.Contains(r.Id)).MaxBy(r => r.CreatedAt)
+            ?? throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"head position {patch} of session {sessionId} is not probed: measure its scalp first (smp surface probe {sessionId} --patch {patch}); the needle's depth comes from the skin the probe touches"));
 
         var plans = _treatments.PlansOf(treatment);
         var design = plans.Dots.Design;
         var recorded = earlier.Select(d => new RecordedDot(d.DotId, d.MeasuredS ?? d.PlannedS,
             plans.ById.TryGetValue(d.DesignDotId, out var dd) ? dd.Normal : (design.Mesh.ClosestPoint(d.PlannedS, 5) is { } hit ? design.Mesh.NormalAt(hit.Face, hit.U, hit.V) : new Vec3(0, 0, 1)))).ToList();
 
-        var initial = _ledger.LatestSurfaceRegistration(sessionId, patch) is { HeightMapJson: null } surface
-            ? Surface.SurfaceProbing.TransformFromJson(surface.HeadFromScalpJson)
-            : DesignPlans.NominalHeadFromScalp(design);
+        var initial = Surface.SurfaceProbing.TransformFromJson(probed.HeadFromScalpJson);
 
         var frame = tracked.CopyLastFrameWithPose()
             ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"the camera ({tracked.Description}) has not seen the board yet: the earlier dots cannot be placed in the head frame");
@@ -117,6 +126,21 @@ public sealed class EarlierDotMatch
             }
         }
 
+        // The skin where the match puts the matched dots against the skin the probe touched, along its normal.
+        if (result.Accepted && result.Pairs.Count > 0)
+        {
+            var probeFromHead = Rotations.Inverse(initial);
+            var worst = result.Pairs.Max(p => design.Mesh.ClosestPoint(probeFromHead.Apply(result.HeadFromScalp.Apply(p.RecordS)), 5)?.DistanceMm ?? double.PositiveInfinity);
+            if (worst > MaxSkinDisagreementMm)
+            {
+                result = result with
+                {
+                    Accepted = false,
+                    RefusalReason = Inv($"the match puts the skin {worst:0.000} mm off the skin the probe touched (at most {MaxSkinDisagreementMm:0.00}): probe again, or the match is wrong"),
+                };
+            }
+        }
+
         string? registrationId = null;
         var leftOut = 0;
         if (result.Accepted)
@@ -125,18 +149,20 @@ public sealed class EarlierDotMatch
                 result.ResidualRmsMm, result.ResidualP95Mm, result.Pairs.Count == 0 ? 0 : result.Pairs.Max(p => p.ResidualMm), result.DotsFound, result.Matched, "[]", valid: true,
                 Inv($"earlier sessions' dots seen by the camera: {result.Matched} matched of {result.DotsFound} found ({result.ExpectedInView} expected in view)"));
             registrationId = registration.Id;
-            leftOut = LeaveOutCrowded(sessionId, patch, plans, result);
+            leftOut = LeaveOutCrowded(sessionId, plans, result);
         }
         var stored = _ledger.SaveDotMatch(sessionId, patch, result.DotsFound, result.ExpectedInView, result.Matched, result.ResidualRmsMm, result.ResidualP95Mm, result.Accepted,
             result.Accepted ? "accepted" : result.RefusalReason ?? "refused", registrationId, leftOut, picture);
         return new EarlierDotMatchOutcome(stored, result.HeadFromScalp, initial);
     }
 
-    /// <summary>Leaves out the session's pending dots of the head position that would fall too close to a dot found.</summary>
-    private int LeaveOutCrowded(string sessionId, int patch, TreatmentDesignPlans plans, DotRegistrationResult result)
+    /// <summary>Leaves out the session's pending dots that would fall too close to a dot found.</summary>
+    private int LeaveOutCrowded(string sessionId, TreatmentDesignPlans plans, DotRegistrationResult result)
     {
         var found = result.Pairs.Select(p => new FoundDot(p.RecordId, result.HeadFromScalp.Apply(p.ObservedS))).ToList();
-        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending && d.Dot.Patch == patch).Select(d => d.Dot.DotId).ToHashSet(StringComparer.Ordinal);
+        // The dots found are where they are in S, whichever head position shows them: every pending dot of the session
+        // is held against them (T_HS is the board on the head, the same for all head positions).
+        var pending = _ledger.LoadDots(sessionId).Where(d => d.State == DotLedgerState.Pending).Select(d => d.Dot.DotId).ToHashSet(StringComparer.Ordinal);
         var planned = _ledger.LoadTreatmentDots(_ledger.FindSession(sessionId)!.TreatmentId!)
             .Where(d => d.SessionId == sessionId && pending.Contains(d.DotId) && plans.ById.ContainsKey(d.DesignDotId))
             .Select(d => plans.ById[d.DesignDotId]).ToList();
@@ -147,6 +173,9 @@ public sealed class EarlierDotMatch
         }
         return _ledger.LeaveOut(sessionId, notes);
     }
+
+    /// <summary>How far the skin under a match may be from the probed skin, mm (probing's RMS is ~0.01, a match's error ~0.03).</summary>
+    public const double MaxSkinDisagreementMm = 0.10;
 
     private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -42,11 +42,22 @@ public sealed partial class SessionRunner(
         ArgumentNullException.ThrowIfNull(run);
         var ct = run.Commands.Cancellation.Token;
         var cycle = new DotCycle(run, motion, gantry, program, aiming, profile, presence, poses, ledger, timeProvider, log, changed);
-        // The camera checks every dot of a treatment session (its dots have points in S) when it can see them.
-        if (dotChecks is { Enabled: true } && run.Patches.NominalHeadFromScalp is { } nominal && ledger.FindSession(run.SessionId)?.TreatmentId is { } treatmentId)
+        // The camera checks every dot of a treatment session (its dots have points in S) when it can see them. A store
+        // that cannot answer this now leaves the run without checks (audited when it can be), never without its end.
+        if (dotChecks is { Enabled: true } && run.Patches.NominalHeadFromScalp is { } nominal)
         {
-            var plannedS = ledger.LoadTreatmentDots(treatmentId).Where(d => d.SessionId == run.SessionId).ToDictionary(d => d.DotId, d => d.PlannedS, StringComparer.Ordinal);
-            cycle.Checks = new DotCheckPlan(dotChecks, plannedS, nominal);
+            try
+            {
+                if (ledger.FindSession(run.SessionId)?.TreatmentId is { } treatmentId)
+                {
+                    var plannedS = ledger.LoadTreatmentDots(treatmentId).Where(d => d.SessionId == run.SessionId).ToDictionary(d => d.DotId, d => d.PlannedS, StringComparer.Ordinal);
+                    cycle.Checks = new DotCheckPlan(dotChecks, plannedS, nominal);
+                }
+            }
+            catch (StoreUnavailableException e)
+            {
+                Log.NoDotChecks(log, run.SessionId, e.Message);
+            }
         }
         var outcome = SessionPhase.Completed;
         var reason = "";
@@ -178,11 +189,11 @@ public sealed partial class SessionRunner(
             var inDoubtReason = reason;
             Action record = cycle.PlacedUnrecorded
                 // Placed and confirmed while the record store was away: it is recorded as what it is.
-                ? () => ledger.MarkPlaced(run.SessionId, commanded.Seq)
+                ? () => ledger.MarkPlacedAgain(run.SessionId, commanded.Seq)
                 // The plunge may or may not have happened: never redo it automatically.
                 : () =>
                 {
-                    ledger.MarkInDoubt(run.SessionId, commanded.Seq, inDoubtReason);
+                    ledger.MarkInDoubtAgain(run.SessionId, commanded.Seq, inDoubtReason);
                     ledger.Audit(run.SessionId, "in-doubt", $"dot {commanded.DotId} is in doubt: {inDoubtReason}");
                 };
             try
@@ -359,6 +370,9 @@ public sealed partial class SessionRunner(
     /// <summary>Log messages (source-generated).</summary>
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Session {SessionId} runs without the camera's check of its dots: {Reason}")]
+        public static partial void NoDotChecks(ILogger log, string sessionId, string reason);
+
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
         public static partial void Failed(ILogger log, Exception error, string sessionId);
 

@@ -84,6 +84,7 @@ public sealed partial class TreatmentManager
             var treatment = Find(treatmentId);
             var view = View(treatment.Id);
             var k = view.DesignSessionsCreated + 1;
+            string? early = null;
             if (k > treatment.SessionCount)
             {
                 throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"treatment {treatment.Id} already has all {treatment.SessionCount} sessions of its design; faded or missing dots are restored with a touch-up (smp treatment touch-up {treatment.Id})"));
@@ -109,11 +110,12 @@ public sealed partial class TreatmentManager
                     {
                         throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"the design asks for {days} days between session {k - 1} and session {k} (the skin heals in between); {waited.TotalDays:0.#} day(s) have passed since {last.Record.Id} ended. Give --early REASON to go on anyway (recorded)"));
                     }
-                    _ledger.Audit(null, "treatment-early", Inv($"session {k} of treatment {treatment.Id} made {waited.TotalDays:0.#} day(s) after session {k - 1} (the design asks {days}) by {by}: {earlyReason}"));
+                    early = Inv($"session {k} of treatment {treatment.Id} made {waited.TotalDays:0.#} day(s) after session {k - 1} (the design asks {days}) by {by}: {earlyReason}");
                 }
             }
             var plans = PlansOf(treatment);
             CreateSession(treatment, plans, SessionPlanOf(plans, k), k);
+            if (early is not null) _ledger.Audit(null, "treatment-early", early);
             return View(treatment.Id);
         }
     }

@@ -318,6 +318,20 @@ public sealed partial class LedgerStore : IDisposable
     public void MarkPlaced(string sessionId, int seq) =>
         Transition(sessionId, seq, DotLedgerState.Commanded, DotLedgerState.Placed, null, null);
 
+    /// <summary>
+    /// <see cref="MarkPlaced"/> again, after a try whose commit the controller could not see (the record store was cut
+    /// off during it): a dot already Placed is that commit having landed, and is no error.
+    /// </summary>
+    public void MarkPlacedAgain(string sessionId, int seq) =>
+        Transition(sessionId, seq, DotLedgerState.Commanded, DotLedgerState.Placed, null, null, alreadyDoneIsSuccess: true);
+
+    /// <summary><see cref="MarkInDoubt"/> again, after a try whose commit the controller could not see: a dot already InDoubt is no error.</summary>
+    public void MarkInDoubtAgain(string sessionId, int seq, string note)
+    {
+        ArgumentNullException.ThrowIfNull(note);
+        Transition(sessionId, seq, DotLedgerState.Commanded, DotLedgerState.InDoubt, null, note, alreadyDoneIsSuccess: true);
+    }
+
     /// <summary>Commanded → InDoubt with a note saying why (a fault between plunge and confirmation).</summary>
     public void MarkInDoubt(string sessionId, int seq, string note)
     {
@@ -597,7 +611,7 @@ public sealed partial class LedgerStore : IDisposable
         });
     }
 
-    private void Transition(string sessionId, int seq, DotLedgerState from, DotLedgerState to, Vec3? target, string? note)
+    private void Transition(string sessionId, int seq, DotLedgerState from, DotLedgerState to, Vec3? target, string? note, bool alreadyDoneIsSuccess = false)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
         Guarded(() =>
@@ -618,6 +632,7 @@ public sealed partial class LedgerStore : IDisposable
                 {
                     throw new KeyNotFoundException(Inv($"session {sessionId} has no dot with seq {seq}"));
                 }
+                if (alreadyDoneIsSuccess && (DotLedgerState)reader.GetInt32(1) == to) return;
                 throw new InvalidOperationException(Inv($"dot {reader.GetString(0)} (seq {seq}) of session {sessionId} is {(DotLedgerState)reader.GetInt32(1)}; only a {from} dot can become {to}"));
             }
             tx.Commit();

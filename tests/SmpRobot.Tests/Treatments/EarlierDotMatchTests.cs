@@ -54,6 +54,10 @@ public class EarlierDotMatchTests
 
         await using var host = await StartAsync(scene);
         var (treatments, sessionId, ledger) = await SecondSessionAsync(host.Fixture);
+        var notProbed = await Assert.ThrowsAsync<RpcException>(() => treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = sessionId, Patch = 1 }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, notProbed.StatusCode);
+        Assert.Contains("smp surface probe", notProbed.Status.Detail, StringComparison.Ordinal);
+        var probe = SaveProbe(ledger, sessionId, design, truth);
 
         var match = await treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = sessionId, Patch = 1 }, deadline: DateTime.UtcNow.Add(Timeout));
 
@@ -73,8 +77,18 @@ public class EarlierDotMatchTests
         var error = inView.Max(d => found.Apply(d.PointMm).DistanceTo(truth.Apply(d.PointMm)));
         Assert.True(error <= 0.10, $"registration error {error:0.000} mm over {inView.Count} dots in view");
 
+        Assert.NotEqual(probe, match.RegistrationId);
         // New dots too close to an earlier dot found were left out, each saying why; none was placed.
         var tally = ledger.Tally(sessionId);
+        // Every new dot still pending keeps 0.9 of its spacing from the earlier dots as they truly are.
+        var byId = dots.Dots.ToDictionary(d => d.Id);
+        var pendingIds = ledger.LoadDotsInState(sessionId, DotLedgerState.Pending).Select(d => d.Dot.DotId).ToList();
+        foreach (var id in pendingIds)
+        {
+            var d = byId[id];
+            var nearest = inView.Min(o => truth.Apply(o.PointMm).DistanceTo(found.Apply(d.PointMm)));
+            Assert.True(nearest >= 0.9 * d.Region.MinSpacingMm - 0.1, $"new dot {id} is {nearest:0.000} mm from an earlier dot");
+        }
         Assert.Equal(match.LeftOut, tally.Skipped);
         Assert.All(ledger.LoadDotsInState(sessionId, DotLedgerState.Skipped), d => Assert.StartsWith("left out:", d.Note, StringComparison.Ordinal));
 
@@ -89,13 +103,15 @@ public class EarlierDotMatchTests
         using var scene = new SyntheticScene(SyntheticScenario.Still, CameraIntrinsics.Synthetic(), seed: 8);
         await using var host = await StartAsync(scene);
         var (treatments, sessionId, ledger) = await SecondSessionAsync(host.Fixture);
+        var (design, _) = Design();
+        var probe = SaveProbe(ledger, sessionId, design, DesignPlans.NominalHeadFromScalp(design));
 
         var match = await treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = sessionId, Patch = 1 }, deadline: DateTime.UtcNow.Add(Timeout));
 
         Assert.False(match.Accepted);
         Assert.False(string.IsNullOrWhiteSpace(match.Reason));
         Assert.Equal("", match.RegistrationId);
-        Assert.Null(ledger.LatestSurfaceRegistration(sessionId, 1));
+        Assert.Equal(probe, ledger.LatestSurfaceRegistration(sessionId, 1)!.Id);
         Assert.Equal(0, ledger.Tally(sessionId).Skipped);
         Assert.Contains(ledger.ReadAudit(sessionId), a => a.Kind == "dot-match" && a.Message.Contains("refused", StringComparison.Ordinal));
 
@@ -103,6 +119,27 @@ public class EarlierDotMatchTests
         var info = (await treatments.ListTreatmentsAsync(new ListTreatmentsRequest())).Treatments.Single();
         var first = await Assert.ThrowsAsync<RpcException>(() => treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = info.Sessions[0].Session.Id }).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, first.StatusCode);
+    }
+
+    /// <summary>
+    /// What probing head position 1 leaves (as the treatment bench does): T_HS fitted to 16 contacts on the true skin,
+    /// its height and tilt found, the board's slide along the skin mostly not. Returns the registration's id.
+    /// </summary>
+    private static string SaveProbe(LedgerStore ledger, string sessionId, ResolvedDesign design, RigidTransform truth)
+    {
+        var scalpFromTruth = Rotations.Inverse(truth);
+        var contacts = new List<Vec3>();
+        for (var gx = -1.5; gx <= 1.5; gx += 1)
+        {
+            for (var gy = -1.5; gy <= 1.5; gy += 1)
+            {
+                var above = new Vec3(gx * 16, gy * 13, 30);
+                if (design.Mesh.Raycast(scalpFromTruth.Apply(above), scalpFromTruth.Apply(above - new Vec3(0, 0, 1)) - scalpFromTruth.Apply(above)) is { } touched) contacts.Add(truth.Apply(touched.Point));
+            }
+        }
+        var fit = SmpRobot.Treatment.Surface.SurfaceRegistration.Fit(design.Mesh, contacts, DesignPlans.NominalHeadFromScalp(design));
+        return ledger.SaveSurfaceRegistration(sessionId, 1, design.MeshSha256, JsonFormatter.Default.Format(DesignPlans.ToMessage(fit.HeadFromScalp)),
+            0.01, 0.02, 0.03, contacts.Count, contacts.Count, "[]", valid: true, "test: probed").Id;
     }
 
     private static (ResolvedDesign Design, DesignDots Dots) Design()
