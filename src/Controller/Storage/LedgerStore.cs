@@ -589,6 +589,19 @@ public sealed partial class LedgerStore : IDisposable
                 return;
             }
             _disposed = true;
+            if (_pg && _connection.State == System.Data.ConnectionState.Open)
+            {
+                // The sessions' advisory locks go now, not when the server notices the closed connection: a controller
+                // started right after this one must be able to recover them.
+                try
+                {
+                    Execute(null, "SELECT pg_advisory_unlock_all()");
+                }
+                catch (Exception e) when (IsUnreachable(e))
+                {
+                    // The server is away: it drops the locks with the connection.
+                }
+            }
             _connection.Dispose();
         }
     }
