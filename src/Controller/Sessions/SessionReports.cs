@@ -168,10 +168,11 @@ public sealed class SessionReports
         var record = _ledger.LoadTreatmentDots(treatment.Id);
         var sessions = new List<SessionSummary>();
         var touchUps = new List<TouchUp>();
+        var machineAudit = _ledger.ReadAudit(null, 10_000);
         foreach (var (link, snapshot) in view.Sessions)
         {
             var r = snapshot.Record;
-            var estops = _ledger.ReadAudit(null, 10_000).Count(a => a.Kind == "estop" && a.At >= (r.StartedAt ?? r.CreatedAt) && a.At <= (r.EndedAt ?? _time.GetUtcNow()));
+            var estops = machineAudit.Count(a => a.Kind == "estop" && a.At >= (r.StartedAt ?? r.CreatedAt) && a.At <= (r.EndedAt ?? _time.GetUtcNow()));
             double? matchRms = _ledger.ListDotMatches(r.Id).LastOrDefault(m => m.Accepted) is { } accepted ? accepted.RmsMm : null;
             var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, matchRms, r.Phase.ToString());
             if (link.Kind == TreatmentSessionKind.TouchUp) touchUps.Add(new TouchUp(r.StartedAt ?? r.CreatedAt, r.Id, snapshot.Tally.Placed, "touch-up"));

@@ -38,16 +38,8 @@ public sealed class ReportPdf
         ArgumentNullException.ThrowIfNull(output);
         var title = string.Create(CultureInfo.InvariantCulture, $"SMP session report — session {data.SessionNumber} of {data.SessionCount}");
         var id = $"treatment {data.TreatmentId} · session {data.SessionId}";
-        using var doc = NewDocument(title, $"Session {data.SessionId} (session {data.SessionNumber} of {data.SessionCount}) of treatment {data.TreatmentId}");
-        IReadOnlyList<string> text;
-        using (var flow = new PdfFlow(doc))
-        {
-            SessionReport.Write(flow, data, _fonts);
-            flow.Finish(title, id, _time.GetUtcNow());
-            text = flow.PageTexts;
-        }
-        doc.Save(output, closeStream: false);
-        return text;
+        return Write(title, id, $"Session {data.SessionId} (session {data.SessionNumber} of {data.SessionCount}) of treatment {data.TreatmentId}",
+            flow => SessionReport.Write(flow, data, _fonts), output);
     }
 
     /// <summary>Writes the report of a whole treatment to <paramref name="output"/> (left open).</summary>
@@ -60,12 +52,19 @@ public sealed class ReportPdf
         ArgumentNullException.ThrowIfNull(output);
         const string Title = "SMP treatment report";
         var id = $"treatment {data.TreatmentId}";
-        using var doc = NewDocument(Title, $"Treatment {data.TreatmentId}: {data.Sessions.Count} of {data.PlannedSessions} sessions");
+        return Write(Title, id, $"Treatment {data.TreatmentId}: {data.Sessions.Count} of {data.PlannedSessions} sessions",
+            flow => TreatmentReport.Write(flow, data, _fonts), output);
+    }
+
+    /// <summary>A document titled <paramref name="title"/>: <paramref name="body"/>'s pages with the header and footer; returns each page's text.</summary>
+    private IReadOnlyList<string> Write(string title, string id, string subject, Action<PdfFlow> body, Stream output)
+    {
+        using var doc = NewDocument(title, subject);
         IReadOnlyList<string> text;
         using (var flow = new PdfFlow(doc))
         {
-            TreatmentReport.Write(flow, data, _fonts);
-            flow.Finish(Title, id, _time.GetUtcNow());
+            body(flow);
+            flow.Finish(title, id, _time.GetUtcNow());
             text = flow.PageTexts;
         }
         doc.Save(output, closeStream: false);
