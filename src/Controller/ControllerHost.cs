@@ -56,6 +56,12 @@ public sealed record ControllerOptions
     /// added to as dots are placed), so a later session's camera sees the earlier sessions' dots. Null: none kept.
     /// </summary>
     public string? SimulatedSkinFile { get; init; }
+
+    /// <summary>
+    /// With <see cref="SimulatedSkinFile"/>: the fractions of the kept tattoos that faded and that were lost (the person
+    /// comes back years later for a touch-up; seeded, the same each run). Null: as placed.
+    /// </summary>
+    public (double Faded, double Gone)? SimulatedSkinAge { get; init; }
     /// <summary>Least severe log level written (to stderr).</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
     /// <summary>Connect (and, for the simulator, power on) at start-up.</summary>
@@ -183,7 +189,11 @@ public static class ControllerHost
         {
 #pragma warning disable CA2000 // deliberately outlives the host (an instance the container does not dispose): smp-controller --record reads it after the host has stopped, and it ends with the process
             var simulator = options.Simulator ?? new SimulatedGantry(profile, options.TimeProvider, new SimulatedGantryOptions { TimeScale = options.TimeScale, Skin = options.Scalp ?? SimulatedScalp.SyntheticHead(options.SimulatedBoardOffset) });
-            if (options.SimulatedSkinFile is { } skinFile && simulator.Skin is SimulatedScalp kept) kept.LoadTattoos(Path.GetFullPath(skinFile));
+            if (options.SimulatedSkinFile is { } skinFile && simulator.Skin is SimulatedScalp kept)
+            {
+                kept.LoadTattoos(Path.GetFullPath(skinFile));
+                if (options.SimulatedSkinAge is { } age) kept.AgeTattoos(age.Faded, age.Gone, seed: 2026);
+            }
 #pragma warning restore CA2000
             services.AddSingleton(simulator);
             services.AddSingleton(sp => new GantryConnection(

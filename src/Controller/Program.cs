@@ -49,6 +49,12 @@ internal static class Program
             Description = "With --gantry sim: keep the simulated person's tattoos in FILE (read at start, added to as dots are placed), so a later session's camera sees the earlier dots",
             HelpName = "FILE",
         };
+        var simAge = new Option<string?>("--sim-age")
+        {
+            Description = "With --sim-skin: the simulated person comes back years later: FADED,GONE are the fractions of the kept tattoos that faded or were lost "
+                + "(e.g. 0.05,0.03; seeded, the same each run), as a touch-up meets them",
+            HelpName = "FADED,GONE",
+        };
         var insecureLoopback = new Option<bool>("--insecure-loopback")
         {
             Description = "Development and CI only: serve a loopback http address without TLS or authentication (every local caller may do everything). Without it every call needs a user's token",
@@ -57,7 +63,7 @@ internal static class Program
         var tlsKey = new Option<string?>("--tls-key") { Description = "Its private key (PEM)", HelpName = "FILE" };
         var root = new RootCommand("smp-controller: SmpRobot's controller (gRPC). Not a certified medical device; a hard-wired e-stop is required.")
         {
-            gantry, profile, data, store, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, simBoard, simSkin, insecureLoopback, tlsCert, tlsKey,
+            gantry, profile, data, store, urls, timeScale, camera, intrinsics, maxWatchesPerConnection, maxWatches, simRecord, simBoard, simSkin, simAge, insecureLoopback, tlsCert, tlsKey,
         };
         root.SetAction(parse =>
         {
@@ -80,7 +86,12 @@ internal static class Program
                     TlsKeyPath = parse.GetValue(tlsKey),
                     SimulatedBoardOffset = parse.GetValue(simBoard) is { } offset ? ParseBoardOffset(offset) : null,
                     SimulatedSkinFile = parse.GetValue(simSkin),
+                    SimulatedSkinAge = parse.GetValue(simAge) is { } age ? ParseSkinAge(age) : null,
                 };
+                if (options.SimulatedSkinAge is not null && options.SimulatedSkinFile is null)
+                {
+                    throw new ArgumentException("--sim-age needs --sim-skin: it ages the tattoos kept there");
+                }
                 if ((options.SimulatedBoardOffset is not null || options.SimulatedSkinFile is not null) && !options.Gantry.Trim().Equals("sim", StringComparison.OrdinalIgnoreCase))
                 {
                     throw new ArgumentException("--sim-board and --sim-skin need --gantry sim: they describe the simulated person");
@@ -194,6 +205,19 @@ internal static class Program
         }
         const double Deg = Math.PI / 180;
         return Geometry.Rotations.FromMatrix(Geometry.Rotations.MatrixFromVector(new Geometry.Vec3(values[3] * Deg, values[4] * Deg, values[5] * Deg)), new Geometry.Vec3(values[0], values[1], values[2]));
+    }
+
+    /// <summary>"FADED,GONE" (fractions 0-1, together at most 1); a clear error otherwise.</summary>
+    internal static (double Faded, double Gone) ParseSkinAge(string text)
+    {
+        var parts = text.Split(',');
+        var values = new double[parts.Length];
+        if (parts.Length != 2 || !parts.Select((p, i) => double.TryParse(p.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out values[i]) && values[i] is >= 0 and <= 1).All(ok => ok)
+            || values[0] + values[1] > 1)
+        {
+            throw new ArgumentException($"--sim-age '{text}': give FADED,GONE, fractions 0-1 of the kept tattoos that together are at most 1, e.g. 0.05,0.03");
+        }
+        return (values[0], values[1]);
     }
 
     internal static string DefaultDataDirectory()

@@ -91,6 +91,59 @@ public sealed class TreatmentPlanner
         }
     }
 
+    /// <summary>
+    /// The plan of touch-up <paramref name="number"/>: one dot for each recorded dot of <paramref name="restore"/> (a design dot
+    /// id and where its dot is on the skin, frame S: the camera's measured point when it checked it), placed where that dot
+    /// is, with the design's depth, dwell, pigment, needle, normal and head position. Every recorded dot is a candidate: at
+    /// each head position the camera then finds those still there, and only the faded or missing ones are placed
+    /// (<see cref="Sessions.EarlierDotMatch"/>). Dot ids are "u{number}-{design dot id}".
+    /// </summary>
+    public SessionPlan TouchUpPlan(TreatmentDesignPlans plans, IReadOnlyList<(string DesignDotId, Geometry.Vec3 PointS)> restore, int number)
+    {
+        ArgumentNullException.ThrowIfNull(plans);
+        ArgumentNullException.ThrowIfNull(restore);
+        ArgumentOutOfRangeException.ThrowIfLessThan(number, 2);
+        var byId = new Dictionary<string, Contracts.V1.Dot>(StringComparer.Ordinal);
+        var patchByNumber = new Dictionary<uint, Contracts.V1.PlanPatch>();
+        foreach (var session in plans.Plans.Sessions)
+        {
+            foreach (var dot in session.Plan.Dots) byId[dot.Id] = dot;
+            foreach (var patch in session.Plan.Patches) patchByNumber[patch.Number] = patch;
+        }
+        var first = plans.Plans.Sessions[0].Plan;
+        var design = plans.Dots.Design;
+        var plan = new Contracts.V1.Plan
+        {
+            Name = Shorten(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{design.Source.Name}: touch-up {number}"), PlanValidator.MaxNameLength),
+            Units = "mm",
+            Source = first.Source.Clone(),
+        };
+        plan.Source.Session = (uint)number;
+        var headFromScalp = plans.Plans.HeadFromScalp;
+        var used = new SortedSet<uint>();
+        foreach (var (designDotId, pointS) in restore)
+        {
+            // A design dot no head position reaches was never placed; one without a plan dot cannot be restored here.
+            if (!byId.TryGetValue(designDotId, out var planned)) continue;
+            var p = headFromScalp.Apply(pointS);
+            var dot = planned.Clone();
+            dot.Id = "u" + number.ToString(System.Globalization.CultureInfo.InvariantCulture) + "-" + designDotId;
+            dot.XMm = Math.Round(p.X, 3);
+            dot.YMm = Math.Round(p.Y, 3);
+            dot.ZMm = Math.Round(p.Z, 3);
+            dot.Session = (uint)number;
+            plan.Dots.Add(dot);
+            used.Add(dot.Patch);
+        }
+        foreach (var n in used)
+        {
+            if (patchByNumber.TryGetValue(n, out var patch)) plan.Patches.Add(patch.Clone());
+        }
+        return new SessionPlan(number, plan, new PlanValidator(_profile).Validate(plan));
+    }
+
+    private static string Shorten(string text, int max) => text.Length <= max ? text : text[..(max - 1)] + "…";
+
     private string MeshFile(string meshFileName, byte[] bytes)
     {
         Directory.CreateDirectory(_meshDirectory);

@@ -75,6 +75,7 @@ public static class RpcPolicies
         // The operator who runs the sessions starts a client's treatment from the practitioner's design and makes its next session.
         [Treatment + "StartTreatment"] = Changes(Role.Operator),
         [Treatment + "NextSession"] = Changes(Role.Operator),
+        [Treatment + "TouchUp"] = Changes(Role.Operator),
         // The first step of a later session, like probing: the operator's.
         [Treatment + "MatchEarlierDots"] = Changes(Role.Operator),
         [Treatment + "GetTreatment"] = Reads,

@@ -10,8 +10,10 @@ internal sealed class SurfaceGrpcService(SessionSurface surface, LedgerStore led
 {
     public override Task<SurfaceNeededReply> SurfaceNeeded(SurfaceNeededRequest request, ServerCallContext context)
     {
-        var (patch, needed, reason) = sessions.SurfaceNeeded(Id(request.SessionId));
-        return Task.FromResult(new SurfaceNeededReply { Patch = (uint)patch, Needed = needed, Reason = reason });
+        var id = Id(request.SessionId);
+        var (patch, needed, reason) = sessions.SurfaceNeeded(id);
+        var (_, matchNeeded, touchUp, matchReason) = sessions.EarlierDotsMatchNeeded(id);
+        return Task.FromResult(new SurfaceNeededReply { Patch = (uint)patch, Needed = needed, Reason = reason, MatchNeeded = matchNeeded, MatchReason = matchReason, TouchUp = touchUp });
     }
 
     public override async Task<SurfaceRegistration> ProbeSurface(ProbeSurfaceRequest request, ServerCallContext context)

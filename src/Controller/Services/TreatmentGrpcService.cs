@@ -26,6 +26,9 @@ internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionR
     public override Task<TreatmentInfo> NextSession(NextSessionRequest request, ServerCallContext context) =>
         Task.FromResult(ToProto(treatments.Next(request.TreatmentId, string.IsNullOrWhiteSpace(request.EarlyReason) ? null : request.EarlyReason, Who(context))));
 
+    public override Task<TreatmentInfo> TouchUp(TreatmentRef request, ServerCallContext context) =>
+        Task.FromResult(ToProto(treatments.TouchUp(request.TreatmentId, Who(context))));
+
     public override Task<TreatmentInfo> GetTreatment(TreatmentRef request, ServerCallContext context) =>
         Task.FromResult(ToProto(treatments.Get(request.TreatmentId)));
 
@@ -71,6 +74,7 @@ internal sealed class TreatmentGrpcService(TreatmentManager treatments, SessionR
             LeftOut = m.LeftOut,
             MovedFromInitialMm = m.Accepted ? moved : 0,
             PicturePng = m.PicturePng is { } png ? ByteString.CopyFrom(png.Span) : ByteString.Empty,
+            TouchUp = outcome.TouchUp is { } t ? new Contracts.V1.TouchUpSurvey { Candidates = t.Candidates, NotInView = t.NotInView, Seen = t.Seen, Faded = t.Faded, Missing = t.Missing, Uncertain = t.Uncertain } : null,
         });
     }
 

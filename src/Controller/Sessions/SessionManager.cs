@@ -557,6 +557,34 @@ public sealed partial class SessionManager : IAsyncDisposable
             : (patch, true, $"{where} has no valid surface registration");
     }
 
+    /// <summary>
+    /// Whether the head position a start or resume of <paramref name="sessionId"/> enters must first be matched to its
+    /// treatment's earlier dots (smp treatment match): a treatment session after dots were placed in earlier sessions
+    /// (a touch-up always then) whose head position's surface registration is not an accepted match. The new dots keep
+    /// their spacing to the dots really there, and a touch-up restores only what the camera saw faded or missing, only
+    /// on such a registration. <c>TouchUp</c> says the session is a touch-up (no override).
+    /// </summary>
+    public (int Patch, bool Needed, bool TouchUp, string Reason) EarlierDotsMatchNeeded(string sessionId)
+    {
+        var record = Find(sessionId);
+        if (record.TreatmentId is not { } treatmentId) return (0, false, false, "the session is not part of a treatment");
+        var touchUp = _ledger.FindTreatmentSession(sessionId)?.Kind == TreatmentSessionKind.TouchUp;
+        var next = _ledger.LoadDots(sessionId).FirstOrDefault(d => d.State == DotLedgerState.Pending);
+        if (next is null) return (0, false, touchUp, "no dot is pending");
+        var patch = PlanPatches.OfJson(_ledger.LoadPlanJson(sessionId)).Of(next.Dot.DotId);
+        var where = patch == 0 ? "the plan's head position" : $"head position {patch}";
+        if (!_ledger.LoadTreatmentDots(treatmentId, record.TreatmentSessionNumber - 1).Any(d => d.State == DotLedgerState.Placed))
+        {
+            return (patch, false, touchUp, "no dot of an earlier session of the treatment is placed");
+        }
+        var registration = _ledger.LatestSurfaceRegistration(sessionId, patch);
+        if (registration is not null && _ledger.ListDotMatches(sessionId).Any(m => m.Accepted && m.RegistrationId == registration.Id))
+        {
+            return (patch, false, touchUp, $"{where} is matched to the earlier sessions' dots ({registration.Id})");
+        }
+        return (patch, true, touchUp, $"{where} of session {sessionId} is not matched to the earlier sessions' dots: after probing it, find them with `smp treatment match {sessionId}{(patch > 0 ? $" --patch {patch}" : "")}`");
+    }
+
     private SessionSnapshot Launch(SessionRecord record, string verb, CalibrationOverrideRequest? calibrationOverride, string? consoleId, string? surfaceOverride = null)
     {
         // The run belongs to one console: only its heartbeats keep it going.
@@ -572,6 +600,15 @@ public sealed partial class SessionManager : IAsyncDisposable
         {
             throw new RefusedException(RefusalKind.FailedPrecondition,
                 $"{surfaceReason}: measure it with `smp surface probe {record.Id}{(surfacePatch > 0 ? $" --patch {surfacePatch}" : "")}` (or place it on the plan's own skin heights with --surface-override REASON)");
+        }
+        // A treatment's later session is placed relative to the earlier dots found by the camera; a touch-up without
+        // that survey would place every recorded dot again, so it has no override.
+        var (_, matchNeeded, touchUp, matchReason) = EarlierDotsMatchNeeded(record.Id);
+        if (matchNeeded && (touchUp || string.IsNullOrWhiteSpace(surfaceOverride)))
+        {
+            throw new RefusedException(RefusalKind.FailedPrecondition, touchUp
+                ? $"{matchReason}. A touch-up restores only the dots the camera saw faded or missing: it never starts a head position the camera has not surveyed (no override)"
+                : $"{matchReason} (or place it without them with --surface-override REASON: its new dots then keep their spacing only to where the earlier dots were planned)");
         }
         // A tracked head needs a valid camera-to-gantry calibration (or an explicit, recorded override).
         var calibration = _calibration?.ForSessionStart(calibrationOverride is null ? null : calibrationOverride with { Operator = string.IsNullOrWhiteSpace(calibrationOverride.Operator) ? operatorName : calibrationOverride.Operator });
@@ -591,6 +628,10 @@ public sealed partial class SessionManager : IAsyncDisposable
                 if (surfaceNeeded)
                 {
                     _ledger.Audit(record.Id, "surface-override", $"{verb} {surfaceReason[..1].ToLowerInvariant()}{surfaceReason[1..]}: placed on the plan's own skin heights, overridden by {operatorName}: {surfaceOverride}");
+                }
+                if (matchNeeded)
+                {
+                    _ledger.Audit(record.Id, "earlier-dots-override", $"{verb} although {matchReason[..1].ToLowerInvariant()}{matchReason[1..]}: overridden by {operatorName}: {surfaceOverride}");
                 }
             }
             catch

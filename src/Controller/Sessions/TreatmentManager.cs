@@ -120,6 +120,63 @@ public sealed partial class TreatmentManager
         }
     }
 
+    /// <summary>
+    /// Creates a touch-up of treatment <paramref name="treatmentId"/> (after all of its design's sessions, months or years
+    /// later): one dot for each dot on record, placed where it is. Nothing of it is placed blind: at each head position
+    /// the camera first finds the recorded dots still there (smp treatment match, which <c>smp run</c> does), and only
+    /// those it saw faded or missing stay to be placed, so the design's density is restored there only. Refuses
+    /// (FailedPrecondition) before the design's sessions are all made, while the last session is not over or has dots
+    /// in doubt, and when no dot was ever placed.
+    /// </summary>
+    public TreatmentView TouchUp(string treatmentId, string by)
+    {
+        ArgumentNullException.ThrowIfNull(by);
+        lock (_gate)
+        {
+            var treatment = Find(treatmentId);
+            var view = View(treatment.Id);
+            if (view.DesignSessionsCreated < treatment.SessionCount)
+            {
+                throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"treatment {treatment.Id} has {view.DesignSessionsCreated} of its design's {treatment.SessionCount} sessions: a touch-up comes after them (smp treatment next {treatment.Id})"));
+            }
+            var (lastLink, last) = view.Sessions[^1];
+            if (last.Record.Phase is not (SessionPhase.Completed or SessionPhase.Aborted))
+            {
+                throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"session {lastLink.Number} ({last.Record.Id}) of treatment {treatment.Id} is {last.Record.Phase}: finish or abort it first (smp session show {last.Record.Id})"));
+            }
+            if (last.Tally.InDoubt > 0)
+            {
+                throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"session {lastLink.Number} ({last.Record.Id}) has {last.Tally.InDoubt} dot(s) in doubt: resolve them first (smp session resolve {last.Record.Id} …), the touch-up restores what the record says is placed"));
+            }
+            // Each design dot once, where its latest placement is (a touch-up's restored dot supersedes the one it restored).
+            var onRecord = _ledger.LoadTreatmentDots(treatment.Id).Where(d => d.State == DotLedgerState.Placed)
+                .GroupBy(d => d.DesignDotId, StringComparer.Ordinal).Select(g => g.Last()).Select(d => (d.DesignDotId, d.MeasuredS ?? d.PlannedS)).ToList();
+            if (onRecord.Count == 0)
+            {
+                throw new RefusedException(RefusalKind.FailedPrecondition, Inv($"treatment {treatment.Id} has no dot placed: there is nothing to touch up"));
+            }
+            var number = view.Sessions.Max(s => s.Link.Number) + 1;
+            var plans = PlansOf(treatment);
+            var plan = _planner.TouchUpPlan(plans, onRecord, number);
+            if (!plan.Check.IsValid)
+            {
+                throw new RefusedException(RefusalKind.InvalidArgument, Inv($"touch-up {number} cannot be placed on this machine: ") +
+                    string.Join("; ", plan.Check.Violations.Take(5).Select(v => v.ToString())));
+            }
+            if (plan.Plan.Dots.Count == 0) throw new RefusedException(RefusalKind.FailedPrecondition, "no dot on record can be reached by the machine: there is nothing to touch up");
+            var inScalp = new Dictionary<string, DotInScalp>(StringComparer.Ordinal);
+            var pointOf = onRecord.ToDictionary(r => r.DesignDotId, r => r.Item2, StringComparer.Ordinal);
+            foreach (var dot in plan.Plan.Dots)
+            {
+                var designDotId = dot.Id[(dot.Id.IndexOf('-', StringComparison.Ordinal) + 1)..];
+                inScalp[dot.Id] = new DotInScalp(designDotId, pointOf[designDotId]);
+            }
+            Create(treatment, plan, new TreatmentSessionLink(treatment.Id, number, TreatmentSessionKind.TouchUp, inScalp));
+            _ledger.Audit(null, "treatment-touch-up", Inv($"touch-up {number} of treatment {treatment.Id} made by {by}: {plan.Plan.Dots.Count} recorded dot(s) to survey"));
+            return View(treatment.Id);
+        }
+    }
+
     /// <summary>The treatment and its sessions now. Throws <see cref="RefusedException"/> (NotFound) for an unknown id.</summary>
     public TreatmentView Get(string treatmentId) => View(Find(treatmentId).Id);
 
@@ -188,10 +245,15 @@ public sealed partial class TreatmentManager
             var designDot = plans.ById[dot.Id];
             inScalp[dot.Id] = new DotInScalp(designDot.Id, designDot.PointMm);
         }
+        Create(treatment, plan, new TreatmentSessionLink(treatment.Id, number, TreatmentSessionKind.Session, inScalp));
+    }
+
+    private void Create(TreatmentRecord treatment, SessionPlan plan, TreatmentSessionLink link)
+    {
         var model = _ledger.LoadHeadModel(treatment.HeadModelSha256)!.Value.Bytes;
         try
         {
-            _sessions.Create(plan.Check, model, new TreatmentSessionLink(treatment.Id, number, TreatmentSessionKind.Session, inScalp));
+            _sessions.Create(plan.Check, model, link);
         }
         catch (InvalidOperationException e) when (e.Message.Contains("already has session", StringComparison.Ordinal))
         {

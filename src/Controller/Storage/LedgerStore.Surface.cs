@@ -192,21 +192,28 @@ public sealed partial class LedgerStore
         {
             var now = _time.GetUtcNow();
             using var tx = Begin();
-            string id;
-            do
-            {
-                id = "r-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-            }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = @id", ("@id", id)) > 0);
-            Execute(tx,
-                $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES (@id, @session, @patch, @now, @model, @t, @rms, @p95, @max, @contacts, @inliers, @json, @valid, @notes, @map)",
-                ("@id", id), ("@session", sessionId), ("@patch", patch), ("@now", now.UtcTicks), ("@model", modelSha256), ("@t", headFromScalpJson),
-                ("@rms", rmsMm), ("@p95", p95Mm), ("@max", maxMm), ("@contacts", contacts), ("@inliers", inliers), ("@json", contactsJson), ("@valid", valid ? 1 : 0), ("@notes", notes), ("@map", heightMapJson));
-            InsertAudit(tx, sessionId, "surface-registered",
-                Inv($"surface registration {id}{(patch > 0 ? $" for head position {patch}" : "")}: {(valid ? "valid" : "NOT valid")}, {inliers} of {contacts} contacts, RMS {rmsMm:0.000} mm, max {maxMm:0.000} mm{(notes.Length > 0 ? "; " + notes : "")}"), now);
+            var record = InsertSurfaceRegistration(tx, sessionId, patch, modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes, heightMapJson, now);
             tx.Commit();
-            return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes) { HeightMapJson = heightMapJson };
+            return record;
         });
+    }
+
+    private SurfaceRegistrationRecord InsertSurfaceRegistration(DbTransaction tx, string? sessionId, int patch, string modelSha256, string headFromScalpJson,
+        double rmsMm, double p95Mm, double maxMm, int contacts, int inliers, string contactsJson, bool valid, string notes, string? heightMapJson, DateTimeOffset now)
+    {
+        string id;
+        do
+        {
+            id = "r-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
+        }
+        while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = @id", ("@id", id)) > 0);
+        Execute(tx,
+            $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES (@id, @session, @patch, @now, @model, @t, @rms, @p95, @max, @contacts, @inliers, @json, @valid, @notes, @map)",
+            ("@id", id), ("@session", sessionId), ("@patch", patch), ("@now", now.UtcTicks), ("@model", modelSha256), ("@t", headFromScalpJson),
+            ("@rms", rmsMm), ("@p95", p95Mm), ("@max", maxMm), ("@contacts", contacts), ("@inliers", inliers), ("@json", contactsJson), ("@valid", valid ? 1 : 0), ("@notes", notes), ("@map", heightMapJson));
+        InsertAudit(tx, sessionId, "surface-registered",
+            Inv($"surface registration {id}{(patch > 0 ? $" for head position {patch}" : "")}: {(valid ? "valid" : "NOT valid")}, {inliers} of {contacts} contacts, RMS {rmsMm:0.000} mm, max {maxMm:0.000} mm{(notes.Length > 0 ? "; " + notes : "")}"), now);
+        return new SurfaceRegistrationRecord(id, sessionId, patch, FromTicks(now.UtcTicks), modelSha256, headFromScalpJson, rmsMm, p95Mm, maxMm, contacts, inliers, contactsJson, valid, notes) { HeightMapJson = heightMapJson };
     }
 
     /// <summary>The newest valid registration of a session's head position that no re-check withdrew, or null.</summary>

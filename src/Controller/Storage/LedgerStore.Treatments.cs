@@ -70,6 +70,23 @@ public enum DotCheckResult
 public sealed record TreatmentDotRecord(string SessionId, int SessionNumber, TreatmentSessionKind Kind, string DotId, string DesignDotId,
     Vec3 PlannedS, Vec3? MeasuredS, DotCheckResult Check, double? CheckOffsetMm, DotLedgerState State, DateTimeOffset UpdatedAt, double DepthMm, string Note);
 
+/// <summary>
+/// What an accepted dot match changes, written with it in one transaction: the head position's surface registration
+/// (T_HS found by the match, its residuals and the dots it used) and the session's pending dots it leaves out.
+/// </summary>
+/// <param name="ModelSha256">The head model the registration is of.</param>
+/// <param name="HeadFromScalpJson">T_HS found, as the plan format writes a transform.</param>
+/// <param name="RmsMm">Residual RMS of the matched pairs, mm.</param>
+/// <param name="P95Mm">Their 95th percentile, mm.</param>
+/// <param name="MaxMm">Their largest, mm.</param>
+/// <param name="Contacts">Dots found (the registration's "contacts").</param>
+/// <param name="Inliers">Dots matched.</param>
+/// <param name="Notes">The registration's note.</param>
+/// <param name="LeaveOut">Pending dots to leave out, each with its note.</param>
+/// <param name="LeaveOutWhy">Why, for the audit log.</param>
+public sealed record DotMatchChanges(string ModelSha256, string HeadFromScalpJson, double RmsMm, double P95Mm, double MaxMm, int Contacts, int Inliers, string Notes,
+    IReadOnlyDictionary<string, string> LeaveOut, string LeaveOutWhy);
+
 /// <summary>A match of a session's camera view to the earlier sessions' dots, as stored (residuals -1 when none).</summary>
 public sealed record DotMatchRecord(string SessionId, int Patch, DateTimeOffset At, int Found, int Expected, int Matched, double RmsMm, double P95Mm, bool Accepted, string Reason,
     string? RegistrationId, int LeftOut, ReadOnlyMemory<byte>? PicturePng);
@@ -284,56 +301,80 @@ public sealed partial class LedgerStore
     }
 
     /// <summary>
-    /// Leaves Pending dots out of a session before any of them is placed (Pending → Skipped, with
-    /// the dot's note from <paramref name="notesByDotId"/>): a new dot that would land closer to an earlier session's dot, found by the
-    /// camera, than the design allows. One transaction; returns how many were left out. A dot that is not Pending is
-    /// refused (<see cref="InvalidOperationException"/>) and nothing changes.
+    /// Leaves Pending dots out of a session before any of them is placed (Pending → Skipped, with the dot's note from
+    /// <paramref name="notesByDotId"/>), e.g. a new dot that would land closer to an earlier session's dot, found by the
+    /// camera, than the design allows. One transaction, audited with <paramref name="why"/>; returns how many were left
+    /// out. A dot that is not Pending is refused (<see cref="InvalidOperationException"/>) and nothing changes.
     /// </summary>
-    public int LeaveOut(string sessionId, IReadOnlyDictionary<string, string> notesByDotId)
+    public int LeaveOut(string sessionId, IReadOnlyDictionary<string, string> notesByDotId, string why = "closer to an earlier session's dot than the design allows")
     {
         ArgumentNullException.ThrowIfNull(sessionId);
         ArgumentNullException.ThrowIfNull(notesByDotId);
+        ArgumentNullException.ThrowIfNull(why);
         if (notesByDotId.Count == 0) return 0;
         return Guarded(() =>
         {
             var now = _time.GetUtcNow();
             using var tx = Begin();
-            foreach (var (dotId, note) in notesByDotId)
-            {
-                var changed = Execute(tx, "UPDATE dots SET state = @to, note = @note, updated_at = @now WHERE session_id = @s AND dot_id = @d AND state = @from",
-                    ("@to", (int)DotLedgerState.Skipped), ("@note", note), ("@now", now.UtcTicks), ("@s", sessionId), ("@d", dotId), ("@from", (int)DotLedgerState.Pending));
-                if (changed != 1) throw new InvalidOperationException($"dot {dotId} of session {sessionId} is not Pending: only a dot not yet placed can be left out");
-            }
-            InsertAudit(tx, sessionId, "dots-left-out", Inv($"{notesByDotId.Count} dot(s) left out: closer to an earlier session's dot than the design allows"), now);
+            LeaveOutIn(tx, sessionId, notesByDotId, why, now);
             tx.Commit();
-            if (_tallies.TryGetValue(sessionId, out var counts))
-            {
-                counts[(int)DotLedgerState.Pending] -= notesByDotId.Count;
-                counts[(int)DotLedgerState.Skipped] += notesByDotId.Count;
-            }
+            CountLeftOut(sessionId, notesByDotId.Count);
             return notesByDotId.Count;
         });
     }
 
+    private void LeaveOutIn(DbTransaction tx, string sessionId, IReadOnlyDictionary<string, string> notesByDotId, string why, DateTimeOffset now)
+    {
+        if (notesByDotId.Count == 0) return;
+        foreach (var (dotId, note) in notesByDotId)
+        {
+            var changed = Execute(tx, "UPDATE dots SET state = @to, note = @note, updated_at = @now WHERE session_id = @s AND dot_id = @d AND state = @from",
+                ("@to", (int)DotLedgerState.Skipped), ("@note", note), ("@now", now.UtcTicks), ("@s", sessionId), ("@d", dotId), ("@from", (int)DotLedgerState.Pending));
+            if (changed != 1) throw new InvalidOperationException($"dot {dotId} of session {sessionId} is not Pending: only a dot not yet placed can be left out");
+        }
+        InsertAudit(tx, sessionId, "dots-left-out", Inv($"{notesByDotId.Count} dot(s) left out: {why}"), now);
+    }
+
+    private void CountLeftOut(string sessionId, int count)
+    {
+        if (count > 0 && _tallies.TryGetValue(sessionId, out var counts))
+        {
+            counts[(int)DotLedgerState.Pending] -= count;
+            counts[(int)DotLedgerState.Skipped] += count;
+        }
+    }
+
     /// <summary>
     /// Stores the match of a session's camera view to the earlier sessions' dots (accepted or refused: both are kept for
-    /// the record), with the surface registration it made (null when refused) and how many new dots it left out.
+    /// the record). An accepted match brings its <paramref name="changes"/>: the head position's new surface registration
+    /// and the pending dots it leaves out, written with the match in one transaction (all or nothing). A dot to leave out
+    /// that is no longer Pending refuses the whole (<see cref="InvalidOperationException"/>).
     /// </summary>
     public DotMatchRecord SaveDotMatch(string sessionId, int patch, int found, int expected, int matched, double rmsMm, double p95Mm, bool accepted, string reason,
-        string? registrationId, int leftOut, byte[]? picturePng)
+        DotMatchChanges? changes, byte[]? picturePng)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
         ArgumentNullException.ThrowIfNull(reason);
+        if (changes is not null && !accepted) throw new ArgumentException("a refused match changes nothing", nameof(changes));
         return Guarded(() =>
         {
             var now = _time.GetUtcNow();
             using var tx = Begin();
+            string? registrationId = null;
+            if (changes is not null)
+            {
+                registrationId = InsertSurfaceRegistration(tx, sessionId, patch, changes.ModelSha256, changes.HeadFromScalpJson, changes.RmsMm, changes.P95Mm, changes.MaxMm,
+                    changes.Contacts, changes.Inliers, "[]", valid: true, changes.Notes, heightMapJson: null, now).Id;
+                LeaveOutIn(tx, sessionId, changes.LeaveOut, changes.LeaveOutWhy, now);
+            }
+            var leftOut = changes?.LeaveOut.Count ?? 0;
             Execute(tx, "INSERT INTO dot_matches (session_id, patch, created_at, found, expected, matched, rms_mm, p95_mm, accepted, reason, registration_id, left_out, picture_png) " +
                 "VALUES (@s, @p, @now, @f, @e, @m, @rms, @p95, @a, @reason, @reg, @left, @png)",
                 ("@s", sessionId), ("@p", patch), ("@now", now.UtcTicks), ("@f", found), ("@e", expected), ("@m", matched), ("@rms", Residual(rmsMm)), ("@p95", Residual(p95Mm)),
                 ("@a", accepted ? 1 : 0), ("@reason", reason), ("@reg", registrationId), ("@left", leftOut), ("@png", picturePng));
             InsertAudit(tx, sessionId, "dot-match", Inv($"head position {patch}: {(accepted ? "matched" : "refused")} {matched} of {found} dots found ({expected} expected in view): {reason}"), now);
             tx.Commit();
+            CountLeftOut(sessionId, leftOut);
             return new DotMatchRecord(sessionId, patch, FromTicks(now.UtcTicks), found, expected, matched, rmsMm, p95Mm, accepted, reason, registrationId, leftOut, picturePng);
         });
     }

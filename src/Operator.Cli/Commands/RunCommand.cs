@@ -80,7 +80,9 @@ internal static class RunCommand
     /// <summary>
     /// Before a start or resume: when the head position it enters must have its scalp measured (the plan names a head
     /// model and that position has no valid registration), probes and registers it (smp surface probe), unless the
-    /// operator overrides. A registration that is not valid stops here, with the session not started.
+    /// operator overrides. A registration that is not valid stops here, with the session not started. Then, for a
+    /// treatment's later session or touch-up, matches that head position to the earlier dots when the controller says
+    /// it must (<see cref="MatchEarlierDotsAsync"/>).
     /// </summary>
     /// <param name="points">Probes (0: the controller's default, 16).</param>
     internal static async Task MeasureSurfaceIfNeededAsync(CommandContext ctx, ControllerConnection conn, string sessionId, string? surfaceOverride, CancellationToken ct, uint points = 0)
@@ -95,17 +97,42 @@ internal static class RunCommand
         {
             return; // a controller without surface registration: it has no such gate either
         }
-        if (!needed.Needed) return;
         var where = needed.Patch == 0 ? "the scalp" : $"the scalp of head position {needed.Patch}";
-        ctx.Info($"measuring {where} before its first dot (needle drive off; keep clear)…");
-        var reply = await MotionCall.RunAsync(ctx, conn, "the surface probe",
-            token => conn.Surface.ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = sessionId, Patch = needed.Patch, Points = points }, deadline: conn.Deadline(ControllerConnection.SurfaceProbeTimeout), cancellationToken: token).ResponseAsync, ct);
-        if (!reply.Valid)
+        if (needed.Needed)
         {
-            throw new CliException(ExitCodes.Failure, $"{where} does not fit the head model ({reply.Notes}); session {sessionId} is not started: check the probe and the head model, "
-                + $"then smp surface probe {sessionId}{(needed.Patch > 0 ? $" --patch {needed.Patch}" : "")}, or start it on the plan's own skin heights with --surface-override REASON");
+            ctx.Info($"measuring {where} before its first dot (needle drive off; keep clear)…");
+            var reply = await MotionCall.RunAsync(ctx, conn, "the surface probe",
+                token => conn.Surface.ProbeSurfaceAsync(new ProbeSurfaceRequest { SessionId = sessionId, Patch = needed.Patch, Points = points }, deadline: conn.Deadline(ControllerConnection.SurfaceProbeTimeout), cancellationToken: token).ResponseAsync, ct);
+            if (!reply.Valid)
+            {
+                throw new CliException(ExitCodes.Failure, $"{where} does not fit the head model ({reply.Notes}); session {sessionId} is not started: check the probe and the head model, "
+                    + $"then smp surface probe {sessionId}{(needed.Patch > 0 ? $" --patch {needed.Patch}" : "")}, or start it on the plan's own skin heights with --surface-override REASON");
+            }
+            ctx.Info($"{where} measured: registration {reply.Id}, {reply.Inliers} of {reply.Contacts} contacts, RMS {Formatting.Mm(reply.RmsMm)} mm, max {Formatting.Mm(reply.MaxMm)} mm");
+            needed = await conn.Surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = sessionId }, deadline: conn.Deadline(), cancellationToken: ct);
         }
-        ctx.Info($"{where} measured: registration {reply.Id}, {reply.Inliers} of {reply.Contacts} contacts, RMS {Formatting.Mm(reply.RmsMm)} mm, max {Formatting.Mm(reply.MaxMm)} mm");
+        if (needed.MatchNeeded) await MatchEarlierDotsAsync(ctx, conn, sessionId, needed.Patch, needed.TouchUp, ct);
+    }
+
+    /// <summary>
+    /// A treatment's later session or touch-up: the camera finds the earlier sessions' dots at the head position
+    /// entered and the controller registers it on them (smp treatment match). Refused, the session is not started.
+    /// </summary>
+    internal static async Task MatchEarlierDotsAsync(CommandContext ctx, ControllerConnection conn, string sessionId, uint patch, bool touchUp, CancellationToken ct)
+    {
+        var where = patch == 0 ? "" : $" at head position {patch}";
+        ctx.Info(touchUp ? $"touch-up: finding the recorded dots{where} with the camera (faded and missing ones are restored)…" : $"finding the earlier sessions' dots{where} with the camera…");
+        var match = await conn.Treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = sessionId, Patch = patch },
+            deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
+        if (!match.Accepted)
+        {
+            throw new CliException(ExitCodes.Failure, $"the earlier sessions' dots were not matched{where} ({match.Reason}); session {sessionId} is not started. "
+                + $"Check that the scalp is uncovered and that this is the client's treatment, then run smp treatment match {sessionId}{(patch > 0 ? $" --patch {patch}" : "")}");
+        }
+        ctx.Info(FormattableString.Invariant($"matched {match.Matched} earlier dots of {match.ExpectedInView} expected in view (residual RMS {match.ResidualRmsMm:0.000} mm); the board sits {match.MovedFromInitialMm:0.00} mm from where probing put it"));
+        ctx.Info(match.TouchUp is { } t
+            ? FormattableString.Invariant($"touch-up: {t.Candidates} recorded dots here, {t.Candidates - t.NotInView} in view: {t.Seen} still there, {t.Faded} faded, {t.Missing} missing, {t.Uncertain} with a spot beside them (left out, look at them); {t.Faded + t.Missing} to restore, {t.NotInView} out of view left out")
+            : FormattableString.Invariant($"{match.LeftOut} new dot(s) left out for spacing"));
     }
 
     /// <summary>The head positions (patches) of a plan's JSON, in the order they are placed; empty when it has none or does not parse.</summary>
@@ -242,20 +269,6 @@ internal static class RunCommand
         }
 
         await MeasureSurfaceIfNeededAsync(ctx, conn, session.Id, surfaceOverride, ct, surfacePoints);
-        if (session.TreatmentSession > 1 && string.IsNullOrWhiteSpace(surfaceOverride))
-        {
-            // A treatment's later session is placed relative to the dots already there: find them first.
-            ctx.Info($"session {session.TreatmentSession} of treatment {session.TreatmentId}: finding the earlier sessions' dots with the camera…");
-            var match = await conn.Treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = session.Id },
-                deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
-            if (!match.Accepted)
-            {
-                throw new CliException(ExitCodes.Failure, $"the earlier sessions' dots were not matched ({match.Reason}); session {session.Id} is not started. "
-                    + $"Check that the scalp is uncovered and that this is the client's treatment, then run smp treatment match {session.Id}");
-            }
-            ctx.Info(FormattableString.Invariant($"matched {match.Matched} earlier dots (residual RMS {match.ResidualRmsMm:0.000} mm); the board sits {match.MovedFromInitialMm:0.00} mm from where probing put it; {match.LeftOut} new dot(s) left out for spacing"));
-        }
-
         await using var heartbeat = OperatorHeartbeat.Start(conn.Safety, ctx.Host.OperatorName, ctx.Host.Time, ct);
         if (!await heartbeat.WaitForFirstReplyAsync(FirstBeatTimeout, ctx.Host.Time))
         {

@@ -8,7 +8,7 @@ using Spectre.Console;
 
 namespace SmpRobot.Operator.Cli.Commands;
 
-/// <summary><c>smp treatment start|next|show|list|dots</c>: a client's treatment across weeks, made from its design.</summary>
+/// <summary><c>smp treatment start|next|touch-up|show|list|dots|match</c>: a client's treatment across weeks, made from its design.</summary>
 internal static class TreatmentCommand
 {
     private static readonly string[] ListColumns = ["ID", "Client", "Design", "Sessions", "Started (UTC)"];
@@ -18,6 +18,7 @@ internal static class TreatmentCommand
         var command = new Command("treatment", "A client's treatment across weeks: its sessions are made from the design (never from a loose plan file), and its record keeps every dot placed");
         command.Subcommands.Add(BuildStart(app));
         command.Subcommands.Add(BuildNext(app));
+        command.Subcommands.Add(BuildTouchUp(app));
         command.Subcommands.Add(BuildShow(app));
         command.Subcommands.Add(BuildList(app));
         command.Subcommands.Add(BuildDots(app));
@@ -79,6 +80,26 @@ internal static class TreatmentCommand
                 deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
             var made = info.Sessions[^1];
             ctx.Result(Summary(info) + $"\nnext: smp run --session {made.Session.Id}   (session {made.Number} of {info.SessionCount})", Json(info));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static Command BuildTouchUp(CliCommands app)
+    {
+        var id = new Argument<string>("TREATMENT") { Description = "Treatment id (smp treatment list)" };
+        var command = new Command("touch-up", "Create a touch-up of a treatment whose design's sessions are done: it restores the design's density where dots faded or are missing, there only. "
+            + "Every dot on record is a candidate; when it runs (smp run --session), the camera first finds the dots still there at each head position, and only the faded or missing ones are placed")
+        {
+            id,
+        };
+        app.Bind(command, async (ctx, parse, ct) =>
+        {
+            using var conn = ctx.Connect();
+            var info = await conn.Treatments.TouchUpAsync(new TreatmentRef { TreatmentId = parse.GetValue(id)! }, deadline: conn.Deadline(ControllerConnection.TreatmentTimeout), cancellationToken: ct);
+            var made = info.Sessions[^1];
+            ctx.Result(Summary(info) + Inv($"\ntouch-up {made.Number} ({made.Session.Id}): {made.Session.Dots?.Total ?? 0} dots on record to survey. ")
+                + $"Next: smp run --session {made.Session.Id}   (at each head position it probes the scalp, the camera finds the dots still there, and only the faded or missing ones are placed)", Json(info));
             return ExitCodes.Success;
         });
         return command;

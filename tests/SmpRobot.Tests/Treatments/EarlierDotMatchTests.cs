@@ -59,6 +59,20 @@ public class EarlierDotMatchTests
         Assert.Contains("smp surface probe", notProbed.Status.Detail, StringComparison.Ordinal);
         var probe = SaveProbe(ledger, sessionId, design, truth);
 
+        // Probed but not matched: the controller itself refuses to place the head position (not only smp run).
+        var surface = new SurfaceService.SurfaceServiceClient(host.Fixture.Channel);
+        var needed = await surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = sessionId }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.False(needed.Needed, needed.Reason);
+        Assert.True(needed.MatchNeeded, needed.MatchReason);
+        Assert.False(needed.TouchUp);
+        await host.Fixture.HomeAsync();
+        await host.Fixture.StartHeartbeatAsync();
+        var unmatched = await Assert.ThrowsAsync<RpcException>(() => host.Fixture.Sessions.StartAsync(new SessionRef { SessionId = sessionId }, deadline: DateTime.UtcNow.Add(Timeout)).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, unmatched.StatusCode);
+        Assert.Contains($"smp treatment match {sessionId}", unmatched.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(SessionPhase.Created, ledger.FindSession(sessionId)!.Phase);
+        await host.Fixture.StopHeartbeatAsync();
+
         var match = await treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = sessionId, Patch = 1 }, deadline: DateTime.UtcNow.Add(Timeout));
 
         Assert.True(match.Accepted, $"{match.Reason}; found {match.Found}, expected in view {match.ExpectedInView}, matched {match.Matched}, visible {session1.Count(d => scene.HealedDotVisible(SyntheticScene.RestCameraFromHead, new HealedDot(truth.Apply(d.PointMm), Rotate(r, d.Normal), 0.3, 0.5)))} of {session1.Count}");
@@ -92,6 +106,9 @@ public class EarlierDotMatchTests
         Assert.Equal(match.LeftOut, tally.Skipped);
         Assert.All(ledger.LoadDotsInState(sessionId, DotLedgerState.Skipped), d => Assert.StartsWith("left out:", d.Note, StringComparison.Ordinal));
 
+        var after = await surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = sessionId }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.False(after.MatchNeeded, after.MatchReason);
+
         var report = host.Fixture.Services.GetRequiredService<Controller.Sessions.SessionReports>().SessionData(sessionId);
         Assert.NotNull(report.Match);
         Assert.Equal(match.Matched, report.Match!.DotsMatched);
@@ -121,11 +138,121 @@ public class EarlierDotMatchTests
         Assert.Equal(StatusCode.FailedPrecondition, first.StatusCode);
     }
 
+    [Fact]
+    public async Task A_touch_up_restores_only_the_dots_the_camera_sees_faded_or_missing()
+    {
+        var (design, dots) = Design();
+        var nominal = DesignPlans.NominalHeadFromScalp(design);
+        // Years later the board is worn elsewhere again: 3 degrees along the skin, 2 degrees turned.
+        var moved = Rotations.FromMatrix(Rotations.Multiply(Rotations.MatrixFromVector(new Vec3(0, 3 * Math.PI / 180, 0)), Rotations.MatrixFromVector(new Vec3(0, 0, -2 * Math.PI / 180))), Vec3.Zero);
+        var truth = nominal * moved;
+        var session1 = dots.Dots.Where(d => d.Session == 1).ToList();
+        var r = Rotations.RotationMatrix(truth);
+        // Every 17th dot is lost, every 13th (not lost) faded to a third of its look; the rest are as healed.
+        static bool Gone(int i) => i % 17 == 5;
+        static bool Faded(int i) => !Gone(i) && i % 13 == 7;
+        using var scene = new SyntheticScene(SyntheticScenario.Still, CameraIntrinsics.Synthetic(), seed: 9);
+#pragma warning disable CA5394 // a seeded simulation of healed dots, not security
+        var random = new Random(15);
+        scene.HealedDots = session1.Select((d, i) => (d, i)).Where(x => !Gone(x.i)).Select(x => new HealedDot(truth.Apply(x.d.PointMm), Rotate(r, x.d.Normal),
+            0.3 + (random.NextDouble() * 0.2), (0.55 + (random.NextDouble() * 0.2)) * (Faded(x.i) ? 0.3 : 1))).ToList();
+#pragma warning restore CA5394
+
+        await using var host = await StartAsync(scene);
+        var (treatments, second, ledger) = await SecondSessionAsync(host.Fixture);
+        var early = await Assert.ThrowsAsync<RpcException>(() => treatments.TouchUpAsync(new TreatmentRef { TreatmentId = ledger.FindSession(second)!.TreatmentId }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, early.StatusCode);
+        Assert.Contains("smp treatment next", early.Status.Detail, StringComparison.Ordinal);
+        var treatmentId = ledger.FindSession(second)!.TreatmentId!;
+        await host.Fixture.Sessions.AbortAsync(new SessionRef { SessionId = second });
+        await treatments.NextSessionAsync(new NextSessionRequest { TreatmentId = treatmentId, EarlyReason = "test" }, deadline: DateTime.UtcNow.Add(Timeout));
+        var third = (await treatments.GetTreatmentAsync(new TreatmentRef { TreatmentId = treatmentId })).Sessions[^1].Session.Id;
+        await host.Fixture.Sessions.AbortAsync(new SessionRef { SessionId = third });
+
+        var info = await treatments.TouchUpAsync(new TreatmentRef { TreatmentId = treatmentId }, deadline: DateTime.UtcNow.Add(Timeout));
+        var touchUp = info.Sessions[^1];
+        Assert.True(touchUp.TouchUp);
+        Assert.Equal(4u, touchUp.Number);
+        var touchUpId = touchUp.Session.Id;
+        // One candidate per dot on record, where the record says it is.
+        var candidates = ledger.LoadTreatmentDots(treatmentId).Where(d => d.SessionId == touchUpId).ToList();
+        var placed1 = ledger.LoadTreatmentDots(treatmentId).Where(d => d.SessionNumber == 1 && d.State == DotLedgerState.Placed).ToDictionary(d => d.DesignDotId);
+        Assert.Equal(placed1.Count, candidates.Count);
+        Assert.All(candidates, c => Assert.True(c.PlannedS.DistanceTo(placed1[c.DesignDotId].PlannedS) < 1e-6));
+        // A second touch-up while this one is open is refused.
+        var again = await Assert.ThrowsAsync<RpcException>(() => treatments.TouchUpAsync(new TreatmentRef { TreatmentId = treatmentId }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);
+
+        // The head position whose dots the camera sees most of (it sees the skin around the board, whatever the turn).
+        var patches = Controller.Plans.PlanPatches.OfJson(ledger.LoadPlanJson(touchUpId));
+        var byDesign = session1.ToDictionary(d => d.Id);
+        bool Visible(string designDotId) => scene.HealedDotVisible(SyntheticScene.RestCameraFromHead, new HealedDot(truth.Apply(byDesign[designDotId].PointMm), Rotate(r, byDesign[designDotId].Normal), 0.3, 0.5));
+        var patch = candidates.Where(c => Visible(c.DesignDotId)).GroupBy(c => patches.Of(c.DotId)).MaxBy(g => g.Count())!.Key;
+        SaveProbe(ledger, touchUpId, design, truth, patch);
+        // A touch-up never starts a head position the camera has not surveyed, override or not.
+        var surface = new SurfaceService.SurfaceServiceClient(host.Fixture.Channel);
+        var needed = await surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = touchUpId }, deadline: DateTime.UtcNow.Add(Timeout));
+        Assert.True(needed.MatchNeeded && needed.TouchUp, needed.MatchReason);
+        await host.Fixture.HomeAsync();
+        await host.Fixture.StartHeartbeatAsync();
+        var blind = await Assert.ThrowsAsync<RpcException>(() => host.Fixture.Sessions.StartAsync(new SessionRef { SessionId = touchUpId, SurfaceOverride = "test: no camera today" }, deadline: DateTime.UtcNow.Add(Timeout)).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, blind.StatusCode);
+        Assert.Contains("no override", blind.Status.Detail, StringComparison.Ordinal);
+        await host.Fixture.StopHeartbeatAsync();
+        Assert.Equal(SessionPhase.Created, ledger.FindSession(touchUpId)!.Phase);
+
+        var match = await treatments.MatchEarlierDotsAsync(new MatchEarlierDotsRequest { SessionId = touchUpId, Patch = (uint)patch }, deadline: DateTime.UtcNow.Add(Timeout));
+
+        Assert.True(match.Accepted, match.Reason);
+        var survey = match.TouchUp;
+        Assert.NotNull(survey);
+        // What the camera could judge: the head position's dots it sees (where they truly are).
+        var inPatch = candidates.Where(c => patches.Of(c.DotId) == patch).ToList();
+        Assert.Equal(inPatch.Count, survey!.Candidates);
+        var index = session1.Select((d, i) => (d.Id, i)).ToDictionary(x => x.Id, x => x.i);
+        // Clearly in view: the dot and the skin 1.5 mm around it, in the region the camera searches (nothing is judged at its edge).
+        var region = DotSearchRegion.ForScene(scene);
+        var cameraH = Rotations.Inverse(SyntheticScene.RestCameraFromHead).Translation;
+        bool ClearlyVisible(string designDotId)
+        {
+            var d = byDesign[designDotId];
+            var n = d.Normal;
+            var t1 = Vec3.Cross(n, Math.Abs(n.Z) < 0.9 ? new Vec3(0, 0, 1) : new Vec3(1, 0, 0)).Normalized();
+            var t2 = Vec3.Cross(n, t1);
+            return new[] { Vec3.Zero, t1 * 1.5, t1 * -1.5, t2 * 1.5, t2 * -1.5 }.All(o =>
+                scene.HealedDotVisible(SyntheticScene.RestCameraFromHead, new HealedDot(truth.Apply(d.PointMm + o), Rotate(r, n), 0.3, 0.5))
+                && region.Contains(cameraH, truth.Apply(d.PointMm + o)));
+        }
+        var visible = inPatch.Where(c => ClearlyVisible(c.DesignDotId)).ToList();
+        Assert.True(visible.Count >= 40, $"{visible.Count} of head position {patch}'s dots in view");
+        var pending = ledger.LoadDotsInState(touchUpId, DotLedgerState.Pending).Select(d => d.Dot.DotId).ToHashSet();
+        Assert.Equal(survey.Faded + survey.Missing + candidates.Count(c => patches.Of(c.DotId) != patch), pending.Count);
+
+        // Every lost or faded dot the camera sees is restored; of the healthy ones, hardly any is placed again.
+        var lost = visible.Where(c => Gone(index[c.DesignDotId]) || Faded(index[c.DesignDotId])).ToList();
+        Assert.NotEmpty(lost);
+        var restored = lost.Count(c => pending.Contains(c.DotId));
+        var notes = ledger.LoadDots(touchUpId).ToDictionary(d => d.Dot.DotId, d => d.Note);
+        // A lost dot with a hair beside it is left out on purpose (a double would show), and a faded one can look as dark as a
+        // healthy one beside a hair: most are restored, every other one says why.
+        Assert.All(lost.Where(c => !pending.Contains(c.DotId)), c => Assert.StartsWith("left out:", notes[c.DotId], StringComparison.Ordinal));
+        Assert.True(restored >= 0.75 * lost.Count, $"{restored} of {lost.Count} lost or faded dots in view restored: " + string.Join("; ", lost.Where(c => !pending.Contains(c.DotId)).Select(c => $"{(Gone(index[c.DesignDotId]) ? "gone" : "faded")}: {notes[c.DotId]}")) + $"; {survey}");
+        var healthy = visible.Where(c => !Gone(index[c.DesignDotId]) && !Faded(index[c.DesignDotId])).ToList();
+        var again2 = healthy.Count(c => pending.Contains(c.DotId));
+        Assert.True(again2 <= Math.Max(1, 0.05 * healthy.Count), $"{again2} of {healthy.Count} healthy dots in view would be placed again");
+        // The head position's dots out of view are left out, each saying so; no dot of another head position was decided.
+        Assert.All(inPatch.Where(c => !pending.Contains(c.DotId)), c => Assert.StartsWith("left out:", ledger.LoadDots(touchUpId).Single(d => d.Dot.DotId == c.DotId).Note, StringComparison.Ordinal));
+        Assert.All(candidates.Where(c => patches.Of(c.DotId) != patch), c => Assert.Contains(c.DotId, pending));
+        Assert.Contains(ledger.ReadAudit(touchUpId), a => a.Kind == "dot-match" && a.Message.Contains("touch-up:", StringComparison.Ordinal));
+        var after = await surface.SurfaceNeededAsync(new SurfaceNeededRequest { SessionId = touchUpId }, deadline: DateTime.UtcNow.Add(Timeout));
+        if (after.Patch == patch) Assert.False(after.MatchNeeded, after.MatchReason);
+    }
+
     /// <summary>
     /// What probing head position 1 leaves (as the treatment bench does): T_HS fitted to 16 contacts on the true skin,
     /// its height and tilt found, the board's slide along the skin mostly not. Returns the registration's id.
     /// </summary>
-    private static string SaveProbe(LedgerStore ledger, string sessionId, ResolvedDesign design, RigidTransform truth)
+    private static string SaveProbe(LedgerStore ledger, string sessionId, ResolvedDesign design, RigidTransform truth, int patch = 1)
     {
         var scalpFromTruth = Rotations.Inverse(truth);
         var contacts = new List<Vec3>();
@@ -138,7 +265,7 @@ public class EarlierDotMatchTests
             }
         }
         var fit = SmpRobot.Treatment.Surface.SurfaceRegistration.Fit(design.Mesh, contacts, DesignPlans.NominalHeadFromScalp(design));
-        return ledger.SaveSurfaceRegistration(sessionId, 1, design.MeshSha256, JsonFormatter.Default.Format(DesignPlans.ToMessage(fit.HeadFromScalp)),
+        return ledger.SaveSurfaceRegistration(sessionId, patch, design.MeshSha256, JsonFormatter.Default.Format(DesignPlans.ToMessage(fit.HeadFromScalp)),
             0.01, 0.02, 0.03, contacts.Count, contacts.Count, "[]", valid: true, "test: probed").Id;
     }
 

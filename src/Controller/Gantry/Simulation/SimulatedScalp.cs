@@ -19,6 +19,7 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     private readonly Lazy<TriangleMesh> _skin = new(skin ?? throw new ArgumentNullException(nameof(skin)));
     private readonly Lock _tattooGate = new();
     private readonly List<Vec3> _tattoos = [];
+    private readonly List<double> _visibility = [];
 
     /// <summary>
     /// Where the pigment shows on this skin, frame S (the skin point nearest the needle's tip at the end of each plunge
@@ -26,6 +27,38 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     /// (<see cref="LoadTattoos"/>). The synthetic camera draws them; placement error and all, this is the truth.
     /// </summary>
     public IReadOnlyList<Vec3> Tattoos { get { lock (_tattooGate) return _tattoos.ToArray(); } }
+
+    /// <summary>
+    /// How much of each tattoo of <see cref="Tattoos"/> (same order) still shows: 1 as placed, less once faded, 0 gone
+    /// (<see cref="AgeTattoos"/>). Years after a treatment some dots fade and some are lost; a touch-up finds them.
+    /// </summary>
+    public IReadOnlyList<double> TattooVisibility { get { lock (_tattooGate) return _visibility.ToArray(); } }
+
+    /// <summary>
+    /// Ages the tattoos the skin carries now, years on: of each, with a seeded draw, a fraction <paramref name="goneFraction"/>
+    /// is lost (shows nothing) and a fraction <paramref name="fadedFraction"/> fades to <paramref name="fadedVisibility"/> of its
+    /// look; the rest are as they were. Deterministic for a seed. Tattoos added later are fresh.
+    /// </summary>
+    public void AgeTattoos(double fadedFraction, double goneFraction, int seed, double fadedVisibility = 0.3)
+    {
+        if (!(fadedFraction is >= 0 and <= 1) || !(goneFraction is >= 0 and <= 1) || fadedFraction + goneFraction > 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(fadedFraction), "the faded and gone fractions are each 0-1 and together at most 1");
+        }
+        if (!(fadedVisibility is > 0 and < 1)) throw new ArgumentOutOfRangeException(nameof(fadedVisibility), "a faded tattoo shows between 0 and 1 of its look");
+        lock (_tattooGate)
+        {
+#pragma warning disable CA5394 // a seeded simulation of aging skin, not security
+            var random = new Random(seed);
+            for (var i = 0; i < _visibility.Count; i++)
+            {
+                var u = random.NextDouble();
+                _visibility[i] = u < goneFraction ? 0 : u < goneFraction + fadedFraction ? fadedVisibility * _visibility[i] : _visibility[i];
+            }
+#pragma warning restore CA5394
+        }
+        Tattooed?.Invoke(this, EventArgs.Empty);
+    }
 
     /// <summary>Raised after a tattoo is added (on the simulator's thread, under its lock: handlers must be quick; read <see cref="Tattoos"/>).</summary>
     public event EventHandler? Tattooed;
@@ -39,6 +72,7 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
         lock (_tattooGate)
         {
             _tattoos.Add(pointS);
+            _visibility.Add(1);
             if (TattooFile is { } file)
             {
                 File.AppendAllText(file, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{pointS.X:0.#####} {pointS.Y:0.#####} {pointS.Z:0.#####}\n"));
@@ -61,6 +95,7 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
                     if (parts.Length != 3) continue;
                     _tattoos.Add(new Vec3(double.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture),
                         double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), double.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture)));
+                    _visibility.Add(1);
                 }
             }
             TattooFile = file;

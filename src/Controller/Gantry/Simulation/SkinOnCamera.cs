@@ -23,15 +23,17 @@ public static class SkinOnCamera
     {
         var headFromScalp = scalp.HeadFromScalp;
         var tattoos = scalp.Tattoos;
-        var dots = new HealedDot[tattoos.Count];
-        for (var i = 0; i < tattoos.Count; i++)
+        var visibility = scalp.TattooVisibility;
+        var dots = new List<HealedDot>(tattoos.Count);
+        for (var i = 0; i < tattoos.Count && i < visibility.Count; i++)
         {
+            if (visibility[i] <= 0) continue; // lost: nothing shows
             var p = tattoos[i];
             var normalS = scalp.Skin.ClosestPoint(p, 3) is { } hit ? scalp.Skin.NormalAt(hit.Face, hit.U, hit.V) : new Vec3(0, 0, 1);
             var normalH = headFromScalp.Apply(normalS) - headFromScalp.Apply(Vec3.Zero);
             // Each dot's own look, fixed by its place in the record (a redraw never changes it): 0.25-0.5 mm, mid to dark.
             var h = (uint)((i * 2654435761u) ^ 0x9E3779B9u);
-            dots[i] = new HealedDot(headFromScalp.Apply(p), normalH, 0.25 + ((h % 1000) / 1000.0 * 0.25), 0.5 + (((h / 1000) % 1000) / 1000.0 * 0.3));
+            dots.Add(new HealedDot(headFromScalp.Apply(p), normalH, 0.25 + ((h % 1000) / 1000.0 * 0.25), (0.5 + (((h / 1000) % 1000) / 1000.0 * 0.3)) * visibility[i]));
         }
         scene.HealedDots = dots;
     }
