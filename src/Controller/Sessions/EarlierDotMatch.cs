@@ -116,6 +116,7 @@ public sealed class EarlierDotMatch
             plans.ById.TryGetValue(d.DesignDotId, out var dd) ? dd.Normal : (design.Mesh.ClosestPoint(d.PlannedS, 5) is { } hit ? design.Mesh.NormalAt(hit.Face, hit.U, hit.V) : new Vec3(0, 0, 1)))).ToList();
 
         var initial = Surface.SurfaceProbing.TransformFromJson(probed.HeadFromScalpJson);
+        var contactsH = ProbeContactsH(probed.ContactsJson);
 
         var frame = tracked.CopyLastFrameWithPose()
             ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"the camera ({tracked.Description}) has not seen the board yet: the earlier dots cannot be placed in the head frame");
@@ -136,7 +137,8 @@ public sealed class EarlierDotMatch
                 var px = intrinsics.Project(pose.Apply(pointH));
                 return px.X >= 8 && px.Y >= 8 && px.X <= intrinsics.WidthPx - 9 && px.Y <= intrinsics.HeightPx - 9;
             };
-            result = DotRegistration.Register(recorded, detected.Select(d => new DotObservation(d.OriginH, d.DirectionH, d.DiameterMm)).ToList(), design.Mesh, initial, inView);
+            result = DotRegistration.Register(recorded, detected.Select(d => new DotObservation(d.OriginH, d.DirectionH, d.DiameterMm)).ToList(), design.Mesh, initial, inView,
+                skinContactsH: contactsH);
         }
 
         byte[]? picture = null;
@@ -154,17 +156,31 @@ public sealed class EarlierDotMatch
             }
         }
 
-        // The skin where the match puts the matched dots against the skin the probe touched, along its normal.
+        // The match must not contradict what the probe measured: under it, every point the probe touched is on the skin
+        // model (the probe measures height and tilt to ~0.01 mm where it touched; the camera the slide). Without stored
+        // contacts, the probe's own T_HS stands for them at the matched dots.
         if (result.Accepted && result.Pairs.Count > 0)
         {
-            var probeFromHead = Rotations.Inverse(initial);
-            var worst = result.Pairs.Max(p => design.Mesh.ClosestPoint(probeFromHead.Apply(result.HeadFromScalp.Apply(p.RecordS)), 5)?.DistanceMm ?? double.PositiveInfinity);
+            var matchFromHead = Rotations.Inverse(result.HeadFromScalp);
+            double worst;
+            string where;
+            if (contactsH.Count > 0)
+            {
+                worst = contactsH.Max(c => design.Mesh.ClosestPoint(matchFromHead.Apply(c), 5)?.DistanceMm ?? double.PositiveInfinity);
+                where = Inv($"{contactsH.Count} points the probe touched");
+            }
+            else
+            {
+                var probeFromHead = Rotations.Inverse(initial);
+                worst = result.Pairs.Max(p => design.Mesh.ClosestPoint(probeFromHead.Apply(result.HeadFromScalp.Apply(p.RecordS)), 5)?.DistanceMm ?? double.PositiveInfinity);
+                where = "the skin of the probe's registration at the matched dots";
+            }
             if (worst > MaxSkinDisagreementMm)
             {
                 result = result with
                 {
                     Accepted = false,
-                    RefusalReason = Inv($"the match puts the skin {worst:0.000} mm off the skin the probe touched (at most {MaxSkinDisagreementMm:0.00}): probe again, or the match is wrong"),
+                    RefusalReason = Inv($"the match puts the skin model {worst:0.000} mm off {where} (at most {MaxSkinDisagreementMm:0.00}): probe again, or the match is wrong"),
                 };
             }
         }
@@ -263,6 +279,20 @@ public sealed class EarlierDotMatch
             }
         }
         return (leaveOut, new TouchUpSurvey(candidates.Count, notInView, seen, faded, missing) { Uncertain = uncertain });
+    }
+
+    /// <summary>The probe's inlier contacts (frame H) as its registration stored them; none when it stored none.</summary>
+    private static List<Vec3> ProbeContactsH(string contactsJson)
+    {
+        var list = new List<Vec3>();
+        using var json = System.Text.Json.JsonDocument.Parse(string.IsNullOrWhiteSpace(contactsJson) ? "[]" : contactsJson);
+        foreach (var c in json.RootElement.EnumerateArray())
+        {
+            if (c.TryGetProperty("Inlier", out var inlier) && inlier.ValueKind == System.Text.Json.JsonValueKind.False) continue;
+            if (!c.TryGetProperty("contactH", out var h) || h.ValueKind != System.Text.Json.JsonValueKind.Array || h.GetArrayLength() != 3) continue;
+            list.Add(new Vec3(h[0].GetDouble(), h[1].GetDouble(), h[2].GetDouble()));
+        }
+        return list;
     }
 
     private static double Median(IEnumerable<double> values)

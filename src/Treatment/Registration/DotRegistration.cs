@@ -46,6 +46,12 @@ public sealed record DotRegistrationOptions
     public double MaxResidualP95Mm { get; init; } = 0.25;
 
     /// <summary>
+    /// Weight of a probe contact against a ray's pair in the fit (the probe's ~0.01 mm against the camera's ~0.05 mm:
+    /// (0.05 / 0.01)² = 25).
+    /// </summary>
+    public double ContactWeight { get; init; } = 25;
+
+    /// <summary>
     /// The search's second-best distinct hypothesis over its best (votes above the background): larger is ambiguous
     /// and refused. A non-periodic pattern gives well under 0.3 on the right record; a wrong record close to 1.
     /// </summary>
@@ -119,9 +125,15 @@ public static class DotRegistration
     /// <param name="initialHeadFromScalp">T_HS to start from (e.g. probing's), within the search ranges of the truth.</param>
     /// <param name="inViewH">Whether the camera would see (and look for) a dot at this point of H with this outward normal.</param>
     /// <param name="options">Limits; defaults when null.</param>
+    /// <param name="skinContactsH">
+    /// Where a probe touched today's skin, frame H (null or empty: none). The fit then keeps them on the skin model: the
+    /// probe measures the skin's height and tilt to a hundredth of a millimetre, the camera's rays hardly at all (they
+    /// run nearly along the skin's normal), so the rays decide the board's slide along the skin and the contacts the rest.
+    /// </param>
     public static DotRegistrationResult Register(IReadOnlyList<RecordedDot> record, IReadOnlyList<DotObservation> observations, TriangleMesh skin,
-        RigidTransform initialHeadFromScalp, Func<Vec3, Vec3, bool> inViewH, DotRegistrationOptions? options = null)
+        RigidTransform initialHeadFromScalp, Func<Vec3, Vec3, bool> inViewH, DotRegistrationOptions? options = null, IReadOnlyList<Vec3>? skinContactsH = null)
     {
+        var contacts = skinContactsH ?? [];
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(observations);
         ArgumentNullException.ThrowIfNull(skin);
@@ -191,7 +203,7 @@ public static class DotRegistration
             var total = 0.0;
             for (var inner = 0; inner < 3 && moved > 1e-5; inner++)
             {
-                (t, moved) = FitToRays(t, pairs.Select(p => (observations[p.Observation], recordPoints[p.Record])).ToList(), viewRadius);
+                (t, moved) = FitToRays(t, pairs.Select(p => (observations[p.Observation], recordPoints[p.Record])).ToList(), viewRadius, skin, contacts, o.ContactWeight);
                 total += moved;
             }
             // Settled at the final gate: the pairs would not change.
@@ -451,12 +463,39 @@ public static class DotRegistration
     /// Huber weights (0.1 mm), the step applied on the left in H. Returns the new T_HS and how far it moved the view's
     /// dots (the translation plus the turn times the view's radius), mm.
     /// </summary>
-    private static (RigidTransform T, double MovedMm) FitToRays(RigidTransform t, List<(DotObservation Ray, Vec3 RecordS)> pairs, double viewRadiusMm)
+    private static (RigidTransform T, double MovedMm) FitToRays(RigidTransform t, List<(DotObservation Ray, Vec3 RecordS)> pairs, double viewRadiusMm,
+        TriangleMesh skin, IReadOnlyList<Vec3> contactsH, double contactWeight)
     {
         const double HuberMm = 0.1;
         var jtj = Matrix<double>.Build.Dense(6, 6);
         var jte = Vector<double>.Build.Dense(6);
         var row = new double[6];
+        if (contactsH.Count > 0)
+        {
+            // Each contact on the skin model: its signed distance along the skin's normal, e = n·(y − c) with y = T·x the
+            // model's point nearest it; de/dω = y × n and de/dv = n. Weighted as the probe is precise (~0.01 mm).
+            var scalpFromHead = Rotations.Inverse(t);
+            var r = Rotations.RotationMatrix(t);
+            foreach (var c in contactsH)
+            {
+                if (skin.ClosestPoint(scalpFromHead.Apply(c), 5) is not { } hit) continue;
+                var y = t.Apply(hit.Point);
+                var n = Apply(r, skin.NormalAt(hit)).Normalized();
+                var e = Vec3.Dot(n, y - c);
+                var yn = Vec3.Cross(y, n);
+                row[0] = yn.X;
+                row[1] = yn.Y;
+                row[2] = yn.Z;
+                row[3] = n.X;
+                row[4] = n.Y;
+                row[5] = n.Z;
+                for (var a = 0; a < 6; a++)
+                {
+                    jte[a] += contactWeight * row[a] * e;
+                    for (var b = 0; b < 6; b++) jtj[a, b] += contactWeight * row[a] * row[b];
+                }
+            }
+        }
         foreach (var (ray, x) in pairs)
         {
             var y = t.Apply(x);
