@@ -120,7 +120,7 @@ internal static class TreatmentBench
             var detected = detector.Detect(image, pose, region);
             detectClock.Stop();
             var observations = detected.Select(d => new DotObservation(d.OriginH, d.DirectionH, d.DiameterMm)).ToList();
-            var result = DotRegistration.Register(record, observations, skin, initial, InView);
+            var result = DotRegistration.Register(record, observations, skin, initial, InView, skinContactsH: contacts);
             if (!result.Accepted) refused.Add($"trial {trial}: {result.RefusalReason}");
 
             // The treated area: the session-1 dots the camera sees under the true T_HS.
@@ -168,13 +168,13 @@ internal static class TreatmentBench
             if (wrongReason.Length == 0)
             {
                 // Negative checks on the same frame: another client's record, and the same scalp with no healed dots in view.
-                var wrong = DotRegistration.Register(wrongRecord, observations, skin, initial, InView);
+                var wrong = DotRegistration.Register(wrongRecord, observations, skin, initial, InView, skinContactsH: contacts);
                 refusedWrong = !wrong.Accepted;
                 wrongReason = wrong.RefusalReason ?? "accepted";
                 scene.HealedDots = [];
                 using var covered = scene.RenderAt(pose, trial);
                 var bare = detector.Detect(covered, pose, region).Select(d => new DotObservation(d.OriginH, d.DirectionH, d.DiameterMm)).ToList();
-                var none = DotRegistration.Register(record, bare, skin, initial, InView);
+                var none = DotRegistration.Register(record, bare, skin, initial, InView, skinContactsH: contacts);
                 refusedCovered = !none.Accepted;
                 coveredReason = none.RefusalReason ?? "accepted";
                 await Console.Error.WriteLineAsync($"treatment: another client's record: {wrongReason}; a covered scalp ({bare.Count} spots, stubble only): {coveredReason}");
@@ -186,6 +186,7 @@ internal static class TreatmentBench
         return new Dictionary<string, object>
         {
             ["trials"] = trialsRun,
+            ["probeContacts"] = "the same 16 contacts are kept on the skin model by the fit, as the controller does",
             ["initialTHs"] = "probing's: session 1's T_HS fitted to 16 contacts on the true skin (SurfaceRegistration.Fit); the board's slide along the skin (3-8 mm, turned 2-5 deg about the vertex normal) stays",
             ["initialErrorMedianMm"] = Stats.Round(Stats.Median(initialErrors), 2),
             ["initialErrorMaxMm"] = Stats.Round(initialErrors.Max(), 2),
