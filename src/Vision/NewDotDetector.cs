@@ -61,7 +61,7 @@ public sealed record NewDotResult(NewDotOutcome Outcome, Vec3? PointH, double Di
 /// pores) darkens nothing and cancels out, however close to the new dot it lies: a dot placed on a stubble hair is
 /// seen as the change it makes, not lost as "a spot that was there before". The darkening is relative to the skin's
 /// grey around the target, with the overall brightness of the two frames equalised, so a change of light is not a
-/// dot. Stateless and thread-safe; a search disc of 1 mm takes about a millisecond.
+/// dot. Stateless and thread-safe; a search disc of 1 mm is a few thousand samples (milliseconds).
 /// </summary>
 public sealed class NewDotDetector(CameraIntrinsics intrinsics, NewDotOptions? options = null)
 {

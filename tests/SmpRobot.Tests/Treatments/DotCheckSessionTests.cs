@@ -157,6 +157,12 @@ public class DotCheckSessionTests(ITestOutputHelper output)
         var row = Operator.Cli.SessionView.DotCheckText(session);
         Assert.NotNull(row);
         Assert.Contains($"smp treatment dots {info.Id}", row!.Value.Text, StringComparison.Ordinal);
+        // ...and the command it names lists them.
+        var (code, listed, _) = await Cli.CliRunner.RunAsync("treatment", "dots", info.Id, "--controller", c.Address);
+        Assert.Equal(0, code);
+        Assert.All(slipped, id => Assert.Contains($"flagged: {id} (session 1) seen 0.", listed, StringComparison.Ordinal));
+        Assert.All(dry, id => Assert.Contains($"flagged: {id} (session 1) not seen where it was placed", listed, StringComparison.Ordinal));
+        Assert.Equal(slipped.Count + dry.Count, listed.Split('\n').Count(l => l.Contains("flagged: ", StringComparison.Ordinal)));
     }
 
     /// <summary>
