@@ -161,6 +161,7 @@ internal static class SessionView
         if (!string.IsNullOrEmpty(snapshot.LastEvent)) rows.Add(("Event", snapshot.LastEvent, null));
         if (!string.IsNullOrEmpty(snapshot.Notice)) rows.Add(("Console", snapshot.Notice, "bold"));
         if (!string.IsNullOrEmpty(snapshot.Problem)) rows.Add(("Not read", snapshot.Problem, "red"));
+        if (DotCheckText(s) is { } checks) rows.Add(("Checks", checks.Text, checks.Style));
         rows.Add(("Report", ReportCommand(s.Id) + (string.IsNullOrEmpty(s.TreatmentId) ? "" : "  · treatment " + s.TreatmentId + ", session " + s.TreatmentSession.ToString(Inv)), "grey"));
         if (snapshot.Resume is { } resume)
         {
@@ -221,8 +222,29 @@ internal static class SessionView
             sb.Append(" | ").Append(TrackingText(t));
             if (t.Holding) sb.Append(Inv, $" | HOLD {t.HoldSeconds:0.0} s: {t.HoldReason}");
         }
+        if (s.DotChecks is { } c && c.OffTarget + c.NotSeen > 0 && !string.IsNullOrEmpty(s.TreatmentId))
+        {
+            sb.Append(Inv, $" | camera flagged {c.OffTarget + c.NotSeen} dot(s) ({c.OffTarget} off target, {c.NotSeen} not seen): smp treatment dots {s.TreatmentId}");
+        }
         if (!string.IsNullOrEmpty(s.Reason)) sb.Append(" | ").Append(s.Reason);
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The camera's check of a treatment session's placed dots, as the controller recorded it: how many it flagged (off
+    /// target, not seen) of those it checked, and the command that lists them; null when the session is not a
+    /// treatment's or none of its dots has been checked.
+    /// </summary>
+    public static (string Text, string? Style)? DotCheckText(Session s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        if (string.IsNullOrEmpty(s.TreatmentId) || s.DotChecks is not { } c) return null;
+        var flagged = c.OffTarget + c.NotSeen;
+        var checkedCount = c.OnTarget + flagged;
+        if (checkedCount == 0) return null;
+        return flagged == 0
+            ? (string.Format(Inv, "camera: {0} placed dot(s) checked, all on target · smp treatment dots {1}", checkedCount, s.TreatmentId), "green")
+            : (string.Format(Inv, "camera FLAGGED {0} placed dot(s): {1} off target, {2} not seen (of {3} checked) · inspect them: smp treatment dots {4}", flagged, c.OffTarget, c.NotSeen, checkedCount, s.TreatmentId), "bold yellow");
     }
 
     /// <summary>The command that writes the session's PDF report.</summary>
@@ -254,6 +276,7 @@ internal static class SessionView
             sb.Append(Inv, $"Tracking  {t.Source}: {t.Holds} automatic hold(s), {t.Retracts} needle(s) pulled out mid-dot{(t.Holds > 0 ? "; last hold: " + t.LastHoldReason : "")}");
         }
         sb.AppendLine();
+        if (DotCheckText(s) is { } checks) sb.AppendLine("Checks    " + checks.Text);
         sb.Append(Inv, $"Report    {ReportCommand(s.Id)}");
         if (!string.IsNullOrEmpty(afterTheEnd)) sb.AppendLine().Append(afterTheEnd);
         if (dots.InDoubt > 0)

@@ -48,6 +48,10 @@ internal static class Mapping
                 Commanded = s.Tally.Commanded,
             },
         };
+        if (s.Checks is { Checked: > 0 } checks)
+        {
+            proto.DotChecks = new DotCheckCounts { OnTarget = checks.OnTarget, OffTarget = checks.OffTarget, NotSeen = checks.NotSeen };
+        }
         if (s.Tracking is { } tv)
         {
             proto.Tracking = new TrackingState

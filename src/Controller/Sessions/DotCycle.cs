@@ -175,8 +175,14 @@ public sealed partial class DotCycle
         }
 
         // The skin as the camera sees it before the plunge (taken before the intent's commit, so the plunge never waits
-        // for it): the camera's check finds the new dot against it.
-        var before = Checks is { } checks && checks.PlannedS.ContainsKey(verified.Dot.DotId) ? checks.Checks.TakeBefore() : null;
+        // for it): the camera's check finds the new dot against it. Asked for before every plunge of a checked run, so
+        // the check of the dot before never uses a frame that may hold this one.
+        var before = Checks?.Checks.TakeBefore();
+        if (before is not null && !Checks!.PlannedS.ContainsKey(verified.Dot.DotId))
+        {
+            before.Dispose();
+            before = null;
+        }
         try
         {
             // 4. Record intent durably, before any plunge line is written.
@@ -205,6 +211,8 @@ public sealed partial class DotCycle
         finally
         {
             before?.Dispose();
+            // However the plunge ended (placed, in doubt, stopped): the next before-frame must be taken after it.
+            Checks?.Checks.PlungeEnded();
         }
     }
 

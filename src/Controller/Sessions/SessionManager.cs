@@ -27,7 +27,8 @@ public sealed record TrackingView(string Source, bool IsTracking, GateReading Ga
     double PoseMaxAgeMs, double MinQuality, double MaxHeadSpeedMmPerS);
 
 /// <summary>A session as the operator sees it at one moment.</summary>
-public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IReadOnlyList<LedgerDot> InDoubt, double ElapsedSeconds, double KinematicSeconds, TrackingView? Tracking = null)
+/// <param name="Checks">The camera's check of a treatment session's dots, as recorded; null for a session outside a treatment.</param>
+public sealed record SessionSnapshot(SessionRecord Record, DotTally Tally, IReadOnlyList<LedgerDot> InDoubt, double ElapsedSeconds, double KinematicSeconds, TrackingView? Tracking = null, DotCheckTally? Checks = null)
 {
     /// <summary>Placed dots per machine-time second.</summary>
     public double DotsPerSecond => ElapsedSeconds > 0 ? Tally.Placed / ElapsedSeconds : 0;
@@ -790,7 +791,8 @@ public sealed partial class SessionManager : IAsyncDisposable
                 }
             }
         }
-        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, record.Holds));
+        var checks = record.TreatmentId is null ? null : _ledger.CheckTally(sessionId);
+        return new SessionSnapshot(record, tally, inDoubt, elapsed, kinematic, Tracking(running, record.Holds), checks);
     }
 
     /// <summary>

@@ -50,7 +50,7 @@ public sealed record TreatmentSessionRecord(string SessionId, string TreatmentId
 /// <summary>What the camera saw where a dot was placed (<see cref="LedgerStore.RecordDotCheck"/>).</summary>
 public enum DotCheckResult
 {
-    /// <summary>Not looked at (no camera, or checks off).</summary>
+    /// <summary>Not judged: no camera or checks off, out of the camera's view of the skin, or the frames could not tell (at the edge of the view, the skin there already dark, no frame between the plunges).</summary>
     NotChecked = 0,
 
     /// <summary>Seen within the tolerance of its target.</summary>

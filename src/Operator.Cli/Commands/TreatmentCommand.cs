@@ -176,6 +176,10 @@ internal static class TreatmentCommand
                 ["exitCode"] = ExitCodes.Success,
             };
             var text = string.Join("\n", bySession.Select(s => Inv($"session {s["session"]} ({s["sessionId"]}): {s["placed"]}/{s["dots"]} placed, {s["checked"]} checked by the camera, {s["flagged"]} flagged")));
+            // The flagged dots themselves: what the operator inspects.
+            text += string.Concat(dots.Where(d => d.Check is DotCheck.OffTarget or DotCheck.NotSeen).Select(d => d.Check == DotCheck.NotSeen
+                ? Inv($"\n  flagged: {d.DotId} (session {d.SessionNumber}) not seen where it was placed")
+                : Inv($"\n  flagged: {d.DotId} (session {d.SessionNumber}) seen {d.CheckOffsetMm:0.00} mm off its target")));
             ctx.Result(text.Length == 0 ? "no dots" : text, json);
             return ExitCodes.Success;
         });

@@ -174,6 +174,34 @@ public class MotionProgressTests
     }
 
     [Fact]
+    public void A_treatment_sessions_view_counts_the_dots_the_camera_flagged_and_names_the_command_that_lists_them()
+    {
+        var s = SessionViewTests.Sample(SessionState.Running);
+        s.TreatmentId = "t-7";
+        s.TreatmentSession = 1;
+        // No check recorded yet (or a camera that cannot check): no row.
+        Assert.DoesNotContain(SessionView.Lines(new SessionSnapshot(s)), l => l.Label == "Checks");
+        Assert.Null(SessionView.DotCheckText(s));
+
+        s.DotChecks = new DotCheckCounts { OnTarget = 40 };
+        var clean = Assert.Single(SessionView.Lines(new SessionSnapshot(s)), l => l.Label == "Checks");
+        Assert.Equal("camera: 40 placed dot(s) checked, all on target · smp treatment dots t-7", clean.Value);
+        Assert.DoesNotContain("camera flagged", SessionView.ProgressLine(new SessionSnapshot(s)), StringComparison.Ordinal);
+
+        s.DotChecks = new DotCheckCounts { OnTarget = 40, OffTarget = 1, NotSeen = 2 };
+        var flagged = Assert.Single(SessionView.Lines(new SessionSnapshot(s)), l => l.Label == "Checks");
+        Assert.Equal("camera FLAGGED 3 placed dot(s): 1 off target, 2 not seen (of 43 checked) · inspect them: smp treatment dots t-7", flagged.Value);
+        Assert.Equal("bold yellow", flagged.Style);
+        Assert.Contains("| camera flagged 3 dot(s) (1 off target, 2 not seen): smp treatment dots t-7", SessionView.ProgressLine(new SessionSnapshot(s)), StringComparison.Ordinal);
+        Assert.Contains("Checks    camera FLAGGED 3 placed dot(s)", SessionView.Summary(s), StringComparison.Ordinal);
+
+        // A loose plan's session has no record to list.
+        var loose = SessionViewTests.Sample(SessionState.Running);
+        loose.DotChecks = new DotCheckCounts { NotSeen = 1 };
+        Assert.Null(SessionView.DotCheckText(loose));
+    }
+
+    [Fact]
     public void While_the_record_store_is_unreachable_the_view_shows_the_last_read_state_as_not_known_now()
     {
         var since = new DateTimeOffset(2026, 12, 5, 10, 4, 5, TimeSpan.Zero);

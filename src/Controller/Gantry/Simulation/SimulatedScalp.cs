@@ -114,8 +114,23 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
         // The pigment lies at the tip; it shows on the skin straight above it along the skin's normal (a tilted needle
         // enters beside the dot, and the dot is where the pigment is).
         var tipS = Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(tipG);
-        AddTattoo(Skin.ClosestPoint(tipS, 5) is { } shown ? shown.Point : Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(skin.Point));
+        var shownS = Skin.ClosestPoint(tipS, 5) is { } shown ? shown.Point : Rotations.Inverse(gantryFromHead * HeadFromScalp).Apply(skin.Point);
+        if (Pigment(shownS) is not { } pigmentS) return; // a dry plunge: no pigment
+        AddTattoo(pigmentS == shownS ? shownS : Skin.ClosestPoint(pigmentS, 5)?.Point ?? pigmentS);
     }
+
+    /// <summary>
+    /// Fault injection for tests: where the pigment of a plunge shows, given where it would (frame S). The point itself by
+    /// default; another point for a needle that slid on the skin (kept on the skin), null for a plunge that left no
+    /// pigment (a dry cartridge). Called on the simulator's thread, under its lock: keep it quick.
+    /// </summary>
+    public Func<Vec3, Vec3?> Pigment
+    {
+        get => Volatile.Read(ref _pigment);
+        set => Volatile.Write(ref _pigment, value ?? throw new ArgumentNullException(nameof(value)));
+    }
+
+    private Func<Vec3, Vec3?> _pigment = p => p;
 
     /// <summary>The skin mesh, frame S (built on first use: a controller that never probes never pays for it).</summary>
     public TriangleMesh Skin => _skin.Value;
