@@ -240,17 +240,27 @@ public sealed partial class LedgerStore : IDisposable
         {
             // PostgreSQL: a run takes the session for this controller first (refused when another chair runs it).
             var running = phase is SessionPhase.Running or SessionPhase.Pausing;
-            if (running) ClaimRun(id);
-            using var tx = Begin();
-            var changed = Execute(tx,
-                "UPDATE sessions SET phase = @phase, reason = @reason, elapsed_s = @elapsed, kinematic_s = @kinematic, started_at = @started, ended_at = @ended WHERE id = @id",
-                ("@phase", (int)phase), ("@reason", reason), ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds),
-                ("@started", startedAt?.UtcTicks), ("@ended", endedAt?.UtcTicks), ("@id", id));
-            if (changed == 0)
+            var claimed = running && ClaimRun(id);
+            try
             {
-                throw UnknownSession(id);
+                using var tx = Begin();
+                var changed = Execute(tx,
+                    "UPDATE sessions SET phase = @phase, reason = @reason, elapsed_s = @elapsed, kinematic_s = @kinematic, started_at = @started, ended_at = @ended WHERE id = @id",
+                    ("@phase", (int)phase), ("@reason", reason), ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds),
+                    ("@started", startedAt?.UtcTicks), ("@ended", endedAt?.UtcTicks), ("@id", id));
+                if (changed == 0)
+                {
+                    throw UnknownSession(id);
+                }
+                tx.Commit();
             }
-            tx.Commit();
+            catch
+            {
+                // A run that did not begin holds nothing: the claim this call took is given back (a claim of a run already
+                // under way stays: that run goes on).
+                if (claimed) UnclaimRun(id);
+                throw;
+            }
             if (!running) ReleaseRun(id);
         });
     }
