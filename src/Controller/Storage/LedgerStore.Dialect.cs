@@ -130,6 +130,19 @@ public sealed partial class LedgerStore
         _ => false,
     };
 
+    /// <summary>
+    /// The insert broke the UNIQUE (treatment_id, number) constraint of treatment_sessions: another chair made session
+    /// k of the treatment first. PostgreSQL: unique violation 23505 on that constraint (the name PostgreSQL gave it);
+    /// SQLite: SQLITE_CONSTRAINT_UNIQUE (19/2067) on those columns.
+    /// </summary>
+    internal static bool IsTreatmentSessionTaken(DbException e) => e switch
+    {
+        PostgresException p => p.SqlState == PostgresErrorCodes.UniqueViolation && p.TableName == "treatment_sessions" && p.ConstraintName == "treatment_sessions_treatment_id_number_key",
+        Microsoft.Data.Sqlite.SqliteException s => s.SqliteErrorCode == 19 && s.SqliteExtendedErrorCode == 2067
+            && s.Message.Contains("treatment_sessions.treatment_id, treatment_sessions.number", StringComparison.Ordinal),
+        _ => false,
+    };
+
     /// <summary>Runs schema DDL written in SQLite's words, in PostgreSQL's when that is the backend.</summary>
     private void Ddl(DbTransaction tx, string sqliteDdl) => Execute(tx, _pg ? ToPostgres(sqliteDdl) : sqliteDdl);
 

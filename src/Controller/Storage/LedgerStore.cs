@@ -162,7 +162,23 @@ public sealed partial class LedgerStore : IDisposable
                 insert.ExecuteNonQuery();
             }
             InsertAudit(tx, id, "session-created", Inv($"session created from plan \"{planName}\" on profile {profileName} with {ordered.Count} dots"), now);
-            if (link is not null) InsertTreatmentSession(tx, id, link, now);
+            if (link is not null)
+            {
+                TreatmentSessionCheckedForTests?.Invoke(tx);
+                try
+                {
+                    InsertTreatmentSession(tx, id, link, now);
+                }
+                catch (DbException e) when (IsTreatmentSessionTaken(e))
+                {
+                    // Another chair committed session k of this treatment after the check above (PostgreSQL: both
+                    // checked before either committed; the UNIQUE (treatment_id, number) constraint lets one win): the
+                    // same refusal as the check's, naming the session that won.
+                    tx.Rollback();
+                    var winner = Scalar<string?>(null, "SELECT session_id FROM treatment_sessions WHERE treatment_id = @t AND number = @n", ("@t", link.TreatmentId), ("@n", link.Number));
+                    throw new InvalidOperationException(Inv($"treatment {link.TreatmentId} already has session {link.Number}{(winner is null ? "" : $" ({winner})")}"), e);
+                }
+            }
             tx.Commit();
             var counts = new int[6];
             counts[(int)DotLedgerState.Pending] = ordered.Count;
@@ -615,6 +631,12 @@ public sealed partial class LedgerStore : IDisposable
             _connection.Dispose();
         }
     }
+
+    /// <summary>
+    /// Tests: called in a treatment session's creation between the check that its number is free and its insert, with
+    /// the creation's transaction (to let another chair take the number in between, as a race would).
+    /// </summary>
+    internal Action<DbTransaction>? TreatmentSessionCheckedForTests { get; set; }
 
     /// <summary>Tests: the lock every call of this store takes (to prove a path does not wait for it).</summary>
     internal Lock GateForTests => _gate;

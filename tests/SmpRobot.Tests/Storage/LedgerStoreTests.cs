@@ -377,6 +377,54 @@ public abstract class LedgerStoreTests : IDisposable
         store.Dispose();
         Assert.Throws<ObjectDisposedException>(() => store.ListSessions());
     }
+
+    [Fact]
+    public void Two_chairs_making_the_same_session_of_a_treatment_at_once_make_one_and_the_other_gets_the_same_refusal_as_a_late_one()
+    {
+        using var chairA = Open();
+        using var chairB = Open();
+        chairA.SaveHeadModel("sha-head", "head.ply", [1, 2, 3]);
+        var t = chairA.CreateTreatment("C-0042", "crown", "{}", "sha-head", 3, "ana").Id;
+        static TreatmentSessionLink Link(string treatment, int number, string dotId) =>
+            new(treatment, number, TreatmentSessionKind.Session, new Dictionary<string, DotInScalp> { [dotId] = new(dotId, new Vec3(0, 0, 90)) });
+        static List<PlannedDot> One(string dotId) => [new PlannedDot(0, dotId, 0, 0, 0, 0.8, 100, "p")];
+        var first = chairA.CreateTreatmentSession("one", "{}", "sim", One("a1"), Link(t, 1, "a1")).Id;
+
+        // Both chairs checked that session 2 is free before either wrote it; chair B commits first.
+        string? winner = null;
+        chairA.TreatmentSessionCheckedForTests = tx =>
+        {
+            chairA.TreatmentSessionCheckedForTests = null;
+            if (IsPostgres)
+            {
+                winner = chairB.CreateTreatmentSession("two on B", "{}", "sim", One("b1"), Link(t, 2, "b1")).Id;
+            }
+            else
+            {
+                // SQLite has one writer at a time (chair B would wait for this transaction, then see the session taken):
+                // the row appears in this transaction instead, past the check, as only a race could put it there.
+                using var cmd = tx.Connection!.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = FormattableString.Invariant($"""
+                    INSERT INTO sessions (id, plan_name, plan_json, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, dot_count) VALUES ('s-raced', 'two', '{"{}"}', 'sim', 1, '', 0, 0, 0, 0);
+                    INSERT INTO treatment_sessions (session_id, treatment_id, number, kind, created_at) VALUES ('s-raced', '{t}', 2, 1, 0);
+                    """);
+                cmd.ExecuteNonQuery();
+            }
+        };
+        var refused = Assert.Throws<InvalidOperationException>(() => chairA.CreateTreatmentSession("two on A", "{}", "sim", One("a2"), Link(t, 2, "a2")));
+        // The constraint refused it (not the check), in the check's words: what TreatmentManager refuses as FailedPrecondition.
+        Assert.IsAssignableFrom<System.Data.Common.DbException>(refused.InnerException);
+        Assert.Equal(winner is null ? $"treatment {t} already has session 2" : $"treatment {t} already has session 2 ({winner})", refused.Message);
+        Assert.Equal(IsPostgres ? new[] { first, winner! } : new[] { first }, chairA.ListTreatmentSessions(t).Select(x => x.SessionId));
+        Assert.DoesNotContain(chairA.ListSessions(), x => x.PlanName == "two on A");
+
+        // A chair that comes late is refused by the check, with the same words; chair A can go on (nothing was left half done).
+        var late = Assert.Throws<InvalidOperationException>(() => chairA.CreateTreatmentSession("one again", "{}", "sim", One("a3"), Link(t, 1, "a3")));
+        Assert.Equal($"treatment {t} already has session 1 ({first})", late.Message);
+        Assert.Null(late.InnerException);
+        chairA.CreateTreatmentSession("three", "{}", "sim", One("a4"), Link(t, 3, "a4"));
+    }
 }
 
 /// <summary>The ledger on its default backend, an SQLite file, with what only SQLite has (PRAGMAs, files of earlier controllers).</summary>
