@@ -379,6 +379,24 @@ public abstract class LedgerStoreTests : IDisposable
     }
 
     [Fact]
+    public void The_call_audit_and_calibrations_are_listed_with_no_filter_and_with_each()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(1)).Id;
+        store.AppendCallAudit(_time.GetUtcNow(), "ana", "operator", "/smprobot.v1.SessionService/Start", s, "{}", "OK");
+        _time.Advance(TimeSpan.FromMinutes(1));
+        store.AppendCallAudit(_time.GetUtcNow(), "ana", "admin", "/smprobot.v1.AccessService/AddUser", null, "{}", "OK");
+        Assert.Equal(["Start", "AddUser"], store.ListCallAudit(null, null, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+        Assert.Equal(["Start"], store.ListCallAudit(null, s, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+        Assert.Equal(["AddUser"], store.ListCallAudit(_time.GetUtcNow(), null, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+
+        var saved = store.SaveCalibration(CalibrationKind.Gantry, "synthetic@1280x720", "sim", "test", "{}", "{}", 0.01, 0.02, 0.03, 20, "", valid: true);
+        Assert.Equal([saved.Id], store.ListCalibrations().Select(c => c.Id));
+        Assert.Equal([saved.Id], store.ListCalibrations(CalibrationKind.Gantry, "synthetic@1280x720", "sim").Select(c => c.Id));
+        Assert.Empty(store.ListCalibrations(camera: "device:1"));
+    }
+
+    [Fact]
     public void Two_chairs_making_the_same_session_of_a_treatment_at_once_make_one_and_the_other_gets_the_same_refusal_as_a_late_one()
     {
         using var chairA = Open();
