@@ -20,7 +20,7 @@ namespace SmpRobot.Controller.Storage;
 public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 7;
+    public const int SchemaVersion = 8;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
     private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason, " +
@@ -268,6 +268,7 @@ public sealed partial class LedgerStore : IDisposable
                 {
                     throw UnknownSession(id);
                 }
+                if (running) RecordRunBy(tx, id, _time.GetUtcNow());
                 tx.Commit();
             }
             catch
@@ -775,13 +776,15 @@ public sealed partial class LedgerStore : IDisposable
             MigrateToVersion5(tx);
             MigrateToVersion6(tx);
             MigrateToVersion7(tx);
+            MigrateToVersion8(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (@v, @now)", ("@v", SchemaVersion), ("@now", _time.GetUtcNow().UtcTicks));
         }
-        else if (version is 1 or 2 or 3 or 4 or 5 or 6)
+        else if (version is 1 or 2 or 3 or 4 or 5 or 6 or 7)
         {
             // A ledger of an earlier controller, brought up step by step: 1 → 2 adds calibrations and the sessions'
             // calibration columns, 2 → 3 the sessions' hold tally, 3 → 4 the surface registrations, 4 → 5 their re-checks,
-            // 5 → 6 users and the call audit log, 6 → 7 treatments.
+            // 5 → 6 users and the call audit log, 6 → 7 treatments, 7 → 8 the controller of each audit row and of each
+            // session's runs.
             if (version == 1)
             {
                 MigrateToVersion2(tx);
@@ -807,8 +810,13 @@ public sealed partial class LedgerStore : IDisposable
                 MigrateToVersion6(tx);
                 Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
-            MigrateToVersion7(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, @now)", ("@now", _time.GetUtcNow().UtcTicks));
+            if (version <= 6)
+            {
+                MigrateToVersion7(tx);
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, @now)", ("@now", _time.GetUtcNow().UtcTicks));
+            }
+            MigrateToVersion8(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (8, @now)", ("@now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {
@@ -818,8 +826,8 @@ public sealed partial class LedgerStore : IDisposable
     }
 
     private void InsertAudit(DbTransaction tx, string? sessionId, string kind, string message, DateTimeOffset at) =>
-        Execute(tx, "INSERT INTO audit (at, session_id, kind, message) VALUES (@at, @s, @kind, @message)",
-            ("@at", at.UtcTicks), ("@s", sessionId), ("@kind", kind), ("@message", message));
+        Execute(tx, "INSERT INTO audit (at, session_id, kind, message, controller) VALUES (@at, @s, @kind, @message, @controller)",
+            ("@at", at.UtcTicks), ("@s", sessionId), ("@kind", kind), ("@message", message), ("@controller", ControllerId));
 
     private DbCommand Command(DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
     {
