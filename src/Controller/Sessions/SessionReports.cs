@@ -132,12 +132,10 @@ public sealed class SessionReports
             if (c.Rpc.EndsWith("/Pause", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Pause, "paused by the operator", c.Identity));
             if (c.Rpc.EndsWith("/Start", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Resume, "started", c.Identity));
         }
-        // E-stops are the machine's, not a session's: those that fell while this session was running.
-        var from = record.StartedAt ?? record.CreatedAt;
-        var until = record.EndedAt ?? _time.GetUtcNow();
-        foreach (var (at, kind, message) in _ledger.ReadAudit(null, 10_000))
+        // E-stops are the machine's, not a session's: those of the chairs that ran this session, in its window (selected
+        // by the store, however old the session and however many chairs share the store).
+        foreach (var (at, kind, message) in MachineEvents(record, EStopKinds))
         {
-            if (at < from || at > until) continue;
             if (kind == "estop") timeline.Add(new TimelineEvent(at, TimelineEventKind.EmergencyStop, message));
             else if (kind == "estop-reset") timeline.Add(new TimelineEvent(at, TimelineEventKind.Reset, message));
         }
@@ -168,11 +166,10 @@ public sealed class SessionReports
         var record = _ledger.LoadTreatmentDots(treatment.Id);
         var sessions = new List<SessionSummary>();
         var touchUps = new List<TouchUp>();
-        var machineAudit = _ledger.ReadAudit(null, 10_000);
         foreach (var (link, snapshot) in view.Sessions)
         {
             var r = snapshot.Record;
-            var estops = machineAudit.Count(a => a.Kind == "estop" && a.At >= (r.StartedAt ?? r.CreatedAt) && a.At <= (r.EndedAt ?? _time.GetUtcNow()));
+            var estops = MachineEvents(r, ["estop"]).Count;
             double? matchRms = _ledger.ListDotMatches(r.Id).LastOrDefault(m => m.Accepted) is { } accepted ? accepted.RmsMm : null;
             var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, matchRms, r.Phase.ToString());
             if (link.Kind == TreatmentSessionKind.TouchUp) touchUps.Add(new TouchUp(r.StartedAt ?? r.CreatedAt, r.Id, snapshot.Tally.Placed, "touch-up"));
@@ -181,6 +178,15 @@ public sealed class SessionReports
         var placed = record.Where(d => d.State == DotLedgerState.Placed).Select(d => new PlacedDot(d.MeasuredS ?? d.PlannedS, d.SessionNumber)).ToList();
         return new TreatmentReportData(treatment.Id, treatment.ClientId, ReportDesign.From(resolved, treatment.DesignName), treatment.SessionCount, sessions, placed, touchUps);
     }
+
+    private static readonly string[] EStopKinds = ["estop", "estop-reset"];
+
+    /// <summary>
+    /// The machine-wide audit rows of <paramref name="kinds"/> of the session's window (from its start, or its creation,
+    /// to its end, or now) written by the chairs that ran it.
+    /// </summary>
+    private IReadOnlyList<(DateTimeOffset At, string Kind, string Message)> MachineEvents(SessionRecord record, IReadOnlyCollection<string> kinds) =>
+        _ledger.ReadMachineAuditWhileRunBy(record.Id, record.StartedAt ?? record.CreatedAt, record.EndedAt ?? _time.GetUtcNow(), kinds);
 
     private static string? ActionOf(string rpc)
     {

@@ -1,3 +1,4 @@
+using System.Data;
 using System.Data.Common;
 
 namespace SmpRobot.Controller.Storage;
@@ -153,6 +154,9 @@ public sealed partial class LedgerStore
                     SELECT * FROM call_audit WHERE (@since IS NULL OR at >= @since) AND (@s IS NULL OR session_id = @s) ORDER BY id DESC LIMIT @limit) AS newest
                 ORDER BY id
                 """, ("@since", since?.UtcTicks), ("@s", sessionId), ("@limit", limit));
+            // Typed, so that PostgreSQL knows what a null one is ("@since IS NULL" alone cannot tell it).
+            cmd.Parameters["@since"].DbType = DbType.Int64;
+            cmd.Parameters["@s"].DbType = DbType.String;
             using var r = cmd.ExecuteReader();
             var entries = new List<CallAuditRecord>();
             while (r.Read())

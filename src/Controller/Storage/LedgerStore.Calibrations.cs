@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
+using System.Data;
 using System.Data.Common;
 
 namespace SmpRobot.Controller.Storage;
@@ -115,6 +116,10 @@ public sealed partial class LedgerStore
                 $"SELECT {CalibrationColumns} FROM calibrations WHERE (@kind IS NULL OR kind = @kind) AND (@camera IS NULL OR camera = @camera) AND (@profile IS NULL OR profile_name = @profile) " +
                 "ORDER BY created_at DESC, rowid DESC LIMIT @limit",
                 ("@kind", kind is null ? null : (int)kind), ("@camera", camera), ("@profile", profileName), ("@limit", limit));
+            // Typed, so that PostgreSQL knows what a null one is ("@kind IS NULL" alone cannot tell it).
+            cmd.Parameters["@kind"].DbType = DbType.Int32;
+            cmd.Parameters["@camera"].DbType = DbType.String;
+            cmd.Parameters["@profile"].DbType = DbType.String;
             using var reader = cmd.ExecuteReader();
             var list = new List<CalibrationRecord>();
             while (reader.Read()) list.Add(ReadCalibration(reader));

@@ -130,6 +130,19 @@ public sealed partial class LedgerStore
         _ => false,
     };
 
+    /// <summary>
+    /// The insert broke the UNIQUE (treatment_id, number) constraint of treatment_sessions: another chair made session
+    /// k of the treatment first. PostgreSQL: unique violation 23505 on that constraint (the name PostgreSQL gave it);
+    /// SQLite: SQLITE_CONSTRAINT_UNIQUE (19/2067) on those columns.
+    /// </summary>
+    internal static bool IsTreatmentSessionTaken(DbException e) => e switch
+    {
+        PostgresException p => p.SqlState == PostgresErrorCodes.UniqueViolation && p.TableName == "treatment_sessions" && p.ConstraintName == "treatment_sessions_treatment_id_number_key",
+        Microsoft.Data.Sqlite.SqliteException s => s.SqliteErrorCode == 19 && s.SqliteExtendedErrorCode == 2067
+            && s.Message.Contains("treatment_sessions.treatment_id, treatment_sessions.number", StringComparison.Ordinal),
+        _ => false,
+    };
+
     /// <summary>Runs schema DDL written in SQLite's words, in PostgreSQL's when that is the backend.</summary>
     private void Ddl(DbTransaction tx, string sqliteDdl) => Execute(tx, _pg ? ToPostgres(sqliteDdl) : sqliteDdl);
 
@@ -182,16 +195,43 @@ public sealed partial class LedgerStore
 
     /// <summary>
     /// PostgreSQL: this controller runs <paramref name="sessionId"/> from now on (phase Running or Pausing): it takes the
-    /// session's advisory lock, or refuses when another chair's controller runs it.
+    /// session's advisory lock, or refuses when another chair's controller runs it. True when this call took the lock
+    /// (false on SQLite, and when this controller already ran the session): only then may the caller's failure give it
+    /// back (<see cref="UnclaimRun"/>).
     /// </summary>
-    private void ClaimRun(string sessionId)
+    private bool ClaimRun(string sessionId)
     {
-        if (!_pg || _running.Contains(sessionId)) return;
+        if (!_pg || _running.Contains(sessionId)) return false;
         if (!Scalar<bool>(null, "SELECT pg_try_advisory_lock(hashtextextended(@id, 0))", ("@id", sessionId)))
         {
             throw new InvalidOperationException($"session {sessionId} is being run by another controller on this record store");
         }
         _running.Add(sessionId);
+        return true;
+    }
+
+    /// <summary>
+    /// PostgreSQL: gives back a claim this controller just took (<see cref="ClaimRun"/> returned true) for a change that
+    /// then failed, so no lock is left behind for a run that never began. Never throws: a connection that broke under
+    /// the failure has taken its locks with it, and a connection that cannot give it back is dropped (its locks go with
+    /// it; those of the sessions this controller still runs are taken back by the next call, <see cref="Ready"/>). The
+    /// session is out of <see cref="_running"/> either way, so no reconnect takes it back.
+    /// </summary>
+    private void UnclaimRun(string sessionId)
+    {
+        if (!_running.Remove(sessionId)) return;
+        _tallies.Remove(sessionId);
+        if (_connection.State != ConnectionState.Open) return;
+        try
+        {
+            Execute(null, "SELECT pg_advisory_unlock(hashtextextended(@id, 0))", ("@id", sessionId));
+        }
+#pragma warning disable CA1031 // the change's own failure is what the caller must see; the lock is given back by dropping its connection instead
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            DropConnection();
+        }
     }
 
     /// <summary>PostgreSQL: this controller no longer runs <paramref name="sessionId"/>; its counts are no longer kept in memory.</summary>

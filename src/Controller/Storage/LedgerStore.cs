@@ -20,7 +20,7 @@ namespace SmpRobot.Controller.Storage;
 public sealed partial class LedgerStore : IDisposable
 {
     /// <summary>Schema version this code writes and reads.</summary>
-    public const int SchemaVersion = 7;
+    public const int SchemaVersion = 8;
 
     private const string DotColumns = "seq, dot_id, x_mm, y_mm, z_mm, depth_mm, dwell_ms, pigment_id, state, target_x_mm, target_y_mm, target_z_mm, note";
     private const string SessionColumns = "id, plan_name, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, started_at, ended_at, calibration_id, override_by, override_reason, holds, retracts, last_hold_reason, " +
@@ -162,7 +162,23 @@ public sealed partial class LedgerStore : IDisposable
                 insert.ExecuteNonQuery();
             }
             InsertAudit(tx, id, "session-created", Inv($"session created from plan \"{planName}\" on profile {profileName} with {ordered.Count} dots"), now);
-            if (link is not null) InsertTreatmentSession(tx, id, link, now);
+            if (link is not null)
+            {
+                TreatmentSessionCheckedForTests?.Invoke(tx);
+                try
+                {
+                    InsertTreatmentSession(tx, id, link, now);
+                }
+                catch (DbException e) when (IsTreatmentSessionTaken(e))
+                {
+                    // Another chair committed session k of this treatment after the check above (PostgreSQL: both
+                    // checked before either committed; the UNIQUE (treatment_id, number) constraint lets one win): the
+                    // same refusal as the check's, naming the session that won.
+                    tx.Rollback();
+                    var winner = Scalar<string?>(null, "SELECT session_id FROM treatment_sessions WHERE treatment_id = @t AND number = @n", ("@t", link.TreatmentId), ("@n", link.Number));
+                    throw new InvalidOperationException(Inv($"treatment {link.TreatmentId} already has session {link.Number}{(winner is null ? "" : $" ({winner})")}"), e);
+                }
+            }
             tx.Commit();
             var counts = new int[6];
             counts[(int)DotLedgerState.Pending] = ordered.Count;
@@ -240,17 +256,28 @@ public sealed partial class LedgerStore : IDisposable
         {
             // PostgreSQL: a run takes the session for this controller first (refused when another chair runs it).
             var running = phase is SessionPhase.Running or SessionPhase.Pausing;
-            if (running) ClaimRun(id);
-            using var tx = Begin();
-            var changed = Execute(tx,
-                "UPDATE sessions SET phase = @phase, reason = @reason, elapsed_s = @elapsed, kinematic_s = @kinematic, started_at = @started, ended_at = @ended WHERE id = @id",
-                ("@phase", (int)phase), ("@reason", reason), ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds),
-                ("@started", startedAt?.UtcTicks), ("@ended", endedAt?.UtcTicks), ("@id", id));
-            if (changed == 0)
+            var claimed = running && ClaimRun(id);
+            try
             {
-                throw UnknownSession(id);
+                using var tx = Begin();
+                var changed = Execute(tx,
+                    "UPDATE sessions SET phase = @phase, reason = @reason, elapsed_s = @elapsed, kinematic_s = @kinematic, started_at = @started, ended_at = @ended WHERE id = @id",
+                    ("@phase", (int)phase), ("@reason", reason), ("@elapsed", elapsedSeconds), ("@kinematic", kinematicSeconds),
+                    ("@started", startedAt?.UtcTicks), ("@ended", endedAt?.UtcTicks), ("@id", id));
+                if (changed == 0)
+                {
+                    throw UnknownSession(id);
+                }
+                if (running) RecordRunBy(tx, id, _time.GetUtcNow());
+                tx.Commit();
             }
-            tx.Commit();
+            catch
+            {
+                // A run that did not begin holds nothing: the claim this call took is given back (a claim of a run already
+                // under way stays: that run goes on).
+                if (claimed) UnclaimRun(id);
+                throw;
+            }
             if (!running) ReleaseRun(id);
         });
     }
@@ -606,6 +633,12 @@ public sealed partial class LedgerStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Tests: called in a treatment session's creation between the check that its number is free and its insert, with
+    /// the creation's transaction (to let another chair take the number in between, as a race would).
+    /// </summary>
+    internal Action<DbTransaction>? TreatmentSessionCheckedForTests { get; set; }
+
     /// <summary>Tests: the lock every call of this store takes (to prove a path does not wait for it).</summary>
     internal Lock GateForTests => _gate;
 
@@ -743,13 +776,15 @@ public sealed partial class LedgerStore : IDisposable
             MigrateToVersion5(tx);
             MigrateToVersion6(tx);
             MigrateToVersion7(tx);
+            MigrateToVersion8(tx);
             Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (@v, @now)", ("@v", SchemaVersion), ("@now", _time.GetUtcNow().UtcTicks));
         }
-        else if (version is 1 or 2 or 3 or 4 or 5 or 6)
+        else if (version is 1 or 2 or 3 or 4 or 5 or 6 or 7)
         {
             // A ledger of an earlier controller, brought up step by step: 1 → 2 adds calibrations and the sessions'
             // calibration columns, 2 → 3 the sessions' hold tally, 3 → 4 the surface registrations, 4 → 5 their re-checks,
-            // 5 → 6 users and the call audit log, 6 → 7 treatments.
+            // 5 → 6 users and the call audit log, 6 → 7 treatments, 7 → 8 the controller of each audit row and of each
+            // session's runs.
             if (version == 1)
             {
                 MigrateToVersion2(tx);
@@ -775,8 +810,13 @@ public sealed partial class LedgerStore : IDisposable
                 MigrateToVersion6(tx);
                 Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (6, @now)", ("@now", _time.GetUtcNow().UtcTicks));
             }
-            MigrateToVersion7(tx);
-            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, @now)", ("@now", _time.GetUtcNow().UtcTicks));
+            if (version <= 6)
+            {
+                MigrateToVersion7(tx);
+                Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (7, @now)", ("@now", _time.GetUtcNow().UtcTicks));
+            }
+            MigrateToVersion8(tx);
+            Execute(tx, "INSERT INTO schema_version (version, applied_at) VALUES (8, @now)", ("@now", _time.GetUtcNow().UtcTicks));
         }
         else if (version != SchemaVersion)
         {
@@ -786,8 +826,8 @@ public sealed partial class LedgerStore : IDisposable
     }
 
     private void InsertAudit(DbTransaction tx, string? sessionId, string kind, string message, DateTimeOffset at) =>
-        Execute(tx, "INSERT INTO audit (at, session_id, kind, message) VALUES (@at, @s, @kind, @message)",
-            ("@at", at.UtcTicks), ("@s", sessionId), ("@kind", kind), ("@message", message));
+        Execute(tx, "INSERT INTO audit (at, session_id, kind, message, controller) VALUES (@at, @s, @kind, @message, @controller)",
+            ("@at", at.UtcTicks), ("@s", sessionId), ("@kind", kind), ("@message", message), ("@controller", ControllerId));
 
     private DbCommand Command(DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
     {

@@ -3,7 +3,7 @@ using SmpRobot.Controller.Storage;
 
 namespace SmpRobot.Tests.CalibrationIntegration;
 
-/// <summary>A ledger written by the first controller (schema version 1) is migrated in place to the current version (2: calibrations, 3: hold tallies, 4-5: surface registrations and re-checks, 6: users and the call audit), keeping its sessions.</summary>
+/// <summary>A ledger written by the first controller (schema version 1) is migrated in place to the current version (2: calibrations, 3: hold tallies, 4-5: surface registrations and re-checks, 6: users and the call audit, 7: treatments, 8: the controller of each audit row and session run), keeping its sessions.</summary>
 public sealed class LedgerMigrationTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("smp-migrate-").FullName;
@@ -50,9 +50,9 @@ public sealed class LedgerMigrationTests : IDisposable
         using var versions = check.CreateCommand();
         versions.CommandText = "SELECT MAX(version) FROM schema_version";
         Assert.Equal((long)LedgerStore.SchemaVersion, versions.ExecuteScalar());
-        Assert.Equal(7, LedgerStore.SchemaVersion);
+        Assert.Equal(8, LedgerStore.SchemaVersion);
         versions.CommandText = "SELECT group_concat(version) FROM (SELECT version FROM schema_version ORDER BY version)";
-        Assert.Equal("1,2,3,4,5,6,7", versions.ExecuteScalar());
+        Assert.Equal("1,2,3,4,5,6,7,8", versions.ExecuteScalar());
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);

@@ -377,12 +377,174 @@ public abstract class LedgerStoreTests : IDisposable
         store.Dispose();
         Assert.Throws<ObjectDisposedException>(() => store.ListSessions());
     }
+
+    [Fact]
+    public void The_call_audit_and_calibrations_are_listed_with_no_filter_and_with_each()
+    {
+        using var store = Open();
+        var s = store.CreateSession("p", "{}", "sim", Dots(1)).Id;
+        store.AppendCallAudit(_time.GetUtcNow(), "ana", "operator", "/smprobot.v1.SessionService/Start", s, "{}", "OK");
+        _time.Advance(TimeSpan.FromMinutes(1));
+        store.AppendCallAudit(_time.GetUtcNow(), "ana", "admin", "/smprobot.v1.AccessService/AddUser", null, "{}", "OK");
+        Assert.Equal(["Start", "AddUser"], store.ListCallAudit(null, null, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+        Assert.Equal(["Start"], store.ListCallAudit(null, s, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+        Assert.Equal(["AddUser"], store.ListCallAudit(_time.GetUtcNow(), null, 10).Select(c => c.Rpc[(c.Rpc.LastIndexOf('/') + 1)..]));
+
+        var saved = store.SaveCalibration(CalibrationKind.Gantry, "synthetic@1280x720", "sim", "test", "{}", "{}", 0.01, 0.02, 0.03, 20, "", valid: true);
+        Assert.Equal([saved.Id], store.ListCalibrations().Select(c => c.Id));
+        Assert.Equal([saved.Id], store.ListCalibrations(CalibrationKind.Gantry, "synthetic@1280x720", "sim").Select(c => c.Id));
+        Assert.Empty(store.ListCalibrations(camera: "device:1"));
+    }
+
+    /// <summary>Runs SQL on this test's database outside any store (as an earlier controller or another client left it).</summary>
+    private protected abstract void ExecuteRaw(string sql);
+
+    private static readonly string[] StopKinds = ["estop", "estop-reset"];
+
+    [Fact]
+    public void A_sessions_machine_events_are_those_of_its_window_written_by_the_controllers_that_ran_it()
+    {
+        using var chairA = Open();
+        using var chairB = Open();
+        Assert.NotEqual(chairA.ControllerId, chairB.ControllerId);
+        var s = chairA.CreateSession("p", "{}", "sim", Dots(2)).Id;
+        chairB.Audit(null, "estop", "B before A ran it");
+        _time.Advance(TimeSpan.FromMinutes(1));
+        var started = _time.GetUtcNow();
+        chairA.UpdateSession(s, SessionPhase.Running, "", 0, 0, started, null);
+        _time.Advance(TimeSpan.FromMinutes(1));
+        chairA.Audit(null, "estop", "A stop");
+        chairB.Audit(null, "estop", "B stop, another chair's");
+        chairA.Audit(null, "homed", "homing cycle completed");
+        chairA.Audit(s, "estop", "a session's own row is not a machine row");
+        chairA.Audit(null, "estop-reset", "A reset");
+        _time.Advance(TimeSpan.FromMinutes(1));
+        chairA.UpdateSession(s, SessionPhase.Paused, "paused", 1, 1, started, null);
+        _time.Advance(TimeSpan.FromMinutes(1));
+        chairB.Audit(null, "estop", "B before it ran the session");
+        // Chair B goes on with the session (a client can come back to any chair): from then on its rows count too.
+        _time.Advance(TimeSpan.FromMinutes(1));
+        chairB.UpdateSession(s, SessionPhase.Running, "", 1, 1, started, null);
+        chairB.Audit(null, "estop", "B stop while it ran the session");
+        _time.Advance(TimeSpan.FromMinutes(1));
+        var ended = _time.GetUtcNow();
+        chairB.UpdateSession(s, SessionPhase.Completed, "", 2, 2, started, ended);
+        _time.Advance(TimeSpan.FromMinutes(1));
+        chairA.Audit(null, "estop", "A after the session ended");
+
+        // Any chair reads the same (the store selects them, not the reader).
+        foreach (var reader in new[] { chairA, chairB })
+        {
+            var rows = reader.ReadMachineAuditWhileRunBy(s, started, ended, StopKinds);
+            Assert.Equal(["A stop", "A reset", "B stop while it ran the session"], rows.Select(r => r.Message));
+            Assert.Equal(["estop", "estop-reset", "estop"], rows.Select(r => r.Kind));
+        }
+        Assert.Equal(["A stop", "B stop while it ran the session"], chairA.ReadMachineAuditWhileRunBy(s, started, ended, ["estop"]).Select(r => r.Message));
+        Assert.Equal(["A stop"], chairA.ReadMachineAuditWhileRunBy(s, started, ended, StopKinds, limit: 1).Select(r => r.Message));
+        Assert.Equal(["homing cycle completed"], chairA.ReadMachineAuditWhileRunBy(s, started, ended, ["homed"]).Select(r => r.Message));
+        Assert.Empty(chairA.ReadMachineAuditWhileRunBy(s, started, ended, []));
+        // A session no controller ran has no machine events; nor has an unknown one.
+        var never = chairA.CreateSession("p", "{}", "sim", Dots(1)).Id;
+        Assert.Empty(chairA.ReadMachineAuditWhileRunBy(never, started, _time.GetUtcNow(), StopKinds));
+        Assert.Empty(chairA.ReadMachineAuditWhileRunBy("s-nope", started, _time.GetUtcNow(), StopKinds));
+    }
+
+    [Fact]
+    public void A_ledger_of_version_7_gains_the_controllers_and_its_rows_from_before_are_taken_by_time_alone()
+    {
+        string s;
+        DateTimeOffset started, ended;
+        using (var store = Open())
+        {
+            s = store.CreateSession("p", "{}", "sim", Dots(1)).Id;
+            started = _time.GetUtcNow();
+            _time.Advance(TimeSpan.FromMinutes(10));
+            ended = _time.GetUtcNow();
+            store.UpdateSession(s, SessionPhase.Completed, "", 1, 1, started, ended);
+        }
+        // As a controller of schema 7 left it: audit rows that name no controller, sessions that do not say who ran them.
+        ExecuteRaw("""
+            DROP TABLE session_controllers;
+            DROP INDEX audit_machine_by_kind;
+            ALTER TABLE audit DROP COLUMN controller;
+            UPDATE schema_version SET version = 7;
+            """);
+        ExecuteRaw(FormattableString.Invariant($"""
+            INSERT INTO audit (at, session_id, kind, message) VALUES ({started.AddMinutes(5).UtcTicks}, NULL, 'estop', 'a stop of schema 7');
+            INSERT INTO audit (at, session_id, kind, message) VALUES ({ended.AddMinutes(5).UtcTicks}, NULL, 'estop', 'a later stop of schema 7');
+            """));
+        using var reopened = Open();
+        Assert.Equal(["a stop of schema 7"], reopened.ReadMachineAuditWhileRunBy(s, started, ended, StopKinds).Select(r => r.Message));
+        // A stop written now names its controller, which never ran that session.
+        reopened.Audit(null, "estop", "a stop of schema 8", started.AddMinutes(6));
+        Assert.Equal(["a stop of schema 7"], reopened.ReadMachineAuditWhileRunBy(s, started, ended, StopKinds).Select(r => r.Message));
+        reopened.UpdateSession(s, SessionPhase.Running, "", 1, 1, started, null);
+        reopened.Audit(null, "estop", "a stop of the run after the upgrade", _time.GetUtcNow().AddSeconds(1));
+        Assert.Equal(["a stop of schema 7", "a stop of the run after the upgrade"], reopened.ReadMachineAuditWhileRunBy(s, started, _time.GetUtcNow().AddMinutes(1), StopKinds).Select(r => r.Message));
+    }
+
+    [Fact]
+    public void Two_chairs_making_the_same_session_of_a_treatment_at_once_make_one_and_the_other_gets_the_same_refusal_as_a_late_one()
+    {
+        using var chairA = Open();
+        using var chairB = Open();
+        chairA.SaveHeadModel("sha-head", "head.ply", [1, 2, 3]);
+        var t = chairA.CreateTreatment("C-0042", "crown", "{}", "sha-head", 3, "ana").Id;
+        static TreatmentSessionLink Link(string treatment, int number, string dotId) =>
+            new(treatment, number, TreatmentSessionKind.Session, new Dictionary<string, DotInScalp> { [dotId] = new(dotId, new Vec3(0, 0, 90)) });
+        static List<PlannedDot> One(string dotId) => [new PlannedDot(0, dotId, 0, 0, 0, 0.8, 100, "p")];
+        var first = chairA.CreateTreatmentSession("one", "{}", "sim", One("a1"), Link(t, 1, "a1")).Id;
+
+        // Both chairs checked that session 2 is free before either wrote it; chair B commits first.
+        string? winner = null;
+        chairA.TreatmentSessionCheckedForTests = tx =>
+        {
+            chairA.TreatmentSessionCheckedForTests = null;
+            if (IsPostgres)
+            {
+                winner = chairB.CreateTreatmentSession("two on B", "{}", "sim", One("b1"), Link(t, 2, "b1")).Id;
+            }
+            else
+            {
+                // SQLite has one writer at a time (chair B would wait for this transaction, then see the session taken):
+                // the row appears in this transaction instead, past the check, as only a race could put it there.
+                using var cmd = tx.Connection!.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = FormattableString.Invariant($"""
+                    INSERT INTO sessions (id, plan_name, plan_json, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, dot_count) VALUES ('s-raced', 'two', '{"{}"}', 'sim', 1, '', 0, 0, 0, 0);
+                    INSERT INTO treatment_sessions (session_id, treatment_id, number, kind, created_at) VALUES ('s-raced', '{t}', 2, 1, 0);
+                    """);
+                cmd.ExecuteNonQuery();
+            }
+        };
+        var refused = Assert.Throws<InvalidOperationException>(() => chairA.CreateTreatmentSession("two on A", "{}", "sim", One("a2"), Link(t, 2, "a2")));
+        // The constraint refused it (not the check), in the check's words: what TreatmentManager refuses as FailedPrecondition.
+        Assert.IsAssignableFrom<System.Data.Common.DbException>(refused.InnerException);
+        Assert.Equal(winner is null ? $"treatment {t} already has session 2" : $"treatment {t} already has session 2 ({winner})", refused.Message);
+        Assert.Equal(IsPostgres ? new[] { first, winner! } : new[] { first }, chairA.ListTreatmentSessions(t).Select(x => x.SessionId));
+        Assert.DoesNotContain(chairA.ListSessions(), x => x.PlanName == "two on A");
+
+        // A chair that comes late is refused by the check, with the same words; chair A can go on (nothing was left half done).
+        var late = Assert.Throws<InvalidOperationException>(() => chairA.CreateTreatmentSession("one again", "{}", "sim", One("a3"), Link(t, 1, "a3")));
+        Assert.Equal($"treatment {t} already has session 1 ({first})", late.Message);
+        Assert.Null(late.InnerException);
+        chairA.CreateTreatmentSession("three", "{}", "sim", One("a4"), Link(t, 3, "a4"));
+    }
 }
 
 /// <summary>The ledger on its default backend, an SQLite file, with what only SQLite has (PRAGMAs, files of earlier controllers).</summary>
 public sealed class SqliteLedgerStoreTests : LedgerStoreTests
 {
     private protected override LedgerStore Open() => new(DbPath, _time);
+
+    private protected override void ExecuteRaw(string sql)
+    {
+        using var c = new SqliteConnection($"Data Source={DbPath};Pooling=False");
+        c.Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
 
     [Fact]
     public void Pragmas_are_wal_full_and_foreign_keys()
@@ -432,6 +594,9 @@ public sealed class SqliteLedgerStoreTests : LedgerStoreTests
             c.Open();
             using var cmd = c.CreateCommand();
             cmd.CommandText = """
+                DROP TABLE session_controllers;
+                DROP INDEX audit_machine_by_kind;
+                ALTER TABLE audit DROP COLUMN controller;
                 DROP TABLE dot_matches;
                 DROP TABLE dot_records;
                 DROP TABLE treatment_sessions;
@@ -483,7 +648,7 @@ public sealed class SqliteLedgerStoreTests : LedgerStoreTests
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE dot_matches; DROP TABLE dot_records; DROP TABLE treatment_sessions; DROP TABLE treatments; DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
+            cmd.CommandText = "DROP TABLE session_controllers; DROP INDEX audit_machine_by_kind; ALTER TABLE audit DROP COLUMN controller; DROP TABLE dot_matches; DROP TABLE dot_records; DROP TABLE treatment_sessions; DROP TABLE treatments; DROP TABLE call_audit; DROP TABLE users; DROP TABLE surface_checks; ALTER TABLE surface_registrations DROP COLUMN height_map_json; UPDATE schema_version SET version = 4;";
             cmd.ExecuteNonQuery();
         }
         using var reopened = Open();
@@ -501,6 +666,14 @@ public sealed class PostgresLedgerStoreTests : LedgerStoreTests
     private readonly StoreLocation _location = PostgresCluster.Shared.CreateDatabase();
 
     private protected override LedgerStore Open() => new(_location, _time);
+
+    private protected override void ExecuteRaw(string sql)
+    {
+        using var c = PostgresCluster.Connect(_location);
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
 
     private protected override bool IsPostgres => true;
 }

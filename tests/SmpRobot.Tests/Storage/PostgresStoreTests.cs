@@ -80,6 +80,69 @@ public sealed class PostgresStoreTests
     }
 
     [Fact]
+    public void A_run_claim_whose_update_fails_is_given_back_and_a_claim_of_a_run_under_way_is_kept()
+    {
+        var location = PostgresCluster.Shared.CreateDatabase();
+        using var chairA = new LedgerStore(location, _time);
+        var s = chairA.CreateSession("p", "{}", "sim", Dots(2)).Id;
+        using var admin = PostgresCluster.Connect(location);
+        void Sql(string sql)
+        {
+            using var cmd = new NpgsqlCommand(sql, admin);
+            cmd.ExecuteNonQuery();
+        }
+        // The server refuses the phase change after the claim was taken (a trigger stands for any refused write).
+        Sql("""
+            CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+            CREATE TRIGGER refuse_update BEFORE UPDATE ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_update();
+            """);
+        var refused = Assert.Throws<PostgresException>(() => chairA.UpdateSession(s, SessionPhase.Running, "", 0, 0, _time.GetUtcNow(), null));
+        Assert.Contains("refused by the test", refused.MessageText, StringComparison.Ordinal);
+        // An unknown session fails after the claim too.
+        Assert.Throws<KeyNotFoundException>(() => chairA.UpdateSession("s-nope", SessionPhase.Running, "", 0, 0, _time.GetUtcNow(), null));
+        Sql("DROP TRIGGER refuse_update ON sessions");
+
+        // Chair A holds no lock for the run that never began: no advisory lock at all, and chair B may run the session.
+        using (var locks = new NpgsqlCommand("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", admin))
+        {
+            Assert.Equal(0L, locks.ExecuteScalar());
+        }
+        var chairAPid = ChairPid(admin);
+        using var chairB = new LedgerStore(location, _time);
+        chairB.UpdateSession(s, SessionPhase.Running, "", 0, 0, _time.GetUtcNow(), null);
+
+        // Nor does chair A take it back when its connection is replaced (it reclaims the runs it still has on reconnecting).
+        Sql($"SELECT pg_terminate_backend({chairAPid})");
+        try
+        {
+            chairA.FindSession(s);
+        }
+        catch (StoreUnavailableException)
+        {
+            // The call that met the cut connection (when it was not idle long enough to be checked first).
+        }
+        Assert.Equal(SessionPhase.Running, chairA.FindSession(s)!.Phase);
+
+        // A change that fails while a run is under way leaves its claim: chair B still runs the session.
+        Sql("CREATE TRIGGER refuse_update BEFORE UPDATE ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_update()");
+        Assert.Throws<PostgresException>(() => chairB.UpdateSession(s, SessionPhase.Pausing, "pausing", 0, 0, _time.GetUtcNow(), null));
+        Sql("DROP TRIGGER refuse_update ON sessions");
+        var taken = Assert.Throws<InvalidOperationException>(() => chairA.UpdateSession(s, SessionPhase.Running, "", 0, 0, _time.GetUtcNow(), null));
+        Assert.Contains("another controller", taken.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The backend of the one other connection to this database (a chair's store opened just before).</summary>
+    private static int ChairPid(NpgsqlConnection admin)
+    {
+        using var cmd = new NpgsqlCommand("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()", admin);
+        using var r = cmd.ExecuteReader();
+        Assert.True(r.Read());
+        var pid = r.GetInt32(0);
+        Assert.False(r.Read());
+        return pid;
+    }
+
+    [Fact]
     public void A_server_that_goes_away_gives_one_typed_refusal_and_the_store_reconnects_when_it_is_back()
     {
         using var cluster = PostgresCluster.StartPrivate();

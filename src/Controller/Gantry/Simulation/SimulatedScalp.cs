@@ -20,6 +20,7 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
     private readonly Lock _tattooGate = new();
     private readonly List<Vec3> _tattoos = [];
     private readonly List<double> _visibility = [];
+    private int _ageings;
 
     /// <summary>
     /// Where the pigment shows on this skin, frame S (the skin point nearest the needle's tip at the end of each plunge
@@ -56,8 +57,25 @@ public sealed class SimulatedScalp(Func<TriangleMesh> skin, RigidTransform headF
                 _visibility[i] = u < goneFraction ? 0 : u < goneFraction + fadedFraction ? fadedVisibility * _visibility[i] : _visibility[i];
             }
 #pragma warning restore CA5394
+            _ageings++;
         }
         Tattooed?.Invoke(this, EventArgs.Empty);
+    }
+
+    /// <summary>
+    /// The tattoos from the <paramref name="start"/>-th on (those added since a reader had <paramref name="start"/>), in
+    /// order, each with how much of it shows, and how many times the skin has aged (<see cref="AgeTattoos"/>): a reader
+    /// that saw fewer must read <see cref="TattooVisibility"/> again for the tattoos it already had.
+    /// </summary>
+    internal (IReadOnlyList<(Vec3 PointS, double Visibility)> Added, int Ageings) TattoosFrom(int start)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+        lock (_tattooGate)
+        {
+            var added = new List<(Vec3, double)>(Math.Max(0, _tattoos.Count - start));
+            for (var i = start; i < _tattoos.Count; i++) added.Add((_tattoos[i], _visibility[i]));
+            return (added, _ageings);
+        }
     }
 
     /// <summary>Raised after a tattoo is added (on the simulator's thread, under its lock: handlers must be quick; read <see cref="Tattoos"/>).</summary>
