@@ -116,7 +116,7 @@ public sealed class EarlierDotMatch
             plans.ById.TryGetValue(d.DesignDotId, out var dd) ? dd.Normal : (design.Mesh.ClosestPoint(d.PlannedS, 5) is { } hit ? design.Mesh.NormalAt(hit.Face, hit.U, hit.V) : new Vec3(0, 0, 1)))).ToList();
 
         var initial = Surface.SurfaceProbing.TransformFromJson(probed.HeadFromScalpJson);
-        var contactsH = ProbeContactsH(probed.ContactsJson);
+        var contactsH = Surface.SurfaceProbing.InlierContactsHFromJson(probed.ContactsJson);
 
         var frame = tracked.CopyLastFrameWithPose()
             ?? throw new RefusedException(RefusalKind.FailedPrecondition, $"the camera ({tracked.Description}) has not seen the board yet: the earlier dots cannot be placed in the head frame");
@@ -239,7 +239,7 @@ public sealed class EarlierDotMatch
         var pairOf = result.Pairs.ToDictionary(p => p.RecordId, StringComparer.Ordinal);
         // The usual look of a dot here: the dots found at their places (not a hair beside a lost one).
         var atPlace = result.Pairs.Where(p => p.ResidualMm <= AtItsPlaceMm).Select(p => detected[p.Observation].Contrast).ToList();
-        var typical = atPlace.Count == 0 ? 0 : Median(atPlace);
+        var typical = atPlace.Count == 0 ? 0 : MathNet.Numerics.Statistics.Statistics.Median(atPlace);
         var leaveOut = new Dictionary<string, string>(StringComparer.Ordinal);
         int notInView = 0, seen = 0, uncertain = 0, faded = 0, missing = 0;
         foreach (var candidate in candidates)
@@ -279,26 +279,6 @@ public sealed class EarlierDotMatch
             }
         }
         return (leaveOut, new TouchUpSurvey(candidates.Count, notInView, seen, faded, missing) { Uncertain = uncertain });
-    }
-
-    /// <summary>The probe's inlier contacts (frame H) as its registration stored them; none when it stored none.</summary>
-    private static List<Vec3> ProbeContactsH(string contactsJson)
-    {
-        var list = new List<Vec3>();
-        using var json = System.Text.Json.JsonDocument.Parse(string.IsNullOrWhiteSpace(contactsJson) ? "[]" : contactsJson);
-        foreach (var c in json.RootElement.EnumerateArray())
-        {
-            if (c.TryGetProperty("Inlier", out var inlier) && inlier.ValueKind == System.Text.Json.JsonValueKind.False) continue;
-            if (!c.TryGetProperty("contactH", out var h) || h.ValueKind != System.Text.Json.JsonValueKind.Array || h.GetArrayLength() != 3) continue;
-            list.Add(new Vec3(h[0].GetDouble(), h[1].GetDouble(), h[2].GetDouble()));
-        }
-        return list;
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     /// <summary>

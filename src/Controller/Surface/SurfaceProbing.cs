@@ -496,6 +496,20 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
 
     private static double[] Xyz(Vec3 v) => [Math.Round(v.X, 4), Math.Round(v.Y, 4), Math.Round(v.Z, 4)];
 
+    /// <summary>The inlier contacts (frame H) a registration's contacts JSON (<see cref="ContactsJson"/>) holds; none for "[]" or empty.</summary>
+    public static IReadOnlyList<Vec3> InlierContactsHFromJson(string contactsJson)
+    {
+        var list = new List<Vec3>();
+        using var json = JsonDocument.Parse(string.IsNullOrWhiteSpace(contactsJson) ? "[]" : contactsJson);
+        foreach (var c in json.RootElement.EnumerateArray())
+        {
+            if (c.TryGetProperty(nameof(ProbeContact.Inlier), out var inlier) && inlier.ValueKind == JsonValueKind.False) continue;
+            if (!c.TryGetProperty("contactH", out var h) || h.ValueKind != JsonValueKind.Array || h.GetArrayLength() != 3) continue;
+            list.Add(new Vec3(h[0].GetDouble(), h[1].GetDouble(), h[2].GetDouble()));
+        }
+        return list;
+    }
+
     /// <summary>The transform <see cref="TransformJson"/> wrote.</summary>
     public static RigidTransform TransformFromJson(string json) => DesignPlans.FromMessage(Google.Protobuf.JsonParser.Default.Parse<Contracts.V1.FrameTransform>(json));
 

@@ -470,6 +470,22 @@ public static class DotRegistration
         var jtj = Matrix<double>.Build.Dense(6, 6);
         var jte = Vector<double>.Build.Dense(6);
         var row = new double[6];
+        // One residual's row (d/dω, d/dv) into the normal equations, weighted.
+        void Accumulate(Vec3 dOmega, Vec3 dShift, double residual, double weight)
+        {
+            row[0] = dOmega.X;
+            row[1] = dOmega.Y;
+            row[2] = dOmega.Z;
+            row[3] = dShift.X;
+            row[4] = dShift.Y;
+            row[5] = dShift.Z;
+            for (var a = 0; a < 6; a++)
+            {
+                jte[a] += weight * row[a] * residual;
+                for (var b = 0; b < 6; b++) jtj[a, b] += weight * row[a] * row[b];
+            }
+        }
+
         if (contactsH.Count > 0)
         {
             // Each contact on the skin model: its signed distance along the skin's normal, e = n·(y − c) with y = T·x the
@@ -481,19 +497,7 @@ public static class DotRegistration
                 if (skin.ClosestPoint(scalpFromHead.Apply(c), 5) is not { } hit) continue;
                 var y = t.Apply(hit.Point);
                 var n = Apply(r, skin.NormalAt(hit)).Normalized();
-                var e = Vec3.Dot(n, y - c);
-                var yn = Vec3.Cross(y, n);
-                row[0] = yn.X;
-                row[1] = yn.Y;
-                row[2] = yn.Z;
-                row[3] = n.X;
-                row[4] = n.Y;
-                row[5] = n.Z;
-                for (var a = 0; a < 6; a++)
-                {
-                    jte[a] += contactWeight * row[a] * e;
-                    for (var b = 0; b < 6; b++) jtj[a, b] += contactWeight * row[a] * row[b];
-                }
+                Accumulate(Vec3.Cross(y, n), n, Vec3.Dot(n, y - c), contactWeight);
             }
         }
         foreach (var (ray, x) in pairs)
@@ -509,19 +513,7 @@ public static class DotRegistration
                 var axis = c == 0 ? new Vec3(1, 0, 0) : c == 1 ? new Vec3(0, 1, 0) : new Vec3(0, 0, 1);
                 var pRow = axis - (d * Vec3.Dot(axis, d)); // row c of P (P is symmetric)
                 // row of P·(−[y]×): for ω, −pRow·(y × ·)… the derivative of pRow·(ω × y) is pRow·(ω × y) = ω·(y × pRow).
-                var dw = Vec3.Cross(y, pRow);
-                row[0] = dw.X;
-                row[1] = dw.Y;
-                row[2] = dw.Z;
-                row[3] = pRow.X;
-                row[4] = pRow.Y;
-                row[5] = pRow.Z;
-                var ec = c == 0 ? e.X : c == 1 ? e.Y : e.Z;
-                for (var a = 0; a < 6; a++)
-                {
-                    jte[a] += w * row[a] * ec;
-                    for (var b = 0; b < 6; b++) jtj[a, b] += w * row[a] * row[b];
-                }
+                Accumulate(Vec3.Cross(y, pRow), pRow, c == 0 ? e.X : c == 1 ? e.Y : e.Z, w);
             }
         }
         // A whisker of damping: the step stays finite if the pairs were ever too few to fix every direction.
