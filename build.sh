@@ -50,7 +50,8 @@ case "$cmd" in
     build
     log="$(mktemp)"
     set +e
-    dotnet test SmpRobot.sln -c "$config" --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+    # --blame: should the test host ever crash, the runner names the tests that were running (CI shows only the output).
+    dotnet test SmpRobot.sln -c "$config" --no-build -nologo --blame --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     set -e
     # One plain closing line that any CI reader understands.

@@ -280,7 +280,7 @@ public static class ControllerHost
                 });
             }
         }
-        services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), sp.GetRequiredService<IHostApplicationLifetime>(), options.ConnectAtStart, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
+        services.AddHostedService(sp => new ControllerLifetime(sp.GetRequiredService<GantryConnection>(), sp.GetRequiredService<SessionManager>(), sp.GetRequiredService<IHostApplicationLifetime>(), options.ConnectAtStart, options.TimeProvider, sp.GetRequiredService<ILogger<ControllerLifetime>>()));
 
         services.AddGrpc(o =>
         {
@@ -516,9 +516,16 @@ internal sealed partial class TrackingLoop(IHeadPoseSource source, ILogger<Track
     }
 }
 
-/// <summary>Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish, pauses the session and closes the link.</summary>
-internal sealed partial class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, ILogger<ControllerLifetime> log) : IHostedLifecycleService
+/// <summary>
+/// Connects the gantry at start; on shutdown (SIGTERM) lets the running dot finish and pauses the session, stops any
+/// other procedure that holds the machine (calibration, probe, jog, homing) as its caller's Ctrl+C would, waits for
+/// it to let the machine go, and only then closes the link (the cameras and the store are released after this).
+/// </summary>
+internal sealed partial class ControllerLifetime(GantryConnection gantry, SessionManager sessions, IHostApplicationLifetime lifetime, bool connectAtStart, TimeProvider time, ILogger<ControllerLifetime> log) : IHostedLifecycleService
 {
+    /// <summary>How long a shutdown waits for the machine's holder to stop before it closes the link anyway.</summary>
+    internal static readonly TimeSpan HolderStopBound = TimeSpan.FromSeconds(15);
+
     /// <summary>Before the server listens (every hosted service's StartingAsync runs before any StartAsync): restart recovery.</summary>
     public Task StartingAsync(CancellationToken cancellationToken)
     {
@@ -534,6 +541,7 @@ internal sealed partial class ControllerLifetime(GantryConnection gantry, Sessio
         {
             Log.ShuttingDown(log);
             sessions.BeginShutdown();
+            gantry.Lease.BeginShutdown();
         });
         return Task.CompletedTask;
     }
@@ -569,6 +577,13 @@ internal sealed partial class ControllerLifetime(GantryConnection gantry, Sessio
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await sessions.DisposeAsync();
+        // Whoever holds the machine was told to stop when stopping began; its stop (feed hold, needle up) needs the
+        // link, its record the store.
+        gantry.Lease.BeginShutdown();
+        if (gantry.Lease.Holder is { } holder && !await gantry.Lease.WaitUntilFreeAsync(HolderStopBound, time))
+        {
+            Log.HolderDidNotStop(log, holder.What, HolderStopBound.TotalSeconds);
+        }
         await gantry.DisposeAsync();
     }
 
@@ -580,6 +595,9 @@ internal sealed partial class ControllerLifetime(GantryConnection gantry, Sessio
 
         [LoggerMessage(Level = LogLevel.Critical, Message = "{Message}")]
         public static partial void StartFailed(ILogger log, string message);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Shutting down: the {What} did not let the machine go within {Seconds} s; the link closes anyway (check the machine, the hard-wired e-stop stops it)")]
+        public static partial void HolderDidNotStop(ILogger log, string what, double seconds);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Could not connect to the gantry {Gantry}: {Message}")]
         public static partial void CouldNotConnect(ILogger log, string gantry, string message);

@@ -48,6 +48,10 @@ public sealed class SyntheticScene : IDisposable
     private readonly float[] _mapY;
     private readonly bool _ownsBoard;
     private readonly int _seed;
+    // Held while a frame is rendered and while the scene is disposed: a camera released at shutdown while another
+    // thread still renders from it must not free the native images under that render.
+    private readonly Lock _native = new();
+    private bool _disposed;
 
     /// <summary>Creates the scene; <paramref name="board"/> defaults to the built-in head board (owned then).</summary>
     public SyntheticScene(SyntheticScenario scenario, CameraIntrinsics intrinsics, MarkerBoard? board = null, int seed = 1, double noiseSigma = 2.0)
@@ -124,6 +128,15 @@ public sealed class SyntheticScene : IDisposable
     public Mat RenderAt(RigidTransform cameraFromBoard, long frameIndex) => RenderPose(cameraFromBoard, 0.0, frameIndex);
 
     private Mat RenderPose(RigidTransform pose, double tS, long frameIndex)
+    {
+        lock (_native)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return RenderPoseCore(pose, tS, frameIndex);
+        }
+    }
+
+    private Mat RenderPoseCore(RigidTransform pose, double tS, long frameIndex)
     {
         var image = _background.Clone();
         WarpPatch(pose, image);
@@ -470,11 +483,17 @@ public sealed class SyntheticScene : IDisposable
         ];
     }
 
+    /// <summary>Waits for a render in progress, then frees the native images; a render after this throws <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
-        _texture.Dispose();
-        _background.Dispose();
-        if (_ownsBoard) Board.Dispose();
+        lock (_native)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _texture.Dispose();
+            _background.Dispose();
+            if (_ownsBoard) Board.Dispose();
+        }
     }
 }
 

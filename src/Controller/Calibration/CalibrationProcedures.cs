@@ -172,6 +172,10 @@ public sealed partial class CalibrationProcedures(
         var start = time.GetTimestamp();
         var stops = CalibrationPlan.Stops(volume, request.Points, request.Heights, _program.Grid);
         using var use = readiness.Take(MachineUse.Calibration, "gantry calibration", "run the gantry calibration");
+        // A shutdown stops it as its caller's Ctrl+C does.
+        var callerToken = ct;
+        using var stopping = readiness.Lease.StopsAtShutdown(callerToken);
+        ct = stopping.Token;
         using var activity = gantry.Activity.Begin("gantry calibration", stops.Count);
         try
         {
@@ -275,7 +279,7 @@ public sealed partial class CalibrationProcedures(
         }
         catch (OperationCanceledException) when (StopsForCaller(ct))
         {
-            await StopForCallerAsync("gantry calibration", activity);
+            await StopForCallerAsync("gantry calibration", activity, callerToken);
             throw;
         }
     }
@@ -292,6 +296,9 @@ public sealed partial class CalibrationProcedures(
         var gantryFromCamera = data.GantryFromCamera.ToTransform();
         var driftStops = DriftCheck.SuggestedPoints(volume.Min, volume.Max).Select(_program.Grid.Quantise).ToList();
         using var use = readiness.Take(MachineUse.Calibration, "drift check", "run the drift check");
+        var callerToken = ct;
+        using var stopping = readiness.Lease.StopsAtShutdown(callerToken);
+        ct = stopping.Token;
         using var activity = gantry.Activity.Begin("drift check", driftStops.Count);
         try
         {
@@ -318,7 +325,7 @@ public sealed partial class CalibrationProcedures(
         }
         catch (OperationCanceledException) when (StopsForCaller(ct))
         {
-            await StopForCallerAsync("drift check", activity);
+            await StopForCallerAsync("drift check", activity, callerToken);
             throw;
         }
     }
@@ -525,13 +532,19 @@ public sealed partial class CalibrationProcedures(
     /// as its activity, so nothing else can start moving the machine until the stop is done, and a console
     /// that waits for the activity to end reads the machine after the stop, not before it.
     /// </summary>
-    private async Task StopForCallerAsync(string what, ActivityScope activity)
+    /// <remarks>
+    /// Stopped by a shutdown rather than by its caller (<paramref name="callerToken"/> not cancelled), it throws a
+    /// refusal that says so, instead of the caller's cancellation.
+    /// </remarks>
+    private async Task StopForCallerAsync(string what, ActivityScope activity, CancellationToken callerToken)
     {
         activity.Doing("stopping: feed hold, queue flushed, needle up");
-        var error = await safety.HoldAndRetractAsync($"{what} stopped by its caller", CancellationToken.None);
+        var cause = readiness.Lease.StopCause;
+        var error = await safety.HoldAndRetractAsync($"{what} {cause}", CancellationToken.None);
         var outcome = error.Length == 0 ? "motion stopped (feed hold, queue flushed, needle up); nothing stored" : "stopping the motion failed: " + error;
-        Log.StoppedByCaller(log, what, outcome);
-        ledger.Audit(null, "calibration-stopped", $"{what} stopped by its caller: {outcome}");
+        Log.Stopped(log, what, cause, outcome);
+        ledger.Audit(null, "calibration-stopped", $"{what} {cause}: {outcome}");
+        if (!callerToken.IsCancellationRequested) throw new RefusedException(RefusalKind.FailedPrecondition, $"{what} {cause}: {outcome}");
     }
 
     /// <summary>Once the lease is held: checks the gantry is idle and switches the needle drive off; returns the client.</summary>
@@ -640,7 +653,7 @@ public sealed partial class CalibrationProcedures(
         [LoggerMessage(Level = LogLevel.Information, Message = "Gantry calibration {Id}: {Valid}, validation {Stats}, {Seconds:0.0} s")]
         public static partial void GantryCalibrated(ILogger log, string id, string valid, ResidualStats stats, double seconds);
 
-        [LoggerMessage(Level = LogLevel.Warning, Message = "The {What} was stopped by its caller: {Outcome}")]
-        public static partial void StoppedByCaller(ILogger log, string what, string outcome);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "The {What} was {Cause}: {Outcome}")]
+        public static partial void Stopped(ILogger log, string what, string cause, string outcome);
     }
 }

@@ -21,6 +21,10 @@ public sealed class ManualMotion(GantryConnection gantry, MachineReadiness readi
     public async Task HomeAsync(CancellationToken cancellationToken)
     {
         using var lease = readiness.Take(MachineUse.Home, "homing cycle", "home", needsHoming: false);
+        // A shutdown stops it as its caller's Ctrl+C does.
+        var callerToken = cancellationToken;
+        using var stoppingAtShutdown = readiness.Lease.StopsAtShutdown(callerToken);
+        cancellationToken = stoppingAtShutdown.Token;
         var client = gantry.RequireClient();
         var status = await client.QueryStatusAsync(cancellationToken);
         if (status.IsHold)
@@ -41,7 +45,9 @@ public sealed class ManualMotion(GantryConnection gantry, MachineReadiness readi
                 stopping.Doing("stopping: soft reset of the homing cycle");
                 await client.SoftResetAsync(CancellationToken.None);
             }
-            ledger.Audit(null, "homing-stopped", "homing cycle stopped by its caller (soft reset): the machine is not homed");
+            var stopped = $"homing cycle {readiness.Lease.StopCause} (soft reset): the machine is not homed";
+            ledger.Audit(null, "homing-stopped", stopped);
+            if (!callerToken.IsCancellationRequested) throw new RefusedException(RefusalKind.FailedPrecondition, stopped);
             throw;
         }
         ledger.Audit(null, "homed", "homing cycle completed");
@@ -65,6 +71,9 @@ public sealed class ManualMotion(GantryConnection gantry, MachineReadiness readi
                 $"jog feed {feedMmPerMin} mm/min is not allowed: give 0 (the profile's travel feed) or up to {profile.TravelFeedMmPerMin:0} mm/min (profile {profile.Name})"));
         }
         using var lease = readiness.Take(MachineUse.Jog, "jog", "jog");
+        var callerToken = cancellationToken;
+        using var stoppingAtShutdown = readiness.Lease.StopsAtShutdown(callerToken);
+        cancellationToken = stoppingAtShutdown.Token;
         var feed = feedMmPerMin > 0 ? feedMmPerMin : profile.TravelFeedMmPerMin;
         var client = gantry.RequireClient();
         using var activity = gantry.Activity.Begin("jog", 1);
@@ -94,7 +103,9 @@ public sealed class ManualMotion(GantryConnection gantry, MachineReadiness readi
         {
             // Stopped by its caller: grbl's jog cancel decelerates and drops the rest of the jog.
             await client.SendRealtimeAsync(GrblRealtime.JogCancel, CancellationToken.None);
-            ledger.Audit(null, "jog-stopped", "jog stopped by its caller (jog cancel)");
+            var stopped = $"jog {readiness.Lease.StopCause} (jog cancel)";
+            ledger.Audit(null, "jog-stopped", stopped);
+            if (!callerToken.IsCancellationRequested) throw new RefusedException(RefusalKind.FailedPrecondition, stopped);
             throw;
         }
     }

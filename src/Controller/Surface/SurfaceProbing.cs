@@ -126,6 +126,10 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
             throw new RefusedException(RefusalKind.InvalidArgument, FormattableString.Invariant($"a probe runs more than 0 and at most {DotProgram.MaxVerticalStepMm} mm (approach {options.ApproachMm} + beyond {options.BeyondMm})"));
         }
         using var lease = readiness.Take(MachineUse.Surface, "surface probe", "probe the scalp");
+        // A shutdown stops it as its caller's Ctrl+C does.
+        var callerToken = ct;
+        using var stoppingAtShutdown = readiness.Lease.StopsAtShutdown(callerToken);
+        ct = stoppingAtShutdown.Token;
         enterHeadPosition?.Invoke();
         using var activity = gantry.Activity.Begin("surface probe", aimsH.Count);
         var started = time.GetTimestamp();
@@ -154,8 +158,11 @@ public sealed class SurfaceProbing(GantryConnection gantry, MachineReadiness rea
         catch (OperationCanceledException) when (ct.IsCancellationRequested && gantry.IsConnected && !safety.IsLatched)
         {
             activity.Doing("stopping: feed hold, queue flushed, needle up");
-            var error = await safety.HoldAndRetractAsync("surface probe stopped by its caller", CancellationToken.None);
-            ledger.Audit(sessionId, "surface-probe-stopped", "surface probe stopped by its caller: " + (error.Length == 0 ? "motion stopped, nothing stored" : "stopping the motion failed: " + error));
+            var stopped = "surface probe " + readiness.Lease.StopCause;
+            var error = await safety.HoldAndRetractAsync(stopped, CancellationToken.None);
+            stopped += ": " + (error.Length == 0 ? "motion stopped, nothing stored" : "stopping the motion failed: " + error);
+            ledger.Audit(sessionId, "surface-probe-stopped", stopped);
+            if (!callerToken.IsCancellationRequested) throw new RefusedException(RefusalKind.FailedPrecondition, stopped);
             throw;
         }
     }

@@ -63,6 +63,12 @@ internal sealed class CalibrationHost : IAsyncDisposable
 
     public Task HomeAsync() => _fixture.HomeAsync();
 
+    /// <summary>The controller's services (its store, its supervisor).</summary>
+    public IServiceProvider Services => _fixture.Services;
+
+    /// <summary>Stops the controller as SIGTERM does.</summary>
+    public Task StopAsync() => _fixture.StopAsync();
+
     /// <summary>Waits (bounded) until the session has stopped running (aborted, completed, paused or faulted).</summary>
     public async Task WaitForFinalAsync(string sessionId)
     {

@@ -1,4 +1,7 @@
 using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using SmpRobot.Controller.Gantry;
+using SmpRobot.Controller.Storage;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Gantry.Simulation;
 using SmpRobot.Tests.Simulation;
@@ -126,6 +129,33 @@ public sealed class StoppedMotionTests
         var after = await c.Calibration.ListCalibrationsAsync(new ListCalibrationsRequest());
         Assert.Equal(before.Calibrations.Count, after.Calibrations.Count);
         Assert.Equal(before.CurrentGantryId, after.CurrentGantryId);
+    }
+
+    [Fact]
+    public async Task A_controller_shut_down_mid_calibration_stops_the_gantry_stores_nothing_and_says_why_before_it_closes_the_link()
+    {
+        var c = await CalibrationHost.StartAsync(timeScale: 5);
+        await using (c)
+        {
+            await c.HomeAsync();
+            var ledger = c.Services.GetRequiredService<LedgerStore>();
+            var storedBefore = ledger.ListCalibrations(SmpRobot.Controller.Storage.CalibrationKind.Gantry).Count;
+            var call = c.Calibration.CalibrateGantryAsync(new CalibrateGantryRequest { Points = 25, Heights = 2 }, deadline: CalibrationHost.Deadline).ResponseAsync;
+            await c.Simulator.UntilAsync(g => g.MotionRecord.Count(m => m.Kind == SimMotionKind.Feed || m.Kind == SimMotionKind.Rapid) >= 6, "six calibration moves", Wait);
+
+            // SIGTERM: the web server drains the call, which stops at once instead of running its 25 stops.
+            await c.StopAsync();
+
+            var e = await Assert.ThrowsAsync<RpcException>(() => call);
+            Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+            Assert.Contains("gantry calibration stopped because the controller is shutting down: motion stopped (feed hold, queue flushed, needle up); nothing stored", e.Status.Detail, StringComparison.Ordinal);
+            // The stop went out on a link still open, and nothing moved across the stop but the needle going up.
+            var hold = c.Simulator.RealtimeLog.First(b => b.Command == (byte)'!');
+            Assert.All(c.Simulator.MotionRecord.Where(m => m.StartSimSeconds > hold.SimSeconds), m => Assert.True(m.To.X == m.From.X && m.To.Y == m.From.Y && m.To.Z >= m.From.Z, $"{m} after the stop"));
+            Assert.Contains(ledger.ReadAudit(null), a => a.Kind == "calibration-stopped" && a.Message.Contains("shutting down", StringComparison.Ordinal));
+            Assert.Equal(storedBefore, ledger.ListCalibrations(SmpRobot.Controller.Storage.CalibrationKind.Gantry).Count);
+            Assert.Null(c.Services.GetRequiredService<GantryConnection>().Lease.Holder);
+        }
     }
 
     [Fact]

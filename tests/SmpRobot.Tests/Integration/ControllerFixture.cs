@@ -162,15 +162,24 @@ internal sealed class ControllerFixture : IAsyncDisposable
     /// <summary>Stops the host gracefully (as on SIGTERM, with the operator's console still connected).</summary>
     public async Task StopAsync()
     {
+        _stopped = true;
         await _app.StopAsync().WaitAsync(Timeout);
         await StopHeartbeatAsync();
     }
 
+    private bool _stopped;
+
+    /// <summary>
+    /// Closes the test's connections, then stops the host as a real controller stops (a procedure the test left
+    /// running is stopped and let go of the machine) before its services are released: a calibration still rendering
+    /// a frame or stopping the gantry must never find them freed under it.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await StopHeartbeatAsync();
         Channel.Dispose();
         SafetyChannel.Dispose();
+        if (!_stopped) await _app.StopAsync().WaitAsync(Timeout);
         await _app.DisposeAsync();
         _heartbeatStop.Dispose();
     }
