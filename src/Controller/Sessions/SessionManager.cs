@@ -829,8 +829,17 @@ public sealed partial class SessionManager : IAsyncDisposable
 
     private void Watchdog()
     {
-        CheckOperator();
-        if (_aiming.Source.IsTracking && Volatile.Read(ref _active) is { } run) run.Guard.CheckPose(run.Commands.Posted);
+        try
+        {
+            CheckOperator();
+            if (_aiming.Source.IsTracking && Volatile.Read(ref _active) is { } run) run.Guard.CheckPose(run.Commands.Posted);
+        }
+#pragma warning disable CA1031 // last resort of a timer callback: an exception left there ends the whole controller (and its stop sequence); the next tick looks again
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.WatchdogFailed(_log, e);
+        }
     }
 
     /// <summary>The dead-man and the patient's switch, from the watchdog and at once on a hang-up or a released switch (see <see cref="SessionRunner.CheckOperator"/>).</summary>
@@ -869,6 +878,9 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// <summary>Log messages (source-generated).</summary>
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Critical, Message = "The session watchdog's look failed; it looks again at its next tick")]
+        public static partial void WatchdogFailed(ILogger log, Exception error);
+
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} ended {Outcome}, but the record store is unreachable ({Error}): the end is written when it answers again")]
         public static partial void EndNotStored(ILogger log, string sessionId, SessionPhase outcome, string error);
 

@@ -125,6 +125,21 @@ public sealed class PtyDevice : IAsyncDisposable
 
     private void ReaderLoop()
     {
+        try
+        {
+            ReadUntilDisposed();
+        }
+#pragma warning disable CA1031 // last resort of the reader thread: an exception left on a thread of its own ends the whole process (the simulating controller, or the test host)
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            // Torn down under it (its waker released after a join that timed out on a loaded machine): nothing to say.
+            if (!_disposed) _host.Log.PtyReaderFailed(DevicePath, e.Message);
+        }
+    }
+
+    private void ReadUntilDisposed()
+    {
         var buffer = new byte[4096];
         Span<PosixTty.PollFd> fds = stackalloc PosixTty.PollFd[3];
         while (!_disposed)

@@ -26,6 +26,9 @@ internal static partial class SimulatorLog
     [LoggerMessage(Level = LogLevel.Error, Message = "pty {Device}: poll failed: {Message}")]
     public static partial void PtyPollFailed(this ILogger logger, string device, string message);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "pty {Device}: its reader stopped: {Message}; the board hears nothing more from this link")]
+    public static partial void PtyReaderFailed(this ILogger logger, string device, string message);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "could not remove {Link}: {Message}")]
     public static partial void LinkNotRemoved(this ILogger logger, string link, string message);
 
