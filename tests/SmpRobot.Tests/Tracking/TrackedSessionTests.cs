@@ -5,6 +5,7 @@ using SmpRobot.Controller.Plans;
 using SmpRobot.Controller.Storage;
 using SmpRobot.Geometry;
 using SmpRobot.Tests.Integration;
+using SmpRobot.Tests.Simulation;
 using SmpRobot.Vision;
 using Xunit.Abstractions;
 
@@ -103,8 +104,10 @@ public class TrackedSessionTests(ITestOutputHelper output)
         var plan = DemoPlanGenerator.Generate(14, seed: 3);
         var session = await c.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan });
         await c.Sessions.StartAsync(new SessionRef { SessionId = session.Id, CalibrationOverride = TruthMounting });
-        // The jerk comes 3 s into the session (about the fourth dot).
-        var jerkAtS = frames().SceneSecondsAt(TimeProvider.System.GetTimestamp()) + 3.0;
+        // The jerk comes half a second after the first dot reached depth (not at a fixed time into the session: on a
+        // loaded machine the first dot may come later than that, and the test needs dots on both sides of the jerk).
+        await c.Simulator.UntilAsync(g => g.MotionRecord.Any(m => m.Kind == SimMotionKind.Dwell && m.DurationSeconds > 0 && m.SpindleOn), "the first dot", TimeSpan.FromSeconds(60));
+        var jerkAtS = frames().SceneSecondsAt(TimeProvider.System.GetTimestamp()) + 0.5;
         scene.JerkAtSeconds = jerkAtS;
         var done = await c.WaitForAsync(session.Id, ControllerFixture.IsEnded, TimeSpan.FromSeconds(120));
 
