@@ -161,9 +161,12 @@ public sealed partial class SafetySupervisor : IDisposable
             Log.EmergencyStop(_log, source, reason);
             Record("estop", $"emergency stop from {source}: {reason}", latchedAt);
         }
-        if (stopError.Length > 0) Record("estop", "stop sequence incomplete: " + stopError);
+        if (stopError.Length > 0) Record("estop", IncompleteStopPrefix + stopError);
         return State;
     }
+
+    /// <summary>How the audit row (kind "estop") that says an e-stop's stop sequence did not complete begins: a note on that e-stop, not another one.</summary>
+    public const string IncompleteStopPrefix = "stop sequence incomplete: ";
 
     /// <summary>
     /// Records a stop or a reset in the audit log, best effort: the stop has happened whatever the store says, so a

@@ -117,7 +117,8 @@ public sealed class SessionReports
         var audit = calls.Select(c => new Treatment.Reports.AuditEntry(c.At, c.Identity, c.Role, c.Rpc, c.Result)).ToList();
 
         var timeline = new List<TimelineEvent>();
-        foreach (var (at, kind, message) in _ledger.ReadAudit(sessionId, 10_000))
+        var sessionAudit = _ledger.ReadAudit(sessionId, 10_000);
+        foreach (var (at, kind, message) in sessionAudit)
         {
             TimelineEventKind? k = kind switch
             {
@@ -132,12 +133,11 @@ public sealed class SessionReports
             if (c.Rpc.EndsWith("/Pause", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Pause, "paused by the operator", c.Identity));
             if (c.Rpc.EndsWith("/Start", StringComparison.Ordinal)) timeline.Add(new TimelineEvent(c.At, TimelineEventKind.Resume, "started", c.Identity));
         }
-        // E-stops are the machine's, not a session's: those of the chairs that ran this session, in its window (selected
-        // by the store, however old the session and however many chairs share the store).
-        foreach (var (at, kind, message) in MachineEvents(record, EStopKinds))
+        // E-stops are the machine's, not a session's: those that latched while this session ran, with their resets.
+        foreach (var stop in EmergencyStops(record, sessionAudit))
         {
-            if (kind == "estop") timeline.Add(new TimelineEvent(at, TimelineEventKind.EmergencyStop, message));
-            else if (kind == "estop-reset") timeline.Add(new TimelineEvent(at, TimelineEventKind.Reset, message));
+            timeline.Add(new TimelineEvent(stop.At, TimelineEventKind.EmergencyStop, stop.Incomplete is null ? stop.Message : stop.Message + "; " + stop.Incomplete));
+            if (stop.Reset is { } reset) timeline.Add(new TimelineEvent(reset.At, TimelineEventKind.Reset, reset.Message));
         }
 
         CalibrationUsed? calibration = null;
@@ -169,7 +169,7 @@ public sealed class SessionReports
         foreach (var (link, snapshot) in view.Sessions)
         {
             var r = snapshot.Record;
-            var estops = MachineEvents(r, ["estop"]).Count;
+            var estops = EmergencyStops(r, _ledger.ReadAudit(r.Id, 10_000)).Count;
             double? matchRms = _ledger.ListDotMatches(r.Id).LastOrDefault(m => m.Accepted) is { } accepted ? accepted.RmsMm : null;
             var summary = new SessionSummary(link.Number, r.Id, r.StartedAt ?? r.CreatedAt, snapshot.Tally.Placed, snapshot.Tally.Total, r.Holds.Holds, estops, matchRms, r.Phase.ToString());
             if (link.Kind == TreatmentSessionKind.TouchUp) touchUps.Add(new TouchUp(r.StartedAt ?? r.CreatedAt, r.Id, snapshot.Tally.Placed, "touch-up"));
@@ -181,12 +181,69 @@ public sealed class SessionReports
 
     private static readonly string[] EStopKinds = ["estop", "estop-reset"];
 
+    /// <summary>The session's own audit kinds that begin a run (its start, a resume).</summary>
+    private static readonly HashSet<string> RunStartKinds = ["started", "resumed"];
+
+    /// <summary>The session's own audit kinds that end a run: the end each run records, or the recovery after a crash.</summary>
+    private static readonly HashSet<string> RunEndKinds = ["paused", "emergency_stopped", "faulted", "completed", "aborted", "recovered"];
+
+    /// <summary>An e-stop that latched while the session ran: the first note that its stop sequence was incomplete, and the reset that followed it, if any.</summary>
+    internal sealed record SessionEmergencyStop(DateTimeOffset At, string Message, string? Incomplete, (DateTimeOffset At, string Message)? Reset);
+
     /// <summary>
-    /// The machine-wide audit rows of <paramref name="kinds"/> of the session's window (from its start, or its creation,
-    /// to its end, or now) written by the chairs that ran it.
+    /// The session's runs, from its own audit (oldest first): each from a start or resume to the end that run recorded
+    /// (paused, e-stopped, faulted, completed, aborted, or recovered after a crash); one still open runs to
+    /// <paramref name="now"/>. A "resumed" inside an open run (the motion hold's own) opens nothing.
     /// </summary>
-    private IReadOnlyList<(DateTimeOffset At, string Kind, string Message)> MachineEvents(SessionRecord record, IReadOnlyCollection<string> kinds) =>
-        _ledger.ReadMachineAuditWhileRunBy(record.Id, record.StartedAt ?? record.CreatedAt, record.EndedAt ?? _time.GetUtcNow(), kinds);
+    internal static IReadOnlyList<(DateTimeOffset From, DateTimeOffset Until)> Runs(IEnumerable<(DateTimeOffset At, string Kind, string Message)> sessionAudit, DateTimeOffset now)
+    {
+        var runs = new List<(DateTimeOffset, DateTimeOffset)>();
+        DateTimeOffset? open = null;
+        foreach (var (at, kind, _) in sessionAudit)
+        {
+            if (RunStartKinds.Contains(kind)) open ??= at;
+            else if (open is { } from && RunEndKinds.Contains(kind))
+            {
+                runs.Add((from, at));
+                open = null;
+            }
+        }
+        if (open is { } last) runs.Add((last, now));
+        return runs;
+    }
+
+    /// <summary>
+    /// The e-stops that latched while the session ran (inside one of its <see cref="Runs"/>, on the chairs that ran it),
+    /// each with the reset that followed it. Before, the window was the session's start to its end or now: a paused
+    /// session counted every later e-stop of its chair, and an incomplete stop sequence's note counted as a second e-stop.
+    /// </summary>
+    internal IReadOnlyList<SessionEmergencyStop> EmergencyStops(SessionRecord record, IReadOnlyList<(DateTimeOffset At, string Kind, string Message)> sessionAudit)
+    {
+        var now = _time.GetUtcNow();
+        var runs = Runs(sessionAudit, now);
+        if (runs.Count == 0) return [];
+        var stops = new List<SessionEmergencyStop>();
+        // Each chair records an e-stop only when it latches, then its reset: E, R, E, R... A row belongs to the latest e-stop.
+        var latestIsOurs = false;
+        var until = runs[^1].Until > now ? runs[^1].Until : now;
+        foreach (var (at, kind, message) in _ledger.ReadMachineAuditWhileRunBy(record.Id, runs[0].From, until, EStopKinds))
+        {
+            if (kind == "estop" && message.StartsWith(Safety.SafetySupervisor.IncompleteStopPrefix, StringComparison.Ordinal))
+            {
+                if (latestIsOurs && stops[^1].Incomplete is null) stops[^1] = stops[^1] with { Incomplete = message };
+            }
+            else if (kind == "estop")
+            {
+                latestIsOurs = runs.Any(r => at >= r.From && at <= r.Until);
+                if (latestIsOurs) stops.Add(new SessionEmergencyStop(at, message, null, null));
+            }
+            else if (latestIsOurs && stops[^1].Reset is null)
+            {
+                stops[^1] = stops[^1] with { Reset = (at, message) };
+            }
+        }
+        return stops;
+    }
 
     private static string? ActionOf(string rpc)
     {

@@ -2,6 +2,7 @@ using System.Data.Common;
 using Google.Protobuf;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using SmpRobot.Contracts.V1;
 using SmpRobot.Controller.Sessions;
 using SmpRobot.Controller.Storage;
@@ -79,13 +80,47 @@ public sealed class ReportEmergencyStopTests
         var t0 = TimeProvider.System.GetUtcNow();
         chair.Audit(null, "estop", $"e-stop by {name} before the run", t0.AddMinutes(-1));
         chair.UpdateSession(sessionId, SessionPhase.Running, "", 0, 0, t0, null);
+        chair.Audit(sessionId, "started", $"session started on {name}", t0);
         started?.Invoke();
         chair.Audit(null, "estop", $"e-stop by {name}", t0.AddMinutes(1));
         chair.Audit(null, "homed", "homing cycle completed", t0.AddMinutes(2));
         chair.Audit(null, "estop-reset", $"reset by {name}", t0.AddMinutes(3));
         chair.UpdateSession(sessionId, SessionPhase.Completed, "", 1, 1, t0, t0.AddMinutes(4));
+        chair.Audit(sessionId, "completed", "COMPLETED", t0.AddMinutes(4));
         chair.Audit(null, "estop", $"e-stop by {name} after the run", t0.AddMinutes(5));
         return t0;
+    }
+
+    [Fact]
+    public async Task A_paused_sessions_reports_count_the_e_stops_of_its_runs_only_each_once_with_its_reset()
+    {
+        await using var c = await ControllerFixture.StartAsync();
+        var ledger = c.Services.GetRequiredService<LedgerStore>();
+        var (treatmentId, sessionId) = await StartTreatmentAsync(c);
+        var t0 = TimeProvider.System.GetUtcNow();
+        ledger.UpdateSession(sessionId, SessionPhase.Running, "", 0, 0, t0, null);
+        // Run 1 ends in an e-stop whose stop sequence was incomplete; the operator resets it afterwards.
+        ledger.Audit(sessionId, "started", "session started", t0);
+        ledger.Audit(null, "estop", "e-stop in run 1", t0.AddMinutes(1));
+        ledger.Audit(null, "estop", SmpRobot.Controller.Safety.SafetySupervisor.IncompleteStopPrefix + "the link is down", t0.AddMinutes(1));
+        ledger.Audit(sessionId, "emergency_stopped", "emergency stop from test", t0.AddMinutes(1.5));
+        ledger.Audit(null, "estop-reset", "reset after run 1", t0.AddMinutes(2));
+        // Between its runs the chair is e-stopped for something else: not this session's.
+        ledger.Audit(null, "estop", "e-stop while the session stood", t0.AddMinutes(3));
+        ledger.Audit(null, "estop-reset", "reset while the session stood", t0.AddMinutes(4));
+        // Run 2: a motion hold's own "resumed" inside it opens nothing; it pauses; later e-stops of the chair are not this session's.
+        ledger.Audit(sessionId, "resumed", "session resumed", t0.AddMinutes(5));
+        ledger.Audit(sessionId, "resumed", "tracking settled; going on", t0.AddMinutes(5.5));
+        ledger.Audit(sessionId, "paused", "paused by the operator", t0.AddMinutes(6));
+        ledger.Audit(null, "estop", "e-stop after the pause", t0.AddMinutes(7));
+        ledger.UpdateSession(sessionId, SessionPhase.Paused, "paused by the operator", 1, 1, t0, null);
+
+        // Reported ten minutes on, after all of it (the rows are dated ahead of the wall clock).
+        var reports = new SessionReports(ledger, c.Services.GetRequiredService<TreatmentManager>(), new FakeTimeProvider(t0.AddMinutes(10)));
+        var stops = reports.SessionData(sessionId).Timeline.Where(e => e.Kind is TimelineEventKind.EmergencyStop or TimelineEventKind.Reset).ToList();
+        Assert.Equal(["e-stop in run 1; " + SmpRobot.Controller.Safety.SafetySupervisor.IncompleteStopPrefix + "the link is down", "reset after run 1"], stops.Select(e => e.Reason));
+        Assert.Equal(1, Assert.Single(reports.TreatmentData(treatmentId).Sessions).EmergencyStops);
+        Assert.Equal([(t0, t0.AddMinutes(1.5)), (t0.AddMinutes(5), t0.AddMinutes(6))], SessionReports.Runs(ledger.ReadAudit(sessionId), DateTimeOffset.MaxValue).ToList());
     }
 
     private static async Task AddLaterMachineRowsAsync(DbConnection connection, DateTimeOffset t0, string controller)
