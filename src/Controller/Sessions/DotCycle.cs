@@ -250,10 +250,23 @@ public sealed partial class DotCycle
         }
         catch (StoreUnavailableException e)
         {
-            var back = await WaitForStoreAsync(e, aim.Dot, () => _ledger.WithdrawIntent(_run.SessionId, aim.Dot.Seq, "the record store was unreachable while this dot's intent was recorded; no plunge line was written"), ct);
+            var seq = aim.Dot.Seq;
+            void Withdraw() => _ledger.WithdrawIntent(_run.SessionId, seq, "the record store was unreachable while this dot's intent was recorded; no plunge line was written");
+            // Until it is withdrawn the store may show the dot Commanded (its commit may have landed unseen): a run stopped
+            // before the store answers withdraws it with its end (see IntentToWithdraw).
+            IntentToWithdraw = Withdraw;
+            var back = await WaitForStoreAsync(e, aim.Dot, Withdraw, ct);
+            if (back) IntentToWithdraw = null;
             return back ? DotOutcome.Held(e.Message, waitsForTracking: true) : DotOutcome.Stopped;
         }
     }
+
+    /// <summary>
+    /// Set while an intent whose commit the controller could not see is not yet withdrawn (the record store was away):
+    /// the runner withdraws it when the run ends, or with the run's end once the store answers. No plunge line was
+    /// written for that dot, so Commanded would be untrue: it goes back to Pending (a no-op when the commit never landed).
+    /// </summary>
+    public Action? IntentToWithdraw { get; private set; }
 
     /// <summary>
     /// Step 6's record: Commanded → Placed. The dot is placed (the firmware proved it): an unreachable record store holds

@@ -145,8 +145,10 @@ public sealed class SessionRun(string sessionId, DateTimeOffset startedAt, doubl
     public TrackingGuard Guard { get; } = guard;
 
     /// <summary>
-    /// The record of the run's last commanded dot (Placed, or in doubt) that the record store could not take when the
-    /// run ended; written, before the run's end, once the store answers again (<see cref="SessionManager"/>). Null when none.
+    /// The record of the run's last commanded dot (Placed, or in doubt), and the withdrawal of an intent whose commit was
+    /// cut off (<see cref="DotCycle.IntentToWithdraw"/>), that the record store could not take when the run ended; written,
+    /// before the run's end, once the store answers again (<see cref="SessionManager"/>). Their state changes are idempotent, so a
+    /// write cut off part-way is run whole again. Null when none.
     /// </summary>
     public Action? UnrecordedDot { get; set; }
 

@@ -209,6 +209,19 @@ public sealed partial class SessionRunner(
                 run.UnrecordedDot = record;
             }
         }
+        if (cycle.IntentToWithdraw is { } withdraw)
+        {
+            try
+            {
+                withdraw();
+            }
+            catch (StoreUnavailableException e)
+            {
+                // Written with the run's end once the store answers (never plunged: a restart first would put it in doubt).
+                Log.IntentNotWithdrawn(log, run.SessionId, e.Message);
+                run.UnrecordedDot += withdraw;
+            }
+        }
         if (safeStopNeeded)
         {
             var stopError = await safety.SafeStopAfterFaultAsync(CancellationToken.None);
@@ -375,6 +388,9 @@ public sealed partial class SessionRunner(
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId} failed")]
         public static partial void Failed(ILogger log, Exception error, string sessionId);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: an intent whose commit was cut off could not be withdrawn at the end of the run ({Error}); it is withdrawn with the run's end once the store answers (no plunge line was written for it)")]
+        public static partial void IntentNotWithdrawn(ILogger log, string sessionId, string error);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Session {SessionId}: dot {DotId} could not be recorded at the end of the run ({Error}); it is written with the run's end once the store answers (Commanded until then; in doubt after a restart)")]
         public static partial void NotRecorded(ILogger log, string sessionId, string dotId, string error);

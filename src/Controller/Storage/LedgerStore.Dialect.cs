@@ -46,6 +46,7 @@ public sealed partial class LedgerStore
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (UnreachableForTests?.Invoke() == true) throw new StoreUnavailableException(_location.Display, new TimeoutException("cut off by the test"));
             for (var attempt = 1; ; attempt++)
             {
                 try

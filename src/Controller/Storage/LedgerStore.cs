@@ -687,8 +687,15 @@ public sealed partial class LedgerStore : IDisposable
                 counts[(int)from]--;
                 counts[(int)to]++;
             }
+            TransitionCommittedForTests?.Invoke(to);
         });
     }
+
+    /// <summary>Tests: called after a dot's transition committed, with its new state (a test cuts the store off there, as a connection lost during the commit would look).</summary>
+    internal Action<DotLedgerState>? TransitionCommittedForTests { get; set; }
+
+    /// <summary>Tests: while it returns true, every call fails as it does when the store cannot be reached.</summary>
+    internal Func<bool>? UnreachableForTests { get; set; }
 
     private static List<PlannedDot> CheckDots(IReadOnlyList<PlannedDot> dots)
     {

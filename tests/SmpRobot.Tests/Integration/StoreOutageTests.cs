@@ -111,6 +111,53 @@ public class StoreOutageTests
         Assert.Equal(placedByNeedle.Count, stopped.Dots.Placed);
     }
 
+    [Fact]
+    public async Task An_intent_whose_commit_landed_unseen_then_a_stop_before_the_store_answers_leaves_that_dot_pending_never_commanded()
+    {
+        var plan = DemoPlanGenerator.Generate(30, seed: 16);
+        await using var controller = await ControllerFixture.StartAsync(timeScale: 50);
+        await controller.HomeAsync();
+        await controller.StartHeartbeatAsync();
+        var id = (await controller.Sessions.CreateSessionAsync(new CreateSessionRequest { Plan = plan })).Id;
+        await controller.Sessions.StartAsync(new SessionRef { SessionId = id });
+        await controller.WaitForAsync(id, s => s.Dots.Placed >= 5);
+
+        // The next intent's commit lands, and the connection is cut before its answer: the controller sees a store
+        // that went away during the write, and the store stays away.
+        var ledger = controller.Services.GetRequiredService<LedgerStore>();
+        var cut = 0; // 0: not yet, 1: away, 2: back
+        ledger.UnreachableForTests = () => Volatile.Read(ref cut) == 1;
+        ledger.TransitionCommittedForTests = to =>
+        {
+            if (to == DotLedgerState.Commanded && Interlocked.CompareExchange(ref cut, 1, 0) == 0)
+            {
+                throw new StoreUnavailableException("the test's store", new TimeoutException("the connection was cut during the commit"));
+            }
+        };
+        var sessions = controller.Services.GetRequiredService<SessionManager>();
+        await UntilAsync(() => sessions.Tracking().HoldReason.StartsWith(StoreReason, StringComparison.Ordinal), "the session to hold for the store");
+
+        // The operator stops before the store answers: the run ends with the store still away.
+        var status = await controller.Safety.EmergencyStopAsync(new EmergencyStopRequest { Source = "test", Reason = "intent cut off" }, deadline: DateTime.UtcNow.Add(ControllerFixture.Timeout));
+        Assert.Equal("", status.StopError);
+        await sessions.WaitIdleAsync(ControllerFixture.Timeout);
+        Assert.Equal(1, Volatile.Read(ref cut));
+
+        Volatile.Write(ref cut, 2);
+        var stopped = await controller.WaitForAsync(id, ControllerFixture.IsFinished);
+        Assert.Equal(SessionState.EmergencyStopped, stopped.State);
+        // The dot whose intent landed unseen never had a plunge line: it is Pending again, and says why; no dot is left
+        // Commanded, none in doubt, and the store's Placed dots are exactly the needle's.
+        var dots = ledger.LoadDots(id);
+        Assert.DoesNotContain(dots, d => d.State is DotLedgerState.Commanded or DotLedgerState.InDoubt);
+        var withdrawn = Assert.Single(ledger.ReadAudit(id), a => a.Kind == "intent-withdrawn");
+        Assert.Contains("no plunge line was written", withdrawn.Message, StringComparison.Ordinal);
+        var placements = MotionTruth.PlacementsPerDot(plan, ControllerFixture.Profile, controller.Simulator.MotionRecord);
+        Assert.All(placements, p => Assert.True(p.Value <= 1, $"dot {p.Key} was placed {p.Value} times"));
+        Assert.Equal(placements.Where(p => p.Value == 1).Select(p => p.Key).Order(StringComparer.Ordinal), dots.Where(d => d.State == DotLedgerState.Placed).Select(d => d.Dot.DotId).Order(StringComparer.Ordinal));
+        Assert.Equal(0, stopped.Dots.Commanded);
+    }
+
     private static void AssertStoreUnavailable(RpcException e)
     {
         Assert.Equal(StatusCode.Unavailable, e.StatusCode);
