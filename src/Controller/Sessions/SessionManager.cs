@@ -177,7 +177,8 @@ public sealed partial class SessionManager : IAsyncDisposable
     /// As <see cref="Create(PlanValidationResult, byte[])"/>, for a session of a treatment: <paramref name="link"/> gives its
     /// number in the treatment and every dot's point in S, stored with the session in one transaction.
     /// </summary>
-    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel, TreatmentSessionLink? link)
+    /// <param name="creating">A new treatment that this session is the first of: stored with it in one transaction (<paramref name="link"/>'s treatment id is then ignored).</param>
+    public (SessionSnapshot? Session, PlanValidationResult Validation) Create(PlanValidationResult validation, byte[]? headModel, TreatmentSessionLink? link, NewTreatment? creating = null)
     {
         ArgumentNullException.ThrowIfNull(validation);
         if (!validation.IsValid || validation.Plan is null) return (null, validation);
@@ -191,9 +192,9 @@ public sealed partial class SessionManager : IAsyncDisposable
             dots.Add(new PlannedDot(seq, d.Id, d.XMm, d.YMm, d.ZMm, d.DepthMm, d.DwellMs, d.PigmentId, (int)d.Patch));
         }
         var name = string.IsNullOrEmpty(plan.Name) ? "unnamed plan" : plan.Name;
-        var record = link is null
-            ? _ledger.CreateSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots)
-            : _ledger.CreateTreatmentSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link);
+        var record = link is null ? _ledger.CreateSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots)
+            : creating is null ? _ledger.CreateTreatmentSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link)
+            : _ledger.CreateTreatmentWithFirstSession(creating, name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link);
         _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
         Changed();
         return (Snapshot(record.Id), validation);

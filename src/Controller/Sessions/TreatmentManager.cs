@@ -63,10 +63,12 @@ public sealed partial class TreatmentManager
         var first = SessionPlanOf(plans, 1);
         lock (_gate)
         {
+            // The head model is kept by its SHA-256 (kept again, it changes nothing); the treatment and its session 1 are
+            // stored in one transaction, so a store that goes away part-way leaves neither (and a retry makes one treatment).
             _ledger.SaveHeadModel(check.Design.MeshSha256, Path.GetFileName(meshFileName ?? "head-model.ply"), meshBytes);
-            var treatment = _ledger.CreateTreatment(clientId, check.Design.Source.Name, designJson, check.Design.MeshSha256, check.Design.SessionCount, startedBy);
-            CreateSession(treatment, plans, first, 1);
-            return View(treatment.Id);
+            var treatment = new NewTreatment(clientId, check.Design.Source.Name, designJson, check.Design.MeshSha256, check.Design.SessionCount, startedBy);
+            var (session, _) = _sessions.Create(first.Check, meshBytes, Link("", plans, first, 1), treatment);
+            return View(session?.Record.TreatmentId ?? throw new InvalidOperationException("the first session of the new treatment was not created: " + string.Join("; ", first.Check.Violations)));
         }
     }
 
@@ -237,7 +239,11 @@ public sealed partial class TreatmentManager
         return plan;
     }
 
-    private void CreateSession(TreatmentRecord treatment, TreatmentDesignPlans plans, SessionPlan plan, int number)
+    private void CreateSession(TreatmentRecord treatment, TreatmentDesignPlans plans, SessionPlan plan, int number) =>
+        Create(treatment, plan, Link(treatment.Id, plans, plan, number));
+
+    /// <summary>Session <paramref name="number"/> of the design in treatment <paramref name="treatmentId"/>: every dot with its design dot and point in S.</summary>
+    private static TreatmentSessionLink Link(string treatmentId, TreatmentDesignPlans plans, SessionPlan plan, int number)
     {
         var inScalp = new Dictionary<string, DotInScalp>(StringComparer.Ordinal);
         foreach (var dot in plan.Plan.Dots)
@@ -245,7 +251,7 @@ public sealed partial class TreatmentManager
             var designDot = plans.ById[dot.Id];
             inScalp[dot.Id] = new DotInScalp(designDot.Id, designDot.PointMm);
         }
-        Create(treatment, plan, new TreatmentSessionLink(treatment.Id, number, TreatmentSessionKind.Session, inScalp));
+        return new TreatmentSessionLink(treatmentId, number, TreatmentSessionKind.Session, inScalp);
     }
 
     private void Create(TreatmentRecord treatment, SessionPlan plan, TreatmentSessionLink link)

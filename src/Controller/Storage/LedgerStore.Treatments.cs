@@ -37,6 +37,21 @@ public enum TreatmentSessionKind
 /// <param name="PointS">Its planned skin point in S, mm.</param>
 public sealed record DotInScalp(string DesignDotId, Vec3 PointS);
 
+/// <summary>A treatment to store: the pseudonymous client, the design (its name and text), the head model's SHA-256, its number of sessions (≥ 1), and who started it.</summary>
+public sealed record NewTreatment(string ClientId, string DesignName, string DesignJson, string HeadModelSha256, int SessionCount, string CreatedBy)
+{
+    /// <summary>Throws ArgumentException for an empty field or fewer than one session.</summary>
+    public void Check()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(ClientId);
+        ArgumentException.ThrowIfNullOrWhiteSpace(DesignName);
+        ArgumentException.ThrowIfNullOrWhiteSpace(DesignJson);
+        ArgumentException.ThrowIfNullOrWhiteSpace(HeadModelSha256);
+        ArgumentOutOfRangeException.ThrowIfLessThan(SessionCount, 1);
+        ArgumentNullException.ThrowIfNull(CreatedBy);
+    }
+}
+
 /// <summary>A session's place in its treatment, given when it is created.</summary>
 /// <param name="TreatmentId">The treatment.</param>
 /// <param name="Number">1..n for the design's sessions; n+1.. for touch-ups.</param>
@@ -153,32 +168,47 @@ public sealed partial class LedgerStore
     /// </summary>
     public TreatmentRecord CreateTreatment(string clientId, string designName, string designJson, string headModelSha256, int sessionCount, string createdBy)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(clientId);
-        ArgumentException.ThrowIfNullOrWhiteSpace(designName);
-        ArgumentException.ThrowIfNullOrWhiteSpace(designJson);
-        ArgumentException.ThrowIfNullOrWhiteSpace(headModelSha256);
-        ArgumentOutOfRangeException.ThrowIfLessThan(sessionCount, 1);
-        ArgumentNullException.ThrowIfNull(createdBy);
-        var designSha = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(designJson)));
+        var treatment = new NewTreatment(clientId, designName, designJson, headModelSha256, sessionCount, createdBy);
+        treatment.Check();
         return Guarded(() =>
         {
-            var now = _time.GetUtcNow();
             using var tx = Begin();
-            string id;
-            do
-            {
-                id = "t-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-            }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM treatments WHERE id = @id", ("@id", id)) > 0);
-            Execute(tx,
-                "INSERT INTO treatments (id, client_id, design_name, design_json, design_sha256, head_model_sha256, session_count, created_at, created_by) " +
-                "VALUES (@id, @client, @name, @json, @sha, @model, @count, @now, @by)",
-                ("@id", id), ("@client", clientId), ("@name", designName), ("@json", designJson), ("@sha", designSha), ("@model", headModelSha256),
-                ("@count", sessionCount), ("@now", now.UtcTicks), ("@by", createdBy));
-            InsertAudit(tx, null, "treatment-created", Inv($"treatment {id} for client {clientId} from design \"{designName}\" ({sessionCount} sessions) by {createdBy}"), now);
+            var record = InsertTreatment(tx, treatment, _time.GetUtcNow());
             tx.Commit();
-            return new TreatmentRecord(id, clientId, designName, designJson, designSha, headModelSha256, sessionCount, FromTicks(now.UtcTicks), createdBy);
+            return record;
         });
+    }
+
+    /// <summary>
+    /// A new treatment and its first session, in one transaction: both are stored, or neither (a store that goes away
+    /// part-way leaves no treatment without its session 1). <paramref name="link"/>'s treatment id is ignored: the new
+    /// treatment's is used. Returns the session, with its <see cref="SessionRecord.TreatmentId"/> set.
+    /// </summary>
+    public SessionRecord CreateTreatmentWithFirstSession(NewTreatment treatment, string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots, TreatmentSessionLink link)
+    {
+        ArgumentNullException.ThrowIfNull(treatment);
+        ArgumentNullException.ThrowIfNull(link);
+        treatment.Check();
+        return CreateSession(planName, planJson, profileName, dots, link with { TreatmentId = "(new)" }, treatment);
+    }
+
+    /// <summary>Inserts <paramref name="t"/> (in <paramref name="tx"/>) under a new id, with its audit row.</summary>
+    private TreatmentRecord InsertTreatment(DbTransaction tx, NewTreatment t, DateTimeOffset now)
+    {
+        var designSha = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(t.DesignJson)));
+        string id;
+        do
+        {
+            id = "t-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
+        }
+        while (Scalar<long>(tx, "SELECT COUNT(*) FROM treatments WHERE id = @id", ("@id", id)) > 0);
+        Execute(tx,
+            "INSERT INTO treatments (id, client_id, design_name, design_json, design_sha256, head_model_sha256, session_count, created_at, created_by) " +
+            "VALUES (@id, @client, @name, @json, @sha, @model, @count, @now, @by)",
+            ("@id", id), ("@client", t.ClientId), ("@name", t.DesignName), ("@json", t.DesignJson), ("@sha", designSha), ("@model", t.HeadModelSha256),
+            ("@count", t.SessionCount), ("@now", now.UtcTicks), ("@by", t.CreatedBy));
+        InsertAudit(tx, null, "treatment-created", Inv($"treatment {id} for client {t.ClientId} from design \"{t.DesignName}\" ({t.SessionCount} sessions) by {t.CreatedBy}"), now);
+        return new TreatmentRecord(id, t.ClientId, t.DesignName, t.DesignJson, designSha, t.HeadModelSha256, t.SessionCount, FromTicks(now.UtcTicks), t.CreatedBy);
     }
 
     /// <summary>The treatment with this id, or null.</summary>

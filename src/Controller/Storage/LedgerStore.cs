@@ -105,7 +105,7 @@ public sealed partial class LedgerStore : IDisposable
     public SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots) =>
         CreateSession(planName, planJson, profileName, dots, null);
 
-    private SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots, TreatmentSessionLink? link)
+    private SessionRecord CreateSession(string planName, string planJson, string profileName, IReadOnlyList<PlannedDot> dots, TreatmentSessionLink? link, NewTreatment? creating = null)
     {
         ArgumentNullException.ThrowIfNull(planName);
         ArgumentNullException.ThrowIfNull(planJson);
@@ -117,6 +117,8 @@ public sealed partial class LedgerStore : IDisposable
         {
             var now = _time.GetUtcNow();
             using var tx = Begin();
+            // A new treatment with its first session: stored in this transaction, so neither stands without the other.
+            if (creating is not null) link = link! with { TreatmentId = InsertTreatment(tx, creating, now).Id };
             if (link is not null) CheckTreatmentSessionFree(tx, link);
             string id;
             do
@@ -183,7 +185,11 @@ public sealed partial class LedgerStore : IDisposable
             var counts = new int[6];
             counts[(int)DotLedgerState.Pending] = ordered.Count;
             if (!_pg) _tallies[id] = counts;
-            return new SessionRecord(id, planName, profileName, SessionPhase.Created, "", 0, 0, FromTicks(now.UtcTicks), null, null);
+            return new SessionRecord(id, planName, profileName, SessionPhase.Created, "", 0, 0, FromTicks(now.UtcTicks), null, null)
+            {
+                TreatmentId = link?.TreatmentId,
+                TreatmentSessionNumber = link?.Number ?? 0,
+            };
         });
     }
 

@@ -162,6 +162,28 @@ public class TreatmentRecordTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_store_cut_off_while_a_treatment_starts_stores_neither_it_nor_its_session_and_a_retry_makes_one_treatment()
+    {
+        // The store goes away after the treatment's row and before its session 1's link: the answer is UNAVAILABLE, and
+        // no treatment stands without its first session (the operator's retry would otherwise make a second treatment).
+        var ledger = _c.Services.GetRequiredService<LedgerStore>();
+        ledger.TreatmentSessionCheckedForTests = _ =>
+        {
+            ledger.TreatmentSessionCheckedForTests = null;
+            throw new StoreUnavailableException("the test's store", new TimeoutException("the connection was cut"));
+        };
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await _treatments.StartTreatmentAsync(await RequestAsync(), deadline: Deadline));
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        Assert.Empty((await _treatments.ListTreatmentsAsync(new ListTreatmentsRequest(), deadline: Deadline)).Treatments);
+        Assert.Empty((await _c.Sessions.ListAsync(new ListSessionsRequest(), deadline: Deadline)).Sessions);
+
+        var info = await _treatments.StartTreatmentAsync(await RequestAsync(), deadline: Deadline);
+        Assert.Equal(info.Id, Assert.Single((await _treatments.ListTreatmentsAsync(new ListTreatmentsRequest { ClientId = "C-0042" }, deadline: Deadline)).Treatments).Id);
+        Assert.Equal(1u, Assert.Single(info.Sessions).Number);
+        Assert.Single(ledger.ReadAudit(null), a => a.Kind == "treatment-created");
+    }
+
+    [Fact]
     public async Task The_store_keeps_the_cameras_check_and_refuses_a_second_session_of_the_same_number()
     {
         var info = await _treatments.StartTreatmentAsync(await RequestAsync(), deadline: Deadline);
