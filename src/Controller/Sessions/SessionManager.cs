@@ -195,7 +195,8 @@ public sealed partial class SessionManager : IAsyncDisposable
         var record = link is null ? _ledger.CreateSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots)
             : creating is null ? _ledger.CreateTreatmentSession(name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link)
             : _ledger.CreateTreatmentWithFirstSession(creating, name, JsonFormatter.Default.Format(plan), _profile.Name, dots, link);
-        _ledger.Audit(record.Id, "created", $"session created from plan '{record.PlanName}' with {dots.Count} dots");
+        // Its "session-created" audit row was written in the creation's own transaction: no second write here, which a
+        // store going away could fail after the session stood (and a retry would then make a second one).
         Changed();
         return (Snapshot(record.Id), validation);
     }
