@@ -172,7 +172,7 @@ public static class ControllerHost
         var store = new LedgerStore(options.Store ?? StoreLocation.Sqlite(Path.Combine(options.DataDirectory, "smp.db")), options.TimeProvider);
 #pragma warning restore CA2000
         services.AddSingleton(sp => store);
-        services.AddSingleton(sp => new Security.UserDirectory(sp.GetRequiredService<LedgerStore>(), options.TimeProvider));
+        services.AddSingleton(sp => new Security.UserDirectory(sp.GetRequiredService<LedgerStore>(), options.TimeProvider, sp.GetRequiredService<ILogger<Security.UserDirectory>>()));
         services.AddSingleton(new Security.AccessMode { InsecureLoopback = options.InsecureLoopback });
         services.AddSingleton<DeferredAuditWrites>();
         services.AddAuthentication(Security.TokenAuthenticationHandler.SchemeName)

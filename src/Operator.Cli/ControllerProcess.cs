@@ -109,6 +109,11 @@ internal sealed partial class ControllerProcess : IAsyncDisposable
             {
                 // Output after we closed the log: nothing to keep.
             }
+            catch (IOException)
+            {
+                // The log file cannot be written (disk full, removed): the line is lost, never the process (this runs on
+                // the output reader's callback, where an exception would end smp).
+            }
         }
     }
 

@@ -94,6 +94,8 @@ public sealed class TrackedHeadPoseSource : IHeadPoseSource, IDisposable
         HeadTracker? old;
         lock (_processing)
         {
+            // Dispose marks itself under this lock before it frees the last frame: a frame read here is never freed meanwhile.
+            ObjectDisposedException.ThrowIf(_disposed, this);
             if (_lastFrame is { } last && (last.Image.Width != intrinsics.WidthPx || last.Image.Height != intrinsics.HeightPx))
             {
                 throw new ArgumentException($"intrinsics for {intrinsics.WidthPx}x{intrinsics.HeightPx} px, but {_frames.Description} delivers {last.Image.Width}x{last.Image.Height} px frames");

@@ -59,7 +59,9 @@ public sealed partial class AttentionOutput : IDisposable
         {
             reason = _reason();
         }
-        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+#pragma warning disable CA1031 // a timer callback: whatever the state's reading threw (a store away, a disposed part), the lamp says the controller cannot tell it
+        catch (Exception e)
+#pragma warning restore CA1031
         {
             reason = "the controller cannot tell its state: " + e.Message;
         }
@@ -67,8 +69,17 @@ public sealed partial class AttentionOutput : IDisposable
         lock (_gate)
         {
             if (_disposed || _on == on) return;
+            try
+            {
+                _controller.Write(_pin, on == _activeHigh ? PinValue.High : PinValue.Low);
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException)
+            {
+                // The pin could not be written: not counted as switched, so the next tick tries again.
+                Log.NotWritten(_log, e.Message);
+                return;
+            }
             _on = on;
-            _controller.Write(_pin, on == _activeHigh ? PinValue.High : PinValue.Low);
         }
         if (on) Log.On(_log, reason);
         else Log.Off(_log);
@@ -77,6 +88,9 @@ public sealed partial class AttentionOutput : IDisposable
     /// <summary>Log messages (source-generated).</summary>
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Error, Message = "Attention output: the pin could not be written ({Error}); tried again at the next tick")]
+        public static partial void NotWritten(ILogger log, string error);
+
         [LoggerMessage(Level = LogLevel.Warning, Message = "Attention output on: {Reason}")]
         public static partial void On(ILogger log, string? reason);
 

@@ -1,4 +1,6 @@
 using System.Collections.Frozen;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using SmpRobot.Controller.Storage;
 
 namespace SmpRobot.Controller.Security;
@@ -19,7 +21,7 @@ public sealed record CallerIdentity(string Name, Role Role)
 /// (<c>smp-controller user add</c> or <c>revoke</c> while the controller runs, or another chair on a shared PostgreSQL
 /// store), seen through <see cref="LedgerStore.DataVersion"/>: SQLite's data_version, or PostgreSQL's users counter.
 /// </summary>
-public sealed class UserDirectory : IDisposable
+public sealed partial class UserDirectory : IDisposable
 {
     /// <summary>How often the store is asked whether another process changed it.</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
@@ -30,10 +32,16 @@ public sealed class UserDirectory : IDisposable
     private volatile FrozenDictionary<string, CallerIdentity> _byTokenHash = FrozenDictionary<string, CallerIdentity>.Empty;
     private long _dataVersion = long.MinValue;
 
-    public UserDirectory(LedgerStore store, TimeProvider timeProvider)
+    private readonly ILogger _log;
+
+    /// <param name="store">Where the users are.</param>
+    /// <param name="timeProvider">The poll's clock.</param>
+    /// <param name="log">Where a poll that failed for another reason than an unreachable or busy store is said (default: nowhere).</param>
+    public UserDirectory(LedgerStore store, TimeProvider timeProvider, ILogger? log = null)
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         _store = store ?? throw new ArgumentNullException(nameof(store));
+        _log = log ?? NullLogger.Instance;
         Reload();
         _poll = timeProvider.CreateTimer(_ => Poll(), null, PollInterval, PollInterval);
     }
@@ -78,6 +86,19 @@ public sealed class UserDirectory : IDisposable
         {
             // The PostgreSQL server is unreachable: the users known stay as they are until it answers again.
         }
+#pragma warning disable CA1031 // last resort of a timer callback: an exception left there ends the whole controller; the users known stay as they are
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.PollFailed(_log, e);
+        }
+    }
+
+    /// <summary>Log messages (source-generated).</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Error, Message = "Reading the users again failed; the users known stay as they are, and the next poll looks again")]
+        public static partial void PollFailed(ILogger log, Exception error);
     }
 
     public void Dispose() => _poll.Dispose();

@@ -197,7 +197,9 @@ public sealed class PtyDevice : IAsyncDisposable
         if (_disposed) return;
         _disposed = true;
         _waker.Wake();
-        _reader.Join(TimeSpan.FromSeconds(2));
+        // Bounded (a loaded machine may be slow to run the reader's last turn); a reader still running keeps its
+        // descriptors: closed under it, their numbers could be reused by another open and read as this link's.
+        var joined = _reader.Join(TimeSpan.FromSeconds(10));
         await _host.DetachLinkAsync(_pumps).ConfigureAwait(false);
         try
         {
@@ -206,6 +208,11 @@ public sealed class PtyDevice : IAsyncDisposable
         catch (IOException e)
         {
             _host.Log.LinkNotRemoved(LinkPath, e.Message);
+        }
+        if (!joined)
+        {
+            _host.Log.PtyReaderStuck(DevicePath);
+            return;
         }
         _ = PosixTty.Close(_inotify);
         _ = PosixTty.Close(_slave);

@@ -29,6 +29,9 @@ internal static partial class SimulatorLog
     [LoggerMessage(Level = LogLevel.Error, Message = "pty {Device}: its reader stopped: {Message}; the board hears nothing more from this link")]
     public static partial void PtyReaderFailed(this ILogger logger, string device, string message);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "pty {Device}: its reader did not stop within 10 s; its descriptors are left open rather than closed under it")]
+    public static partial void PtyReaderStuck(this ILogger logger, string device);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "could not remove {Link}: {Message}")]
     public static partial void LinkNotRemoved(this ILogger logger, string link, string message);
 
