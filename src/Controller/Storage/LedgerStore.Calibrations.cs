@@ -77,12 +77,7 @@ public sealed partial class LedgerStore
         {
             var now = _time.GetUtcNow();
             using var tx = Begin();
-            string id;
-            do
-            {
-                id = "c-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-            }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM calibrations WHERE id = @id", ("@id", id)) > 0);
+            var id = NewId(tx, "c", "calibrations", now);
             Execute(tx,
                 $"INSERT INTO calibrations ({CalibrationColumns}) VALUES (@id, @kind, @camera, @profile, @now, @method, @data, @stats, @rms, @p95, @max, @points, @notes, @valid)",
                 ("@id", id), ("@kind", (int)kind), ("@camera", camera), ("@profile", profileName), ("@now", now.UtcTicks), ("@method", method), ("@data", dataJson),

@@ -1,5 +1,7 @@
 using System.Data;
 using System.Data.Common;
+using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using Npgsql;
@@ -74,6 +76,21 @@ public sealed partial class LedgerStore
         body();
         return true;
     });
+
+    /// <summary>
+    /// A new id for a row of <paramref name="table"/> (one of the store's own table names, never input): "<paramref name="prefix"/>-",
+    /// the UTC time of <paramref name="now"/> and a random suffix, drawn again until no row of the table has it.
+    /// </summary>
+    private string NewId(DbTransaction tx, string prefix, string table, DateTimeOffset now)
+    {
+        string id;
+        do
+        {
+            id = prefix + "-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
+        }
+        while (Scalar<long>(tx, $"SELECT COUNT(*) FROM {table} WHERE id = @id", ("@id", id)) > 0);
+        return id;
+    }
 
     /// <summary>A transaction for a mutating call. PostgreSQL: repeatable read, where SQLite's single writer made every transaction serial.</summary>
     private DbTransaction Begin() => _pg ? _connection.BeginTransaction(IsolationLevel.RepeatableRead) : _connection.BeginTransaction();

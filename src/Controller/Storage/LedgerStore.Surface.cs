@@ -201,12 +201,7 @@ public sealed partial class LedgerStore
     private SurfaceRegistrationRecord InsertSurfaceRegistration(DbTransaction tx, string? sessionId, int patch, string modelSha256, string headFromScalpJson,
         double rmsMm, double p95Mm, double maxMm, int contacts, int inliers, string contactsJson, bool valid, string notes, string? heightMapJson, DateTimeOffset now)
     {
-        string id;
-        do
-        {
-            id = "r-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-        }
-        while (Scalar<long>(tx, "SELECT COUNT(*) FROM surface_registrations WHERE id = @id", ("@id", id)) > 0);
+        var id = NewId(tx, "r", "surface_registrations", now);
         Execute(tx,
             $"INSERT INTO surface_registrations ({SurfaceColumns}, height_map_json) VALUES (@id, @session, @patch, @now, @model, @t, @rms, @p95, @max, @contacts, @inliers, @json, @valid, @notes, @map)",
             ("@id", id), ("@session", sessionId), ("@patch", patch), ("@now", now.UtcTicks), ("@model", modelSha256), ("@t", headFromScalpJson),

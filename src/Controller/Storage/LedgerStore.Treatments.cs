@@ -196,12 +196,7 @@ public sealed partial class LedgerStore
     private TreatmentRecord InsertTreatment(DbTransaction tx, NewTreatment t, DateTimeOffset now)
     {
         var designSha = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(t.DesignJson)));
-        string id;
-        do
-        {
-            id = "t-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-        }
-        while (Scalar<long>(tx, "SELECT COUNT(*) FROM treatments WHERE id = @id", ("@id", id)) > 0);
+        var id = NewId(tx, "t", "treatments", now);
         Execute(tx,
             "INSERT INTO treatments (id, client_id, design_name, design_json, design_sha256, head_model_sha256, session_count, created_at, created_by) " +
             "VALUES (@id, @client, @name, @json, @sha, @model, @count, @now, @by)",

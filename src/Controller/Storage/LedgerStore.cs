@@ -120,12 +120,7 @@ public sealed partial class LedgerStore : IDisposable
             // A new treatment with its first session: stored in this transaction, so neither stands without the other.
             if (creating is not null) link = link! with { TreatmentId = InsertTreatment(tx, creating, now).Id };
             if (link is not null) CheckTreatmentSessionFree(tx, link);
-            string id;
-            do
-            {
-                id = "s-" + now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture) + "-" + RandomNumberGenerator.GetHexString(4, lowercase: true);
-            }
-            while (Scalar<long>(tx, "SELECT COUNT(*) FROM sessions WHERE id = @id", ("@id", id)) > 0);
+            var id = NewId(tx, "s", "sessions", now);
 
             Execute(tx,
                 "INSERT INTO sessions (id, plan_name, plan_json, profile_name, phase, reason, elapsed_s, kinematic_s, created_at, dot_count) " +
